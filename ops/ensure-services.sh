@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Start the local PostgreSQL and RabbitMQ when they are not running, and wait until they answer.
+# The integration tests need both; they fail (never skip) when either is missing.
+set -euo pipefail
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+    local port=$1 name=$2
+    for _ in $(seq 1 120); do
+        port_open "$port" && return 0
+        sleep 1
+    done
+    echo "ensure-services: $name did not open port $port" >&2
+    return 1
+}
+
+if ! port_open 5432; then
+    if ! ls /etc/postgresql >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    echo "ensure-services: starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    wait_port 5432 PostgreSQL
+fi
+
+if ! port_open 5672; then
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+    fi
+    echo "ensure-services: starting RabbitMQ"
+    rabbitmq-server -detached || true
+    wait_port 5672 RabbitMQ
+    rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+fi
+echo "ensure-services: PostgreSQL (5432) and RabbitMQ (5672) are up"
