@@ -1,0 +1,148 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Operation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATION_UNSPECIFIED: _ClassVar[Operation]
+    UPSERT: _ClassVar[Operation]
+    DELETE: _ClassVar[Operation]
+OPERATION_UNSPECIFIED: Operation
+UPSERT: Operation
+DELETE: Operation
+
+class Record(_message.Message):
+    __slots__ = ("id", "sequence", "operation", "payload", "at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    sequence: int
+    operation: Operation
+    payload: bytes
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., sequence: _Optional[int] = ..., operation: _Optional[_Union[Operation, str]] = ..., payload: _Optional[bytes] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RecordBatch(_message.Message):
+    __slots__ = ("batch_id", "provider_code", "resource_code", "records", "merkle_root", "key_id", "signature")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    provider_code: str
+    resource_code: str
+    records: _containers.RepeatedCompositeFieldContainer[Record]
+    merkle_root: bytes
+    key_id: str
+    signature: bytes
+    def __init__(self, batch_id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("batch_id", "accepted", "duplicates")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    accepted: int
+    duplicates: int
+    def __init__(self, batch_id: _Optional[str] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("resource_code", "platform")
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    resource_code: str
+    platform: str
+    def __init__(self, resource_code: _Optional[str] = ..., platform: _Optional[str] = ...) -> None: ...
+
+class Subscription(_message.Message):
+    __slots__ = ("queue", "resource_code", "grant_id")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    resource_code: str
+    grant_id: str
+    def __init__(self, queue: _Optional[str] = ..., resource_code: _Optional[str] = ..., grant_id: _Optional[str] = ...) -> None: ...
+
+class Receipt(_message.Message):
+    __slots__ = ("batch_id", "record_ids", "receiver_code", "key_id", "signature")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_IDS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_CODE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    record_ids: _containers.RepeatedScalarFieldContainer[str]
+    receiver_code: str
+    key_id: str
+    signature: bytes
+    def __init__(self, batch_id: _Optional[str] = ..., record_ids: _Optional[_Iterable[str]] = ..., receiver_code: _Optional[str] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class ReceiptAck(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class DeliveryStatusRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class DeliveryStatus(_message.Message):
+    __slots__ = ("batch_id", "state", "detail")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    state: str
+    detail: str
+    def __init__(self, batch_id: _Optional[str] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class PullRequest(_message.Message):
+    __slots__ = ("cursor", "platform")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    platform: str
+    def __init__(self, cursor: _Optional[str] = ..., platform: _Optional[str] = ...) -> None: ...
+
+class PullItem(_message.Message):
+    __slots__ = ("batch", "manifest")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    batch: RecordBatch
+    manifest: Manifest
+    def __init__(self, batch: _Optional[_Union[RecordBatch, _Mapping]] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...
+
+class Manifest(_message.Message):
+    __slots__ = ("from_cursor", "to_cursor", "record_count", "merkle_root", "key_id", "signature")
+    FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TO_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    from_cursor: str
+    to_cursor: str
+    record_count: int
+    merkle_root: bytes
+    key_id: str
+    signature: bytes
+    def __init__(self, from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., record_count: _Optional[int] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
