@@ -1,0 +1,21 @@
+"""``exnode bench …``: benchmarks run on demand; they print name=value lines."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="benchmarks (print name=value lines)")
+    commands = parser.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    catalog = commands.add_parser("catalog", help="import N generated resources, then time typical searches")
+    catalog.add_argument("--count", type=int, default=100_000)
+    catalog.add_argument("--database-url", action="append", default=None,
+                         help="database to measure (repeatable; default: a temporary SQLite and the local PostgreSQL)")
+    catalog.set_defaults(handler=run_catalog)
+
+
+def run_catalog(args: argparse.Namespace) -> int:
+    from tests.bench.catalog_bench import main as bench_main
+
+    return bench_main(count=args.count, urls=args.database_url)

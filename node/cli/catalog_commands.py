@@ -1,0 +1,256 @@
+"""``exnode catalog list|show|history|import|export|publish|retire`` against a running node."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+from exnode.v1 import catalog_pb2 as pb
+from exnode.v1 import catalog_pb2_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from catalog.interchange import metadata_to_dict
+from node.catalog_files import CatalogFileError, read_catalog_file, write_catalog_file
+from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
+from node.grpc import convert
+
+ENUM_CHOICES = {
+    "classification": pb.Classification, "share_type": pb.ShareType, "open_type": pb.OpenType,
+    "update_cycle": pb.UpdateCycle, "status": pb.ResourceStatus,
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("catalog", help="the information-resource catalog (政务信息资源目录)")
+    commands = parser.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+
+    listing = commands.add_parser("list", help="list and search resources")
+    add_client(listing)
+    listing.add_argument("--query", "-q", default="", help="words in name, summary or item names (中文 works)")
+    for flag, field in (("--classification", "classification"), ("--share", "share_type"),
+                        ("--open", "open_type"), ("--cycle", "update_cycle"), ("--status", "status")):
+        names = [n for n in ENUM_CHOICES[field].keys() if not n.endswith("UNSPECIFIED")]
+        listing.add_argument(flag, dest=field, choices=names, default=None)
+    listing.add_argument("--provider", default="", help="provider's 统一社会信用代码")
+    listing.add_argument("--code-prefix", default="", help="classification code prefix")
+    listing.add_argument("--limit", type=int, default=0, help="stop after N resources (default: all)")
+    listing.set_defaults(handler=run_list)
+
+    show = commands.add_parser("show", help="one resource (latest version, or --version N)")
+    add_client(show)
+    show.add_argument("code")
+    show.add_argument("--version", type=int, default=0)
+    show.add_argument("--history", action="store_true", help="list every version instead")
+    show.set_defaults(handler=run_show)
+
+    imp = commands.add_parser("import", help="import a JSON or XML catalog file (atomic)")
+    add_client(imp)
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--publish", action="store_true", help="publish every imported resource")
+    imp.add_argument("--replace-drafts", action="store_true", help="update existing drafts instead of failing")
+    imp.set_defaults(handler=run_import)
+
+    exp = commands.add_parser("export", help="export the catalog as XML or JSON")
+    add_client(exp)
+    exp.add_argument("--format", choices=["xml", "json"], default="xml")
+    exp.add_argument("--out", type=Path, default=None, help="file to write (default: standard output)")
+    exp.add_argument("--status", choices=["DRAFT", "PUBLISHED", "RETIRED"], default="PUBLISHED")
+    exp.set_defaults(handler=run_export)
+
+    for action, helptext in (("publish", "publish the pending draft"), ("retire", "retire (下线) a resource")):
+        command = commands.add_parser(action, help=helptext)
+        add_client(command)
+        command.add_argument("code")
+        if action == "retire":
+            command.add_argument("--reason", default="")
+        else:
+            command.add_argument("--expected-version", type=int, default=0)
+        command.set_defaults(handler=run_publish if action == "publish" else run_retire)
+
+
+def _stub(args: argparse.Namespace) -> catalog_pb2_grpc.CatalogServiceStub:
+    return catalog_pb2_grpc.CatalogServiceStub(channel(args))
+
+
+def resource_dict(resource: pb.Resource) -> dict[str, Any]:
+    meta = convert.metadata_from_proto(resource.version.metadata)
+    return {
+        "code": resource.code,
+        "status": pb.ResourceStatus.Name(resource.status),
+        "version": resource.version.version,
+        "version_state": pb.VersionState.Name(resource.version.state).removeprefix("VERSION_"),
+        "latest_version": resource.latest_version,
+        "published_version": resource.published_version,
+        "metadata": metadata_to_dict(meta),
+    }
+
+
+def run_list(args: argparse.Namespace) -> int:
+    stub, token = _stub(args), ""
+    request = pb.ListResourcesRequest(query=args.query, provider_code=args.provider, code_prefix=args.code_prefix,
+                                      page_size=200)
+    for field, kind in ENUM_CHOICES.items():
+        if getattr(args, field):
+            setattr(request, field, kind.Value(getattr(args, field)))
+    found: list[pb.Resource] = []
+    total = 0
+    while True:
+        request.page_token = token
+        page = stub.ListResources(request, metadata=call_metadata(args))
+        found.extend(page.resources)
+        total = page.total_size
+        token = page.next_page_token
+        if not token or (args.limit and len(found) >= args.limit):
+            break
+    if args.limit:
+        found = found[: args.limit]
+    if args.json:
+        print_json({"total_size": total, "resources": [resource_dict(r) for r in found]})
+        return 0
+    for r in found:
+        meta = r.version.metadata
+        share = pb.ShareType.Name(meta.share_type).removeprefix("SHARE_")
+        print(f"{r.code:<24} {pb.ResourceStatus.Name(r.status):<9} v{r.version.version:<3} {share:<14} "
+              f"{pb.UpdateCycle.Name(meta.update_cycle):<11} {meta.name}  [{meta.provider_name}]")
+    print(f"{len(found)} of {total} resources", file=sys.stderr)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    stub = _stub(args)
+    if args.history:
+        history = stub.ListResourceHistory(pb.ListResourceHistoryRequest(code=args.code), metadata=call_metadata(args))
+        rows = [{"version": v.version, "state": pb.VersionState.Name(v.state).removeprefix("VERSION_"),
+                 "created_at": v.created_at.ToJsonString(),
+                 "published_at": v.published_at.ToJsonString() if v.HasField("published_at") else None,
+                 "name": v.metadata.name} for v in history.versions]
+        if args.json:
+            print_json({"code": args.code, "versions": rows})
+        else:
+            for row in rows:
+                print(f"v{row['version']:<3} {row['state']:<10} {row['created_at']}  {row['name']}")
+        return 0
+    resource = stub.GetResource(pb.GetResourceRequest(code=args.code, version=args.version),
+                                metadata=call_metadata(args))
+    document = resource_dict(resource)
+    if args.json:
+        print_json(document)
+        return 0
+    meta = document["metadata"]
+    print(f"{meta['name']}  ({resource.code}, {document['status']}, version {document['version']} "
+          f"{document['version_state']}, latest {document['latest_version']})")
+    for key, value in meta.items():
+        if key != "items":
+            print(f"  {key:<20} {value}")
+    print("  items:")
+    for item in meta["items"]:
+        print(f"    - {item['name']} {item['data_type']}({item['length']}){' required' if item['required'] else ''}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    try:
+        data = args.file.read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read {args.file}: {error.strerror}") from None
+    try:
+        entries = read_catalog_file(data)
+    except CatalogFileError as error:
+        print(f"exnode: {args.file}: {error}", file=sys.stderr)
+        return 1
+    messages = []
+    for entry in entries:
+        if isinstance(entry.parsed, Exception):
+            messages.append(pb.ResourceMetadata())  # placeholder: local problems are reported below
+        else:
+            messages.append(convert.metadata_to_proto(entry.parsed))
+    local = {i: e for i, e in enumerate(entries) if isinstance(e.parsed, Exception)}
+    try:
+        if local:
+            raise _LocalProblems()
+        result = _stub(args).ImportResources(
+            pb.ImportResourcesRequest(resources=messages, publish=args.publish, replace_drafts=args.replace_drafts),
+            metadata=call_metadata(args))
+    except _LocalProblems:
+        _report(args.file, entries, {i: [str(p) for p in e.parsed.problems] for i, e in local.items()})
+        return 1
+    except grpc.RpcError as error:
+        problems = _violations(error)
+        if not problems:
+            raise
+        _report(args.file, entries, problems)
+        return 1
+    summary = {"file": str(args.file), "created": result.created, "updated": result.updated,
+               "published": result.published}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"imported {args.file}: {result.created} created, {result.updated} updated, "
+              f"{result.published} published")
+    return 0
+
+
+class _LocalProblems(Exception):
+    pass
+
+
+def _violations(error: grpc.RpcError) -> dict[int, list[str]]:
+    """Per-entry problems from the BadRequest details of an INVALID_ARGUMENT import error."""
+    status = rpc_status.from_call(error)
+    out: dict[int, list[str]] = {}
+    for detail in status.details if status else []:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            for violation in bad.field_violations:
+                head, _, rest = violation.field.partition(".")
+                if head.startswith("resources[") and head.endswith("]"):
+                    out.setdefault(int(head[10:-1]), []).append(f"{rest or 'entry'}: {violation.description}")
+    return out
+
+
+def _report(path: Path, entries: list, problems: dict[int, list[str]]) -> None:
+    print(f"exnode: {path}: refused, nothing imported: {len(problems)} bad "
+          f"entr{'y' if len(problems) == 1 else 'ies'} of {len(entries)}", file=sys.stderr)
+    for index in sorted(problems):
+        entry = entries[index]
+        label = f"{entry.location}" + (f" ({entry.code})" if entry.code else "")
+        for problem in problems[index]:
+            print(f"  {label}: {problem}", file=sys.stderr)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    stream = _stub(args).ExportResources(
+        pb.ExportResourcesRequest(status=pb.ResourceStatus.Value(args.status)), metadata=call_metadata(args))
+    metas = [convert.metadata_from_proto(r.version.metadata) for r in stream]
+    data = write_catalog_file(metas, args.format)
+    if args.out:
+        args.out.write_bytes(data)
+        print(f"exported {len(metas)} resources to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+def _print_resource(args: argparse.Namespace, resource: pb.Resource, verb: str) -> int:
+    if args.json:
+        print_json(resource_dict(resource))
+    else:
+        print(f"{verb} {resource.code} (version {resource.version.version}, "
+              f"{pb.ResourceStatus.Name(resource.status)})")
+    return 0
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    resource = _stub(args).PublishResource(
+        pb.PublishResourceRequest(code=args.code, expected_version=args.expected_version), metadata=call_metadata(args))
+    return _print_resource(args, resource, "published")
+
+
+def run_retire(args: argparse.Namespace) -> int:
+    resource = _stub(args).RetireResource(pb.RetireResourceRequest(code=args.code, reason=args.reason),
+                                          metadata=call_metadata(args))
+    return _print_resource(args, resource, "retired")

@@ -1,0 +1,93 @@
+"""CatalogService: decode, call one use case (off the event loop), encode."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+from exnode.v1 import catalog_pb2 as pb
+from exnode.v1 import catalog_pb2_grpc
+
+from catalog.errors import InvalidField
+from node.grpc import convert
+from node.services.catalog import CatalogApplication
+
+
+def _code(code: str) -> str:
+    if not code:
+        raise InvalidField.one("code", "is required")
+    return code
+
+
+class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self, app: CatalogApplication) -> None:
+        self.app = app
+
+    async def CreateResource(self, request: pb.CreateResourceRequest, context: grpc.aio.ServicerContext) -> pb.Resource:
+        meta = convert.metadata_from_proto(request.metadata)
+        resource = await asyncio.to_thread(self.app.create, meta)
+        return convert.resource_to_proto(resource)
+
+    async def UpdateResource(self, request: pb.UpdateResourceRequest, context: grpc.aio.ServicerContext) -> pb.Resource:
+        meta = convert.metadata_from_proto(request.metadata)
+        resource = await asyncio.to_thread(self.app.update, meta, request.expected_version)
+        return convert.resource_to_proto(resource)
+
+    async def PublishResource(
+        self, request: pb.PublishResourceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Resource:
+        resource = await asyncio.to_thread(self.app.publish, _code(request.code), request.expected_version)
+        return convert.resource_to_proto(resource)
+
+    async def RetireResource(self, request: pb.RetireResourceRequest, context: grpc.aio.ServicerContext) -> pb.Resource:
+        resource = await asyncio.to_thread(self.app.retire, _code(request.code))
+        return convert.resource_to_proto(resource)
+
+    async def GetResource(self, request: pb.GetResourceRequest, context: grpc.aio.ServicerContext) -> pb.Resource:
+        resource, version = await asyncio.to_thread(self.app.get, _code(request.code), request.version)
+        return convert.resource_to_proto(resource, version)
+
+    async def ListResourceHistory(
+        self, request: pb.ListResourceHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListResourceHistoryResponse:
+        versions = await asyncio.to_thread(self.app.history, _code(request.code))
+        return pb.ListResourceHistoryResponse(
+            code=request.code, versions=[convert.version_to_proto(v) for v in versions])
+
+    async def ListResources(
+        self, request: pb.ListResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListResourcesResponse:
+        flt = convert.filter_from_proto(request)
+        page = await asyncio.to_thread(self.app.list, flt, request.page_size, request.page_token)
+        return pb.ListResourcesResponse(
+            resources=[convert.resource_to_proto(r) for r in page.resources],
+            next_page_token=page.next_page_token, total_size=page.total_size)
+
+    async def ImportResources(
+        self, request: pb.ImportResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ImportResourcesResponse:
+        entries: list = []
+        for message in request.resources:
+            try:
+                entries.append(convert.metadata_from_proto(message))
+            except InvalidField as error:
+                entries.append(error)
+        result = await asyncio.to_thread(
+            self.app.import_resources, entries, publish=request.publish, replace_drafts=request.replace_drafts)
+        return pb.ImportResourcesResponse(created=result.created, updated=result.updated, published=result.published)
+
+    async def ExportResources(
+        self, request: pb.ExportResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.Resource]:
+        status = convert.status_from_proto(request.status)
+        resources = await asyncio.to_thread(self.app.export, status)
+        for resource in resources:
+            yield convert.resource_to_proto(resource)
+
+    async def WatchCatalog(
+        self, request: pb.WatchCatalogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CatalogEvent]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "WatchCatalog: the catalog feed is not served by this node version yet")
+        yield pb.CatalogEvent()  # pragma: no cover - makes this an async generator

@@ -1,0 +1,171 @@
+"""Proto ↔ domain conversion for the catalog (one place, so servicers stay thin)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from exnode.v1 import catalog_pb2 as pb
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from catalog.errors import FieldProblem, InvalidField
+from catalog.interchange import parse_date
+from catalog.model import (
+    Classification,
+    FormatClass,
+    Item,
+    ItemDataType,
+    LabelledEnum,
+    OpenType,
+    Resource,
+    ResourceMetadata,
+    ResourceStatus,
+    ResourceVersion,
+    ShareMethodClass,
+    ShareMethodType,
+    ShareType,
+    UpdateCycle,
+    VersionState,
+)
+from node.storage.catalog_repository import ResourceFilter
+
+# Domain enums carry the standard's numbers, and the proto enums use the same numbers.
+_ENUMS: dict[str, type[LabelledEnum]] = {
+    "classification": Classification,
+    "format_class": FormatClass,
+    "share_type": ShareType,
+    "open_type": OpenType,
+    "update_cycle": UpdateCycle,
+    "share_method_class": ShareMethodClass,
+    "share_method_type": ShareMethodType,
+}
+_PROTO_ENUMS = {
+    "classification": pb.Classification,
+    "format_class": pb.FormatClass,
+    "share_type": pb.ShareType,
+    "open_type": pb.OpenType,
+    "update_cycle": pb.UpdateCycle,
+    "share_method_class": pb.ShareMethodClass,
+    "share_method_type": pb.ShareMethodType,
+}
+
+
+def _from_number(kind: type[LabelledEnum], number: int) -> LabelledEnum | None:
+    for member in kind:
+        if member.number == number:
+            return member
+    return None
+
+
+def _enum(field: str, number: int, problems: list[FieldProblem], optional: bool = False) -> LabelledEnum | None:
+    if number == 0:
+        if not optional:
+            problems.append(FieldProblem(field, "is required"))
+        return None
+    member = _from_number(_ENUMS[field], number)
+    if member is None:
+        problems.append(FieldProblem(field, f"unknown enumeration value {number}"))
+    return member
+
+
+def metadata_from_proto(msg: pb.ResourceMetadata) -> ResourceMetadata:
+    problems: list[FieldProblem] = []
+    items = []
+    for index, item in enumerate(msg.items):
+        try:
+            data_type = ItemDataType.parse(item.data_type, f"items[{index}].data_type")
+        except InvalidField as error:
+            problems.extend(error.problems)
+            continue
+        items.append(Item(item.name, data_type, item.length, item.required, item.description))
+    publish_date = None
+    if msg.publish_date:
+        try:
+            publish_date = parse_date(msg.publish_date, "publish_date")
+        except InvalidField as error:
+            problems.extend(error.problems)
+    enums = {
+        field: _enum(field, getattr(msg, field), problems, optional=field.startswith("share_method"))
+        for field in _ENUMS
+    }
+    if problems:
+        raise InvalidField(problems)
+    return ResourceMetadata(
+        code=msg.code, name=msg.name, provider_name=msg.provider_name, provider_code=msg.provider_code,
+        summary=msg.summary, format_type=msg.format_type, format_description=msg.format_description,
+        items=tuple(items), share_condition=msg.share_condition, open_condition=msg.open_condition,
+        publish_date=publish_date, related_codes=tuple(msg.related_codes), keywords=tuple(msg.keywords),
+        **enums,  # type: ignore[arg-type]
+    )
+
+
+def metadata_to_proto(meta: ResourceMetadata) -> pb.ResourceMetadata:
+    msg = pb.ResourceMetadata(
+        code=meta.code, name=meta.name, provider_name=meta.provider_name, provider_code=meta.provider_code,
+        summary=meta.summary, format_type=meta.format_type, format_description=meta.format_description,
+        share_condition=meta.share_condition, open_condition=meta.open_condition,
+        publish_date=meta.publish_date.isoformat() if meta.publish_date else "",
+        related_codes=list(meta.related_codes), keywords=list(meta.keywords),
+        items=[pb.Item(name=i.name, data_type=i.data_type.value, length=i.length, required=i.required,
+                       description=i.description) for i in meta.items],
+    )
+    for field in _ENUMS:
+        value = getattr(meta, field)
+        setattr(msg, field, value.number if value is not None else 0)
+    return msg
+
+
+def timestamp(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value.astimezone(dt.UTC))
+    return stamp
+
+
+def version_to_proto(version: ResourceVersion) -> pb.ResourceVersion:
+    return pb.ResourceVersion(
+        metadata=metadata_to_proto(version.metadata), version=version.version,
+        state=pb.VERSION_DRAFT if version.state is VersionState.DRAFT else pb.VERSION_PUBLISHED,
+        created_at=timestamp(version.created_at), published_at=timestamp(version.published_at),
+    )
+
+
+def resource_to_proto(resource: Resource, version: ResourceVersion | None = None) -> pb.Resource:
+    return pb.Resource(
+        code=resource.code, status=resource.status.number, version=version_to_proto(version or resource.latest),
+        latest_version=resource.latest.version, published_version=resource.published_version or 0,
+        retired_at=timestamp(resource.retired_at),
+    )
+
+
+def status_from_proto(number: int, field: str = "status") -> ResourceStatus | None:
+    if number == 0:
+        return None
+    member = _from_number(ResourceStatus, number)
+    if member is None:
+        raise InvalidField.one(field, f"unknown enumeration value {number}")
+    return member  # type: ignore[return-value]
+
+
+def filter_from_proto(request: pb.ListResourcesRequest) -> ResourceFilter:
+    problems: list[FieldProblem] = []
+    enums = {
+        field: _enum(field, getattr(request, field), problems, optional=True)
+        for field in ("classification", "share_type", "open_type", "update_cycle")
+    }
+    status = None
+    try:
+        status = status_from_proto(request.status)
+    except InvalidField as error:
+        problems.extend(error.problems)
+    if problems:
+        raise InvalidField(problems)
+    return ResourceFilter(provider_code=request.provider_code, status=status, query=request.query,
+                          code_prefix=request.code_prefix, **enums)  # type: ignore[arg-type]
+
+
+def enum_name(field: str, value: LabelledEnum | None) -> str:
+    """The proto enum's name for a domain value (for CLI output)."""
+    if value is None:
+        return ""
+    return _PROTO_ENUMS[field].Name(value.number)

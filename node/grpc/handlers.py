@@ -1,0 +1,33 @@
+"""Wrapping of gRPC method handlers, shared by the node's interceptors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+Behaviour = Callable[..., Any]
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler | None,
+    wrap_single: Callable[[Behaviour], Behaviour],
+    wrap_stream: Callable[[Behaviour], Behaviour],
+) -> grpc.RpcMethodHandler | None:
+    """Rebuild ``handler`` with its behaviour wrapped: ``wrap_single`` for methods that return one
+    response (unary and client-streaming), ``wrap_stream`` for those that yield many."""
+    if handler is None:
+        return None
+    kinds = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler, wrap_single),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler, wrap_single),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler, wrap_stream),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler, wrap_stream),
+    )
+    for attribute, factory, wrap in kinds:
+        behaviour = getattr(handler, attribute)
+        if behaviour is not None:
+            return factory(wrap(behaviour), request_deserializer=handler.request_deserializer,
+                           response_serializer=handler.response_serializer)
+    return handler

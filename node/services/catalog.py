@@ -1,0 +1,256 @@
+"""Catalog use cases: each is one unit of work; the domain decides, the repository persists."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from catalog import model
+from catalog.errors import (
+    AlreadyExists,
+    Conflict,
+    EntryProblems,
+    FieldProblem,
+    InvalidBatch,
+    InvalidField,
+    NotFound,
+)
+from catalog.model import Resource, ResourceMetadata, ResourceVersion
+from node.storage.catalog_repository import CatalogRepository, ResourceFilter
+from node.storage.unit_of_work import UnitOfWorkFactory
+
+Clock = Callable[[], dt.datetime]
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_IMPORT = 20_000
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Page:
+    resources: list[Resource]
+    next_page_token: str
+    total_size: int
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    updated: int
+    published: int
+
+
+class CatalogApplication:
+    """The catalog's use cases, shared by the gRPC servicer, ``exnode init --sample`` and the bench."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now) -> None:
+        self.uow = uow
+        self.clock = clock
+
+    # -- commands ----------------------------------------------------------------------------
+    def create(self, meta: ResourceMetadata) -> Resource:
+        now = self.clock()
+        resource = model.create(meta, now)
+        with self.uow(write=True) as uow:
+            if uow.catalog.get(meta.code) is not None:
+                raise AlreadyExists("resource", meta.code)
+            _check_related(uow.catalog, meta, also_known=())
+            uow.catalog.add(resource, now)
+            uow.catalog.append_events([("CREATED", resource)], now)
+            uow.commit()
+        return resource
+
+    def update(self, meta: ResourceMetadata, expected_version: int = 0) -> Resource:
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            current = self._load_for_change(uow.catalog, meta.code, expected_version)
+            changed = model.edit(current, meta, now)
+            _check_related(uow.catalog, meta, also_known=())
+            uow.catalog.save(changed, current, now)
+            uow.catalog.append_events([("UPDATED", changed)], now)
+            uow.commit()
+        return changed
+
+    def publish(self, code: str, expected_version: int = 0) -> Resource:
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            current = self._load_for_change(uow.catalog, code, expected_version)
+            published = model.publish(current, now)
+            # A related resource may have been retired since the draft was written; check again.
+            _check_related(uow.catalog, published.latest.metadata, also_known=())
+            uow.catalog.save(published, current, now)
+            uow.catalog.append_events([("PUBLISHED", published)], now)
+            uow.commit()
+        return published
+
+    def retire(self, code: str) -> Resource:
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            current = self._load_for_change(uow.catalog, code, 0)
+            retired = model.retire(current, now)
+            uow.catalog.save(retired, current, now)
+            uow.catalog.append_events([("RETIRED", retired)], now)
+            uow.commit()
+        return retired
+
+    def import_resources(
+        self, entries: Sequence[ResourceMetadata | InvalidField], *, publish: bool = False,
+        replace_drafts: bool = False,
+    ) -> ImportResult:
+        """Atomic import: every entry is checked first and all problems reported together; only a
+        clean batch is written, in one transaction. Entries that failed parsing arrive as their error."""
+        if len(entries) > MAX_IMPORT:
+            raise InvalidField.one("resources", f"{len(entries)} entries; at most {MAX_IMPORT} per import")
+        now = self.clock()
+        bad: list[EntryProblems] = []
+        valid: list[tuple[int, ResourceMetadata]] = []
+        first_index: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            if isinstance(entry, InvalidField):
+                bad.append(EntryProblems(index, "", entry.problems))
+                continue
+            problems = model.metadata_problems(entry)
+            if entry.code in first_index:
+                problems.append(FieldProblem("code", f"{entry.code} appears twice (also entry {first_index[entry.code]})"))
+            else:
+                first_index[entry.code] = index
+            if problems:
+                bad.append(EntryProblems(index, entry.code, problems))
+            else:
+                valid.append((index, entry))
+        with self.uow(write=True) as uow:
+            existing = {code: uow.catalog.get(code) for code in uow.catalog.existing_codes(first_index)}
+            related_wanted = {c for _, meta in valid for c in meta.related_codes}
+            known = uow.catalog.existing_codes(related_wanted - set(first_index)) | set(first_index)
+            new: list[Resource] = []
+            changed: list[tuple[Resource, Resource]] = []
+            for index, meta in valid:
+                problems = [FieldProblem(f"related_codes[{i}]", f"{c} is not in the catalog or this file")
+                            for i, c in enumerate(meta.related_codes) if c not in known]
+                current = existing.get(meta.code)
+                if current is not None and not (replace_drafts and current.status is model.ResourceStatus.DRAFT):
+                    problems.append(FieldProblem("code", f"{meta.code} already exists ({current.status.value})"))
+                if problems:
+                    bad.append(EntryProblems(index, meta.code, problems))
+                    continue
+                resource = model.create(meta, now) if current is None else model.edit(current, meta, now)
+                if publish:
+                    resource = model.publish(resource, now)
+                if current is None:
+                    new.append(resource)
+                else:
+                    changed.append((resource, current))
+            if bad:
+                raise InvalidBatch(sorted(bad, key=lambda e: e.index))
+            uow.catalog.add_many(new, now)
+            for resource, current in changed:
+                uow.catalog.save(resource, current, now)
+            events = [("CREATED", r) for r in new] + [("UPDATED", r) for r, _ in changed]
+            if publish:
+                events += [("PUBLISHED", r) for r in new] + [("PUBLISHED", r) for r, _ in changed]
+            uow.catalog.append_events(events, now)
+            uow.commit()
+        return ImportResult(len(new), len(changed), len(new) + len(changed) if publish else 0)
+
+    # -- queries -----------------------------------------------------------------------------
+    def get(self, code: str, version: int = 0) -> tuple[Resource, ResourceVersion]:
+        with self.uow() as uow:
+            resource = uow.catalog.get(code)
+            if resource is None:
+                raise NotFound("resource", code)
+            if version == 0 or version == resource.latest.version:
+                return resource, resource.latest
+            found = uow.catalog.get_version(code, version)
+            if found is None:
+                raise NotFound("version", f"{version} of {code} (latest is {resource.latest.version})")
+            return resource, found
+
+    def history(self, code: str) -> list[ResourceVersion]:
+        with self.uow() as uow:
+            versions = uow.catalog.history(code)
+        if not versions:
+            raise NotFound("resource", code)
+        return versions
+
+    def list(self, flt: ResourceFilter, page_size: int = 0, page_token: str = "") -> Page:
+        if page_size > MAX_PAGE_SIZE:
+            raise InvalidField.one("page_size", f"{page_size} is more than the maximum {MAX_PAGE_SIZE}")
+        size = page_size or DEFAULT_PAGE_SIZE
+        if len(flt.query) > 200:
+            raise InvalidField.one("query", f"{len(flt.query)} characters, at most 200")
+        after = _decode_page_token(page_token, flt)
+        with self.uow() as uow:
+            rows = uow.catalog.list(flt, after_code=after, limit=size + 1)
+            total = uow.catalog.count(flt)
+        more = len(rows) > size
+        rows = rows[:size]
+        token = _encode_page_token(rows[-1].code, flt) if more else ""
+        return Page(rows, token, total)
+
+    def export(self, status: model.ResourceStatus | None) -> list[Resource]:
+        """Every resource in the given status (published by default), for export files and feeds."""
+        out: list[Resource] = []
+        flt = ResourceFilter(status=status or model.ResourceStatus.PUBLISHED)
+        with self.uow() as uow:
+            after = ""
+            while True:
+                batch = uow.catalog.list(flt, after_code=after, limit=1000)
+                out.extend(batch)
+                if len(batch) < 1000:
+                    return out
+                after = batch[-1].code
+
+    def counts(self) -> dict[str, int]:
+        with self.uow() as uow:
+            return uow.catalog.count_by_status()
+
+    def _load_for_change(self, repo: CatalogRepository, code: str, expected_version: int) -> Resource:
+        current = repo.get(code, for_update=True)
+        if current is None:
+            raise NotFound("resource", code)
+        if expected_version and current.latest.version != expected_version:
+            raise Conflict(
+                f"resource {code} is at version {current.latest.version}, not the expected {expected_version}; "
+                "read it again and retry")
+        return current
+
+
+def _check_related(repo: CatalogRepository, meta: ResourceMetadata, also_known: Sequence[str]) -> None:
+    missing = set(meta.related_codes) - repo.existing_codes(meta.related_codes) - set(also_known)
+    problems = [FieldProblem(f"related_codes[{i}]", f"{c} is not in the catalog")
+                for i, c in enumerate(meta.related_codes) if c in missing]
+    if problems:
+        raise InvalidField(problems)
+
+
+def _filter_fingerprint(flt: ResourceFilter) -> str:
+    blob = json.dumps(asdict(flt), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _encode_page_token(after: str, flt: ResourceFilter) -> str:
+    raw = json.dumps({"after": after, "filter": _filter_fingerprint(flt)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_token(token: str, flt: ResourceFilter) -> str:
+    if not token:
+        return ""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        after, fingerprint = data["after"], data["filter"]
+        if not isinstance(after, str) or not isinstance(fingerprint, str):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise InvalidField.one("page_token", "is not a token this node issued") from None
+    if fingerprint != _filter_fingerprint(flt):
+        raise InvalidField.one("page_token", "was issued for other filters; start again without a token")
+    return after

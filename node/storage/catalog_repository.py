@@ -1,0 +1,216 @@
+"""Catalog persistence: resources, their versions and the catalog event log, in SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
+
+from catalog.interchange import metadata_from_dict, metadata_to_dict
+from catalog.model import (
+    Classification,
+    OpenType,
+    Resource,
+    ResourceStatus,
+    ResourceVersion,
+    ShareType,
+    UpdateCycle,
+    VersionState,
+)
+from node.storage.tables import catalog_events, resource_versions, resources
+
+
+@dataclass(frozen=True)
+class ResourceFilter:
+    """List/search filters; ``query`` words must all occur in name, summary, item names or keywords."""
+
+    classification: Classification | None = None
+    provider_code: str = ""
+    share_type: ShareType | None = None
+    open_type: OpenType | None = None
+    update_cycle: UpdateCycle | None = None
+    status: ResourceStatus | None = None
+    query: str = ""
+    code_prefix: str = ""
+    visible_to: str | None = None
+    """When set, drafts are listed only if this department provides them (policy decides the value)."""
+
+def _escape_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+def _version_from_row(row: Row) -> ResourceVersion:
+    return ResourceVersion(
+        metadata=metadata_from_dict(json.loads(row.document)),
+        version=row.version,
+        state=VersionState(row.state),
+        created_at=row.created_at,
+        published_at=row.published_at,
+    )
+
+class CatalogRepository:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, code: str, *, for_update: bool = False) -> Resource | None:
+        query = select(resources).where(resources.c.code == code)
+        if for_update and self.connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        head = self.connection.execute(query).first()
+        if head is None:
+            return None
+        latest = self.get_version(code, head.latest_version)
+        assert latest is not None, f"resource {code} has no row for its latest version"
+        return Resource(
+            code=head.code,
+            status=ResourceStatus(head.status),
+            latest=latest,
+            published_version=head.published_version,
+            retired_at=head.retired_at,
+        )
+
+    def get_version(self, code: str, version: int) -> ResourceVersion | None:
+        row = self.connection.execute(
+            select(resource_versions).where(
+                resource_versions.c.code == code, resource_versions.c.version == version
+            )
+        ).first()
+        return _version_from_row(row) if row else None
+
+    def history(self, code: str) -> list[ResourceVersion]:
+        rows = self.connection.execute(
+            select(resource_versions).where(resource_versions.c.code == code).order_by(resource_versions.c.version)
+        )
+        return [_version_from_row(row) for row in rows]
+
+    def existing_codes(self, codes: Iterable[str]) -> set[str]:
+        wanted = sorted(set(codes))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.update(
+                self.connection.execute(select(resources.c.code).where(resources.c.code.in_(chunk))).scalars()
+            )
+        return found
+
+    def _filtered(self, flt: ResourceFilter) -> tuple:
+        v, r = resource_versions, resources
+        conditions = []
+        if flt.classification:
+            conditions.append(v.c.classification == flt.classification.value)
+        if flt.provider_code:
+            conditions.append(r.c.provider_code == flt.provider_code)
+        if flt.share_type:
+            conditions.append(v.c.share_type == flt.share_type.value)
+        if flt.open_type:
+            conditions.append(v.c.open_type == flt.open_type.value)
+        if flt.update_cycle:
+            conditions.append(v.c.update_cycle == flt.update_cycle.value)
+        if flt.status:
+            conditions.append(r.c.status == flt.status.value)
+        if flt.code_prefix:
+            conditions.append(r.c.code.like(_escape_like(flt.code_prefix) + "%", escape="\\"))
+        if flt.visible_to is not None:
+            conditions.append(or_(r.c.status != ResourceStatus.DRAFT.value, r.c.provider_code == flt.visible_to))
+        for word in flt.query.lower().split():
+            conditions.append(v.c.search_text.like("%" + _escape_like(word) + "%", escape="\\"))
+        join = r.join(v, and_(v.c.code == r.c.code, v.c.version == r.c.latest_version))
+        return join, conditions
+
+    def list(self, flt: ResourceFilter, *, after_code: str, limit: int) -> list[Resource]:
+        join, conditions = self._filtered(flt)
+        if after_code:
+            conditions.append(resources.c.code > after_code)
+        query = (
+            select(resources, resource_versions.c.version, resource_versions.c.state, resource_versions.c.document,
+                   resource_versions.c.created_at.label("version_created_at"), resource_versions.c.published_at)
+            .select_from(join)
+            .where(*conditions)
+            .order_by(resources.c.code)
+            .limit(limit)
+        )
+        out = []
+        for row in self.connection.execute(query):
+            version = ResourceVersion(
+                metadata_from_dict(json.loads(row.document)), row.version, VersionState(row.state),
+                row.version_created_at, row.published_at,
+            )
+            out.append(Resource(row.code, ResourceStatus(row.status), version, row.published_version, row.retired_at))
+        return out
+
+    def count(self, flt: ResourceFilter) -> int:
+        join, conditions = self._filtered(flt)
+        return self.connection.execute(select(func.count()).select_from(join).where(*conditions)).scalar_one()
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self.connection.execute(select(resources.c.status, func.count()).group_by(resources.c.status))
+        return {status: n for status, n in rows}
+
+    def events_since(self, sequence: int, limit: int) -> Sequence[Row]:
+        return self.connection.execute(
+            select(catalog_events).where(catalog_events.c.sequence > sequence)
+            .order_by(catalog_events.c.sequence).limit(limit)
+        ).all()
+
+    # -- writes ------------------------------------------------------------------------------
+    def add(self, resource: Resource, now: dt.datetime) -> None:
+        self.add_many([resource], now)
+
+    def add_many(self, new: Sequence[Resource], now: dt.datetime) -> None:
+        """Insert resources in one executemany per table (imports of thousands stay one transaction)."""
+        if not new:
+            return
+        self.connection.execute(insert(resources), [
+            {"code": r.code, "status": r.status.value, "provider_code": r.provider_code,
+             "latest_version": r.latest.version, "published_version": r.published_version,
+             "created_at": now, "updated_at": now, "retired_at": r.retired_at}
+            for r in new
+        ])
+        self.connection.execute(insert(resource_versions), [self._version_values(r.code, r.latest) for r in new])
+
+    def save(self, resource: Resource, previous: Resource, now: dt.datetime) -> None:
+        """Persist a lifecycle step; a published version row is never written again."""
+        self.connection.execute(
+            update(resources).where(resources.c.code == resource.code).values(
+                status=resource.status.value, latest_version=resource.latest.version,
+                published_version=resource.published_version, updated_at=now, retired_at=resource.retired_at,
+            )
+        )
+        latest = resource.latest
+        if latest.version == previous.latest.version:
+            if previous.latest.state is VersionState.PUBLISHED and latest != previous.latest:
+                raise AssertionError(f"attempt to rewrite published version {latest.version} of {resource.code}")
+            if latest != previous.latest:
+                self.connection.execute(
+                    update(resource_versions)
+                    .where(resource_versions.c.code == resource.code, resource_versions.c.version == latest.version,
+                           resource_versions.c.state == VersionState.DRAFT.value)
+                    .values(**self._version_values(resource.code, latest))
+                )
+        else:
+            self.connection.execute(insert(resource_versions), [self._version_values(resource.code, latest)])
+
+    def append_events(self, events: Sequence[tuple[str, Resource]], now: dt.datetime) -> None:
+        if events:
+            self.connection.execute(insert(catalog_events), [
+                {"kind": kind, "code": r.code, "version": r.latest.version, "provider_code": r.provider_code,
+                 "at": now}
+                for kind, r in events
+            ])
+
+    @staticmethod
+    def _version_values(code: str, version: ResourceVersion) -> dict:
+        meta = version.metadata
+        return {
+            "code": code, "version": version.version, "state": version.state.value, "name": meta.name,
+            "classification": meta.classification.value, "provider_code": meta.provider_code,
+            "provider_name": meta.provider_name, "share_type": meta.share_type.value,
+            "open_type": meta.open_type.value, "update_cycle": meta.update_cycle.value,
+            "search_text": meta.search_text(),
+            "document": json.dumps(metadata_to_dict(meta), ensure_ascii=False, sort_keys=True),
+            "created_at": version.created_at, "published_at": version.published_at,
+        }

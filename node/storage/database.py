@@ -1,0 +1,80 @@
+"""Engine creation for the two supported databases: SQLite (embedded default, WAL) and PostgreSQL
+(psycopg 3), and the migrations that bring either to the current schema."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def normalise_url(url: str) -> URL:
+    """``postgresql://`` means psycopg 3 here (SQLAlchemy's default would be psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def make_engine(url: str, *, pool_size: int = 8) -> Engine:
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, pool_size=pool_size, max_overflow=8, pool_pre_ping=False)
+        _configure_sqlite(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(parsed, pool_size=pool_size, max_overflow=8, pool_pre_ping=True)
+    raise ValueError(f"database.url: unsupported database {parsed.get_backend_name()!r} (sqlite or postgresql)")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL for concurrent readers; synchronous=FULL because an answered write is a promise; and
+    SQLAlchemy's documented recipe to let us emit BEGIN ourselves, so writers take the lock up front
+    (BEGIN IMMEDIATE) instead of failing on a lock upgrade under contention."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("exnode_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", normalise_url(url).render_as_string(hide_password=False))
+    return config
+
+
+def migrate(url: str) -> None:
+    """Bring the database to the newest schema (idempotent); ``exnode init`` and ``serve`` call it."""
+    command.upgrade(alembic_config(url), "head")
+
+
+def make_migration_engine(url: str) -> Engine:
+    parsed = normalise_url(url)
+    engine = create_engine(parsed, poolclass=NullPool)
+    if parsed.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine

@@ -1,0 +1,97 @@
+"""SQLAlchemy Core tables. Alembic migrations in ``migrations/`` create them; this module is the
+reference the repositories query and the migration tests compare against."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every database (SQLite keeps no zone, so it is normalised here)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("provider_code", String(18), nullable=False, index=True),
+    Column("latest_version", Integer, nullable=False),
+    Column("published_version", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+)
+
+resource_versions = Table(
+    "resource_versions",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("classification", String(16), nullable=False),
+    Column("provider_code", String(18), nullable=False),
+    Column("provider_name", String(200), nullable=False),
+    Column("share_type", String(16), nullable=False),
+    Column("open_type", String(16), nullable=False),
+    Column("update_cycle", String(16), nullable=False),
+    Column("search_text", Text, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime, nullable=True),
+    ForeignKeyConstraint(["code"], ["resources.code"]),
+)
+
+catalog_events = Table(
+    "catalog_events",
+    metadata,
+    Column("sequence", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("code", String(40), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("provider_code", String(18), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+Index("ix_resource_versions_filters", resource_versions.c.classification, resource_versions.c.share_type)
