@@ -172,9 +172,10 @@ def _postcheck(tree: etree._ElementTree, what: str) -> None:
                                                    "accepted")], reason="entity")
 
 
-def _syntax_problems(error: etree.XMLSyntaxError) -> list[Problem]:
+def _syntax_problems(error: etree.XMLSyntaxError, parser: etree.XMLParser) -> list[Problem]:
+    # The parser's own log: ``error.error_log`` is a thread-global log that also holds earlier documents'.
     problems: list[Problem] = []
-    for entry in error.error_log:
+    for entry in parser.error_log:
         if entry.level >= etree.ErrorLevels.ERROR:
             problems.append((entry.line or None, entry.message.strip()))
     if not problems:
@@ -199,14 +200,15 @@ def parse_untrusted(
     if not data.strip():
         raise InvalidXml(what, [(None, "the document is empty")], reason="malformed")
     _prescan(data, what)
+    parser = safe_parser()
     try:
-        root = etree.fromstring(data, safe_parser())
+        root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as error:
-        problems = _syntax_problems(error)
+        problems = _syntax_problems(error, parser)
         deep = any("depth" in text.lower() for _, text in problems)
         kind = UnsafeXml if deep else InvalidXml
         if deep:
-            problems = [(line, f"too deeply nested: {text}") for line, text in problems]
+            problems = [(line, "too deeply nested: " + text.split(", use XML_PARSE_HUGE")[0]) for line, text in problems]
         raise kind(what, problems, reason="too_deep" if deep else "malformed") from None
     if root is None:
         raise InvalidXml(what, [(None, "the document has no root element")], reason="malformed")
