@@ -1,25 +1,46 @@
 """The node's signing keys. This is the only module that loads private key material (STYLE.md §6).
 
 Layout of ``<data>/keys``: one PKCS#8 PEM file per private key (mode 0600) and ``keyring.json`` listing
-every key id, its algorithm, its public key and which one is active. Rotation adds a key and keeps the
-old ones, so signatures made before a rotation still verify.
+every key id, its algorithm, its public key (SubjectPublicKeyInfo PEM) and which one is active. Rotation
+adds a key and keeps the old ones, so signatures made before a rotation still verify.
+
+Suites: Ed25519 (default), ECDSA P-256 with SHA-256, and SM2-SM3 for national-cryptography (国密)
+deployments — an SM2 signature (GM/T 0003.2-2012) over SM3 (GM/T 0004-2012) with the default signer id
+of GM/T 0009-2012, DER-encoded as GM/T 0009 specifies. ``cryptography`` cannot load SM2 keys, so that suite
+runs on gmssl-pyx (a C binding of GmSSL 3) and its key files use the same PKCS#8 and SubjectPublicKeyInfo
+layouts OpenSSL and GmSSL write, so that other GM/T tools read them.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
 import os
+import textwrap
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+import gmssl_pyx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-ALGORITHMS = ("Ed25519", "ECDSA-P256")
+ALGORITHMS = ("Ed25519", "ECDSA-P256", "SM2-SM3")
 KEYRING = "keyring.json"
+
+SM2_SIGNER_ID = b"1234567812345678"
+"""The default user id (ID_A) of GM/T 0009-2012 §10, which enters every SM2 signature through Z_A."""
+
+# The fixed DER around SM2 key material on the recommended curve sm2p256v1 (OID 1.2.156.10197.1.301,
+# under id-ecPublicKey), byte for byte what `openssl genpkey -algorithm SM2` writes. The layouts have no
+# variable-length parts, so prefixes are all a parser needs.
+_SM2_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d03420004")
+_SM2_PKCS8_PREFIX = bytes.fromhex(
+    "308187020100301306072a8648ce3d020106082a811ccf5501822d046d306b0201010420")
+_SM2_PKCS8_PUBLIC = bytes.fromhex("a14403420004")
 
 
 class KeyError_(Exception):
@@ -31,8 +52,108 @@ def key_id(public_der: bytes) -> str:
     return hashlib.sha256(public_der).hexdigest()[:16]
 
 
-def _public_der(public_key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+def _pem(label: str, der: bytes) -> bytes:
+    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n".encode()
+
+
+def _unpem(label: str, pem: bytes) -> bytes:
+    lines = pem.decode("ascii").strip().splitlines()
+    if len(lines) < 3 or lines[0] != f"-----BEGIN {label}-----" or lines[-1] != f"-----END {label}-----":
+        raise ValueError(f"not a PEM {label}")
+    return base64.b64decode("".join(lines[1:-1]), validate=True)
+
+
+def _sm2_point_from_spki(der: bytes) -> bytes:
+    """The 64-byte x || y of an SM2 SubjectPublicKeyInfo, checked to be on the curve."""
+    if len(der) != len(_SM2_SPKI_PREFIX) + 64 or not der.startswith(_SM2_SPKI_PREFIX):
+        raise ValueError("not an SM2 (sm2p256v1) SubjectPublicKeyInfo")
+    try:
+        return gmssl_pyx.normalize_sm2_public_key(der[len(_SM2_SPKI_PREFIX):])
+    except gmssl_pyx.InvalidValueError:
+        raise ValueError("the SM2 public key is not a point on sm2p256v1") from None
+
+
+def sm2_verify(public_point: bytes, data: bytes, signature: bytes) -> bool:
+    """SM2 with SM3 and the default signer id; false for any malformed signature.
+
+    GmSSL prints a line to stderr for each signature it rejects; that is the library, not an error here.
+    """
+    try:
+        return gmssl_pyx.sm2_verify(public_point, data, signature, SM2_SIGNER_ID)
+    except gmssl_pyx.GmsslInnerError:
+        return False
+
+
+class Sm2PrivateKey:
+    """An SM2 key pair: gmssl-pyx works on raw bytes (a 32-byte scalar, a 64-byte point x || y)."""
+
+    def __init__(self, private_scalar: bytes, public_point: bytes) -> None:
+        self._private_scalar = private_scalar
+        self.public_point = public_point
+
+    @classmethod
+    def generate(cls) -> Sm2PrivateKey:
+        public_point, private_scalar = gmssl_pyx.sm2_key_generate()
+        return cls(private_scalar, public_point)
+
+    @classmethod
+    def from_pkcs8(cls, der: bytes) -> Sm2PrivateKey:
+        """Read the PKCS#8 layout OpenSSL writes; gmssl-pyx cannot derive the public key, so the pair is
+        proven to match by signing and verifying once."""
+        scalar_end = len(_SM2_PKCS8_PREFIX) + 32
+        if (len(der) != scalar_end + len(_SM2_PKCS8_PUBLIC) + 64 or not der.startswith(_SM2_PKCS8_PREFIX)
+                or der[scalar_end:scalar_end + len(_SM2_PKCS8_PUBLIC)] != _SM2_PKCS8_PUBLIC):
+            raise ValueError("not an SM2 (sm2p256v1) PKCS#8 private key with its public key")
+        key = cls(der[len(_SM2_PKCS8_PREFIX):scalar_end], der[-64:])
+        probe = b"exnode SM2 key pair check"
+        try:
+            matches = sm2_verify(key.public_point, probe, key.sign(probe))
+        except gmssl_pyx.GmsslInnerError as error:
+            raise ValueError(f"invalid SM2 key: {error}") from None
+        if not matches:
+            raise ValueError("the SM2 private key does not match the public key stored with it")
+        return key
+
+    def pkcs8(self) -> bytes:
+        return _SM2_PKCS8_PREFIX + self._private_scalar + _SM2_PKCS8_PUBLIC + self.public_point
+
+    def public_der(self) -> bytes:
+        return _SM2_SPKI_PREFIX + self.public_point
+
+    def sign(self, data: bytes) -> bytes:
+        """DER SEQUENCE {r, s} (GM/T 0009); GmSSL draws a fresh k from getentropy() for each signature."""
+        return gmssl_pyx.sm2_sign(self._private_scalar, self.public_point, data, SM2_SIGNER_ID)
+
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | Sm2PrivateKey
+
+
+def _public_der(private: PrivateKey) -> bytes:
+    if isinstance(private, Sm2PrivateKey):
+        return private.public_der()
+    return private.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _private_pem(private: PrivateKey) -> bytes:
+    if isinstance(private, Sm2PrivateKey):
+        return _pem("PRIVATE KEY", private.pkcs8())
+    return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+
+def _load_private(pem: bytes, algorithm: str) -> PrivateKey:
+    """Raises ValueError when the file does not hold a key of ``algorithm``."""
+    if algorithm == "SM2-SM3":
+        return Sm2PrivateKey.from_pkcs8(_unpem("PRIVATE KEY", pem))
+    private = serialization.load_pem_private_key(pem, password=None)
+    if algorithm == "Ed25519" and isinstance(private, ed25519.Ed25519PrivateKey):
+        return private
+    if (algorithm == "ECDSA-P256" and isinstance(private, ec.EllipticCurvePrivateKey)
+            and isinstance(private.curve, ec.SECP256R1)):
+        return private
+    raise ValueError(f"holds a {type(private).__name__}, not an {algorithm} key")
 
 
 @dataclass(frozen=True)
@@ -42,37 +163,56 @@ class PublicKey:
     public_pem: str
     created_at: str
 
+    @cached_property
+    def _key(self) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | bytes:
+        """Parsed once per keyring entry, since verification is on the hot path (DESIGN.md §12)."""
+        try:
+            if self.algorithm == "SM2-SM3":
+                return _sm2_point_from_spki(_unpem("PUBLIC KEY", self.public_pem.encode()))
+            key = serialization.load_pem_public_key(self.public_pem.encode())
+        except ValueError as error:
+            raise KeyError_(f"public key {self.kid} ({self.algorithm}) is unreadable: {error}") from None
+        if self.algorithm == "Ed25519" and isinstance(key, ed25519.Ed25519PublicKey):
+            return key
+        if (self.algorithm == "ECDSA-P256" and isinstance(key, ec.EllipticCurvePublicKey)
+                and isinstance(key.curve, ec.SECP256R1)):
+            return key
+        raise KeyError_(f"public key {self.kid} is a {type(key).__name__}, not an {self.algorithm} key")
+
     def verify(self, data: bytes, signature: bytes) -> bool:
-        key = serialization.load_pem_public_key(self.public_pem.encode())
+        """Whether ``signature`` is this key's over ``data``; raises KeyError_ only if the key itself is bad."""
+        key = self._key
+        if isinstance(key, bytes):
+            return sm2_verify(key, data, signature)
         try:
             if isinstance(key, ed25519.Ed25519PublicKey):
                 key.verify(signature, data)
-            elif isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
             else:
-                return False
+                key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             return False
         return True
 
 
 class SigningKey:
-    def __init__(self, kid: str, algorithm: str, private_key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+    def __init__(self, kid: str, algorithm: str, private_key: PrivateKey) -> None:
         self.kid = kid
         self.algorithm = algorithm
         self._private_key = private_key
 
     def sign(self, data: bytes) -> bytes:
-        if isinstance(self._private_key, ed25519.Ed25519PrivateKey):
+        if isinstance(self._private_key, ed25519.Ed25519PrivateKey | Sm2PrivateKey):
             return self._private_key.sign(data)
         return self._private_key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
-def _generate(algorithm: str) -> ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey:
+def _generate(algorithm: str) -> PrivateKey:
     if algorithm == "Ed25519":
         return ed25519.Ed25519PrivateKey.generate()
     if algorithm == "ECDSA-P256":
         return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == "SM2-SM3":
+        return Sm2PrivateKey.generate()
     raise KeyError_(f"unknown signing algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
 
 
@@ -100,14 +240,10 @@ class KeyStore:
     @staticmethod
     def _add_key(directory: Path, algorithm: str, ring: dict) -> str:
         private = _generate(algorithm)
-        der = _public_der(private.public_key())
+        der = _public_der(private)
         kid = key_id(der)
-        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        _write_private(directory / f"node-{kid}.key.pem", pem)
-        public_pem = private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-        ring["keys"].append({"kid": kid, "algorithm": algorithm, "public_pem": public_pem,
+        _write_private(directory / f"node-{kid}.key.pem", _private_pem(private))
+        ring["keys"].append({"kid": kid, "algorithm": algorithm, "public_pem": _pem("PUBLIC KEY", der).decode(),
                              "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
         ring["active"] = kid
         tmp = directory / (KEYRING + ".tmp")
@@ -123,24 +259,57 @@ class KeyStore:
             public = {k["kid"]: PublicKey(k["kid"], k["algorithm"], k["public_pem"], k["created_at"])
                       for k in ring["keys"]}
             active_kid = ring["active"]
+            algorithm = public[active_kid].algorithm
         except FileNotFoundError:
             raise KeyError_(f"{ring_path} is missing; run `exnode init` to create the node's keys") from None
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise KeyError_(f"{ring_path} is unreadable or malformed: {error}") from None
+            raise KeyError_(f"{ring_path} is unreadable or malformed: {error!r}") from None
         private_path = directory / f"node-{active_kid}.key.pem"
         try:
-            private = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+            private = _load_private(private_path.read_bytes(), algorithm)
         except FileNotFoundError:
             raise KeyError_(f"{private_path} (the active signing key) is missing") from None
         except (OSError, ValueError, TypeError) as error:
             raise KeyError_(f"{private_path} is unreadable: {error}") from None
-        if not isinstance(private, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-            raise KeyError_(f"{private_path}: unsupported key type {type(private).__name__}")
-        if key_id(_public_der(private.public_key())) != active_kid:
+        if key_id(_public_der(private)) != active_kid:
             raise KeyError_(f"{private_path} does not match key id {active_kid} in {ring_path}")
-        return cls(directory, SigningKey(active_kid, public[active_kid].algorithm, private), public)
+        return cls(directory, SigningKey(active_kid, algorithm, private), public)
 
     def rotate(self, algorithm: str | None = None) -> KeyStore:
         ring = json.loads((self.directory / KEYRING).read_text(encoding="utf-8"))
         self._add_key(self.directory, algorithm or self.active.algorithm, ring)
         return KeyStore.load(self.directory)
+
+
+PUBLIC_KEYS_FILE = "public-keys.json"
+"""The node's published public keys, beside the keyring; what others use to verify its signatures."""
+
+
+def public_keys_document(store: KeyStore, node_id: str) -> dict:
+    return {"node_id": node_id, "keys": [
+        {"kid": k.kid, "algorithm": k.algorithm, "public_pem": k.public_pem, "created_at": k.created_at,
+         "active": k.kid == store.active.kid}
+        for k in store.public.values()]}
+
+
+def write_public_keys(store: KeyStore, node_id: str) -> Path:
+    """Write ``keys/public-keys.json`` (readable by anyone; it holds no secret)."""
+    path = store.directory / PUBLIC_KEYS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(public_keys_document(store, node_id), ensure_ascii=False, indent=2) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_public_keys(path: Path) -> dict[str, PublicKey]:
+    """Trusted public keys from a published keys file (or a keyring.json): kid → key."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        entries = document["keys"]
+        if isinstance(entries, dict):  # keyring.json keeps them by kid
+            entries = [{"kid": kid, **value} for kid, value in entries.items()]
+        return {e["kid"]: PublicKey(e["kid"], e["algorithm"], e["public_pem"], e.get("created_at", ""))
+                for e in entries}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise KeyError_(f"{path}: not a public keys file: {error}") from None
