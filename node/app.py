@@ -1,18 +1,22 @@
-"""The bootstrap: config → database → keys → applications → servicers, built in one place
-(STYLE.md §4). Tests build the same graph with their own config."""
+"""The bootstrap: config → database → keys → identity, policy, audit → applications, built in one
+place (STYLE.md §4). Tests build the same graph with their own config."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from node.config import Config
+from node.config import Config, ConfigError
+from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
+from security.identity import TokenVerifier, TrustedIssuer, dev_issuer, load_jwks, load_pem_public_key
 from security.keys import KeyStore
+from security.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +26,60 @@ class Node:
     config: Config
     engine: Engine
     keys: KeyStore
+    verifier: TokenVerifier
+    policy: Policy
     catalog: CatalogApplication
+    audit: AuditApplication
+    audit_writer: AuditWriter
 
     def close(self) -> None:
+        self.audit_writer.stop()
         self.engine.dispose()
 
 
-def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = True) -> Node:
+def build_verifier(config: Config) -> TokenVerifier:
+    """The trusted issuers of the config; a key file that cannot be read is a config error naming it."""
+    auth = config.auth
+    keys: dict = {}
+    try:
+        if auth.jwks_file:
+            keys.update(load_jwks(config.path(auth.jwks_file)))
+        for name in auth.pem_keys:
+            keys[Path(name).stem] = load_pem_public_key(config.path(name))
+    except ValueError as error:
+        raise ConfigError(f"auth: {error}") from None
+    if auth.issuers and not keys:
+        raise ConfigError("auth.issuers is set but no key: set auth.jwks_file or auth.pem_keys")
+    issuers = [TrustedIssuer(name, keys) for name in auth.issuers]
+    if auth.trust_dev_issuer:
+        try:
+            issuers.append(dev_issuer(config.keys_dir, config.node.id))
+        except ValueError as error:
+            raise ConfigError(f"auth.trust_dev_issuer: {error}") from None
+    try:
+        return TokenVerifier(issuers, config.audience, tuple(auth.algorithms), auth.leeway_s)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def audit_settings(config: Config) -> AuditSettings:
+    return AuditSettings(node_id=config.node.id, checkpoint_every=config.audit.checkpoint_every,
+                         checkpoint_interval_s=config.audit.checkpoint_interval_s,
+                         retention_days=config.audit.retention_days)
+
+
+def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = True, start_audit: bool = True) -> Node:
     if apply_migrations:
         migrate(config.database_url)
     engine = make_engine(config.database_url)
     keys = KeyStore.load(config.keys_dir)
     uow = UnitOfWorkFactory(engine)
-    return Node(config=config, engine=engine, keys=keys, catalog=CatalogApplication(uow, clock))
+    policy = Policy()
+    settings = audit_settings(config)
+    writer = AuditWriter(uow, keys, settings, clock)
+    if start_audit:
+        writer.start()
+    return Node(
+        config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
+        catalog=CatalogApplication(uow, clock, policy), audit=AuditApplication(uow, keys, settings, clock),
+        audit_writer=writer)

@@ -32,6 +32,11 @@ class ServerSection:
     metrics_listen: str = "127.0.0.1:9464"
     max_message_bytes: int = 8 * 1024 * 1024
     shutdown_grace_s: float = 5.0
+    tls_cert: str = ""
+    """PEM certificate chain of the gRPC port; with tls_key, the port speaks TLS."""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,48 @@ class RabbitSection:
 
 
 @dataclass(frozen=True)
+class AuthSection:
+    issuers: tuple[str, ...] = ()
+    """``iss`` values of the unified identity service (统一身份认证) whose keys are in jwks_file / pem_keys."""
+    jwks_file: str = ""
+    pem_keys: tuple[str, ...] = ()
+    """PEM public key files; a file's name without extension is its key id."""
+    audience: str = ""
+    """Empty: ``exnode:<node id>``."""
+    algorithms: tuple[str, ...] = ("EdDSA", "ES256", "RS256")
+    leeway_s: float = 30.0
+    trust_dev_issuer: bool = False
+    """Accept tokens from ``exnode token issue`` (the development issuer key in keys/). Never in production."""
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    checkpoint_every: int = 1000
+    checkpoint_interval_s: float = 60.0
+    retention_days: int = 180
+
+
+LEGAL_MINIMUM_RETENTION_DAYS = 180
+"""网络安全法 第二十一条: network logs are kept for no less than six months."""
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     node: NodeSection = field(default_factory=NodeSection)
     server: ServerSection = field(default_factory=ServerSection)
     database: DatabaseSection = field(default_factory=DatabaseSection)
     rabbitmq: RabbitSection = field(default_factory=RabbitSection)
+    auth: AuthSection = field(default_factory=AuthSection)
+    audit: AuditSection = field(default_factory=AuditSection)
+
+    @property
+    def audience(self) -> str:
+        return self.auth.audience or f"exnode:{self.node.id}"
+
+    def path(self, value: str) -> Path:
+        """A path from the config: relative ones are relative to the data directory."""
+        return self.data_dir / value
 
     @property
     def database_url(self) -> str:
@@ -62,10 +103,17 @@ class Config:
         return self.data_dir / "keys"
 
 
-SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection}
+SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection,
+            "auth": AuthSection, "audit": AuditSection}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
     if isinstance(default, bool):
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
             return value.lower() in ("1", "true", "yes")
@@ -121,14 +169,30 @@ def load_config(data_dir: Path, environ: dict[str, str] | None = None) -> Config
         sections[name] = replace(defaults, **updates)
     if raw:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(raw))} (known: {', '.join(SECTIONS)})")
-    return Config(data_dir=data_dir, **sections)
+    config = Config(data_dir=data_dir, **sections)
+    _validate(config, path)
+    return config
+
+
+def _validate(config: Config, path: Path) -> None:
+    audit = config.audit
+    if audit.retention_days < LEGAL_MINIMUM_RETENTION_DAYS:
+        raise ConfigError(f"{path}: audit.retention_days = {audit.retention_days} is below the legal minimum of "
+                          f"{LEGAL_MINIMUM_RETENTION_DAYS} days (网络安全法 第二十一条)")
+    if audit.checkpoint_every < 1 or audit.checkpoint_interval_s <= 0:
+        raise ConfigError(f"{path}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
+    server = config.server
+    if bool(server.tls_cert) != bool(server.tls_key):
+        raise ConfigError(f"{path}: server.tls_cert and server.tls_key go together (one is set, the other is not)")
+    if server.tls_client_ca and not server.tls_cert:
+        raise ConfigError(f"{path}: server.tls_client_ca (mutual TLS) needs server.tls_cert and server.tls_key")
 
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("EXNODE_DATA", ".exnode"))
 
 
-def render_config(node_id: str, node_name: str, department_code: str) -> str:
+def render_config(node_id: str, node_name: str, department_code: str, *, dev: bool = False) -> str:
     """The commented config ``exnode init`` writes."""
     return f'''# exnode configuration. Every key can be overridden by EXNODE_<SECTION>_<KEY>,
 # e.g. EXNODE_DATABASE_URL=postgresql://127.0.0.1/exnode or EXNODE_SERVER_LISTEN=0.0.0.0:50051.
@@ -148,4 +212,19 @@ url = ""                             # empty: SQLite (WAL) in this directory; or
 
 [rabbitmq]
 url = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+[auth]
+# Bearer JWTs of the unified identity service (统一身份认证): its iss value(s) and public keys.
+issuers = []                         # e.g. ["https://iam.example.gov.cn"]
+jwks_file = ""                       # JWKS file (relative to this directory), e.g. "trust/iam-jwks.json"
+pem_keys = []                        # or PEM public key files; a file's name is its key id
+audience = ""                        # empty: "exnode:{node_id}"
+algorithms = ["EdDSA", "ES256", "RS256"]
+leeway_s = 30.0                      # clock skew allowed on exp / nbf
+trust_dev_issuer = {"true" if dev else "false"}             # accept `exnode token issue` tokens: development only
+
+[audit]
+checkpoint_every = 1000              # a signed checkpoint every N entries...
+checkpoint_interval_s = 60.0         # ...or every T seconds, whichever comes first
+retention_days = 180                 # at least 180 (网络安全法 第二十一条)
 '''

@@ -8,18 +8,26 @@ import logging
 import signal
 
 import grpc
-from exnode.v1 import catalog_pb2, catalog_pb2_grpc
+from exnode.v1 import audit_pb2, audit_pb2_grpc, catalog_pb2, catalog_pb2_grpc, keys_pb2, keys_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from node.app import Node
+from node.config import ConfigError
+from node.grpc.audit_servicer import AuditServicer, KeysServicer
+from node.grpc.auth import AuthAuditInterceptor
 from node.grpc.catalog_servicer import CatalogServicer
 from node.grpc.errors import ErrorMappingInterceptor
 from node.metrics import CATALOG_RESOURCES, MetricsInterceptor
 
 log = logging.getLogger(__name__)
-SERVICES = (catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,)
+SERVICES = (
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name,
+)
+PURGE_INTERVAL_S = 24 * 3600
 
 
 def split_host_port(address: str, key: str) -> tuple[str, int]:
@@ -32,22 +40,53 @@ def split_host_port(address: str, key: str) -> tuple[str, int]:
 async def build_server(node: Node, listen: str) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     limit = node.config.server.max_message_bytes
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(), ErrorMappingInterceptor()],
+        interceptors=[MetricsInterceptor(), AuthAuditInterceptor(node.verifier, node.audit_writer, node.catalog.clock),
+                      ErrorMappingInterceptor()],
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 64 * 1024 * 1024),
                  ("grpc.so_reuseport", 0)],
     )
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(node.catalog), server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node.audit, node.policy), server)
+    keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys, node.config.node.id, node.policy), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(listen)
+    credentials = server_credentials(node)
+    port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"server.listen: cannot listen on {listen}")
     await server.start()
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port, health_servicer
+
+
+def server_credentials(node: Node) -> grpc.ServerCredentials | None:
+    """TLS when server.tls_cert/tls_key are set; mutual TLS (client certificates required) with tls_client_ca."""
+    server = node.config.server
+    if not server.tls_cert:
+        return None
+    try:
+        chain = node.config.path(server.tls_cert).read_bytes()
+        key = node.config.path(server.tls_key).read_bytes()
+        client_ca = node.config.path(server.tls_client_ca).read_bytes() if server.tls_client_ca else None
+    except OSError as error:
+        raise ConfigError(f"server.tls_*: cannot read {error.filename}: {error.strerror}") from None
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)
+
+
+async def _purge_audit(node: Node) -> None:
+    """Retention: once at start and then daily; a failure is logged and retried the next day."""
+    while True:
+        try:
+            result = await asyncio.to_thread(node.audit.purge)
+            if result.deleted:
+                log.info("audit retention purge", extra={"deleted": result.deleted, "anchor": result.anchor_sequence})
+        except Exception:
+            log.exception("audit retention purge failed")
+        await asyncio.sleep(PURGE_INTERVAL_S)
 
 
 async def _refresh_gauges(node: Node) -> None:
@@ -70,13 +109,14 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gauges = asyncio.create_task(_refresh_gauges(node))
+    tasks = [asyncio.create_task(_refresh_gauges(node)), asyncio.create_task(_purge_audit(node))]
     await stop.wait()
     print("exnode: shutting down", flush=True)
     await health_servicer.enter_graceful_shutdown()
-    gauges.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await gauges
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await server.stop(node.config.server.shutdown_grace_s)
     metrics_server.shutdown()
     node.close()

@@ -32,6 +32,11 @@ def add_client(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=None, help="HOST:PORT of the node (default: the one in the config)")
     parser.add_argument("--token", default=None, help="bearer token (default $EXNODE_TOKEN)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--tls-ca", type=Path, default=None,
+                        help="PEM CA of the node's TLS certificate (default $EXNODE_TLS_CA; without it: plaintext)")
+    parser.add_argument("--tls-cert", type=Path, default=None, help="client certificate for mutual TLS "
+                        "(default $EXNODE_TLS_CERT)")
+    parser.add_argument("--tls-key", type=Path, default=None, help="client key for mutual TLS (default $EXNODE_TLS_KEY)")
 
 
 def server_address(args: argparse.Namespace) -> str:
@@ -43,11 +48,24 @@ def server_address(args: argparse.Namespace) -> str:
         return "127.0.0.1:50051"
 
 
+def _tls_file(args: argparse.Namespace, name: str) -> bytes | None:
+    path = getattr(args, f"tls_{name}", None) or os.environ.get(f"EXNODE_TLS_{name.upper()}")
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise UsageError(f"--tls-{name} {path}: {error.strerror}") from None
+
+
 def channel(args: argparse.Namespace) -> grpc.Channel:
-    return grpc.insecure_channel(server_address(args), options=[
-        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-        ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ])
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
+               ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    ca = _tls_file(args, "ca")
+    if ca is None:
+        return grpc.insecure_channel(server_address(args), options=options)
+    credentials = grpc.ssl_channel_credentials(ca, _tls_file(args, "key"), _tls_file(args, "cert"))
+    return grpc.secure_channel(server_address(args), credentials, options=options)
 
 
 def call_metadata(args: argparse.Namespace) -> list[tuple[str, str]]:

@@ -11,7 +11,9 @@ from node.cli.common import add_data, data_dir
 from node.config import CONFIG_FILE, load_config, render_config
 from node.services.catalog import CatalogApplication
 from node.storage.database import migrate
-from security.keys import KEYRING, KeyStore
+from security.audit import AuditRecord
+from security.identity import Principal, create_dev_issuer_key
+from security.keys import ALGORITHMS, KEYRING, KeyStore, write_public_keys
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "catalog.json"
 
@@ -23,7 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--node-id", default="node", help="node id used in queue names (default: node)")
     init.add_argument("--name", default="民政数据共享交换节点", help="the node's display name")
     init.add_argument("--department-code", default="", help="统一社会信用代码 of the department running the node")
-    init.add_argument("--algorithm", default="Ed25519", choices=["Ed25519", "ECDSA-P256"], help="signing key type")
+    init.add_argument("--algorithm", default="Ed25519", choices=ALGORITHMS,
+                      help="signing key type (SM2-SM3 for national-cryptography deployments)")
+    init.add_argument("--dev", action="store_true",
+                      help="trust tokens from `exnode token issue` (the development issuer): local use only")
     init.set_defaults(handler=run_init)
 
     serve = sub.add_parser("serve", help="run the node: gRPC, health, reflection and /metrics")
@@ -33,14 +38,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=run_serve)
 
 
-def load_sample(catalog: CatalogApplication) -> int:
-    """Import and publish the sample catalog unless the catalog already has resources."""
+def load_sample(node: bootstrap.Node) -> int:
+    """Import and publish the sample catalog unless the catalog already has resources; the node itself
+    does it, and says so in the audit trail."""
     from node.catalog_files import read_catalog_file
 
+    catalog: CatalogApplication = node.catalog
     if sum(catalog.counts().values()):
         return 0
     entries = read_catalog_file(SAMPLE.read_bytes())
-    result = catalog.import_resources([e.parsed for e in entries], publish=True)
+    system = Principal.system(node.config.node.id)
+    result = catalog.import_resources(system, [e.parsed for e in entries], publish=True)
+    node.audit_writer.append([AuditRecord(
+        at=catalog.clock(), request_id="init-sample", subject=system.subject, department_code="",
+        roles=tuple(system.roles), action="exnode init --sample", target="catalog:import", result="OK",
+        detail=f"sample catalog: {result.created} resources created and published")])
     return result.created
 
 
@@ -51,18 +63,21 @@ def run_init(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / CONFIG_FILE
     if not config_path.exists():
-        config_path.write_text(render_config(args.node_id, args.name, args.department_code), encoding="utf-8")
+        config_path.write_text(render_config(args.node_id, args.name, args.department_code, dev=args.dev),
+                               encoding="utf-8")
         print(f"created {config_path}")
     config = load_config(directory)
     if not (config.keys_dir / KEYRING).exists():
         keys = KeyStore.create(config.keys_dir, args.algorithm)
         print(f"created signing key {keys.active.kid} ({keys.active.algorithm}) in {config.keys_dir}")
+    write_public_keys(KeyStore.load(config.keys_dir), config.node.id)
+    create_dev_issuer_key(config.keys_dir)
     migrate(config.database_url)
     print(f"database ready: {config.database_url.split('@')[-1]}")
     if args.sample:
-        node = bootstrap.build(config, apply_migrations=False)
+        node = bootstrap.build(config, apply_migrations=False, start_audit=False)
         try:
-            loaded = load_sample(node.catalog)
+            loaded = load_sample(node)
         finally:
             node.close()
         print(f"sample catalog: {loaded} resources loaded and published" if loaded

@@ -11,12 +11,15 @@ from exnode.v1 import catalog_pb2_grpc
 
 from catalog.errors import InvalidField
 from node.grpc import convert
+from node.grpc.context import current, principal
 from node.services.catalog import CatalogApplication
 
 
 def _code(code: str) -> str:
+    """The request's resource code, also recorded as the audit entry's target."""
     if not code:
         raise InvalidField.one("code", "is required")
+    current().target = f"resource:{code}"[:200]
     return code
 
 
@@ -25,33 +28,35 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self.app = app
 
     async def CreateResource(self, request: pb.CreateResourceRequest, context: grpc.aio.ServicerContext) -> pb.Resource:
+        current().target = f"resource:{request.metadata.code}"[:200]
         meta = convert.metadata_from_proto(request.metadata)
-        resource = await asyncio.to_thread(self.app.create, meta)
+        resource = await asyncio.to_thread(self.app.create, principal(), meta)
         return convert.resource_to_proto(resource)
 
     async def UpdateResource(self, request: pb.UpdateResourceRequest, context: grpc.aio.ServicerContext) -> pb.Resource:
+        current().target = f"resource:{request.metadata.code}"[:200]
         meta = convert.metadata_from_proto(request.metadata)
-        resource = await asyncio.to_thread(self.app.update, meta, request.expected_version)
+        resource = await asyncio.to_thread(self.app.update, principal(), meta, request.expected_version)
         return convert.resource_to_proto(resource)
 
     async def PublishResource(
         self, request: pb.PublishResourceRequest, context: grpc.aio.ServicerContext
     ) -> pb.Resource:
-        resource = await asyncio.to_thread(self.app.publish, _code(request.code), request.expected_version)
+        resource = await asyncio.to_thread(self.app.publish, principal(), _code(request.code), request.expected_version)
         return convert.resource_to_proto(resource)
 
     async def RetireResource(self, request: pb.RetireResourceRequest, context: grpc.aio.ServicerContext) -> pb.Resource:
-        resource = await asyncio.to_thread(self.app.retire, _code(request.code))
+        resource = await asyncio.to_thread(self.app.retire, principal(), _code(request.code))
         return convert.resource_to_proto(resource)
 
     async def GetResource(self, request: pb.GetResourceRequest, context: grpc.aio.ServicerContext) -> pb.Resource:
-        resource, version = await asyncio.to_thread(self.app.get, _code(request.code), request.version)
+        resource, version = await asyncio.to_thread(self.app.get, principal(), _code(request.code), request.version)
         return convert.resource_to_proto(resource, version)
 
     async def ListResourceHistory(
         self, request: pb.ListResourceHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListResourceHistoryResponse:
-        versions = await asyncio.to_thread(self.app.history, _code(request.code))
+        versions = await asyncio.to_thread(self.app.history, principal(), _code(request.code))
         return pb.ListResourceHistoryResponse(
             code=request.code, versions=[convert.version_to_proto(v) for v in versions])
 
@@ -59,7 +64,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.ListResourcesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListResourcesResponse:
         flt = convert.filter_from_proto(request)
-        page = await asyncio.to_thread(self.app.list, flt, request.page_size, request.page_token)
+        current().target = "catalog"
+        page = await asyncio.to_thread(self.app.list, principal(), flt, request.page_size, request.page_token)
         return pb.ListResourcesResponse(
             resources=[convert.resource_to_proto(r) for r in page.resources],
             next_page_token=page.next_page_token, total_size=page.total_size)
@@ -73,15 +79,17 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 entries.append(convert.metadata_from_proto(message))
             except InvalidField as error:
                 entries.append(error)
+        current().target = f"catalog:import {len(entries)} resources"
         result = await asyncio.to_thread(
-            self.app.import_resources, entries, publish=request.publish, replace_drafts=request.replace_drafts)
+            self.app.import_resources, principal(), entries, publish=request.publish, replace_drafts=request.replace_drafts)
         return pb.ImportResourcesResponse(created=result.created, updated=result.updated, published=result.published)
 
     async def ExportResources(
         self, request: pb.ExportResourcesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.Resource]:
         status = convert.status_from_proto(request.status)
-        resources = await asyncio.to_thread(self.app.export, status)
+        current().target = "catalog:export"
+        resources = await asyncio.to_thread(self.app.export, principal(), status)
         for resource in resources:
             yield convert.resource_to_proto(resource)
 

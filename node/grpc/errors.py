@@ -20,6 +20,8 @@ from catalog.errors import (
     NotFound,
 )
 from node.grpc.handlers import Behaviour, wrap_handler
+from node.services.audit import AuditUnavailable
+from security.policy import PermissionDenied
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,11 @@ class RequestTooLarge(Exception):
     """A request within gRPC's message limit but over a per-field limit of the node."""
 
 
-STATUS_OF.append((RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED))
+STATUS_OF += [
+    (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
+]
 MAPPED = tuple(kind for kind, _ in STATUS_OF)
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from catalog import model
 from catalog.errors import (
@@ -22,6 +22,8 @@ from catalog.errors import (
 from catalog.model import Resource, ResourceMetadata, ResourceVersion
 from node.storage.catalog_repository import CatalogRepository, ResourceFilter
 from node.storage.unit_of_work import UnitOfWorkFactory
+from security.identity import Principal
+from security.policy import Action, PermissionDenied, Policy, Target
 
 Clock = Callable[[], dt.datetime]
 DEFAULT_PAGE_SIZE = 50
@@ -50,14 +52,16 @@ class ImportResult:
 class CatalogApplication:
     """The catalog's use cases, shared by the gRPC servicer, ``exnode init --sample`` and the bench."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now, policy: Policy | None = None) -> None:
         self.uow = uow
         self.clock = clock
+        self.policy = policy or Policy()
 
     # -- commands ----------------------------------------------------------------------------
-    def create(self, meta: ResourceMetadata) -> Resource:
+    def create(self, principal: Principal, meta: ResourceMetadata) -> Resource:
         now = self.clock()
-        resource = model.create(meta, now)
+        resource = model.create(meta, now)  # validates first: a bad provider code is INVALID_ARGUMENT
+        self.policy.require(principal, Action.CATALOG_CREATE, Target.resource(meta.code, meta.provider_code))
         with self.uow(write=True) as uow:
             if uow.catalog.get(meta.code) is not None:
                 raise AlreadyExists("resource", meta.code)
@@ -67,10 +71,10 @@ class CatalogApplication:
             uow.commit()
         return resource
 
-    def update(self, meta: ResourceMetadata, expected_version: int = 0) -> Resource:
+    def update(self, principal: Principal, meta: ResourceMetadata, expected_version: int = 0) -> Resource:
         now = self.clock()
         with self.uow(write=True) as uow:
-            current = self._load_for_change(uow.catalog, meta.code, expected_version)
+            current = self._load_for_change(uow.catalog, meta.code, expected_version, principal, Action.CATALOG_UPDATE)
             changed = model.edit(current, meta, now)
             _check_related(uow.catalog, meta, also_known=())
             uow.catalog.save(changed, current, now)
@@ -78,10 +82,10 @@ class CatalogApplication:
             uow.commit()
         return changed
 
-    def publish(self, code: str, expected_version: int = 0) -> Resource:
+    def publish(self, principal: Principal, code: str, expected_version: int = 0) -> Resource:
         now = self.clock()
         with self.uow(write=True) as uow:
-            current = self._load_for_change(uow.catalog, code, expected_version)
+            current = self._load_for_change(uow.catalog, code, expected_version, principal, Action.CATALOG_PUBLISH)
             published = model.publish(current, now)
             # A related resource may have been retired since the draft was written; check again.
             _check_related(uow.catalog, published.latest.metadata, also_known=())
@@ -90,10 +94,10 @@ class CatalogApplication:
             uow.commit()
         return published
 
-    def retire(self, code: str) -> Resource:
+    def retire(self, principal: Principal, code: str) -> Resource:
         now = self.clock()
         with self.uow(write=True) as uow:
-            current = self._load_for_change(uow.catalog, code, 0)
+            current = self._load_for_change(uow.catalog, code, 0, principal, Action.CATALOG_RETIRE)
             retired = model.retire(current, now)
             uow.catalog.save(retired, current, now)
             uow.catalog.append_events([("RETIRED", retired)], now)
@@ -101,7 +105,7 @@ class CatalogApplication:
         return retired
 
     def import_resources(
-        self, entries: Sequence[ResourceMetadata | InvalidField], *, publish: bool = False,
+        self, principal: Principal, entries: Sequence[ResourceMetadata | InvalidField], *, publish: bool = False,
         replace_drafts: bool = False,
     ) -> ImportResult:
         """Atomic import: every entry is checked first and all problems reported together; only a
@@ -149,6 +153,7 @@ class CatalogApplication:
                     changed.append((resource, current))
             if bad:
                 raise InvalidBatch(sorted(bad, key=lambda e: e.index))
+            self._require_import(principal, valid, publish)
             uow.catalog.add_many(new, now)
             for resource, current in changed:
                 uow.catalog.save(resource, current, now)
@@ -159,27 +164,64 @@ class CatalogApplication:
             uow.commit()
         return ImportResult(len(new), len(changed), len(new) + len(changed) if publish else 0)
 
+    def _require_import(self, principal: Principal, entries: Sequence[tuple[int, ResourceMetadata]],
+                        publish: bool) -> None:
+        """Every valid entry must be one the caller may create (and publish); the first refusals are named."""
+        refused = []
+        for index, entry in entries:
+            target = Target.resource(entry.code, entry.provider_code)
+            for action in (Action.CATALOG_CREATE, *((Action.CATALOG_PUBLISH,) if publish else ())):
+                decision = self.policy.decide(principal, action, target)
+                if not decision:
+                    refused.append(f"resources[{index}] {entry.code}: {decision.reason}")
+                    break
+        if refused:
+            more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
+            raise PermissionDenied(Action.CATALOG_CREATE, Target("import"), "; ".join(refused[:5]) + more)
+
     # -- queries -----------------------------------------------------------------------------
-    def get(self, code: str, version: int = 0) -> tuple[Resource, ResourceVersion]:
+    def _may_see_drafts(self, principal: Principal, resource: Resource) -> bool:
+        target = Target.resource(resource.code, resource.provider_code, published=False)
+        return bool(self.policy.decide(principal, Action.CATALOG_READ, target))
+
+    def get(self, principal: Principal, code: str, version: int = 0) -> tuple[Resource, ResourceVersion]:
+        """The latest version the caller may see: other departments see the published version, not a
+        pending draft; a draft-only resource is visible to its own department only."""
         with self.uow() as uow:
             resource = uow.catalog.get(code)
             if resource is None:
                 raise NotFound("resource", code)
-            if version == 0 or version == resource.latest.version:
+            drafts = self._may_see_drafts(principal, resource)
+            if not drafts:
+                self.policy.require(principal, Action.CATALOG_READ, Target.resource(
+                    code, resource.provider_code, published=resource.published_version is not None))
+            if version == 0:
+                version = resource.latest.version if drafts else resource.published_version or 0
+            if version == resource.latest.version:
                 return resource, resource.latest
             found = uow.catalog.get_version(code, version)
             if found is None:
                 raise NotFound("version", f"{version} of {code} (latest is {resource.latest.version})")
-            return resource, found
+            if found.state is not model.VersionState.PUBLISHED:
+                self.policy.require(principal, Action.CATALOG_READ,
+                                    Target.resource(code, resource.provider_code, published=False))
+            return _as_seen(resource, found, drafts), found
 
-    def history(self, code: str) -> list[ResourceVersion]:
+    def history(self, principal: Principal, code: str) -> list[ResourceVersion]:
         with self.uow() as uow:
+            resource = uow.catalog.get(code)
+            if resource is None:
+                raise NotFound("resource", code)
             versions = uow.catalog.history(code)
-        if not versions:
-            raise NotFound("resource", code)
-        return versions
+        if self._may_see_drafts(principal, resource):
+            return versions
+        self.policy.require(principal, Action.CATALOG_READ, Target.resource(
+            code, resource.provider_code, published=resource.published_version is not None))
+        return [v for v in versions if v.state is model.VersionState.PUBLISHED]
 
-    def list(self, flt: ResourceFilter, page_size: int = 0, page_token: str = "") -> Page:
+    def list(self, principal: Principal, flt: ResourceFilter, page_size: int = 0, page_token: str = "") -> Page:
+        self.policy.require(principal, Action.CATALOG_READ, Target("catalog"))
+        flt = replace(flt, visible_to=self.policy.draft_visibility(principal))
         if page_size > MAX_PAGE_SIZE:
             raise InvalidField.one("page_size", f"{page_size} is more than the maximum {MAX_PAGE_SIZE}")
         size = page_size or DEFAULT_PAGE_SIZE
@@ -194,10 +236,12 @@ class CatalogApplication:
         token = _encode_page_token(rows[-1].code, flt) if more else ""
         return Page(rows, token, total)
 
-    def export(self, status: model.ResourceStatus | None) -> list[Resource]:
-        """Every resource in the given status (published by default), for export files and feeds."""
+    def export(self, principal: Principal, status: model.ResourceStatus | None) -> list[Resource]:
+        """Every resource in the given status (published by default) that the caller may see."""
+        self.policy.require(principal, Action.CATALOG_READ, Target("catalog"))
         out: list[Resource] = []
-        flt = ResourceFilter(status=status or model.ResourceStatus.PUBLISHED)
+        flt = ResourceFilter(status=status or model.ResourceStatus.PUBLISHED,
+                             visible_to=self.policy.draft_visibility(principal))
         with self.uow() as uow:
             after = ""
             while True:
@@ -211,15 +255,22 @@ class CatalogApplication:
         with self.uow() as uow:
             return uow.catalog.count_by_status()
 
-    def _load_for_change(self, repo: CatalogRepository, code: str, expected_version: int) -> Resource:
+    def _load_for_change(self, repo: CatalogRepository, code: str, expected_version: int, principal: Principal,
+                         action: Action) -> Resource:
         current = repo.get(code, for_update=True)
         if current is None:
             raise NotFound("resource", code)
+        self.policy.require(principal, action, Target.resource(code, current.provider_code))
         if expected_version and current.latest.version != expected_version:
             raise Conflict(
                 f"resource {code} is at version {current.latest.version}, not the expected {expected_version}; "
                 "read it again and retry")
         return current
+
+
+def _as_seen(resource: Resource, version: ResourceVersion, drafts: bool) -> Resource:
+    """The resource head as a caller who cannot see drafts sees it: its latest is the published one."""
+    return resource if drafts or version.state is model.VersionState.DRAFT else replace(resource, latest=version)
 
 
 def _check_related(repo: CatalogRepository, meta: ResourceMetadata, also_known: Sequence[str]) -> None:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from catalog.interchange import metadata_from_dict, metadata_to_dict
@@ -118,7 +118,12 @@ class CatalogRepository:
             conditions.append(or_(r.c.status != ResourceStatus.DRAFT.value, r.c.provider_code == flt.visible_to))
         for word in flt.query.lower().split():
             conditions.append(v.c.search_text.like("%" + _escape_like(word) + "%", escape="\\"))
-        join = r.join(v, and_(v.c.code == r.c.code, v.c.version == r.c.latest_version))
+        shown = r.c.latest_version
+        if flt.visible_to is not None:
+            # Other departments see the published version, not the owner's pending draft of it.
+            shown = case((r.c.provider_code == flt.visible_to, r.c.latest_version),
+                         else_=func.coalesce(r.c.published_version, r.c.latest_version))
+        join = r.join(v, and_(v.c.code == r.c.code, v.c.version == shown))
         return join, conditions
 
     def list(self, flt: ResourceFilter, *, after_code: str, limit: int) -> list[Resource]:

@@ -95,3 +95,46 @@ catalog_events = Table(
 )
 
 Index("ix_resource_versions_filters", resource_versions.c.classification, resource_versions.c.share_type)
+
+_BIGINT = BigInteger().with_variant(Integer, "sqlite")
+
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("sequence", _BIGINT, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("request_id", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("department_code", String(18), nullable=False),
+    Column("roles", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("result", String(32), nullable=False),
+    Column("peer", String(100), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("previous_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("sequence", _BIGINT, primary_key=True, autoincrement=False),
+    Column("node_id", String(100), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kid", String(64), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("signature", Text, nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_sequence", _BIGINT, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("last_checkpoint_sequence", _BIGINT, nullable=False),
+    Column("last_checkpoint_at", UTCDateTime, nullable=True),
+)
+"""One row (id 1): the chain head. Writers lock it, so replicas on one database append in turn."""

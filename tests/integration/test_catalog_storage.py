@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 
@@ -15,6 +16,7 @@ from node.storage.catalog_repository import ResourceFilter
 from node.storage.database import make_engine, migrate
 from node.storage.tables import catalog_events, resource_versions, resources
 from node.storage.unit_of_work import UnitOfWorkFactory
+from security.identity import Principal
 from tests.conftest import OTHER_PROVIDER, FixedClock, resource
 
 
@@ -22,8 +24,23 @@ from tests.conftest import OTHER_PROVIDER, FixedClock, resource
 def app(database_url: str, clock: FixedClock) -> Iterator[CatalogApplication]:
     migrate(database_url)
     engine = make_engine(database_url)
-    yield CatalogApplication(UnitOfWorkFactory(engine), clock)
+    yield AsCaller(CatalogApplication(UnitOfWorkFactory(engine), clock), Principal.system("test"))
     engine.dispose()
+
+
+class AsCaller:
+    """The application with the caller bound: these tests are about storage, not access."""
+
+    def __init__(self, app: CatalogApplication, principal: Principal) -> None:
+        self.app = app
+        self.principal = principal
+        self.uow = app.uow
+
+    def __getattr__(self, name: str):
+        method = getattr(self.app, name)
+        if name in ("counts",):
+            return method
+        return functools.partial(method, self.principal)
 
 
 def row_counts(app: CatalogApplication) -> tuple[int, int, int]:

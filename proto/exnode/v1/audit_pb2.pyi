@@ -88,13 +88,21 @@ class VerifyAuditRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class VerifyAuditResponse(_message.Message):
-    __slots__ = ("ok", "entries_checked", "first_broken_sequence", "problem")
+    __slots__ = ("ok", "entries_checked", "first_broken_sequence", "problem", "checkpoints_checked", "unsigned_tail", "first_sequence", "last_sequence")
     OK_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_CHECKED_FIELD_NUMBER: _ClassVar[int]
     FIRST_BROKEN_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    UNSIGNED_TAIL_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     entries_checked: int
     first_broken_sequence: int
     problem: str
-    def __init__(self, ok: _Optional[bool] = ..., entries_checked: _Optional[int] = ..., first_broken_sequence: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
+    checkpoints_checked: int
+    unsigned_tail: int
+    first_sequence: int
+    last_sequence: int
+    def __init__(self, ok: _Optional[bool] = ..., entries_checked: _Optional[int] = ..., first_broken_sequence: _Optional[int] = ..., problem: _Optional[str] = ..., checkpoints_checked: _Optional[int] = ..., unsigned_tail: _Optional[int] = ..., first_sequence: _Optional[int] = ..., last_sequence: _Optional[int] = ...) -> None: ...

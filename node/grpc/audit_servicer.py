@@ -1,0 +1,100 @@
+"""AuditService (security_officer only) and KeysService: decode, ask the policy, call one use case."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import grpc
+from exnode.v1 import audit_pb2 as pb
+from exnode.v1 import audit_pb2_grpc, keys_pb2, keys_pb2_grpc
+from google.protobuf import timestamp_pb2
+
+from node.grpc.context import current, principal
+from node.services.audit import AuditApplication
+from node.storage.audit_repository import AuditFilter
+from security.audit import AuditEntry
+from security.keys import KeyStore
+from security.policy import AUDIT_TRAIL, NODE_KEYS, Action, Policy
+
+EXPORT_CHUNK_BYTES = 256 * 1024
+
+
+def _time(stamp: timestamp_pb2.Timestamp, field_set: bool) -> dt.datetime | None:
+    return stamp.ToDatetime(tzinfo=dt.UTC) if field_set else None
+
+
+def entry_to_proto(entry: AuditEntry) -> pb.AuditEntry:
+    record = entry.record
+    message = pb.AuditEntry(
+        sequence=entry.sequence, request_id=record.request_id, subject=record.subject,
+        department_code=record.department_code, roles=list(record.roles), action=record.action, target=record.target,
+        result=record.result, peer=record.peer, detail=record.detail, previous_hash=entry.previous_hash,
+        entry_hash=entry.entry_hash)
+    message.at.FromDatetime(record.at)
+    return message
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    def __init__(self, app: AuditApplication, policy: Policy) -> None:
+        self.app = app
+        self.policy = policy
+
+    def _require(self) -> None:
+        current().target = str(AUDIT_TRAIL)
+        self.policy.require(principal(), Action.AUDIT_READ, AUDIT_TRAIL)
+
+    async def QueryAudit(self, request: pb.QueryAuditRequest, context: grpc.aio.ServicerContext) -> pb.QueryAuditResponse:
+        self._require()
+        flt = AuditFilter(
+            since=_time(request.since, request.HasField("since")), until=_time(request.until, request.HasField("until")),
+            subject=request.subject, department_code=request.department_code, action=request.action,
+            target=request.target, result=request.result)
+        page = await asyncio.to_thread(self.app.query, flt, request.page_size, request.page_token)
+        return pb.QueryAuditResponse(entries=[entry_to_proto(e) for e in page.entries],
+                                     next_page_token=page.next_page_token)
+
+    async def ExportAudit(self, request: pb.ExportAuditRequest, context: grpc.aio.ServicerContext
+                          ) -> AsyncIterator[pb.ExportChunk]:
+        self._require()
+        since = _time(request.since, request.HasField("since"))
+        until = _time(request.until, request.HasField("until"))
+        lines = await asyncio.to_thread(lambda: list(self.app.export(since, until)))
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            data = (line + "\n").encode("utf-8")
+            chunk.append(data)
+            size += len(data)
+            if size >= EXPORT_CHUNK_BYTES:
+                yield pb.ExportChunk(jsonl=b"".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            yield pb.ExportChunk(jsonl=b"".join(chunk))
+
+    async def VerifyAudit(self, request: pb.VerifyAuditRequest, context: grpc.aio.ServicerContext
+                          ) -> pb.VerifyAuditResponse:
+        self._require()
+        result = await asyncio.to_thread(self.app.verify)
+        return pb.VerifyAuditResponse(
+            ok=result.ok, entries_checked=result.entries_checked, first_broken_sequence=result.first_broken_sequence,
+            problem=result.problem, checkpoints_checked=result.checkpoints_checked,
+            unsigned_tail=result.unsigned_tail, first_sequence=result.first_sequence,
+            last_sequence=result.last_sequence)
+
+
+class KeysServicer(keys_pb2_grpc.KeysServiceServicer):
+    def __init__(self, keys: KeyStore, node_id: str, policy: Policy) -> None:
+        self.keys = keys
+        self.node_id = node_id
+        self.policy = policy
+
+    async def ListPublicKeys(self, request: keys_pb2.ListPublicKeysRequest, context: grpc.aio.ServicerContext
+                             ) -> keys_pb2.ListPublicKeysResponse:
+        current().target = str(NODE_KEYS)
+        self.policy.require(principal(), Action.KEYS_READ, NODE_KEYS)
+        return keys_pb2.ListPublicKeysResponse(node_id=self.node_id, keys=[
+            keys_pb2.PublicKey(kid=k.kid, algorithm=k.algorithm, public_pem=k.public_pem, created_at=k.created_at,
+                               active=k.kid == self.keys.active.kid)
+            for k in self.keys.public.values()])

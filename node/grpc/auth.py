@@ -1,0 +1,175 @@
+"""Authentication and the audit trail for every RPC (health checking excepted).
+
+The interceptor verifies the bearer token, makes the caller the request's principal, runs the method,
+and appends one audit entry with the outcome (allowed or denied, the status code and its message)
+before the answer leaves the node: the response waits for the entry's commit, so an answered request
+always has its entry. Streaming responses get an entry before the first message (result STARTED) and
+one with the final status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import Counter
+
+from node.grpc.context import RequestContext, reset, set_current
+from node.grpc.handlers import Behaviour, wrap_handler
+from node.services.audit import AuditUnavailable, AuditWriter
+from security.audit import AuditRecord
+from security.identity import AuthenticationError, TokenVerifier
+
+log = logging.getLogger(__name__)
+UNAUTHENTICATED_METHODS = ("/grpc.health.v1.Health/",)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+MAX_DETAIL = 2000
+
+AUTH_FAILURES = Counter("exnode_auth_failures_total", "Requests refused as unauthenticated, by reason", ["reason"])
+AUDIT_ENTRIES = Counter("exnode_audit_entries_total", "Audit entries appended, by result", ["result"])
+
+
+def _metadata(context: grpc.aio.ServicerContext, key: str) -> str:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return ""
+
+
+def bearer_token(context: grpc.aio.ServicerContext) -> str:
+    header = _metadata(context, "authorization")
+    scheme, _, token = header.partition(" ")
+    if header and scheme.lower() != "bearer":
+        raise AuthenticationError("malformed_token", "the authorization header must be 'Bearer <JWT>'")
+    return token.strip()
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    given = _metadata(context, "x-request-id")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _short(method: str) -> str:
+    """``/exnode.v1.CatalogService/GetResource`` → ``CatalogService/GetResource``."""
+    service, _, name = method.lstrip("/").partition("/")
+    return f"{service.rsplit('.', 1)[-1]}/{name}"
+
+
+def _outcome(context: grpc.aio.ServicerContext, error: BaseException | None) -> tuple[str, str]:
+    if error is None:
+        return "OK", ""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
+        return code.name, str(context.details() or "")
+    if isinstance(error, asyncio.CancelledError):
+        return "CANCELLED", "the client cancelled or the node is shutting down"
+    return "UNKNOWN", f"{type(error).__name__}: {error}"
+
+
+class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, verifier: TokenVerifier, writer: AuditWriter,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.verifier = verifier
+        self.writer = writer
+        self.clock = clock
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if method.startswith(UNAUTHENTICATED_METHODS):
+            return handler
+        return wrap_handler(handler, self._single(_short(method)), self._stream(_short(method)))
+
+    async def _audit(self, context: RequestContext, result: str, detail: str) -> None:
+        principal = context.principal
+        record = AuditRecord(
+            at=self.clock(), request_id=context.request_id,
+            subject=principal.subject if principal else "", department_code=principal.department_code if principal else "",
+            roles=tuple(sorted(principal.roles)) if principal else (), action=context.method,
+            target=context.target[:200], result=result, peer=context.peer[:100],
+            detail=(detail or context.detail)[:MAX_DETAIL])
+        await asyncio.wrap_future(self.writer.submit(record))
+        AUDIT_ENTRIES.labels(result).inc()
+
+    async def _begin(self, method: str, context: grpc.aio.ServicerContext) -> RequestContext:
+        """Authenticate; a refusal is audited, then aborts with UNAUTHENTICATED naming the problem."""
+        request = RequestContext(request_id=_request_id(context), method=method, peer=context.peer() or "")
+        await context.send_initial_metadata((("x-request-id", request.request_id),))
+        try:
+            request.principal = self.verifier.verify(bearer_token(context))
+        except AuthenticationError as error:
+            AUTH_FAILURES.labels(error.reason).inc()
+            await self._audit_or_abort(context, request, "UNAUTHENTICATED", f"{error.reason}: {error}")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{error} ({error.reason})")
+        return request
+
+    async def _audit_or_abort(self, grpc_context: grpc.aio.ServicerContext, request: RequestContext, result: str,
+                              detail: str) -> None:
+        try:
+            await self._audit(request, result, detail)
+        except AuditUnavailable as error:
+            log.error("request refused: audit unavailable", extra={"request_id": request.request_id})
+            await grpc_context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+
+    async def _audit_failure(self, request: RequestContext, result: str, detail: str) -> None:
+        """The call already failed; an audit failure now is logged (the caller gets the original error)."""
+        try:
+            await self._audit(request, result, detail)
+        except AuditUnavailable:
+            log.critical("audit entry lost for a failed request", extra={"request_id": request.request_id,
+                                                                         "result": result})
+
+    def _single(self, method: str) -> Callable[[Behaviour], Behaviour]:
+        def wrap(behaviour: Behaviour) -> Behaviour:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                rc = await self._begin(method, context)
+                token = set_current(rc)
+                try:
+                    try:
+                        response = await behaviour(request, context)
+                    except BaseException as error:
+                        await self._audit_failure(rc, *_outcome(context, error))
+                        raise
+                    await self._audit_or_abort(context, rc, "OK", "")
+                    return response
+                finally:
+                    reset(token)
+
+            return call
+
+        return wrap
+
+    def _stream(self, method: str) -> Callable[[Behaviour], Behaviour]:
+        def wrap(behaviour: Behaviour) -> Behaviour:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                rc = await self._begin(method, context)
+                token = set_current(rc)
+                try:
+                    started = False
+                    try:
+                        async for item in behaviour(request, context):
+                            if not started:
+                                await self._audit_or_abort(context, rc, "STARTED", "")
+                                started = True
+                            yield item
+                    except BaseException as error:
+                        await self._audit_failure(rc, *_outcome(context, error))
+                        raise
+                    await self._audit_or_abort(context, rc, "OK", "")
+                finally:
+                    with contextlib.suppress(ValueError):
+                        reset(token)
+
+            return call
+
+        return wrap

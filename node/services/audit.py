@@ -1,0 +1,270 @@
+"""The audit trail's use cases: the group-commit writer, query, export, verify and retention.
+
+Why a writer thread: one transaction per RPC would make the audit trail the node's bottleneck (SQLite
+commits with synchronous=FULL cost an fsync each). Requests hand their entry to the writer and wait for
+the batch it lands in to commit; the writer commits everything that queued up meanwhile in one
+transaction. A request is answered only after its entry is durable, so no answered request can lack
+its entry, and under load many requests share one commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import datetime as dt
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from catalog.errors import InvalidField
+from node.storage.audit_repository import AuditFilter, AuditRepository, Head
+from node.storage.unit_of_work import UnitOfWorkFactory
+from security import audit
+from security.audit import AuditEntry, AuditRecord, VerifyResult
+from security.keys import KeyStore
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], dt.datetime]
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 100
+
+
+class AuditUnavailable(Exception):
+    """The audit trail could not be written; the request is refused rather than answered unaudited."""
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    node_id: str
+    checkpoint_every: int = 1000
+    checkpoint_interval_s: float = 60.0
+    retention_days: int = 180
+    max_batch: int = 2000
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class AuditWriter:
+    """Appends entries in batches from one thread; ``submit`` returns a future done once committed."""
+
+    def __init__(self, uow: UnitOfWorkFactory, keys: KeyStore, settings: AuditSettings,
+                 clock: Clock = _utc_now) -> None:
+        self.uow = uow
+        self.keys = keys
+        self.settings = settings
+        self.clock = clock
+        self._queue: queue.Queue[tuple[AuditRecord, concurrent.futures.Future[int]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0
+        self.entries = 0
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        """Write what is queued, checkpoint the tail, stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+        self.checkpoint_if_due(force=True)
+
+    def submit(self, record: AuditRecord) -> concurrent.futures.Future[int]:
+        """The future's result is the entry's sequence number, set when its batch has committed."""
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        if self._thread is None:
+            future.set_exception(AuditUnavailable("the audit writer is not running"))
+            return future
+        self._queue.put((record, future))
+        return future
+
+    def append(self, records: Sequence[AuditRecord]) -> list[AuditEntry]:
+        """Append synchronously in one transaction (CLI maintenance, tests)."""
+        return self._write(list(records))
+
+    def _run(self) -> None:
+        interval = self.settings.checkpoint_interval_s
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.05, interval / 4))
+            except queue.Empty:
+                self._safe_checkpoint()
+                continue
+            stop = item is None
+            batch = [] if item is None else [item]
+            while len(batch) < self.settings.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            if batch:
+                self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[AuditRecord, concurrent.futures.Future[int]]]) -> None:
+        try:
+            entries = self._write([record for record, _ in batch])
+        except Exception as error:
+            log.exception("audit write failed")
+            failure = AuditUnavailable(f"the audit trail could not be written: {error}")
+            for _, future in batch:
+                future.set_exception(failure)
+            return
+        for (_, future), entry in zip(batch, entries, strict=True):
+            future.set_result(entry.sequence)
+
+    def _write(self, records: list[AuditRecord]) -> list[AuditEntry]:
+        with self.uow(write=True) as uow:
+            repo = AuditRepository(uow.connection)
+            head = repo.lock_head()
+            entries = audit.chain(records, head.last_sequence, head.last_hash)
+            repo.append(entries)
+            last = entries[-1] if entries else None
+            head = Head(last.sequence, last.entry_hash, head.last_checkpoint_sequence,
+                        head.last_checkpoint_at) if last else head
+            head = self._checkpoint_in(repo, head, force=False)
+            repo.set_head(head)
+            uow.commit()
+        self.batches += 1
+        self.entries += len(entries)
+        return entries
+
+    def _checkpoint_in(self, repo: AuditRepository, head: Head, *, force: bool) -> Head:
+        pending = head.last_sequence - head.last_checkpoint_sequence
+        if pending <= 0:
+            return head
+        now = self.clock()
+        age = (now - head.last_checkpoint_at).total_seconds() if head.last_checkpoint_at else float("inf")
+        if not (force or pending >= self.settings.checkpoint_every or age >= self.settings.checkpoint_interval_s):
+            return head
+        checkpoint = audit.sign_checkpoint(self.keys.active, self.settings.node_id, head.last_sequence,
+                                           head.last_hash, now)
+        repo.add_checkpoint(checkpoint)
+        return Head(head.last_sequence, head.last_hash, head.last_sequence, now)
+
+    def checkpoint_if_due(self, *, force: bool = False) -> None:
+        with self.uow(write=True) as uow:
+            repo = AuditRepository(uow.connection)
+            head = repo.lock_head()
+            new = self._checkpoint_in(repo, head, force=force)
+            if new != head:
+                repo.set_head(new)
+                uow.commit()
+
+    def _safe_checkpoint(self) -> None:
+        try:
+            self.checkpoint_if_due()
+        except Exception:
+            log.exception("audit checkpoint failed")
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    deleted: int
+    anchor_sequence: int
+
+
+class AuditApplication:
+    """Reading the trail (officers) and keeping it (retention); nothing here edits an entry."""
+
+    def __init__(self, uow: UnitOfWorkFactory, keys: KeyStore, settings: AuditSettings, clock: Clock = _utc_now):
+        self.uow = uow
+        self.keys = keys
+        self.settings = settings
+        self.clock = clock
+
+    def query(self, flt: AuditFilter, page_size: int = 0, page_token: str = "") -> AuditPage:
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        before = 0
+        if page_token:
+            try:
+                token = json.loads(base64.urlsafe_b64decode(page_token.encode()))
+                before = int(token["before"])
+                if token["filter"] != repr(flt):
+                    raise ValueError("filter changed")
+            except (ValueError, KeyError, TypeError):
+                raise InvalidField.one("page_token", "is not a page token of this query") from None
+        with self.uow() as uow:
+            entries = AuditRepository(uow.connection).query(flt, before_sequence=before, limit=size + 1)
+        more = len(entries) > size
+        entries = entries[:size]
+        token = ""
+        if more:
+            token = base64.urlsafe_b64encode(
+                json.dumps({"before": entries[-1].sequence, "filter": repr(flt)}).encode()).decode()
+        return AuditPage(entries, token)
+
+    def public_keys(self) -> dict[str, audit.Verifier]:
+        return dict(self.keys.public)
+
+    def verify(self) -> VerifyResult:
+        with self.uow() as uow:
+            repo = AuditRepository(uow.connection)
+            checkpoints = repo.checkpoints()
+            return audit.verify(repo.entries(), checkpoints, keys=self.public_keys(), node_id=self.settings.node_id)
+
+    def export(self, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Iterator[str]:
+        """JSON lines: a header with the node's public keys, the anchor checkpoint, then entries and
+        checkpoints in order. The range is widened back to a checkpoint so the file verifies on its own."""
+        with self.uow() as uow:
+            repo = AuditRepository(uow.connection)
+            first = repo.first_sequence_at_or_after(since) if since else 1
+            last = repo.last_sequence_before(until) if until else None
+            keys = [{"kid": k.kid, "algorithm": k.algorithm, "public_pem": k.public_pem, "created_at": k.created_at}
+                    for k in self.keys.public.values()]
+            yield json.dumps(audit.export_header(self.settings.node_id, keys, self.clock()), ensure_ascii=False)
+            if first is None:
+                return
+            anchor = repo.checkpoint_at_or_before(first - 1) if first > 1 else None
+            start = anchor.sequence + 1 if anchor else 1
+            if anchor is not None:
+                yield json.dumps(anchor.to_dict("anchor"), ensure_ascii=False)
+            checkpoints = {c.sequence: c for c in repo.checkpoints(start, last)}
+            for entry in repo.entries(start, last):
+                yield json.dumps(entry.to_dict(), ensure_ascii=False)
+                if entry.sequence in checkpoints:
+                    yield json.dumps(checkpoints[entry.sequence].to_dict(), ensure_ascii=False)
+
+    def purge(self, writer: AuditWriter | None = None) -> PurgeResult:
+        """Delete entries older than the retention period, up to the newest checkpoint before the cut-off,
+        which stays as the signed anchor of what remains."""
+        cutoff = self.clock() - dt.timedelta(days=self.settings.retention_days)
+        with self.uow(write=True) as uow:
+            repo = AuditRepository(uow.connection)
+            repo.lock_head()
+            anchor = repo.newest_checkpoint_before(cutoff)
+            if anchor is None:
+                return PurgeResult(0, 0)
+            deleted = repo.purge_through(anchor.sequence)
+            uow.commit()
+        log.info("audit purge", extra={"deleted": deleted, "anchor": anchor.sequence})
+        return PurgeResult(deleted, anchor.sequence)
+
+
+def verify_export(lines: Sequence[str] | Iterator[str], keys: dict[str, audit.Verifier],
+                  node_id: str | None = None) -> VerifyResult:
+    """Verify an export file offline with trusted public keys (not the ones the file carries)."""
+    header, entries, checkpoints = audit.read_export(lines)
+    return audit.verify(entries, checkpoints, keys=keys, node_id=node_id or header["node_id"])
+
