@@ -168,3 +168,31 @@ def metadata_to_dict(meta: ResourceMetadata) -> dict[str, Any]:
     }
     out.update({k: v for k, v in optional.items() if v})
     return out
+
+
+def metadata_from_trusted_dict(data: dict[str, Any]) -> ResourceMetadata:
+    """The dict form of metadata that was validated when it was stored: rebuilt without re-checking.
+
+    Reading is the catalog's hot path (every get and every page of a search); the full check of
+    ``metadata_from_dict`` costs more than the query itself and cannot fail on what the node wrote.
+    """
+    def enum(kind: type[LabelledEnum], key: str) -> Any:
+        value = data.get(key)
+        return kind(value) if value else None
+
+    publish_date = data.get("publish_date")
+    return ResourceMetadata(
+        code=data["code"], name=data["name"], classification=Classification(data["classification"]),
+        provider_name=data["provider_name"], provider_code=data["provider_code"], summary=data["summary"],
+        format_class=FormatClass(data["format_class"]), format_type=data["format_type"],
+        format_description=data.get("format_description", ""),
+        items=tuple(Item(i["name"], ItemDataType(i["data_type"]), i["length"], i["required"], i.get("description", ""))
+                    for i in data["items"]),
+        share_type=ShareType(data["share_type"]), share_condition=data.get("share_condition", ""),
+        share_method_class=enum(ShareMethodClass, "share_method_class"),
+        share_method_type=enum(ShareMethodType, "share_method_type"),
+        open_type=OpenType(data["open_type"]), open_condition=data.get("open_condition", ""),
+        update_cycle=UpdateCycle(data["update_cycle"]),
+        publish_date=dt.date.fromisoformat(publish_date) if publish_date else None,
+        related_codes=tuple(data.get("related_codes", ())), keywords=tuple(data.get("keywords", ())),
+    )

@@ -20,6 +20,7 @@ from node.grpc.auth import AuthAuditInterceptor
 from node.grpc.catalog_servicer import CatalogServicer
 from node.grpc.errors import ErrorMappingInterceptor
 from node.metrics import CATALOG_RESOURCES, MetricsInterceptor
+from node.services.audit import AuditWriter
 
 log = logging.getLogger(__name__)
 SERVICES = (
@@ -37,10 +38,14 @@ def split_host_port(address: str, key: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def build_server(node: Node, listen: str) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | None = None
+                       ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """The node's gRPC server. ``audit_writer`` replaces the node's only in the benchmark that measures
+    what the audit trail costs; a serving node always audits."""
     limit = node.config.server.max_message_bytes
+    writer = audit_writer or node.audit_writer
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(), AuthAuditInterceptor(node.verifier, node.audit_writer, node.catalog.clock),
+        interceptors=[MetricsInterceptor(), AuthAuditInterceptor(node.verifier, writer, node.catalog.clock),
                       ErrorMappingInterceptor()],
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 64 * 1024 * 1024),
                  ("grpc.so_reuseport", 0)],

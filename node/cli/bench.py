@@ -13,9 +13,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     catalog.add_argument("--database-url", action="append", default=None,
                          help="database to measure (repeatable; default: a temporary SQLite and the local PostgreSQL)")
     catalog.set_defaults(handler=run_catalog)
+    rpc = commands.add_parser("rpc", help="catalog RPCs per second with and without the audit trail")
+    rpc.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
+    rpc.add_argument("--concurrency", type=int, default=32, help="concurrent calls (default 32)")
+    rpc.add_argument("--database-url", default="", help="default: a temporary SQLite database")
+    rpc.set_defaults(handler=run_rpc)
 
 
 def run_catalog(args: argparse.Namespace) -> int:
-    from tests.bench.catalog_bench import main as bench_main
+    from node.bench_catalog import main as bench_main
 
     return bench_main(count=args.count, urls=args.database_url)
+
+
+def run_rpc(args: argparse.Namespace) -> int:
+    from node.bench_rpc import main as bench_main
+
+    return bench_main(duration=args.duration, concurrency=args.concurrency, database_url=args.database_url)

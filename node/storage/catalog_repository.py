@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
-from catalog.interchange import metadata_from_dict, metadata_to_dict
+from catalog.interchange import metadata_from_trusted_dict, metadata_to_dict
 from catalog.model import (
     Classification,
     OpenType,
@@ -44,7 +44,7 @@ def _escape_like(word: str) -> str:
 
 def _version_from_row(row: Row) -> ResourceVersion:
     return ResourceVersion(
-        metadata=metadata_from_dict(json.loads(row.document)),
+        metadata=metadata_from_trusted_dict(json.loads(row.document)),
         version=row.version,
         state=VersionState(row.state),
         created_at=row.created_at,
@@ -141,7 +141,7 @@ class CatalogRepository:
         out = []
         for row in self.connection.execute(query):
             version = ResourceVersion(
-                metadata_from_dict(json.loads(row.document)), row.version, VersionState(row.state),
+                metadata_from_trusted_dict(json.loads(row.document)), row.version, VersionState(row.state),
                 row.version_created_at, row.published_at,
             )
             out.append(Resource(row.code, ResourceStatus(row.status), version, row.published_version, row.retired_at))

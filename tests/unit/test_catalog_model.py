@@ -166,3 +166,15 @@ class TestLifecycle:
             model.edit(draft, resource(code="311140001/000102"), clock())
         with pytest.raises(InvalidField, match="provider_code"):
             model.edit(draft, dataclasses.replace(resource(), provider_code="91110000600037341L"), clock())
+
+
+def test_the_trusted_reader_rebuilds_exactly_what_was_stored():
+    import json
+    from pathlib import Path
+
+    from catalog.interchange import metadata_from_dict, metadata_from_trusted_dict, metadata_to_dict
+
+    sample = Path(__file__).parents[2] / "node" / "sample" / "catalog.json"
+    for raw in json.loads(sample.read_text("utf-8"))["resources"]:
+        meta = metadata_from_dict(raw)
+        assert metadata_from_trusted_dict(metadata_to_dict(meta)) == meta
