@@ -8,7 +8,7 @@ venv:
 	@bash ops/bootstrap.sh
 
 run: venv
-	.venv/bin/exnode init --data $(DATA) --sample
+	.venv/bin/exnode init --data $(DATA) --sample --dev
 	.venv/bin/exnode serve --data $(DATA)
 
 services:
