@@ -1,0 +1,246 @@
+"""``exnode token``, ``exnode keys`` and ``exnode audit``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import sys
+from pathlib import Path
+
+from exnode.v1 import audit_pb2 as pb
+from exnode.v1 import audit_pb2_grpc, keys_pb2, keys_pb2_grpc
+
+from node.cli.common import UsageError, add_client, add_data, call_metadata, channel, data_dir, print_json
+from node.config import load_config
+from security.audit import VerifyResult
+from security.identity import issue_dev_token
+from security.keys import ALGORITHMS, PUBLIC_KEYS_FILE, KeyStore, read_public_keys, write_public_keys
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    token = sub.add_parser("token", help="development tokens (the node must trust the development issuer)")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    issue = token_commands.add_parser("issue", help="print a token signed by this data directory's development issuer")
+    add_data(issue)
+    issue.add_argument("--dept", required=True, help="department 统一社会信用代码")
+    issue.add_argument("--roles", required=True, help="comma-separated: catalog_admin,provider,consumer,reviewer,"
+                                                      "security_officer,platform,operator")
+    issue.add_argument("--subject", default="dev-user", help="the token's sub (default dev-user)")
+    issue.add_argument("--ttl", default="8h", help="lifetime, e.g. 30m, 8h, 2d (default 8h)")
+    issue.set_defaults(handler=run_token_issue)
+
+    keys = sub.add_parser("keys", help="the node's signing keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    listing = key_commands.add_parser("list", help="the public keys: from the node (--server) or the data directory")
+    add_client(listing)
+    listing.add_argument("--local", action="store_true", help="read the data directory instead of asking the node")
+    listing.set_defaults(handler=run_keys_list)
+    rotate = key_commands.add_parser("rotate", help="make a new active key; old keys stay for verification")
+    add_data(rotate)
+    rotate.add_argument("--algorithm", choices=ALGORITHMS, default=None, help="default: the active key's")
+    rotate.set_defaults(handler=run_keys_rotate)
+
+    audit = sub.add_parser("audit", help="the audit trail (security_officer)")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    query = audit_commands.add_parser("query", help="entries, newest first, with filters")
+    add_client(query)
+    for name in ("subject", "dept", "action", "target", "result"):
+        query.add_argument(f"--{name}", default="")
+    query.add_argument("--since", default=None, help="ISO time, e.g. 2026-11-23T00:00:00+08:00")
+    query.add_argument("--until", default=None)
+    query.add_argument("--limit", type=int, default=100)
+    query.set_defaults(handler=run_audit_query)
+    export = audit_commands.add_parser("export", help="JSON lines with the checkpoints, verifiable offline")
+    add_client(export)
+    export.add_argument("--since", default=None)
+    export.add_argument("--until", default=None)
+    export.add_argument("--out", type=Path, default=None, help="file to write (default: standard output)")
+    export.set_defaults(handler=run_audit_export)
+    verify = audit_commands.add_parser("verify", help="check the hash chain and the signed checkpoints")
+    add_client(verify)
+    verify.add_argument("--file", type=Path, default=None, help="verify an export file offline")
+    verify.add_argument("--keys", type=Path, default=None,
+                        help=f"trusted public keys for --file (default: <data>/keys/{PUBLIC_KEYS_FILE})")
+    verify.add_argument("--local", action="store_true",
+                        help="verify the data directory's database directly (the node may be stopped)")
+    verify.set_defaults(handler=run_audit_verify)
+    purge = audit_commands.add_parser("purge", help="apply the retention period now (the node also does it daily)")
+    add_data(purge)
+    purge.set_defaults(handler=run_audit_purge)
+
+
+def _duration(text: str) -> dt.timedelta:
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise UsageError(f"--ttl {text!r}: use a number and a unit, e.g. 30m, 8h, 2d")
+    return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def run_token_issue(args: argparse.Namespace) -> int:
+    config = load_config(data_dir(args))
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    try:
+        token = issue_dev_token(config.keys_dir, config.node.id, config.audience, subject=args.subject,
+                                department_code=args.dept, roles=roles, lifetime=_duration(args.ttl))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not config.auth.trust_dev_issuer:
+        print("exnode: note: this node does not trust the development issuer (auth.trust_dev_issuer = false)",
+              file=sys.stderr)
+    print(token)
+    return 0
+
+
+def run_keys_list(args: argparse.Namespace) -> int:
+    if args.local:
+        config = load_config(data_dir(args))
+        store = KeyStore.load(config.keys_dir)
+        keys = [{"kid": k.kid, "algorithm": k.algorithm, "created_at": k.created_at, "active": k.kid == store.active.kid,
+                 "public_pem": k.public_pem} for k in store.public.values()]
+        node_id = config.node.id
+    else:
+        stub = keys_pb2_grpc.KeysServiceStub(channel(args))
+        response = stub.ListPublicKeys(keys_pb2.ListPublicKeysRequest(), metadata=call_metadata(args))
+        keys = [{"kid": k.kid, "algorithm": k.algorithm, "created_at": k.created_at, "active": k.active,
+                 "public_pem": k.public_pem} for k in response.keys]
+        node_id = response.node_id
+    if args.json:
+        print_json({"node_id": node_id, "keys": keys})
+        return 0
+    for key in keys:
+        print(f"{key['kid']}  {key['algorithm']:<11} {key['created_at']}{'  (active)' if key['active'] else ''}")
+    return 0
+
+
+def run_keys_rotate(args: argparse.Namespace) -> int:
+    config = load_config(data_dir(args))
+    store = KeyStore.load(config.keys_dir).rotate(args.algorithm)
+    path = write_public_keys(store, config.node.id)
+    print(f"new active key {store.active.kid} ({store.active.algorithm}); {len(store.public)} keys kept for "
+          f"verification; published in {path}. A running node signs with the new key after a restart.")
+    return 0
+
+
+def _timestamp(text: str | None, option: str, message: pb.QueryAuditRequest | pb.ExportAuditRequest) -> None:
+    if not text:
+        return
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--{option} {text!r} is not an ISO time (e.g. 2026-11-23T08:00:00+08:00)") from None
+    if when.tzinfo is None:
+        raise UsageError(f"--{option} {text!r} needs a UTC offset (e.g. +08:00)")
+    getattr(message, option).FromDatetime(when.astimezone(dt.UTC))
+
+
+def _audit_stub(args: argparse.Namespace) -> audit_pb2_grpc.AuditServiceStub:
+    return audit_pb2_grpc.AuditServiceStub(channel(args))
+
+
+def run_audit_query(args: argparse.Namespace) -> int:
+    request = pb.QueryAuditRequest(subject=args.subject, department_code=args.dept, action=args.action,
+                                   target=args.target, result=args.result, page_size=min(args.limit, 500))
+    _timestamp(args.since, "since", request)
+    _timestamp(args.until, "until", request)
+    stub, found = _audit_stub(args), []
+    while len(found) < args.limit:
+        page = stub.QueryAudit(request, metadata=call_metadata(args))
+        found.extend(page.entries)
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    found = found[: args.limit]
+    if args.json:
+        print_json([{"sequence": e.sequence, "at": e.at.ToJsonString(), "request_id": e.request_id,
+                     "subject": e.subject, "department_code": e.department_code, "roles": list(e.roles),
+                     "action": e.action, "target": e.target, "result": e.result, "peer": e.peer, "detail": e.detail}
+                    for e in found])
+        return 0
+    for e in found:
+        print(f"{e.sequence:>8} {e.at.ToJsonString()} {e.result:<17} {e.action:<36} {e.subject}@{e.department_code} "
+              f"{e.target} {e.detail}".rstrip())
+    return 0
+
+
+def run_audit_export(args: argparse.Namespace) -> int:
+    request = pb.ExportAuditRequest()
+    _timestamp(args.since, "since", request)
+    _timestamp(args.until, "until", request)
+    out = args.out.open("wb") if args.out else sys.stdout.buffer
+    try:
+        for chunk in _audit_stub(args).ExportAudit(request, metadata=call_metadata(args)):
+            out.write(chunk.jsonl)
+    finally:
+        if args.out:
+            out.close()
+    return 0
+
+
+def _report(result: VerifyResult, what: str, as_json: bool) -> int:
+    if as_json:
+        print_json({"ok": result.ok, "entries_checked": result.entries_checked,
+                    "checkpoints_checked": result.checkpoints_checked,
+                    "first_broken_sequence": result.first_broken_sequence, "problem": result.problem,
+                    "unsigned_tail": result.unsigned_tail, "first_sequence": result.first_sequence,
+                    "last_sequence": result.last_sequence})
+    elif result.ok:
+        print(f"audit verify: OK ({what}): entries {result.first_sequence}..{result.last_sequence}, "
+              f"{result.entries_checked} entries, {result.checkpoints_checked} signed checkpoints, "
+              f"{result.unsigned_tail} entries after the last checkpoint")
+    else:
+        print(f"audit verify: FAILED ({what}) at entry {result.first_broken_sequence}: {result.problem}")
+    return 0 if result.ok else 1
+
+
+def run_audit_verify(args: argparse.Namespace) -> int:
+    if args.file:
+        from node.services.audit import verify_export
+        from security.audit import ExportFileError
+
+        keys_path = args.keys or load_config(data_dir(args)).keys_dir / PUBLIC_KEYS_FILE
+        if not keys_path.exists():
+            raise UsageError(f"no trusted public keys: {keys_path} does not exist; pass --keys with the node's "
+                             "published public-keys.json (the keys inside an export are not trusted)")
+        keys = read_public_keys(keys_path)
+        try:
+            with args.file.open(encoding="utf-8") as handle:
+                result = verify_export(handle, keys)
+        except ExportFileError as error:
+            print(f"audit verify: FAILED ({args.file}): {error}")
+            return 1
+        return _report(result, str(args.file), args.json)
+    if args.local:
+        from node import app as bootstrap
+
+        node = bootstrap.build(load_config(data_dir(args)), apply_migrations=False, start_audit=False)
+        try:
+            return _report(node.audit.verify(), "database", args.json)
+        finally:
+            node.engine.dispose()
+    response = _audit_stub(args).VerifyAudit(pb.VerifyAuditRequest(), metadata=call_metadata(args))
+    result = VerifyResult(ok=response.ok, entries_checked=response.entries_checked,
+                          checkpoints_checked=response.checkpoints_checked,
+                          first_broken_sequence=response.first_broken_sequence, problem=response.problem,
+                          unsigned_tail=response.unsigned_tail, first_sequence=response.first_sequence,
+                          last_sequence=response.last_sequence)
+    return _report(result, "node", args.json)
+
+
+def run_audit_purge(args: argparse.Namespace) -> int:
+    from node import app as bootstrap
+
+    node = bootstrap.build(load_config(data_dir(args)), start_audit=False)
+    try:
+        result = node.audit.purge()
+    finally:
+        node.engine.dispose()
+    if result.deleted:
+        print(f"purged {result.deleted} entries older than {node.config.audit.retention_days} days; the chain now "
+              f"starts after the signed checkpoint {result.anchor_sequence}")
+    else:
+        print(f"nothing to purge (retention {node.config.audit.retention_days} days)")
+    return 0
