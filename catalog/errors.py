@@ -70,9 +70,9 @@ class NotFound(CatalogError):
 class IllegalTransition(CatalogError):
     """An action that the current lifecycle state does not allow."""
 
-    def __init__(self, state: str, action: str, detail: str = "") -> None:
+    def __init__(self, state: str, action: str, detail: str = "", *, what: str = "resource") -> None:
         self.state, self.action = state, action
-        message = f"cannot {action} a resource in state {state}"
+        message = f"cannot {action} a {what} in state {state}"
         super().__init__(message + (f": {detail}" if detail else ""))
 
 

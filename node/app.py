@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from node.config import Config, ConfigError
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
+from node.services.lists import ListsApplication
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security.identity import TokenVerifier, TrustedIssuer, dev_issuer, load_jwks, load_pem_public_key
@@ -29,6 +30,7 @@ class Node:
     verifier: TokenVerifier
     policy: Policy
     catalog: CatalogApplication
+    lists: ListsApplication
     audit: AuditApplication
     audit_writer: AuditWriter
 
@@ -74,12 +76,14 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     engine = make_engine(config.database_url)
     keys = KeyStore.load(config.keys_dir)
     uow = UnitOfWorkFactory(engine)
-    policy = Policy()
+    policy = Policy(node_department=config.node.department_code)
+    lists = ListsApplication(uow, clock, policy)
+    policy.grants = lists  # subscriptions and pulls are decided against the live grants
     settings = audit_settings(config)
     writer = AuditWriter(uow, keys, settings, clock)
     if start_audit:
         writer.start()
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
-        catalog=CatalogApplication(uow, clock, policy), audit=AuditApplication(uow, keys, settings, clock),
+        catalog=CatalogApplication(uow, clock, policy), lists=lists, audit=AuditApplication(uow, keys, settings, clock),
         audit_writer=writer)

@@ -8,7 +8,16 @@ import logging
 import signal
 
 import grpc
-from exnode.v1 import audit_pb2, audit_pb2_grpc, catalog_pb2, catalog_pb2_grpc, keys_pb2, keys_pb2_grpc
+from exnode.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
+    lists_pb2,
+    lists_pb2_grpc,
+)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -19,6 +28,7 @@ from node.grpc.audit_servicer import AuditServicer, KeysServicer
 from node.grpc.auth import AuthAuditInterceptor
 from node.grpc.catalog_servicer import CatalogServicer
 from node.grpc.errors import ErrorMappingInterceptor
+from node.grpc.lists_servicer import ListsServicer
 from node.metrics import CATALOG_RESOURCES, MetricsInterceptor
 from node.services.audit import AuditWriter
 
@@ -27,6 +37,7 @@ SERVICES = (
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name,
+    lists_pb2.DESCRIPTOR.services_by_name["ListsService"].full_name,
 )
 PURGE_INTERVAL_S = 24 * 3600
 
@@ -52,6 +63,7 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     )
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(node.catalog), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node.audit, node.policy), server)
+    lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(node.lists), server)
     keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys, node.config.node.id, node.policy), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -82,8 +94,9 @@ def server_credentials(node: Node) -> grpc.ServerCredentials | None:
                                        require_client_auth=client_ca is not None)
 
 
-async def _purge_audit(node: Node) -> None:
-    """Retention: once at start and then daily; a failure is logged and retried the next day."""
+async def _daily(node: Node) -> None:
+    """Housekeeping once at start and then daily: audit retention, and expiry of undecided demands.
+    A failure is logged and retried the next day."""
     while True:
         try:
             result = await asyncio.to_thread(node.audit.purge)
@@ -91,6 +104,12 @@ async def _purge_audit(node: Node) -> None:
                 log.info("audit retention purge", extra={"deleted": result.deleted, "anchor": result.anchor_sequence})
         except Exception:
             log.exception("audit retention purge failed")
+        try:
+            expired = await asyncio.to_thread(node.lists.expire_overdue)
+            if expired:
+                log.info("demands expired", extra={"demands": [d.id for d in expired]})
+        except Exception:
+            log.exception("demand expiry failed")
         await asyncio.sleep(PURGE_INTERVAL_S)
 
 
@@ -114,7 +133,7 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(_refresh_gauges(node)), asyncio.create_task(_purge_audit(node))]
+    tasks = [asyncio.create_task(_refresh_gauges(node)), asyncio.create_task(_daily(node))]
     await stop.wait()
     print("exnode: shutting down", flush=True)
     await health_servicer.enter_graceful_shutdown()

@@ -26,6 +26,16 @@ class Action(StrEnum):
     KEYS_READ = "keys.read"
     EXCHANGE_SUBSCRIBE = "exchange.subscribe"
     EXCHANGE_PULL = "exchange.pull"
+    LISTS_READ = "lists.read"
+    LISTS_EXPORT_ALL = "lists.export_all"
+    OBLIGATION_WRITE = "obligation.write"
+    DEMAND_FILE = "demand.file"
+    DEMAND_READ = "demand.read"
+    DEMAND_CHANGE = "demand.change"
+    """Match or withdraw: the requesting department's own business."""
+    DEMAND_DECIDE = "demand.decide"
+    GRANT_READ = "grant.read"
+    GRANT_REVOKE = "grant.revoke"
 
 
 CATALOG_WRITES = frozenset({Action.CATALOG_CREATE, Action.CATALOG_UPDATE, Action.CATALOG_PUBLISH,
@@ -41,10 +51,24 @@ class Target:
     code: str = ""
     owner_department: str = ""
     published: bool = True
+    counterpart: str = ""
+    """The other department of a demand or grant: the provider asked (the owner is the requester/consumer)."""
 
     @classmethod
     def resource(cls, code: str, owner_department: str, *, published: bool = True) -> Target:
         return cls("resource", code, owner_department, published)
+
+    @classmethod
+    def demand(cls, demand_id: str, requester: str, provider: str) -> Target:
+        return cls("demand", demand_id, requester, counterpart=provider)
+
+    @classmethod
+    def grant(cls, grant_id: str, consumer: str, provider: str) -> Target:
+        return cls("grant", grant_id, consumer, counterpart=provider)
+
+    @classmethod
+    def department(cls, code: str) -> Target:
+        return cls("department", code, code)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.code}" if self.code else self.kind
@@ -74,16 +98,16 @@ class PermissionDenied(Exception):
 
 
 class GrantLookup(Protocol):
-    def has_grant(self, department_code: str, resource_code: str, action: Action) -> bool:
-        """Whether the department holds a live grant for the resource."""
+    def grant_decision(self, department_code: str, resource_code: str) -> Decision:
+        """Whether the department holds a live grant for the resource, and which (or why not)."""
         ...
 
 
 class NoGrants:
-    """Before the lists issue: nobody holds a grant."""
+    """Nobody holds a grant (a node without the lists, and unit tests)."""
 
-    def has_grant(self, department_code: str, resource_code: str, action: Action) -> bool:
-        return False
+    def grant_decision(self, department_code: str, resource_code: str) -> Decision:
+        return Decision(False, f"department {department_code} holds no grant for {resource_code}")
 
 
 def _allow(reason: str) -> Decision:
@@ -95,8 +119,10 @@ def _deny(reason: str) -> Decision:
 
 
 class Policy:
-    def __init__(self, grants: GrantLookup | None = None) -> None:
+    def __init__(self, grants: GrantLookup | None = None, *, node_department: str = "") -> None:
         self.grants = grants or NoGrants()
+        self.node_department = node_department
+        """The department running the node (the data authority): it reads and reports the whole lists."""
 
     def decide(self, principal: Principal, action: Action, target: Target) -> Decision:
         if action is Action.AUDIT_WRITE:
@@ -116,10 +142,21 @@ class Policy:
         if action in CATALOG_WRITES:
             return self._catalog_write(principal, action, target)
         if action in (Action.EXCHANGE_SUBSCRIBE, Action.EXCHANGE_PULL):
-            if self.grants.has_grant(principal.department_code, target.code, action):
-                return _allow(f"department {principal.department_code} holds a grant for {target.code}")
-            return _deny(f"department {principal.department_code} holds no grant for {target.code}")
+            return self.grants.grant_decision(principal.department_code, target.code)
+        if action in _LIST_RULES:
+            return _LIST_RULES[action](self, principal, target)
         return _deny(f"no rule allows {action.value}")
+
+    def lists_visibility(self, principal: Principal) -> str | None:
+        """For demands and grants: None when the caller sees all (the node itself, the node's department,
+        an operator), else the one department whose demands and grants it sees (its own)."""
+        if principal.has(SYSTEM_ROLE) or self._whole_node(principal):
+            return None
+        return principal.department_code
+
+    def _whole_node(self, principal: Principal) -> bool:
+        return principal.has("operator") or bool(self.node_department
+                                                  and principal.department_code == self.node_department)
 
     def require(self, principal: Principal, action: Action, target: Target) -> Decision:
         """The decision when allowed; PermissionDenied with its reason otherwise."""
@@ -132,6 +169,64 @@ class Policy:
         """For listing: None when every draft is visible (the node itself), else the one department whose
         drafts the caller sees (its own)."""
         return None if principal.has(SYSTEM_ROLE) else principal.department_code
+
+    def _involved(self, principal: Principal, target: Target) -> bool:
+        return principal.department_code in (target.owner_department, target.counterpart) or self._whole_node(
+            principal)
+
+    def _lists_read(self, principal: Principal, target: Target) -> Decision:
+        return _allow("the responsibility list is open to every authenticated department")
+
+    def _lists_export_all(self, principal: Principal, target: Target) -> Decision:
+        if self._whole_node(principal):
+            return _allow("the node's own department and operators report the whole lists")
+        return _deny("the whole node's lists are exported by the node's own department or an operator; "
+                     f"department {principal.department_code} may export its own")
+
+    def _obligation_write(self, principal: Principal, target: Target) -> Decision:
+        if not principal.has("catalog_admin"):
+            return _deny("adding to the responsibility list needs the catalog_admin role")
+        if target.owner_department != principal.department_code and not self._whole_node(principal):
+            return _deny(f"the obligation is department {target.owner_department}'s; a catalog_admin of "
+                         f"{principal.department_code} cannot add it")
+        return _allow("catalog_admin of the responsible department")
+
+    def _demand_file(self, principal: Principal, target: Target) -> Decision:
+        if not principal.has("consumer"):
+            return _deny("filing a demand needs the consumer role")
+        if target.owner_department != principal.department_code:
+            return _deny(f"a demand is filed by the requesting department itself, not for {target.owner_department}")
+        return _allow("consumer of the requesting department")
+
+    def _demand_read(self, principal: Principal, target: Target) -> Decision:
+        if self._involved(principal, target):
+            return _allow("the requesting or the providing department")
+        return _deny(f"demand {target.code} concerns departments {target.owner_department} and "
+                     f"{target.counterpart or '(not yet matched)'} only")
+
+    def _demand_change(self, principal: Principal, target: Target) -> Decision:
+        if principal.has("consumer") and principal.department_code == target.owner_department:
+            return _allow("consumer of the requesting department")
+        return _deny(f"only a consumer of the requesting department {target.owner_department} may change demand "
+                     f"{target.code}")
+
+    def _demand_decide(self, principal: Principal, target: Target) -> Decision:
+        if not principal.has("reviewer"):
+            return _deny("deciding a demand needs the reviewer role")
+        if principal.department_code != target.counterpart:
+            return _deny(f"demand {target.code} is decided by a reviewer of the providing department "
+                         f"{target.counterpart}, not of {principal.department_code}")
+        return _allow("reviewer of the providing department")
+
+    def _grant_read(self, principal: Principal, target: Target) -> Decision:
+        if self._involved(principal, target):
+            return _allow("the consuming or the providing department")
+        return _deny(f"grant {target.code} concerns departments {target.owner_department} and {target.counterpart}")
+
+    def _grant_revoke(self, principal: Principal, target: Target) -> Decision:
+        if principal.has("reviewer") and principal.department_code == target.counterpart:
+            return _allow("reviewer of the providing department")
+        return _deny(f"grant {target.code} is revoked by a reviewer of the providing department {target.counterpart}")
 
     @staticmethod
     def _catalog_read(principal: Principal, target: Target) -> Decision:
@@ -151,3 +246,16 @@ class Policy:
             return _deny(f"{target.code} belongs to department {target.owner_department}; a catalog_admin of "
                          f"{principal.department_code} cannot change it")
         return _allow("catalog_admin of the provider department")
+
+
+_LIST_RULES = {
+    Action.LISTS_READ: Policy._lists_read,
+    Action.LISTS_EXPORT_ALL: Policy._lists_export_all,
+    Action.OBLIGATION_WRITE: Policy._obligation_write,
+    Action.DEMAND_FILE: Policy._demand_file,
+    Action.DEMAND_READ: Policy._demand_read,
+    Action.DEMAND_CHANGE: Policy._demand_change,
+    Action.DEMAND_DECIDE: Policy._demand_decide,
+    Action.GRANT_READ: Policy._grant_read,
+    Action.GRANT_REVOKE: Policy._grant_revoke,
+}

@@ -138,3 +138,74 @@ audit_head = Table(
     Column("last_checkpoint_at", UTCDateTime, nullable=True),
 )
 """One row (id 1): the chain head. Writers lock it, so replicas on one database append in turn."""
+
+obligations = Table(
+    "obligations",
+    metadata,
+    Column("department_code", String(18), primary_key=True),
+    Column("resource_code", String(40), primary_key=True),
+    Column("resource_name", String(200), nullable=False),
+    Column("update_cycle", String(16), nullable=False),
+    Column("grace_days", Integer, nullable=True),
+    Column("contact", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+"""Explicit responsibility-list entries; the rest of the list is derived from the published catalog."""
+
+demands = Table(
+    "demands",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("requester_code", String(18), nullable=False, index=True),
+    Column("provider_code", String(18), nullable=False, index=True),
+    Column("resource_code", String(40), nullable=False),
+    Column("resource_name", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("items", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("legal_basis", Text, nullable=False),
+    Column("frequency", String(16), nullable=False),
+    Column("contact", String(200), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("reason", Text, nullable=False),
+    Column("decided_by", String(200), nullable=False),
+    Column("grant_id", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("review_deadline", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("consumer_code", String(18), nullable=False, index=True),
+    Column("provider_code", String(18), nullable=False, index=True),
+    Column("resource_code", String(40), nullable=False, index=True),
+    Column("items", Text, nullable=False),
+    Column("masking", Text, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("demand_id", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_reason", Text, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("provider_code", String(18), nullable=False),
+    Column("resource_code", String(40), nullable=False),
+    Column("consumer_code", String(18), nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=False),
+    Column("batch_id", String(64), nullable=False),
+    Column("records", Integer, nullable=False),
+)
+"""Deliveries: records received from a provider (consumer_code empty) or delivered to a consumer.
+The exchange pipeline writes them; the responsibility list's compliance and 销账 read them."""
+
+Index("ix_deliveries_provider_resource", deliveries.c.provider_code, deliveries.c.resource_code,
+      deliveries.c.delivered_at)

@@ -7,6 +7,7 @@ from types import TracebackType
 from sqlalchemy.engine import Connection, Engine
 
 from node.storage.catalog_repository import CatalogRepository
+from node.storage.lists_repository import ListsRepository
 
 
 class UnitOfWork:
@@ -21,6 +22,7 @@ class UnitOfWork:
         self._write = write
         self._connection: Connection | None = None
         self.catalog: CatalogRepository
+        self.lists: ListsRepository
 
     def __enter__(self) -> UnitOfWork:
         connection = self._engine.connect()
@@ -29,6 +31,7 @@ class UnitOfWork:
         connection.begin()
         self._connection = connection
         self.catalog = CatalogRepository(connection)
+        self.lists = ListsRepository(connection)
         return self
 
     def __exit__(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65xnode/v1/lists.proto\x12\texnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x01\n\nObligation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65partment_code\x18\x02 \x01(\t\x12\x15\n\rresource_code\x18\x03 \x01(\t\x12\x14\n\x0cupdate_cycle\x18\x04 \x01(\t\x12\x10\n\x08\x64ue_rule\x18\x05 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x06 \x01(\t\x12\x12\n\ncompliance\x18\x07 \x01(\t\x12\x31\n\rlast_delivery\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08next_due\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe8\x01\n\x06\x44\x65mand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0erequester_code\x18\x02 \x01(\t\x12\x15\n\rresource_code\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\r\n\x05items\x18\x05 \x03(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x13\n\x0blegal_basis\x18\x07 \x01(\t\x12\x11\n\tfrequency\x18\x08 \x01(\t\x12\x0f\n\x07\x63ontact\x18\t \x01(\t\x12%\n\x05state\x18\n \x01(\x0e\x32\x16.exnode.v1.DemandState\x12\x0e\n\x06reason\x18\x0b \x01(\t\"\xf1\x01\n\x05Grant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rconsumer_code\x18\x02 \x01(\t\x12\x15\n\rresource_code\x18\x03 \x01(\t\x12\r\n\x05items\x18\x04 \x03(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07masking\x18\x06 \x03(\x0b\x32\x1d.exnode.v1.Grant.MaskingEntry\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\x1a.\n\x0cMaskingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x16ListObligationsRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\"^\n\x17ListObligationsResponse\x12*\n\x0bobligations\x18\x01 \x03(\x0b\x32\x15.exnode.v1.Obligation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x11\x46ileDemandRequest\x12!\n\x06\x64\x65mand\x18\x01 \x01(\x0b\x32\x11.exnode.v1.Demand\"B\n\x13\x44\x65\x63ideDemandRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"{\n\x12ListDemandsRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.exnode.v1.DemandState\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\"R\n\x13ListDemandsResponse\x12\"\n\x07\x64\x65mands\x18\x01 \x03(\x0b\x32\x11.exnode.v1.Demand\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"S\n\x11ListGrantsRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\"O\n\x12ListGrantsResponse\x12 \n\x06grants\x18\x01 \x03(\x0b\x32\x10.exnode.v1.Grant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x12RevokeGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t*\x93\x01\n\x0b\x44\x65mandState\x12\x1c\n\x18\x44\x45MAND_STATE_UNSPECIFIED\x10\x00\x12\r\n\tSUBMITTED\x10\x01\x12\x10\n\x0cUNDER_REVIEW\x10\x02\x12\x0c\n\x08\x41PPROVED\x10\x03\x12\x0c\n\x08REJECTED\x10\x04\x12\r\n\tFULFILLED\x10\x05\x12\r\n\tWITHDRAWN\x10\x06\x12\x0b\n\x07\x45XPIRED\x10\x07\x32\xc3\x03\n\x0cListsService\x12X\n\x0fListObligations\x12!.exnode.v1.ListObligationsRequest\x1a\".exnode.v1.ListObligationsResponse\x12=\n\nFileDemand\x12\x1c.exnode.v1.FileDemandRequest\x1a\x11.exnode.v1.Demand\x12\x41\n\x0c\x44\x65\x63ideDemand\x12\x1e.exnode.v1.DecideDemandRequest\x1a\x11.exnode.v1.Demand\x12L\n\x0bListDemands\x12\x1d.exnode.v1.ListDemandsRequest\x1a\x1e.exnode.v1.ListDemandsResponse\x12I\n\nListGrants\x12\x1c.exnode.v1.ListGrantsRequest\x1a\x1d.exnode.v1.ListGrantsResponse\x12>\n\x0bRevokeGrant\x12\x1d.exnode.v1.RevokeGrantRequest\x1a\x10.exnode.v1.Grantb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65xnode/v1/lists.proto\x12\texnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x03\n\nObligation\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12\x15\n\rresource_code\x18\x02 \x01(\t\x12\x15\n\rresource_name\x18\x03 \x01(\t\x12\x14\n\x0cupdate_cycle\x18\x04 \x01(\t\x12\x10\n\x08\x64ue_rule\x18\x05 \x01(\t\x12\x12\n\ngrace_days\x18\x06 \x01(\x05\x12\x0f\n\x07\x63ontact\x18\x07 \x01(\t\x12\x10\n\x08\x65xplicit\x18\x08 \x01(\x08\x12)\n\ncompliance\x18\t \x01(\x0e\x32\x15.exnode.v1.Compliance\x12\x31\n\rlast_delivery\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08next_due\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0foverdue_seconds\x18\x0c \x01(\x03\x12\x16\n\x0emissed_periods\x18\r \x01(\x05\x12\x12\n\ndeliveries\x18\x0e \x01(\x05\x12\x15\n\rprovider_name\x18\x0f \x01(\t\"\xe2\x03\n\x06\x44\x65mand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0erequester_code\x18\x02 \x01(\t\x12\x15\n\rresource_code\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\r\n\x05items\x18\x05 \x03(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x13\n\x0blegal_basis\x18\x07 \x01(\t\x12\x11\n\tfrequency\x18\x08 \x01(\t\x12\x0f\n\x07\x63ontact\x18\t \x01(\t\x12%\n\x05state\x18\n \x01(\x0e\x32\x16.exnode.v1.DemandState\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\x15\n\rprovider_code\x18\x0c \x01(\t\x12\x15\n\rresource_name\x18\r \x01(\t\x12\x12\n\ndecided_by\x18\x0e \x01(\t\x12\x10\n\x08grant_id\x18\x0f \x01(\t\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0freview_deadline\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x13 \x01(\x05\"\xf2\x02\n\x05Grant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rconsumer_code\x18\x02 \x01(\t\x12\x15\n\rresource_code\x18\x03 \x01(\t\x12\r\n\x05items\x18\x04 \x03(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07masking\x18\x06 \x03(\x0b\x32\x1d.exnode.v1.Grant.MaskingEntry\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\x12\x15\n\rprovider_code\x18\x08 \x01(\t\x12\x11\n\tdemand_id\x18\t \x01(\t\x12\r\n\x05state\x18\n \x01(\t\x12\x16\n\x0erevoked_reason\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMaskingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x16ListObligationsRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12)\n\ncompliance\x18\x02 \x01(\x0e\x32\x15.exnode.v1.Compliance\"E\n\x17ListObligationsResponse\x12*\n\x0bobligations\x18\x01 \x03(\x0b\x32\x15.exnode.v1.Obligation\"\x81\x01\n\x14\x41\x64\x64ObligationRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12\x15\n\rresource_code\x18\x02 \x01(\t\x12\x14\n\x0cupdate_cycle\x18\x03 \x01(\t\x12\x12\n\ngrace_days\x18\x04 \x01(\x05\x12\x0f\n\x07\x63ontact\x18\x05 \x01(\t\"6\n\x11\x46ileDemandRequest\x12!\n\x06\x64\x65mand\x18\x01 \x01(\x0b\x32\x11.exnode.v1.Demand\"6\n\x11LinkDemandRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rresource_code\x18\x02 \x01(\t\"\x88\x02\n\x13\x44\x65\x63ideDemandRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05items\x18\x04 \x03(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x07masking\x18\x06 \x03(\x0b\x32+.exnode.v1.DecideDemandRequest.MaskingEntry\x12\x17\n\x0f\x64\x65\x66\x61ult_masking\x18\x07 \x01(\x08\x1a.\n\x0cMaskingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"3\n\x15WithdrawDemandRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1e\n\x10GetDemandRequest\x12\n\n\x02id\x18\x01 \x01(\t\"{\n\x12ListDemandsRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.exnode.v1.DemandState\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\"R\n\x13ListDemandsResponse\x12\"\n\x07\x64\x65mands\x18\x01 \x03(\x0b\x32\x11.exnode.v1.Demand\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"L\n\x17SuggestResourcesRequest\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\x12\r\n\x05items\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"\x82\x01\n\nSuggestion\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rprovider_name\x18\x03 \x01(\t\x12\x12\n\nshare_type\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x15\n\rmatched_items\x18\x06 \x03(\t\"F\n\x18SuggestResourcesResponse\x12*\n\x0bsuggestions\x18\x01 \x03(\x0b\x32\x15.exnode.v1.Suggestion\"j\n\x11ListGrantsRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x15\n\rresource_code\x18\x04 \x01(\t\"O\n\x12ListGrantsResponse\x12 \n\x06grants\x18\x01 \x03(\x0b\x32\x10.exnode.v1.Grant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x12RevokeGrantRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x11\x45xportListRequest\x12\x0c\n\x04list\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x17\n\x0f\x64\x65partment_code\x18\x03 \x01(\t\"7\n\x12\x45xportListResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t*\x93\x01\n\x0b\x44\x65mandState\x12\x1c\n\x18\x44\x45MAND_STATE_UNSPECIFIED\x10\x00\x12\r\n\tSUBMITTED\x10\x01\x12\x10\n\x0cUNDER_REVIEW\x10\x02\x12\x0c\n\x08\x41PPROVED\x10\x03\x12\x0c\n\x08REJECTED\x10\x04\x12\r\n\tFULFILLED\x10\x05\x12\r\n\tWITHDRAWN\x10\x06\x12\x0b\n\x07\x45XPIRED\x10\x07*y\n\nCompliance\x12\x1a\n\x16\x43OMPLIANCE_UNSPECIFIED\x10\x00\x12\x0b\n\x07ON_TIME\x10\x01\x12\x0b\n\x07OVERDUE\x10\x02\x12\x13\n\x0fNEVER_DELIVERED\x10\x03\x12\x0f\n\x0bNOT_YET_DUE\x10\x04\x12\x0f\n\x0bUNSCHEDULED\x10\x05\x32\xf7\x06\n\x0cListsService\x12X\n\x0fListObligations\x12!.exnode.v1.ListObligationsRequest\x1a\".exnode.v1.ListObligationsResponse\x12G\n\rAddObligation\x12\x1f.exnode.v1.AddObligationRequest\x1a\x15.exnode.v1.Obligation\x12=\n\nFileDemand\x12\x1c.exnode.v1.FileDemandRequest\x1a\x11.exnode.v1.Demand\x12=\n\nLinkDemand\x12\x1c.exnode.v1.LinkDemandRequest\x1a\x11.exnode.v1.Demand\x12\x41\n\x0c\x44\x65\x63ideDemand\x12\x1e.exnode.v1.DecideDemandRequest\x1a\x11.exnode.v1.Demand\x12\x45\n\x0eWithdrawDemand\x12 .exnode.v1.WithdrawDemandRequest\x1a\x11.exnode.v1.Demand\x12;\n\tGetDemand\x12\x1b.exnode.v1.GetDemandRequest\x1a\x11.exnode.v1.Demand\x12L\n\x0bListDemands\x12\x1d.exnode.v1.ListDemandsRequest\x1a\x1e.exnode.v1.ListDemandsResponse\x12[\n\x10SuggestResources\x12\".exnode.v1.SuggestResourcesRequest\x1a#.exnode.v1.SuggestResourcesResponse\x12I\n\nListGrants\x12\x1c.exnode.v1.ListGrantsRequest\x1a\x1d.exnode.v1.ListGrantsResponse\x12>\n\x0bRevokeGrant\x12\x1d.exnode.v1.RevokeGrantRequest\x1a\x10.exnode.v1.Grant\x12I\n\nExportList\x12\x1c.exnode.v1.ExportListRequest\x1a\x1d.exnode.v1.ExportListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,34 +34,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GRANT_MASKINGENTRY']._loaded_options = None
   _globals['_GRANT_MASKINGENTRY']._serialized_options = b'8\001'
-  _globals['_DEMANDSTATE']._serialized_start=1533
-  _globals['_DEMANDSTATE']._serialized_end=1680
+  _globals['_DECIDEDEMANDREQUEST_MASKINGENTRY']._loaded_options = None
+  _globals['_DECIDEDEMANDREQUEST_MASKINGENTRY']._serialized_options = b'8\001'
+  _globals['_DEMANDSTATE']._serialized_start=2966
+  _globals['_DEMANDSTATE']._serialized_end=3113
+  _globals['_COMPLIANCE']._serialized_start=3115
+  _globals['_COMPLIANCE']._serialized_end=3236
   _globals['_OBLIGATION']._serialized_start=70
-  _globals['_OBLIGATION']._serialized_end=316
-  _globals['_DEMAND']._serialized_start=319
-  _globals['_DEMAND']._serialized_end=551
-  _globals['_GRANT']._serialized_start=554
-  _globals['_GRANT']._serialized_end=795
-  _globals['_GRANT_MASKINGENTRY']._serialized_start=749
-  _globals['_GRANT_MASKINGENTRY']._serialized_end=795
-  _globals['_LISTOBLIGATIONSREQUEST']._serialized_start=797
-  _globals['_LISTOBLIGATIONSREQUEST']._serialized_end=885
-  _globals['_LISTOBLIGATIONSRESPONSE']._serialized_start=887
-  _globals['_LISTOBLIGATIONSRESPONSE']._serialized_end=981
-  _globals['_FILEDEMANDREQUEST']._serialized_start=983
-  _globals['_FILEDEMANDREQUEST']._serialized_end=1037
-  _globals['_DECIDEDEMANDREQUEST']._serialized_start=1039
-  _globals['_DECIDEDEMANDREQUEST']._serialized_end=1105
-  _globals['_LISTDEMANDSREQUEST']._serialized_start=1107
-  _globals['_LISTDEMANDSREQUEST']._serialized_end=1230
-  _globals['_LISTDEMANDSRESPONSE']._serialized_start=1232
-  _globals['_LISTDEMANDSRESPONSE']._serialized_end=1314
-  _globals['_LISTGRANTSREQUEST']._serialized_start=1316
-  _globals['_LISTGRANTSREQUEST']._serialized_end=1399
-  _globals['_LISTGRANTSRESPONSE']._serialized_start=1401
-  _globals['_LISTGRANTSRESPONSE']._serialized_end=1480
-  _globals['_REVOKEGRANTREQUEST']._serialized_start=1482
-  _globals['_REVOKEGRANTREQUEST']._serialized_end=1530
-  _globals['_LISTSSERVICE']._serialized_start=1683
-  _globals['_LISTSSERVICE']._serialized_end=2134
+  _globals['_OBLIGATION']._serialized_end=480
+  _globals['_DEMAND']._serialized_start=483
+  _globals['_DEMAND']._serialized_end=965
+  _globals['_GRANT']._serialized_start=968
+  _globals['_GRANT']._serialized_end=1338
+  _globals['_GRANT_MASKINGENTRY']._serialized_start=1292
+  _globals['_GRANT_MASKINGENTRY']._serialized_end=1338
+  _globals['_LISTOBLIGATIONSREQUEST']._serialized_start=1340
+  _globals['_LISTOBLIGATIONSREQUEST']._serialized_end=1432
+  _globals['_LISTOBLIGATIONSRESPONSE']._serialized_start=1434
+  _globals['_LISTOBLIGATIONSRESPONSE']._serialized_end=1503
+  _globals['_ADDOBLIGATIONREQUEST']._serialized_start=1506
+  _globals['_ADDOBLIGATIONREQUEST']._serialized_end=1635
+  _globals['_FILEDEMANDREQUEST']._serialized_start=1637
+  _globals['_FILEDEMANDREQUEST']._serialized_end=1691
+  _globals['_LINKDEMANDREQUEST']._serialized_start=1693
+  _globals['_LINKDEMANDREQUEST']._serialized_end=1747
+  _globals['_DECIDEDEMANDREQUEST']._serialized_start=1750
+  _globals['_DECIDEDEMANDREQUEST']._serialized_end=2014
+  _globals['_DECIDEDEMANDREQUEST_MASKINGENTRY']._serialized_start=1292
+  _globals['_DECIDEDEMANDREQUEST_MASKINGENTRY']._serialized_end=1338
+  _globals['_WITHDRAWDEMANDREQUEST']._serialized_start=2016
+  _globals['_WITHDRAWDEMANDREQUEST']._serialized_end=2067
+  _globals['_GETDEMANDREQUEST']._serialized_start=2069
+  _globals['_GETDEMANDREQUEST']._serialized_end=2099
+  _globals['_LISTDEMANDSREQUEST']._serialized_start=2101
+  _globals['_LISTDEMANDSREQUEST']._serialized_end=2224
+  _globals['_LISTDEMANDSRESPONSE']._serialized_start=2226
+  _globals['_LISTDEMANDSRESPONSE']._serialized_end=2308
+  _globals['_SUGGESTRESOURCESREQUEST']._serialized_start=2310
+  _globals['_SUGGESTRESOURCESREQUEST']._serialized_end=2386
+  _globals['_SUGGESTION']._serialized_start=2389
+  _globals['_SUGGESTION']._serialized_end=2519
+  _globals['_SUGGESTRESOURCESRESPONSE']._serialized_start=2521
+  _globals['_SUGGESTRESOURCESRESPONSE']._serialized_end=2591
+  _globals['_LISTGRANTSREQUEST']._serialized_start=2593
+  _globals['_LISTGRANTSREQUEST']._serialized_end=2699
+  _globals['_LISTGRANTSRESPONSE']._serialized_start=2701
+  _globals['_LISTGRANTSRESPONSE']._serialized_end=2780
+  _globals['_REVOKEGRANTREQUEST']._serialized_start=2782
+  _globals['_REVOKEGRANTREQUEST']._serialized_end=2830
+  _globals['_EXPORTLISTREQUEST']._serialized_start=2832
+  _globals['_EXPORTLISTREQUEST']._serialized_end=2906
+  _globals['_EXPORTLISTRESPONSE']._serialized_start=2908
+  _globals['_EXPORTLISTRESPONSE']._serialized_end=2963
+  _globals['_LISTSSERVICE']._serialized_start=3239
+  _globals['_LISTSSERVICE']._serialized_end=4126
 # @@protoc_insertion_point(module_scope)

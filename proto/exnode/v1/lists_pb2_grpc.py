@@ -39,9 +39,19 @@ class ListsServiceStub:
                 request_serializer=exnode_dot_v1_dot_lists__pb2.ListObligationsRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.ListObligationsResponse.FromString,
                 _registered_method=True)
+        self.AddObligation = channel.unary_unary(
+                '/exnode.v1.ListsService/AddObligation',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.AddObligationRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Obligation.FromString,
+                _registered_method=True)
         self.FileDemand = channel.unary_unary(
                 '/exnode.v1.ListsService/FileDemand',
                 request_serializer=exnode_dot_v1_dot_lists__pb2.FileDemandRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+                _registered_method=True)
+        self.LinkDemand = channel.unary_unary(
+                '/exnode.v1.ListsService/LinkDemand',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.LinkDemandRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.Demand.FromString,
                 _registered_method=True)
         self.DecideDemand = channel.unary_unary(
@@ -49,10 +59,25 @@ class ListsServiceStub:
                 request_serializer=exnode_dot_v1_dot_lists__pb2.DecideDemandRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.Demand.FromString,
                 _registered_method=True)
+        self.WithdrawDemand = channel.unary_unary(
+                '/exnode.v1.ListsService/WithdrawDemand',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.WithdrawDemandRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+                _registered_method=True)
+        self.GetDemand = channel.unary_unary(
+                '/exnode.v1.ListsService/GetDemand',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.GetDemandRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+                _registered_method=True)
         self.ListDemands = channel.unary_unary(
                 '/exnode.v1.ListsService/ListDemands',
                 request_serializer=exnode_dot_v1_dot_lists__pb2.ListDemandsRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.ListDemandsResponse.FromString,
+                _registered_method=True)
+        self.SuggestResources = channel.unary_unary(
+                '/exnode.v1.ListsService/SuggestResources',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.SuggestResourcesRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.SuggestResourcesResponse.FromString,
                 _registered_method=True)
         self.ListGrants = channel.unary_unary(
                 '/exnode.v1.ListsService/ListGrants',
@@ -63,6 +88,11 @@ class ListsServiceStub:
                 '/exnode.v1.ListsService/RevokeGrant',
                 request_serializer=exnode_dot_v1_dot_lists__pb2.RevokeGrantRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.Grant.FromString,
+                _registered_method=True)
+        self.ExportList = channel.unary_unary(
+                '/exnode.v1.ListsService/ExportList',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.ExportListRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.ExportListResponse.FromString,
                 _registered_method=True)
 
 
@@ -75,7 +105,19 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddObligation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FileDemand(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkDemand(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,7 +129,25 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WithdrawDemand(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDemand(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDemands(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuggestResources(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,6 +165,12 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportList(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,9 +179,19 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.ListObligationsRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.ListObligationsResponse.SerializeToString,
             ),
+            'AddObligation': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddObligation,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.AddObligationRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Obligation.SerializeToString,
+            ),
             'FileDemand': grpc.unary_unary_rpc_method_handler(
                     servicer.FileDemand,
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.FileDemandRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Demand.SerializeToString,
+            ),
+            'LinkDemand': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkDemand,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.LinkDemandRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.Demand.SerializeToString,
             ),
             'DecideDemand': grpc.unary_unary_rpc_method_handler(
@@ -123,10 +199,25 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.DecideDemandRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.Demand.SerializeToString,
             ),
+            'WithdrawDemand': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawDemand,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.WithdrawDemandRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Demand.SerializeToString,
+            ),
+            'GetDemand': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDemand,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.GetDemandRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Demand.SerializeToString,
+            ),
             'ListDemands': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDemands,
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.ListDemandsRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.ListDemandsResponse.SerializeToString,
+            ),
+            'SuggestResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuggestResources,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.SuggestResourcesRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.SuggestResourcesResponse.SerializeToString,
             ),
             'ListGrants': grpc.unary_unary_rpc_method_handler(
                     servicer.ListGrants,
@@ -137,6 +228,11 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.RevokeGrant,
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.RevokeGrantRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.Grant.SerializeToString,
+            ),
+            'ExportList': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportList,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.ExportListRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.ExportListResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +273,33 @@ class ListsService:
             _registered_method=True)
 
     @staticmethod
+    def AddObligation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/AddObligation',
+            exnode_dot_v1_dot_lists__pb2.AddObligationRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Obligation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def FileDemand(request,
             target,
             options=(),
@@ -192,6 +315,33 @@ class ListsService:
             target,
             '/exnode.v1.ListsService/FileDemand',
             exnode_dot_v1_dot_lists__pb2.FileDemandRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkDemand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/LinkDemand',
+            exnode_dot_v1_dot_lists__pb2.LinkDemandRequest.SerializeToString,
             exnode_dot_v1_dot_lists__pb2.Demand.FromString,
             options,
             channel_credentials,
@@ -231,6 +381,60 @@ class ListsService:
             _registered_method=True)
 
     @staticmethod
+    def WithdrawDemand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/WithdrawDemand',
+            exnode_dot_v1_dot_lists__pb2.WithdrawDemandRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDemand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/GetDemand',
+            exnode_dot_v1_dot_lists__pb2.GetDemandRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListDemands(request,
             target,
             options=(),
@@ -247,6 +451,33 @@ class ListsService:
             '/exnode.v1.ListsService/ListDemands',
             exnode_dot_v1_dot_lists__pb2.ListDemandsRequest.SerializeToString,
             exnode_dot_v1_dot_lists__pb2.ListDemandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuggestResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/SuggestResources',
+            exnode_dot_v1_dot_lists__pb2.SuggestResourcesRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.SuggestResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -301,6 +532,33 @@ class ListsService:
             '/exnode.v1.ListsService/RevokeGrant',
             exnode_dot_v1_dot_lists__pb2.RevokeGrantRequest.SerializeToString,
             exnode_dot_v1_dot_lists__pb2.Grant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/ExportList',
+            exnode_dot_v1_dot_lists__pb2.ExportListRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.ExportListResponse.FromString,
             options,
             channel_credentials,
             insecure,

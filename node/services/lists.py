@@ -1,0 +1,401 @@
+"""The lists' use cases: responsibility list with compliance, demands and their workflow, grants.
+
+Each change is one unit of work, authorised by the policy; the gRPC interceptor audits every call.
+The application also answers the policy's grant question (``grant_decision``), so subscriptions and
+pulls are decided against the live grants in the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from catalog import lists as domain
+from catalog.codes import credit_code_problem
+from catalog.errors import Conflict, IllegalTransition, InvalidField, NotFound
+from catalog.lists import ComplianceStatus, Demand, DemandRequest, DemandState, Grant, Obligation
+from catalog.matching import Suggestion, suggest
+from catalog.model import Resource, ResourceStatus, UpdateCycle
+from node.storage.catalog_repository import ResourceFilter
+from node.storage.lists_repository import DemandFilter, GrantFilter, StaleDemand
+from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from security.identity import Principal
+from security.policy import Action, Decision, Policy, Target
+
+Clock = Callable[[], dt.datetime]
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 500
+LISTS = Target("lists")
+
+
+@dataclass(frozen=True)
+class ObligationLine:
+    obligation: Obligation
+    status: ComplianceStatus
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list
+    next_page_token: str
+
+
+def _new_id(prefix: str, now: dt.datetime) -> str:
+    return f"{prefix}-{now.astimezone(domain.BEIJING):%Y%m%d}-{uuid.uuid4().hex[:8].upper()}"
+
+
+def _token(after: str, scope: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": after, "scope": scope}).encode()).decode()
+
+
+def _after(token: str, scope: str) -> str:
+    if not token:
+        return ""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if data["scope"] != scope:
+            raise ValueError
+        return str(data["after"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidField.one("page_token", "is not a page token of this query") from None
+
+
+def _department(code: str, field: str = "department_code") -> str:
+    """An optional department filter or argument: empty, or a valid 统一社会信用代码."""
+    if code and credit_code_problem(code):
+        raise InvalidField.one(field, f"{code!r} is not a 统一社会信用代码: {credit_code_problem(code)}")
+    return code
+
+
+def _page_size(size: int) -> int:
+    if size > MAX_PAGE_SIZE:
+        raise InvalidField.one("page_size", f"{size} is more than the maximum {MAX_PAGE_SIZE}")
+    return size or DEFAULT_PAGE_SIZE
+
+
+def _published(uow: UnitOfWork, provider_code: str = "") -> list[Resource]:
+    out: list[Resource] = []
+    flt = ResourceFilter(status=ResourceStatus.PUBLISHED, provider_code=provider_code)
+    after = ""
+    while True:
+        batch = uow.catalog.list(flt, after_code=after, limit=1000)
+        out.extend(batch)
+        if len(batch) < 1000:
+            return out
+        after = batch[-1].code
+
+
+def _with_metadata(uow: UnitOfWork, obligation: Obligation) -> Obligation:
+    """An explicit line for a resource its department does not provide: name the resource's metadata."""
+    resource = uow.catalog.get(obligation.resource_code)
+    if resource is None:
+        return obligation
+    meta = resource.latest.metadata
+    return replace(obligation, provider_name=meta.provider_name, items=tuple(i.name for i in meta.items),
+                   share_type=meta.share_type, share_condition=meta.share_condition)
+
+
+class ListsApplication:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy,
+                 review_days: int = domain.DEFAULT_REVIEW_DAYS) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.policy = policy
+        self.review_days = review_days
+
+    # -- responsibility list ----------------------------------------------------------------------------
+    def obligations(self, principal: Principal, department_code: str = "",
+                    compliance: domain.Compliance | None = None) -> list[ObligationLine]:
+        """The responsibility list (one department's, or the node's) with each line's compliance now."""
+        self.policy.require(principal, Action.LISTS_READ, LISTS)
+        _department(department_code)
+        now = self.clock()
+        with self.uow() as uow:
+            derived = domain.derived_obligations(_published(uow, department_code))
+            lines = domain.merge_obligations(derived, uow.lists.explicit_obligations(department_code))
+            out = []
+            for obligation in lines:
+                if obligation.explicit and not obligation.items:
+                    obligation = _with_metadata(uow, obligation)
+                times = uow.lists.delivery_times(obligation.department_code, obligation.resource_code)
+                status = domain.compliance(obligation, times, now)
+                if compliance is None or status.compliance is compliance:
+                    out.append(ObligationLine(obligation, status))
+        return out
+
+    def add_obligation(self, principal: Principal, department_code: str, resource_code: str,
+                       update_cycle: UpdateCycle | None, grace_days: int | None, contact: str) -> Obligation:
+        """An explicit line: a department made responsible for a resource (or its cycle, due rule or contact
+        changed) by an administrator."""
+        _department(department_code)
+        if not department_code:
+            raise InvalidField.one("department_code", "is required")
+        self.policy.require(principal, Action.OBLIGATION_WRITE, Target.department(department_code))
+        problem = domain.text_problem("contact", contact, 200)
+        if problem:
+            raise InvalidField(problem)
+        if grace_days is not None and not 0 <= grace_days <= 366:
+            raise InvalidField.one("grace_days", f"{grace_days} is not 0-366 days")
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            resource = uow.catalog.get(resource_code)
+            if resource is None:
+                raise NotFound("resource", resource_code)
+            if resource.status is ResourceStatus.RETIRED:
+                raise IllegalTransition(resource.status.value, "add an obligation for",
+                                        f"{resource_code} is retired", what="resource")
+            meta = resource.latest.metadata
+            obligation = Obligation(department_code, resource_code, meta.name, update_cycle or meta.update_cycle,
+                                    grace_days, contact, explicit=True, since=now, provider_name=meta.provider_name,
+                                    items=tuple(i.name for i in meta.items), share_type=meta.share_type,
+                                    share_condition=meta.share_condition)
+            uow.lists.put_obligation(obligation, principal.subject, now)
+            uow.commit()
+        return obligation
+
+    def record_delivery(self, provider_code: str, resource_code: str, consumer_code: str, batch_id: str,
+                        records: int, at: dt.datetime | None = None) -> list[Demand]:
+        """The exchange pipeline's report: records received from a provider (``consumer_code`` empty) or
+        delivered to a consumer. A first delivery to a requester closes its approved demands (销账)."""
+        now = at or self.clock()
+        fulfilled = []
+        with self.uow(write=True) as uow:
+            uow.lists.add_delivery(provider_code, resource_code, consumer_code, now, batch_id, records)
+            if consumer_code:
+                for demand in uow.lists.approved_demands(consumer_code, resource_code):
+                    done = domain.fulfil(demand, now)
+                    uow.lists.save_demand(done, demand.version)
+                    fulfilled.append(done)
+            uow.commit()
+        return fulfilled
+
+    # -- demands ----------------------------------------------------------------------------------------
+    def file_demand(self, principal: Principal, request: DemandRequest) -> Demand:
+        request = replace(request, requester_code=principal.department_code)
+        self.policy.require(principal, Action.DEMAND_FILE, Target.demand("", principal.department_code, ""))
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            resource = uow.catalog.get(request.resource_code) if request.resource_code else None
+            if request.resource_code and resource is None:
+                raise NotFound("resource", request.resource_code)
+            demand = domain.file_demand(_new_id("XQ", now), request, resource, now, self.review_days)
+            demand = self._grant_if_approved(uow, demand, now)
+            uow.lists.add_demand(demand)
+            uow.commit()
+        return demand
+
+    def link_demand(self, principal: Principal, demand_id: str, resource_code: str) -> Demand:
+        """The requester names the resource of a description-only demand (usually a suggestion)."""
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            demand = self._load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_CHANGE, self._target(demand))
+            resource = uow.catalog.get(resource_code)
+            if resource is None:
+                raise NotFound("resource", resource_code)
+            changed = self._grant_if_approved(uow, domain.link(demand, resource_code, resource, now), now)
+            self._save(uow, changed, demand)
+            uow.commit()
+        return changed
+
+    def decide(self, principal: Principal, demand_id: str, approve: bool, reason: str = "", *,
+               expires_at: dt.datetime | None = None, items: Sequence[str] = (),
+               masking: Mapping[str, str] | None = None) -> Demand:
+        """A reviewer of the providing department approves (creating the grant) or rejects with a reason.
+        Of two reviewers deciding at once exactly one wins; the other is told the demand's new state."""
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            demand = self._load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_DECIDE, self._target(demand))
+            if approve:
+                decided = domain.approve(demand, principal.subject, now, reason)
+                decided = self._grant_if_approved(uow, decided, now, expires_at=expires_at, items=items,
+                                                  masking=masking)
+            else:
+                decided = domain.reject(demand, principal.subject, reason, now)
+            self._save(uow, decided, demand)
+            uow.commit()
+        return decided
+
+    def withdraw(self, principal: Principal, demand_id: str, reason: str = "") -> Demand:
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            demand = self._load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_CHANGE, self._target(demand))
+            changed = domain.withdraw(demand, now, reason)
+            self._save(uow, changed, demand)
+            uow.commit()
+        return changed
+
+    def expire_overdue(self) -> list[Demand]:
+        """Open demands past their review deadline become EXPIRED (run by the node daily)."""
+        now = self.clock()
+        expired = []
+        with self.uow(write=True) as uow:
+            for demand in uow.lists.open_demands_due(now):
+                changed = domain.expire(demand, now)
+                uow.lists.save_demand(changed, demand.version)
+                expired.append(changed)
+            uow.commit()
+        return expired
+
+    def get_demand(self, principal: Principal, demand_id: str) -> Demand:
+        with self.uow() as uow:
+            demand = self._load(uow, demand_id)
+        self.policy.require(principal, Action.DEMAND_READ, self._target(demand))
+        return demand
+
+    def list_demands(self, principal: Principal, flt: DemandFilter, page_size: int = 0, page_token: str = ""
+                     ) -> Page:
+        self.policy.require(principal, Action.LISTS_READ, LISTS)
+        flt = replace(flt, visible_to=self.policy.lists_visibility(principal))
+        size = _page_size(page_size)
+        scope = repr(flt)
+        with self.uow() as uow:
+            rows = uow.lists.list_demands(flt, after_id=_after(page_token, scope), limit=size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return Page(rows, _token(rows[-1].id, scope) if more else "")
+
+    def suggestions(self, principal: Principal, description: str, items: Sequence[str], limit: int = 10
+                    ) -> list[Suggestion]:
+        self.policy.require(principal, Action.CATALOG_READ, Target("catalog"))
+        if not description.strip() and not items:
+            raise InvalidField.one("description", "give a description or items to match")
+        if len(description) > domain.MAX_TEXT:
+            raise InvalidField.one("description", f"at most {domain.MAX_TEXT} characters")
+        with self.uow() as uow:
+            resources = _published(uow)
+        return suggest(description, items, resources, limit=max(1, min(limit, 50)))
+
+    # -- grants -----------------------------------------------------------------------------------------
+    def list_grants(self, principal: Principal, flt: GrantFilter, page_size: int = 0, page_token: str = ""
+                    ) -> Page:
+        self.policy.require(principal, Action.LISTS_READ, LISTS)
+        flt = replace(flt, visible_to=self.policy.lists_visibility(principal))
+        size = _page_size(page_size)
+        scope = repr(flt)
+        with self.uow() as uow:
+            rows = uow.lists.list_grants(flt, after_id=_after(page_token, scope), limit=size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return Page(rows, _token(rows[-1].id, scope) if more else "")
+
+    def revoke_grant(self, principal: Principal, grant_id: str, reason: str) -> Grant:
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            grant = uow.lists.get_grant(grant_id)
+            if grant is None:
+                raise NotFound("grant", grant_id)
+            self.policy.require(principal, Action.GRANT_REVOKE,
+                                Target.grant(grant.id, grant.consumer_code, grant.provider_code))
+            revoked = domain.revoke(grant, reason, now)
+            try:
+                uow.lists.revoke_grant(revoked)
+            except StaleDemand:
+                raise IllegalTransition("REVOKED", "revoke", f"grant {grant_id} was revoked meanwhile",
+                                        what="grant") from None
+            uow.commit()
+        return revoked
+
+    def grant_decision(self, department_code: str, resource_code: str) -> Decision:
+        """The policy's question: does the department hold a live grant for the resource? Expired and
+        revoked grants are named in the refusal, so the caller knows what to renew."""
+        now = self.clock()
+        with self.uow() as uow:
+            found = uow.lists.grants_for(department_code, resource_code)
+        live = [g for g in found if g.live(now)]
+        if live:
+            return Decision(True, f"grant {live[0].id} (until {live[0].expires_at:%Y-%m-%d})")
+        if not found:
+            return Decision(False, f"department {department_code} holds no grant for {resource_code}")
+        latest = max(found, key=lambda g: g.expires_at)
+        if latest.revoked_at is not None:
+            return Decision(False, f"grant {latest.id} for {resource_code} was revoked at "
+                                   f"{latest.revoked_at:%Y-%m-%d %H:%M}: {latest.revoked_reason}")
+        return Decision(False, f"grant {latest.id} for {resource_code} expired at {latest.expires_at:%Y-%m-%d %H:%M}")
+
+    def live_grant(self, principal: Principal, resource_code: str, action: Action) -> Grant:
+        """The grant a subscription or pull uses; PermissionDenied (naming an expired or revoked grant) if
+        none is live."""
+        self.policy.require(principal, action, Target("resource", resource_code))
+        now = self.clock()
+        with self.uow() as uow:
+            live = [g for g in uow.lists.grants_for(principal.department_code, resource_code) if g.live(now)]
+        return max(live, key=lambda g: g.expires_at)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _target(demand: Demand) -> Target:
+        return Target.demand(demand.id, demand.requester_code, demand.provider_code)
+
+    @staticmethod
+    def _load(uow: UnitOfWork, demand_id: str) -> Demand:
+        if not demand_id:
+            raise InvalidField.one("id", "is required")
+        demand = uow.lists.get_demand(demand_id)
+        if demand is None:
+            raise NotFound("demand", demand_id)
+        return demand
+
+    @staticmethod
+    def _save(uow: UnitOfWork, changed: Demand, before: Demand) -> None:
+        try:
+            uow.lists.save_demand(changed, before.version)
+        except StaleDemand:
+            uow.connection.rollback()
+            with uow.connection.begin():
+                now = uow.lists.get_demand(before.id)
+            state = now.state.value if now else "gone"
+            by = f" by {now.decided_by}" if now and now.decided_by else ""
+            raise Conflict(f"demand {before.id} was changed meanwhile: it is now {state}{by}") from None
+
+    def _grant_if_approved(self, uow: UnitOfWork, demand: Demand, now: dt.datetime, **options: object) -> Demand:
+        if demand.state is not DemandState.APPROVED or demand.grant_id:
+            return demand
+        grant = domain.grant_for(_new_id("SQ", now), demand, now, **options)  # type: ignore[arg-type]
+        uow.lists.add_grant(grant)
+        return replace(demand, grant_id=grant.id)
+
+
+LIST_KINDS = ("responsibilities", "demands")
+FORMATS = ("csv", "xml")
+
+
+def export_list(app: ListsApplication, principal: Principal, kind: str, fmt: str, department_code: str = ""
+                ) -> tuple[bytes, str]:
+    """One list as a file for reporting upward: the whole node's (its own department or an operator) or
+    one department's. Returns the content and a file name."""
+    from node import lists_files
+
+    if kind not in LIST_KINDS:
+        raise InvalidField.one("list", f"unknown list {kind!r} (responsibilities or demands)")
+    if fmt not in FORMATS:
+        raise InvalidField.one("format", f"unknown format {fmt!r} (csv or xml)")
+    _department(department_code)
+    if department_code:
+        if kind == "demands" and app.policy.lists_visibility(principal) not in (None, department_code):
+            app.policy.require(principal, Action.DEMAND_READ, Target.demand("*", department_code, ""))
+    else:
+        app.policy.require(principal, Action.LISTS_EXPORT_ALL, LISTS)
+    now = app.clock()
+    if kind == "responsibilities":
+        lines = app.obligations(principal, department_code)
+        content = lists_files.responsibilities(lines, fmt, now, department_code)
+    else:
+        flt = DemandFilter(department_code=department_code)
+        demands: list[Demand] = []
+        token = ""
+        while True:
+            page = app.list_demands(principal, flt, MAX_PAGE_SIZE, token)
+            demands.extend(page.rows)
+            token = page.next_page_token
+            if not token:
+                break
+        content = lists_files.demands(demands, fmt, now, department_code)
+    scope = department_code or "node"
+    return content, f"{'责任清单' if kind == 'responsibilities' else '需求清单'}-{scope}-{now:%Y%m%d}.{fmt}"

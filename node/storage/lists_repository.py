@@ -1,0 +1,191 @@
+"""Persistence of the responsibility list's explicit entries, demands, grants and deliveries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
+
+from catalog.lists import Demand, DemandRequest, DemandState, Grant, Obligation
+from catalog.model import UpdateCycle
+from node.storage.tables import deliveries, demands, grants, obligations
+
+
+class StaleDemand(Exception):
+    """The demand changed since it was read (another reviewer decided first)."""
+
+
+@dataclass(frozen=True)
+class DemandFilter:
+    department_code: str = ""
+    """Demands this department filed or is asked to provide."""
+    requester_code: str = ""
+    provider_code: str = ""
+    state: DemandState | None = None
+    visible_to: str | None = None
+    """Policy scoping: only demands this department filed or provides (None: all)."""
+
+
+@dataclass(frozen=True)
+class GrantFilter:
+    department_code: str = ""
+    resource_code: str = ""
+    visible_to: str | None = None
+
+
+def _demand(row: Row) -> Demand:
+    request = DemandRequest(
+        requester_code=row.requester_code, resource_code=row.resource_code, description=row.description,
+        items=tuple(json.loads(row.items)), purpose=row.purpose, legal_basis=row.legal_basis,
+        frequency=UpdateCycle(row.frequency) if row.frequency else None, contact=row.contact)
+    return Demand(row.id, request, DemandState(row.state), row.created_at, row.updated_at, row.review_deadline,
+                  row.provider_code, row.resource_name, row.reason, row.decided_by, row.grant_id, row.version)
+
+
+def _demand_values(demand: Demand) -> dict:
+    r = demand.request
+    return {
+        "id": demand.id, "requester_code": r.requester_code, "provider_code": demand.provider_code,
+        "resource_code": r.resource_code, "resource_name": demand.resource_name, "description": r.description,
+        "items": json.dumps(list(r.items), ensure_ascii=False), "purpose": r.purpose, "legal_basis": r.legal_basis,
+        "frequency": r.frequency.value if r.frequency else "", "contact": r.contact, "state": demand.state.value,
+        "reason": demand.reason, "decided_by": demand.decided_by, "grant_id": demand.grant_id,
+        "created_at": demand.created_at, "updated_at": demand.updated_at, "review_deadline": demand.review_deadline,
+        "version": demand.version,
+    }
+
+
+def _grant(row: Row) -> Grant:
+    return Grant(row.id, row.consumer_code, row.provider_code, row.resource_code, tuple(json.loads(row.items)),
+                 row.expires_at, json.loads(row.masking), row.demand_id, row.created_at, row.revoked_at,
+                 row.revoked_reason)
+
+
+def _obligation(row: Row) -> Obligation:
+    return Obligation(row.department_code, row.resource_code, row.resource_name, UpdateCycle(row.update_cycle),
+                      row.grace_days, row.contact, explicit=True, since=row.created_at)
+
+
+class ListsRepository:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # -- responsibility list ----------------------------------------------------------------------------
+    def explicit_obligations(self, department_code: str = "") -> list[Obligation]:
+        query = select(obligations)
+        if department_code:
+            query = query.where(obligations.c.department_code == department_code)
+        return [_obligation(row) for row in self.connection.execute(query)]
+
+    def put_obligation(self, obligation: Obligation, created_by: str, now: dt.datetime) -> None:
+        values = {"resource_name": obligation.resource_name, "update_cycle": obligation.update_cycle.value,
+                  "grace_days": obligation.grace_days, "contact": obligation.contact}
+        key = and_(obligations.c.department_code == obligation.department_code,
+                   obligations.c.resource_code == obligation.resource_code)
+        if self.connection.execute(update(obligations).where(key).values(**values)).rowcount == 0:
+            self.connection.execute(insert(obligations).values(
+                department_code=obligation.department_code, resource_code=obligation.resource_code,
+                created_at=now, created_by=created_by, **values))
+
+    def delivery_times(self, provider_code: str, resource_code: str, consumer_code: str = "") -> list[dt.datetime]:
+        d = deliveries.c
+        rows = self.connection.execute(
+            select(d.delivered_at).where(d.provider_code == provider_code, d.resource_code == resource_code,
+                                         d.consumer_code == consumer_code).order_by(d.delivered_at))
+        return [row.delivered_at for row in rows]
+
+    def add_delivery(self, provider_code: str, resource_code: str, consumer_code: str, at: dt.datetime,
+                     batch_id: str, records: int) -> None:
+        self.connection.execute(insert(deliveries).values(
+            provider_code=provider_code, resource_code=resource_code, consumer_code=consumer_code, delivered_at=at,
+            batch_id=batch_id, records=records))
+
+    # -- demands ----------------------------------------------------------------------------------------
+    def add_demand(self, demand: Demand) -> None:
+        self.connection.execute(insert(demands).values(**_demand_values(demand)))
+
+    def get_demand(self, demand_id: str) -> Demand | None:
+        row = self.connection.execute(select(demands).where(demands.c.id == demand_id)).first()
+        return _demand(row) if row else None
+
+    def save_demand(self, demand: Demand, expected_version: int) -> None:
+        """Compare-and-set on the version: of two concurrent decisions exactly one is stored."""
+        values = _demand_values(demand)
+        values.pop("id")
+        result = self.connection.execute(
+            update(demands).where(demands.c.id == demand.id, demands.c.version == expected_version).values(**values))
+        if result.rowcount != 1:
+            raise StaleDemand(demand.id)
+
+    def list_demands(self, flt: DemandFilter, *, after_id: str, limit: int) -> list[Demand]:
+        c = demands.c
+        conditions = []
+        if flt.department_code:
+            conditions.append(or_(c.requester_code == flt.department_code, c.provider_code == flt.department_code))
+        if flt.requester_code:
+            conditions.append(c.requester_code == flt.requester_code)
+        if flt.provider_code:
+            conditions.append(c.provider_code == flt.provider_code)
+        if flt.state:
+            conditions.append(c.state == flt.state.value)
+        if flt.visible_to is not None:
+            conditions.append(or_(c.requester_code == flt.visible_to, c.provider_code == flt.visible_to))
+        if after_id:
+            conditions.append(c.id > after_id)
+        rows = self.connection.execute(select(demands).where(*conditions).order_by(c.id).limit(limit))
+        return [_demand(row) for row in rows]
+
+    def open_demands_due(self, now: dt.datetime) -> list[Demand]:
+        c = demands.c
+        rows = self.connection.execute(select(demands).where(
+            c.state.in_([DemandState.SUBMITTED.value, DemandState.UNDER_REVIEW.value]), c.review_deadline <= now))
+        return [_demand(row) for row in rows]
+
+    def approved_demands(self, requester_code: str, resource_code: str) -> list[Demand]:
+        c = demands.c
+        rows = self.connection.execute(select(demands).where(
+            c.requester_code == requester_code, c.resource_code == resource_code,
+            c.state == DemandState.APPROVED.value))
+        return [_demand(row) for row in rows]
+
+    # -- grants -----------------------------------------------------------------------------------------
+    def add_grant(self, grant: Grant) -> None:
+        self.connection.execute(insert(grants).values(
+            id=grant.id, consumer_code=grant.consumer_code, provider_code=grant.provider_code,
+            resource_code=grant.resource_code, items=json.dumps(list(grant.items), ensure_ascii=False),
+            masking=json.dumps(dict(grant.masking), ensure_ascii=False), expires_at=grant.expires_at,
+            demand_id=grant.demand_id, created_at=grant.created_at, revoked_at=grant.revoked_at,
+            revoked_reason=grant.revoked_reason))
+
+    def get_grant(self, grant_id: str) -> Grant | None:
+        row = self.connection.execute(select(grants).where(grants.c.id == grant_id)).first()
+        return _grant(row) if row else None
+
+    def revoke_grant(self, grant: Grant) -> None:
+        result = self.connection.execute(update(grants).where(grants.c.id == grant.id, grants.c.revoked_at.is_(None))
+                                         .values(revoked_at=grant.revoked_at, revoked_reason=grant.revoked_reason))
+        if result.rowcount != 1:
+            raise StaleDemand(grant.id)
+
+    def grants_for(self, consumer_code: str, resource_code: str) -> list[Grant]:
+        rows = self.connection.execute(select(grants).where(
+            grants.c.consumer_code == consumer_code, grants.c.resource_code == resource_code))
+        return [_grant(row) for row in rows]
+
+    def list_grants(self, flt: GrantFilter, *, after_id: str, limit: int) -> list[Grant]:
+        c = grants.c
+        conditions = []
+        if flt.department_code:
+            conditions.append(or_(c.consumer_code == flt.department_code, c.provider_code == flt.department_code))
+        if flt.resource_code:
+            conditions.append(c.resource_code == flt.resource_code)
+        if flt.visible_to is not None:
+            conditions.append(or_(c.consumer_code == flt.visible_to, c.provider_code == flt.visible_to))
+        if after_id:
+            conditions.append(c.id > after_id)
+        rows = self.connection.execute(select(grants).where(*conditions).order_by(c.id).limit(limit))
+        return [_grant(row) for row in rows]
+
