@@ -229,12 +229,12 @@ class AuditApplication:
         checkpoints in order. The range is widened back to a checkpoint so the file verifies on its own."""
         with self.uow() as uow:
             repo = AuditRepository(uow.connection)
-            first = repo.first_sequence_at_or_after(since) if since else 1
+            first = repo.first_sequence_at_or_after(since) if since else repo.first_sequence()
             last = repo.last_sequence_before(until) if until else None
             keys = [{"kid": k.kid, "algorithm": k.algorithm, "public_pem": k.public_pem, "created_at": k.created_at}
                     for k in self.keys.public.values()]
             yield json.dumps(audit.export_header(self.settings.node_id, keys, self.clock()), ensure_ascii=False)
-            if first is None:
+            if first is None or (until and last is None):  # nothing in the range (no entry before until)
                 return
             anchor = repo.checkpoint_at_or_before(first - 1) if first > 1 else None
             start = anchor.sequence + 1 if anchor else 1
@@ -252,8 +252,10 @@ class AuditApplication:
         cutoff = self.clock() - dt.timedelta(days=self.settings.retention_days)
         with self.uow(write=True) as uow:
             repo = AuditRepository(uow.connection)
-            repo.lock_head()
-            anchor = repo.newest_checkpoint_before(cutoff)
+            head = repo.lock_head()
+            # The anchor must keep at least one entry after it: a trail purged down to a bare checkpoint
+            # reads as one whose entries were deleted.
+            anchor = repo.newest_checkpoint_before(cutoff, below_sequence=head.last_sequence)
             if anchor is None:
                 return PurgeResult(0, 0)
             deleted = repo.purge_through(anchor.sequence)

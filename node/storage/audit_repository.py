@@ -120,6 +120,10 @@ class AuditRepository:
         return [_checkpoint(row) for row in self.connection.execute(
             select(audit_checkpoints).where(*conditions).order_by(c.sequence))]
 
+    def first_sequence(self) -> int | None:
+        """The oldest remaining entry (after a purge, the one just after the anchor checkpoint)."""
+        return self.connection.execute(select(func.min(audit_entries.c.sequence))).scalar()
+
     def first_sequence_at_or_after(self, at: dt.datetime) -> int | None:
         return self.connection.execute(
             select(func.min(audit_entries.c.sequence)).where(audit_entries.c.at >= at)).scalar()
@@ -134,9 +138,12 @@ class AuditRepository:
             .order_by(audit_checkpoints.c.sequence.desc()).limit(1)).first()
         return _checkpoint(row) if row else None
 
-    def newest_checkpoint_before(self, at: dt.datetime) -> Checkpoint | None:
+    def newest_checkpoint_before(self, at: dt.datetime, below_sequence: int | None = None) -> Checkpoint | None:
+        conditions = [audit_checkpoints.c.at < at]
+        if below_sequence is not None:
+            conditions.append(audit_checkpoints.c.sequence < below_sequence)
         row = self.connection.execute(
-            select(audit_checkpoints).where(audit_checkpoints.c.at < at)
+            select(audit_checkpoints).where(*conditions)
             .order_by(audit_checkpoints.c.sequence.desc()).limit(1)).first()
         return _checkpoint(row) if row else None
 
