@@ -139,7 +139,7 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.DecodeError as error:
+        except jwt.InvalidTokenError as error:  # DecodeError, and header checks (a non-string kid, crit)
             raise AuthenticationError("malformed_token", f"malformed token: {error}") from None
         algorithm = header.get("alg")
         if algorithm not in self.algorithms:
@@ -163,7 +163,10 @@ class TokenVerifier:
         try:
             claims = jwt.decode(
                 token, key, algorithms=[algorithm], audience=self.audience, issuer=issuer.issuer,
-                leeway=self.leeway_s, options={"require": ["exp", "iss", "aud", "sub"], "verify_iat": False},
+                leeway=self.leeway_s,
+                # exp and nbf are checked below against the verifier's clock, not pyjwt's wall clock.
+                options={"require": ["exp", "iss", "aud", "sub"], "verify_iat": False, "verify_exp": False,
+                         "verify_nbf": False},
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationError("expired", "the token has expired") from None
@@ -180,7 +183,9 @@ class TokenVerifier:
             raise AuthenticationError("missing_claim", f"the token has no {error.claim!r} claim") from None
         except jwt.InvalidTokenError as error:
             raise AuthenticationError("malformed_token", f"invalid token: {error}") from None
-        # pyjwt checks exp/nbf against the wall clock; check again against ours (tests control it).
+        for claim in ("exp", "nbf"):
+            if claim in claims and (isinstance(claims[claim], bool) or not isinstance(claims[claim], int | float)):
+                raise AuthenticationError("malformed_token", f"the token's {claim!r} claim must be a number")
         if claims["exp"] + self.leeway_s < now:
             raise AuthenticationError("expired", "the token has expired")
         if "nbf" in claims and claims["nbf"] - self.leeway_s > now:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import re
 import uuid
@@ -71,6 +72,34 @@ def _outcome(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
     if isinstance(error, asyncio.CancelledError):
         return "CANCELLED", "the client cancelled or the node is shutting down"
     return "UNKNOWN", f"{type(error).__name__}: {error}"
+
+
+class _AuditedContext:
+    """The servicer context as the inner layers see it: an abort (the error mapping's, or a servicer's own)
+    sends the status to the caller at once, so the audit entry is written first, keeping the promise that
+    an answered request always has its entry. Everything else is the real context."""
+
+    def __init__(self, context: grpc.aio.ServicerContext,
+                 audit: Callable[[str, str], Awaitable[None]]) -> None:
+        self._context = context
+        self._audit = audit
+        self.audited = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def _record(self, code: grpc.StatusCode, details: str) -> None:
+        if not self.audited:
+            self.audited = True
+            await self._audit(code.name, details or "")
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        await self._record(code, details)
+        await self._context.abort(code, details, trailing_metadata)
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        await self._record(status.code, status.details)
+        await self._context.abort_with_status(status)
 
 
 class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
@@ -134,11 +163,13 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 rc = await self._begin(method, context)
                 token = set_current(rc)
+                audited = _AuditedContext(context, functools.partial(self._audit_failure, rc))
                 try:
                     try:
-                        response = await behaviour(request, context)
+                        response = await behaviour(request, audited)
                     except BaseException as error:
-                        await self._audit_failure(rc, *_outcome(context, error))
+                        if not audited.audited:
+                            await self._audit_failure(rc, *_outcome(context, error))
                         raise
                     await self._audit_or_abort(context, rc, "OK", "")
                     return response
@@ -154,16 +185,18 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 rc = await self._begin(method, context)
                 token = set_current(rc)
+                audited = _AuditedContext(context, functools.partial(self._audit_failure, rc))
                 try:
                     started = False
                     try:
-                        async for item in behaviour(request, context):
+                        async for item in behaviour(request, audited):
                             if not started:
                                 await self._audit_or_abort(context, rc, "STARTED", "")
                                 started = True
                             yield item
                     except BaseException as error:
-                        await self._audit_failure(rc, *_outcome(context, error))
+                        if not audited.audited:
+                            await self._audit_failure(rc, *_outcome(context, error))
                         raise
                     await self._audit_or_abort(context, rc, "OK", "")
                 finally:

@@ -197,7 +197,10 @@ class CatalogApplication:
                     code, resource.provider_code, published=resource.published_version is not None))
             if version == 0:
                 version = resource.latest.version if drafts else resource.published_version or 0
-            if version == resource.latest.version:
+            # The latest version is served as is only when the caller may see it: asking another department's
+            # pending draft by its number goes through the draft check below.
+            latest_visible = drafts or resource.latest.state is model.VersionState.PUBLISHED
+            if version == resource.latest.version and latest_visible:
                 return resource, resource.latest
             found = uow.catalog.get_version(code, version)
             if found is None:
