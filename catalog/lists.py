@@ -212,7 +212,8 @@ def merge_obligations(derived: Iterable[Obligation], explicit: Iterable[Obligati
         base = lines.get((entry.department_code, entry.resource_code))
         if base is not None:
             entry = replace(base, update_cycle=entry.update_cycle, grace_days=entry.grace_days,
-                            contact=entry.contact or base.contact, explicit=True, since=entry.since or base.since)
+                            contact=entry.contact or base.contact, explicit=True,
+                            since=min((t for t in (entry.since, base.since) if t), default=None))
         lines[(entry.department_code, entry.resource_code)] = entry
     return sorted(lines.values(), key=lambda o: (o.department_code, o.resource_code))
 
@@ -367,9 +368,18 @@ def file_demand(demand_id: str, request: DemandRequest, resource: Resource | Non
 
 
 def link(demand: Demand, resource_code: str, resource: Resource | None, now: dt.datetime) -> Demand:
-    """The requester picks the resource for a description-only demand (usually one of the suggestions)."""
+    """The requester picks the resource for a description-only demand (usually one of the suggestions).
+    Items named in the requester's words (身份证号) become the resource's names (公民身份号码) when they
+    are known synonyms, as the suggestion showed them."""
+    from catalog.matching import same_item
+
     _require(demand, "match")
-    return match(replace(demand, request=replace(demand.request, resource_code=resource_code)), resource, now)
+    items = demand.request.items
+    if resource is not None and items:
+        names = [i.name for i in resource.latest.metadata.items]
+        items = tuple(next((n for n in names if same_item(item, n)), item) for item in items)
+    request = replace(demand.request, resource_code=resource_code, items=items)
+    return match(replace(demand, request=request), resource, now)
 
 
 def approve(demand: Demand, reviewer: str, now: dt.datetime, reason: str = "") -> Demand:

@@ -49,14 +49,15 @@ SYNONYMS: tuple[frozenset[str], ...] = (
 """Names departments use for the same item; bigrams alone miss 身份证号 ~ 公民身份号码."""
 
 
-def _same_item(a: str, b: str) -> bool:
+def same_item(a: str, b: str) -> bool:
+    """The same item under two names (equal, or known synonyms)."""
     return a == b or any(a in group and b in group for group in SYNONYMS)
 
 
 def _item_matches(wanted: Sequence[str], items: Sequence[str]) -> tuple[str, ...]:
     matched = []
     for item in wanted:
-        same = next((name for name in items if _same_item(item, name)), None)
+        same = next((name for name in items if same_item(item, name)), None)
         if same is not None:
             matched.append(same)
             continue

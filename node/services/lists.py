@@ -24,7 +24,7 @@ from node.storage.catalog_repository import ResourceFilter
 from node.storage.lists_repository import DemandFilter, GrantFilter, StaleDemand
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security.identity import Principal
-from security.policy import Action, Decision, Policy, Target
+from security.policy import Action, Decision, PermissionDenied, Policy, Target
 
 Clock = Callable[[], dt.datetime]
 DEFAULT_PAGE_SIZE = 100
@@ -326,6 +326,9 @@ class ListsApplication:
         now = self.clock()
         with self.uow() as uow:
             live = [g for g in uow.lists.grants_for(principal.department_code, resource_code) if g.live(now)]
+        if not live:
+            raise PermissionDenied(action, Target("resource", resource_code),
+                                   self.grant_decision(principal.department_code, resource_code).reason)
         return max(live, key=lambda g: g.expires_at)
 
     # -- helpers ----------------------------------------------------------------------------------------
