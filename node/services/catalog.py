@@ -230,13 +230,17 @@ class CatalogApplication:
         size = page_size or DEFAULT_PAGE_SIZE
         if len(flt.query) > 200:
             raise InvalidField.one("query", f"{len(flt.query)} characters, at most 200")
-        after = _decode_page_token(page_token, flt)
+        after, total = _decode_page_token(page_token, flt)
         with self.uow() as uow:
             rows = uow.catalog.list(flt, after_code=after, limit=size + 1)
-            total = uow.catalog.count(flt)
-        more = len(rows) > size
+            more = len(rows) > size
+            if not page_token:
+                # Counting reads every matching row (most of a search's cost at 10^5 resources), so it is
+                # done once, for the first page, and only when there is more than one page; later pages
+                # carry that total in their token.
+                total = uow.catalog.count(flt) if more else len(rows)
         rows = rows[:size]
-        token = _encode_page_token(rows[-1].code, flt) if more else ""
+        token = _encode_page_token(rows[-1].code, flt, total) if more else ""
         return Page(rows, token, total)
 
     def export(self, principal: Principal, status: model.ResourceStatus | None) -> list[Resource]:
@@ -289,22 +293,23 @@ def _filter_fingerprint(flt: ResourceFilter) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _encode_page_token(after: str, flt: ResourceFilter) -> str:
-    raw = json.dumps({"after": after, "filter": _filter_fingerprint(flt)}).encode()
+def _encode_page_token(after: str, flt: ResourceFilter, total: int) -> str:
+    raw = json.dumps({"after": after, "filter": _filter_fingerprint(flt), "total": total}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_page_token(token: str, flt: ResourceFilter) -> str:
+def _decode_page_token(token: str, flt: ResourceFilter) -> tuple[str, int]:
+    """The last code of the previous page and the total counted for the first page."""
     if not token:
-        return ""
+        return "", 0
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-        after, fingerprint = data["after"], data["filter"]
-        if not isinstance(after, str) or not isinstance(fingerprint, str):
+        after, fingerprint, total = data["after"], data["filter"], data["total"]
+        if not isinstance(after, str) or not isinstance(fingerprint, str) or not isinstance(total, int):
             raise ValueError
     except (ValueError, KeyError, TypeError):
         raise InvalidField.one("page_token", "is not a token this node issued") from None
     if fingerprint != _filter_fingerprint(flt):
         raise InvalidField.one("page_token", "was issued for other filters; start again without a token")
-    return after
+    return after, total
