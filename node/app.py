@@ -4,6 +4,7 @@ place (STYLE.md §4). Tests build the same graph with their own config."""
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,15 @@ from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.lists import ListsApplication
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
-from security.identity import TokenVerifier, TrustedIssuer, dev_issuer, load_jwks, load_pem_public_key
+from security.audit import AuditRecord
+from security.identity import (
+    Principal,
+    TokenVerifier,
+    TrustedIssuer,
+    dev_issuer,
+    load_jwks,
+    load_pem_public_key,
+)
 from security.keys import KeyStore
 from security.policy import Policy
 
@@ -87,3 +96,28 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy), lists=lists, audit=AuditApplication(uow, keys, settings, clock),
         audit_writer=writer)
+
+
+def run_housekeeping(node: Node) -> dict[str, object]:
+    """The node's daily jobs, each change audited as the node's own act: audit retention (the purge
+    itself is recorded, with the anchor the remaining chain hangs from) and expiry of demands nobody
+    decided before their review deadline."""
+    system = Principal.system(node.config.node.id)
+    records = []
+    purge = node.audit.purge()
+    now = node.catalog.clock()
+    if purge.deleted:
+        records.append(system_record(system, now, "housekeeping/audit-retention", "audit",
+                                      f"purged {purge.deleted} entries older than {node.config.audit.retention_days} "
+                                      f"days; chain anchored at checkpoint {purge.anchor_sequence}"))
+    expired = node.lists.expire_overdue()
+    records.extend(system_record(system, now, "housekeeping/expire-demand", f"demand:{d.id}",
+                                  f"EXPIRED: {d.reason}") for d in expired)
+    if records:
+        node.audit_writer.append(records)
+    return {"purged": purge.deleted, "anchor": purge.anchor_sequence, "expired": [d.id for d in expired]}
+
+
+def system_record(system: Principal, now: object, action: str, target: str, detail: str) -> AuditRecord:
+    return AuditRecord(at=now, request_id=uuid.uuid4().hex, subject=system.subject, department_code="",  # type: ignore[arg-type]
+                       roles=tuple(system.roles), action=action, target=target, result="OK", detail=detail)

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from node.app import Node
+from node.app import Node, run_housekeeping
 from node.config import ConfigError
 from node.grpc.audit_servicer import AuditServicer, KeysServicer
 from node.grpc.auth import AuthAuditInterceptor
@@ -95,21 +95,15 @@ def server_credentials(node: Node) -> grpc.ServerCredentials | None:
 
 
 async def _daily(node: Node) -> None:
-    """Housekeeping once at start and then daily: audit retention, and expiry of undecided demands.
-    A failure is logged and retried the next day."""
+    """Housekeeping once at start and then daily (audit retention, expiry of undecided demands); a
+    failure is logged and retried the next day."""
     while True:
         try:
-            result = await asyncio.to_thread(node.audit.purge)
-            if result.deleted:
-                log.info("audit retention purge", extra={"deleted": result.deleted, "anchor": result.anchor_sequence})
+            done = await asyncio.to_thread(run_housekeeping, node)
+            if done["purged"] or done["expired"]:
+                log.info("housekeeping", extra=done)
         except Exception:
-            log.exception("audit retention purge failed")
-        try:
-            expired = await asyncio.to_thread(node.lists.expire_overdue)
-            if expired:
-                log.info("demands expired", extra={"demands": [d.id for d in expired]})
-        except Exception:
-            log.exception("demand expiry failed")
+            log.exception("housekeeping failed")
         await asyncio.sleep(PURGE_INTERVAL_S)
 
 

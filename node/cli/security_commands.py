@@ -235,12 +235,15 @@ def run_audit_purge(args: argparse.Namespace) -> int:
 
     node = bootstrap.build(load_config(data_dir(args)), start_audit=False)
     try:
-        result = node.audit.purge()
+        done = bootstrap.run_housekeeping(node)
     finally:
         node.engine.dispose()
-    if result.deleted:
-        print(f"purged {result.deleted} entries older than {node.config.audit.retention_days} days; the chain now "
-              f"starts after the signed checkpoint {result.anchor_sequence}")
+    retention = node.config.audit.retention_days
+    if done["purged"]:
+        print(f"purged {done['purged']} entries older than {retention} days; the chain now starts after the "
+              f"signed checkpoint {done['anchor']}")
     else:
-        print(f"nothing to purge (retention {node.config.audit.retention_days} days)")
+        print(f"nothing to purge (retention {retention} days)")
+    if done["expired"]:
+        print(f"expired {len(done['expired'])} undecided demands: {', '.join(done['expired'])}")  # type: ignore[arg-type]
     return 0
