@@ -1,0 +1,95 @@
+"""Departmental platform codec (部门系统): the envelope as a ``exnode.v1.PlatformEnvelope`` protobuf message.
+
+Record payloads travel as JSON text (``payload_json``) rather than as protobuf values: protobuf's Struct
+turns every number into a double, and the signed hashes depend on 1 staying 1, not 1.0. The creation time
+is a Timestamp, so it comes back in UTC (the same instant, an equal Envelope).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from exnode.v1 import envelope_pb2 as pb
+from google.protobuf.message import DecodeError
+
+from adapters.envelope import (
+    FORMAT_VERSION,
+    MAX_ENVELOPE_BYTES,
+    Envelope,
+    EnvelopeError,
+    check_envelope,
+    check_size,
+    json_dumps,
+    json_loads,
+)
+from catalog.records import Operation, Record
+from security.merkle import SignedBatch
+
+CONTENT_TYPE = "application/x-protobuf"
+
+_TO_WIRE = {Operation.UPSERT: pb.PLATFORM_OPERATION_UPSERT, Operation.DELETE: pb.PLATFORM_OPERATION_DELETE}
+_FROM_WIRE = {wire: operation for operation, wire in _TO_WIRE.items()}
+
+
+def to_message(envelope: Envelope) -> pb.PlatformEnvelope:
+    check_envelope(envelope)
+    message = pb.PlatformEnvelope(
+        version=FORMAT_VERSION, batch_id=envelope.batch_id, node_id=envelope.node_id,
+        provider_code=envelope.provider_code, resource_code=envelope.resource_code,
+        consumer_code=envelope.consumer_code,
+        records=[pb.PlatformRecord(id=record.id, sequence=record.sequence, operation=_TO_WIRE[record.operation],
+                                   payload_json=json_dumps(dict(record.payload)))
+                 for record in envelope.records],
+        signed=pb.PlatformSignature(tree_size=envelope.signed.tree_size, root=envelope.signed.root,
+                                    kid=envelope.signed.kid, algorithm=envelope.signed.algorithm,
+                                    signature=envelope.signed.signature),
+    )
+    message.created_at.FromDatetime(envelope.created_at)
+    return message
+
+
+def encode(envelope: Envelope) -> bytes:
+    """The serialized PlatformEnvelope; ``decode(encode(e)) == e``."""
+    return to_message(envelope).SerializeToString(deterministic=True)
+
+
+def _record(message: pb.PlatformRecord, where: str) -> Record:
+    operation = _FROM_WIRE.get(message.operation)
+    if operation is None:
+        raise EnvelopeError(f"{where}.operation", f"{message.operation} is not UPSERT (1) or DELETE (2)")
+    payload = json_loads(message.payload_json, f"{where}.payload_json")
+    if not isinstance(payload, dict):
+        raise EnvelopeError(f"{where}.payload_json", "must be a JSON object")
+    return Record(message.id, message.sequence, operation, payload)
+
+
+def from_message(message: pb.PlatformEnvelope) -> Envelope:
+    if message.version != FORMAT_VERSION:
+        raise EnvelopeError("version", f"{message.version} is not a version this node reads (it reads {FORMAT_VERSION})")
+    for field in ("created_at", "signed"):
+        if not message.HasField(field):
+            raise EnvelopeError(field, "is missing")
+    try:
+        created_at = message.created_at.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError) as error:
+        raise EnvelopeError("created_at", f"is not a usable time: {error}") from None
+    signed = message.signed
+    envelope = Envelope(
+        batch_id=message.batch_id, node_id=message.node_id, provider_code=message.provider_code,
+        resource_code=message.resource_code, consumer_code=message.consumer_code,
+        created_at=created_at,
+        records=tuple(_record(record, f"records[{index}]") for index, record in enumerate(message.records)),
+        signed=SignedBatch(signed.tree_size, signed.root, signed.kid, signed.algorithm, signed.signature),
+    )
+    return check_envelope(envelope)
+
+
+def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
+    """The envelope of a serialized PlatformEnvelope; EnvelopeError naming the first bad field."""
+    check_size(data, max_bytes)
+    message = pb.PlatformEnvelope()
+    try:
+        message.ParseFromString(bytes(data))
+    except DecodeError as error:
+        raise EnvelopeError("document", f"is not a PlatformEnvelope message: {error}") from None
+    return from_message(message)

@@ -1,0 +1,127 @@
+"""Regional platform codec (省级、自治区平台): the envelope as one UTF-8 JSON document.
+
+The field names are those of ``Envelope``; ``signed`` is ``SignedBatch.to_dict`` (root and signature in
+hex). Decoding is strict: an unknown or missing field, a value of the wrong type, a duplicate key, NaN or
+Infinity is refused with an EnvelopeError naming the field (``records[2].sequence``), because a payload
+that two parsers could read differently would hash differently on each side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.envelope import (
+    FORMAT_VERSION,
+    MAX_ENVELOPE_BYTES,
+    Envelope,
+    EnvelopeError,
+    check_envelope,
+    check_size,
+    json_dumps,
+    json_loads,
+    parse_created_at,
+)
+from catalog.records import Operation, Record
+from security.merkle import SignedBatch
+
+CONTENT_TYPE = "application/json"
+
+_TOP = ("version", "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at",
+        "records", "signed")
+_RECORD = ("id", "sequence", "operation", "payload")
+_SIGNED = ("tree_size", "root", "kid", "algorithm", "signature")
+
+
+def encode(envelope: Envelope) -> bytes:
+    """Compact UTF-8 JSON with Chinese text unescaped; ``decode(encode(e)) == e``."""
+    check_envelope(envelope)
+    document = {
+        "version": FORMAT_VERSION, "batch_id": envelope.batch_id, "node_id": envelope.node_id,
+        "provider_code": envelope.provider_code, "resource_code": envelope.resource_code,
+        "consumer_code": envelope.consumer_code, "created_at": envelope.created_at.isoformat(),
+        "records": [{"id": record.id, "sequence": record.sequence, "operation": record.operation.value,
+                     "payload": dict(record.payload)} for record in envelope.records],
+        "signed": envelope.signed.to_dict(),
+    }
+    return json_dumps(document).encode("utf-8")
+
+
+def _object(value: Any, where: str, fields: tuple[str, ...]) -> Mapping[str, Any]:
+    """The object at ``where``, with exactly ``fields``."""
+    if not isinstance(value, dict):
+        raise EnvelopeError(where or "document", f"must be a JSON object, not {_kind(value)}")
+    prefix = f"{where}." if where else ""
+    for name in value:
+        if name not in fields:
+            raise EnvelopeError(f"{prefix}{name}", f"is not a field here (known: {', '.join(fields)})")
+    for name in fields:
+        if name not in value:
+            raise EnvelopeError(f"{prefix}{name}", "is missing")
+    return value
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise EnvelopeError(field, f"must be a string, not {_kind(value)}")
+    return value
+
+
+def _integer(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EnvelopeError(field, f"must be a whole number, not {_kind(value)}")
+    return value
+
+
+def _hex(value: Any, field: str) -> bytes:
+    try:
+        return bytes.fromhex(_text(value, field))
+    except ValueError:
+        raise EnvelopeError(field, "is not hexadecimal") from None
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "true/false", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _record(value: Any, where: str) -> Record:
+    fields = _object(value, where, _RECORD)
+    operation = _text(fields["operation"], f"{where}.operation")
+    if operation not in Operation.__members__:
+        raise EnvelopeError(f"{where}.operation", f"{operation!r} is not UPSERT or DELETE")
+    payload = fields["payload"]
+    if not isinstance(payload, dict):
+        raise EnvelopeError(f"{where}.payload", f"must be a JSON object, not {_kind(payload)}")
+    return Record(_text(fields["id"], f"{where}.id"), _integer(fields["sequence"], f"{where}.sequence"),
+                  Operation(operation), payload)
+
+
+def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
+    """The envelope of a regional JSON document; EnvelopeError naming the first bad field."""
+    check_size(data, max_bytes)
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise EnvelopeError("document", f"is not UTF-8 (byte {error.start})") from None
+    document = _object(json_loads(text, "document"), "", _TOP)
+    version = document["version"]
+    if _integer(version, "version") != FORMAT_VERSION:
+        raise EnvelopeError("version", f"{version} is not a version this node reads (it reads {FORMAT_VERSION})")
+    records = document["records"]
+    if not isinstance(records, list):
+        raise EnvelopeError("records", f"must be a JSON array, not {_kind(records)}")
+    signed = _object(document["signed"], "signed", _SIGNED)
+    envelope = Envelope(
+        batch_id=_text(document["batch_id"], "batch_id"), node_id=_text(document["node_id"], "node_id"),
+        provider_code=_text(document["provider_code"], "provider_code"),
+        resource_code=_text(document["resource_code"], "resource_code"),
+        consumer_code=_text(document["consumer_code"], "consumer_code"),
+        created_at=parse_created_at(_text(document["created_at"], "created_at")),
+        records=tuple(_record(record, f"records[{index}]") for index, record in enumerate(records)),
+        signed=SignedBatch(_integer(signed["tree_size"], "signed.tree_size"), _hex(signed["root"], "signed.root"),
+                           _text(signed["kid"], "signed.kid"), _text(signed["algorithm"], "signed.algorithm"),
+                           _hex(signed["signature"], "signed.signature")),
+    )
+    return check_envelope(envelope)
