@@ -3,6 +3,7 @@ place (STYLE.md §4). Tests build the same graph with their own config."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -10,9 +11,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from adapters.platforms import Platform, load_platforms
+from adapters.rabbit import Dispatcher, declare_queue
 from node.config import Config, ConfigError
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
+from node.services.dispatch import SqlOutbox
+from node.services.exchange import ExchangeApplication, Limits
 from node.services.lists import ListsApplication
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
@@ -40,10 +45,23 @@ class Node:
     policy: Policy
     catalog: CatalogApplication
     lists: ListsApplication
+    exchange: ExchangeApplication
     audit: AuditApplication
     audit_writer: AuditWriter
+    dispatcher: Dispatcher | None = None
+
+    def start_dispatcher(self) -> Dispatcher:
+        """Relay the outbox to RabbitMQ from this process (``exnode serve`` does, when exchange.dispatch)."""
+        outbox = SqlOutbox(UnitOfWorkFactory(self.engine), self.catalog.clock, self.lists)
+        self.dispatcher = Dispatcher(self.config.rabbitmq.url, self.config.node.id, outbox,
+                                     window=self.config.exchange.window,
+                                     max_attempts=self.config.exchange.max_attempts)
+        self.dispatcher.start()
+        return self.dispatcher
 
     def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         self.audit_writer.stop()
         self.engine.dispose()
 
@@ -73,6 +91,16 @@ def build_verifier(config: Config) -> TokenVerifier:
         raise ConfigError(str(error)) from None
 
 
+def load_node_platforms(config: Config) -> list[Platform]:
+    path = config.path(config.exchange.platforms_file)
+    if not config.exchange.platforms_file or not path.exists():
+        return []
+    try:
+        return load_platforms(path, config.node.id)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def audit_settings(config: Config) -> AuditSettings:
     return AuditSettings(node_id=config.node.id, checkpoint_every=config.audit.checkpoint_every,
                          checkpoint_interval_s=config.audit.checkpoint_interval_s,
@@ -92,9 +120,12 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     writer = AuditWriter(uow, keys, settings, clock)
     if start_audit:
         writer.start()
+    exchange = ExchangeApplication(uow, clock, policy, keys, config.node.id, load_node_platforms(config), writer,
+                                   Limits(max_records=config.exchange.max_batch_records),
+                                   declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
-        catalog=CatalogApplication(uow, clock, policy), lists=lists, audit=AuditApplication(uow, keys, settings, clock),
+        catalog=CatalogApplication(uow, clock, policy), lists=lists, exchange=exchange, audit=AuditApplication(uow, keys, settings, clock),
         audit_writer=writer)
 
 

@@ -72,6 +72,18 @@ class AuditSection:
     retention_days: int = 180
 
 
+@dataclass(frozen=True)
+class ExchangeSection:
+    platforms_file: str = "platforms.toml"
+    """The platforms this node relays to (ops/platforms.sample.toml); absent file: none."""
+    dispatch: bool = True
+    """Run the outbox dispatcher in this process (replicas may leave it to one of them)."""
+    window: int = 200
+    """Unconfirmed messages in flight per dispatcher."""
+    max_attempts: int = 8
+    max_batch_records: int = 5000
+
+
 LEGAL_MINIMUM_RETENTION_DAYS = 180
 """网络安全法 第二十一条: network logs are kept for no less than six months."""
 
@@ -85,6 +97,7 @@ class Config:
     rabbitmq: RabbitSection = field(default_factory=RabbitSection)
     auth: AuthSection = field(default_factory=AuthSection)
     audit: AuditSection = field(default_factory=AuditSection)
+    exchange: ExchangeSection = field(default_factory=ExchangeSection)
 
     @property
     def audience(self) -> str:
@@ -104,7 +117,7 @@ class Config:
 
 
 SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection,
-            "auth": AuthSection, "audit": AuditSection}
+            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -222,6 +235,13 @@ audience = ""                        # empty: "exnode:{node_id}"
 algorithms = ["EdDSA", "ES256", "RS256"]
 leeway_s = 30.0                      # clock skew allowed on exp / nbf
 trust_dev_issuer = {"true" if dev else "false"}             # accept `exnode token issue` tokens: development only
+
+[exchange]
+platforms_file = "platforms.toml"    # platforms relayed to (see ops/platforms.sample.toml); absent: none
+dispatch = true                      # run the outbox dispatcher in this process
+window = 200                         # unconfirmed messages in flight (publisher confirms)
+max_attempts = 8                     # then the message is dead-lettered with the reason
+max_batch_records = 5000
 
 [audit]
 checkpoint_every = 1000              # a signed checkpoint every N entries...

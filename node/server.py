@@ -13,6 +13,8 @@ from exnode.v1 import (
     audit_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
+    exchange_pb2,
+    exchange_pb2_grpc,
     keys_pb2,
     keys_pb2_grpc,
     lists_pb2,
@@ -28,6 +30,7 @@ from node.grpc.audit_servicer import AuditServicer, KeysServicer
 from node.grpc.auth import AuthAuditInterceptor
 from node.grpc.catalog_servicer import CatalogServicer
 from node.grpc.errors import ErrorMappingInterceptor
+from node.grpc.exchange_servicer import ExchangeServicer
 from node.grpc.lists_servicer import ListsServicer
 from node.metrics import CATALOG_RESOURCES, MetricsInterceptor
 from node.services.audit import AuditWriter
@@ -38,6 +41,7 @@ SERVICES = (
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name,
     lists_pb2.DESCRIPTOR.services_by_name["ListsService"].full_name,
+    exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
 )
 PURGE_INTERVAL_S = 24 * 3600
 
@@ -64,6 +68,7 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(node.catalog), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node.audit, node.policy), server)
     lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(node.lists), server)
+    exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node.exchange), server)
     keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys, node.config.node.id, node.policy), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -120,6 +125,8 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     host, port = split_host_port(metrics_listen, "server.metrics_listen")
     metrics_server, _ = start_http_server(port, addr=host)
     server, bound, health_servicer = await build_server(node, listen)
+    if node.config.exchange.dispatch:
+        node.start_dispatcher()
     log.info("serving", extra={"listen": listen, "port": bound, "metrics": metrics_listen})
     print(f"exnode: node {node.config.node.id!r} serving gRPC on {listen} (metrics on http://{metrics_listen}/metrics)",
           flush=True)

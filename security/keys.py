@@ -313,3 +313,17 @@ def read_public_keys(path: Path) -> dict[str, PublicKey]:
                 for e in entries}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise KeyError_(f"{path}: not a public keys file: {error}") from None
+
+
+def parse_public_key(algorithm: str, public_pem: str) -> PublicKey:
+    """A department's public key as registered with the node: checked to be a key of the stated
+    algorithm, with its id derived like the node's own (SHA-256 of the SubjectPublicKeyInfo)."""
+    if algorithm not in ALGORITHMS:
+        raise KeyError_(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    try:
+        der = _unpem("PUBLIC KEY", public_pem.encode())
+    except (ValueError, KeyError_) as error:
+        raise KeyError_(f"not a PEM public key: {error}") from None
+    key = PublicKey(key_id(der), algorithm, public_pem, "")
+    _ = key._key  # parses, or raises KeyError_ naming what is wrong
+    return key

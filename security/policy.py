@@ -36,6 +36,8 @@ class Action(StrEnum):
     DEMAND_DECIDE = "demand.decide"
     GRANT_READ = "grant.read"
     GRANT_REVOKE = "grant.revoke"
+    EXCHANGE_INGEST = "exchange.ingest"
+    PROVIDER_KEY_WRITE = "provider_key.write"
 
 
 CATALOG_WRITES = frozenset({Action.CATALOG_CREATE, Action.CATALOG_UPDATE, Action.CATALOG_PUBLISH,
@@ -228,6 +230,22 @@ class Policy:
             return _allow("reviewer of the providing department")
         return _deny(f"grant {target.code} is revoked by a reviewer of the providing department {target.counterpart}")
 
+    def _exchange_ingest(self, principal: Principal, target: Target) -> Decision:
+        if not (principal.has("provider") or principal.has("platform")):
+            return _deny("sending records needs the provider or platform role")
+        if principal.department_code != target.owner_department:
+            return _deny(f"records of department {target.owner_department} are sent by that department, not by "
+                         f"{principal.department_code}")
+        return _allow("provider of the sending department")
+
+    def _provider_key_write(self, principal: Principal, target: Target) -> Decision:
+        if principal.has("catalog_admin") and principal.department_code == target.owner_department:
+            return _allow("catalog_admin of the department registers its keys")
+        if principal.has("operator"):
+            return _allow("an operator registers departments' keys")
+        return _deny(f"keys of department {target.owner_department} are registered by its catalog_admin or an "
+                     "operator")
+
     @staticmethod
     def _catalog_read(principal: Principal, target: Target) -> Decision:
         if target.published:
@@ -258,4 +276,6 @@ _LIST_RULES = {
     Action.DEMAND_DECIDE: Policy._demand_decide,
     Action.GRANT_READ: Policy._grant_read,
     Action.GRANT_REVOKE: Policy._grant_revoke,
+    Action.EXCHANGE_INGEST: Policy._exchange_ingest,
+    Action.PROVIDER_KEY_WRITE: Policy._provider_key_write,
 }

@@ -21,6 +21,8 @@ from catalog.errors import (
 )
 from node.grpc.handlers import Behaviour, wrap_handler
 from node.services.audit import AuditUnavailable
+from node.services.exchange import BadSignature, BrokerUnavailable
+from node.services.exchange import RequestTooLarge as ExchangeTooLarge
 from security.policy import PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ STATUS_OF += [
     (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (ExchangeTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
+    (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
 ]
 MAPPED = tuple(kind for kind, _ in STATUS_OF)
 

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Connection
+
 from catalog.errors import InvalidField
 from node.storage.audit_repository import AuditFilter, AuditRepository, Head
 from node.storage.unit_of_work import UnitOfWorkFactory
@@ -130,17 +132,23 @@ class AuditWriter:
 
     def _write(self, records: list[AuditRecord]) -> list[AuditEntry]:
         with self.uow(write=True) as uow:
-            repo = AuditRepository(uow.connection)
-            head = repo.lock_head()
-            entries = audit.chain(records, head.last_sequence, head.last_hash)
-            repo.append(entries)
-            last = entries[-1] if entries else None
-            head = Head(last.sequence, last.entry_hash, head.last_checkpoint_sequence,
-                        head.last_checkpoint_at) if last else head
-            head = self._checkpoint_in(repo, head, force=False)
-            repo.set_head(head)
+            entries = self.append_in(uow.connection, records)
             uow.commit()
         self.batches += 1
+        return entries
+
+    def append_in(self, connection: Connection, records: Sequence[AuditRecord]) -> list[AuditEntry]:
+        """Append inside the caller's transaction: the exchange pipeline commits records, their audit
+        entries and the outbox together, so none exists without the others."""
+        repo = AuditRepository(connection)
+        head = repo.lock_head()
+        entries = audit.chain(records, head.last_sequence, head.last_hash)
+        repo.append(entries)
+        last = entries[-1] if entries else None
+        head = Head(last.sequence, last.entry_hash, head.last_checkpoint_sequence,
+                    head.last_checkpoint_at) if last else head
+        head = self._checkpoint_in(repo, head, force=False)
+        repo.set_head(head)
         self.entries += len(entries)
         return entries
 

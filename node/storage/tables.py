@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -209,3 +210,75 @@ The exchange pipeline writes them; the responsibility list's compliance and é”€è
 
 Index("ix_deliveries_provider_resource", deliveries.c.provider_code, deliveries.c.resource_code,
       deliveries.c.delivered_at)
+
+provider_keys = Table(
+    "provider_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("department_code", String(18), nullable=False, index=True),
+    Column("algorithm", String(32), nullable=False),
+    Column("public_pem", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+"""Providers' public keys: a batch's signature must verify with a live key of its provider department."""
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("provider_code", String(18), nullable=False),
+    Column("resource_code", String(40), nullable=False),
+    Column("record_count", Integer, nullable=False),
+    Column("merkle_root", String(64), nullable=False),
+    Column("kid", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("gaps", Text, nullable=False),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("provider_code", String(18), primary_key=True),
+    Column("resource_code", String(40), primary_key=True),
+    Column("record_id", String(64), primary_key=True),
+    Column("sequence", _BIGINT, nullable=False),
+    Column("operation", String(8), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("batch_id", String(64), nullable=False, index=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+Index("ix_records_sequence", records.c.provider_code, records.c.resource_code, records.c.sequence)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("consumer_code", String(18), primary_key=True),
+    Column("resource_code", String(40), primary_key=True),
+    Column("platform", String(64), primary_key=True),
+    Column("grant_id", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("batch_id", String(64), nullable=False, index=True),
+    Column("platform", String(64), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("consumer_code", String(18), nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+)
+"""One row per (batch, subscriber), written in the ingest transaction; the dispatcher drains it."""
+Index("ix_outbox_pending", outbox.c.state, outbox.c.next_attempt_at)

@@ -7,6 +7,7 @@ from types import TracebackType
 from sqlalchemy.engine import Connection, Engine
 
 from node.storage.catalog_repository import CatalogRepository
+from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
 
 
@@ -23,6 +24,7 @@ class UnitOfWork:
         self._connection: Connection | None = None
         self.catalog: CatalogRepository
         self.lists: ListsRepository
+        self.exchange: ExchangeRepository
 
     def __enter__(self) -> UnitOfWork:
         connection = self._engine.connect()
@@ -32,6 +34,7 @@ class UnitOfWork:
         self._connection = connection
         self.catalog = CatalogRepository(connection)
         self.lists = ListsRepository(connection)
+        self.exchange = ExchangeRepository(connection)
         return self
 
     def __exit__(

@@ -25,39 +25,45 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xnode/v1/exchange.proto\x12\texnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\'\n\toperation\x18\x03 \x01(\x0e\x32\x14.exnode.v1.Operation\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x01\n\x0bRecordBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x15\n\rprovider_code\x18\x02 \x01(\t\x12\x15\n\rresource_code\x18\x03 \x01(\t\x12\"\n\x07records\x18\x04 \x03(\x0b\x32\x11.exnode.v1.Record\x12\x13\n\x0bmerkle_root\x18\x05 \x01(\x0c\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"H\n\x0eIngestResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\";\n\x10SubscribeRequest\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\"F\n\x0cSubscription\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x15\n\rresource_code\x18\x02 \x01(\t\x12\x10\n\x08grant_id\x18\x03 \x01(\t\"i\n\x07Receipt\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x12\n\nrecord_ids\x18\x02 \x03(\t\x12\x15\n\rreceiver_code\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x1e\n\nReceiptAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\")\n\x15\x44\x65liveryStatusRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\"A\n\x0e\x44\x65liveryStatus\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"/\n\x0bPullRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\"d\n\x08PullItem\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x16.exnode.v1.RecordBatchH\x00\x12\'\n\x08manifest\x18\x02 \x01(\x0b\x32\x13.exnode.v1.ManifestH\x00\x42\x06\n\x04item\"\x80\x01\n\x08Manifest\x12\x13\n\x0b\x66rom_cursor\x18\x01 \x01(\t\x12\x11\n\tto_cursor\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x04\x12\x13\n\x0bmerkle_root\x18\x04 \x01(\x0c\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c*>\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\n\n\x06UPSERT\x10\x01\x12\n\n\x06\x44\x45LETE\x10\x02\x32\x9b\x03\n\x0f\x45xchangeService\x12;\n\x06Ingest\x12\x16.exnode.v1.RecordBatch\x1a\x19.exnode.v1.IngestResponse\x12\x45\n\x0cIngestStream\x12\x16.exnode.v1.RecordBatch\x1a\x19.exnode.v1.IngestResponse(\x01\x30\x01\x12\x41\n\tSubscribe\x12\x1b.exnode.v1.SubscribeRequest\x1a\x17.exnode.v1.Subscription\x12\x38\n\x0bSendReceipt\x12\x12.exnode.v1.Receipt\x1a\x15.exnode.v1.ReceiptAck\x12P\n\x11GetDeliveryStatus\x12 .exnode.v1.DeliveryStatusRequest\x1a\x19.exnode.v1.DeliveryStatus\x12\x35\n\x04Pull\x12\x16.exnode.v1.PullRequest\x1a\x13.exnode.v1.PullItem0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xnode/v1/exchange.proto\x12\texnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\'\n\toperation\x18\x03 \x01(\x0e\x32\x14.exnode.v1.Operation\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x01\n\x0bRecordBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x15\n\rprovider_code\x18\x02 \x01(\t\x12\x15\n\rresource_code\x18\x03 \x01(\t\x12\"\n\x07records\x18\x04 \x03(\x0b\x32\x11.exnode.v1.Record\x12\x13\n\x0bmerkle_root\x18\x05 \x01(\x0c\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"t\n\x0eIngestResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x15\n\rsequence_gaps\x18\x04 \x03(\t\x12\x13\n\x0bsubscribers\x18\x05 \x01(\r\"T\n\x12RegisterKeyRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_pem\x18\x03 \x01(\t\"K\n\rRegisteredKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65partment_code\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\";\n\x10SubscribeRequest\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\"X\n\x0cSubscription\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x15\n\rresource_code\x18\x02 \x01(\t\x12\x10\n\x08grant_id\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\"i\n\x07Receipt\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x12\n\nrecord_ids\x18\x02 \x03(\t\x12\x15\n\rreceiver_code\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x1e\n\nReceiptAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\")\n\x15\x44\x65liveryStatusRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\"Y\n\x10PlatformDelivery\x12\x10\n\x08platform\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\r\x12\x12\n\nlast_error\x18\x04 \x01(\t\"\x87\x01\n\x0e\x44\x65liveryStatus\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12.\n\tplatforms\x18\x04 \x03(\x0b\x32\x1b.exnode.v1.PlatformDelivery\x12\x14\n\x0crecord_count\x18\x05 \x01(\r\"/\n\x0bPullRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\"d\n\x08PullItem\x12\'\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x16.exnode.v1.RecordBatchH\x00\x12\'\n\x08manifest\x18\x02 \x01(\x0b\x32\x13.exnode.v1.ManifestH\x00\x42\x06\n\x04item\"\x80\x01\n\x08Manifest\x12\x13\n\x0b\x66rom_cursor\x18\x01 \x01(\t\x12\x11\n\tto_cursor\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x04\x12\x13\n\x0bmerkle_root\x18\x04 \x01(\x0c\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c*>\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\n\n\x06UPSERT\x10\x01\x12\n\n\x06\x44\x45LETE\x10\x02\x32\xe3\x03\n\x0f\x45xchangeService\x12\x46\n\x0bRegisterKey\x12\x1d.exnode.v1.RegisterKeyRequest\x1a\x18.exnode.v1.RegisteredKey\x12;\n\x06Ingest\x12\x16.exnode.v1.RecordBatch\x1a\x19.exnode.v1.IngestResponse\x12\x45\n\x0cIngestStream\x12\x16.exnode.v1.RecordBatch\x1a\x19.exnode.v1.IngestResponse(\x01\x30\x01\x12\x41\n\tSubscribe\x12\x1b.exnode.v1.SubscribeRequest\x1a\x17.exnode.v1.Subscription\x12\x38\n\x0bSendReceipt\x12\x12.exnode.v1.Receipt\x1a\x15.exnode.v1.ReceiptAck\x12P\n\x11GetDeliveryStatus\x12 .exnode.v1.DeliveryStatusRequest\x1a\x19.exnode.v1.DeliveryStatus\x12\x35\n\x04Pull\x12\x16.exnode.v1.PullRequest\x1a\x13.exnode.v1.PullItem0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exnode.v1.exchange_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATION']._serialized_start=1121
-  _globals['_OPERATION']._serialized_end=1183
+  _globals['_OPERATION']._serialized_start=1508
+  _globals['_OPERATION']._serialized_end=1570
   _globals['_RECORD']._serialized_start=73
   _globals['_RECORD']._serialized_end=209
   _globals['_RECORDBATCH']._serialized_start=212
   _globals['_RECORDBATCH']._serialized_end=381
   _globals['_INGESTRESPONSE']._serialized_start=383
-  _globals['_INGESTRESPONSE']._serialized_end=455
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=457
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=516
-  _globals['_SUBSCRIPTION']._serialized_start=518
-  _globals['_SUBSCRIPTION']._serialized_end=588
-  _globals['_RECEIPT']._serialized_start=590
-  _globals['_RECEIPT']._serialized_end=695
-  _globals['_RECEIPTACK']._serialized_start=697
-  _globals['_RECEIPTACK']._serialized_end=727
-  _globals['_DELIVERYSTATUSREQUEST']._serialized_start=729
-  _globals['_DELIVERYSTATUSREQUEST']._serialized_end=770
-  _globals['_DELIVERYSTATUS']._serialized_start=772
-  _globals['_DELIVERYSTATUS']._serialized_end=837
-  _globals['_PULLREQUEST']._serialized_start=839
-  _globals['_PULLREQUEST']._serialized_end=886
-  _globals['_PULLITEM']._serialized_start=888
-  _globals['_PULLITEM']._serialized_end=988
-  _globals['_MANIFEST']._serialized_start=991
-  _globals['_MANIFEST']._serialized_end=1119
-  _globals['_EXCHANGESERVICE']._serialized_start=1186
-  _globals['_EXCHANGESERVICE']._serialized_end=1597
+  _globals['_INGESTRESPONSE']._serialized_end=499
+  _globals['_REGISTERKEYREQUEST']._serialized_start=501
+  _globals['_REGISTERKEYREQUEST']._serialized_end=585
+  _globals['_REGISTEREDKEY']._serialized_start=587
+  _globals['_REGISTEREDKEY']._serialized_end=662
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=664
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=723
+  _globals['_SUBSCRIPTION']._serialized_start=725
+  _globals['_SUBSCRIPTION']._serialized_end=813
+  _globals['_RECEIPT']._serialized_start=815
+  _globals['_RECEIPT']._serialized_end=920
+  _globals['_RECEIPTACK']._serialized_start=922
+  _globals['_RECEIPTACK']._serialized_end=952
+  _globals['_DELIVERYSTATUSREQUEST']._serialized_start=954
+  _globals['_DELIVERYSTATUSREQUEST']._serialized_end=995
+  _globals['_PLATFORMDELIVERY']._serialized_start=997
+  _globals['_PLATFORMDELIVERY']._serialized_end=1086
+  _globals['_DELIVERYSTATUS']._serialized_start=1089
+  _globals['_DELIVERYSTATUS']._serialized_end=1224
+  _globals['_PULLREQUEST']._serialized_start=1226
+  _globals['_PULLREQUEST']._serialized_end=1273
+  _globals['_PULLITEM']._serialized_start=1275
+  _globals['_PULLITEM']._serialized_end=1375
+  _globals['_MANIFEST']._serialized_start=1378
+  _globals['_MANIFEST']._serialized_end=1506
+  _globals['_EXCHANGESERVICE']._serialized_start=1573
+  _globals['_EXCHANGESERVICE']._serialized_end=2056
 # @@protoc_insertion_point(module_scope)

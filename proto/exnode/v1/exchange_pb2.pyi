@@ -52,14 +52,38 @@ class RecordBatch(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
-    __slots__ = ("batch_id", "accepted", "duplicates")
+    __slots__ = ("batch_id", "accepted", "duplicates", "sequence_gaps", "subscribers")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_GAPS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBERS_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     accepted: int
     duplicates: int
-    def __init__(self, batch_id: _Optional[str] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...
+    sequence_gaps: _containers.RepeatedScalarFieldContainer[str]
+    subscribers: int
+    def __init__(self, batch_id: _Optional[str] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., sequence_gaps: _Optional[_Iterable[str]] = ..., subscribers: _Optional[int] = ...) -> None: ...
+
+class RegisterKeyRequest(_message.Message):
+    __slots__ = ("department_code", "algorithm", "public_pem")
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_PEM_FIELD_NUMBER: _ClassVar[int]
+    department_code: str
+    algorithm: str
+    public_pem: str
+    def __init__(self, department_code: _Optional[str] = ..., algorithm: _Optional[str] = ..., public_pem: _Optional[str] = ...) -> None: ...
+
+class RegisteredKey(_message.Message):
+    __slots__ = ("key_id", "department_code", "algorithm")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    department_code: str
+    algorithm: str
+    def __init__(self, key_id: _Optional[str] = ..., department_code: _Optional[str] = ..., algorithm: _Optional[str] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("resource_code", "platform")
@@ -70,14 +94,16 @@ class SubscribeRequest(_message.Message):
     def __init__(self, resource_code: _Optional[str] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class Subscription(_message.Message):
-    __slots__ = ("queue", "resource_code", "grant_id")
+    __slots__ = ("queue", "resource_code", "grant_id", "platform")
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     queue: str
     resource_code: str
     grant_id: str
-    def __init__(self, queue: _Optional[str] = ..., resource_code: _Optional[str] = ..., grant_id: _Optional[str] = ...) -> None: ...
+    platform: str
+    def __init__(self, queue: _Optional[str] = ..., resource_code: _Optional[str] = ..., grant_id: _Optional[str] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class Receipt(_message.Message):
     __slots__ = ("batch_id", "record_ids", "receiver_code", "key_id", "signature")
@@ -105,15 +131,31 @@ class DeliveryStatusRequest(_message.Message):
     batch_id: str
     def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
 
+class PlatformDelivery(_message.Message):
+    __slots__ = ("platform", "state", "attempts", "last_error")
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    platform: str
+    state: str
+    attempts: int
+    last_error: str
+    def __init__(self, platform: _Optional[str] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+
 class DeliveryStatus(_message.Message):
-    __slots__ = ("batch_id", "state", "detail")
+    __slots__ = ("batch_id", "state", "detail", "platforms", "record_count")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    PLATFORMS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     state: str
     detail: str
-    def __init__(self, batch_id: _Optional[str] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    platforms: _containers.RepeatedCompositeFieldContainer[PlatformDelivery]
+    record_count: int
+    def __init__(self, batch_id: _Optional[str] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ..., platforms: _Optional[_Iterable[_Union[PlatformDelivery, _Mapping]]] = ..., record_count: _Optional[int] = ...) -> None: ...
 
 class PullRequest(_message.Message):
     __slots__ = ("cursor", "platform")

@@ -34,6 +34,11 @@ class ExchangeServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.RegisterKey = channel.unary_unary(
+                '/exnode.v1.ExchangeService/RegisterKey',
+                request_serializer=exnode_dot_v1_dot_exchange__pb2.RegisterKeyRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_exchange__pb2.RegisteredKey.FromString,
+                _registered_method=True)
         self.Ingest = channel.unary_unary(
                 '/exnode.v1.ExchangeService/Ingest',
                 request_serializer=exnode_dot_v1_dot_exchange__pb2.RecordBatch.SerializeToString,
@@ -68,6 +73,12 @@ class ExchangeServiceStub:
 
 class ExchangeServiceServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def RegisterKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Ingest(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -108,6 +119,11 @@ class ExchangeServiceServicer:
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'RegisterKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterKey,
+                    request_deserializer=exnode_dot_v1_dot_exchange__pb2.RegisterKeyRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_exchange__pb2.RegisteredKey.SerializeToString,
+            ),
             'Ingest': grpc.unary_unary_rpc_method_handler(
                     servicer.Ingest,
                     request_deserializer=exnode_dot_v1_dot_exchange__pb2.RecordBatch.FromString,
@@ -148,6 +164,33 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ExchangeService:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def RegisterKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ExchangeService/RegisterKey',
+            exnode_dot_v1_dot_exchange__pb2.RegisterKeyRequest.SerializeToString,
+            exnode_dot_v1_dot_exchange__pb2.RegisteredKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Ingest(request,

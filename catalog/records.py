@@ -1,0 +1,146 @@
+"""Records (数据记录): one row of a resource's data, checked against the resource's 信息项.
+
+A record's canonical form (sorted-key JSON, UTF-8) is what is hashed into a batch's Merkle tree, so a
+provider, the node, every platform and the nightly pull compute the same record hash from the same
+record, whatever the wire format was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from catalog.errors import FieldProblem
+from catalog.model import Item, ItemDataType
+
+MAX_RECORD_ID = 64
+MAX_PAYLOAD_BYTES = 64 * 1024
+_RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class Operation(StrEnum):
+    UPSERT = "UPSERT"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    sequence: int
+    operation: Operation
+    payload: Mapping[str, Any]
+    """Item name → value (text, number, true/false or null), as JSON carries them."""
+
+    def canonical(self, provider_code: str, resource_code: str) -> bytes:
+        return canonical_record(provider_code, resource_code, self)
+
+
+def canonical_record(provider_code: str, resource_code: str, record: Record) -> bytes:
+    document = {"id": record.id, "sequence": record.sequence, "operation": record.operation.value,
+                "provider": provider_code, "resource": resource_code, "payload": dict(record.payload)}
+    return json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def content_hash(provider_code: str, resource_code: str, record: Record) -> bytes:
+    """SHA-256 of the canonical form: the same id with other content is another hash (refused), the
+    same content a duplicate (accepted, nothing changes)."""
+    return hashlib.sha256(canonical_record(provider_code, resource_code, record)).digest()
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _digits(number: Decimal) -> int:
+    sign, digits, exponent = number.as_tuple()
+    return max(len(digits), -exponent if isinstance(exponent, int) and exponent < 0 else 0)
+
+
+_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def value_problem(item: Item, value: Any) -> str | None:
+    """Why ``value`` does not fit the item, or None. Null is handled by the caller (required or not).
+    Values are JSON scalars only, and text without control characters, so every platform format (the
+    ministry's XML included) can carry every accepted record."""
+    kind = item.data_type
+    if isinstance(value, str) and _XML_UNSAFE.search(value):
+        return "contains control characters"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if kind in (ItemDataType.STRING, ItemDataType.MEMO):
+        if not isinstance(value, str):
+            return f"must be text ({kind.label}), not {type(value).__name__}"
+        if kind is ItemDataType.STRING and item.length and len(value) > item.length:
+            return f"is {len(value)} characters, the item allows {item.length}"
+        return None
+    if kind is ItemDataType.LOGICAL:
+        return None if isinstance(value, bool) else f"must be true or false ({kind.label})"
+    if kind is ItemDataType.DATE:
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            try:
+                dt.date.fromisoformat(value)
+                return None
+            except ValueError:
+                pass
+        return f"{value!r} is not a date YYYY-MM-DD ({kind.label})"
+    if kind is ItemDataType.DATETIME:
+        if isinstance(value, str):
+            try:
+                dt.datetime.fromisoformat(value)
+                return None
+            except ValueError:
+                pass
+        return f"{value!r} is not an ISO 8601 date-time ({kind.label})"
+    if kind is ItemDataType.GENERAL:
+        return None if isinstance(value, str | int | float | bool) else "must be text, a number or true/false"
+    number = _number(value)
+    if number is None:
+        return f"{value!r} is not a number ({kind.label})"
+    if kind is ItemDataType.INTEGER and number != number.to_integral_value():
+        return f"{value!r} is not a whole number ({kind.label})"
+    if kind in (ItemDataType.NUMERIC, ItemDataType.CURRENCY, ItemDataType.INTEGER) and item.length \
+            and _digits(number) > item.length:
+        return f"{value!r} has more than {item.length} digits"
+    return None
+
+
+def payload_problems(items: Sequence[Item], record: Record, where: str = "") -> list[FieldProblem]:
+    """Every way the record breaks the resource's items: unknown items, missing required ones, types and
+    lengths. A DELETE needs only its id."""
+    prefix = f"{where}." if where else ""
+    problems: list[FieldProblem] = []
+    if not _RECORD_ID.fullmatch(record.id or ""):
+        problems.append(FieldProblem(f"{prefix}id", f"{record.id!r} is not a record id (1-64 of A-Z a-z 0-9 . _ : -)"))
+    if record.sequence < 1:
+        problems.append(FieldProblem(f"{prefix}sequence", "must be 1 or more"))
+    if record.operation is Operation.DELETE:
+        return problems
+    by_name = {item.name: item for item in items}
+    for name in record.payload:
+        if name not in by_name:
+            problems.append(FieldProblem(f"{prefix}payload.{name}", "is not an item of the resource"))
+    for item in items:
+        value = record.payload.get(item.name)
+        if value is None or value == "":
+            if item.required:
+                problems.append(FieldProblem(f"{prefix}payload.{item.name}", "is required"))
+            continue
+        problem = value_problem(item, value)
+        if problem:
+            problems.append(FieldProblem(f"{prefix}payload.{item.name}", problem))
+    return problems

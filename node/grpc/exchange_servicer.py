@@ -1,0 +1,116 @@
+"""ExchangeService: decode, call one use case of node/services/exchange.py (off the event loop), encode."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import grpc
+from exnode.v1 import exchange_pb2 as pb
+from exnode.v1 import exchange_pb2_grpc
+
+from catalog.errors import FieldProblem, InvalidField
+from catalog.records import Operation, Record
+from node.grpc.context import current, principal
+from node.services.exchange import ExchangeApplication, IncomingBatch, IngestResult
+
+_OPERATIONS = {pb.UPSERT: Operation.UPSERT, pb.DELETE: Operation.DELETE}
+
+
+def batch_from_proto(message: pb.RecordBatch) -> IncomingBatch:
+    problems: list[FieldProblem] = []
+    records = []
+    for index, r in enumerate(message.records):
+        operation = _OPERATIONS.get(r.operation)
+        if operation is None:
+            problems.append(FieldProblem(f"records[{index}].operation", "must be UPSERT or DELETE"))
+            continue
+        payload: object = {}
+        if r.payload:
+            try:
+                payload = json.loads(r.payload.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as error:
+                problems.append(FieldProblem(f"records[{index}].payload", f"is not UTF-8 JSON: {error}"))
+                continue
+        if not isinstance(payload, dict):
+            problems.append(FieldProblem(f"records[{index}].payload", "must be a JSON object keyed by item name"))
+            continue
+        records.append(Record(r.id, r.sequence, operation, payload))
+    for field in ("batch_id", "provider_code", "resource_code", "key_id"):
+        if not getattr(message, field):
+            problems.append(FieldProblem(field, "is required"))
+    if len(message.merkle_root) != 32:
+        problems.append(FieldProblem("merkle_root", "must be the 32-byte SHA-256 Merkle root"))
+    if not message.signature:
+        problems.append(FieldProblem("signature", "is required"))
+    if problems:
+        raise InvalidField(problems)
+    return IncomingBatch(message.batch_id, message.provider_code, message.resource_code, tuple(records),
+                         message.merkle_root, message.key_id, message.signature)
+
+
+def result_to_proto(result: IngestResult) -> pb.IngestResponse:
+    return pb.IngestResponse(batch_id=result.batch_id, accepted=result.accepted, duplicates=result.duplicates,
+                             sequence_gaps=list(result.gaps), subscribers=result.subscribers)
+
+
+class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
+    def __init__(self, app: ExchangeApplication) -> None:
+        self.app = app
+
+    async def RegisterKey(self, request: pb.RegisterKeyRequest, context: grpc.aio.ServicerContext
+                          ) -> pb.RegisteredKey:
+        current().target = f"department:{request.department_code}"
+        key = await asyncio.to_thread(self.app.register_key, principal(), request.department_code,
+                                      request.algorithm or "Ed25519", request.public_pem)
+        current().detail = f"key {key.kid}"
+        return pb.RegisteredKey(key_id=key.kid, department_code=key.department_code, algorithm=key.algorithm)
+
+    async def Ingest(self, request: pb.RecordBatch, context: grpc.aio.ServicerContext) -> pb.IngestResponse:
+        current().target = f"resource:{request.resource_code}"
+        result = await asyncio.to_thread(self.app.ingest, principal(), batch_from_proto(request))
+        current().detail = f"batch {result.batch_id}: {result.accepted} stored, {result.duplicates} duplicates"
+        return result_to_proto(result)
+
+    async def IngestStream(self, request_iterator: AsyncIterator[pb.RecordBatch],
+                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.IngestResponse]:
+        """Each batch is checked and committed on its own; its answer follows its commit. The first bad
+        batch ends the stream with its status (batches answered before it are stored)."""
+        stored = 0
+        async for message in request_iterator:
+            current().target = f"resource:{message.resource_code}"
+            result = await asyncio.to_thread(self.app.ingest, principal(), batch_from_proto(message))
+            stored += result.accepted
+            current().detail = f"{stored} records stored so far"
+            yield result_to_proto(result)
+
+    async def Subscribe(self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext) -> pb.Subscription:
+        current().target = f"resource:{request.resource_code}"
+        subscription, queue = await asyncio.to_thread(self.app.subscribe, principal(), request.resource_code,
+                                                      request.platform)
+        return pb.Subscription(queue=queue, resource_code=subscription.resource_code, grant_id=subscription.grant_id,
+                               platform=subscription.platform)
+
+    async def GetDeliveryStatus(self, request: pb.DeliveryStatusRequest, context: grpc.aio.ServicerContext
+                                ) -> pb.DeliveryStatus:
+        current().target = f"batch:{request.batch_id}"
+        stored, states = await asyncio.to_thread(self.app.delivery_status, principal(), request.batch_id)
+        platforms = [pb.PlatformDelivery(platform=p, state=s, attempts=a, last_error=e) for p, s, a, e in states]
+        if any(s == "DEAD" for _, s, _, _ in states):
+            state = "DEAD_LETTERED"
+        elif states and all(s == "CONFIRMED" for _, s, _, _ in states):
+            state = "PUBLISHED"
+        else:
+            state = "STORED"
+        return pb.DeliveryStatus(batch_id=stored.batch_id, state=state, platforms=platforms,
+                                 record_count=stored.record_count,
+                                 detail=f"sequence gaps: {', '.join(stored.gaps)}" if stored.gaps else "")
+
+    async def SendReceipt(self, request: pb.Receipt, context: grpc.aio.ServicerContext) -> pb.ReceiptAck:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "SendReceipt: signed receipts are not served yet")
+        return pb.ReceiptAck()
+
+    async def Pull(self, request: pb.PullRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.PullItem]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Pull: the nightly pull is not served yet")
+        yield pb.PullItem()

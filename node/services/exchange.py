@@ -1,0 +1,322 @@
+"""The exchange pipeline's use cases: provider keys, ingest of signed batches, subscriptions, status.
+
+Ingest checks, in order and each with its own error: identity, responsibility for the resource, size
+limits, the payload against the resource's items, the provider's signature over the batch's Merkle
+root, and duplicates / sequence order. Then ONE transaction stores the records, the batch, its audit
+entry, the delivery that the responsibility list counts, and one outbox row per subscriber (masked per
+its grant, sealed with the node's signature, encoded in its platform's format). Only then is the
+provider answered; the dispatcher relays the outbox to RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from adapters import envelope as envelopes
+from adapters.platforms import Platform, codec_for
+from catalog.errors import AlreadyExists, FieldProblem, InvalidField, NotFound
+from catalog.model import ResourceStatus
+from catalog.records import Record, canonical_record, content_hash, payload_problems
+from node.services.audit import AuditWriter
+from node.storage.exchange_repository import ProviderKey, StoredBatch, Subscription
+from node.storage.unit_of_work import UnitOfWorkFactory
+from security import merkle
+from security.audit import AuditRecord
+from security.identity import Principal
+from security.keys import KeyError_, KeyStore, PublicKey, parse_public_key
+from security.policy import Action, PermissionDenied, Policy, Target
+
+Clock = Callable[[], dt.datetime]
+
+
+class RequestTooLarge(Exception):
+    """Over one of the node's batch limits; the message names the limit."""
+
+
+class BrokerUnavailable(Exception):
+    """RabbitMQ could not be reached for a step that needs it now (declaring a subscriber's queue)."""
+
+
+class BadSignature(Exception):
+    """The batch's signature does not verify: forged, made with another key, or over other records."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_records: int = 5000
+    max_record_bytes: int = 64 * 1024
+    max_batch_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class IncomingBatch:
+    batch_id: str
+    provider_code: str
+    resource_code: str
+    records: tuple[Record, ...]
+    merkle_root: bytes
+    kid: str
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    batch_id: str
+    accepted: int
+    duplicates: int
+    gaps: tuple[str, ...]
+    subscribers: int
+
+
+def batch_leaves(provider_code: str, resource_code: str, records: Sequence[Record]) -> list[bytes]:
+    return [canonical_record(provider_code, resource_code, r) for r in records]
+
+
+class ExchangeApplication:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy, keys: KeyStore, node_id: str,
+                 platforms: Sequence[Platform], audit_writer: AuditWriter, limits: Limits | None = None,
+                 declare_queue: Callable[[str], None] | None = None) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.policy = policy
+        self.keys = keys
+        self.node_id = node_id
+        self.platforms = {p.name: p for p in platforms}
+        self.audit_writer = audit_writer
+        self.limits = limits or Limits()
+        self.declare_queue = declare_queue
+        """Declares a subscriber's durable quorum queue on the broker (the bootstrap gives the real one)."""
+
+    # -- provider keys ----------------------------------------------------------------------------------
+    def register_key(self, principal: Principal, department_code: str, algorithm: str, public_pem: str
+                     ) -> ProviderKey:
+        """A department's public key for its batch signatures (and its receipts)."""
+        self.policy.require(principal, Action.PROVIDER_KEY_WRITE, Target.department(department_code))
+        try:
+            public = parse_public_key(algorithm, public_pem)
+        except KeyError_ as error:
+            raise InvalidField.one("public_pem", f"not a {algorithm} public key: {error}") from None
+        kid = public.kid
+        key = ProviderKey(kid, department_code, algorithm, public_pem, self.clock())
+        with self.uow(write=True) as uow:
+            existing = uow.exchange.get_key(kid)
+            if existing is not None:
+                if existing.department_code != department_code:
+                    raise AlreadyExists("key", f"{kid} (registered for {existing.department_code})")
+                return existing
+            uow.exchange.add_key(key)
+            uow.commit()
+        return key
+
+    # -- ingest -----------------------------------------------------------------------------------------
+    def ingest(self, principal: Principal, batch: IncomingBatch) -> IngestResult:
+        now = self.clock()
+        # 1. identity: a provider (or its platform) of the department the batch is from.
+        self.policy.require(principal, Action.EXCHANGE_INGEST, Target.department(batch.provider_code))
+        if not batch.batch_id or len(batch.batch_id) > 64:
+            raise InvalidField.one("batch_id", "is required, at most 64 characters")
+        with self.uow() as uow:
+            resource = uow.catalog.get(batch.resource_code)
+        # 2. responsibility for the resource.
+        if resource is None:
+            raise NotFound("resource", batch.resource_code)
+        if resource.provider_code != batch.provider_code:
+            raise PermissionDenied(Action.EXCHANGE_INGEST, Target.resource(batch.resource_code, resource.provider_code),
+                                   f"department {batch.provider_code} is not responsible for {batch.resource_code} "
+                                   f"(its provider is {resource.provider_code})")
+        if resource.status is not ResourceStatus.PUBLISHED:
+            raise InvalidField.one("resource_code", f"{batch.resource_code} is {resource.status.value}: records are "
+                                                    "accepted for published resources only")
+        # 3. size limits.
+        self._check_size(batch)
+        # 4. payloads against the published items.
+        items = resource.latest.metadata.items
+        problems: list[FieldProblem] = []
+        for index, record in enumerate(batch.records):
+            problems.extend(payload_problems(items, record, f"records[{index}]"))
+        if not batch.records:
+            problems.append(FieldProblem("records", "a batch needs at least one record"))
+        if problems:
+            raise InvalidField(problems)
+        # 5. the provider's signature over the Merkle root of exactly these records.
+        self._check_signature(batch)
+        return self._store(principal, batch, now)
+
+    def _check_size(self, batch: IncomingBatch) -> None:
+        limits = self.limits
+        if len(batch.records) > limits.max_records:
+            raise RequestTooLarge(f"records: {len(batch.records)} records, at most {limits.max_records} per batch")
+        total = 0
+        for index, record in enumerate(batch.records):
+            size = len(json.dumps(dict(record.payload), ensure_ascii=False).encode())
+            if size > limits.max_record_bytes:
+                raise RequestTooLarge(f"records[{index}].payload: {size} bytes, at most {limits.max_record_bytes}")
+            total += size
+        if total > limits.max_batch_bytes:
+            raise RequestTooLarge(f"records: {total} bytes of payload, at most {limits.max_batch_bytes} per batch")
+
+    def _check_signature(self, batch: IncomingBatch) -> None:
+        with self.uow() as uow:
+            key = uow.exchange.get_key(batch.kid)
+        if key is None or key.department_code != batch.provider_code:
+            raise BadSignature(f"key_id: {batch.kid!r} is not a registered key of department {batch.provider_code}")
+        if key.revoked_at is not None:
+            raise BadSignature(f"key_id: key {batch.kid} was revoked at {key.revoked_at:%Y-%m-%d}")
+        tree = merkle.MerkleTree.from_leaves(batch_leaves(batch.provider_code, batch.resource_code, batch.records))
+        if tree.root != batch.merkle_root:
+            raise BadSignature("merkle_root: does not match the records (the records or the root were changed)")
+        public = PublicKey(key.kid, key.algorithm, key.public_pem, "")
+        message = merkle.SignedBatch.signing_input(tree.size, tree.root)
+        if not public.verify(message, batch.signature):
+            raise BadSignature(f"signature: does not verify with key {key.kid} of department {key.department_code}")
+
+    def _store(self, principal: Principal, batch: IncomingBatch, now: dt.datetime) -> IngestResult:
+        provider, resource_code = batch.provider_code, batch.resource_code
+        hashes = [content_hash(provider, resource_code, r) for r in batch.records]
+        with self.uow(write=True) as uow:
+            repo = uow.exchange
+            previous = repo.get_batch(batch.batch_id)
+            if previous is not None:
+                raise AlreadyExists("batch", f"{batch.batch_id} (received {previous.received_at:%Y-%m-%d %H:%M:%S} UTC, "
+                                             f"{previous.record_count} records); a replay changes nothing")
+            stored = repo.content_hashes(provider, resource_code, [r.id for r in batch.records])
+            fresh: list[tuple[Record, bytes]] = []
+            duplicates = 0
+            seen: dict[str, bytes] = {}
+            problems = []
+            for index, (record, digest) in enumerate(zip(batch.records, hashes, strict=True)):
+                known = stored.get(record.id)
+                if known is None and record.id in seen:
+                    known = seen[record.id].hex()
+                if known is not None:
+                    if known != digest.hex():
+                        problems.append(FieldProblem(f"records[{index}].id", f"{record.id} was already received with "
+                                                                             "other content"))
+                    duplicates += 1
+                    continue
+                seen[record.id] = digest
+                fresh.append((record, digest))
+            if problems:
+                raise InvalidField(problems)
+            last = repo.last_sequence(provider, resource_code)
+            gaps, order = _sequence_check(last, [r for r, _ in fresh])
+            if order:
+                raise InvalidField(order)
+            repo.add_records(provider, resource_code, batch.batch_id, fresh, now)
+            repo.add_batch(StoredBatch(batch.batch_id, provider, resource_code, len(fresh), batch.merkle_root,
+                                       batch.kid, now, gaps), batch.signature)
+            subscribers = self._outbox(uow, batch, [r for r, _ in fresh], now) if fresh else 0
+            if fresh:
+                uow.lists.add_delivery(provider, resource_code, "", now, batch.batch_id, len(fresh))
+            detail = (f"batch {batch.batch_id}: {len(fresh)} records stored, {duplicates} duplicates, "
+                      f"{subscribers} subscribers" + (f"; sequence gaps {', '.join(gaps)}" if gaps else ""))
+            self.audit_writer.append_in(uow.connection, [AuditRecord(
+                at=now, request_id=batch.batch_id, subject=principal.subject, department_code=principal.department_code,
+                roles=tuple(sorted(principal.roles)), action="exchange/store-batch", target=f"resource:{resource_code}",
+                result="OK", detail=detail)])
+            uow.commit()
+        return IngestResult(batch.batch_id, len(fresh), duplicates, tuple(gaps), subscribers)
+
+    def _outbox(self, uow: object, batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime) -> int:
+        """One sealed, masked, encoded message per live subscription, written in the ingest transaction."""
+        rows = []
+        for subscription in uow.exchange.subscriptions_for(batch.resource_code):  # type: ignore[attr-defined]
+            platform = self.platforms.get(subscription.platform)
+            grants = [g for g in uow.lists.grants_for(subscription.consumer_code, batch.resource_code)  # type: ignore[attr-defined]
+                      if g.live(now)]
+            if platform is None or not grants:
+                continue
+            grant = max(grants, key=lambda g: g.expires_at)
+            records = envelopes.masked(fresh, grant.items, grant.masking)
+            sealed = envelopes.seal(
+                batch_id=batch.batch_id, node_id=self.node_id, provider_code=batch.provider_code,
+                resource_code=batch.resource_code, consumer_code=subscription.consumer_code, records=records,
+                signer=self.keys.active, now=now)
+            codec = codec_for(platform.kind)
+            headers = {
+                "x-exnode-batch-id": batch.batch_id, "x-exnode-resource": batch.resource_code,
+                "x-exnode-provider": batch.provider_code, "x-exnode-consumer": subscription.consumer_code,
+                "x-exnode-node": self.node_id, "x-exnode-kid": sealed.signed.kid,
+                "x-exnode-signature": sealed.signed.signature.hex(), "x-exnode-merkle-root": sealed.signed.root.hex(),
+                "x-exnode-record-ids": ",".join(r.id for r in records)[:60_000],
+            }
+            rows.append({"batch_id": batch.batch_id, "platform": platform.name, "queue": platform.queue,
+                         "consumer_code": subscription.consumer_code, "content_type": codec.CONTENT_TYPE,
+                         "headers": headers, "body": codec.encode(sealed)})
+        uow.exchange.add_outbox(rows, now)  # type: ignore[attr-defined]
+        return len(rows)
+
+    # -- subscriptions ----------------------------------------------------------------------------------
+    def subscribe(self, principal: Principal, resource_code: str, platform_name: str) -> tuple[Subscription, str]:
+        """A consumer's platform queue for a resource it holds a grant for; records ingested from now on
+        are relayed to it. Returns the subscription and its queue name."""
+        platform = self.platforms.get(platform_name)
+        if platform is None:
+            known = ", ".join(sorted(self.platforms)) or "none configured"
+            raise InvalidField.one("platform", f"unknown platform {platform_name!r} (known: {known})")
+        if platform.consumer_code != principal.department_code and not principal.has("system"):
+            raise PermissionDenied(Action.EXCHANGE_SUBSCRIBE, Target("platform", platform_name),
+                                   f"platform {platform_name} receives for department {platform.consumer_code}, "
+                                   f"not {principal.department_code}")
+        self.policy.require(principal, Action.EXCHANGE_SUBSCRIBE, Target("resource", resource_code))
+        with self.uow(write=True) as uow:
+            grants = [g for g in uow.lists.grants_for(principal.department_code, resource_code) if g.live(self.clock())]
+            if not grants:
+                raise PermissionDenied(Action.EXCHANGE_SUBSCRIBE, Target("resource", resource_code),
+                                       f"department {principal.department_code} holds no live grant for {resource_code}")
+            subscription = Subscription(principal.department_code, resource_code, platform_name, grants[0].id)
+            if self.declare_queue is not None:
+                try:
+                    self.declare_queue(platform.queue)
+                except Exception as error:
+                    raise BrokerUnavailable(f"cannot declare queue {platform.queue}: {error}") from None
+            uow.exchange.put_subscription(subscription, self.clock())
+            uow.commit()
+        return subscription, platform.queue
+
+    def delivery_status(self, principal: Principal, batch_id: str) -> tuple[StoredBatch, list[tuple[str, str, int, str]]]:
+        with self.uow() as uow:
+            stored = uow.exchange.get_batch(batch_id)
+            if stored is None:
+                raise NotFound("batch", batch_id)
+            states = uow.exchange.batch_states(batch_id)
+        if stored.provider_code != principal.department_code and not principal.has("system"):
+            raise PermissionDenied(Action.EXCHANGE_INGEST, Target("batch", batch_id),
+                                   f"batch {batch_id} belongs to department {stored.provider_code}")
+        return stored, states
+
+
+def _sequence_check(last: int, fresh: Sequence[Record]) -> tuple[list[str], list[FieldProblem]]:
+    """Sequences must rise above what was stored; gaps are accepted and reported (a provider may skip
+    numbers it never sends), going backwards is refused."""
+    gaps: list[str] = []
+    problems: list[FieldProblem] = []
+    expected = last + 1
+    for index, record in enumerate(sorted(fresh, key=lambda r: r.sequence)):
+        if record.sequence < expected:
+            problems.append(FieldProblem(f"records[{index}].sequence", f"{record.sequence} is not after the last "
+                                                                     f"stored sequence {expected - 1}"))
+            continue
+        if record.sequence > expected:
+            gaps.append(f"{expected}-{record.sequence - 1}" if record.sequence - 1 > expected else str(expected))
+        expected = record.sequence + 1
+    return gaps, problems
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+def provider_batch(provider_code: str, resource_code: str, records: Sequence[Record], signer: object,
+                   batch_id: str | None = None) -> IncomingBatch:
+    """What a provider sends: the records, their Merkle root and its signature (used by tests, the bench
+    and the reference client)."""
+    tree = merkle.MerkleTree.from_leaves(batch_leaves(provider_code, resource_code, records))
+    signature = signer.sign(merkle.SignedBatch.signing_input(tree.size, tree.root))  # type: ignore[attr-defined]
+    return IncomingBatch(batch_id or new_batch_id(), provider_code, resource_code, tuple(records), tree.root,
+                         signer.kid, signature)  # type: ignore[attr-defined]
+

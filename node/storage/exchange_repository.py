@@ -1,0 +1,180 @@
+"""Persistence of the exchange pipeline: provider keys, batches, records, subscriptions and the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from catalog.records import Operation, Record
+from node.storage.tables import batches, outbox, provider_keys, records, subscriptions
+
+
+@dataclass(frozen=True)
+class ProviderKey:
+    kid: str
+    department_code: str
+    algorithm: str
+    public_pem: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    batch_id: str
+    provider_code: str
+    resource_code: str
+    record_count: int
+    merkle_root: bytes
+    kid: str
+    received_at: dt.datetime
+    gaps: list[str]
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    batch_id: str
+    platform: str
+    queue: str
+    consumer_code: str
+    content_type: str
+    headers: dict[str, str]
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Subscription:
+    consumer_code: str
+    resource_code: str
+    platform: str
+    grant_id: str
+
+
+PENDING, CONFIRMED, DEAD = "PENDING", "CONFIRMED", "DEAD"
+
+
+class ExchangeRepository:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # -- provider keys ----------------------------------------------------------------------------------
+    def add_key(self, key: ProviderKey) -> None:
+        self.connection.execute(insert(provider_keys).values(
+            kid=key.kid, department_code=key.department_code, algorithm=key.algorithm, public_pem=key.public_pem,
+            created_at=key.created_at, revoked_at=key.revoked_at))
+
+    def get_key(self, kid: str) -> ProviderKey | None:
+        row = self.connection.execute(select(provider_keys).where(provider_keys.c.kid == kid)).first()
+        return ProviderKey(row.kid, row.department_code, row.algorithm, row.public_pem, row.created_at,
+                           row.revoked_at) if row else None
+
+    # -- batches and records ----------------------------------------------------------------------------
+    def get_batch(self, batch_id: str) -> StoredBatch | None:
+        row = self.connection.execute(select(batches).where(batches.c.batch_id == batch_id)).first()
+        if row is None:
+            return None
+        return StoredBatch(row.batch_id, row.provider_code, row.resource_code, row.record_count,
+                           bytes.fromhex(row.merkle_root), row.kid, row.received_at, json.loads(row.gaps))
+
+    def add_batch(self, batch: StoredBatch, signature: bytes) -> None:
+        self.connection.execute(insert(batches).values(
+            batch_id=batch.batch_id, provider_code=batch.provider_code, resource_code=batch.resource_code,
+            record_count=batch.record_count, merkle_root=batch.merkle_root.hex(), kid=batch.kid,
+            signature=signature.hex(), received_at=batch.received_at, gaps=json.dumps(batch.gaps)))
+
+    def content_hashes(self, provider_code: str, resource_code: str, ids: Sequence[str]) -> dict[str, str]:
+        """Stored content hashes of the given record ids (those already received)."""
+        found: dict[str, str] = {}
+        r = records.c
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            rows = self.connection.execute(select(r.record_id, r.content_hash).where(
+                r.provider_code == provider_code, r.resource_code == resource_code, r.record_id.in_(chunk)))
+            found.update({row.record_id: row.content_hash for row in rows})
+        return found
+
+    def last_sequence(self, provider_code: str, resource_code: str) -> int:
+        r = records.c
+        return self.connection.execute(select(func.coalesce(func.max(r.sequence), 0)).where(
+            r.provider_code == provider_code, r.resource_code == resource_code)).scalar_one()
+
+    def add_records(self, provider_code: str, resource_code: str, batch_id: str,
+                    rows: Iterable[tuple[Record, bytes]], now: dt.datetime) -> int:
+        values = [{"provider_code": provider_code, "resource_code": resource_code, "record_id": record.id,
+                   "sequence": record.sequence, "operation": record.operation.value,
+                   "payload": json.dumps(dict(record.payload), ensure_ascii=False, sort_keys=True),
+                   "content_hash": digest.hex(), "batch_id": batch_id, "received_at": now}
+                  for record, digest in rows]
+        if values:
+            self.connection.execute(insert(records), values)
+        return len(values)
+
+    def batch_records(self, batch_id: str) -> list[Record]:
+        rows = self.connection.execute(select(records).where(records.c.batch_id == batch_id)
+                                       .order_by(records.c.sequence))
+        return [Record(row.record_id, row.sequence, Operation(row.operation), json.loads(row.payload)) for row in rows]
+
+    # -- subscriptions ----------------------------------------------------------------------------------
+    def subscriptions_for(self, resource_code: str) -> list[Subscription]:
+        rows = self.connection.execute(select(subscriptions).where(subscriptions.c.resource_code == resource_code))
+        return [Subscription(row.consumer_code, row.resource_code, row.platform, row.grant_id) for row in rows]
+
+    def put_subscription(self, subscription: Subscription, now: dt.datetime) -> None:
+        s = subscriptions.c
+        key = and_(s.consumer_code == subscription.consumer_code, s.resource_code == subscription.resource_code,
+                   s.platform == subscription.platform)
+        if self.connection.execute(update(subscriptions).where(key).values(grant_id=subscription.grant_id)).rowcount:
+            return
+        self.connection.execute(insert(subscriptions).values(
+            consumer_code=subscription.consumer_code, resource_code=subscription.resource_code,
+            platform=subscription.platform, grant_id=subscription.grant_id, created_at=now))
+
+    # -- outbox -----------------------------------------------------------------------------------------
+    def add_outbox(self, rows: Sequence[dict], now: dt.datetime) -> None:
+        if rows:
+            self.connection.execute(insert(outbox), [
+                {**row, "headers": json.dumps(row["headers"], ensure_ascii=False), "state": PENDING, "attempts": 0,
+                 "next_attempt_at": now, "last_error": "", "created_at": now, "delivered_at": None}
+                for row in rows])
+
+    def due(self, now: dt.datetime, limit: int, exclude: Iterable[int] = ()) -> list[OutboxMessage]:
+        """Pending rows whose next attempt is due, oldest first (rows already in flight excluded)."""
+        o = outbox.c
+        query = select(outbox).where(o.state == PENDING, o.next_attempt_at <= now).order_by(o.id).limit(limit)
+        skip = list(exclude)
+        if skip:
+            query = query.where(o.id.not_in(skip))
+        return [OutboxMessage(row.id, row.batch_id, row.platform, row.queue, row.consumer_code, row.content_type,
+                              json.loads(row.headers), row.body, row.attempts)
+                for row in self.connection.execute(query)]
+
+    def mark_confirmed(self, ids: Sequence[int], now: dt.datetime) -> None:
+        for start in range(0, len(ids), 500):
+            self.connection.execute(update(outbox).where(outbox.c.id.in_(list(ids[start:start + 500])),
+                                                         outbox.c.state == PENDING)
+                                    .values(state=CONFIRMED, delivered_at=now))
+
+    def mark_failed(self, message_id: int, attempts: int, next_attempt_at: dt.datetime, error: str, *,
+                    dead: bool) -> None:
+        self.connection.execute(update(outbox).where(outbox.c.id == message_id).values(
+            attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:2000],
+            state=DEAD if dead else PENDING))
+
+    def depth(self) -> tuple[int, dt.datetime | None]:
+        o = outbox.c
+        row = self.connection.execute(select(func.count(), func.min(o.created_at)).where(o.state == PENDING)).one()
+        return row[0], row[1]
+
+    def batch_states(self, batch_id: str) -> list[tuple[str, str, int, str]]:
+        o = outbox.c
+        rows = self.connection.execute(select(o.platform, o.state, o.attempts, o.last_error)
+                                       .where(o.batch_id == batch_id).order_by(o.id))
+        return [(row.platform, row.state, row.attempts, row.last_error) for row in rows]
+

@@ -1,0 +1,242 @@
+"""The exchange pipeline against the real broker: signed batches in, one transaction, relayed through
+RabbitMQ to each platform in its own format, masked per grant and verifiable."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pika
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from exnode.v1 import exchange_pb2 as pb
+from exnode.v1 import exchange_pb2_grpc, lists_pb2, lists_pb2_grpc
+
+from adapters import envelope as envelopes
+from adapters.platforms import codec_for
+from catalog.records import Operation, Record
+from node.cli.node_commands import load_sample
+from node.services.exchange import batch_leaves, provider_batch
+from node.storage.audit_repository import AuditFilter
+from security import merkle
+from tests.integration.grpc_node import RunningNode, make_config
+
+PROVIDER = "11100000MB01284764"  # 民政部社会救助司
+CONSUMER = "11150100011627354Q"  # 呼和浩特市民政局
+LOW_INCOME = "311140001/000001"  # 城乡最低生活保障对象信息 (有条件共享)
+AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+class Key:
+    """A provider's signing key as the provider holds it."""
+
+    def __init__(self) -> None:
+        self._key = ed25519.Ed25519PrivateKey.generate()
+        self.algorithm = "Ed25519"
+        self.pem = self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        self.kid = ""
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data)
+
+
+def low_income_record(n: int) -> Record:
+    return Record(f"DB-{n:06d}", n, Operation.UPSERT, {
+        "姓名": f"张{n}", "公民身份号码": "360426199101010071", "性别": "1", "出生日期": "1991-01-01",
+        "行政区划代码": "150102001000", "保障类别": "1", "户主公民身份号码": "360426199101010071",
+        "与户主关系": "01", "家庭保障人口数": 3, "月保障金额": 1234.5, "纳入保障日期": "2025-06-01",
+        "是否重点保障对象": False, "联系电话": "13812345678", "家庭住址": "呼和浩特市新城区某街道1号"})
+
+
+def as_proto(batch) -> pb.RecordBatch:
+    import json
+
+    return pb.RecordBatch(
+        batch_id=batch.batch_id, provider_code=batch.provider_code, resource_code=batch.resource_code,
+        merkle_root=batch.merkle_root, key_id=batch.kid, signature=batch.signature,
+        records=[pb.Record(id=r.id, sequence=r.sequence, operation=pb.UPSERT if r.operation is Operation.UPSERT
+                           else pb.DELETE, payload=json.dumps(dict(r.payload), ensure_ascii=False).encode())
+                 for r in batch.records])
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[RunningNode]:
+    node_id = f"t{uuid.uuid4().hex[:10]}"
+    data = tmp_path / "node"
+    config = make_config(data)
+    (data / "platforms.toml").write_text(
+        f'[[platform]]\nname = "hhht"\nkind = "regional"\nconsumer_code = "{CONSUMER}"\n'
+        f'[[platform]]\nname = "hhht-xml"\nkind = "ministry"\nconsumer_code = "{CONSUMER}"\n'
+        f'[[platform]]\nname = "hhht-pb"\nkind = "department"\nconsumer_code = "{CONSUMER}"\n', encoding="utf-8")
+    config = replace(config, node=replace(config.node, id=node_id))
+    running = RunningNode(config)
+    load_sample(running.node)
+    running.node.start_dispatcher()
+    yield running
+    running.close()
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+        channel = connection.channel()
+        for suffix in ("out.hhht", "out.hhht-xml", "out.hhht-pb", "dlq"):
+            channel.queue_delete(f"exnode.{node_id}.{suffix}")
+        channel.exchange_delete(f"exnode.{node_id}.dlx")
+
+
+def grant_and_subscribe(node: RunningNode, platforms: tuple[str, ...]) -> None:
+    consumer = lists_pb2_grpc.ListsServiceStub(node.channel_as(CONSUMER, ["consumer"]))
+    reviewer = lists_pb2_grpc.ListsServiceStub(node.channel_as(PROVIDER, ["reviewer"]))
+    demand = consumer.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
+        resource_code=LOW_INCOME, purpose="低保资格复核", legal_basis="社会救助暂行办法", contact="王芳")))
+    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True))
+    stub = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(CONSUMER, ["consumer"]))
+    for platform in platforms:
+        stub.Subscribe(pb.SubscribeRequest(resource_code=LOW_INCOME, platform=platform))
+
+
+def register(node: RunningNode, key: Key) -> None:
+    admin = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["catalog_admin"]))
+    key.kid = admin.RegisterKey(pb.RegisterKeyRequest(department_code=PROVIDER, algorithm="Ed25519",
+                                                      public_pem=key.pem)).key_id
+
+
+def drain(queue: str, expected: int, timeout: float = 30.0) -> list[tuple[dict, bytes]]:
+    out: list[tuple[dict, bytes]] = []
+    deadline = time.monotonic() + timeout
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+        channel = connection.channel()
+        while len(out) < expected and time.monotonic() < deadline:
+            method, properties, body = channel.basic_get(queue)
+            if method is None:
+                time.sleep(0.1)
+                continue
+            out.append((dict(properties.headers or {}), body))
+            channel.basic_ack(method.delivery_tag)
+    return out
+
+
+def test_a_signed_batch_reaches_every_platform_in_its_format_masked_and_verifiable(node: RunningNode):
+    key = Key()
+    register(node, key)
+    grant_and_subscribe(node, ("hhht", "hhht-xml", "hhht-pb"))
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    batch = provider_batch(PROVIDER, LOW_INCOME, [low_income_record(n) for n in range(1, 21)], key)
+    answer = provider.Ingest(as_proto(batch))
+    assert (answer.accepted, answer.duplicates, answer.subscribers) == (20, 0, 3)
+    trusted = {node.config.node.id: node.node.keys.public}
+    for platform, kind in (("hhht", "regional"), ("hhht-xml", "ministry"), ("hhht-pb", "department")):
+        [(headers, body)] = drain(f"exnode.{node.config.node.id}.out.{platform}", 1)
+        sealed = codec_for(kind).decode(body)
+        assert envelopes.verify(sealed, trusted) == []
+        assert headers["x-exnode-batch-id"] == batch.batch_id and headers["x-exnode-provider"] == PROVIDER
+        assert [r.id for r in sealed.records] == [r.id for r in batch.records]
+        first = sealed.records[0].payload
+        assert first["公民身份号码"] == "360426********0071" and first["联系电话"] == "138****5678"
+    status = provider.GetDeliveryStatus(pb.DeliveryStatusRequest(batch_id=batch.batch_id))
+    deadline = time.monotonic() + 10
+    while status.state != "PUBLISHED" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = provider.GetDeliveryStatus(pb.DeliveryStatusRequest(batch_id=batch.batch_id))
+    assert status.state == "PUBLISHED" and status.record_count == 20
+    stored = node.node.audit.query(AuditFilter(action="exchange/store-batch")).entries
+    assert len(stored) == 1 and batch.batch_id in stored[0].record.detail
+
+
+def test_resending_is_a_duplicate_and_other_content_under_the_same_id_is_refused(node: RunningNode):
+    key = Key()
+    register(node, key)
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    records = [low_income_record(n) for n in range(1, 4)]
+    assert provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, records, key))).accepted == 3
+    again = provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, records, key)))
+    assert (again.accepted, again.duplicates) == (0, 3)
+    changed = [replace(records[0], payload={**records[0].payload, "姓名": "李四"})]
+    with pytest.raises(grpc.RpcError) as caught:
+        provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, changed, key)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "other content" in caught.value.details()
+
+
+def test_a_replayed_batch_is_refused_and_changes_nothing(node: RunningNode):
+    key = Key()
+    register(node, key)
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    batch = provider_batch(PROVIDER, LOW_INCOME, [low_income_record(1)], key)
+    provider.Ingest(as_proto(batch))
+    with pytest.raises(grpc.RpcError) as caught:
+        provider.Ingest(as_proto(batch))
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS and batch.batch_id in caught.value.details()
+
+
+@pytest.mark.parametrize(("case", "code", "words"), [
+    ("unregistered key", grpc.StatusCode.INVALID_ARGUMENT, "not a registered key"),
+    ("forged signature", grpc.StatusCode.INVALID_ARGUMENT, "does not verify"),
+    ("records changed after signing", grpc.StatusCode.INVALID_ARGUMENT, "merkle_root"),
+    ("another department's resource", grpc.StatusCode.PERMISSION_DENIED, "not responsible"),
+    ("sent for another department", grpc.StatusCode.PERMISSION_DENIED, "records of department"),
+    ("payload breaks the items", grpc.StatusCode.INVALID_ARGUMENT, "payload.出生日期"),
+    ("unknown item", grpc.StatusCode.INVALID_ARGUMENT, "not an item"),
+    ("oversized batch", grpc.StatusCode.RESOURCE_EXHAUSTED, "at most"),
+    ("sequence going backwards", grpc.StatusCode.INVALID_ARGUMENT, "not after the last stored sequence"),
+])
+def test_bad_batches_get_a_clear_status_and_store_nothing(node: RunningNode, case: str, code, words: str):
+    key = Key()
+    register(node, key)
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    records = [low_income_record(n) for n in range(5, 8)]
+    batch = provider_batch(PROVIDER, LOW_INCOME, records, key)
+    stub = provider
+    if case == "unregistered key":
+        stranger = Key()
+        stranger.kid = "0123456789abcdef"
+        batch = provider_batch(PROVIDER, LOW_INCOME, records, stranger)
+    elif case == "forged signature":
+        batch = replace(batch, signature=Key().sign(b"x"))
+    elif case == "records changed after signing":
+        batch = replace(batch, records=(replace(records[0], payload={**records[0].payload, "姓名": "王五"}),
+                                        *records[1:]))
+    elif case == "another department's resource":
+        batch = provider_batch(PROVIDER, "311140004/000001", [], key)
+        batch = replace(batch, records=tuple(records))
+    elif case == "sent for another department":
+        stub = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(CONSUMER, ["provider"]))
+    elif case == "payload breaks the items":
+        bad = replace(records[0], payload={**records[0].payload, "出生日期": "1991-13-01"})
+        batch = provider_batch(PROVIDER, LOW_INCOME, [bad, *records[1:]], key)
+    elif case == "unknown item":
+        bad = replace(records[0], payload={**records[0].payload, "银行卡号": "6222"})
+        batch = provider_batch(PROVIDER, LOW_INCOME, [bad], key)
+    elif case == "oversized batch":
+        many = [replace(low_income_record(n)) for n in range(100, 100 + node.config.exchange.max_batch_records + 1)]
+        batch = provider_batch(PROVIDER, LOW_INCOME, many, key)
+    elif case == "sequence going backwards":
+        provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, [low_income_record(50)], key)))
+        batch = provider_batch(PROVIDER, LOW_INCOME, [low_income_record(40)], key)
+    before = len(node.node.audit.query(AuditFilter(action="exchange/store-batch")).entries)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Ingest(as_proto(batch))
+    assert caught.value.code() == code and words in caught.value.details(), caught.value.details()
+    after = len(node.node.audit.query(AuditFilter(action="exchange/store-batch")).entries)
+    assert after == before  # nothing stored
+    refused = node.node.audit.query(AuditFilter(result=code.name)).entries
+    assert refused and refused[0].record.action == "ExchangeService/Ingest"
+
+
+def test_gaps_in_sequence_numbers_are_accepted_and_reported(node: RunningNode):
+    key = Key()
+    register(node, key)
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    answer = provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, [low_income_record(n) for n in (1, 2, 5, 9)],
+                                                     key)))
+    assert answer.accepted == 4 and list(answer.sequence_gaps) == ["3-4", "6-8"]
+
+
+def test_the_merkle_root_a_provider_signs_is_the_one_the_node_recomputes():
+    records = [low_income_record(n) for n in range(1, 4)]
+    root = merkle.MerkleTree.from_leaves(batch_leaves(PROVIDER, LOW_INCOME, records)).root
+    assert provider_batch(PROVIDER, LOW_INCOME, records, Key()).merkle_root == root
+
+
