@@ -11,13 +11,14 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from adapters.inbound import InboundConsumer
 from adapters.platforms import Platform, load_platforms
 from adapters.rabbit import Dispatcher, declare_queue
 from node.config import Config, ConfigError
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.dispatch import SqlOutbox
-from node.services.exchange import ExchangeApplication, Limits
+from node.services.exchange import ExchangeApplication, Limits, inbound_handler
 from node.services.lists import ListsApplication
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
@@ -49,6 +50,7 @@ class Node:
     audit: AuditApplication
     audit_writer: AuditWriter
     dispatcher: Dispatcher | None = None
+    inbound: InboundConsumer | None = None
 
     def start_dispatcher(self) -> Dispatcher:
         """Relay the outbox to RabbitMQ from this process (``exnode serve`` does, when exchange.dispatch)."""
@@ -59,7 +61,15 @@ class Node:
         self.dispatcher.start()
         return self.dispatcher
 
+    def start_inbound(self) -> InboundConsumer:
+        """Consume the node's inbound queue (batches platforms send in their own format)."""
+        self.inbound = InboundConsumer(self.config.rabbitmq.url, self.config.node.id, inbound_handler(self.exchange))
+        self.inbound.start()
+        return self.inbound
+
     def close(self) -> None:
+        if self.inbound is not None:
+            self.inbound.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         self.audit_writer.stop()

@@ -127,6 +127,7 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     server, bound, health_servicer = await build_server(node, listen)
     if node.config.exchange.dispatch:
         node.start_dispatcher()
+        node.start_inbound()
     log.info("serving", extra={"listen": listen, "port": bound, "metrics": metrics_listen})
     print(f"exnode: node {node.config.node.id!r} serving gRPC on {listen} (metrics on http://{metrics_listen}/metrics)",
           flush=True)

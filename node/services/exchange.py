@@ -320,3 +320,33 @@ def provider_batch(provider_code: str, resource_code: str, records: Sequence[Rec
     return IncomingBatch(batch_id or new_batch_id(), provider_code, resource_code, tuple(records), tree.root,
                          signer.kid, signature)  # type: ignore[attr-defined]
 
+
+
+REFUSALS = (InvalidField, BadSignature, PermissionDenied, NotFound, RequestTooLarge, AlreadyExists)
+
+
+def inbound_handler(app: ExchangeApplication) -> Callable[[envelopes.Envelope, str], None]:
+    """What the inbound consumer does with one envelope: the same checks and transaction as gRPC ingest,
+    with the provider's signature standing for its identity (no token travels on AMQP). A refusal
+    becomes a dead letter whose reason names the check, and is audited."""
+    from adapters.inbound import Poison
+
+    def handle(envelope: envelopes.Envelope, source: str) -> None:
+        principal = Principal(subject=f"platform:{source or 'inbound'}", department_code=envelope.provider_code,
+                              roles=frozenset({"platform"}))
+        batch = IncomingBatch(envelope.batch_id, envelope.provider_code, envelope.resource_code,
+                              tuple(envelope.records), envelope.signed.root, envelope.signed.kid,
+                              envelope.signed.signature)
+        try:
+            app.ingest(principal, batch)
+        except AlreadyExists:
+            return  # a platform re-sent a batch the node already has: nothing to do, ack it
+        except REFUSALS as error:
+            reason = f"{type(error).__name__}: {error}"
+            app.audit_writer.append([AuditRecord(
+                at=app.clock(), request_id=envelope.batch_id, subject=principal.subject,
+                department_code=principal.department_code, roles=("platform",), action="inbound/dead-letter",
+                target=f"resource:{envelope.resource_code}", result="REFUSED", detail=reason[:2000])])
+            raise Poison(reason) from None
+
+    return handle

@@ -240,3 +240,60 @@ def test_the_merkle_root_a_provider_signs_is_the_one_the_node_recomputes():
     assert provider_batch(PROVIDER, LOW_INCOME, records, Key()).merkle_root == root
 
 
+
+
+def inbound_put(node: RunningNode, body: bytes, content_type: str) -> None:
+    from adapters.rabbit import declare_topology, names
+
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+        channel = connection.channel()
+        declare_topology(channel, node.config.node.id, [names(node.config.node.id)["in"]])
+        channel.basic_publish("", names(node.config.node.id)["in"], body, pika.BasicProperties(
+            content_type=content_type, delivery_mode=2, app_id="hhht-platform"))
+
+
+def provider_envelope(key: Key, records: list[Record], batch_id: str | None = None) -> envelopes.Envelope:
+    import datetime as dt
+
+    return envelopes.seal(batch_id=batch_id or uuid.uuid4().hex, node_id="hhht-platform", provider_code=PROVIDER,
+                          resource_code=LOW_INCOME, consumer_code=PROVIDER, records=records, signer=key,
+                          now=dt.datetime.now(dt.UTC))
+
+
+def test_a_platform_batch_on_the_inbound_queue_is_stored_and_relayed(node: RunningNode):
+    from adapters import regional
+
+    key = Key()
+    register(node, key)
+    grant_and_subscribe(node, ("hhht",))
+    node.node.start_inbound()
+    sealed = provider_envelope(key, [low_income_record(n) for n in range(1, 11)])
+    inbound_put(node, regional.encode(sealed), regional.CONTENT_TYPE)
+    [(headers, body)] = drain(f"exnode.{node.config.node.id}.out.hhht", 1)
+    relayed = regional.decode(body)
+    assert headers["x-exnode-batch-id"] == sealed.batch_id and len(relayed.records) == 10
+    assert envelopes.verify(relayed, {node.config.node.id: node.node.keys.public}) == []
+
+
+@pytest.mark.parametrize("case", ["garbage", "forged signature", "unknown item"])
+def test_poison_on_the_inbound_queue_is_dead_lettered_with_the_reason(node: RunningNode, case: str):
+    from adapters import regional
+    from adapters.rabbit import names
+
+    key = Key()
+    register(node, key)
+    node.node.start_inbound()
+    if case == "garbage":
+        body, content_type, reason = b"\x00not an envelope", regional.CONTENT_TYPE, "undecodable"
+    elif case == "forged signature":
+        forger = Key()
+        forger.kid = key.kid
+        body = regional.encode(provider_envelope(forger, [low_income_record(1)]))
+        content_type, reason = regional.CONTENT_TYPE, "BadSignature"
+    else:
+        bad = replace(low_income_record(1), payload={**low_income_record(1).payload, "银行卡号": "6222"})
+        body, content_type, reason = regional.encode(provider_envelope(key, [bad])), regional.CONTENT_TYPE, "not an item"
+    inbound_put(node, body, content_type)
+    [(headers, dead)] = drain(names(node.config.node.id)["dlq"], 1)
+    assert reason in headers["x-exnode-dead-letter-reason"] and dead == body
+    assert node.node.audit.query(AuditFilter(action="exchange/store-batch")).entries == []
