@@ -99,7 +99,9 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         platforms = [pb.PlatformDelivery(platform=p, state=s, attempts=a, last_error=e) for p, s, a, e in states]
         if any(s == "DEAD" for _, s, _, _ in states):
             state = "DEAD_LETTERED"
-        elif states and all(s == "CONFIRMED" for _, s, _, _ in states):
+        elif states and all(s == "RECEIPTED" for _, s, _, _ in states):
+            state = "RECEIPTED"
+        elif states and all(s in ("CONFIRMED", "RECEIPTED") for _, s, _, _ in states):
             state = "PUBLISHED"
         else:
             state = "STORED"
@@ -108,8 +110,11 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
                                  detail=f"sequence gaps: {', '.join(stored.gaps)}" if stored.gaps else "")
 
     async def SendReceipt(self, request: pb.Receipt, context: grpc.aio.ServicerContext) -> pb.ReceiptAck:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "SendReceipt: signed receipts are not served yet")
-        return pb.ReceiptAck()
+        current().target = f"batch:{request.batch_id}"
+        fresh = await asyncio.to_thread(self.app.receipt, principal(), request.batch_id, request.receiver_code,
+                                        list(request.record_ids), request.key_id, request.signature)
+        current().detail = f"receipt for {len(set(request.record_ids))} records" + ("" if fresh else " (repeat)")
+        return pb.ReceiptAck(batch_id=request.batch_id)
 
     async def Pull(self, request: pb.PullRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.PullItem]:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Pull: the nightly pull is not served yet")

@@ -278,12 +278,43 @@ class ExchangeApplication:
             uow.commit()
         return subscription, platform.queue
 
+    def receipt(self, principal: Principal, batch_id: str, receiver_code: str, record_ids: Sequence[str], kid: str,
+                signature: bytes) -> bool:
+        """A receiver's signed receipt for (part of) a batch it was sent. Returns False for a repeat."""
+        if receiver_code != principal.department_code:
+            raise PermissionDenied(Action.EXCHANGE_SUBSCRIBE, Target("batch", batch_id),
+                                   f"a receipt of department {receiver_code} is sent by that department, not "
+                                   f"{principal.department_code}")
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            repo = uow.exchange
+            if repo.get_batch(batch_id) is None:
+                raise NotFound("batch", batch_id)
+            if receiver_code not in repo.batch_consumers(batch_id):
+                raise PermissionDenied(Action.EXCHANGE_SUBSCRIBE, Target("batch", batch_id),
+                                       f"batch {batch_id} was not sent to department {receiver_code}")
+            unknown = sorted(set(record_ids) - repo.batch_record_ids(batch_id))
+            if not record_ids or unknown:
+                raise InvalidField.one("record_ids", "name the batch's records you received"
+                                       + (f"; not in batch {batch_id}: {', '.join(unknown[:5])}" if unknown else ""))
+            key = repo.get_key(kid)
+            if key is None or key.department_code != receiver_code or key.revoked_at is not None:
+                raise BadSignature(f"key_id: {kid!r} is not a live registered key of department {receiver_code}")
+            message = receipt_message(self.node_id, batch_id, receiver_code, record_ids)
+            if not PublicKey(key.kid, key.algorithm, key.public_pem, "").verify(message, signature):
+                raise BadSignature(f"signature: the receipt does not verify with key {kid}")
+            fresh = repo.add_receipt(batch_id, receiver_code, len(set(record_ids)), kid, signature, now)
+            uow.commit()
+        return fresh
+
     def delivery_status(self, principal: Principal, batch_id: str) -> tuple[StoredBatch, list[tuple[str, str, int, str]]]:
         with self.uow() as uow:
             stored = uow.exchange.get_batch(batch_id)
             if stored is None:
                 raise NotFound("batch", batch_id)
             states = uow.exchange.batch_states(batch_id)
+            receipted = uow.exchange.receivers(batch_id)
+        states = [(p, "RECEIPTED" if s == "CONFIRMED" and c in receipted else s, a, e) for p, s, a, e, c in states]
         if stored.provider_code != principal.department_code and not principal.has("system"):
             raise PermissionDenied(Action.EXCHANGE_INGEST, Target("batch", batch_id),
                                    f"batch {batch_id} belongs to department {stored.provider_code}")
@@ -305,6 +336,13 @@ def _sequence_check(last: int, fresh: Sequence[Record]) -> tuple[list[str], list
             gaps.append(f"{expected}-{record.sequence - 1}" if record.sequence - 1 > expected else str(expected))
         expected = record.sequence + 1
     return gaps, problems
+
+
+def receipt_message(node_id: str, batch_id: str, receiver_code: str, record_ids: Sequence[str]) -> bytes:
+    """What a receiver signs: this node, the batch, itself and the record ids it received."""
+    document = {"node": node_id, "batch_id": batch_id, "receiver": receiver_code, "records": sorted(set(record_ids))}
+    return b"exnode-receipt/1\n" + json.dumps(document, ensure_ascii=False, sort_keys=True,
+                                                separators=(",", ":")).encode("utf-8")
 
 
 def new_batch_id() -> str:

@@ -11,7 +11,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record
-from node.storage.tables import batches, outbox, provider_keys, records, subscriptions
+from node.storage.tables import batches, outbox, provider_keys, receipts, records, subscriptions
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,34 @@ class ExchangeRepository:
         row = self.connection.execute(select(func.count(), func.min(o.created_at)).where(o.state == PENDING)).one()
         return row[0], row[1]
 
-    def batch_states(self, batch_id: str) -> list[tuple[str, str, int, str]]:
+    def batch_states(self, batch_id: str) -> list[tuple[str, str, int, str, str]]:
+        """(platform, state, attempts, last error, consumer) of each outbox row of the batch."""
         o = outbox.c
-        rows = self.connection.execute(select(o.platform, o.state, o.attempts, o.last_error)
+        rows = self.connection.execute(select(o.platform, o.state, o.attempts, o.last_error, o.consumer_code)
                                        .where(o.batch_id == batch_id).order_by(o.id))
-        return [(row.platform, row.state, row.attempts, row.last_error) for row in rows]
+        return [(row.platform, row.state, row.attempts, row.last_error, row.consumer_code) for row in rows]
 
+    # -- receipts ---------------------------------------------------------------------------------------
+    def add_receipt(self, batch_id: str, receiver_code: str, record_count: int, kid: str, signature: bytes,
+                    now: dt.datetime) -> bool:
+        """False when the receiver already sent a receipt for the batch (receipts are idempotent)."""
+        c = receipts.c
+        if self.connection.execute(select(c.batch_id).where(c.batch_id == batch_id,
+                                                            c.receiver_code == receiver_code)).first():
+            return False
+        self.connection.execute(insert(receipts).values(batch_id=batch_id, receiver_code=receiver_code,
+                                                        record_count=record_count, kid=kid,
+                                                        signature=signature.hex(), received_at=now))
+        return True
+
+    def receivers(self, batch_id: str) -> set[str]:
+        return set(self.connection.execute(select(receipts.c.receiver_code)
+                                           .where(receipts.c.batch_id == batch_id)).scalars())
+
+    def batch_consumers(self, batch_id: str) -> set[str]:
+        return set(self.connection.execute(select(outbox.c.consumer_code)
+                                           .where(outbox.c.batch_id == batch_id)).scalars())
+
+    def batch_record_ids(self, batch_id: str) -> set[str]:
+        return set(self.connection.execute(select(records.c.record_id)
+                                           .where(records.c.batch_id == batch_id)).scalars())

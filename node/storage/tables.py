@@ -282,3 +282,15 @@ outbox = Table(
 )
 """One row per (batch, subscriber), written in the ingest transaction; the dispatcher drains it."""
 Index("ix_outbox_pending", outbox.c.state, outbox.c.next_attempt_at)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("receiver_code", String(18), primary_key=True),
+    Column("record_count", Integer, nullable=False),
+    Column("kid", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+"""Signed receipts: a receiver's non-repudiable statement that it got these records of a batch."""

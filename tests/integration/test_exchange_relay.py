@@ -297,3 +297,39 @@ def test_poison_on_the_inbound_queue_is_dead_lettered_with_the_reason(node: Runn
     [(headers, dead)] = drain(names(node.config.node.id)["dlq"], 1)
     assert reason in headers["x-exnode-dead-letter-reason"] and dead == body
     assert node.node.audit.query(AuditFilter(action="exchange/store-batch")).entries == []
+
+
+def test_signed_receipts_mark_the_batch_receipted_and_forged_ones_are_refused(node: RunningNode):
+    from node.services.exchange import receipt_message
+
+    key = Key()
+    register(node, key)
+    grant_and_subscribe(node, ("hhht",))
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    batch = provider_batch(PROVIDER, LOW_INCOME, [low_income_record(n) for n in range(1, 6)], key)
+    provider.Ingest(as_proto(batch))
+    [(_, body)] = drain(f"exnode.{node.config.node.id}.out.hhht", 1)
+    ids = [r.id for r in codec_for("regional").decode(body).records]
+    receiver_key = Key()
+    admin = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(CONSUMER, ["catalog_admin"]))
+    receiver_key.kid = admin.RegisterKey(pb.RegisterKeyRequest(department_code=CONSUMER, algorithm="Ed25519",
+                                                               public_pem=receiver_key.pem)).key_id
+    consumer = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(CONSUMER, ["consumer"]))
+    message = receipt_message(node.config.node.id, batch.batch_id, CONSUMER, ids)
+    forged = pb.Receipt(batch_id=batch.batch_id, record_ids=ids, receiver_code=CONSUMER, key_id=receiver_key.kid,
+                        signature=Key().sign(message))
+    with pytest.raises(grpc.RpcError) as caught:
+        consumer.SendReceipt(forged)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "does not verify" in caught.value.details()
+    with pytest.raises(grpc.RpcError) as caught:
+        provider.SendReceipt(pb.Receipt(batch_id=batch.batch_id, record_ids=ids, receiver_code=PROVIDER,
+                                        key_id=key.kid, signature=key.sign(message)))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED and "was not sent" in caught.value.details()
+    consumer.SendReceipt(pb.Receipt(batch_id=batch.batch_id, record_ids=ids, receiver_code=CONSUMER,
+                                    key_id=receiver_key.kid, signature=receiver_key.sign(message)))
+    deadline = time.monotonic() + 10
+    status = provider.GetDeliveryStatus(pb.DeliveryStatusRequest(batch_id=batch.batch_id))
+    while status.state != "RECEIPTED" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = provider.GetDeliveryStatus(pb.DeliveryStatusRequest(batch_id=batch.batch_id))
+    assert status.state == "RECEIPTED"
