@@ -82,7 +82,7 @@ def node(tmp_path: Path) -> Iterator[RunningNode]:
     running.close()
     with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
         channel = connection.channel()
-        for suffix in ("out.hhht", "out.hhht-xml", "out.hhht-pb", "dlq"):
+        for suffix in ("out.hhht", "out.hhht-xml", "out.hhht-pb", "dlq", "in"):
             channel.queue_delete(f"exnode.{node_id}.{suffix}")
         channel.exchange_delete(f"exnode.{node_id}.dlx")
 
@@ -333,3 +333,4 @@ def test_signed_receipts_mark_the_batch_receipted_and_forged_ones_are_refused(no
         time.sleep(0.2)
         status = provider.GetDeliveryStatus(pb.DeliveryStatusRequest(batch_id=batch.batch_id))
     assert status.state == "RECEIPTED"
+

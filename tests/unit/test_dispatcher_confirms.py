@@ -1,0 +1,80 @@
+"""The dispatcher's bookkeeping of publisher confirms, fed the broker's Ack/Nack frames directly:
+which outbox rows are confirmed, retried or dead-lettered (the broker side is in the integration tests)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from pika.spec import Basic
+
+from adapters.rabbit import Dispatcher, OutboxPort, Outgoing
+
+
+class Recorder(OutboxPort):
+    def __init__(self) -> None:
+        self.confirmed_ids: list[int] = []
+        self.failures: list[tuple[int, bool]] = []
+
+    def due(self, limit: int, exclude: set[int]) -> list[Outgoing]:
+        return []
+
+    def confirmed(self, ids):
+        self.confirmed_ids.extend(ids)
+
+    def failed(self, message: Outgoing, error: str, *, dead: bool) -> None:
+        self.failures.append((message.id, dead))
+
+
+class Channel:
+    is_open = True
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, dict]] = []
+
+    def basic_publish(self, exchange, routing_key, body, properties):
+        self.published.append((exchange, routing_key, dict(properties.headers or {})))
+
+
+def message(n: int, attempts: int = 0) -> Outgoing:
+    return Outgoing(n, "exnode.n1.out.p", b"{}", "application/json", {"x-exnode-batch-id": f"b{n}"}, f"b{n}:p",
+                    attempts)
+
+
+def dispatcher(recorder: Recorder) -> tuple[Dispatcher, Channel]:
+    d = Dispatcher("amqp://unused", "n1", recorder, max_attempts=3)
+    channel = Channel()
+    d._channel = channel  # type: ignore[assignment]
+    for n in range(1, 6):
+        d._publish(channel, message(n, attempts=2 if n == 5 else 0))  # type: ignore[arg-type]
+    return d, channel
+
+
+def frame(kind: type, tag: int, multiple: bool) -> SimpleNamespace:
+    return SimpleNamespace(method=kind(delivery_tag=tag, multiple=multiple))
+
+
+def test_a_multiple_ack_confirms_every_message_up_to_its_tag():
+    recorder = Recorder()
+    d, _ = dispatcher(recorder)
+    d._on_confirm(frame(Basic.Ack, 3, True))
+    d._flush_acked()
+    assert recorder.confirmed_ids == [1, 2, 3] and sorted(d._inflight) == [4, 5]
+
+
+def test_a_nack_schedules_a_retry_and_the_last_attempt_is_dead_lettered_with_the_reason():
+    recorder = Recorder()
+    d, channel = dispatcher(recorder)
+    d._on_confirm(frame(Basic.Nack, 4, False))
+    d._on_confirm(frame(Basic.Nack, 5, False))
+    assert recorder.failures == [(4, False), (5, True)]
+    [(exchange, _, headers)] = [p for p in channel.published if p[0]]
+    assert exchange == "exnode.n1.dlx" and "nacked" in headers["x-exnode-dead-letter-reason"]
+    assert headers["x-exnode-batch-id"] == "b5" and d.stats.dead_lettered == 1
+
+
+def test_a_lost_connection_leaves_unconfirmed_rows_pending_for_the_next_connection():
+    recorder = Recorder()
+    d, _ = dispatcher(recorder)
+    d._on_confirm(frame(Basic.Ack, 2, True))
+    d._reset()
+    assert recorder.confirmed_ids == [1, 2] and d._inflight == {} and recorder.failures == []
