@@ -9,7 +9,7 @@ work done in it is one short query per tick.
 Nothing is lost: a row leaves PENDING only when the broker confirmed its message (or after
 ``max_attempts`` nacks, when it is dead-lettered with the reason). A dropped connection leaves the
 unconfirmed rows PENDING; they are published again after reconnecting, so delivery is at-least-once
-and consumers deduplicate by the record ids the headers carry.
+and consumers deduplicate by record id (in the envelope; small batches also list them in a header).
 """
 
 from __future__ import annotations
@@ -143,6 +143,8 @@ class Dispatcher:
                 log.exception("dispatcher loop failed")
                 if self.on_error:
                     self.on_error(error)
+            if self.stats.connected:
+                delay = 0.5  # the connection was up: a new outage starts the backoff afresh
             self.stats.connected = False
             self._reset()
             if self._stopping.is_set():

@@ -105,9 +105,13 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             state = "PUBLISHED"
         else:
             state = "STORED"
+        details = []
+        if not states:
+            details.append("no subscriber held a live grant when the batch was stored: nothing to relay")
+        if stored.gaps:
+            details.append(f"sequence gaps: {', '.join(stored.gaps)}")
         return pb.DeliveryStatus(batch_id=stored.batch_id, state=state, platforms=platforms,
-                                 record_count=stored.record_count,
-                                 detail=f"sequence gaps: {', '.join(stored.gaps)}" if stored.gaps else "")
+                                 record_count=stored.record_count, detail="; ".join(details))
 
     async def SendReceipt(self, request: pb.Receipt, context: grpc.aio.ServicerContext) -> pb.ReceiptAck:
         current().target = f"batch:{request.batch_id}"

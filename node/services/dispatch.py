@@ -40,7 +40,7 @@ class SqlOutbox(OutboxPort):
             if message is None or self.lists is None:
                 continue
             h = message.headers
-            records = len([i for i in h.get("x-exnode-record-ids", "").split(",") if i])
+            records = int(h.get("x-exnode-record-count", "0") or 0)
             try:
                 self.lists.record_delivery(h["x-exnode-provider"], h["x-exnode-resource"], h["x-exnode-consumer"],
                                            h["x-exnode-batch-id"], records, now)

@@ -242,8 +242,11 @@ class ExchangeApplication:
                 "x-exnode-provider": batch.provider_code, "x-exnode-consumer": subscription.consumer_code,
                 "x-exnode-node": self.node_id, "x-exnode-kid": sealed.signed.kid,
                 "x-exnode-signature": sealed.signed.signature.hex(), "x-exnode-merkle-root": sealed.signed.root.hex(),
-                "x-exnode-record-ids": ",".join(r.id for r in records)[:60_000],
+                "x-exnode-record-count": str(len(records)),
             }
+            ids = ",".join(r.id for r in records)
+            if len(ids) <= 60_000:  # AMQP frames are small: large batches carry their ids in the body only
+                headers["x-exnode-record-ids"] = ids
             rows.append({"batch_id": batch.batch_id, "platform": platform.name, "queue": platform.queue,
                          "consumer_code": subscription.consumer_code, "content_type": codec.CONTENT_TYPE,
                          "headers": headers, "body": codec.encode(sealed)})

@@ -1,0 +1,467 @@
+"""What the fault tests share: a provider that keeps streaming signed batches across failures and
+resumes from the first batch the node did not answer, a real `exnode serve` process that can be killed,
+and a subscriber that drains a platform queue and says which record ids arrived."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pika
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from exnode.v1 import exchange_pb2 as pb
+from exnode.v1 import exchange_pb2_grpc, lists_pb2, lists_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from adapters import envelope as envelopes
+from adapters import regional
+from catalog.records import Operation, Record
+from node.config import Config, load_config
+from node.services.exchange import IncomingBatch, provider_batch
+from node.storage.tables import outbox
+from security.identity import issue_dev_token
+from tests.integration.grpc_node import BearerInterceptor
+
+PROVIDER = "11100000MB01284764"  # 民政部社会救助司
+CONSUMER = "11150100011627354Q"  # 呼和浩特市民政局
+LOW_INCOME = "311140001/000001"  # 城乡最低生活保障对象信息 (有条件共享)
+AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
+PLATFORM = "hhht"
+EXNODE = [sys.executable, "-m", "node.cli"]
+RETRIED = (grpc.StatusCode.UNAVAILABLE,)
+"""What a provider retries: the node is down or restarting. Anything else is a failure of the test."""
+
+
+def platforms_toml() -> str:
+    return f'[[platform]]\nname = "{PLATFORM}"\nkind = "regional"\nconsumer_code = "{CONSUMER}"\n'
+
+
+def out_queue(node_id: str) -> str:
+    return f"exnode.{node_id}.out.{PLATFORM}"
+
+
+class Key:
+    """A provider's signing key as the provider holds it."""
+
+    def __init__(self) -> None:
+        self._key = ed25519.Ed25519PrivateKey.generate()
+        self.algorithm = "Ed25519"
+        self.pem = self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        self.kid = ""
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data)
+
+
+def low_income_record(n: int) -> Record:
+    return Record(f"DB-{n:06d}", n, Operation.UPSERT, {
+        "姓名": f"张{n}", "公民身份号码": "360426199101010071", "性别": "1", "出生日期": "1991-01-01",
+        "行政区划代码": "150102001000", "保障类别": "1", "户主公民身份号码": "360426199101010071",
+        "与户主关系": "01", "家庭保障人口数": 3, "月保障金额": 1234.5, "纳入保障日期": "2025-06-01",
+        "是否重点保障对象": False, "联系电话": "13812345678", "家庭住址": "呼和浩特市新城区某街道1号"})
+
+
+def as_proto(batch: IncomingBatch) -> pb.RecordBatch:
+    return pb.RecordBatch(
+        batch_id=batch.batch_id, provider_code=batch.provider_code, resource_code=batch.resource_code,
+        merkle_root=batch.merkle_root, key_id=batch.kid, signature=batch.signature,
+        records=[pb.Record(id=r.id, sequence=r.sequence, operation=pb.UPSERT if r.operation is Operation.UPSERT
+                           else pb.DELETE, payload=json.dumps(dict(r.payload), ensure_ascii=False).encode())
+                 for r in batch.records])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: Callable[[], str] | str,
+               interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+ChannelAs = Callable[[str, tuple[str, ...]], grpc.Channel]
+"""An authenticated channel to the node for a department and roles."""
+
+
+def set_up_exchange(channel_as: ChannelAs, key: Key) -> str:
+    """The provider's key registered, the consumer granted 低保 (demand filed and approved) and its
+    platform subscribed; returns the platform's queue."""
+    admin = exchange_pb2_grpc.ExchangeServiceStub(channel_as(PROVIDER, ("catalog_admin",)))
+    key.kid = admin.RegisterKey(pb.RegisterKeyRequest(department_code=PROVIDER, algorithm="Ed25519",
+                                                      public_pem=key.pem), timeout=30).key_id
+    consumer = lists_pb2_grpc.ListsServiceStub(channel_as(CONSUMER, ("consumer",)))
+    reviewer = lists_pb2_grpc.ListsServiceStub(channel_as(PROVIDER, ("reviewer",)))
+    demand = consumer.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
+        resource_code=LOW_INCOME, purpose="低保资格复核", legal_basis="社会救助暂行办法", contact="王芳")), timeout=30)
+    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True), timeout=30)
+    subscriber = exchange_pb2_grpc.ExchangeServiceStub(channel_as(CONSUMER, ("consumer",)))
+    return subscriber.Subscribe(pb.SubscribeRequest(resource_code=LOW_INCOME, platform=PLATFORM), timeout=30).queue
+
+
+class Ingestor:
+    """A provider sending ``batches`` signed batches of ``size`` records over IngestStream.
+
+    A batch counts as acknowledged only when the node answered it. When the stream breaks (the node was
+    killed), the provider waits for the node and sends again from the first unanswered batch, under new
+    batch ids: a batch the node had committed but not answered comes back as duplicates."""
+
+    def __init__(self, connect: Callable[[], grpc.Channel], key: Key, *, batches: int, size: int,
+                 first: int = 1, tag: str = "b", deadline_s: float = 600.0) -> None:
+        self.connect = connect
+        self.key = key
+        self.batches = batches
+        self.size = size
+        self.first = first
+        self.tag = tag
+        self.deadline_s = deadline_s
+        self.answered: dict[int, pb.IngestResponse] = {}
+        """Batch index → the node's answer; filled in order."""
+        self.interruptions: list[str] = []
+        self.streams = 0
+        self.failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def record_numbers(self, index: int) -> range:
+        start = self.first + index * self.size
+        return range(start, start + self.size)
+
+    def acknowledged_ids(self) -> set[str]:
+        return {low_income_record(n).id for index in list(self.answered) for n in self.record_numbers(index)}
+
+    def all_ids(self) -> set[str]:
+        return {low_income_record(n).id for index in range(self.batches) for n in self.record_numbers(index)}
+
+    def start(self) -> Ingestor:
+        self._thread = threading.Thread(target=self._run_catching, name=f"ingest-{self.tag}", daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float) -> None:
+        assert self._thread is not None
+        self._thread.join(timeout)
+        if self.failure is not None:
+            raise AssertionError(f"the provider failed after {len(self.answered)} answered batches") \
+                from self.failure
+        assert not self._thread.is_alive(), (f"the provider is still sending after {timeout:.0f} s: "
+                                             f"{len(self.answered)}/{self.batches} batches answered")
+
+    def _run_catching(self) -> None:
+        try:
+            self.run()
+        except BaseException as error:  # reported by join()
+            self.failure = error
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.deadline_s
+        while len(self.answered) < self.batches:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.answered)}/{self.batches} batches answered in {self.deadline_s} s; "
+                                     f"interruptions: {self.interruptions[-5:]}")
+            self.streams += 1
+            start, stream = len(self.answered), self.streams
+            sent: dict[str, int] = {}
+
+            def requests(start: int = start, stream: int = stream, sent: dict[str, int] = sent
+                         ) -> Iterator[pb.RecordBatch]:
+                for index in range(start, self.batches):
+                    records = [low_income_record(n) for n in self.record_numbers(index)]
+                    batch = provider_batch(PROVIDER, LOW_INCOME, records, self.key,
+                                           batch_id=f"{self.tag}-{index:05d}-{stream}")
+                    sent[batch.batch_id] = index
+                    yield as_proto(batch)
+
+            try:
+                stub = exchange_pb2_grpc.ExchangeServiceStub(self.connect())
+                for answer in stub.IngestStream(requests(), timeout=max(1.0, deadline - time.monotonic())):
+                    index = sent[answer.batch_id]
+                    assert index == len(self.answered), f"answer for batch {index} out of order"
+                    assert answer.accepted + answer.duplicates == self.size, answer
+                    self.answered[index] = answer
+            except grpc.RpcError as error:
+                if error.code() not in RETRIED:
+                    raise
+                self.interruptions.append(f"stream {stream} after {len(self.answered)} batches: "
+                                          f"{error.code().name} {error.details()}")
+                time.sleep(0.2)
+
+
+@dataclass
+class Drained:
+    messages: int = 0
+    redelivered: int = 0
+    ids: Counter[str] = field(default_factory=Counter)
+    batch_ids: Counter[str] = field(default_factory=Counter)
+    redelivered_batches: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def distinct(self) -> set[str]:
+        return set(self.ids)
+
+    def duplicates(self) -> int:
+        return sum(self.ids.values()) - len(self.ids)
+
+
+def drain(queue: str, expected: set[str], *, trusted: dict | None = None, timeout: float = 120.0,
+          idle_s: float = 2.0) -> Drained:
+    """Consume ``queue`` (manual acks) until every expected record id arrived and nothing came for
+    ``idle_s``, or ``timeout``. Every envelope is decoded; with ``trusted`` its node signature is checked."""
+    out = Drained()
+    deadline = time.monotonic() + timeout
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=50)
+        idle_since = time.monotonic()
+        for method, properties, body in channel.consume(queue, inactivity_timeout=0.5):
+            now = time.monotonic()
+            if method is None:
+                if (now - idle_since >= idle_s and expected <= out.distinct) or now > deadline:
+                    break
+                continue
+            idle_since = now
+            envelope = regional.decode(body)
+            if trusted is not None:
+                out.problems.extend(envelopes.verify(envelope, trusted))
+            out.messages += 1
+            if method.redelivered:
+                out.redelivered += 1
+                out.redelivered_batches.add(envelope.batch_id)
+            out.batch_ids[envelope.batch_id] += 1
+            out.ids.update(record.id for record in envelope.records)
+            if (properties.headers or {}).get("x-exnode-batch-id") != envelope.batch_id:
+                out.problems.append(f"header x-exnode-batch-id of {envelope.batch_id} differs")
+            channel.basic_ack(method.delivery_tag)
+            if now > deadline:
+                break
+        channel.cancel()
+    return out
+
+
+def delete_node_topology(node_id: str) -> None:
+    """The node's queues (platform, dead letters, inbound) and its dead-letter exchange."""
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+        channel = connection.channel()
+        for queue in (out_queue(node_id), f"exnode.{node_id}.dlq", f"exnode.{node_id}.in"):
+            channel.queue_delete(queue)
+        channel.exchange_delete(f"exnode.{node_id}.dlx")
+
+
+def outbox_states(engine: Engine) -> Counter[str]:
+    """Outbox rows by state (PENDING, CONFIRMED, DEAD, RECEIPTED)."""
+    with engine.connect() as connection:
+        return Counter({state: count for state, count in connection.execute(
+            select(outbox.c.state, func.count()).group_by(outbox.c.state))})
+
+
+def rabbitmqctl(*args: str, timeout: float = 120.0) -> None:
+    result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"rabbitmqctl {' '.join(args)} exited {result.returncode}: {result.stderr}"
+
+
+def broker_accepts() -> bool:
+    try:
+        with pika.BlockingConnection(pika.URLParameters(AMQP)):
+            return True
+    except pika.exceptions.AMQPError:
+        return False
+
+
+class Proxy:
+    """A TCP forwarder to the broker whose connections the test can drop, all at once, mid-stream."""
+
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5672)) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        self.accepted = 0
+        self.cuts = 0
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open += [client, upstream]
+                self.accepted += 1
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), name="proxy-pump", daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> int:
+        """Drop every open connection, both ways; the proxy keeps accepting new ones."""
+        with self._lock:
+            open_, self._open = self._open, []
+            self.cuts += 1
+        for sock in open_:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        return len(open_) // 2
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+CONSUMER_SCRIPT = """
+import json, sys, pika
+url, queue, prefetch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+channel = pika.BlockingConnection(pika.URLParameters(url)).channel()
+channel.basic_qos(prefetch_count=prefetch)
+def received(channel, method, properties, body):  # never acked: the process is killed first
+    print(json.dumps({"batch_id": properties.headers["x-exnode-batch-id"], "redelivered": method.redelivered}),
+          flush=True)
+channel.basic_consume(queue, received, auto_ack=False)
+print("consuming", flush=True)
+channel.start_consuming()
+"""
+
+
+class ConsumerProcess:
+    """A platform's consumer in its own process: manual acks, a prefetch, and it never gets to ack."""
+
+    def __init__(self, queue: str, prefetch: int) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", CONSUMER_SCRIPT, AMQP, queue, str(prefetch)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.received: list[dict] = []
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, name="consumer-stdout", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if line.startswith("{"):
+                self.received.append(json.loads(line))
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def describe(self) -> str:
+        error = self.process.stderr.read() if self.process.poll() is not None and self.process.stderr else ""
+        return f"consumer output {self.lines[-3:]} {error[-2000:]}"
+
+
+class ServedNode:
+    """`exnode serve` as its own process on free ports, its output appended to ``log``."""
+
+    def __init__(self, data: Path, log: Path) -> None:
+        self.data = data
+        self.log = log
+        self.config: Config = load_config(data, environ={})
+        self.process: subprocess.Popen | None = None
+        self.address = ""
+        self.starts = 0
+        self._channels: list[grpc.Channel] = []
+
+    @property
+    def node_id(self) -> str:
+        return self.config.node.id
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.address = f"127.0.0.1:{free_port()}"
+        self.starts += 1
+        with self.log.open("a", encoding="utf-8") as log:
+            log.write(f"\n===== start {self.starts} on {self.address} =====\n")
+            log.flush()
+            self.process = subprocess.Popen(
+                [*EXNODE, "serve", "--data", str(self.data), "--listen", self.address,
+                 "--metrics-listen", f"127.0.0.1:{free_port()}"],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"exnode serve exited {self.process.returncode}: {self.log_tail()}")
+                try:
+                    if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
+                            health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"exnode serve did not serve within {timeout:.0f} s: {self.log_tail()}")
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown of any kind."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM: the node finishes running calls, stops its dispatcher and checkpoints its audit trail."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+
+    def token(self, dept: str, roles: tuple[str, ...]) -> str:
+        return issue_dev_token(self.config.keys_dir, self.config.node.id, self.config.audience, subject="fault-test",
+                               department_code=dept, roles=roles)
+
+    def channel_as(self, dept: str, roles: tuple[str, ...]) -> grpc.Channel:
+        """A channel to the node's current address (closed with the node)."""
+        raw = grpc.insecure_channel(self.address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        self._channels.append(raw)
+        return grpc.intercept_channel(raw, BearerInterceptor(self.token(dept, roles)))
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def exnode(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess:
+    return subprocess.run([*EXNODE, *args], capture_output=True, text=True, timeout=timeout)
