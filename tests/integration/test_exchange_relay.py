@@ -334,3 +334,17 @@ def test_signed_receipts_mark_the_batch_receipted_and_forged_ones_are_refused(no
         status = provider.GetDeliveryStatus(pb.DeliveryStatusRequest(batch_id=batch.batch_id))
     assert status.state == "RECEIPTED"
 
+
+
+def test_records_for_a_retired_resource_are_refused(node: RunningNode):
+    from exnode.v1 import catalog_pb2, catalog_pb2_grpc
+
+    key = Key()
+    register(node, key)
+    catalog = catalog_pb2_grpc.CatalogServiceStub(node.channel_as(PROVIDER, ["catalog_admin"]))
+    catalog.RetireResource(catalog_pb2.RetireResourceRequest(code=LOW_INCOME))
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    with pytest.raises(grpc.RpcError) as caught:
+        provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, [low_income_record(1)], key)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "resource_code" in caught.value.details() and "RETIRED" in caught.value.details()
