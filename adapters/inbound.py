@@ -78,13 +78,10 @@ class InboundConsumer:
                     channel = connection.channel()
                     declare_topology(channel, self.node_id, [self.queue])
                     channel.basic_qos(prefetch_count=self.prefetch)
+                    channel.basic_consume(self.queue, on_message_callback=self._one)
                     delay = 0.5
                     while not self._stopping.is_set():
-                        method, properties, body = channel.basic_get(self.queue)
-                        if method is None:
-                            connection.process_data_events(time_limit=0.2)
-                            continue
-                        self._one(channel, method, properties, body)
+                        connection.process_data_events(time_limit=0.2)
             except Exception:
                 if not self._stopping.is_set():
                     log.exception("inbound consumer failed; reconnecting")

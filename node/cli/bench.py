@@ -18,6 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     rpc.add_argument("--concurrency", type=int, default=32, help="concurrent calls (default 32)")
     rpc.add_argument("--database-url", default="", help="default: a temporary SQLite database")
     rpc.set_defaults(handler=run_rpc)
+    relay = commands.add_parser("relay", help="end-to-end records per second through the relay vs raw pika, "
+                                              "latency at a steady rate")
+    relay.add_argument("--records", type=int, default=100_000, help="records in the throughput run (default 100000)")
+    relay.add_argument("--batch", type=int, default=500, help="records per batch (default 500)")
+    relay.add_argument("--rate", type=int, default=1000, help="records per second in the latency run (default 1000)")
+    relay.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
+    relay.add_argument("--database-url", default="", help="default: a temporary SQLite database")
+    relay.set_defaults(handler=run_relay)
 
 
 def run_catalog(args: argparse.Namespace) -> int:
@@ -30,3 +38,10 @@ def run_rpc(args: argparse.Namespace) -> int:
     from node.bench_rpc import main as bench_main
 
     return bench_main(duration=args.duration, concurrency=args.concurrency, database_url=args.database_url)
+
+
+def run_relay(args: argparse.Namespace) -> int:
+    from node.bench_relay import main as bench_main
+
+    return bench_main(records=args.records, batch=args.batch, rate=args.rate, latency_seconds=args.latency_seconds,
+                      database_url=args.database_url)

@@ -8,8 +8,9 @@ import logging
 from collections.abc import Callable, Sequence
 
 from adapters.rabbit import OutboxPort, Outgoing, backoff
+from catalog import lists as domain
 from node.services.lists import ListsApplication
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +32,33 @@ class SqlOutbox(OutboxPort):
         return out
 
     def confirmed(self, ids: Sequence[int]) -> None:
+        """Mark the rows confirmed and record their deliveries in ONE transaction per flush.
+
+        Why: this runs in the dispatcher's ioloop, which publishes nothing while it waits; one write
+        transaction (BEGIN IMMEDIATE, a commit with fsync) per confirmed message also queued behind every
+        ingest for the SQLite write lock. If recording the deliveries fails, the rows are still marked
+        (their messages did reach the broker) and each delivery is tried on its own, as before.
+        """
         now = self.clock()
+        messages = [m for m in (self._known.pop(i, None) for i in ids) if m is not None]
+        deliveries = [_delivery(m) for m in messages] if self.lists is not None else []
+        try:
+            with self.uow(write=True) as uow:
+                uow.exchange.mark_confirmed(ids, now)
+                _record_deliveries(uow, deliveries, now)
+                uow.commit()
+            return
+        except Exception:
+            if not deliveries:
+                raise
+            log.exception("recording %d deliveries with their confirms failed; one at a time", len(deliveries))
         with self.uow(write=True) as uow:
             uow.exchange.mark_confirmed(ids, now)
             uow.commit()
-        for message_id in ids:
-            message = self._known.pop(message_id, None)
-            if message is None or self.lists is None:
-                continue
-            h = message.headers
-            records = int(h.get("x-exnode-record-count", "0") or 0)
+        assert self.lists is not None
+        for (provider, resource, consumer, batch_id, records), message in zip(deliveries, messages, strict=True):
             try:
-                self.lists.record_delivery(h["x-exnode-provider"], h["x-exnode-resource"], h["x-exnode-consumer"],
-                                           h["x-exnode-batch-id"], records, now)
+                self.lists.record_delivery(provider, resource, consumer, batch_id, records, now)
             except Exception:
                 log.exception("recording the delivery of %s failed", message.message_id)
 
@@ -54,3 +69,20 @@ class SqlOutbox(OutboxPort):
                                      dead=dead)
             uow.commit()
         self._known.pop(message.id, None)
+
+
+def _delivery(message: Outgoing) -> tuple[str, str, str, str, int]:
+    h = message.headers
+    records = int(h.get("x-exnode-record-count", "0") or 0)
+    return h["x-exnode-provider"], h["x-exnode-resource"], h["x-exnode-consumer"], h["x-exnode-batch-id"], records
+
+
+def _record_deliveries(uow: UnitOfWork, deliveries: Sequence[tuple[str, str, str, str, int]], now: dt.datetime
+                       ) -> None:
+    """ListsApplication.record_delivery for many confirmed messages inside the caller's transaction: one
+    deliveries row per message, and a first delivery to a requester closes its approved demands (销账)."""
+    for provider, resource, consumer, batch_id, records in deliveries:
+        uow.lists.add_delivery(provider, resource, consumer, now, batch_id, records)
+    for consumer, resource in sorted({(d[2], d[1]) for d in deliveries if d[2]}):
+        for demand in uow.lists.approved_demands(consumer, resource):
+            uow.lists.save_demand(domain.fulfil(demand, now), demand.version)

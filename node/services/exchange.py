@@ -11,6 +11,7 @@ provider answered; the dispatcher relays the outbox to RabbitMQ.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from adapters import envelope as envelopes
 from adapters.platforms import Platform, codec_for
 from catalog.errors import AlreadyExists, FieldProblem, InvalidField, NotFound
 from catalog.model import ResourceStatus
-from catalog.records import Record, canonical_record, content_hash, payload_problems
+from catalog.records import Record, canonical_record, payload_problems
 from node.services.audit import AuditWriter
 from node.storage.exchange_repository import ProviderKey, StoredBatch, Subscription
 from node.storage.unit_of_work import UnitOfWorkFactory
@@ -142,9 +143,11 @@ class ExchangeApplication:
             problems.append(FieldProblem("records", "a batch needs at least one record"))
         if problems:
             raise InvalidField(problems)
-        # 5. the provider's signature over the Merkle root of exactly these records.
-        self._check_signature(batch)
-        return self._store(principal, batch, now)
+        # 5. the provider's signature over the Merkle root of exactly these records. The canonical forms are
+        # serialised once: the Merkle leaves, and their SHA-256 is each record's content hash (content_hash).
+        leaves = batch_leaves(batch.provider_code, batch.resource_code, batch.records)
+        self._check_signature(batch, leaves)
+        return self._store(principal, batch, now, [hashlib.sha256(leaf).digest() for leaf in leaves])
 
     def _check_size(self, batch: IncomingBatch) -> None:
         limits = self.limits
@@ -159,14 +162,14 @@ class ExchangeApplication:
         if total > limits.max_batch_bytes:
             raise RequestTooLarge(f"records: {total} bytes of payload, at most {limits.max_batch_bytes} per batch")
 
-    def _check_signature(self, batch: IncomingBatch) -> None:
+    def _check_signature(self, batch: IncomingBatch, leaves: Sequence[bytes]) -> None:
         with self.uow() as uow:
             key = uow.exchange.get_key(batch.kid)
         if key is None or key.department_code != batch.provider_code:
             raise BadSignature(f"key_id: {batch.kid!r} is not a registered key of department {batch.provider_code}")
         if key.revoked_at is not None:
             raise BadSignature(f"key_id: key {batch.kid} was revoked at {key.revoked_at:%Y-%m-%d}")
-        tree = merkle.MerkleTree.from_leaves(batch_leaves(batch.provider_code, batch.resource_code, batch.records))
+        tree = merkle.MerkleTree.from_leaves(leaves)
         if tree.root != batch.merkle_root:
             raise BadSignature("merkle_root: does not match the records (the records or the root were changed)")
         public = PublicKey(key.kid, key.algorithm, key.public_pem, "")
@@ -174,9 +177,9 @@ class ExchangeApplication:
         if not public.verify(message, batch.signature):
             raise BadSignature(f"signature: does not verify with key {key.kid} of department {key.department_code}")
 
-    def _store(self, principal: Principal, batch: IncomingBatch, now: dt.datetime) -> IngestResult:
+    def _store(self, principal: Principal, batch: IncomingBatch, now: dt.datetime, hashes: Sequence[bytes]
+               ) -> IngestResult:
         provider, resource_code = batch.provider_code, batch.resource_code
-        hashes = [content_hash(provider, resource_code, r) for r in batch.records]
         with self.uow(write=True) as uow:
             repo = uow.exchange
             previous = repo.get_batch(batch.batch_id)
