@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from adapters.inbound import InboundConsumer
 from adapters.platforms import Platform, load_platforms
 from adapters.rabbit import Dispatcher, declare_queue
+from adapters.rabbit import names as rabbit_names
 from node.config import Config, ConfigError
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
@@ -54,6 +55,7 @@ class Node:
 
     def start_dispatcher(self) -> Dispatcher:
         """Relay the outbox to RabbitMQ from this process (``exnode serve`` does, when exchange.dispatch)."""
+        self._declare_topology()
         outbox = SqlOutbox(UnitOfWorkFactory(self.engine), self.catalog.clock, self.lists)
         self.dispatcher = Dispatcher(self.config.rabbitmq.url, self.config.node.id, outbox,
                                      window=self.config.exchange.window,
@@ -63,9 +65,19 @@ class Node:
 
     def start_inbound(self) -> InboundConsumer:
         """Consume the node's inbound queue (batches platforms send in their own format)."""
+        self._declare_topology()
         self.inbound = InboundConsumer(self.config.rabbitmq.url, self.config.node.id, inbound_handler(self.exchange))
         self.inbound.start()
         return self.inbound
+
+    def _declare_topology(self) -> None:
+        """Declare the node's dead-letter exchange and queue and its inbound queue once, before the
+        dispatcher and the inbound consumer start: RabbitMQ may refuse two connections declaring the same
+        new quorum queue at the same moment. A broker that is down now is retried by those threads."""
+        try:
+            declare_queue(self.config.rabbitmq.url, self.config.node.id, rabbit_names(self.config.node.id)["in"])
+        except Exception as error:
+            log.warning("cannot declare the broker topology yet: %s", error)
 
     def close(self) -> None:
         if self.inbound is not None:

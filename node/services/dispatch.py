@@ -8,9 +8,8 @@ import logging
 from collections.abc import Callable, Sequence
 
 from adapters.rabbit import OutboxPort, Outgoing, backoff
-from catalog import lists as domain
-from node.services.lists import ListsApplication
-from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from node.services.lists import ListsApplication, record_deliveries
+from node.storage.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class SqlOutbox(OutboxPort):
         try:
             with self.uow(write=True) as uow:
                 uow.exchange.mark_confirmed(ids, now)
-                _record_deliveries(uow, deliveries, now)
+                record_deliveries(uow, deliveries, now)
                 uow.commit()
             return
         except Exception:
@@ -76,13 +75,3 @@ def _delivery(message: Outgoing) -> tuple[str, str, str, str, int]:
     records = int(h.get("x-exnode-record-count", "0") or 0)
     return h["x-exnode-provider"], h["x-exnode-resource"], h["x-exnode-consumer"], h["x-exnode-batch-id"], records
 
-
-def _record_deliveries(uow: UnitOfWork, deliveries: Sequence[tuple[str, str, str, str, int]], now: dt.datetime
-                       ) -> None:
-    """ListsApplication.record_delivery for many confirmed messages inside the caller's transaction: one
-    deliveries row per message, and a first delivery to a requester closes its approved demands (销账)."""
-    for provider, resource, consumer, batch_id, records in deliveries:
-        uow.lists.add_delivery(provider, resource, consumer, now, batch_id, records)
-    for consumer, resource in sorted({(d[2], d[1]) for d in deliveries if d[2]}):
-        for demand in uow.lists.approved_demands(consumer, resource):
-            uow.lists.save_demand(domain.fulfil(demand, now), demand.version)

@@ -89,6 +89,24 @@ def _published(uow: UnitOfWork, provider_code: str = "") -> list[Resource]:
         after = batch[-1].code
 
 
+Delivery = tuple[str, str, str, str, int]
+"""(provider, resource, consumer or "" for a receipt from the provider, batch id, records)."""
+
+
+def record_deliveries(uow: UnitOfWork, deliveries: Sequence[Delivery], now: dt.datetime) -> list[Demand]:
+    """Deliveries inside the caller's transaction (the dispatcher records a flush of confirms at once):
+    one row each, and a first delivery to a requester closes its approved demands (销账)."""
+    fulfilled = []
+    for provider, resource, consumer, batch_id, records in deliveries:
+        uow.lists.add_delivery(provider, resource, consumer, now, batch_id, records)
+    for consumer, resource in sorted({(d[2], d[1]) for d in deliveries if d[2]}):
+        for demand in uow.lists.approved_demands(consumer, resource):
+            done = domain.fulfil(demand, now)
+            uow.lists.save_demand(done, demand.version)
+            fulfilled.append(done)
+    return fulfilled
+
+
 def _with_metadata(uow: UnitOfWork, obligation: Obligation) -> Obligation:
     """An explicit line for a resource its department does not provide: name the resource's metadata."""
     resource = uow.catalog.get(obligation.resource_code)
@@ -162,14 +180,8 @@ class ListsApplication:
         """The exchange pipeline's report: records received from a provider (``consumer_code`` empty) or
         delivered to a consumer. A first delivery to a requester closes its approved demands (销账)."""
         now = at or self.clock()
-        fulfilled = []
         with self.uow(write=True) as uow:
-            uow.lists.add_delivery(provider_code, resource_code, consumer_code, now, batch_id, records)
-            if consumer_code:
-                for demand in uow.lists.approved_demands(consumer_code, resource_code):
-                    done = domain.fulfil(demand, now)
-                    uow.lists.save_demand(done, demand.version)
-                    fulfilled.append(done)
+            fulfilled = record_deliveries(uow, [(provider_code, resource_code, consumer_code, batch_id, records)], now)
             uow.commit()
         return fulfilled
 
