@@ -24,10 +24,10 @@ from catalog.model import ResourceStatus
 from catalog.records import Record, canonical_record, payload_problems
 from node.services.audit import AuditWriter
 from node.storage.exchange_repository import ProviderKey, StoredBatch, Subscription
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import merkle
 from security.audit import AuditRecord
-from security.identity import Principal
+from security.identity import SYSTEM_ROLE, Principal
 from security.keys import KeyError_, KeyStore, PublicKey, parse_public_key
 from security.policy import Action, PermissionDenied, Policy, Target
 
@@ -224,12 +224,12 @@ class ExchangeApplication:
             uow.commit()
         return IngestResult(batch.batch_id, len(fresh), duplicates, tuple(gaps), subscribers)
 
-    def _outbox(self, uow: object, batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime) -> int:
+    def _outbox(self, uow: UnitOfWork, batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime) -> int:
         """One sealed, masked, encoded message per live subscription, written in the ingest transaction."""
         rows = []
-        for subscription in uow.exchange.subscriptions_for(batch.resource_code):  # type: ignore[attr-defined]
+        for subscription in uow.exchange.subscriptions_for(batch.resource_code):
             platform = self.platforms.get(subscription.platform)
-            grants = [g for g in uow.lists.grants_for(subscription.consumer_code, batch.resource_code)  # type: ignore[attr-defined]
+            grants = [g for g in uow.lists.grants_for(subscription.consumer_code, batch.resource_code)
                       if g.live(now)]
             if platform is None or not grants:
                 continue
@@ -253,7 +253,7 @@ class ExchangeApplication:
             rows.append({"batch_id": batch.batch_id, "platform": platform.name, "queue": platform.queue,
                          "consumer_code": subscription.consumer_code, "content_type": codec.CONTENT_TYPE,
                          "headers": headers, "body": codec.encode(sealed)})
-        uow.exchange.add_outbox(rows, now)  # type: ignore[attr-defined]
+        uow.exchange.add_outbox(rows, now)
         return len(rows)
 
     # -- subscriptions ----------------------------------------------------------------------------------
@@ -264,7 +264,7 @@ class ExchangeApplication:
         if platform is None:
             known = ", ".join(sorted(self.platforms)) or "none configured"
             raise InvalidField.one("platform", f"unknown platform {platform_name!r} (known: {known})")
-        if platform.consumer_code != principal.department_code and not principal.has("system"):
+        if platform.consumer_code != principal.department_code and not principal.has(SYSTEM_ROLE):
             raise PermissionDenied(Action.EXCHANGE_SUBSCRIBE, Target("platform", platform_name),
                                    f"platform {platform_name} receives for department {platform.consumer_code}, "
                                    f"not {principal.department_code}")
@@ -321,7 +321,7 @@ class ExchangeApplication:
             states = uow.exchange.batch_states(batch_id)
             receipted = uow.exchange.receivers(batch_id)
         states = [(p, "RECEIPTED" if s == "CONFIRMED" and c in receipted else s, a, e) for p, s, a, e, c in states]
-        if stored.provider_code != principal.department_code and not principal.has("system"):
+        if stored.provider_code != principal.department_code and not principal.has(SYSTEM_ROLE):
             raise PermissionDenied(Action.EXCHANGE_INGEST, Target("batch", batch_id),
                                    f"batch {batch_id} belongs to department {stored.provider_code}")
         return stored, states
@@ -355,14 +355,15 @@ def new_batch_id() -> str:
     return uuid.uuid4().hex
 
 
-def provider_batch(provider_code: str, resource_code: str, records: Sequence[Record], signer: object,
+def provider_batch(provider_code: str, resource_code: str, records: Sequence[Record],
+                   signer: merkle.BatchSigner, *,
                    batch_id: str | None = None) -> IncomingBatch:
     """What a provider sends: the records, their Merkle root and its signature (used by tests, the bench
     and the reference client)."""
     tree = merkle.MerkleTree.from_leaves(batch_leaves(provider_code, resource_code, records))
-    signature = signer.sign(merkle.SignedBatch.signing_input(tree.size, tree.root))  # type: ignore[attr-defined]
+    signature = signer.sign(merkle.SignedBatch.signing_input(tree.size, tree.root))
     return IncomingBatch(batch_id or new_batch_id(), provider_code, resource_code, tuple(records), tree.root,
-                         signer.kid, signature)  # type: ignore[attr-defined]
+                         signer.kid, signature)
 
 
 
