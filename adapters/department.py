@@ -23,7 +23,7 @@ from adapters.envelope import (
     json_loads,
 )
 from catalog.records import Operation, Record
-from security.merkle import SignedBatch
+from security.merkle import Proof, SignedBatch
 
 CONTENT_TYPE = "application/x-protobuf"
 
@@ -31,8 +31,9 @@ _TO_WIRE = {Operation.UPSERT: pb.PLATFORM_OPERATION_UPSERT, Operation.DELETE: pb
 _FROM_WIRE = {wire: operation for operation, wire in _TO_WIRE.items()}
 
 
-def to_message(envelope: Envelope) -> pb.PlatformEnvelope:
-    check_envelope(envelope)
+def to_message(envelope: Envelope, *, checked: bool = False) -> pb.PlatformEnvelope:
+    if not checked:
+        check_envelope(envelope)
     message = pb.PlatformEnvelope(
         version=FORMAT_VERSION, batch_id=envelope.batch_id, node_id=envelope.node_id,
         provider_code=envelope.provider_code, resource_code=envelope.resource_code,
@@ -45,12 +46,15 @@ def to_message(envelope: Envelope) -> pb.PlatformEnvelope:
                                     signature=envelope.signed.signature),
     )
     message.created_at.FromDatetime(envelope.created_at)
+    if envelope.proof is not None:
+        message.proof.CopyFrom(pb.PlatformProof(index=envelope.proof.index, tree_size=envelope.proof.tree_size,
+                                                path=envelope.proof.path))
     return message
 
 
-def encode(envelope: Envelope) -> bytes:
-    """The serialized PlatformEnvelope; ``decode(encode(e)) == e``."""
-    return to_message(envelope).SerializeToString(deterministic=True)
+def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
+    """The serialized PlatformEnvelope; ``decode(encode(e)) == e``. ``checked``: as ``regional.encode``."""
+    return to_message(envelope, checked=checked).SerializeToString(deterministic=True)
 
 
 def _record(message: pb.PlatformRecord, where: str) -> Record:
@@ -80,6 +84,8 @@ def from_message(message: pb.PlatformEnvelope) -> Envelope:
         created_at=created_at,
         records=tuple(_record(record, f"records[{index}]") for index, record in enumerate(message.records)),
         signed=SignedBatch(signed.tree_size, signed.root, signed.kid, signed.algorithm, signed.signature),
+        proof=Proof(message.proof.index, message.proof.tree_size, tuple(message.proof.path))
+        if message.HasField("proof") else None,
     )
     return check_envelope(envelope)
 

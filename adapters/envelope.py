@@ -11,6 +11,11 @@ resource codes, which are part of each leaf, and the number of records. The othe
 
 Masking (数据脱敏) is applied *before* sealing (``masked`` then ``seal``), so that the signature covers what
 the consumer receives and a consumer can verify without ever seeing the unmasked values.
+
+Two shapes travel: a whole batch (``proof`` is None; inbound platforms send these, and files), and one
+record of a batch (``split``): the relay publishes one AMQP message per record, so that every message
+carries its record id (DESIGN §5: receivers deduplicate and acknowledge per record), and each such
+envelope carries the record's inclusion proof next to the batch signature, so it verifies on its own.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog.codes import credit_code_problem, resource_code_problem
-from catalog.records import MAX_RECORD_ID, Operation, Record, canonical_record
+from catalog.records import MAX_RECORD_ID, MAX_SEQUENCE, Operation, Record, canonical_record
 from security.masking import mask_record
 from security.merkle import (
     HASH_SIZE,
@@ -34,6 +39,7 @@ from security.merkle import (
     Proof,
     SignedBatch,
     leaf_hash,
+    root_from_inclusion_proof,
     root_from_leaf_hashes,
 )
 
@@ -42,9 +48,6 @@ FORMAT_VERSION = 1
 
 MAX_ENVELOPE_BYTES = 32 * 1024 * 1024
 """Default limit of an encoded envelope a decoder accepts, checked before anything is parsed."""
-
-MAX_SEQUENCE = (1 << 63) - 1
-"""Sequence numbers fit a signed 64-bit database column."""
 
 _RECORD_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_RECORD_ID}}}")  # the record ids catalog.records accepts
 _HANDLE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -80,6 +83,8 @@ class Envelope:
     created_at: dt.datetime
     records: tuple[Record, ...]
     signed: SignedBatch
+    proof: Proof | None = None
+    """For a one-record envelope cut from a batch (``split``): where the record sits in the signed tree."""
 
 
 def leaves(envelope: Envelope) -> list[bytes]:
@@ -120,22 +125,68 @@ def seal(*, batch_id: str, node_id: str, provider_code: str, resource_code: str,
     return Envelope(batch_id, node_id, provider_code, resource_code, consumer_code, now, records, signed)
 
 
+def split(envelope: Envelope) -> list[Envelope]:
+    """One envelope per record of a whole-batch envelope, each with its inclusion proof and the batch's
+    signature: what the relay publishes, one AMQP message per record."""
+    if envelope.proof is not None:
+        raise ValueError("split takes a whole batch, not one record cut from one")
+    tree = _tree(envelope.provider_code, envelope.resource_code, envelope.records)
+    return _parts(envelope, tree)
+
+
+def seal_split(*, batch_id: str, node_id: str, provider_code: str, resource_code: str, consumer_code: str,
+               records: Iterable[Record], signer: BatchSigner, now: dt.datetime, checked: bool = False
+               ) -> list[Envelope]:
+    """``split(seal(...))`` with the Merkle tree built once: the relay's hot path.
+
+    ``checked``: the records passed ``catalog.records.payload_problems`` (which refuses what no codec could
+    carry) and were then only masked, so checking each value again is skipped."""
+    records = tuple(records)
+    check_header(batch_id=batch_id, node_id=node_id, provider_code=provider_code, resource_code=resource_code,
+                 consumer_code=consumer_code, created_at=now)
+    if not checked:
+        for index, record in enumerate(records):
+            check_record(record, f"records[{index}]")
+    tree = _tree(provider_code, resource_code, records)
+    whole = Envelope(batch_id, node_id, provider_code, resource_code, consumer_code, now, records,
+                     SignedBatch.sign_tree(tree, signer))
+    return _parts(whole, tree)
+
+
+def _parts(envelope: Envelope, tree: MerkleTree) -> list[Envelope]:
+    return [Envelope(envelope.batch_id, envelope.node_id, envelope.provider_code, envelope.resource_code,
+                     envelope.consumer_code, envelope.created_at, (record,), envelope.signed, tree.proof(index))
+            for index, record in enumerate(envelope.records)]
+
+
 def verify(envelope: Envelope, trusted: TrustedKeys) -> list[str]:
     """Every reason not to trust the envelope; an empty list means it is intact and signed by its node.
 
-    Checks that the node is one we hold keys for, that the records hash to the signed root, that the signed
-    size is the number of records, and that the signature verifies with the node's key named by ``kid``.
+    Checks that the node is one we hold keys for, that the records hash to the signed root (a whole batch:
+    the signed size is the number of records; one record: its inclusion proof leads to the signed root in
+    a tree of the signed size), and that the signature verifies with the node's key named by ``kid``.
     """
     problems: list[str] = []
     signed = envelope.signed
     node_keys = trusted.get(envelope.node_id)
     if node_keys is None:
         problems.append(f"node_id: {envelope.node_id!r} is not a node whose keys are trusted here")
-    if signed.tree_size != len(envelope.records):
-        problems.append(f"signed.tree_size: the signature covers {signed.tree_size} records, "
-                        f"the envelope holds {len(envelope.records)}")
-    root = root_from_leaf_hashes([leaf_hash(data) for data in leaves(envelope)])
-    if root != signed.root:
+    proof = envelope.proof
+    if proof is None:
+        if signed.tree_size != len(envelope.records):
+            problems.append(f"signed.tree_size: the signature covers {signed.tree_size} records, "
+                            f"the envelope holds {len(envelope.records)}")
+        root = root_from_leaf_hashes([leaf_hash(data) for data in leaves(envelope)])
+    elif len(envelope.records) != 1 or proof.tree_size != signed.tree_size:
+        problems.append("proof: a proof goes with exactly one record of a tree of the signed size")
+        root = b""
+    else:
+        try:
+            root = root_from_inclusion_proof(leaf_hash(leaves(envelope)[0]), proof.index, proof.tree_size, proof.path)
+        except ValueError as error:
+            problems.append(f"proof: {error}")
+            root = b""
+    if root and root != signed.root:
         problems.append(f"signed.root: the records hash to {root.hex()}, the signature covers {signed.root.hex()} "
                         "(a record was changed, added, removed or reordered)")
     if node_keys is not None:
@@ -221,6 +272,23 @@ def check_signed(signed: SignedBatch) -> None:
         raise EnvelopeError("signed.signature", "is missing")
 
 
+def check_proof(proof: Proof, records: int, signed: SignedBatch) -> None:
+    if records != 1:
+        raise EnvelopeError("records", f"an envelope with a proof holds exactly one record, not {records}")
+    for name, value in (("index", proof.index), ("tree_size", proof.tree_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+            raise EnvelopeError(f"proof.{name}", f"{value!r} is not a count of records")
+    if proof.tree_size != signed.tree_size:
+        raise EnvelopeError("proof.tree_size", f"{proof.tree_size} differs from the signed size {signed.tree_size}")
+    if proof.index >= proof.tree_size:
+        raise EnvelopeError("proof.index", f"{proof.index} is outside a batch of {proof.tree_size} records")
+    if len(proof.path) > 64:
+        raise EnvelopeError("proof.path", f"{len(proof.path)} hashes; no batch needs more than 64")
+    for position, value in enumerate(proof.path):
+        if len(value) != HASH_SIZE:
+            raise EnvelopeError(f"proof.path[{position}]", f"is {len(value)} bytes; a SHA-256 hash is {HASH_SIZE}")
+
+
 def check_envelope(envelope: Envelope) -> Envelope:
     """The envelope itself when every field is one the codecs carry faithfully; else EnvelopeError."""
     check_header(batch_id=envelope.batch_id, node_id=envelope.node_id, provider_code=envelope.provider_code,
@@ -229,6 +297,8 @@ def check_envelope(envelope: Envelope) -> Envelope:
     for index, record in enumerate(envelope.records):
         check_record(record, f"records[{index}]")
     check_signed(envelope.signed)
+    if envelope.proof is not None:
+        check_proof(envelope.proof, len(envelope.records), envelope.signed)
     return envelope
 
 

@@ -29,7 +29,7 @@ from adapters.envelope import (
     parse_created_at,
 )
 from catalog.records import Operation, Record
-from security.merkle import SignedBatch
+from security.merkle import Proof, SignedBatch
 from security.xml import XmlRejected, load_schema, parse_untrusted
 
 CONTENT_TYPE = "application/xml"
@@ -67,9 +67,11 @@ def _typed(value: Any, field: str) -> tuple[str, str | None]:
     return "string", _xml_text(value, field)
 
 
-def encode(envelope: Envelope) -> bytes:
-    """A UTF-8 XML document valid against the schema; ``decode(encode(e)) == e``."""
-    check_envelope(envelope)
+def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
+    """A UTF-8 XML document valid against the schema; ``decode(encode(e)) == e``. ``checked``: as
+    ``regional.encode``."""
+    if not checked:
+        check_envelope(envelope)
     root = etree.Element(f"{_NS}exchangeEnvelope", nsmap={None: NAMESPACE}, version=str(FORMAT_VERSION))
     header = etree.SubElement(root, f"{_NS}header")
     for element, attribute in _HEADER:
@@ -90,6 +92,11 @@ def encode(envelope: Envelope) -> bytes:
                                  algorithm=_xml_text(signed.algorithm, "signed.algorithm"),
                                  treeSize=str(signed.tree_size), root=signed.root.hex())
     signature.text = base64.b64encode(signed.signature).decode("ascii")
+    if envelope.proof is not None:
+        proof = etree.SubElement(root, f"{_NS}proof", index=str(envelope.proof.index),
+                                 treeSize=str(envelope.proof.tree_size))
+        for value in envelope.proof.path:
+            etree.SubElement(proof, f"{_NS}hash").text = value.hex()
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
@@ -151,4 +158,8 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
         raise EnvelopeError("signed.signature", "is not base64") from None
     signed = SignedBatch(int(signature.get("treeSize")), bytes.fromhex(signature.get("root")), signature.get("kid"),
                          signature.get("algorithm"), signature_bytes)
-    return check_envelope(Envelope(records=records, signed=signed, **fields))
+    proof_element = root.find(f"{_NS}proof")
+    proof = None if proof_element is None else Proof(
+        int(proof_element.get("index")), int(proof_element.get("treeSize")),
+        tuple(bytes.fromhex(h.text or "") for h in proof_element.iterchildren(f"{_NS}hash")))
+    return check_envelope(Envelope(records=records, signed=signed, proof=proof, **fields))

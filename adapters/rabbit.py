@@ -6,16 +6,22 @@ msg/s here, DESIGN.md §12); keeping up to ``window`` messages unconfirmed and m
 acks by delivery tag reaches the broker's own rate. The ioloop also keeps heartbeats going: database
 work done in it is one short query per tick.
 
-Nothing is lost: a row leaves PENDING only when the broker confirmed its message (or after
-``max_attempts`` nacks, when it is dead-lettered with the reason). A dropped connection leaves the
-unconfirmed rows PENDING; they are published again after reconnecting, so delivery is at-least-once
-and consumers deduplicate by record id (in the envelope; small batches also list them in a header).
+One outbox row is one batch for one platform; it holds one message per record (``pack``), each a
+one-record envelope with its inclusion proof, published with the row's headers plus
+``x-exnode-record-id``. Why one message per record: receivers acknowledge, deduplicate and dead-letter
+records, not batches (DESIGN §5), and a consumer never has to hold a whole batch to verify one record.
+
+Nothing is lost: a row leaves PENDING only when the broker confirmed every one of its messages (or
+after ``max_attempts`` nacked attempts, when its messages are dead-lettered with the reason). A dropped
+connection leaves the unconfirmed rows PENDING; they are published again after reconnecting, so
+delivery is at-least-once and consumers deduplicate by record id.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,9 +59,43 @@ def declare_topology(channel: Any, node_id: str, queues: Sequence[str] = ()) -> 
         channel.queue_declare(queue, durable=True, arguments=queue_arguments(node_id))
 
 
+_PACK_MAGIC = b"EXM1"
+_ID = struct.Struct(">H")
+_BODY = struct.Struct(">I")
+
+
+def pack(messages: Sequence[tuple[str, bytes]]) -> bytes:
+    """The messages of one outbox row, (record id, encoded one-record envelope) each, as one blob."""
+    parts = [_PACK_MAGIC]
+    for record_id, body in messages:
+        raw_id = record_id.encode("utf-8")
+        parts += [_ID.pack(len(raw_id)), raw_id, _BODY.pack(len(body)), body]
+    return b"".join(parts)
+
+
+def unpack(blob: bytes) -> list[tuple[str, bytes]]:
+    """What ``pack`` packed; ValueError if the blob is not one (a row written by another version)."""
+    view = memoryview(blob)
+    if bytes(view[:4]) != _PACK_MAGIC:
+        raise ValueError("outbox body is not a packed list of messages")
+    out, at, end = [], 4, len(view)
+    while at < end:
+        (id_length,) = _ID.unpack_from(view, at)
+        at += _ID.size
+        record_id = bytes(view[at:at + id_length]).decode("utf-8")
+        at += id_length
+        (body_length,) = _BODY.unpack_from(view, at)
+        at += _BODY.size
+        if at + body_length > end:
+            raise ValueError("outbox body is truncated")
+        out.append((record_id, bytes(view[at:at + body_length])))
+        at += body_length
+    return out
+
+
 @dataclass(frozen=True)
 class Outgoing:
-    """One outbox row to publish."""
+    """One outbox row to publish: ``body`` is ``pack``ed, one message per record."""
 
     id: int
     queue: str
@@ -74,6 +114,16 @@ class DispatcherStats:
     dead_lettered: int = 0
     reconnects: int = 0
     connected: bool = False
+
+
+@dataclass
+class _Row:
+    """An outbox row whose messages are on the wire: confirmed when ``remaining`` reaches 0."""
+
+    message: Outgoing
+    parts: list[tuple[str, bytes]]
+    remaining: int
+    nacked: bool = False
 
 
 class OutboxPort:
@@ -96,7 +146,9 @@ class Dispatcher:
     url: str
     node_id: str
     outbox: OutboxPort
-    window: int = 200
+    window: int = 1000
+    """Unconfirmed messages (records) kept on the wire; whole rows are published, so it may be exceeded by
+    one row."""
     max_attempts: int = 8
     poll_s: float = 0.05
     reconnect_max_s: float = 10.0
@@ -105,10 +157,15 @@ class Dispatcher:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _connection: SelectConnection | None = None
     _channel: Channel | None = None
-    _inflight: dict[int, Outgoing] = field(default_factory=dict)
+    _inflight: dict[int, int] = field(default_factory=dict)
+    """Delivery tag → outbox row id."""
+    _rows: dict[int, _Row] = field(default_factory=dict)
+    _row_size: int = 1
     _next_tag: int = 0
     _declared: set[str] = field(default_factory=set)
     _acked: list[int] = field(default_factory=list)
+    _timer: Any = None
+    """The pending poll: only a waiting pump is woken early, so there is never more than one pump chain."""
     on_error: Callable[[BaseException], None] | None = None
 
     def start(self) -> None:
@@ -158,7 +215,9 @@ class Dispatcher:
         """Unconfirmed messages stay PENDING in the outbox; they are published again after reconnecting."""
         self._flush_acked()
         self._inflight.clear()
+        self._rows.clear()
         self._declared.clear()
+        self._timer = None
         self._channel = None
         self._next_tag = 0
 
@@ -205,18 +264,36 @@ class Dispatcher:
         self._schedule(0)
 
     # -- publishing -------------------------------------------------------------------------------------
+    def wake(self) -> None:
+        """New outbox rows were committed: publish them now rather than at the next poll (any thread)."""
+        connection = self._connection
+        if connection is not None and not self._stopping.is_set():
+            try:
+                connection.ioloop.add_callback_threadsafe(self._woken)
+            except Exception:
+                pass  # the loop is closing; the next connection polls the outbox anyway
+
+    def _woken(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is None or self._connection is None:
+            return  # a pump is running or declaring queues: it reads the outbox again when it is done
+        self._connection.ioloop.remove_timeout(timer)
+        self._pump()
+
     def _schedule(self, delay: float) -> None:
         if self._connection is not None and not self._stopping.is_set():
-            self._connection.ioloop.call_later(delay, self._pump)
+            self._timer = self._connection.ioloop.call_later(delay, self._pump)
 
     def _pump(self) -> None:
+        self._timer = None
         channel = self._channel
         if channel is None or not channel.is_open or self._stopping.is_set():
             return
         try:
             self._flush_acked()
             room = self.window - len(self._inflight)
-            batch = self.outbox.due(room, {m.id for m in self._inflight.values()}) if room > 0 else []
+            rows = max(1, room // self._row_size)
+            batch = self.outbox.due(rows, set(self._rows)) if room > 0 else []
         except Exception as error:
             log.exception("outbox read failed")
             if self.on_error:
@@ -229,7 +306,7 @@ class Dispatcher:
             return
         for message in batch:
             self._publish(channel, message)
-        self._schedule(0 if len(batch) == room and room > 0 else self.poll_s)
+        self._schedule(0 if batch and len(batch) == rows else self.poll_s)
 
     def _declare(self, channel: Channel, queues: list[str], batch: list[Outgoing]) -> None:
         queue = queues[0]
@@ -245,38 +322,63 @@ class Dispatcher:
 
         channel.queue_declare(queue, durable=True, arguments=queue_arguments(self.node_id), callback=done)
 
+    def _properties(self, message: Outgoing, record_id: str, headers: dict[str, str] | None = None
+                    ) -> pika.BasicProperties:
+        return pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent, content_type=message.content_type,
+            headers={**(headers or message.headers), "x-exnode-record-id": record_id},
+            message_id=f"{message.message_id}:{record_id}", app_id=f"exnode:{self.node_id}")
+
     def _publish(self, channel: Channel, message: Outgoing) -> None:
-        properties = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent, content_type=message.content_type, headers=message.headers,
-            message_id=message.message_id, app_id=f"exnode:{self.node_id}")
-        channel.basic_publish("", message.queue, message.body, properties)
-        self._next_tag += 1
-        self._inflight[self._next_tag] = message
-        self.stats.published += 1
+        try:
+            parts = unpack(message.body)
+        except ValueError as error:
+            self._rows[message.id] = _Row(message, [], 0, nacked=True)
+            self._finished(message.id, str(error), dead=True)
+            return
+        row = self._rows[message.id] = _Row(message, parts, len(parts))
+        self._row_size = max(1, len(parts))
+        for record_id, body in parts:
+            channel.basic_publish("", message.queue, body, self._properties(message, record_id))
+            self._next_tag += 1
+            self._inflight[self._next_tag] = message.id
+            self.stats.published += 1
+        if not parts:
+            self._finished(row.message.id)
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
+        acked = isinstance(method, Basic.Ack)
         tags = [t for t in self._inflight if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
         for tag in tags:
-            message = self._inflight.pop(tag, None)
-            if message is None:
+            row_id = self._inflight.pop(tag, None)
+            row = self._rows.get(row_id) if row_id is not None else None
+            if row is None:
                 continue
-            if isinstance(method, Basic.Ack):
-                self._acked.append(message.id)
+            if acked:
                 self.stats.confirmed += 1
             else:
                 self.stats.nacked += 1
-                self._nacked(message)
+                row.nacked = True
+            row.remaining -= 1
+            if row.remaining == 0:
+                self._finished(row.message.id)
 
-    def _nacked(self, message: Outgoing) -> None:
-        dead = message.attempts + 1 >= self.max_attempts
-        reason = f"broker nacked the message {message.attempts + 1} times"
+    def _finished(self, row_id: int, problem: str = "", *, dead: bool = False) -> None:
+        """Every message of the row has its confirm: the row is confirmed, retried or dead-lettered."""
+        row = self._rows.pop(row_id)
+        if not row.nacked:
+            self._acked.append(row_id)
+            return
+        message = row.message
+        dead = dead or message.attempts + 1 >= self.max_attempts
+        reason = problem or f"broker nacked the message {message.attempts + 1} times"
         if dead and self._channel is not None and self._channel.is_open:
             headers = {**message.headers, "x-exnode-dead-letter-reason": reason, "x-exnode-queue": message.queue}
-            self._channel.basic_publish(names(self.node_id)["dlx"], "", message.body, pika.BasicProperties(
-                delivery_mode=pika.DeliveryMode.Persistent, content_type=message.content_type, headers=headers,
-                message_id=message.message_id))
-            self._next_tag += 1  # the dead letter's own confirm is not tracked
+            for record_id, body in row.parts or [("", message.body)]:
+                self._channel.basic_publish(names(self.node_id)["dlx"], "", body,
+                                            self._properties(message, record_id, headers))
+                self._next_tag += 1  # the dead letter's own confirm is not tracked
             self.stats.dead_lettered += 1
         try:
             self.outbox.failed(message, reason, dead=dead)

@@ -1,7 +1,7 @@
 """Regional platform codec (省级、自治区平台): the envelope as one UTF-8 JSON document.
 
 The field names are those of ``Envelope``; ``signed`` is ``SignedBatch.to_dict`` (root and signature in
-hex). Decoding is strict: an unknown or missing field, a value of the wrong type, a duplicate key, NaN or
+hex); a one-record envelope of the relay adds ``proof`` (``Proof.to_dict``: index, tree_size, path in hex). Decoding is strict: an unknown or missing field, a value of the wrong type, a duplicate key, NaN or
 Infinity is refused with an EnvelopeError naming the field (``records[2].sequence``), because a payload
 that two parsers could read differently would hash differently on each side.
 """
@@ -23,7 +23,7 @@ from adapters.envelope import (
     parse_created_at,
 )
 from catalog.records import Operation, Record
-from security.merkle import SignedBatch
+from security.merkle import Proof, SignedBatch
 
 CONTENT_TYPE = "application/json"
 
@@ -31,11 +31,15 @@ _TOP = ("version", "batch_id", "node_id", "provider_code", "resource_code", "con
         "records", "signed")
 _RECORD = ("id", "sequence", "operation", "payload")
 _SIGNED = ("tree_size", "root", "kid", "algorithm", "signature")
+_PROOF = ("index", "tree_size", "path")
 
 
-def encode(envelope: Envelope) -> bytes:
-    """Compact UTF-8 JSON with Chinese text unescaped; ``decode(encode(e)) == e``."""
-    check_envelope(envelope)
+def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
+    """Compact UTF-8 JSON with Chinese text unescaped; ``decode(encode(e)) == e``.
+
+    ``checked``: the envelope comes from ``seal``/``seal_split``, which checked every field already."""
+    if not checked:
+        check_envelope(envelope)
     document = {
         "version": FORMAT_VERSION, "batch_id": envelope.batch_id, "node_id": envelope.node_id,
         "provider_code": envelope.provider_code, "resource_code": envelope.resource_code,
@@ -44,17 +48,19 @@ def encode(envelope: Envelope) -> bytes:
                      "payload": dict(record.payload)} for record in envelope.records],
         "signed": envelope.signed.to_dict(),
     }
+    if envelope.proof is not None:
+        document["proof"] = envelope.proof.to_dict()
     return json_dumps(document).encode("utf-8")
 
 
-def _object(value: Any, where: str, fields: tuple[str, ...]) -> Mapping[str, Any]:
-    """The object at ``where``, with exactly ``fields``."""
+def _object(value: Any, where: str, fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> Mapping[str, Any]:
+    """The object at ``where``, with exactly ``fields`` (and any of ``optional``)."""
     if not isinstance(value, dict):
         raise EnvelopeError(where or "document", f"must be a JSON object, not {_kind(value)}")
     prefix = f"{where}." if where else ""
     for name in value:
-        if name not in fields:
-            raise EnvelopeError(f"{prefix}{name}", f"is not a field here (known: {', '.join(fields)})")
+        if name not in fields and name not in optional:
+            raise EnvelopeError(f"{prefix}{name}", f"is not a field here (known: {', '.join(fields + optional)})")
     for name in fields:
         if name not in value:
             raise EnvelopeError(f"{prefix}{name}", "is missing")
@@ -105,7 +111,7 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as error:
         raise EnvelopeError("document", f"is not UTF-8 (byte {error.start})") from None
-    document = _object(json_loads(text, "document"), "", _TOP)
+    document = _object(json_loads(text, "document"), "", _TOP, ("proof",))
     version = document["version"]
     if _integer(version, "version") != FORMAT_VERSION:
         raise EnvelopeError("version", f"{version} is not a version this node reads (it reads {FORMAT_VERSION})")
@@ -123,5 +129,15 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
         signed=SignedBatch(_integer(signed["tree_size"], "signed.tree_size"), _hex(signed["root"], "signed.root"),
                            _text(signed["kid"], "signed.kid"), _text(signed["algorithm"], "signed.algorithm"),
                            _hex(signed["signature"], "signed.signature")),
+        proof=_proof(document["proof"]) if "proof" in document else None,
     )
     return check_envelope(envelope)
+
+
+def _proof(value: Any) -> Proof:
+    fields = _object(value, "proof", _PROOF)
+    path = fields["path"]
+    if not isinstance(path, list):
+        raise EnvelopeError("proof.path", f"must be a JSON array, not {_kind(path)}")
+    return Proof(_integer(fields["index"], "proof.index"), _integer(fields["tree_size"], "proof.tree_size"),
+                 tuple(_hex(h, f"proof.path[{i}]") for i, h in enumerate(path)))

@@ -43,6 +43,10 @@ class Record:
         return canonical_record(provider_code, resource_code, self)
 
 
+MAX_SEQUENCE = (1 << 63) - 1
+"""Sequence numbers fit a signed 64-bit database column."""
+
+
 def canonical_record(provider_code: str, resource_code: str, record: Record) -> bytes:
     document = {"id": record.id, "sequence": record.sequence, "operation": record.operation.value,
                 "provider": provider_code, "resource": resource_code, "payload": dict(record.payload)}
@@ -70,7 +74,9 @@ def _digits(number: Decimal) -> int:
     return max(len(digits), -exponent if isinstance(exponent, int) and exponent < 0 else 0)
 
 
-_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+"""Control characters XML 1.0 cannot carry, and lone surrogates (JSON's "\\ud800" parses to one), which no
+UTF-8 encoder can write: a value with either could be stored but never relayed."""
 
 
 def value_problem(item: Item, value: Any) -> str | None:
@@ -79,7 +85,7 @@ def value_problem(item: Item, value: Any) -> str | None:
     ministry's XML included) can carry every accepted record."""
     kind = item.data_type
     if isinstance(value, str) and _XML_UNSAFE.search(value):
-        return "contains control characters"
+        return "contains control characters or lone surrogates"
     if isinstance(value, float) and not math.isfinite(value):
         return "is not a finite number"
     if kind in (ItemDataType.STRING, ItemDataType.MEMO):
@@ -121,14 +127,15 @@ def value_problem(item: Item, value: Any) -> str | None:
 
 def payload_problems(items: Sequence[Item], record: Record, where: str = "") -> list[FieldProblem]:
     """Every way the record breaks the resource's items: unknown items, missing required ones, types and
-    lengths. A DELETE needs only its id."""
+    lengths. A DELETE needs only its id; if it carries a payload anyway, that payload must fit the items
+    (types and lengths; nothing is required), because it is stored and relayed like any other."""
     prefix = f"{where}." if where else ""
     problems: list[FieldProblem] = []
     if not _RECORD_ID.fullmatch(record.id or ""):
         problems.append(FieldProblem(f"{prefix}id", f"{record.id!r} is not a record id (1-64 of A-Z a-z 0-9 . _ : -)"))
-    if record.sequence < 1:
-        problems.append(FieldProblem(f"{prefix}sequence", "must be 1 or more"))
-    if record.operation is Operation.DELETE:
+    if not 1 <= record.sequence <= MAX_SEQUENCE:
+        problems.append(FieldProblem(f"{prefix}sequence", f"must be from 1 to {MAX_SEQUENCE}"))
+    if record.operation is Operation.DELETE and not record.payload:
         return problems
     by_name = {item.name: item for item in items}
     for name in record.payload:
@@ -137,7 +144,7 @@ def payload_problems(items: Sequence[Item], record: Record, where: str = "") -> 
     for item in items:
         value = record.payload.get(item.name)
         if value is None or value == "":
-            if item.required:
+            if item.required and record.operation is not Operation.DELETE:
                 problems.append(FieldProblem(f"{prefix}payload.{item.name}", "is required"))
             continue
         problem = value_problem(item, value)

@@ -60,6 +60,7 @@ class Node:
         self.dispatcher = Dispatcher(self.config.rabbitmq.url, self.config.node.id, outbox,
                                      window=self.config.exchange.window,
                                      max_attempts=self.config.exchange.max_attempts)
+        self.exchange.on_outbox = self.dispatcher.wake
         self.dispatcher.start()
         return self.dispatcher
 

@@ -2,16 +2,17 @@
 pika baseline measured in the same run; and ingest-to-consumer latency at a steady rate.
 
 Why this shape: the pipeline's cost is what matters, so the baseline is what RabbitMQ alone does with the
-same traffic: as many AMQP messages, of the same size (a whole batch envelope plus its headers), published
-with windowed confirms into the same kind of queue (durable quorum, persistent) and consumed with acks.
+same traffic: as many AMQP messages, of the same size (a one-record envelope with its inclusion proof, plus
+its headers: the relay publishes one message per record), published with the dispatcher's window of
+unconfirmed messages into the same kind of queue (durable quorum, persistent) and consumed with acks.
 The node (gRPC server, dispatcher, SQLite) runs in this process, so ``peak_rss_mb`` is the node's; the
 provider, the subscriber and the raw publisher are separate processes (spawn, each with its own GIL).
 
 Relay path timed: IngestStream (one stream, pipelined: the provider does not wait for an answer before
 sending the next batch; one stream because a provider's sequence numbers must rise, so concurrent
 streams would refuse each other's batches) → one transaction (records, batch, audit, outbox) → the
-dispatcher publishes with windowed confirms → a subscriber decodes every envelope with the regional
-codec, counts distinct record ids and acks. Time runs from the provider's first send to the last record
+dispatcher publishes one message per record with windowed confirms → a subscriber decodes every
+envelope with the regional codec, counts distinct record ids and acks. Time runs from the provider's first send to the last record
 consumed (CLOCK_MONOTONIC is shared by the processes of one machine).
 
 Latency: ``rate`` records/s as batches of ``rate // 20`` every 50 ms on one stream. Each record id carries
@@ -38,9 +39,10 @@ CONSUMER = "11150100011627354Q"  # 呼和浩特市民政局
 LOW_INCOME = "311140001/000001"  # 城乡最低生活保障对象信息 (有条件共享)
 PLATFORM = "bench"
 PREFETCH = 1000
-RAW_WINDOW = 200
+VERIFY_EVERY = 100
+"""The relay's subscriber decodes and verifies every 100th message (all in the fault and integration tests)."""
 RAW_RUNS = 3
-"""The raw baseline is short (the relay's few hundred large messages); its median of three runs is printed."""
+"""The raw baseline's median of three runs is printed."""
 TARGET_PAYLOAD_BYTES = 1024
 _ADDRESS_HEAD = "内蒙古自治区呼和浩特市新城区海拉尔东街道"
 _ADDRESS_FILL = "幸福小区一号楼二单元三层东户旁边的院子里"
@@ -174,19 +176,27 @@ def _provider(address_: str, token: str, private: bytes, kid: str, plan: dict[st
     results.put(asyncio.run(run()))
 
 
-def _consumer(url: str, queue: str, mode: str, expected: int, timeout: float, ready: Any, results: Any) -> None:
-    """A subscriber: manual acks, prefetch ``PREFETCH``. ``relay``: decodes each envelope with the regional
-    codec and counts distinct record ids (``latency``: also the send time in each id); ``raw``: counts
-    messages only."""
+def _consumer(url: str, queue: str, mode: str, expected: int, timeout: float, keys: tuple[str, str] | None,
+              ready: Any, results: Any) -> None:
+    """A subscriber: manual acks, prefetch ``PREFETCH``. ``relay``: counts distinct record ids (the
+    ``x-exnode-record-id`` header every relayed message carries) and decodes and verifies one message in
+    ``VERIFY_EVERY`` against the node's published keys (``latency``: also the send time in each id);
+    ``raw``: counts messages only. What a platform does with a record after it has it is the platform's
+    work, not the relay's; the sampled verification shows the messages are the signed records."""
     import pika
 
+    from adapters import envelope as envelopes
     from adapters import regional
+    from security.keys import read_public_keys
 
+    trusted = {keys[0]: read_public_keys(Path(keys[1]))} if keys else {}
     params = pika.URLParameters(url)
     params.heartbeat = 60
     seen: set[str] = set()
     latencies: list[int] = []
-    state = {"messages": 0, "body_bytes": 0, "header_bytes": 0, "first_ns": 0, "last_ns": 0, "count": 0}
+    problems: list[str] = []
+    state: dict[str, Any] = {"messages": 0, "body_bytes": 0, "header_bytes": 0, "first_ns": 0, "last_ns": 0,
+                             "count": 0, "verified": 0}
     with pika.BlockingConnection(params) as connection:
         channel = connection.channel()
         channel.basic_qos(prefetch_count=PREFETCH)
@@ -201,17 +211,23 @@ def _consumer(url: str, queue: str, mode: str, expected: int, timeout: float, re
             now = time.monotonic_ns()
             state["first_ns"] = state["first_ns"] or now
             state["messages"] += 1
+            headers = properties.headers or {}
             state["body_bytes"] += len(body)
-            state["header_bytes"] += sum(len(str(k)) + len(str(v)) for k, v in (properties.headers or {}).items())
+            state["header_bytes"] += sum(len(str(k)) + len(str(v)) for k, v in headers.items())
             if mode == "raw":
                 state["count"] += 1
             else:
-                envelope = regional.decode(body)
-                for record in envelope.records:
-                    if record.id not in seen and (mode != "latency" or record.id.startswith("L")):
-                        seen.add(record.id)
-                        if mode == "latency":
-                            latencies.append(now - int(record.id.rsplit("-", 1)[1]))
+                record_id = headers.get("x-exnode-record-id", "")
+                if state["messages"] % VERIFY_EVERY == 1:
+                    envelope = regional.decode(body)
+                    problems.extend(envelopes.verify(envelope, trusted))
+                    if [r.id for r in envelope.records] != [record_id]:
+                        problems.append(f"header x-exnode-record-id {record_id!r} is not the record's id")
+                    state["verified"] += 1
+                if record_id not in seen and (mode != "latency" or record_id.startswith("L")):
+                    seen.add(record_id)
+                    if mode == "latency":
+                        latencies.append(now - int(record_id.rsplit("-", 1)[1]))
                 state["count"] = len(seen)
             channel.basic_ack(method.delivery_tag)
             if state["count"] >= expected:
@@ -219,6 +235,7 @@ def _consumer(url: str, queue: str, mode: str, expected: int, timeout: float, re
                 break
         channel.cancel()
     state["cpu_s"] = _cpu_s() - cpu
+    state["problems"] = problems[:10]
     latencies.sort()
     if latencies:
         state["p50_ms"] = latencies[len(latencies) // 2] / 1e6
@@ -408,7 +425,7 @@ def _phase(context: Any, provider_args: tuple, consumer_args: tuple, timeout: fl
 
 
 def _raw_baseline(context: Any, url: str, queue: str, node_id: str, messages: int, body: int, header: int,
-                  timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+                  window: int, timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
     import pika
 
     from adapters.rabbit import queue_arguments
@@ -417,8 +434,8 @@ def _raw_baseline(context: Any, url: str, queue: str, node_id: str, messages: in
         connection.channel().queue_declare(queue, durable=True, arguments=queue_arguments(node_id))
     ready, go = context.Event(), context.Event()
     out_c, out_p = context.Queue(), context.Queue()
-    consumer = context.Process(target=_consumer, args=(url, queue, "raw", messages, timeout, ready, out_c), daemon=True)
-    publisher = context.Process(target=_raw_publisher, args=(url, queue, messages, body, header, RAW_WINDOW, go, out_p),
+    consumer = context.Process(target=_consumer, args=(url, queue, "raw", messages, timeout, None, ready, out_c), daemon=True)
+    publisher = context.Process(target=_raw_publisher, args=(url, queue, messages, body, header, window, go, out_p),
                                 daemon=True)
     consumer.start()
     publisher.start()
@@ -436,7 +453,7 @@ def _raw_baseline(context: Any, url: str, queue: str, node_id: str, messages: in
 
 ORDER = ("records", "batch", "payload_bytes", "relay_records_per_s", "relay_seconds", "relay_ingest_records_per_s",
          "relay_messages", "relay_messages_published", "relay_message_bytes_avg", "relay_header_bytes_avg",
-         "relay_node_cpu_s", "relay_provider_cpu_s", "relay_consumer_cpu_s",
+         "relay_node_cpu_s", "relay_provider_cpu_s", "relay_consumer_cpu_s", "relay_messages_verified",
          "raw_messages_per_s", "raw_messages_per_s_min", "raw_messages_per_s_max", "raw_runs", "raw_records_per_s",
          "relay_vs_raw_ratio", "latency_rate_per_s",
          "latency_batch_size", "latency_records", "latency_p50_ms", "latency_p99_ms", "latency_max_ms",
@@ -466,6 +483,9 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
         try:
             private, kid, queue = _set_up(node)
             queues.append(queue)
+            from security.keys import write_public_keys
+
+            keys = (node.node_id, str(write_public_keys(node.node.keys, node.node_id)))
             token = node.token(PROVIDER, ["provider"])
             dispatcher = node.node.dispatcher
             assert dispatcher is not None
@@ -476,9 +496,11 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
             plan = {"mode": "throughput", "records": records, "batch": batch, "first_sequence": 1,
                     "address_chars": chars}
             sent, consumed = _phase(context, (node.address, token, private, kid, plan),
-                                    (url, queue, "relay", records, timeout), timeout)
+                                    (url, queue, "relay", records, timeout, keys), timeout)
             if consumed["count"] < records or not consumed["last_ns"]:
                 raise RuntimeError(f"the subscriber received {consumed['count']} of {records} records")
+            if consumed["problems"] or not consumed["verified"]:
+                raise RuntimeError(f"relayed messages did not verify: {consumed['problems']}")
             seconds = (consumed["last_ns"] - sent["started_ns"]) / 1e9
             messages = consumed["messages"]
             figures.update({
@@ -490,7 +512,7 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
                 "relay_message_bytes_avg": consumed["body_bytes"] / messages,
                 "relay_header_bytes_avg": consumed["header_bytes"] / messages,
                 "relay_node_cpu_s": _cpu_s() - cpu, "relay_provider_cpu_s": sent["cpu_s"],
-                "relay_consumer_cpu_s": consumed["cpu_s"],
+                "relay_consumer_cpu_s": consumed["cpu_s"], "relay_messages_verified": consumed["verified"],
             })
             _log(f"relay: {records / seconds:.0f} records/s ({messages} messages)")
 
@@ -500,7 +522,7 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
                     "first_sequence": records + 1, "address_chars": chars}
             expected = latency_batches * latency_batch
             sent, consumed = _phase(context, (node.address, token, private, kid, plan),
-                                    (url, queue, "latency", expected, latency_seconds + timeout),
+                                    (url, queue, "latency", expected, latency_seconds + timeout, keys),
                                     latency_seconds + timeout)
             if consumed["count"] < expected:
                 raise RuntimeError(f"the subscriber received {consumed['count']} of {expected} records")
@@ -515,12 +537,13 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
 
             # 3. the raw baseline: as many messages of the same size, RabbitMQ and pika alone.
             body, header = round(figures["relay_message_bytes_avg"]), round(figures["relay_header_bytes_avg"])
-            _log(f"raw: {messages} messages of {body} B (+{header} B headers), window {RAW_WINDOW} → {queues[0]}, "
+            window = dispatcher.window
+            _log(f"raw: {messages} messages of {body} B (+{header} B headers), window {window} → {queues[0]}, "
                  f"{RAW_RUNS} runs")
             raw_rates = []
             for _ in range(RAW_RUNS):
                 published_raw, consumed_raw = _raw_baseline(context, url, queues[0], node.node_id, messages, body,
-                                                            header, timeout)
+                                                            header, window, timeout)
                 raw_rates.append(messages / ((consumed_raw["last_ns"] - published_raw["started_ns"]) / 1e9))
                 _log(f"raw: {raw_rates[-1]:.0f} messages/s")
         finally:

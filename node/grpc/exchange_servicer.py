@@ -47,7 +47,8 @@ def batch_from_proto(message: pb.RecordBatch) -> IncomingBatch:
     if problems:
         raise InvalidField(problems)
     return IncomingBatch(message.batch_id, message.provider_code, message.resource_code, tuple(records),
-                         message.merkle_root, message.key_id, message.signature)
+                         message.merkle_root, message.key_id, message.signature,
+                         tuple(len(r.payload) for r in message.records))
 
 
 def result_to_proto(result: IngestResult) -> pb.IngestResponse:

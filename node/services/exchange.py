@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from adapters import envelope as envelopes
 from adapters.platforms import Platform, codec_for
+from adapters.rabbit import pack
 from catalog.errors import AlreadyExists, FieldProblem, InvalidField, NotFound
 from catalog.model import ResourceStatus
 from catalog.records import Record, canonical_record, payload_problems
@@ -62,6 +63,8 @@ class IncomingBatch:
     merkle_root: bytes
     kid: str
     signature: bytes
+    payload_sizes: tuple[int, ...] | None = None
+    """Bytes of each payload as the provider sent it (gRPC); None: measured as compact JSON."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class ExchangeApplication:
         self.limits = limits or Limits()
         self.declare_queue = declare_queue
         """Declares a subscriber's durable quorum queue on the broker (the bootstrap gives the real one)."""
+        self.on_outbox: Callable[[], None] | None = None
+        """Called after a commit that wrote outbox rows: the dispatcher publishes them now, not at its next poll."""
 
     # -- provider keys ----------------------------------------------------------------------------------
     def register_key(self, principal: Principal, department_code: str, algorithm: str, public_pem: str
@@ -154,8 +159,10 @@ class ExchangeApplication:
         if len(batch.records) > limits.max_records:
             raise RequestTooLarge(f"records: {len(batch.records)} records, at most {limits.max_records} per batch")
         total = 0
-        for index, record in enumerate(batch.records):
-            size = len(json.dumps(dict(record.payload), ensure_ascii=False).encode())
+        sizes = batch.payload_sizes
+        if sizes is None or len(sizes) != len(batch.records):
+            sizes = tuple(len(json.dumps(dict(r.payload), ensure_ascii=False).encode()) for r in batch.records)
+        for index, size in enumerate(sizes):
             if size > limits.max_record_bytes:
                 raise RequestTooLarge(f"records[{index}].payload: {size} bytes, at most {limits.max_record_bytes}")
             total += size
@@ -222,10 +229,13 @@ class ExchangeApplication:
                 roles=tuple(sorted(principal.roles)), action="exchange/store-batch", target=f"resource:{resource_code}",
                 result="OK", detail=detail)])
             uow.commit()
+        if subscribers and self.on_outbox is not None:
+            self.on_outbox()
         return IngestResult(batch.batch_id, len(fresh), duplicates, tuple(gaps), subscribers)
 
     def _outbox(self, uow: UnitOfWork, batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime) -> int:
-        """One sealed, masked, encoded message per live subscription, written in the ingest transaction."""
+        """One outbox row per live subscription, written in the ingest transaction: the records masked per
+        its grant, sealed with the node's signature, one encoded one-record envelope each (``pack``)."""
         rows = []
         for subscription in uow.exchange.subscriptions_for(batch.resource_code):
             platform = self.platforms.get(subscription.platform)
@@ -235,24 +245,23 @@ class ExchangeApplication:
                 continue
             grant = max(grants, key=lambda g: g.expires_at)
             records = envelopes.masked(fresh, grant.items, grant.masking)
-            sealed = envelopes.seal(
+            parts = envelopes.seal_split(
                 batch_id=batch.batch_id, node_id=self.node_id, provider_code=batch.provider_code,
                 resource_code=batch.resource_code, consumer_code=subscription.consumer_code, records=records,
-                signer=self.keys.active, now=now)
+                signer=self.keys.active, now=now, checked=True)
+            signed = parts[0].signed
             codec = codec_for(platform.kind)
             headers = {
                 "x-exnode-batch-id": batch.batch_id, "x-exnode-resource": batch.resource_code,
                 "x-exnode-provider": batch.provider_code, "x-exnode-consumer": subscription.consumer_code,
-                "x-exnode-node": self.node_id, "x-exnode-kid": sealed.signed.kid,
-                "x-exnode-signature": sealed.signed.signature.hex(), "x-exnode-merkle-root": sealed.signed.root.hex(),
+                "x-exnode-node": self.node_id, "x-exnode-kid": signed.kid,
+                "x-exnode-signature": signed.signature.hex(), "x-exnode-merkle-root": signed.root.hex(),
                 "x-exnode-record-count": str(len(records)),
             }
-            ids = ",".join(r.id for r in records)
-            if len(ids) <= 60_000:  # AMQP frames are small: large batches carry their ids in the body only
-                headers["x-exnode-record-ids"] = ids
+            body = pack([(part.records[0].id, codec.encode(part, checked=True)) for part in parts])
             rows.append({"batch_id": batch.batch_id, "platform": platform.name, "queue": platform.queue,
                          "consumer_code": subscription.consumer_code, "content_type": codec.CONTENT_TYPE,
-                         "headers": headers, "body": codec.encode(sealed)})
+                         "headers": headers, "body": body})
         uow.exchange.add_outbox(rows, now)
         return len(rows)
 

@@ -214,6 +214,7 @@ class Drained:
     ids: Counter[str] = field(default_factory=Counter)
     batch_ids: Counter[str] = field(default_factory=Counter)
     redelivered_batches: set[str] = field(default_factory=set)
+    redelivered_ids: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -232,7 +233,7 @@ def drain(queue: str, expected: set[str], *, trusted: dict | None = None, timeou
     deadline = time.monotonic() + timeout
     with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
         channel = connection.channel()
-        channel.basic_qos(prefetch_count=50)
+        channel.basic_qos(prefetch_count=500)
         idle_since = time.monotonic()
         for method, properties, body in channel.consume(queue, inactivity_timeout=0.5):
             now = time.monotonic()
@@ -248,10 +249,14 @@ def drain(queue: str, expected: set[str], *, trusted: dict | None = None, timeou
             if method.redelivered:
                 out.redelivered += 1
                 out.redelivered_batches.add(envelope.batch_id)
+                out.redelivered_ids.update(record.id for record in envelope.records)
             out.batch_ids[envelope.batch_id] += 1
             out.ids.update(record.id for record in envelope.records)
-            if (properties.headers or {}).get("x-exnode-batch-id") != envelope.batch_id:
+            headers = properties.headers or {}
+            if headers.get("x-exnode-batch-id") != envelope.batch_id:
                 out.problems.append(f"header x-exnode-batch-id of {envelope.batch_id} differs")
+            if envelope.proof is not None and headers.get("x-exnode-record-id") != envelope.records[0].id:
+                out.problems.append(f"header x-exnode-record-id of {envelope.records[0].id} differs")
             channel.basic_ack(method.delivery_tag)
             if now > deadline:
                 break
@@ -353,7 +358,8 @@ url, queue, prefetch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 channel = pika.BlockingConnection(pika.URLParameters(url)).channel()
 channel.basic_qos(prefetch_count=prefetch)
 def received(channel, method, properties, body):  # never acked: the process is killed first
-    print(json.dumps({"batch_id": properties.headers["x-exnode-batch-id"], "redelivered": method.redelivered}),
+    print(json.dumps({"batch_id": properties.headers["x-exnode-batch-id"],
+                      "record_id": properties.headers["x-exnode-record-id"], "redelivered": method.redelivered}),
           flush=True)
 channel.basic_consume(queue, received, auto_ack=False)
 print("consuming", flush=True)

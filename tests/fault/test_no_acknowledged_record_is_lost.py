@@ -207,7 +207,7 @@ def test_a_broker_restart_mid_relay_loses_no_acknowledged_record(running: Runnin
     dispatcher = running.node.dispatcher
     assert dispatcher is not None
     before = provider_of(running, key, batches=200, size=100).start()  # 20,000 records
-    wait_until(lambda: dispatcher.stats.confirmed >= 20 or before.failure, 120,
+    wait_until(lambda: dispatcher.stats.confirmed >= 2_000 or before.failure, 120,
                lambda: f"the dispatcher relaying: {dispatcher.stats}")
     try:
         rabbitmqctl("stop_app")
@@ -244,8 +244,9 @@ def test_dropped_broker_connections_mid_relay_lose_no_acknowledged_record(proxie
     dispatcher = running.node.dispatcher
     assert dispatcher is not None
     provider = provider_of(running, key, batches=150, size=100).start()
-    for threshold in (20, 60):
-        wait_until(lambda threshold=threshold: dispatcher.stats.confirmed >= threshold and dispatcher.stats.connected,
+    for cuts, threshold in enumerate((2_000, 6_000)):  # confirmed messages: one per record
+        wait_until(lambda cuts=cuts, threshold=threshold: dispatcher.stats.confirmed >= threshold
+                   and dispatcher.stats.connected and dispatcher.stats.reconnects >= cuts,
                    120, lambda: f"the dispatcher relaying: {dispatcher.stats}")
         assert proxy.cut() >= 1
     provider.join(240)
@@ -305,7 +306,7 @@ def test_a_consumer_that_dies_before_it_acks_loses_nothing(running: RunningNode,
         consumer = ConsumerProcess(queue, prefetch)
         wait_until(lambda: len(consumer.received) >= prefetch, 60, consumer.describe)
         time.sleep(1.0)  # a consumer that does not ack gets no more than its prefetch
-        held = [m["batch_id"] for m in consumer.received]
+        held = [m["record_id"] for m in consumer.received]
         consumer.kill()
     else:
         proxy = Proxy()
@@ -315,7 +316,7 @@ def test_a_consumer_that_dies_before_it_acks_loses_nothing(running: RunningNode,
         held = []
         for method, properties, _body in channel.consume(queue, inactivity_timeout=30):
             assert method is not None, "no delivery within 30 s"
-            held.append(properties.headers["x-exnode-batch-id"])
+            held.append(properties.headers["x-exnode-record-id"])
             if len(held) == prefetch:
                 break
         time.sleep(1.0)
@@ -330,5 +331,5 @@ def test_a_consumer_that_dies_before_it_acks_loses_nothing(running: RunningNode,
     acknowledged = provider.acknowledged_ids()
     arrived = drain(queue, acknowledged)
     assert arrived.distinct == acknowledged and arrived.problems == []
-    assert arrived.messages == 20 and arrived.duplicates() == 0, "a message was delivered twice to live consumers"
-    assert arrived.redelivered_batches == set(held), (arrived.redelivered_batches, held)
+    assert arrived.messages == 20 * 50 and arrived.duplicates() == 0, "a message was delivered twice to live consumers"
+    assert arrived.redelivered_ids == set(held), (arrived.redelivered_ids, held)

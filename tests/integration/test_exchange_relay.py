@@ -129,12 +129,16 @@ def test_a_signed_batch_reaches_every_platform_in_its_format_masked_and_verifiab
     assert (answer.accepted, answer.duplicates, answer.subscribers) == (20, 0, 3)
     trusted = {node.config.node.id: node.node.keys.public}
     for platform, kind in (("hhht", "regional"), ("hhht-xml", "ministry"), ("hhht-pb", "department")):
-        [(headers, body)] = drain(f"exnode.{node.config.node.id}.out.{platform}", 1)
-        sealed = codec_for(kind).decode(body)
-        assert envelopes.verify(sealed, trusted) == []
-        assert headers["x-exnode-batch-id"] == batch.batch_id and headers["x-exnode-provider"] == PROVIDER
-        assert [r.id for r in sealed.records] == [r.id for r in batch.records]
-        first = sealed.records[0].payload
+        messages = drain(f"exnode.{node.config.node.id}.out.{platform}", 20)
+        assert len(messages) == 20  # one message per record, each verifiable on its own
+        parts = [codec_for(kind).decode(body) for _, body in messages]
+        for (headers, _), part in zip(messages, parts, strict=True):
+            assert envelopes.verify(part, trusted) == []
+            assert headers["x-exnode-batch-id"] == batch.batch_id and headers["x-exnode-provider"] == PROVIDER
+            assert headers["x-exnode-record-id"] == part.records[0].id
+            assert headers["x-exnode-signature"] == part.signed.signature.hex()
+        assert sorted(r.id for p in parts for r in p.records) == sorted(r.id for r in batch.records)
+        first = parts[0].records[0].payload
         assert first["公民身份号码"] == "360426********0071" and first["联系电话"] == "138****5678"
     status = provider.GetDeliveryStatus(pb.DeliveryStatusRequest(batch_id=batch.batch_id))
     deadline = time.monotonic() + 10
@@ -269,10 +273,11 @@ def test_a_platform_batch_on_the_inbound_queue_is_stored_and_relayed(node: Runni
     node.node.start_inbound()
     sealed = provider_envelope(key, [low_income_record(n) for n in range(1, 11)])
     inbound_put(node, regional.encode(sealed), regional.CONTENT_TYPE)
-    [(headers, body)] = drain(f"exnode.{node.config.node.id}.out.hhht", 1)
-    relayed = regional.decode(body)
-    assert headers["x-exnode-batch-id"] == sealed.batch_id and len(relayed.records) == 10
-    assert envelopes.verify(relayed, {node.config.node.id: node.node.keys.public}) == []
+    messages = drain(f"exnode.{node.config.node.id}.out.hhht", 10)
+    assert len(messages) == 10 and {h["x-exnode-batch-id"] for h, _ in messages} == {sealed.batch_id}
+    relayed = [regional.decode(body) for _, body in messages]
+    assert sorted(p.records[0].id for p in relayed) == sorted(r.id for r in sealed.records)
+    assert all(envelopes.verify(p, {node.config.node.id: node.node.keys.public}) == [] for p in relayed)
 
 
 @pytest.mark.parametrize("case", ["garbage", "forged signature", "unknown item"])
@@ -308,8 +313,8 @@ def test_signed_receipts_mark_the_batch_receipted_and_forged_ones_are_refused(no
     provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
     batch = provider_batch(PROVIDER, LOW_INCOME, [low_income_record(n) for n in range(1, 6)], key)
     provider.Ingest(as_proto(batch))
-    [(_, body)] = drain(f"exnode.{node.config.node.id}.out.hhht", 1)
-    ids = [r.id for r in codec_for("regional").decode(body).records]
+    ids = [codec_for("regional").decode(body).records[0].id
+           for _, body in drain(f"exnode.{node.config.node.id}.out.hhht", 5)]
     receiver_key = Key()
     admin = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(CONSUMER, ["catalog_admin"]))
     receiver_key.kid = admin.RegisterKey(pb.RegisterKeyRequest(department_code=CONSUMER, algorithm="Ed25519",

@@ -23,6 +23,7 @@ from adapters.envelope import (
     leaves,
     masked,
     seal,
+    split,
     verify,
 )
 from adapters.platforms import KINDS, Platform, PlatformConfigError, codec_for, load_platforms
@@ -138,6 +139,59 @@ def test_every_record_has_an_inclusion_proof_under_the_signed_root(keys):
     for index, leaf in enumerate(leaves(envelope)):
         proof = inclusion_proof(envelope, index)
         assert envelope.signed.verify_record(leaf, proof, keys.public[keys.active.kid])
+
+
+# One record per message (the relay) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+def test_each_record_of_a_split_batch_round_trips_and_verifies_alone(codec, keys, trusted):
+    envelope = sealed(keys)
+    parts = split(envelope)
+    assert [p.records[0] for p in parts] == list(envelope.records)
+    for index, part in enumerate(parts):
+        decoded = codec.decode(codec.encode(part))
+        assert decoded == part and decoded.proof is not None and decoded.proof.index == index
+        assert decoded.signed == envelope.signed
+        assert verify(decoded, trusted) == []
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+def test_a_changed_record_of_a_split_batch_is_detected(codec, keys, trusted):
+    data = codec.encode(split(sealed(keys))[0])
+    tampered = codec.decode(data.replace("张三".encode(), "王五".encode()))
+    problems = verify(tampered, trusted)
+    assert len(problems) == 1 and problems[0].startswith("signed.root:"), problems
+
+
+def test_a_record_moved_to_another_place_in_the_batch_is_detected(keys, trusted):
+    first, second = split(sealed(keys))[:2]
+    moved = dataclasses.replace(first, proof=second.proof)
+    assert verify(moved, trusted)[0].startswith("signed.root:")
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda p: dataclasses.replace(p, tree_size=p.tree_size + 1), "proof.tree_size"),
+    (lambda p: dataclasses.replace(p, index=p.tree_size), "proof.index"),
+    (lambda p: dataclasses.replace(p, path=p.path + (b"x",)), "proof.path[2]"),
+])
+def test_a_malformed_proof_is_refused_naming_the_field(keys, change, field):
+    part = split(sealed(keys))[0]
+    bad = dataclasses.replace(part, proof=change(part.proof))
+    for codec in (regional, department):
+        with pytest.raises(EnvelopeError) as error:
+            codec.encode(bad)
+        assert error.value.field == field
+
+
+def test_a_proof_with_a_wrong_path_length_is_named(keys, trusted):
+    part = split(sealed(keys))[0]
+    short = dataclasses.replace(part, proof=dataclasses.replace(part.proof, path=part.proof.path[:1]))
+    assert verify(short, trusted)[0].startswith("proof: proof has 1 hashes, fewer")
+
+
+def test_a_split_record_is_valid_ministry_xml(keys):
+    document = etree.fromstring(ministry.encode(split(sealed(keys))[3]))
+    assert ministry.envelope_schema().validate(document), ministry.envelope_schema().error_log
 
 
 # Tampering ---------------------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from pika.spec import Basic
 
-from adapters.rabbit import Dispatcher, OutboxPort, Outgoing
+from adapters.rabbit import Dispatcher, OutboxPort, Outgoing, pack, unpack
 
 
 class Recorder(OutboxPort):
@@ -35,8 +36,9 @@ class Channel:
         self.published.append((exchange, routing_key, dict(properties.headers or {})))
 
 
-def message(n: int, attempts: int = 0) -> Outgoing:
-    return Outgoing(n, "exnode.n1.out.p", b"{}", "application/json", {"x-exnode-batch-id": f"b{n}"}, f"b{n}:p",
+def message(n: int, attempts: int = 0, records: int = 1) -> Outgoing:
+    body = pack([(f"r{n}-{i}", b"{}") for i in range(records)])
+    return Outgoing(n, "exnode.n1.out.p", body, "application/json", {"x-exnode-batch-id": f"b{n}"}, f"b{n}:p",
                     attempts)
 
 
@@ -78,3 +80,51 @@ def test_a_lost_connection_leaves_unconfirmed_rows_pending_for_the_next_connecti
     d._on_confirm(frame(Basic.Ack, 2, True))
     d._reset()
     assert recorder.confirmed_ids == [1, 2] and d._inflight == {} and recorder.failures == []
+
+
+def test_pack_round_trips_and_refuses_what_it_did_not_pack():
+    parts = [("DB-000001", "张三".encode()), ("x", b""), ("DB-2", bytes(range(256)) * 300)]
+    assert unpack(pack(parts)) == parts and unpack(pack([])) == []
+    with pytest.raises(ValueError, match="not a packed"):
+        unpack(b'{"records": []}')
+    with pytest.raises(ValueError, match="truncated"):
+        unpack(pack(parts)[:-1])
+
+
+def test_a_row_of_several_records_is_one_message_each_and_confirmed_when_all_are():
+    recorder = Recorder()
+    d = Dispatcher("amqp://unused", "n1", recorder, max_attempts=3)
+    channel = Channel()
+    d._channel = channel  # type: ignore[assignment]
+    d._publish(channel, message(7, records=3))  # type: ignore[arg-type]
+    assert [h["x-exnode-record-id"] for _, _, h in channel.published] == ["r7-0", "r7-1", "r7-2"]
+    d._on_confirm(frame(Basic.Ack, 2, True))
+    d._flush_acked()
+    assert recorder.confirmed_ids == [] and d.stats.confirmed == 2
+    d._on_confirm(frame(Basic.Ack, 3, False))
+    d._flush_acked()
+    assert recorder.confirmed_ids == [7] and d._rows == {}
+
+
+def test_one_nacked_record_sends_its_whole_row_again_later():
+    recorder = Recorder()
+    d = Dispatcher("amqp://unused", "n1", recorder, max_attempts=3)
+    channel = Channel()
+    d._channel = channel  # type: ignore[assignment]
+    d._publish(channel, message(8, records=3))  # type: ignore[arg-type]
+    d._on_confirm(frame(Basic.Nack, 2, False))
+    d._on_confirm(frame(Basic.Ack, 3, True))
+    d._flush_acked()
+    assert recorder.confirmed_ids == [] and recorder.failures == [(8, False)]
+
+
+def test_a_row_that_is_not_a_packed_body_is_dead_lettered_with_the_reason():
+    recorder = Recorder()
+    d = Dispatcher("amqp://unused", "n1", recorder, max_attempts=3)
+    channel = Channel()
+    d._channel = channel  # type: ignore[assignment]
+    bad = Outgoing(9, "q", b"garbage", "application/json", {"x-exnode-batch-id": "b9"}, "b9:p", 0)
+    d._publish(channel, bad)  # type: ignore[arg-type]
+    assert recorder.failures == [(9, True)]
+    [(exchange, _, headers)] = channel.published
+    assert exchange == "exnode.n1.dlx" and "not a packed" in headers["x-exnode-dead-letter-reason"]

@@ -45,8 +45,18 @@ class PlatformSignature(_message.Message):
     signature: bytes
     def __init__(self, tree_size: _Optional[int] = ..., root: _Optional[bytes] = ..., kid: _Optional[str] = ..., algorithm: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
+class PlatformProof(_message.Message):
+    __slots__ = ("index", "tree_size", "path")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    tree_size: int
+    path: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, index: _Optional[int] = ..., tree_size: _Optional[int] = ..., path: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class PlatformEnvelope(_message.Message):
-    __slots__ = ("version", "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at", "records", "signed")
+    __slots__ = ("version", "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at", "records", "signed", "proof")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +66,7 @@ class PlatformEnvelope(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     version: int
     batch_id: str
     node_id: str
@@ -65,4 +76,5 @@ class PlatformEnvelope(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     records: _containers.RepeatedCompositeFieldContainer[PlatformRecord]
     signed: PlatformSignature
-    def __init__(self, version: _Optional[int] = ..., batch_id: _Optional[str] = ..., node_id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., consumer_code: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., records: _Optional[_Iterable[_Union[PlatformRecord, _Mapping]]] = ..., signed: _Optional[_Union[PlatformSignature, _Mapping]] = ...) -> None: ...
+    proof: PlatformProof
+    def __init__(self, version: _Optional[int] = ..., batch_id: _Optional[str] = ..., node_id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., consumer_code: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., records: _Optional[_Iterable[_Union[PlatformRecord, _Mapping]]] = ..., signed: _Optional[_Union[PlatformSignature, _Mapping]] = ..., proof: _Optional[_Union[PlatformProof, _Mapping]] = ...) -> None: ...
