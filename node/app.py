@@ -3,6 +3,7 @@ place (STYLE.md §4). Tests build the same graph with their own config."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import uuid
@@ -56,7 +57,8 @@ class Node:
     def start_dispatcher(self) -> Dispatcher:
         """Relay the outbox to RabbitMQ from this process (``exnode serve`` does, when exchange.dispatch)."""
         self._declare_topology()
-        outbox = SqlOutbox(UnitOfWorkFactory(self.engine), self.catalog.clock, self.lists)
+        outbox = SqlOutbox(UnitOfWorkFactory(self.engine), self.catalog.clock, self.lists,
+                           lease=dt.timedelta(seconds=self.config.exchange.claim_lease_s))
         self.dispatcher = Dispatcher(self.config.rabbitmq.url, self.config.node.id, outbox,
                                      window=self.config.exchange.window,
                                      max_attempts=self.config.exchange.max_attempts)

@@ -78,8 +78,11 @@ class ExchangeSection:
     """The platforms this node relays to (ops/platforms.sample.toml); absent file: none."""
     dispatch: bool = True
     """Run the outbox dispatcher in this process (replicas may leave it to one of them)."""
-    window: int = 200
-    """Unconfirmed messages in flight per dispatcher."""
+    window: int = 1000
+    """Unconfirmed messages (one per record) in flight per dispatcher; whole outbox rows are published."""
+    claim_lease_s: float = 60.0
+    """How long a dispatcher owns the outbox rows it claimed; a replica that dies leaves its rows to the
+    others after this long."""
     max_attempts: int = 8
     max_batch_records: int = 5000
 
@@ -194,6 +197,10 @@ def _validate(config: Config, path: Path) -> None:
                           f"{LEGAL_MINIMUM_RETENTION_DAYS} days (网络安全法 第二十一条)")
     if audit.checkpoint_every < 1 or audit.checkpoint_interval_s <= 0:
         raise ConfigError(f"{path}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
+    exchange = config.exchange
+    for name in ("window", "claim_lease_s", "max_attempts", "max_batch_records"):
+        if getattr(exchange, name) <= 0:
+            raise ConfigError(f"{path}: exchange.{name} = {getattr(exchange, name)} must be positive")
     server = config.server
     if bool(server.tls_cert) != bool(server.tls_key):
         raise ConfigError(f"{path}: server.tls_cert and server.tls_key go together (one is set, the other is not)")
@@ -239,7 +246,8 @@ trust_dev_issuer = {"true" if dev else "false"}             # accept `exnode tok
 [exchange]
 platforms_file = "platforms.toml"    # platforms relayed to (see ops/platforms.sample.toml); absent: none
 dispatch = true                      # run the outbox dispatcher in this process
-window = 200                         # unconfirmed messages in flight (publisher confirms)
+window = 1000                        # unconfirmed messages (one per record) in flight (publisher confirms)
+claim_lease_s = 60.0                 # replicas: a dead dispatcher's claimed outbox rows go to others after this
 max_attempts = 8                     # then the message is dead-lettered with the reason
 max_batch_records = 5000
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Sequence
 
 from adapters.rabbit import OutboxPort, Outgoing, backoff
@@ -14,17 +17,33 @@ from node.storage.unit_of_work import UnitOfWorkFactory
 log = logging.getLogger(__name__)
 
 
+def claimant_id() -> str:
+    """This dispatcher among the node's replicas: host, process and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class SqlOutbox(OutboxPort):
+    """Claims due rows before handing them to the dispatcher, so replicas of one node sharing the
+    database each publish different rows; a replica that dies leaves its claims to run out."""
+
     def __init__(self, uow: UnitOfWorkFactory, clock: Callable[[], dt.datetime],
-                 lists: ListsApplication | None = None) -> None:
+                 lists: ListsApplication | None = None, *, claimant: str | None = None,
+                 lease: dt.timedelta = dt.timedelta(seconds=60)) -> None:
         self.uow = uow
         self.clock = clock
         self.lists = lists
+        self.claimant = claimant or claimant_id()
+        self.lease = lease
         self._known: dict[int, Outgoing] = {}
 
     def due(self, limit: int, exclude: set[int]) -> list[Outgoing]:
-        with self.uow() as uow:
-            rows = uow.exchange.due(self.clock(), limit, exclude)
+        now = self.clock()
+        with self.uow() as uow:  # a read first: an idle node takes no write lock every poll
+            if not uow.exchange.due(now, 1, exclude):
+                return []
+        with self.uow(write=True) as uow:
+            rows = uow.exchange.claim(self.claimant, now, self.lease, limit, exclude)
+            uow.commit()
         out = [Outgoing(r.id, r.queue, r.body, r.content_type, r.headers, f"{r.batch_id}:{r.platform}", r.attempts)
                for r in rows]
         self._known.update((m.id, m) for m in out)

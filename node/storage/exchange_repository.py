@@ -6,8 +6,9 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record
@@ -151,9 +152,38 @@ class ExchangeRepository:
         skip = list(exclude)
         if skip:
             query = query.where(o.id.not_in(skip))
-        return [OutboxMessage(row.id, row.batch_id, row.platform, row.queue, row.consumer_code, row.content_type,
-                              json.loads(row.headers), row.body, row.attempts)
-                for row in self.connection.execute(query)]
+        return [_outbox_message(row) for row in self.connection.execute(query)]
+
+    def claim(self, claimant: str, now: dt.datetime, lease: dt.timedelta, limit: int,
+              exclude: Iterable[int] = ()) -> list[OutboxMessage]:
+        """Claim up to ``limit`` due rows for ``claimant`` until ``now + lease`` and return them.
+
+        Rows claimed by another claimant whose lease has not run out are not due for this one. On
+        PostgreSQL the candidate rows are locked ``FOR UPDATE SKIP LOCKED``, so two replicas claiming at
+        the same moment take different rows instead of waiting for (or both taking) the same ones; on
+        SQLite the write transaction (BEGIN IMMEDIATE) already serialises claims. Call in a write unit
+        of work and commit.
+        """
+        o = outbox.c
+        free = or_(o.claimed_until.is_(None), o.claimed_until < now, o.claimed_by == claimant)
+        query = (select(o.id).where(o.state == PENDING, o.next_attempt_at <= now, free).order_by(o.id).limit(limit)
+                 .with_for_update(skip_locked=True))
+        skip = list(exclude)
+        if skip:
+            query = query.where(o.id.not_in(skip))
+        ids = list(self.connection.execute(query).scalars())
+        if not ids:
+            return []
+        self.connection.execute(update(outbox).where(o.id.in_(ids)).values(claimed_by=claimant,
+                                                                           claimed_until=now + lease))
+        rows = self.connection.execute(select(outbox).where(o.id.in_(ids)).order_by(o.id))
+        return [_outbox_message(row) for row in rows]
+
+    def claims(self) -> dict[str, int]:
+        """Rows per claimant (pending or not): which replicas dispatched what."""
+        o = outbox.c
+        return {str(claimant): count for claimant, count in self.connection.execute(
+            select(o.claimed_by, func.count()).where(o.claimed_by.is_not(None)).group_by(o.claimed_by))}
 
     def mark_confirmed(self, ids: Sequence[int], now: dt.datetime) -> None:
         for start in range(0, len(ids), 500):
@@ -165,7 +195,7 @@ class ExchangeRepository:
                     dead: bool) -> None:
         self.connection.execute(update(outbox).where(outbox.c.id == message_id).values(
             attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:2000],
-            state=DEAD if dead else PENDING))
+            state=DEAD if dead else PENDING, claimed_until=None))
 
     def depth(self) -> tuple[int, dt.datetime | None]:
         o = outbox.c
@@ -203,3 +233,8 @@ class ExchangeRepository:
     def batch_record_ids(self, batch_id: str) -> set[str]:
         return set(self.connection.execute(select(records.c.record_id)
                                            .where(records.c.batch_id == batch_id)).scalars())
+
+
+def _outbox_message(row: Any) -> OutboxMessage:
+    return OutboxMessage(row.id, row.batch_id, row.platform, row.queue, row.consumer_code, row.content_type,
+                         json.loads(row.headers), row.body, row.attempts)

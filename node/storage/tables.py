@@ -279,8 +279,12 @@ outbox = Table(
     Column("last_error", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime, nullable=True),
+    Column("claimed_by", String(128), nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
 )
-"""One row per (batch, subscriber), written in the ingest transaction; the dispatcher drains it."""
+"""One row per (batch, subscriber), written in the ingest transaction; the dispatcher drains it. A
+dispatcher claims rows for ``claimed_until`` before it publishes them (replicas of one node share the
+outbox); a claim that runs out (its replica died) lets another take the rows."""
 Index("ix_outbox_pending", outbox.c.state, outbox.c.next_attempt_at)
 
 receipts = Table(

@@ -396,10 +396,12 @@ class ConsumerProcess:
 class ServedNode:
     """`exnode serve` as its own process on free ports, its output appended to ``log``."""
 
-    def __init__(self, data: Path, log: Path) -> None:
+    def __init__(self, data: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.data = data
         self.log = log
-        self.config: Config = load_config(data, environ={})
+        self.env = env or {}
+        """EXNODE_* settings of this process (replicas share a data directory and differ here)."""
+        self.config: Config = load_config(data, environ=self.env)
         self.process: subprocess.Popen | None = None
         self.address = ""
         self.starts = 0
@@ -418,7 +420,7 @@ class ServedNode:
             self.process = subprocess.Popen(
                 [*EXNODE, "serve", "--data", str(self.data), "--listen", self.address,
                  "--metrics-listen", f"127.0.0.1:{free_port()}"],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -469,5 +471,6 @@ class ServedNode:
         return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def exnode(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess:
-    return subprocess.run([*EXNODE, *args], capture_output=True, text=True, timeout=timeout)
+def exnode(*args: str, timeout: float = 180.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*EXNODE, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
