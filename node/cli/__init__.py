@@ -13,7 +13,14 @@ from collections.abc import Sequence
 
 import grpc
 
-from node.cli import bench, catalog_commands, lists_commands, node_commands, security_commands
+from node.cli import (
+    backup_commands,
+    bench,
+    catalog_commands,
+    lists_commands,
+    node_commands,
+    security_commands,
+)
 from node.cli.common import UsageError
 
 
@@ -22,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     node_commands.register(sub)
+    backup_commands.register(sub)
     catalog_commands.register(sub)
     lists_commands.register(sub)
     security_commands.register(sub)
