@@ -37,6 +37,8 @@ class ServerSection:
     tls_key: str = ""
     tls_client_ca: str = ""
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
+    log_format: str = "json"
+    """``exnode serve``'s log lines on stderr: ``json`` (one object per line) or ``text`` (for people)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,8 @@ def _validate(config: Config, path: Path) -> None:
     server = config.server
     if bool(server.tls_cert) != bool(server.tls_key):
         raise ConfigError(f"{path}: server.tls_cert and server.tls_key go together (one is set, the other is not)")
+    if server.log_format not in ("json", "text"):
+        raise ConfigError(f"{path}: server.log_format = {server.log_format!r}: expected \"json\" or \"text\"")
     if server.tls_client_ca and not server.tls_cert:
         raise ConfigError(f"{path}: server.tls_client_ca (mutual TLS) needs server.tls_cert and server.tls_key")
 
@@ -219,6 +223,7 @@ department_code = "{department_code}"   # 统一社会信用代码 of the depart
 listen = "127.0.0.1:50051"           # gRPC
 metrics_listen = "127.0.0.1:9464"    # Prometheus /metrics
 max_message_bytes = 8388608          # larger requests get RESOURCE_EXHAUSTED
+log_format = "json"                  # serve's log lines: json (one object per line) or text
 
 [database]
 url = ""                             # empty: SQLite (WAL) in this directory; or postgresql://host/db
