@@ -22,7 +22,7 @@ from exnode.v1 import (
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY, disable_created_metrics, start_http_server
 
 from node.app import Node, run_housekeeping
 from node.config import ConfigError
@@ -130,6 +130,7 @@ async def _daily(node: Node) -> None:
 async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     """Run until SIGINT or SIGTERM, then stop accepting calls and let running ones finish."""
     host, port = split_host_port(metrics_listen, "server.metrics_listen")
+    disable_created_metrics()  # a *_created series beside every counter doubles the scrape; nothing reads them
     try:
         metrics_server, _ = start_http_server(port, addr=host)
     except OSError as error:
