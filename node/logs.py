@@ -75,4 +75,6 @@ def configure(level: str = "INFO", log_format: str = "json", stream: TextIO | No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    logging.getLogger("pika").setLevel(max(root.level, logging.WARNING))  # pika's INFO is per-frame chatter
+    # pika logs every failed connection attempt at ERROR with a traceback, several lines per retry; the
+    # adapters report connection loss themselves, and health says whether the broker is reachable.
+    logging.getLogger("pika").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,8 @@ import yaml
 from exnode.v1 import catalog_pb2, catalog_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fault.support import EXNODE, PROVIDER, ServedNode, exnode, wait_until
+from tests.e2e.observed import MetricsNode
+from tests.fault.support import EXNODE, PROVIDER, exnode, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "ops" / "grafana" / "exnode-dashboard.json"
@@ -27,19 +27,6 @@ PROMETHEUS_OWN = {"up"}
 """Series Prometheus makes itself, not the node; the rules may use them."""
 EXNODE_NAME = re.compile(r"\bexnode_[a-zA-Z0-9_]+")
 SELECTOR_NAME = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
-
-
-class MetricsNode(ServedNode):
-    """`exnode serve` whose metrics port the test knows (ServedNode picks one it does not keep)."""
-
-    def start(self, timeout: float = 90.0) -> None:
-        super().start(timeout)
-        assert self.process is not None
-        self.metrics_address = self.process.args[self.process.args.index("--metrics-listen") + 1]
-
-    def scrape(self) -> str:
-        with urllib.request.urlopen(f"http://{self.metrics_address}/metrics", timeout=10) as response:
-            return response.read().decode()
 
 
 @pytest.fixture(scope="module")
