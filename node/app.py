@@ -17,6 +17,7 @@ from adapters.platforms import Platform, load_platforms
 from adapters.rabbit import Dispatcher, declare_queue
 from adapters.rabbit import names as rabbit_names
 from node.config import Config, ConfigError
+from node.metrics import MeteredExchange
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.dispatch import SqlOutbox
@@ -145,7 +146,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     writer = AuditWriter(uow, keys, settings, clock)
     if start_audit:
         writer.start()
-    exchange = ExchangeApplication(uow, clock, policy, keys, config.node.id, load_node_platforms(config), writer,
+    exchange = MeteredExchange(uow, clock, policy, keys, config.node.id, load_node_platforms(config), writer,
                                    Limits(max_records=config.exchange.max_batch_records),
                                    declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
     return Node(

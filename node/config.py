@@ -37,6 +37,8 @@ class ServerSection:
     tls_key: str = ""
     tls_client_ca: str = ""
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
+    log_format: str = "json"
+    """``exnode serve``'s log lines on stderr: ``json`` (one object per line) or ``text`` (for people)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ def load_config(data_dir: Path, environ: dict[str, str] | None = None) -> Config
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"{path}: not valid TOML: {error}") from None
     sections: dict[str, Any] = {}
+    overridden: dict[str, str] = {}
+    """``section.key`` → the environment variable its value came from."""
     for name, kind in SECTIONS.items():
         values = raw.pop(name, {})
         if not isinstance(values, dict):
@@ -182,30 +186,38 @@ def load_config(data_dir: Path, environ: dict[str, str] | None = None) -> Config
             env_name = f"EXNODE_{name.upper()}_{key.upper()}"
             if env_name in environ:
                 updates[key] = _coerce(environ[env_name], getattr(defaults, key), f"environment {env_name}")
+                overridden[f"{name}.{key}"] = env_name
         sections[name] = replace(defaults, **updates)
     if raw:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(raw))} (known: {', '.join(SECTIONS)})")
     config = Config(data_dir=data_dir, **sections)
-    _validate(config, path)
+    _validate(config, path, overridden)
     return config
 
 
-def _validate(config: Config, path: Path) -> None:
+def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
+    """Checks across keys; a message names where the offending value came from (the file or a variable)."""
+    def where(*keys: str) -> str:
+        variables = [overridden[key] for key in keys if key in overridden]
+        return f"{path}{' and environment ' + ', '.join(variables) if variables else ''}"
+
     audit = config.audit
     if audit.retention_days < LEGAL_MINIMUM_RETENTION_DAYS:
-        raise ConfigError(f"{path}: audit.retention_days = {audit.retention_days} is below the legal minimum of "
+        raise ConfigError(f"{where('audit.retention_days')}: audit.retention_days = {audit.retention_days} is below the legal minimum of "
                           f"{LEGAL_MINIMUM_RETENTION_DAYS} days (网络安全法 第二十一条)")
     if audit.checkpoint_every < 1 or audit.checkpoint_interval_s <= 0:
-        raise ConfigError(f"{path}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
+        raise ConfigError(f"{where('audit.checkpoint_every', 'audit.checkpoint_interval_s')}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
     exchange = config.exchange
     for name in ("window", "claim_lease_s", "max_attempts", "max_batch_records"):
         if getattr(exchange, name) <= 0:
-            raise ConfigError(f"{path}: exchange.{name} = {getattr(exchange, name)} must be positive")
+            raise ConfigError(f"{where('exchange.' + name)}: exchange.{name} = {getattr(exchange, name)} must be positive")
     server = config.server
     if bool(server.tls_cert) != bool(server.tls_key):
-        raise ConfigError(f"{path}: server.tls_cert and server.tls_key go together (one is set, the other is not)")
+        raise ConfigError(f"{where('server.tls_cert', 'server.tls_key')}: server.tls_cert and server.tls_key go together (one is set, the other is not)")
+    if server.log_format not in ("json", "text"):
+        raise ConfigError(f"{where('server.log_format')}: server.log_format = {server.log_format!r}: expected \"json\" or \"text\"")
     if server.tls_client_ca and not server.tls_cert:
-        raise ConfigError(f"{path}: server.tls_client_ca (mutual TLS) needs server.tls_cert and server.tls_key")
+        raise ConfigError(f"{where('server.tls_client_ca')}: server.tls_client_ca (mutual TLS) needs server.tls_cert and server.tls_key")
 
 
 def default_data_dir() -> Path:
@@ -226,6 +238,7 @@ department_code = "{department_code}"   # 统一社会信用代码 of the depart
 listen = "127.0.0.1:50051"           # gRPC
 metrics_listen = "127.0.0.1:9464"    # Prometheus /metrics
 max_message_bytes = 8388608          # larger requests get RESOURCE_EXHAUSTED
+log_format = "json"                  # serve's log lines: json (one object per line) or text
 
 [database]
 url = ""                             # empty: SQLite (WAL) in this directory; or postgresql://host/db

@@ -22,7 +22,7 @@ from exnode.v1 import (
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, disable_created_metrics, start_http_server
 
 from node.app import Node, run_housekeeping
 from node.config import ConfigError
@@ -32,8 +32,10 @@ from node.grpc.catalog_servicer import CatalogServicer
 from node.grpc.errors import ErrorMappingInterceptor
 from node.grpc.exchange_servicer import ExchangeServicer
 from node.grpc.lists_servicer import ListsServicer
-from node.metrics import CATALOG_RESOURCES, MetricsInterceptor
+from node.health import BROKER, DATABASE, LIVENESS, READINESS, HealthMonitor
+from node.metrics import MetricsInterceptor, NodeCollector, record_audit_verification
 from node.services.audit import AuditWriter
+from node.startup import StartupError
 
 log = logging.getLogger(__name__)
 SERVICES = (
@@ -79,8 +81,12 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     if port == 0:
         raise OSError(f"server.listen: cannot listen on {listen}")
     await server.start()
-    for name in ("", *SERVICES):
+    # Until the first check of the dependencies (exnode serve's HealthMonitor) says otherwise: the
+    # process serves, and the database answered the migrations a moment ago; the broker is unknown.
+    for name in ("", *SERVICES, LIVENESS, DATABASE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    for name in (READINESS, BROKER):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     return server, port, health_servicer
 
 
@@ -100,8 +106,9 @@ def server_credentials(node: Node) -> grpc.ServerCredentials | None:
 
 
 async def _daily(node: Node) -> None:
-    """Housekeeping once at start and then daily (audit retention, expiry of undecided demands); a
-    failure is logged and retried the next day."""
+    """Housekeeping once at start and then daily (audit retention, expiry of undecided demands), then a
+    verification of the whole audit chain for ``exnode_audit_verify_ok``; a failure is logged and
+    retried the next day."""
     while True:
         try:
             done = await asyncio.to_thread(run_housekeeping, node)
@@ -109,25 +116,39 @@ async def _daily(node: Node) -> None:
                 log.info("housekeeping", extra=done)
         except Exception:
             log.exception("housekeeping failed")
+        try:
+            result = await asyncio.to_thread(node.audit.verify)
+            record_audit_verification(result)
+            if not result.ok:
+                log.error("audit chain verification failed", extra={
+                    "first_broken_sequence": result.first_broken_sequence, "problem": result.problem})
+        except Exception:
+            log.exception("audit chain verification could not run")
         await asyncio.sleep(PURGE_INTERVAL_S)
-
-
-async def _refresh_gauges(node: Node) -> None:
-    while True:
-        counts = await asyncio.to_thread(node.catalog.counts)
-        for status in ("DRAFT", "PUBLISHED", "RETIRED"):
-            CATALOG_RESOURCES.labels(status).set(counts.get(status, 0))
-        await asyncio.sleep(15)
 
 
 async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     """Run until SIGINT or SIGTERM, then stop accepting calls and let running ones finish."""
     host, port = split_host_port(metrics_listen, "server.metrics_listen")
-    metrics_server, _ = start_http_server(port, addr=host)
-    server, bound, health_servicer = await build_server(node, listen)
+    disable_created_metrics()  # a *_created series beside every counter doubles the scrape; nothing reads them
+    try:
+        metrics_server, _ = start_http_server(port, addr=host)
+    except OSError as error:
+        raise StartupError(f"server.metrics_listen {metrics_listen}: {error.strerror or error}") from None
+    collector = NodeCollector(node)
+    REGISTRY.register(collector)
+    try:
+        server, bound, health_servicer = await build_server(node, listen)
+    except BaseException:
+        REGISTRY.unregister(collector)
+        metrics_server.shutdown()
+        node.close()
+        raise
     if node.config.exchange.dispatch:
         node.start_dispatcher()
         node.start_inbound()
+    monitor = HealthMonitor(node, health_servicer, SERVICES)
+    await monitor.check()
     log.info("serving", extra={"listen": listen, "port": bound, "metrics": metrics_listen})
     print(f"exnode: node {node.config.node.id!r} serving gRPC on {listen} (metrics on http://{metrics_listen}/metrics)",
           flush=True)
@@ -135,7 +156,7 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(_refresh_gauges(node)), asyncio.create_task(_daily(node))]
+    tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(_daily(node))]
     await stop.wait()
     print("exnode: shutting down", flush=True)
     await health_servicer.enter_graceful_shutdown()
@@ -144,5 +165,6 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await server.stop(node.config.server.shutdown_grace_s)
+    REGISTRY.unregister(collector)
     metrics_server.shutdown()
     node.close()

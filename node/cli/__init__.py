@@ -13,10 +13,12 @@ from collections.abc import Sequence
 
 import grpc
 
+from node import logs
 from node.cli import (
     backup_commands,
     bench,
     catalog_commands,
+    health_commands,
     lists_commands,
     node_commands,
     security_commands,
@@ -26,10 +28,14 @@ from node.cli.common import UsageError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exnode", description="民政数据共享交换节点 — exchange node")
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument("--log-level", default=None,
+                        help="logging level (default WARNING; INFO for serve)")
+    parser.add_argument("--log-format", default=None, choices=logs.FORMATS,
+                        help="log lines on stderr (default text; serve: server.log_format, json)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     node_commands.register(sub)
     backup_commands.register(sub)
+    health_commands.register(sub)
     catalog_commands.register(sub)
     lists_commands.register(sub)
     security_commands.register(sub)
@@ -40,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        logs.configure(args.log_level or "WARNING", args.log_format or "text")
+    except ValueError as error:
+        print(f"exnode: --log-level: {error}", file=sys.stderr)
+        return 2
     try:
         return int(args.handler(args) or 0)
     except grpc.RpcError as error:

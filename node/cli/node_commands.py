@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 from node import app as bootstrap
@@ -86,10 +87,29 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    """Start-up failures an operator can fix (a config value, a key file, a database that refuses, a
+    broker that refuses the credentials) are one line on stderr naming the key or file, and exit 1."""
+    from node import logs
     from node.server import serve
+    from node.startup import check_broker, explain
 
-    config = load_config(data_dir(args))
-    node = bootstrap.build(config)
-    asyncio.run(serve(node, args.listen or config.server.listen,
-                      args.metrics_listen or config.server.metrics_listen))
+    database_url = ""
+    try:
+        config = load_config(data_dir(args))
+        database_url = config.database_url
+        logs.configure(args.log_level or "INFO", args.log_format or config.server.log_format)
+        node = bootstrap.build(config)
+        try:
+            check_broker(config.rabbitmq.url)
+        except BaseException:
+            node.close()
+            raise
+        asyncio.run(serve(node, args.listen or config.server.listen,
+                          args.metrics_listen or config.server.metrics_listen))
+    except Exception as error:
+        message = explain(error, database_url)
+        if message is None:
+            raise
+        print(f"exnode serve: cannot start: {message}", file=sys.stderr)
+        return 1
     return 0

@@ -12,6 +12,7 @@ from exnode.v1 import audit_pb2_grpc, keys_pb2, keys_pb2_grpc
 from google.protobuf import timestamp_pb2
 
 from node.grpc.context import current, principal
+from node.metrics import record_audit_verification
 from node.services.audit import AuditApplication
 from node.storage.audit_repository import AuditFilter
 from security.audit import AuditEntry
@@ -77,6 +78,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                           ) -> pb.VerifyAuditResponse:
         self._require()
         result = await asyncio.to_thread(self.app.verify)
+        record_audit_verification(result)
         return pb.VerifyAuditResponse(
             ok=result.ok, entries_checked=result.entries_checked, first_broken_sequence=result.first_broken_sequence,
             problem=result.problem, checkpoints_checked=result.checkpoints_checked,

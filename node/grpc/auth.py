@@ -129,6 +129,10 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             detail=(detail or context.detail)[:MAX_DETAIL])
         await asyncio.wrap_future(self.writer.submit(record))
         AUDIT_ENTRIES.labels(result).inc()
+        # The access log line: its request_id is the audit entry's, so one leads to the other.
+        log.info("rpc %s %s", context.method, result, extra={
+            "request_id": context.request_id, "method": context.method, "result": result,
+            "subject": record.subject, "department_code": record.department_code, "peer": record.peer})
 
     async def _begin(self, method: str, context: grpc.aio.ServicerContext) -> RequestContext:
         """Authenticate; a refusal is audited, then aborts with UNAUTHENTICATED naming the problem."""

@@ -46,3 +46,9 @@ def set_current(context: RequestContext) -> contextvars.Token:
 
 def reset(token: contextvars.Token) -> None:
     _current.reset(token)
+
+
+def request_id() -> str:
+    """The id of the request being served, or "" outside one (log lines use it; never raises)."""
+    context = _current.get(None)
+    return context.request_id if context is not None else ""

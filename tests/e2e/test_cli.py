@@ -39,14 +39,17 @@ class Served:
         self.data = data
         self.admin_token = issue(data, ADMIN_DEPT, "catalog_admin")
         self.address = f"127.0.0.1:{free_port()}"
-        self.process = subprocess.Popen(
-            [*EXNODE, "serve", "--data", str(data), "--listen", self.address,
-             "--metrics-listen", f"127.0.0.1:{free_port()}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # serve logs a JSON line per RPC on stderr: a file, not an unread pipe that would fill and stall it
+        self.log = data.parent / "serve.log"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*EXNODE, "serve", "--data", str(data), "--listen", self.address,
+                 "--metrics-listen", f"127.0.0.1:{free_port()}"],
+                stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"exnode serve died: {self.process.stderr.read()}")
+                raise AssertionError(f"exnode serve died: {self.log.read_text(errors='replace')[-3000:]}")
             if exnode("catalog", "list", "--server", self.address, "--limit", "1", "--token", self.admin_token,
                       check=False).returncode == 0:
                 return

@@ -42,3 +42,9 @@ def test_broken_toml_is_named(tmp_path: Path):
     (tmp_path / "exnode.toml").write_text("[server\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path, environ={})
+
+
+def test_a_log_format_other_than_json_or_text_is_named_with_the_file(tmp_path: Path):
+    (tmp_path / "exnode.toml").write_text('[server]\nlog_format = "xml"\n')
+    with pytest.raises(ConfigError, match=r"exnode\.toml: server\.log_format = 'xml'"):
+        load_config(tmp_path, environ={})

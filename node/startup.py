@@ -1,0 +1,75 @@
+"""What ``exnode serve`` checks before it serves, and how a failure to start reads: one line naming the
+config key or file at fault, never a traceback (issue 7, "Bad input and faults").
+
+A broker that does not answer is not fatal: the node serves the catalog and fills its outbox until the
+broker returns (health: alive, not ready). A broker that refuses the configured credentials is: it will
+not change its mind, and an operator should learn of it at once rather than from a readiness probe.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import unquote, urlsplit
+
+import pika
+import pika.exceptions
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from node.config import ConfigError
+from security.keys import KeyError_
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The node cannot start; the message is one line that names what to fix."""
+
+
+def broker_location(url: str) -> str:
+    """``user@host:port/vhost`` of an AMQP URL (never the password)."""
+    parts = urlsplit(url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return f"{unquote(parts.username or 'guest')}@{parts.hostname}:{parts.port or 5672} vhost {vhost!r}"
+
+
+def check_broker(url: str) -> bool:
+    """True when the broker accepts the configured credentials, False when it cannot be reached now;
+    StartupError when it refuses them (wrong user or password, or no access to the vhost)."""
+    try:
+        params = pika.URLParameters(url)
+    except Exception as error:
+        raise StartupError(f"rabbitmq.url: not an AMQP URL: {error}") from None
+    params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 5, 5
+    try:
+        with pika.BlockingConnection(params):
+            return True
+    except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError) as error:
+        raise StartupError(f"rabbitmq.url: the broker refused the credentials of {broker_location(url)} "
+                           f"(wrong user or password): {_first_line(error)}") from None
+    except pika.exceptions.ProbableAccessDeniedError as error:
+        raise StartupError(f"rabbitmq.url: the broker refused access for {broker_location(url)}: "
+                           f"{_first_line(error)}") from None
+    except pika.exceptions.AMQPError as error:
+        log.warning("the broker at %s does not answer (%s); serving without relaying until it does",
+                    broker_location(url), _first_line(error) or type(error).__name__)
+        return False
+
+
+def explain(error: BaseException, database_url: str = "") -> str | None:
+    """The one-line start-up message for an error the operator can fix; None for a bug (traceback)."""
+    if isinstance(error, StartupError | ConfigError | KeyError_ | ValueError):
+        return str(error)
+    if isinstance(error, OSError):  # a port in use, a data directory the node may not write
+        return f"{error.strerror or error}: {error.filename}" if error.filename else str(error)
+    if isinstance(error, SQLAlchemyError):
+        cause = getattr(error, "orig", None) or error
+        where = make_url(database_url).render_as_string(hide_password=True) if database_url else "the database"
+        return f"database.url {where}: {_first_line(cause)}"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    """Drivers put hints and URLs on later lines; the first says what went wrong."""
+    text = str(error).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__

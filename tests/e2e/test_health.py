@@ -1,0 +1,91 @@
+"""Health per dependency (issue 7): a node whose broker is gone is alive, not ready to relay, and still
+serves the catalog and takes records into its outbox; when the broker is back it is ready again and the
+outbox drains. The shared broker is never stopped: the node reaches it through a gate the test shuts."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from exnode.v1 import catalog_pb2, catalog_pb2_grpc
+
+from tests.e2e.observed import BrokerGate, MetricsNode
+from tests.fault.support import (
+    EXNODE,
+    LOW_INCOME,
+    PROVIDER,
+    Ingestor,
+    Key,
+    delete_node_topology,
+    drain,
+    exnode,
+    out_queue,
+    platforms_toml,
+    set_up_exchange,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.rabbitmq]
+
+
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[tuple[MetricsNode, BrokerGate]]:
+    """`exnode serve` whose rabbitmq.url goes through a gate, with one regional platform."""
+    data = tmp_path / "node"
+    node_id = f"t{uuid.uuid4().hex[:10]}"
+    init = exnode("init", "--data", str(data), "--sample", "--dev", "--node-id", node_id)
+    assert init.returncode == 0, init.stderr
+    gate = BrokerGate()
+    config = data / "exnode.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'url = "amqp://guest:guest@127.0.0.1:5672/%2F"', f'url = "{gate.url}"'), encoding="utf-8")
+    (data / "platforms.toml").write_text(platforms_toml(), encoding="utf-8")
+    gate.open()
+    node = MetricsNode(data, tmp_path / "serve.log")
+    try:
+        node.start()
+        yield node, gate
+    finally:
+        node.close()
+        gate.shut()
+        delete_node_topology(node_id)
+
+
+def statuses(node: MetricsNode) -> dict[str, str]:
+    return {name: node.health(name) for name in ("", "exnode.liveness", "exnode.readiness", "exnode.database",
+                                                 "exnode.broker")}
+
+
+def test_a_node_without_its_broker_is_alive_not_ready_and_serves_until_the_broker_returns(gated):
+    node, gate = gated
+    wait_until(lambda: node.health("exnode.readiness") == "SERVING", 60, lambda: f"not ready: {statuses(node)}")
+    key = Key()
+    queue = set_up_exchange(node.channel_as, key)
+    assert queue == out_queue(node.node_id)
+
+    gate.shut()
+    wait_until(lambda: node.health("exnode.broker") == "NOT_SERVING", 60, lambda: f"broker still: {statuses(node)}")
+    assert statuses(node) == {"": "SERVING", "exnode.liveness": "SERVING", "exnode.readiness": "NOT_SERVING",
+                              "exnode.database": "SERVING", "exnode.broker": "NOT_SERVING"}
+    # still serves: the catalog, and records are accepted into the outbox
+    catalog = catalog_pb2_grpc.CatalogServiceStub(node.channel_as(PROVIDER, ("catalog_admin",)))
+    assert catalog.GetResource(catalog_pb2.GetResourceRequest(code=LOW_INCOME), timeout=30).code == LOW_INCOME
+    provider = Ingestor(lambda: node.channel_as(PROVIDER, ("provider",)), key, batches=3, size=20,
+                        tag=f"h{uuid.uuid4().hex[:6]}", deadline_s=120).start()
+    provider.join(180)
+    assert node.sample("exnode_outbox_pending_messages") == 3
+    assert node.sample("exnode_broker_connected") == 0
+    assert node.sample("exnode_records_stored_total") == 60
+    cli = subprocess.run([*EXNODE, "health", "--server", node.address], capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 1 and "exnode.readiness  NOT_SERVING" in cli.stdout, cli.stdout + cli.stderr
+
+    gate.open()
+    wait_until(lambda: node.health("exnode.readiness") == "SERVING", 90, lambda: f"not ready again: {statuses(node)}")
+    assert node.health("exnode.broker") == "SERVING"
+    delivered = drain(queue, provider.acknowledged_ids(), timeout=120)
+    assert delivered.distinct == provider.acknowledged_ids()
+    wait_until(lambda: node.sample("exnode_outbox_pending_messages") == 0, 60, "the outbox did not drain")
+    assert node.sample("exnode_relay_messages_confirmed_total") >= 3
