@@ -379,7 +379,7 @@ class Dispatcher:
                 self._channel.basic_publish(names(self.node_id)["dlx"], "", body,
                                             self._properties(message, record_id, headers))
                 self._next_tag += 1  # the dead letter's own confirm is not tracked
-            self.stats.dead_lettered += 1
+                self.stats.dead_lettered += 1
         try:
             self.outbox.failed(message, reason, dead=dead)
         except Exception:

@@ -168,11 +168,11 @@ class NodeCollector(Collector):
                                 "1 while the outbox dispatcher holds an open broker connection",
                                 1.0 if stats is not None and stats.connected else 0.0)
         for name, documentation, value in (
-                ("exnode_relay_messages_published", "Outbox messages published to the broker (retries included)",
+                ("exnode_relay_messages_published", "Record messages published to the broker (retries included)",
                  stats.published if stats else 0),
-                ("exnode_relay_messages_confirmed", "Outbox messages the broker confirmed (publisher confirms)",
+                ("exnode_relay_messages_confirmed", "Record messages the broker confirmed (publisher confirms)",
                  stats.confirmed if stats else 0),
-                ("exnode_relay_messages_nacked", "Outbox messages the broker refused (retried with backoff)",
+                ("exnode_relay_messages_nacked", "Record messages the broker refused (retried with backoff)",
                  stats.nacked if stats else 0),
                 ("exnode_broker_reconnects", "Times the dispatcher connected to the broker again",
                  stats.reconnects if stats else 0)):
