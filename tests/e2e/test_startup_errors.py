@@ -48,7 +48,8 @@ def copy_of(data: Path, tmp_path: Path) -> Path:
 def test_a_wrong_config_value_names_the_key_and_the_file(initialised: Path, tmp_path: Path):
     data = copy_of(initialised, tmp_path)
     config = data / "exnode.toml"
-    config.write_text(config.read_text(encoding="utf-8").replace("window = 200", 'window = "wide"'), encoding="utf-8")
+    config.write_text(config.read_text(encoding="utf-8").replace("window = 1000", 'window = "wide"'), encoding="utf-8")
+    assert 'window = "wide"' in config.read_text(encoding="utf-8"), "the default config changed: edit this test"
     assert_one_line_error(serve(data), "exchange.window", str(config), "'wide'")
 
 
