@@ -26,7 +26,7 @@ from catalog.model import (
     UpdateCycle,
     VersionState,
 )
-from node.services.catalog_feed import FeedEvent
+from node.services.catalog_feed import CaughtUp, FeedEvent
 from node.storage.catalog_repository import ResourceFilter
 
 # Domain enums carry the standard's numbers, and the proto enums use the same numbers.
@@ -185,7 +185,9 @@ def watch_filter_from_proto(request: pb.WatchCatalogRequest) -> Classification |
     return classification  # type: ignore[return-value]
 
 
-def event_to_proto(event: FeedEvent, resume_token: str) -> pb.CatalogEvent:
+def event_to_proto(event: FeedEvent | CaughtUp, resume_token: str) -> pb.CatalogEvent:
+    if isinstance(event, CaughtUp):
+        return pb.CatalogEvent(sequence=event.position, kind=pb.CAUGHT_UP, resume_token=resume_token)
     classification = next((c.number for c in Classification if c.value == event.classification), 0)
     return pb.CatalogEvent(
         sequence=event.position, kind=_EVENT_KINDS.get(event.kind, pb.CATALOG_EVENT_KIND_UNSPECIFIED),

@@ -48,6 +48,13 @@ class FeedEvent:
 
 
 @dataclass(frozen=True)
+class CaughtUp:
+    """The replay is over: live events follow. ``position`` is where the watcher's stream now stands."""
+
+    position: int
+
+
+@dataclass(frozen=True)
 class FeedRead:
     events: list[FeedEvent]
     scanned_to: int
@@ -206,12 +213,13 @@ class CatalogFeed:
         return FeedRead(events, events[-1].position if full else max(after, end), full)
 
     async def follow(self, principal: Principal, start: int, flt: EventFilter
-                     ) -> AsyncIterator[tuple[FeedEvent, str]]:
-        """Replay the events after ``start``, then follow live, each with the token that resumes after it.
-        Ends with AuthenticationError when the caller's JWT expires."""
+                     ) -> AsyncIterator[tuple[FeedEvent | CaughtUp, str]]:
+        """Replay the events after ``start``, then (after one CaughtUp marker) follow live; each item comes
+        with the token that resumes after it. Ends with AuthenticationError when the caller's JWT expires."""
         waiter = self.signal.async_waiter()
         try:
             position = start
+            replaying = True
             while True:
                 self.check_authenticated(principal)
                 waiter.clear()
@@ -220,6 +228,9 @@ class CatalogFeed:
                     yield event, self.token(principal, event.position)
                 position = batch.scanned_to
                 if not batch.full:
+                    if replaying:
+                        replaying = False
+                        yield CaughtUp(position), self.token(principal, position)
                     await waiter.wait(self._wait_s(principal))
         finally:
             waiter.close()

@@ -283,11 +283,19 @@ class CatalogRepository:
             return
         if self.connection.dialect.name == "postgresql":
             self.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOG_LOCK})
-        self.connection.execute(insert(catalog_events), [
-            {"kind": kind, "code": r.code, "version": r.latest.version, "provider_code": r.provider_code,
-             "at": now, "name": r.latest.metadata.name, "classification": r.latest.metadata.classification.value}
-            for kind, r in events
-        ])
+        rows = []
+        for kind, r in events:
+            shown = r.latest
+            if kind in PUBLIC_EVENT_KINDS and r.published_version and r.published_version != shown.version:
+                # Retiring a resource with a pending draft: everybody sees this event, so it names the
+                # published version, never the draft's number or metadata.
+                published = self.get_version(r.code, r.published_version)
+                assert published is not None, f"resource {r.code} has no row for published version"
+                shown = published
+            rows.append({"kind": kind, "code": r.code, "version": shown.version, "provider_code": r.provider_code,
+                         "at": now, "name": shown.metadata.name,
+                         "classification": shown.metadata.classification.value})
+        self.connection.execute(insert(catalog_events), rows)
 
     @staticmethod
     def _version_values(code: str, version: ResourceVersion) -> dict:

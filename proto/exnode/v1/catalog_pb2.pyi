@@ -89,6 +89,7 @@ class CatalogEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UPDATED: _ClassVar[CatalogEventKind]
     PUBLISHED_EVENT: _ClassVar[CatalogEventKind]
     RETIRED_EVENT: _ClassVar[CatalogEventKind]
+    CAUGHT_UP: _ClassVar[CatalogEventKind]
 CLASSIFICATION_UNSPECIFIED: Classification
 BASIC: Classification
 THEMATIC: Classification
@@ -139,6 +140,7 @@ CREATED: CatalogEventKind
 UPDATED: CatalogEventKind
 PUBLISHED_EVENT: CatalogEventKind
 RETIRED_EVENT: CatalogEventKind
+CAUGHT_UP: CatalogEventKind
 
 class Item(_message.Message):
     __slots__ = ("name", "data_type", "length", "required", "description")
