@@ -15,7 +15,7 @@ from catalog import model
 from node.services.catalog_feed import CatalogFeed
 from node.storage.catalog_repository import EventFilter
 from node.storage.database import make_engine, migrate
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security.keys import KeyStore
 from security.policy import Policy
 from tests.conftest import resource
@@ -29,7 +29,7 @@ def feed_on(database_url: str, tmp_path: Path) -> tuple[UnitOfWorkFactory, Catal
     return uow, CatalogFeed(uow, Policy(), KeyStore.create(tmp_path / "keys"), f"t{uuid.uuid4().hex[:10]}")
 
 
-def append(uow_handle, code: str) -> None:  # noqa: ANN001 - an open UnitOfWork
+def append(uow_handle: UnitOfWork, code: str) -> None:
     created = model.create(resource(code), NOW)
     uow_handle.catalog.add(created, NOW)
     uow_handle.catalog.append_events([("CREATED", created)], NOW)
