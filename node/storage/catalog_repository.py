@@ -274,10 +274,12 @@ class CatalogRepository:
         released only after the commit has become visible, so an event is visible before any event with
         a larger position, and "the largest visible position" is a safe starting point. The alternative,
         serving only positions below the smallest in-flight transaction's, needs xid bookkeeping per row
-        and delays every watcher behind the slowest writer; catalog changes are administrative and rare
-        (imports write all their events in one statement), so the lock costs nothing measurable. It is
-        taken last, after every row lock the use case holds, so it adds no lock-order cycle. SQLite needs
-        nothing: its writers are already serialised (BEGIN IMMEDIATE), so rowid order is commit order.
+        and delays every watcher behind the slowest writer. The price of the lock: concurrent catalog
+        commits no longer share fsyncs (measured with 4 writers on PostgreSQL here: ~360 single-resource
+        changes/s with it, 560-715 without); catalog changes are administrative (hundreds on a busy day)
+        and an import writes all its events in one statement, so that is ample. It is taken last, after
+        every row lock the use case holds, so it adds no lock-order cycle. SQLite needs nothing: its
+        writers are already serialised (BEGIN IMMEDIATE), so rowid order is commit order.
         """
         if not events:
             return
