@@ -9,12 +9,13 @@ import time
 import uuid
 from pathlib import Path
 
+from alembic import command
 from sqlalchemy import text
 
 from catalog import model
 from node.services.catalog_feed import CatalogFeed
 from node.storage.catalog_repository import EventFilter
-from node.storage.database import make_engine, migrate
+from node.storage.database import alembic_config, make_engine, migrate
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security.keys import KeyStore
 from security.policy import Policy
@@ -101,3 +102,22 @@ def test_a_reader_following_concurrent_writers_gets_every_event_once_in_order(da
     with uow() as handle:
         everything = [row.sequence for row in handle.catalog.events_since(0, 1000)]
     assert got == everything and len(got) == writers * per_writer
+
+
+def test_migration_0006_fills_the_feed_columns_of_existing_events(database_url: str):
+    command.upgrade(alembic_config(database_url), "0005")
+    engine = make_engine(database_url)
+    created = model.create(resource("311140001/000001", name="迁移前的资源"), NOW)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO catalog_events (kind, code, version, provider_code, at) VALUES ('CREATED', :code, 1, :p, :at)"),
+            {"code": created.code, "p": created.provider_code, "at": NOW})
+    uow = UnitOfWorkFactory(engine)
+    with uow(write=True) as handle:
+        handle.catalog.add(created, NOW)
+        handle.commit()
+    command.upgrade(alembic_config(database_url), "head")
+    with uow() as handle:
+        [row] = handle.catalog.events_since(0, 10)
+    assert (row.name, row.classification) == ("迁移前的资源", "DEPARTMENTAL")
+    engine.dispose()
