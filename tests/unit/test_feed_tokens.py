@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
 from security import feed_tokens
 from security.feed_tokens import ResumePoint, TokenRefused
+from security.keys import KeyError_, KeyStore
 
 KEYS = {"k1": b"k" * 32, "k2": b"j" * 32}
 DEPT = "11100000MB01284764"
@@ -72,3 +74,18 @@ def test_an_unknown_key_is_refused():
                                    .decode() + ".AA", "cw1." + base64.urlsafe_b64encode(b"[1]").decode() + ".AA"])
 def test_malformed_tokens_are_refused(token: str):
     assert refused(token).reason == "malformed"
+
+
+def test_tokens_made_before_a_key_rotation_still_verify(tmp_path: Path):
+    store = KeyStore.create(tmp_path / "keys")
+    old_kid = store.active.kid
+    token = feed_tokens.issue(ResumePoint("node-a", DEPT, 7, old_kid), store.mac_key(feed_tokens.MAC_PURPOSE))
+    rotated = store.rotate()
+    assert rotated.active.kid != old_kid
+    point = feed_tokens.check(token, node_id="node-a", department_code=DEPT,
+                              mac_key=lambda kid: rotated.mac_key(feed_tokens.MAC_PURPOSE, kid))
+    assert point.position == 7
+    assert rotated.mac_key(feed_tokens.MAC_PURPOSE) != rotated.mac_key(feed_tokens.MAC_PURPOSE, old_kid)
+    assert rotated.mac_key("another purpose") != rotated.mac_key(feed_tokens.MAC_PURPOSE)
+    with pytest.raises(KeyError_):
+        rotated.mac_key(feed_tokens.MAC_PURPOSE, "no-such-kid")
