@@ -77,6 +77,9 @@ class Node:
     def start_fanout(self) -> CatalogFanoutPublisher:
         """Publish published/retired catalog events to exnode.<node>.catalog (``exnode serve``, when
         feed.publish); woken by this process's catalog commits, polling for other replicas'."""
+        if self.fanout is not None:  # a restart: the old thread and its wake-up go
+            self.fanout.stop()
+            self.feed.signal.close_thread_waiter(self.fanout.wake)
         self.fanout = CatalogFanoutPublisher(self.config.rabbitmq.url, self.config.node.id,
                                              FeedFanoutSource(self.feed, self.catalog.clock),
                                              wake=self.feed.signal.thread_waiter(), poll_s=self.config.feed.poll_s)
