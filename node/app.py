@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from adapters.catalog_fanout import CatalogFanoutPublisher
 from adapters.inbound import InboundConsumer
 from adapters.platforms import Platform, load_platforms
 from adapters.rabbit import Dispatcher, declare_queue
@@ -20,6 +21,7 @@ from node.config import Config, ConfigError
 from node.metrics import MeteredExchange
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
+from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
 from node.services.dispatch import SqlOutbox
 from node.services.exchange import ExchangeApplication, Limits, inbound_handler
 from node.services.lists import ListsApplication
@@ -52,8 +54,10 @@ class Node:
     exchange: ExchangeApplication
     audit: AuditApplication
     audit_writer: AuditWriter
+    feed: CatalogFeed
     dispatcher: Dispatcher | None = None
     inbound: InboundConsumer | None = None
+    fanout: CatalogFanoutPublisher | None = None
 
     def start_dispatcher(self) -> Dispatcher:
         """Relay the outbox to RabbitMQ from this process (``exnode serve`` does, when exchange.dispatch)."""
@@ -74,6 +78,18 @@ class Node:
         self.inbound.start()
         return self.inbound
 
+    def start_fanout(self) -> CatalogFanoutPublisher:
+        """Publish published/retired catalog events to exnode.<node>.catalog (``exnode serve``, when
+        feed.publish); woken by this process's catalog commits, polling for other replicas'."""
+        if self.fanout is not None:  # a restart: the old thread and its wake-up go
+            self.fanout.stop()
+            self.feed.signal.close_thread_waiter(self.fanout.wake)
+        self.fanout = CatalogFanoutPublisher(self.config.rabbitmq.url, self.config.node.id,
+                                             FeedFanoutSource(self.feed, self.catalog.clock),
+                                             wake=self.feed.signal.thread_waiter(), poll_s=self.config.feed.poll_s)
+        self.fanout.start()
+        return self.fanout
+
     def _declare_topology(self) -> None:
         """Declare the node's dead-letter exchange and queue and its inbound queue once, before the
         dispatcher and the inbound consumer start: RabbitMQ may refuse two connections declaring the same
@@ -88,6 +104,9 @@ class Node:
             self.inbound.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        if self.fanout is not None:
+            self.fanout.stop()
+            self.feed.signal.close_thread_waiter(self.fanout.wake)
         self.audit_writer.stop()
         self.engine.dispose()
 
@@ -149,9 +168,10 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     exchange = MeteredExchange(uow, clock, policy, keys, config.node.id, load_node_platforms(config), writer,
                                    Limits(max_records=config.exchange.max_batch_records),
                                    declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
+    feed = CatalogFeed(uow, policy, keys, config.node.id, poll_s=config.feed.poll_s, leeway_s=config.auth.leeway_s)
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
-        catalog=CatalogApplication(uow, clock, policy), lists=lists, exchange=exchange, audit=AuditApplication(uow, keys, settings, clock),
+        catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify), feed=feed, lists=lists, exchange=exchange, audit=AuditApplication(uow, keys, settings, clock),
         audit_writer=writer)
 
 

@@ -89,6 +89,15 @@ class ExchangeSection:
     max_batch_records: int = 5000
 
 
+@dataclass(frozen=True)
+class FeedSection:
+    poll_s: float = 1.0
+    """How often catalog watchers look for changes other processes or replicas made (this process's own
+    changes wake them at once)."""
+    publish: bool = True
+    """Publish published/retired events to the fanout exchange exnode.<node>.catalog from this process."""
+
+
 LEGAL_MINIMUM_RETENTION_DAYS = 180
 """网络安全法 第二十一条: network logs are kept for no less than six months."""
 
@@ -103,6 +112,7 @@ class Config:
     auth: AuthSection = field(default_factory=AuthSection)
     audit: AuditSection = field(default_factory=AuditSection)
     exchange: ExchangeSection = field(default_factory=ExchangeSection)
+    feed: FeedSection = field(default_factory=FeedSection)
 
     @property
     def audience(self) -> str:
@@ -122,7 +132,7 @@ class Config:
 
 
 SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection,
-            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection}
+            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -205,6 +215,8 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
     if audit.retention_days < LEGAL_MINIMUM_RETENTION_DAYS:
         raise ConfigError(f"{where('audit.retention_days')}: audit.retention_days = {audit.retention_days} is below the legal minimum of "
                           f"{LEGAL_MINIMUM_RETENTION_DAYS} days (网络安全法 第二十一条)")
+    if config.feed.poll_s <= 0:
+        raise ConfigError(f"{path}: feed.poll_s must be positive")
     if audit.checkpoint_every < 1 or audit.checkpoint_interval_s <= 0:
         raise ConfigError(f"{where('audit.checkpoint_every', 'audit.checkpoint_interval_s')}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
     exchange = config.exchange
@@ -263,6 +275,10 @@ window = 1000                        # unconfirmed messages (one per record) in 
 claim_lease_s = 60.0                 # replicas: a dead dispatcher's claimed outbox rows go to others after this
 max_attempts = 8                     # then the message is dead-lettered with the reason
 max_batch_records = 5000
+
+[feed]
+poll_s = 1.0                         # catalog watchers look for other replicas' changes this often
+publish = true                       # publish published/retired events to exnode.<id>.catalog (fanout)
 
 [audit]
 checkpoint_every = 1000              # a signed checkpoint every N entries...

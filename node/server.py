@@ -67,7 +67,7 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 64 * 1024 * 1024),
                  ("grpc.so_reuseport", 0)],
     )
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(node.catalog), server)
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(node.catalog, node.feed), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node.audit, node.policy), server)
     lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(node.lists), server)
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node.exchange), server)
@@ -147,6 +147,8 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     if node.config.exchange.dispatch:
         node.start_dispatcher()
         node.start_inbound()
+    if node.config.feed.publish:
+        node.start_fanout()
     monitor = HealthMonitor(node, health_servicer, SERVICES)
     await monitor.check()
     log.info("serving", extra={"listen": listen, "port": bound, "metrics": metrics_listen})

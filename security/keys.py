@@ -27,6 +27,7 @@ import gmssl_pyx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 ALGORITHMS = ("Ed25519", "ECDSA-P256", "SM2-SM3")
 KEYRING = "keyring.json"
@@ -274,6 +275,31 @@ class KeyStore:
         if key_id(_public_der(private)) != active_kid:
             raise KeyError_(f"{private_path} does not match key id {active_kid} in {ring_path}")
         return cls(directory, SigningKey(active_kid, algorithm, private), public)
+
+    def mac_key(self, purpose: str, kid: str = "") -> bytes:
+        """A symmetric key for values only this node issues and checks (the catalog feed's resume tokens),
+        derived with HKDF-SHA256 from the private key ``kid`` (default: the active one) and ``purpose``.
+
+        Why derived rather than a key file of its own: nothing new to create, back up or rotate; a MAC
+        costs a microsecond where a signature per streamed event would cost tens. Keys of earlier
+        rotations are read from their files when asked for, so tokens issued before a rotation still
+        verify. Raises KeyError_ when ``kid`` is not a key of this node."""
+        kid = kid or self.active.kid
+        cache = self.__dict__.setdefault("_mac_keys", {})
+        if (kid, purpose) not in cache:
+            if kid == self.active.kid:
+                private: PrivateKey = self.active._private_key
+            elif kid in self.public:
+                try:
+                    private = _load_private((self.directory / f"node-{kid}.key.pem").read_bytes(),
+                                            self.public[kid].algorithm)
+                except (OSError, ValueError) as error:
+                    raise KeyError_(f"the private key {kid} is not available: {error}") from None
+            else:
+                raise KeyError_(f"{kid} is not a key of this node")
+            hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"exnode mac: {purpose}".encode())
+            cache[(kid, purpose)] = hkdf.derive(_private_pem(private))
+        return cache[(kid, purpose)]
 
     def rotate(self, algorithm: str | None = None) -> KeyStore:
         ring = json.loads((self.directory / KEYRING).read_text(encoding="utf-8"))

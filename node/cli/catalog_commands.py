@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         else:
             command.add_argument("--expected-version", type=int, default=0)
         command.set_defaults(handler=run_publish if action == "publish" else run_retire)
+
+
+    watch = commands.add_parser("watch", help="follow the catalog feed (one line per event; resumable)")
+    add_client(watch)
+    watch.add_argument("--since", default="", metavar="TOKEN",
+                       help="resume after the event whose resume_token this is (printed with every event)")
+    watch.add_argument("--from-beginning", action="store_true", help="replay every event first (without --since)")
+    watch.add_argument("--provider", default="", help="only events of this provider (统一社会信用代码)")
+    watch.add_argument("--classification", choices=[n for n in pb.Classification.keys()
+                                                   if not n.endswith("UNSPECIFIED")], default=None)
+    watch.add_argument("--code-prefix", default="", help="only resource codes starting with this")
+    watch.add_argument("--limit", type=int, default=0, help="stop after N events (default: follow until Ctrl-C)")
+    watch.set_defaults(handler=run_watch)
 
 
 def _stub(args: argparse.Namespace) -> catalog_pb2_grpc.CatalogServiceStub:
@@ -254,3 +268,48 @@ def run_retire(args: argparse.Namespace) -> int:
     resource = _stub(args).RetireResource(pb.RetireResourceRequest(code=args.code, reason=args.reason),
                                           metadata=call_metadata(args))
     return _print_resource(args, resource, "retired")
+
+
+def event_dict(event: pb.CatalogEvent) -> dict[str, Any]:
+    return {"position": event.sequence, "kind": pb.CatalogEventKind.Name(event.kind).removesuffix("_EVENT"),
+            "code": event.code, "version": event.version, "provider_code": event.provider_code, "name": event.name,
+            "classification": pb.Classification.Name(event.classification), "at": event.at.ToJsonString(),
+            "resume_token": event.resume_token}
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    """One line per event (JSON lines with --json), flushed at once so a pipe sees each event live; a
+    script that keeps the last resume_token can restart with --since and misses nothing."""
+    if args.since and args.from_beginning:
+        raise UsageError("--since and --from-beginning exclude each other")
+    if args.limit < 0:
+        raise UsageError("--limit must not be negative")
+    request = pb.WatchCatalogRequest(resume_token=args.since, from_beginning=args.from_beginning,
+                                     provider_code=args.provider, code_prefix=args.code_prefix)
+    if args.classification:
+        request.classification = pb.Classification.Value(args.classification)
+    stream = _stub(args).WatchCatalog(request, metadata=call_metadata(args))
+    seen = 0
+    try:
+        for event in stream:
+            document = event_dict(event)
+            if event.kind == pb.CAUGHT_UP:
+                # Printed in JSON so a script can keep its token; people only need to know it is live now.
+                if args.json:
+                    print(json.dumps({"position": event.sequence, "kind": "CAUGHT_UP",
+                                      "resume_token": event.resume_token}, ensure_ascii=False), flush=True)
+                else:
+                    print(f"caught up at position {event.sequence}; following live "
+                          f"(resume={event.resume_token})", file=sys.stderr, flush=True)
+                continue
+            if args.json:
+                print(json.dumps(document, ensure_ascii=False), flush=True)
+            else:
+                print(f"{document['position']:>8} {document['kind']:<9} {event.code:<24} v{event.version:<3} "
+                      f"{event.name}  [{event.provider_code}]  resume={event.resume_token}", flush=True)
+            seen += 1
+            if args.limit and seen >= args.limit:
+                break
+    finally:
+        stream.cancel()
+    return 0

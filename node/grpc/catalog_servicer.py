@@ -13,6 +13,7 @@ from catalog.errors import InvalidField
 from node.grpc import convert
 from node.grpc.context import current, principal
 from node.services.catalog import CatalogApplication
+from node.services.catalog_feed import CatalogFeed
 
 
 def _code(code: str) -> str:
@@ -24,8 +25,9 @@ def _code(code: str) -> str:
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self, app: CatalogApplication) -> None:
+    def __init__(self, app: CatalogApplication, feed: CatalogFeed) -> None:
         self.app = app
+        self.feed = feed
 
     async def CreateResource(self, request: pb.CreateResourceRequest, context: grpc.aio.ServicerContext) -> pb.Resource:
         current().target = f"resource:{request.metadata.code}"[:200]
@@ -96,6 +98,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def WatchCatalog(
         self, request: pb.WatchCatalogRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.CatalogEvent]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "WatchCatalog: the catalog feed is not served by this node version yet")
-        yield pb.CatalogEvent()  # pragma: no cover - makes this an async generator
+        current().target = "catalog:watch"
+        caller = principal()
+        flt = self.feed.event_filter(caller, request.provider_code, convert.watch_filter_from_proto(request),
+                                     request.code_prefix)
+        start = await asyncio.to_thread(self.feed.start, caller, request.resume_token,
+                                        from_beginning=request.from_beginning)
+        async for event, token in self.feed.follow(caller, start, flt):
+            yield convert.event_to_proto(event, token)

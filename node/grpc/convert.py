@@ -26,6 +26,7 @@ from catalog.model import (
     UpdateCycle,
     VersionState,
 )
+from node.services.catalog_feed import CaughtUp, FeedEvent
 from node.storage.catalog_repository import ResourceFilter
 
 # Domain enums carry the standard's numbers, and the proto enums use the same numbers.
@@ -169,3 +170,26 @@ def enum_name(field: str, value: LabelledEnum | None) -> str:
     if value is None:
         return ""
     return _PROTO_ENUMS[field].Name(value.number)
+
+
+_EVENT_KINDS = {"CREATED": pb.CREATED, "UPDATED": pb.UPDATED, "PUBLISHED": pb.PUBLISHED_EVENT,
+                "RETIRED": pb.RETIRED_EVENT}
+
+
+def watch_filter_from_proto(request: pb.WatchCatalogRequest) -> Classification | None:
+    """The classification filter of a watch (the other filters are plain strings)."""
+    problems: list[FieldProblem] = []
+    classification = _enum("classification", request.classification, problems, optional=True)
+    if problems:
+        raise InvalidField(problems)
+    return classification  # type: ignore[return-value]
+
+
+def event_to_proto(event: FeedEvent | CaughtUp, resume_token: str) -> pb.CatalogEvent:
+    if isinstance(event, CaughtUp):
+        return pb.CatalogEvent(sequence=event.position, kind=pb.CAUGHT_UP, resume_token=resume_token)
+    classification = next((c.number for c in Classification if c.value == event.classification), 0)
+    return pb.CatalogEvent(
+        sequence=event.position, kind=_EVENT_KINDS.get(event.kind, pb.CATALOG_EVENT_KIND_UNSPECIFIED),
+        code=event.code, version=event.version, at=timestamp(event.at), resume_token=resume_token,
+        provider_code=event.provider_code, name=event.name, classification=classification)

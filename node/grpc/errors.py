@@ -23,6 +23,7 @@ from node.grpc.handlers import Behaviour, wrap_handler
 from node.services.audit import AuditUnavailable
 from node.services.exchange import BadSignature, BrokerUnavailable
 from node.services.exchange import RequestTooLarge as ExchangeTooLarge
+from security.identity import AuthenticationError
 from security.policy import PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ STATUS_OF += [
     (ExchangeTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),  # a watch outliving its bearer token
 ]
 MAPPED = tuple(kind for kind, _ in STATUS_OF)
 

@@ -52,10 +52,13 @@ class ImportResult:
 class CatalogApplication:
     """The catalog's use cases, shared by the gRPC servicer, ``exnode init --sample`` and the bench."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now, policy: Policy | None = None) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now, policy: Policy | None = None,
+                 changed: Callable[[], None] = lambda: None) -> None:
         self.uow = uow
         self.clock = clock
         self.policy = policy or Policy()
+        self.changed = changed
+        """Called after each committed change: wakes this process's catalog feed readers."""
 
     # -- commands ----------------------------------------------------------------------------
     def create(self, principal: Principal, meta: ResourceMetadata) -> Resource:
@@ -69,6 +72,7 @@ class CatalogApplication:
             uow.catalog.add(resource, now)
             uow.catalog.append_events([("CREATED", resource)], now)
             uow.commit()
+        self.changed()
         return resource
 
     def update(self, principal: Principal, meta: ResourceMetadata, expected_version: int = 0) -> Resource:
@@ -80,6 +84,7 @@ class CatalogApplication:
             uow.catalog.save(changed, current, now)
             uow.catalog.append_events([("UPDATED", changed)], now)
             uow.commit()
+        self.changed()
         return changed
 
     def publish(self, principal: Principal, code: str, expected_version: int = 0) -> Resource:
@@ -92,6 +97,7 @@ class CatalogApplication:
             uow.catalog.save(published, current, now)
             uow.catalog.append_events([("PUBLISHED", published)], now)
             uow.commit()
+        self.changed()
         return published
 
     def retire(self, principal: Principal, code: str) -> Resource:
@@ -102,6 +108,7 @@ class CatalogApplication:
             uow.catalog.save(retired, current, now)
             uow.catalog.append_events([("RETIRED", retired)], now)
             uow.commit()
+        self.changed()
         return retired
 
     def import_resources(
@@ -162,6 +169,7 @@ class CatalogApplication:
                 events += [("PUBLISHED", r) for r in new] + [("PUBLISHED", r) for r, _ in changed]
             uow.catalog.append_events(events, now)
             uow.commit()
+        self.changed()
         return ImportResult(len(new), len(changed), len(new) + len(changed) if publish else 0)
 
     def _require_import(self, principal: Principal, entries: Sequence[tuple[int, ResourceMetadata]],

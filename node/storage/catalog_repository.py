@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Row
 
 from catalog.interchange import metadata_from_trusted_dict, metadata_to_dict
@@ -21,7 +21,7 @@ from catalog.model import (
     UpdateCycle,
     VersionState,
 )
-from node.storage.tables import catalog_events, resource_versions, resources
+from node.storage.tables import catalog_events, catalog_feed_cursors, resource_versions, resources
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,24 @@ class ResourceFilter:
     code_prefix: str = ""
     visible_to: str | None = None
     """When set, drafts are listed only if this department provides them (policy decides the value)."""
+
+PUBLIC_EVENT_KINDS = ("PUBLISHED", "RETIRED")
+"""Events every department may see; CREATED and UPDATED concern drafts, seen by their own department."""
+EVENT_LOG_LOCK = 0x65786E6F6465_0006
+"""The PostgreSQL advisory lock key that serialises the appends to catalog_events (one database per node)."""
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which catalog events a feed reader gets."""
+
+    visible_to: str | None = None
+    """When set, draft events (CREATED, UPDATED) only of this department (policy decides the value)."""
+    public_only: bool = False
+    provider_code: str = ""
+    classification: Classification | None = None
+    code_prefix: str = ""
+
 
 def _escape_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -174,6 +192,38 @@ class CatalogRepository:
             .order_by(catalog_events.c.sequence).limit(limit)
         ).all()
 
+    def last_event_position(self) -> int:
+        return self.connection.execute(select(func.max(catalog_events.c.sequence))).scalar_one() or 0
+
+    def feed_events(self, after: int, up_to: int, flt: EventFilter, limit: int) -> Sequence[Row]:
+        """Events after ``after`` and at most ``up_to``, that pass the filter, in position order."""
+        e = catalog_events
+        conditions = [e.c.sequence > after, e.c.sequence <= up_to]
+        if flt.visible_to is not None:
+            conditions.append(or_(e.c.kind.in_(PUBLIC_EVENT_KINDS), e.c.provider_code == flt.visible_to))
+        if flt.public_only:
+            conditions.append(e.c.kind.in_(PUBLIC_EVENT_KINDS))
+        if flt.provider_code:
+            conditions.append(e.c.provider_code == flt.provider_code)
+        if flt.classification:
+            conditions.append(e.c.classification == flt.classification.value)
+        if flt.code_prefix:
+            conditions.append(e.c.code.like(_escape_like(flt.code_prefix) + "%", escape="\\"))
+        return self.connection.execute(select(e).where(*conditions).order_by(e.c.sequence).limit(limit)).all()
+
+    def feed_cursor(self, name: str) -> int:
+        found = self.connection.execute(
+            select(catalog_feed_cursors.c.position).where(catalog_feed_cursors.c.name == name)).scalar()
+        return found or 0
+
+    def advance_feed_cursor(self, name: str, position: int, now: dt.datetime) -> None:
+        """Move a cursor forward (never back: a slower replica's late write cannot undo a faster one's)."""
+        c = catalog_feed_cursors
+        changed = self.connection.execute(
+            update(c).where(c.c.name == name, c.c.position < position).values(position=position, updated_at=now))
+        if changed.rowcount == 0 and self.connection.execute(select(c.c.name).where(c.c.name == name)).first() is None:
+            self.connection.execute(insert(c).values(name=name, position=position, updated_at=now))
+
     # -- writes ------------------------------------------------------------------------------
     def add(self, resource: Resource, now: dt.datetime) -> None:
         self.add_many([resource], now)
@@ -213,12 +263,41 @@ class CatalogRepository:
             self.connection.execute(insert(resource_versions), [self._version_values(resource.code, latest)])
 
     def append_events(self, events: Sequence[tuple[str, Resource]], now: dt.datetime) -> None:
-        if events:
-            self.connection.execute(insert(catalog_events), [
-                {"kind": kind, "code": r.code, "version": r.latest.version, "provider_code": r.provider_code,
-                 "at": now}
-                for kind, r in events
-            ])
+        """Append catalog events; call it as the last statement of the change's transaction.
+
+        Why a lock: the feed (WatchCatalog, the fanout publisher) reads "events after position P" and
+        must never skip one. PostgreSQL hands out sequence values when rows are inserted, not when they
+        commit, so without care transaction A could take position 7, transaction B position 8, B commit
+        first, a watcher read 8 and move its cursor past 7, and A's event (committed a moment later)
+        would never be sent. Taking a transaction-scoped advisory lock before the insert serialises the
+        event-writing tail of catalog transactions: positions are drawn under the lock and the lock is
+        released only after the commit has become visible, so an event is visible before any event with
+        a larger position, and "the largest visible position" is a safe starting point. The alternative,
+        serving only positions below the smallest in-flight transaction's, needs xid bookkeeping per row
+        and delays every watcher behind the slowest writer. The price of the lock: concurrent catalog
+        commits no longer share fsyncs (measured with 4 writers on PostgreSQL here: ~360 single-resource
+        changes/s with it, 560-715 without); catalog changes are administrative (hundreds on a busy day)
+        and an import writes all its events in one statement, so that is ample. It is taken last, after
+        every row lock the use case holds, so it adds no lock-order cycle. SQLite needs nothing: its
+        writers are already serialised (BEGIN IMMEDIATE), so rowid order is commit order.
+        """
+        if not events:
+            return
+        if self.connection.dialect.name == "postgresql":
+            self.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOG_LOCK})
+        rows = []
+        for kind, r in events:
+            shown = r.latest
+            if kind in PUBLIC_EVENT_KINDS and r.published_version and r.published_version != shown.version:
+                # Retiring a resource with a pending draft: everybody sees this event, so it names the
+                # published version, never the draft's number or metadata.
+                published = self.get_version(r.code, r.published_version)
+                assert published is not None, f"resource {r.code} has no row for published version"
+                shown = published
+            rows.append({"kind": kind, "code": r.code, "version": shown.version, "provider_code": r.provider_code,
+                         "at": now, "name": shown.metadata.name,
+                         "classification": shown.metadata.classification.value})
+        self.connection.execute(insert(catalog_events), rows)
 
     @staticmethod
     def _version_values(code: str, version: ResourceVersion) -> dict:

@@ -93,7 +93,21 @@ catalog_events = Table(
     Column("version", Integer, nullable=False),
     Column("provider_code", String(18), nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("classification", String(16), nullable=False, server_default=""),
 )
+"""The catalog feed (WatchCatalog and the fanout exchange): one row per change, written in the change's
+transaction. ``sequence`` is the feed position; see CatalogRepository.append_events for why positions
+become visible in increasing order on PostgreSQL too."""
+
+catalog_feed_cursors = Table(
+    "catalog_feed_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+"""How far a feed consumer inside the node (the RabbitMQ fanout publisher) has got, confirmed."""
 
 Index("ix_resource_versions_filters", resource_versions.c.classification, resource_versions.c.share_type)
 

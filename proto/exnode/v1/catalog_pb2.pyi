@@ -89,6 +89,7 @@ class CatalogEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UPDATED: _ClassVar[CatalogEventKind]
     PUBLISHED_EVENT: _ClassVar[CatalogEventKind]
     RETIRED_EVENT: _ClassVar[CatalogEventKind]
+    CAUGHT_UP: _ClassVar[CatalogEventKind]
 CLASSIFICATION_UNSPECIFIED: Classification
 BASIC: Classification
 THEMATIC: Classification
@@ -139,6 +140,7 @@ CREATED: CatalogEventKind
 UPDATED: CatalogEventKind
 PUBLISHED_EVENT: CatalogEventKind
 RETIRED_EVENT: CatalogEventKind
+CAUGHT_UP: CatalogEventKind
 
 class Item(_message.Message):
     __slots__ = ("name", "data_type", "length", "required", "description")
@@ -341,23 +343,37 @@ class ExportResourcesRequest(_message.Message):
     def __init__(self, status: _Optional[_Union[ResourceStatus, str]] = ...) -> None: ...
 
 class CatalogEvent(_message.Message):
-    __slots__ = ("sequence", "kind", "code", "version", "at", "resume_token")
+    __slots__ = ("sequence", "kind", "code", "version", "at", "resume_token", "provider_code", "name", "classification")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     kind: CatalogEventKind
     code: str
     version: int
     at: _timestamp_pb2.Timestamp
     resume_token: str
-    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[CatalogEventKind, str]] = ..., code: _Optional[str] = ..., version: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resume_token: _Optional[str] = ...) -> None: ...
+    provider_code: str
+    name: str
+    classification: Classification
+    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[CatalogEventKind, str]] = ..., code: _Optional[str] = ..., version: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resume_token: _Optional[str] = ..., provider_code: _Optional[str] = ..., name: _Optional[str] = ..., classification: _Optional[_Union[Classification, str]] = ...) -> None: ...
 
 class WatchCatalogRequest(_message.Message):
-    __slots__ = ("resume_token",)
+    __slots__ = ("resume_token", "from_beginning", "provider_code", "classification", "code_prefix")
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FROM_BEGINNING_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    CODE_PREFIX_FIELD_NUMBER: _ClassVar[int]
     resume_token: str
-    def __init__(self, resume_token: _Optional[str] = ...) -> None: ...
+    from_beginning: bool
+    provider_code: str
+    classification: Classification
+    code_prefix: str
+    def __init__(self, resume_token: _Optional[str] = ..., from_beginning: _Optional[bool] = ..., provider_code: _Optional[str] = ..., classification: _Optional[_Union[Classification, str]] = ..., code_prefix: _Optional[str] = ...) -> None: ...

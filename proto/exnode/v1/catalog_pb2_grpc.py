@@ -145,7 +145,7 @@ class CatalogServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchCatalog(self, request, context):
-        """The catalog feed (resumable). Shape fixed now; served from the catalog-feed issue on.
+        """The catalog feed: replays the events after resume_token, then follows live until cancelled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
