@@ -21,6 +21,7 @@ from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.dispatch import SqlOutbox
 from node.services.exchange import ExchangeApplication, Limits, inbound_handler
 from node.services.lists import ListsApplication
+from node.services.pull import PullApplication, PullSettings
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security.audit import AuditRecord
@@ -50,6 +51,7 @@ class Node:
     exchange: ExchangeApplication
     audit: AuditApplication
     audit_writer: AuditWriter
+    pull: PullApplication
     dispatcher: Dispatcher | None = None
     inbound: InboundConsumer | None = None
 
@@ -148,7 +150,10 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy), lists=lists, exchange=exchange, audit=AuditApplication(uow, keys, settings, clock),
-        audit_writer=writer)
+        audit_writer=writer,
+        pull=PullApplication(uow, clock, keys, config.node.id, config.node.department_code, writer, PullSettings(
+            batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
+            ack_timeout_s=config.exchange.pull_ack_timeout_s)))
 
 
 def run_housekeeping(node: Node) -> dict[str, object]:

@@ -82,6 +82,12 @@ class ExchangeSection:
     """Unconfirmed messages in flight per dispatcher."""
     max_attempts: int = 8
     max_batch_records: int = 5000
+    pull_batch_records: int = 8192
+    """Records per batch of the nightly pull (a power of two lets clients fold batch roots)."""
+    pull_window: int = 4
+    """Pull batches sent ahead of the client's acknowledgements."""
+    pull_ack_timeout_s: float = 60.0
+    """How long a pull waits for an acknowledgement before ending (the next pull resends from the last one)."""
 
 
 LEGAL_MINIMUM_RETENTION_DAYS = 180
@@ -194,6 +200,9 @@ def _validate(config: Config, path: Path) -> None:
                           f"{LEGAL_MINIMUM_RETENTION_DAYS} days (网络安全法 第二十一条)")
     if audit.checkpoint_every < 1 or audit.checkpoint_interval_s <= 0:
         raise ConfigError(f"{path}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
+    exchange = config.exchange
+    if exchange.pull_batch_records < 1 or exchange.pull_window < 1 or exchange.pull_ack_timeout_s <= 0:
+        raise ConfigError(f"{path}: exchange.pull_batch_records, pull_window and pull_ack_timeout_s must be positive")
     server = config.server
     if bool(server.tls_cert) != bool(server.tls_key):
         raise ConfigError(f"{path}: server.tls_cert and server.tls_key go together (one is set, the other is not)")

@@ -23,6 +23,7 @@ from node.grpc.handlers import Behaviour, wrap_handler
 from node.services.audit import AuditUnavailable
 from node.services.exchange import BadSignature, BrokerUnavailable
 from node.services.exchange import RequestTooLarge as ExchangeTooLarge
+from node.services.pull import AckTimeout, NotReady
 from security.policy import PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ STATUS_OF += [
     (ExchangeTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (NotReady, grpc.StatusCode.FAILED_PRECONDITION),
+    (AckTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
 ]
 MAPPED = tuple(kind for kind, _ in STATUS_OF)
 
