@@ -21,6 +21,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
 from sqlalchemy.exc import IntegrityError
 
@@ -99,12 +100,28 @@ class PullManifest:
     position: int
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_OPERATIONS = {op.value: op.value for op in Operation}
+
+
 def leaf_for(row: PulledRow, grant: tuple[tuple[str, ...], Mapping[str, str]] | None) -> bytes:
     """The record's canonical form as the platform may see it (the Merkle leaf and the line it stores)."""
+    if grant is None:
+        return unmasked_leaf(row)
     record = Record(row.record_id, row.sequence, Operation(row.operation), json.loads(row.payload))
-    if grant is not None:
-        record = envelopes.masked((record,), grant[0], grant[1])[0]
+    record = envelopes.masked((record,), grant[0], grant[1])[0]
     return canonical_record(row.provider_code, row.resource_code, record)
+
+
+def unmasked_leaf(row: PulledRow) -> bytes:
+    """``canonical_record`` of a stored record, spelled out for speed (a million records a night): the
+    stored payload is already key-sorted JSON, so it is re-encoded compactly without sorting, and the
+    fixed top-level keys are written in their sorted order. A unit test holds it equal to
+    ``canonical_record``."""
+    string = encode_basestring
+    return (f'{{"id":{string(row.record_id)},"operation":"{_OPERATIONS[row.operation]}",'
+            f'"payload":{_COMPACT.encode(json.loads(row.payload))},"provider":{string(row.provider_code)},'
+            f'"resource":{string(row.resource_code)},"sequence":{int(row.sequence)}}}').encode()
 
 
 class PullSession:

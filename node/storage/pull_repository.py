@@ -85,7 +85,7 @@ class PullRepository:
             query = query.where(c.resource_code.in_(sorted(only)))
         if excluding:
             query = query.where(c.resource_code.not_in(sorted(excluding)))
-        return [PulledRow(*row) for row in self.connection.execute(query)]
+        return [PulledRow(*row) for row in self.connection.execute(query).all()]
 
     def between(self, start: dt.datetime, end: dt.datetime, after: int, limit: int) -> list[PulledRow]:
         """Records received in [start, end), in position order, after ``after`` (for closing a day)."""
@@ -140,6 +140,16 @@ class PullRepository:
 
     # -- bulk setup (benchmarks) -----------------------------------------------------------------------
     def add_positioned(self, rows: Sequence[dict]) -> None:
-        """Insert records that already carry positions (the benchmark's setup; not an ingest path)."""
-        if rows:
+        """Insert records that already carry positions (the benchmark's setup; not an ingest path). COPY
+        on PostgreSQL, executemany elsewhere."""
+        if not rows:
+            return
+        if self.connection.dialect.name != "postgresql":
             self.connection.execute(insert(records), list(rows))
+            return
+        columns = [c.name for c in records.columns]
+        raw = self.connection.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor, cursor.copy(f"COPY records ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in columns])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from catalog.records import Operation, Record, canonical_record
+from node.services.pull import unmasked_leaf
+from node.storage.pull_repository import PulledRow
 from security import merkle
 from security.pull import CursorCodec, CursorError, batch_signing_input, manifest_signing_input
 
@@ -33,11 +38,10 @@ def test_a_cursor_of_another_node_or_secret_is_refused():
     assert error.value.kind == "forged"
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=(1 << 63) - 1), st.integers(min_value=0, max_value=200),
        st.integers(min_value=1, max_value=255))
 def test_any_changed_byte_of_a_cursor_is_refused(position, index, flip):
-    import base64
-
     codec = CursorCodec(SECRET, "node-a")
     cursor = codec.issue("platform", position)
     raw = bytearray(base64.urlsafe_b64decode(cursor[4:] + "=" * (-len(cursor[4:]) % 4)))
@@ -78,3 +82,18 @@ def test_signed_statements_bind_every_field():
                     root=root, until_day="")
     assert manifest_signing_input(**manifest) != manifest_signing_input(**{**manifest, "until_day": "2026-03-02"})
     assert manifest_signing_input(**manifest) not in inputs
+
+
+_VALUES = st.one_of(st.text(), st.integers(min_value=-(1 << 53), max_value=1 << 53), st.booleans(), st.none(),
+                    st.floats(allow_nan=False, allow_infinity=False))
+
+
+@settings(deadline=None)
+@given(st.dictionaries(st.text(min_size=1), _VALUES, max_size=8), st.sampled_from(["UPSERT", "DELETE"]),
+       st.integers(min_value=0, max_value=(1 << 63) - 1), st.from_regex(r"[A-Za-z0-9._:-]{1,64}", fullmatch=True))
+def test_the_fast_leaf_of_a_stored_record_is_its_canonical_form(payload, operation, sequence, record_id):
+    stored = json.dumps(payload, ensure_ascii=False, sort_keys=True)  # as ExchangeRepository.add_records stores it
+    row = PulledRow(1, "11100000MB01284764", "311140001/000001", record_id, sequence, operation, stored)
+    expected = canonical_record(row.provider_code, row.resource_code,
+                                Record(record_id, sequence, Operation(operation), payload))
+    assert unmasked_leaf(row) == expected
