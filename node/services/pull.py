@@ -28,12 +28,12 @@ from sqlalchemy.exc import IntegrityError
 from adapters import envelope as envelopes
 from catalog.errors import InvalidField
 from catalog.lists import BEIJING
-from catalog.model import ShareType
+from catalog.model import Resource, ShareType
 from catalog.records import Operation, Record, canonical_record
 from node.services.audit import AuditWriter
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.pull_repository import PulledRow, StoredDayManifest
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import merkle
 from security.audit import AuditRecord
 from security.identity import Principal
@@ -317,11 +317,13 @@ class PullApplication:
             uow.commit()
         accumulator = merkle.RootAccumulator()
         counts: dict[tuple[str, str], int] = {}
-        first = last = after = 0
+        first = last = 0
         with self.uow() as uow:
             high_water = uow.pull.high_water_before(end)
+            low, high = uow.pull.day_bounds(start, end)
+            after = max(low - 1, 0)
             while True:
-                rows = uow.pull.between(start, end, after, 10_000)
+                rows = uow.pull.page(after, high, 10_000, received=(start, end))
                 if not rows:
                     break
                 for row in rows:
@@ -360,11 +362,11 @@ class PullApplication:
             return uow.pull.get_day(key)
 
 
-def _all_resources(uow: object, share_type: ShareType) -> list:
-    found = []
+def _all_resources(uow: UnitOfWork, share_type: ShareType) -> list[Resource]:
+    found: list[Resource] = []
     after = ""
     while True:
-        page = uow.catalog.list(ResourceFilter(share_type=share_type), after_code=after, limit=500)  # type: ignore[attr-defined]
+        page = uow.catalog.list(ResourceFilter(share_type=share_type), after_code=after, limit=500)
         found.extend(page)
         if len(page) < 500:
             return found

@@ -75,9 +75,29 @@ class PullRepository:
                                            .where(c.received_at < end)).scalar_one())
 
     def page(self, after: int, until: int, limit: int, *, only: Collection[str] | None = None,
-             excluding: Collection[str] = ()) -> list[PulledRow]:
+             excluding: Collection[str] = (), received: tuple[dt.datetime, dt.datetime] | None = None
+             ) -> list[PulledRow]:
         """Up to ``limit`` records with after < position <= until, in position order, of the resources
-        ``only`` names (all when None) minus ``excluding``."""
+        ``only`` names (all when None) minus ``excluding`` (and received in [start, end) if given).
+
+        Read in windows of positions, widened while they come back sparse, so that each query touches a
+        bounded stretch of the index whatever plan the database picks: without statistics (a table just
+        filled) PostgreSQL would otherwise sort the whole remaining range for every page."""
+        rows: list[PulledRow] = []
+        span = limit * 2
+        lower = after
+        while len(rows) < limit and lower < until:
+            upper = min(until, lower + span)
+            found = self._window(lower, upper, limit - len(rows), only, excluding, received)
+            rows.extend(found)
+            if len(rows) < limit:  # this window is exhausted
+                lower = upper
+                if len(found) < span // 4:
+                    span = min(span * 2, limit * 256)
+        return rows
+
+    def _window(self, after: int, until: int, limit: int, only: Collection[str] | None, excluding: Collection[str],
+                received: tuple[dt.datetime, dt.datetime] | None) -> list[PulledRow]:
         c = records.c
         query = (select(c.position, c.provider_code, c.resource_code, c.record_id, c.sequence, c.operation, c.payload)
                  .where(c.position > after, c.position <= until).order_by(c.position).limit(limit))
@@ -85,15 +105,16 @@ class PullRepository:
             query = query.where(c.resource_code.in_(sorted(only)))
         if excluding:
             query = query.where(c.resource_code.not_in(sorted(excluding)))
+        if received is not None:
+            query = query.where(c.received_at >= received[0], c.received_at < received[1])
         return [PulledRow(*row) for row in self.connection.execute(query).all()]
 
-    def between(self, start: dt.datetime, end: dt.datetime, after: int, limit: int) -> list[PulledRow]:
-        """Records received in [start, end), in position order, after ``after`` (for closing a day)."""
+    def day_bounds(self, start: dt.datetime, end: dt.datetime) -> tuple[int, int]:
+        """The lowest and highest positions of the records received in [start, end) (0, 0 when none)."""
         c = records.c
-        query = (select(c.position, c.provider_code, c.resource_code, c.record_id, c.sequence, c.operation, c.payload)
-                 .where(c.received_at >= start, c.received_at < end, c.position > after)
-                 .order_by(c.position).limit(limit))
-        return [PulledRow(*row) for row in self.connection.execute(query)]
+        low, high = self.connection.execute(select(func.min(c.position), func.max(c.position))
+                                            .where(c.received_at >= start, c.received_at < end)).one()
+        return int(low or 0), int(high or 0)
 
     # -- acknowledgements ------------------------------------------------------------------------------
     def acknowledged(self, platform: str) -> int:

@@ -341,3 +341,29 @@ def _codes_day(node: RunningNode, day: str) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as refused:
         pull(caller(node), trusted(node), Path(node.config.data_dir) / "early", until_day=day)
     return refused.value
+
+
+def test_pages_in_position_windows_find_sparse_records_in_order_and_stop_at_the_high_water_mark(database_url):
+    from node.storage.database import make_engine, migrate
+    from node.storage.pull_repository import PullRepository
+
+    migrate(database_url)
+    engine = make_engine(database_url)
+    at = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    rows = [{"provider_code": PROVIDER, "resource_code": LOW_INCOME if n % 7 == 0 else "311140001/000002",
+             "record_id": f"R{n}", "sequence": n, "operation": "UPSERT", "payload": "{}", "content_hash": "0" * 64,
+             "batch_id": "b", "received_at": at, "position": n} for n in range(1, 301)]
+    try:
+        with engine.begin() as connection:
+            PullRepository(connection).add_positioned(rows)
+        with engine.connect() as connection:
+            repository = PullRepository(connection)
+            found, after = [], 0
+            while page := repository.page(after, 290, 3, only={LOW_INCOME}):
+                found.extend(row.position for row in page)
+                after = page[-1].position
+            assert found == [n for n in range(7, 291, 7)]
+            assert [r.position for r in repository.page(0, 300, 500, excluding={LOW_INCOME})] == \
+                [n for n in range(1, 301) if n % 7]
+    finally:
+        engine.dispose()
