@@ -25,6 +25,7 @@ from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
 from node.services.dispatch import SqlOutbox
 from node.services.exchange import ExchangeApplication, Limits, inbound_handler
 from node.services.lists import ListsApplication
+from node.services.pull import PullApplication, PullSettings
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security.audit import AuditRecord
@@ -55,6 +56,7 @@ class Node:
     audit: AuditApplication
     audit_writer: AuditWriter
     feed: CatalogFeed
+    pull: PullApplication
     dispatcher: Dispatcher | None = None
     inbound: InboundConsumer | None = None
     fanout: CatalogFanoutPublisher | None = None
@@ -171,8 +173,11 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     feed = CatalogFeed(uow, policy, keys, config.node.id, poll_s=config.feed.poll_s, leeway_s=config.auth.leeway_s)
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
-        catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify), feed=feed, lists=lists, exchange=exchange, audit=AuditApplication(uow, keys, settings, clock),
-        audit_writer=writer)
+        catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify), feed=feed, lists=lists,
+        exchange=exchange, audit=AuditApplication(uow, keys, settings, clock), audit_writer=writer,
+        pull=PullApplication(uow, clock, keys, config.node.id, config.node.department_code, writer, PullSettings(
+            batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
+            ack_timeout_s=config.exchange.pull_ack_timeout_s)))
 
 
 def run_housekeeping(node: Node) -> dict[str, object]:

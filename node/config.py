@@ -87,6 +87,12 @@ class ExchangeSection:
     others after this long."""
     max_attempts: int = 8
     max_batch_records: int = 5000
+    pull_batch_records: int = 8192
+    """Records per batch of the nightly pull (a power of two lets clients fold batch roots)."""
+    pull_window: int = 4
+    """Pull batches sent ahead of the client's acknowledgements."""
+    pull_ack_timeout_s: float = 60.0
+    """How long a pull waits for an acknowledgement before ending (the next pull resends from the last one)."""
 
 
 @dataclass(frozen=True)
@@ -220,7 +226,8 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
     if audit.checkpoint_every < 1 or audit.checkpoint_interval_s <= 0:
         raise ConfigError(f"{where('audit.checkpoint_every', 'audit.checkpoint_interval_s')}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
     exchange = config.exchange
-    for name in ("window", "claim_lease_s", "max_attempts", "max_batch_records"):
+    for name in ("window", "claim_lease_s", "max_attempts", "max_batch_records", "pull_batch_records", "pull_window",
+                 "pull_ack_timeout_s"):
         if getattr(exchange, name) <= 0:
             raise ConfigError(f"{where('exchange.' + name)}: exchange.{name} = {getattr(exchange, name)} must be positive")
     server = config.server

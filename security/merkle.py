@@ -303,3 +303,49 @@ class SignedBatch:
                 raise ValueError(f"{field} must be a non-empty string")
         return cls(_count(tree_size, "tree_size"), _from_hex(root, "root", HASH_SIZE), kid, algorithm,
                    _from_hex(signature, "signature"))
+
+
+class RootAccumulator:
+    """The RFC 6962 root of a leaf sequence that arrives in pieces, holding O(log n) hashes.
+
+    The stack holds the complete subtrees of the binary decomposition of the size so far (largest first);
+    the root folds them from the right, which is exactly RFC 6962's split at the largest power of two. A
+    verified batch whose size is a power of two and that starts at a multiple of it enters as one
+    subtree (its root), so a pull of a million records costs no more hashing than its batches' roots.
+    """
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []
+        self.size = 0
+
+    def add_leaf_hash(self, value: bytes) -> None:
+        self._push(1, value)
+
+    def add_leaf_hashes(self, values: Sequence[bytes], root: bytes | None = None) -> None:
+        """Add consecutive leaves; ``root`` (their RFC 6962 root, already computed) is used when the
+        piece is an aligned complete subtree, so it is not hashed twice."""
+        count = len(values)
+        if count and count & (count - 1) == 0 and self.size % count == 0:
+            self._push(count, root if root is not None else root_from_leaf_hashes(values))
+            return
+        for value in values:
+            self._push(1, value)
+
+    def _push(self, size: int, value: bytes) -> None:
+        _check_hashes([value], "subtree")
+        stack = self._stack
+        while stack and stack[-1][0] == size:
+            _, left = stack.pop()
+            value = node_hash(left, value)
+            size *= 2
+        stack.append((size, value))
+        self.size = sum(s for s, _ in stack)
+
+    @property
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        result = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            result = node_hash(left, result)
+        return result

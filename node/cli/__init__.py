@@ -21,6 +21,7 @@ from node.cli import (
     health_commands,
     lists_commands,
     node_commands,
+    pull_commands,
     security_commands,
 )
 from node.cli.common import UsageError
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog_commands.register(sub)
     lists_commands.register(sub)
     security_commands.register(sub)
+    pull_commands.register(sub)
     bench.register(sub)
     return parser
 

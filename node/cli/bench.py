@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     relay.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
     relay.add_argument("--database-url", default="", help="default: a temporary SQLite database")
     relay.set_defaults(handler=run_relay)
+    pull = commands.add_parser("pull", help="a verified nightly pull of N generated records through gRPC")
+    pull.add_argument("--count", type=int, default=1_000_000, help="records to generate and pull (default 1000000)")
+    pull.add_argument("--database-url", action="append", default=None,
+                      help="empty database to measure (repeatable; default: a temporary SQLite and PostgreSQL)")
+    pull.set_defaults(handler=run_pull)
 
 
 def run_catalog(args: argparse.Namespace) -> int:
@@ -45,3 +50,9 @@ def run_relay(args: argparse.Namespace) -> int:
 
     return bench_main(records=args.records, batch=args.batch, rate=args.rate, latency_seconds=args.latency_seconds,
                       database_url=args.database_url)
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from node.bench_pull import main as bench_main
+
+    return bench_main(count=args.count, urls=args.database_url)

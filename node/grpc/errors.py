@@ -23,6 +23,7 @@ from node.grpc.handlers import Behaviour, wrap_handler
 from node.services.audit import AuditUnavailable
 from node.services.exchange import BadSignature, BrokerUnavailable
 from node.services.exchange import RequestTooLarge as ExchangeTooLarge
+from node.services.pull import AckTimeout, NotReady
 from security.identity import AuthenticationError
 from security.policy import PermissionDenied
 
@@ -50,6 +51,8 @@ STATUS_OF += [
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
     (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),  # a watch outliving its bearer token
+    (NotReady, grpc.StatusCode.FAILED_PRECONDITION),
+    (AckTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
 ]
 MAPPED = tuple(kind for kind, _ in STATUS_OF)
 

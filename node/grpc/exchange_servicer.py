@@ -14,6 +14,7 @@ from catalog.errors import FieldProblem, InvalidField
 from catalog.records import Operation, Record
 from node.grpc.context import current, principal
 from node.services.exchange import ExchangeApplication, IncomingBatch, IngestResult
+from node.services.pull import AckTimeout, NotReady, PullApplication, PullSession, SignedPullBatch
 
 _OPERATIONS = {pb.UPSERT: Operation.UPSERT, pb.DELETE: Operation.DELETE}
 
@@ -57,8 +58,9 @@ def result_to_proto(result: IngestResult) -> pb.IngestResponse:
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
-    def __init__(self, app: ExchangeApplication) -> None:
+    def __init__(self, app: ExchangeApplication, pull: PullApplication | None = None) -> None:
         self.app = app
+        self.pull = pull
 
     async def RegisterKey(self, request: pb.RegisterKeyRequest, context: grpc.aio.ServicerContext
                           ) -> pb.RegisteredKey:
@@ -121,6 +123,79 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         current().detail = f"receipt for {len(set(request.record_ids))} records" + ("" if fresh else " (repeat)")
         return pb.ReceiptAck(batch_id=request.batch_id)
 
-    async def Pull(self, request: pb.PullRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.PullItem]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Pull: the nightly pull is not served yet")
-        yield pb.PullItem()
+    async def Pull(self, request_iterator: AsyncIterator[pb.PullRequest], context: grpc.aio.ServicerContext
+                   ) -> AsyncIterator[pb.PullItem]:
+        """Header, batches (at most ``window`` ahead of the acknowledgements), manifest; then wait for the
+        manifest's acknowledgement. Reading acknowledgements runs beside sending, and the next batch is
+        prepared in a worker thread while the current one is on the wire."""
+        if self.pull is None:
+            raise NotReady("the nightly pull is not configured on this node")
+        requests = request_iterator.__aiter__()
+        try:
+            first = await requests.__anext__()
+        except StopAsyncIteration:
+            raise InvalidField.one("start", "a pull begins with a start message") from None
+        if first.WhichOneof("kind") != "start":
+            raise InvalidField.one("start", "a pull begins with a start message, not an acknowledgement")
+        session = await asyncio.to_thread(self.pull.open, principal(), first.start.cursor, replay=first.start.replay,
+                                          until_day=first.start.until_day)
+        current().target = f"platform:{session.scope.platform}"
+        settings = self.pull.settings
+        acks: asyncio.Queue[pb.PullRequest | None] = asyncio.Queue(maxsize=settings.window + 2)
+
+        async def read_acks() -> None:
+            async for message in requests:
+                await acks.put(message)
+            await acks.put(None)
+
+        reader = asyncio.create_task(read_acks())
+        prepared: asyncio.Future[SignedPullBatch | None] | None = None
+        try:
+            yield pb.PullItem(header=pb.PullHeader(node_id=self.pull.node_id, platform=session.scope.platform,
+                                                   from_cursor=session.from_cursor, window=settings.window,
+                                                   resumed=session.resumed))
+            prepared = asyncio.ensure_future(asyncio.to_thread(session.next_batch))
+            while True:
+                batch = await prepared
+                if batch is None:
+                    break
+                prepared = asyncio.ensure_future(asyncio.to_thread(session.next_batch))
+                while session.unacknowledged >= settings.window:
+                    if not await self._await_ack(session, acks, settings.ack_timeout_s):
+                        raise AckTimeout(f"the client stopped acknowledging with {session.unacknowledged} batches "
+                                         "outstanding; the next pull resumes after the last acknowledged batch")
+                session.sent(batch.to_cursor, batch.position)
+                yield pb.PullItem(batch=pb.PullBatch(
+                    index=batch.index, from_cursor=batch.from_cursor, to_cursor=batch.to_cursor, records=batch.records,
+                    merkle_root=batch.root, key_id=batch.kid, signature=batch.signature))
+                current().detail = f"{session.records} records in {session.batches} batches sent"
+            manifest = await asyncio.to_thread(session.manifest)
+            session.sent(manifest.to_cursor, manifest.position)
+            yield pb.PullItem(manifest=pb.Manifest(
+                from_cursor=manifest.from_cursor, to_cursor=manifest.to_cursor, record_count=manifest.record_count,
+                merkle_root=manifest.root, key_id=manifest.kid, signature=manifest.signature,
+                batch_count=manifest.batch_count, until_day=manifest.until_day))
+            while session.unacknowledged and await self._await_ack(session, acks, settings.ack_timeout_s):
+                pass
+            current().detail = (f"{session.records} records in {session.batches} batches; "
+                                f"acknowledged up to position {session.acknowledged}")
+        finally:
+            reader.cancel()
+            if prepared is not None:
+                prepared.cancel()
+
+    @staticmethod
+    async def _await_ack(session: PullSession, acks: asyncio.Queue[pb.PullRequest | None], timeout: float) -> bool:
+        """Wait for the next acknowledgement and store it; False when the client closed its side."""
+        try:
+            message = await asyncio.wait_for(acks.get(), timeout)
+        except TimeoutError:
+            raise AckTimeout(f"no acknowledgement within {timeout:g} s with {session.unacknowledged} batches "
+                             "outstanding; the next pull resumes after the last acknowledged batch") from None
+        if message is None:
+            return False
+        if message.WhichOneof("kind") != "ack":
+            raise InvalidField.one("start", "a pull has one start message; then only acknowledgements")
+        position = session.settle(message.ack.cursor)
+        await asyncio.to_thread(session.persist, position)
+        return True

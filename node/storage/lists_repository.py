@@ -175,6 +175,11 @@ class ListsRepository:
             grants.c.consumer_code == consumer_code, grants.c.resource_code == resource_code))
         return [_grant(row) for row in rows]
 
+    def grants_for_consumer(self, consumer_code: str) -> list[Grant]:
+        """Every grant of one consumer department (the pull decides which are live)."""
+        rows = self.connection.execute(select(grants).where(grants.c.consumer_code == consumer_code))
+        return [_grant(row) for row in rows]
+
     def list_grants(self, flt: GrantFilter, *, after_id: str, limit: int) -> list[Grant]:
         c = grants.c
         conditions = []

@@ -263,8 +263,12 @@ records = Table(
     Column("content_hash", String(64), nullable=False),
     Column("batch_id", String(64), nullable=False, index=True),
     Column("received_at", UTCDateTime, nullable=False),
+    Column("position", _BIGINT, nullable=True),
 )
 Index("ix_records_sequence", records.c.provider_code, records.c.resource_code, records.c.sequence)
+Index("ux_records_position", records.c.position, unique=True)
+"""``position``: the stored-records order the nightly pull's cursors refer to. Ingest leaves it empty; the
+pull's sequencer numbers committed records under one lock, so positions become visible as a prefix."""
 
 subscriptions = Table(
     "subscriptions",
@@ -312,3 +316,32 @@ receipts = Table(
     Column("received_at", UTCDateTime, nullable=False),
 )
 """Signed receipts: a receiver's non-repudiable statement that it got these records of a batch."""
+
+pull_acks = Table(
+    "pull_acks",
+    metadata,
+    Column("platform", String(160), primary_key=True),
+    Column("position", _BIGINT, nullable=False),
+    Column("acked_at", UTCDateTime, nullable=False),
+)
+"""Per platform, the position up to which it acknowledged pulled batches: a broken-off pull resumes there."""
+
+pull_secrets = Table(
+    "pull_secrets",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("secret", LargeBinary, nullable=False),
+)
+"""The node's cursor MAC secret: in the database so that replicas and a restored backup honour the same
+cursors."""
+
+day_manifests = Table(
+    "day_manifests",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("kid", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=False),
+)
+"""One signed manifest per closed (Beijing) day: ``exnode batch nightly``; ``document`` is canonical JSON."""

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection, Engine
 from node.storage.catalog_repository import CatalogRepository
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
+from node.storage.pull_repository import PullRepository
 
 
 class UnitOfWork:
@@ -25,6 +26,7 @@ class UnitOfWork:
         self.catalog: CatalogRepository
         self.lists: ListsRepository
         self.exchange: ExchangeRepository
+        self.pull: PullRepository
 
     def __enter__(self) -> UnitOfWork:
         connection = self._engine.connect()
@@ -35,6 +37,7 @@ class UnitOfWork:
         self.catalog = CatalogRepository(connection)
         self.lists = ListsRepository(connection)
         self.exchange = ExchangeRepository(connection)
+        self.pull = PullRepository(connection)
         return self
 
     def __exit__(

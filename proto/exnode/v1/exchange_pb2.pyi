@@ -157,34 +157,88 @@ class DeliveryStatus(_message.Message):
     record_count: int
     def __init__(self, batch_id: _Optional[str] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ..., platforms: _Optional[_Iterable[_Union[PlatformDelivery, _Mapping]]] = ..., record_count: _Optional[int] = ...) -> None: ...
 
-class PullRequest(_message.Message):
-    __slots__ = ("cursor", "platform")
+class PullStart(_message.Message):
+    __slots__ = ("cursor", "replay", "until_day")
     CURSOR_FIELD_NUMBER: _ClassVar[int]
-    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_DAY_FIELD_NUMBER: _ClassVar[int]
     cursor: str
-    platform: str
-    def __init__(self, cursor: _Optional[str] = ..., platform: _Optional[str] = ...) -> None: ...
+    replay: bool
+    until_day: str
+    def __init__(self, cursor: _Optional[str] = ..., replay: _Optional[bool] = ..., until_day: _Optional[str] = ...) -> None: ...
 
-class PullItem(_message.Message):
-    __slots__ = ("batch", "manifest")
-    BATCH_FIELD_NUMBER: _ClassVar[int]
-    MANIFEST_FIELD_NUMBER: _ClassVar[int]
-    batch: RecordBatch
-    manifest: Manifest
-    def __init__(self, batch: _Optional[_Union[RecordBatch, _Mapping]] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...
+class PullAck(_message.Message):
+    __slots__ = ("cursor",)
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    def __init__(self, cursor: _Optional[str] = ...) -> None: ...
+
+class PullRequest(_message.Message):
+    __slots__ = ("start", "ack")
+    START_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    start: PullStart
+    ack: PullAck
+    def __init__(self, start: _Optional[_Union[PullStart, _Mapping]] = ..., ack: _Optional[_Union[PullAck, _Mapping]] = ...) -> None: ...
+
+class PullHeader(_message.Message):
+    __slots__ = ("node_id", "platform", "from_cursor", "window", "resumed")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    platform: str
+    from_cursor: str
+    window: int
+    resumed: bool
+    def __init__(self, node_id: _Optional[str] = ..., platform: _Optional[str] = ..., from_cursor: _Optional[str] = ..., window: _Optional[int] = ..., resumed: _Optional[bool] = ...) -> None: ...
+
+class PullBatch(_message.Message):
+    __slots__ = ("index", "from_cursor", "to_cursor", "records", "merkle_root", "key_id", "signature")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TO_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    from_cursor: str
+    to_cursor: str
+    records: _containers.RepeatedScalarFieldContainer[bytes]
+    merkle_root: bytes
+    key_id: str
+    signature: bytes
+    def __init__(self, index: _Optional[int] = ..., from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., records: _Optional[_Iterable[bytes]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Manifest(_message.Message):
-    __slots__ = ("from_cursor", "to_cursor", "record_count", "merkle_root", "key_id", "signature")
+    __slots__ = ("from_cursor", "to_cursor", "record_count", "merkle_root", "key_id", "signature", "batch_count", "until_day")
     FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
     TO_CURSOR_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_DAY_FIELD_NUMBER: _ClassVar[int]
     from_cursor: str
     to_cursor: str
     record_count: int
     merkle_root: bytes
     key_id: str
     signature: bytes
-    def __init__(self, from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., record_count: _Optional[int] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    batch_count: int
+    until_day: str
+    def __init__(self, from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., record_count: _Optional[int] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., batch_count: _Optional[int] = ..., until_day: _Optional[str] = ...) -> None: ...
+
+class PullItem(_message.Message):
+    __slots__ = ("header", "batch", "manifest")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    header: PullHeader
+    batch: PullBatch
+    manifest: Manifest
+    def __init__(self, header: _Optional[_Union[PullHeader, _Mapping]] = ..., batch: _Optional[_Union[PullBatch, _Mapping]] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...

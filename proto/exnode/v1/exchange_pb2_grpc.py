@@ -64,7 +64,7 @@ class ExchangeServiceStub:
                 request_serializer=exnode_dot_v1_dot_exchange__pb2.DeliveryStatusRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_exchange__pb2.DeliveryStatus.FromString,
                 _registered_method=True)
-        self.Pull = channel.unary_stream(
+        self.Pull = channel.stream_stream(
                 '/exnode.v1.ExchangeService/Pull',
                 request_serializer=exnode_dot_v1_dot_exchange__pb2.PullRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_exchange__pb2.PullItem.FromString,
@@ -110,7 +110,7 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Pull(self, request, context):
+    def Pull(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,7 +149,7 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     request_deserializer=exnode_dot_v1_dot_exchange__pb2.DeliveryStatusRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_exchange__pb2.DeliveryStatus.SerializeToString,
             ),
-            'Pull': grpc.unary_stream_rpc_method_handler(
+            'Pull': grpc.stream_stream_rpc_method_handler(
                     servicer.Pull,
                     request_deserializer=exnode_dot_v1_dot_exchange__pb2.PullRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_exchange__pb2.PullItem.SerializeToString,
@@ -328,7 +328,7 @@ class ExchangeService:
             _registered_method=True)
 
     @staticmethod
-    def Pull(request,
+    def Pull(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -338,8 +338,8 @@ class ExchangeService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
             '/exnode.v1.ExchangeService/Pull',
             exnode_dot_v1_dot_exchange__pb2.PullRequest.SerializeToString,

@@ -1,0 +1,117 @@
+"""``exnode pull`` (the reference client of the nightly pull) and ``exnode batch nightly`` (close a day)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from exnode.v1 import exchange_pb2_grpc, keys_pb2, keys_pb2_grpc
+
+from node.cli.common import UsageError, add_client, add_data, call_metadata, channel, data_dir, print_json
+from node.config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    pull = sub.add_parser("pull", help="pull everything this platform is entitled to since CURSOR, verified, into DIR")
+    add_client(pull)
+    pull.add_argument("--since", default="", metavar="CURSOR",
+                      help="the cursor the last pull printed (default: from the beginning)")
+    pull.add_argument("--out", type=Path, required=True, metavar="DIR", help="where verified pulls are written")
+    pull.add_argument("--keys", type=Path, default=None,
+                      help="the node's published public-keys.json (default: ask the node, KeysService)")
+    pull.add_argument("--until-day", default="", metavar="YYYY-MM-DD",
+                      help="only up to the close of that Beijing day (exnode batch nightly)")
+    pull.add_argument("--replay", action="store_true",
+                      help="start at --since even if this platform acknowledged past it")
+    pull.set_defaults(handler=run_pull)
+
+    batch = sub.add_parser("batch", help="the node's batch jobs")
+    jobs = batch.add_subparsers(dest="batch_command", required=True, metavar="JOB")
+    nightly = jobs.add_parser("nightly", help="close a day (Beijing time): its signed manifest, stored and as XML")
+    add_data(nightly)
+    nightly.add_argument("--date", default="", metavar="YYYY-MM-DD", help="the day to close (default: yesterday)")
+    nightly.add_argument("--out", type=Path, default=None,
+                         help="the XML file (default: <data>/manifests/day-YYYY-MM-DD.xml)")
+    nightly.add_argument("--json", action="store_true", help="machine-readable output")
+    nightly.set_defaults(handler=run_nightly)
+
+
+def _trusted(args: argparse.Namespace):  # -> TrustedNode
+    from node.pull_client import PullProblem, trusted_from_document
+
+    if args.keys is not None:
+        try:
+            return trusted_from_document(json.loads(args.keys.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--keys {args.keys}: {error}") from None
+        except PullProblem as error:
+            raise UsageError(f"--keys {args.keys}: {error}") from None
+    stub = keys_pb2_grpc.KeysServiceStub(channel(args))
+    response = stub.ListPublicKeys(keys_pb2.ListPublicKeysRequest(), metadata=call_metadata(args))
+    return trusted_from_document({"node_id": response.node_id, "keys": [
+        {"kid": k.kid, "algorithm": k.algorithm, "public_pem": k.public_pem} for k in response.keys]})
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from node.pull_client import PullProblem, pull
+
+    if args.until_day:
+        _day(args.until_day, "--until-day")
+    trusted = _trusted(args)
+    stub = exchange_pb2_grpc.ExchangeServiceStub(channel(args))
+    metadata = call_metadata(args)
+    try:
+        outcome = pull(lambda requests: stub.Pull(requests, metadata=metadata), trusted, args.out, since=args.since,
+                       replay=args.replay, until_day=args.until_day)
+    except PullProblem as error:
+        print(f"exnode: pull refused: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json({"next_cursor": outcome.next_cursor, "directory": str(outcome.directory),
+                    "records": outcome.records, "batches": outcome.batches, "resumed": outcome.resumed})
+    else:
+        print(outcome.next_cursor)
+    return 0
+
+
+def _day(text: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: not a date YYYY-MM-DD") from None
+
+
+def run_nightly(args: argparse.Namespace) -> int:
+    from catalog.lists import BEIJING
+    from node import app as bootstrap
+    from node.manifest_xml import day_manifest_xml
+
+    config = load_config(data_dir(args))
+    node = bootstrap.build(config, start_audit=False)
+    try:
+        day = _day(args.date, "--date") if args.date else (node.pull.clock().astimezone(BEIJING).date()
+                                                           - dt.timedelta(days=1))
+        manifest, created = node.pull.close_day(day)
+        xml = day_manifest_xml(manifest, node.keys.public[manifest.kid].algorithm)
+    finally:
+        node.engine.dispose()
+    path = args.out or config.data_dir / "manifests" / f"day-{manifest.day}.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(xml)
+    tmp.replace(path)
+    document = json.loads(manifest.document)
+    if args.json:
+        print_json({**document, "created": created, "xml": str(path), "kid": manifest.kid,
+                    "signature": manifest.signature.hex()})
+        return 0
+    print(f"day {manifest.day} ({'closed now' if created else 'already closed'}): {document['record_count']} records, "
+          f"merkle root {document['merkle_root']}, positions {document['first_position']}-{document['last_position']}, "
+          f"high water {document['high_water']}")
+    for entry in document["resources"]:
+        print(f"  {entry['provider']} {entry['resource']}: {entry['records']}")
+    print(f"xml: {path}")
+    return 0
