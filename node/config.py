@@ -82,6 +82,9 @@ class ExchangeSection:
     """Unconfirmed messages in flight per dispatcher."""
     max_attempts: int = 8
     max_batch_records: int = 5000
+    peers_dir: str = "peers"
+    """Lower-tier nodes whose relayed records and catalog entries this node accepts: one public-keys.json of
+    each (``keys/public-keys.json`` of that node), named as you like, ``*.json``. Absent: no peers."""
 
 
 LEGAL_MINIMUM_RETENTION_DAYS = 180
@@ -242,6 +245,7 @@ dispatch = true                      # run the outbox dispatcher in this process
 window = 200                         # unconfirmed messages in flight (publisher confirms)
 max_attempts = 8                     # then the message is dead-lettered with the reason
 max_batch_records = 5000
+peers_dir = "peers"                  # lower-tier nodes trusted here: their keys/public-keys.json, one file each
 
 [audit]
 checkpoint_every = 1000              # a signed checkpoint every N entries...

@@ -128,6 +128,7 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     if node.config.exchange.dispatch:
         node.start_dispatcher()
         node.start_inbound()
+        node.start_uplink()
     log.info("serving", extra={"listen": listen, "port": bound, "metrics": metrics_listen})
     print(f"exnode: node {node.config.node.id!r} serving gRPC on {listen} (metrics on http://{metrics_listen}/metrics)",
           flush=True)
