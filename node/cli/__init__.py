@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from node.cli import bench, catalog_commands, lists_commands, node_commands, security_commands
+from node.cli import bench, catalog_commands, lists_commands, node_commands, security_commands, tier_commands
 from node.cli.common import UsageError
 
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog_commands.register(sub)
     lists_commands.register(sub)
     security_commands.register(sub)
+    tier_commands.register(sub)
     bench.register(sub)
     return parser
 
