@@ -1,5 +1,6 @@
 """Three tiers (DESIGN §1, §7, §10; issue 6 item 3): a department node, a regional node and the ministry node,
-three `exnode serve` processes with their own data directories, SQLite databases and keys, on the one local
+three `exnode serve` processes with their own data directories, databases (the region on PostgreSQL, the
+others on SQLite) and keys, on the one local
 RabbitMQ in three vhosts of their own, linked by RabbitMQ shovels that `exnode tier link` configures.
 
 A record ingested at the department reaches the region and then the ministry, where every hop's signature
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import grpc
 import pika
+import psycopg
 import pytest
 from exnode.v1 import catalog_pb2, catalog_pb2_grpc, exchange_pb2_grpc, lists_pb2, lists_pb2_grpc
 from exnode.v1 import exchange_pb2 as pb
@@ -59,7 +61,8 @@ class Tiers:
         return provider
 
 
-def _node(tmp_path: Path, role: str, node_id: str, dept: str, vhost: str, *, sample: bool) -> ServedNode:
+def _node(tmp_path: Path, role: str, node_id: str, dept: str, vhost: str, *, sample: bool,
+          database_url: str = "") -> ServedNode:
     data = tmp_path / role
     init = exnode("init", "--data", str(data), "--dev", "--node-id", node_id, "--department-code", dept,
                   *(["--sample"] if sample else []))
@@ -68,7 +71,11 @@ def _node(tmp_path: Path, role: str, node_id: str, dept: str, vhost: str, *, sam
     text = config.read_text(encoding="utf-8")
     default = 'url = "amqp://guest:guest@127.0.0.1:5672/%2F"'
     assert default in text
-    config.write_text(text.replace(default, f'url = "amqp://guest:guest@127.0.0.1:5672/{vhost}"'), encoding="utf-8")
+    text = text.replace(default, f'url = "amqp://guest:guest@127.0.0.1:5672/{vhost}"')
+    if database_url:  # `exnode serve` migrates it; init left nothing in SQLite that the node needs
+        text = text.replace('[database]\nurl = ""', f'[database]\nurl = "{database_url}"')
+        assert database_url in text
+    config.write_text(text, encoding="utf-8")
     return ServedNode(data, tmp_path / f"{role}.log")
 
 
@@ -110,7 +117,18 @@ def _grant_and_subscribe(at: ServedNode, consumer: str, platform: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiers]:
+def region_database(postgres_server: str) -> Iterator[str]:
+    """The regional node runs on PostgreSQL (the other two on SQLite): its own database, dropped after."""
+    name = f"exnode_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{postgres_server.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def tiers(tmp_path_factory: pytest.TempPathFactory, region_database: str) -> Iterator[Tiers]:
     tmp_path = tmp_path_factory.mktemp("tiers")
     run = uuid.uuid4().hex[:10]
     vhosts = {role: f"t{run}-{role}" for role in ("department", "region", "ministry")}
@@ -120,7 +138,8 @@ def tiers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiers]:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     try:
         department = _node(tmp_path, "department", f"t{run}d", PROVIDER, vhosts["department"], sample=True)
-        region = _node(tmp_path, "region", f"t{run}r", REGION_DEPT, vhosts["region"], sample=False)
+        region = _node(tmp_path, "region", f"t{run}r", REGION_DEPT, vhosts["region"], sample=False,
+                       database_url=region_database)
         ministry = _node(tmp_path, "ministry", f"t{run}m", MINISTRY_DEPT, vhosts["ministry"], sample=False)
         nodes += [department, region, ministry]
         _upward(department, "region", REGION_DEPT, region)
