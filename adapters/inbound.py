@@ -42,7 +42,11 @@ class Poison(Exception):
 
 
 def decode(content_type: str | None, body: bytes) -> Envelope:
-    codec = CODECS.get((content_type or "").split(";")[0].strip())
+    kind = (content_type or "").split(";")[0].strip()
+    codec = CODECS.get(kind)
+    if kind in GROUPED:
+        raise Poison(f"content type {kind!r} comes from a lower-tier node, and this node trusts none "
+                     "(no public-keys.json in exchange.peers_dir)")
     if codec is None:
         raise Poison(f"content type {content_type!r} is not a platform format ({', '.join(sorted(CODECS))})")
     try:

@@ -45,7 +45,7 @@ from adapters.platforms import Platform
 from catalog.errors import InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.model import Resource, ResourceStatus, ResourceVersion, VersionState
-from catalog.records import Record, canonical_record
+from catalog.records import Operation, Record, canonical_record
 from node.services.exchange import ExchangeApplication, IncomingBatch
 from node.storage.exchange_repository import StoredBatch
 from node.storage.tables import records as records_table
@@ -267,7 +267,6 @@ class TierApplication:
         query = select(r.provider_code, r.resource_code, r.record_id, r.sequence, r.operation, r.payload, p.hops) \
             .select_from(records_table.join(relayed_records, (r.provider_code == p.provider_code)
                                             & (r.resource_code == p.resource_code) & (r.record_id == p.record_id)))
-        from catalog.records import Operation
         with self.uow() as uow:
             for row in uow.connection.execute(query):
                 report.records += 1

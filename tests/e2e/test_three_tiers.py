@@ -29,7 +29,7 @@ from exnode.v1 import exchange_pb2 as pb
 from sqlalchemy import func, select
 
 from node.storage.database import make_engine
-from node.storage.tables import outbox, records, relayed_records
+from node.storage.tables import batches, outbox, records, relayed_records
 from tests.conftest import credit_code
 from tests.fault.support import LOW_INCOME, PROVIDER, Ingestor, Key, ServedNode, exnode, wait_until
 
@@ -267,6 +267,12 @@ def test_a_regional_node_down_for_a_while_loses_and_doubles_nothing_at_the_minis
     ids = stored_ids(tiers.ministry)
     assert len(ids) == len(set(ids)) == before + len(sent), "a record was stored twice or one is missing"
     assert relayed_count(tiers.ministry) == len(ids)
+    engine = make_engine(tiers.ministry.config.database_url)
+    try:
+        with engine.connect() as connection:  # each stored group counts only the records it added
+            assert connection.execute(select(func.sum(batches.c.record_count))).scalar_one() == len(ids)
+    finally:
+        engine.dispose()
     chain = verify_chain(tiers.ministry)
     assert chain["problems"] == [] and chain["verified"] == len(ids)
     assert dead_letters(tiers.vhosts["ministry"], tiers.ministry) == 0

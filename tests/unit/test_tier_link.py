@@ -120,3 +120,10 @@ def test_a_catalog_entry_verifies_only_with_the_senders_key(stores):
         relay.decode_catalog_entry(tampered, trusted(stores))
     with pytest.raises(relay.CatalogEntryError, match="not a trusted key of node 'dept'"):
         relay.decode_catalog_entry(body, {"region": stores["region"].public})
+
+
+def test_relayed_messages_at_a_node_without_peers_are_poison_naming_the_setting():
+    from adapters.inbound import Poison, decode
+
+    with pytest.raises(Poison, match="trusts none .*exchange.peers_dir"):
+        decode(relay.CONTENT_TYPE, b"")
