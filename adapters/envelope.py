@@ -194,7 +194,23 @@ def as_hop(envelope: Envelope) -> Hop:
     return Hop(envelope.node_id, envelope.batch_id, envelope.signed, envelope.proof)
 
 
-def verify(envelope: Envelope, trusted: TrustedKeys) -> list[str]:
+Verified = set[tuple[str, SignedBatch]]
+"""(node id, signed batch) pairs whose signature already verified: the one-record envelopes of one batch
+share its signature, so a receiver holding many of them checks it once (DESIGN §12: one verify per record
+would cap the rate) and only each record's inclusion proof per record."""
+
+
+def _signature_holds(node_id: str, signed: SignedBatch, key: BatchVerifier, verified: Verified | None) -> bool:
+    if verified is not None and (node_id, signed) in verified:
+        return True
+    if not signed.verify_signature(key):
+        return False
+    if verified is not None:
+        verified.add((node_id, signed))
+    return True
+
+
+def verify(envelope: Envelope, trusted: TrustedKeys, verified: Verified | None = None) -> list[str]:
     """Every reason not to trust the envelope; an empty list means it is intact and signed by its node.
 
     Checks that the node is one we hold keys for, that the records hash to the signed root (a whole batch:
@@ -231,23 +247,24 @@ def verify(envelope: Envelope, trusted: TrustedKeys) -> list[str]:
         elif key.algorithm != signed.algorithm:
             problems.append(f"signed.algorithm: key {signed.kid!r} is {key.algorithm}, "
                             f"the envelope says {signed.algorithm}")
-        elif not signed.verify_signature(key):
+        elif not _signature_holds(envelope.node_id, signed, key, verified):
             problems.append(f"signed.signature: does not verify with key {signed.kid!r} of node {envelope.node_id!r}")
     return problems
 
 
-def verify_chain(envelope: Envelope, trusted: TrustedKeys) -> list[str]:
+def verify_chain(envelope: Envelope, trusted: TrustedKeys, verified: Verified | None = None) -> list[str]:
     """``verify`` of the envelope and, for every earlier hop, that its proof leads the same record to the
     hop's signed root and that the hop's node signed it; an empty list means every signature holds."""
-    problems = verify(envelope, trusted)
+    problems = verify(envelope, trusted, verified)
     if envelope.hops:
         if envelope.proof is None or len(envelope.records) != 1:
             return [*problems, "hops: only a one-record envelope carries hops"]
-        problems.extend(verify_hops(leaves(envelope)[0], envelope.hops, trusted))
+        problems.extend(verify_hops(leaves(envelope)[0], envelope.hops, trusted, verified))
     return problems
 
 
-def verify_hops(leaf: bytes, hops: Sequence[Hop], trusted: TrustedKeys) -> list[str]:
+def verify_hops(leaf: bytes, hops: Sequence[Hop], trusted: TrustedKeys, verified: Verified | None = None
+                ) -> list[str]:
     """Every reason the hops do not all vouch for the record whose canonical form is ``leaf``."""
     problems: list[str] = []
     digest = leaf_hash(leaf)
@@ -264,7 +281,7 @@ def verify_hops(leaf: bytes, hops: Sequence[Hop], trusted: TrustedKeys) -> list[
         key = trusted.get(hop.node_id, {}).get(hop.signed.kid)
         if key is None:
             problems.append(f"{where}.signed.kid: {hop.signed.kid!r} is not a trusted key of node {hop.node_id!r}")
-        elif not hop.signed.verify_signature(key):
+        elif not _signature_holds(hop.node_id, hop.signed, key, verified):
             problems.append(f"{where}.signed.signature: does not verify with key {hop.signed.kid!r}")
     return problems
 

@@ -138,12 +138,14 @@ class TierApplication:
             groups[(envelope.node_id, envelope.batch_id)].append((index, envelope))
         for index, body in catalog:  # entries first: records of a resource may follow its entry closely
             results[index] = self._catalog_entry(body)
+        verified: envelopes.Verified = set()
         for group in groups.values():
-            for index, problem in zip([i for i, _ in group], self._records([e for _, e in group]), strict=True):
+            for index, problem in zip([i for i, _ in group], self._records([e for _, e in group], verified),
+                                      strict=True):
                 results[index] = problem
         return results
 
-    def _records(self, group: Sequence[Envelope]) -> list[str | None]:
+    def _records(self, group: Sequence[Envelope], verified: envelopes.Verified) -> list[str | None]:
         results: list[str | None] = [None] * len(group)
         first = group[0]
         with self.uow() as uow:
@@ -155,7 +157,7 @@ class TierApplication:
             if envelope.proof is None or len(envelope.records) != 1:
                 results[index] = "a relayed envelope holds one record with its inclusion proof"
                 continue
-            problems = envelopes.verify_chain(envelope, self.peers)
+            problems = envelopes.verify_chain(envelope, self.peers, verified)
             if not problems and envelope.node_id == self.node_id:
                 problems = [f"node_id: {envelope.node_id} is this node (a relay loop)"]
             if problems:
@@ -263,6 +265,7 @@ class TierApplication:
     def verify_chains(self) -> ChainReport:
         """Check, for every relayed record stored here, every hop's signature over the stored record."""
         report = ChainReport(problems=[])
+        verified: envelopes.Verified = set()
         r, p = records_table.c, relayed_records.c
         query = select(r.provider_code, r.resource_code, r.record_id, r.sequence, r.operation, r.payload, p.hops) \
             .select_from(records_table.join(relayed_records, (r.provider_code == p.provider_code)
@@ -274,7 +277,7 @@ class TierApplication:
                 hops = [hop_from_dict(h) for h in json.loads(row.hops)]
                 report.hops += len(hops)
                 problems = envelopes.verify_hops(canonical_record(row.provider_code, row.resource_code, record),
-                                                 hops, self.peers)
+                                                 hops, self.peers, verified)
                 if problems:
                     assert report.problems is not None
                     report.problems.append(f"{row.resource_code} {row.record_id}: {'; '.join(problems)}")

@@ -127,3 +127,19 @@ def test_relayed_messages_at_a_node_without_peers_are_poison_naming_the_setting(
 
     with pytest.raises(Poison, match="trusts none .*exchange.peers_dir"):
         decode(relay.CONTENT_TYPE, b"")
+
+
+def test_a_batch_signature_verified_once_does_not_vouch_for_another_signature_or_record(stores):
+    verified: envelopes.Verified = set()
+    good = parts(stores["dept"], "dept", rows())
+    assert all(envelopes.verify(part, trusted(stores), verified) == [] for part in good)
+    assert len(verified) == 1, "five records of one batch: one signature check"
+    signed = good[0].signed
+    forged_signature = envelopes.Envelope(*[getattr(good[1], f) for f in (
+        "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at", "records")],
+        signed=type(signed)(signed.tree_size, signed.root, signed.kid, signed.algorithm, bytes(64)), proof=good[1].proof)
+    assert envelopes.verify(forged_signature, trusted(stores), verified)
+    other_record = envelopes.Envelope(*[getattr(good[1], f) for f in (
+        "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at")],
+        records=(Record("R9", 9, Operation.UPSERT, {}),), signed=signed, proof=good[1].proof)
+    assert envelopes.verify(other_record, trusted(stores), verified)
