@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from urllib.parse import quote
@@ -49,11 +50,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _declare(broker: str, vhost: str, node_id: str, queue: str) -> None:
     url = f"{broker.rstrip('/')}/{quote(vhost, safe='')}"
+    pika_log = logging.getLogger("pika")
+    level = pika_log.level
+    pika_log.setLevel(logging.CRITICAL)  # the one-line error below says it; pika would add a traceback
     try:
         with pika.BlockingConnection(pika.URLParameters(url)) as connection:
             declare_topology(connection.channel(), node_id, [queue])
     except pika.exceptions.AMQPError as error:
-        raise shovel.ShovelError(f"cannot declare {queue} in vhost {vhost!r}: {error!r}") from None
+        raise shovel.ShovelError(f"cannot declare {queue} in vhost {vhost!r} (does the vhost exist, may the "
+                                 f"user use it?): {type(error).__name__}") from None
+    finally:
+        pika_log.setLevel(level)
 
 
 def run_link(args: argparse.Namespace) -> int:

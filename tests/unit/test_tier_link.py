@@ -143,3 +143,12 @@ def test_a_batch_signature_verified_once_does_not_vouch_for_another_signature_or
         "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at")],
         records=(Record("R9", 9, Operation.UPSERT, {}),), signed=signed, proof=good[1].proof)
     assert envelopes.verify(other_record, trusted(stores), verified)
+
+
+def test_tier_link_refuses_a_node_id_with_a_dot_as_a_usage_error(capsys):
+    from node.cli import main
+
+    code = main(["tier", "link", "--lower-vhost", "a", "--lower-node", "x.y", "--platform", "p",
+                 "--upper-vhost", "b", "--upper-node", "z"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "exnode: --lower-node: 'x.y' must be a non-empty name without dots"
