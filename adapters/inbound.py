@@ -33,8 +33,14 @@ CODECS = {codec.CONTENT_TYPE: codec for codec in (ministry, regional, department
 GROUPED = (relay.CONTENT_TYPE, relay.CATALOG_CONTENT_TYPE)
 """Content types of the tier link, handled in groups (``handle_group``)."""
 
-GroupHandler = Callable[[list[tuple[str, bytes]]], list[str | None]]
-"""(content type, body) of each held message → None (stored or duplicate) or its dead-letter reason each."""
+GroupHandler = Callable[[list[tuple[str, bytes, int]]], list[str | None]]
+"""(content type, body, earlier deliveries) of each held message → None (stored or duplicate), its dead-letter
+reason, or a ``Later`` reason (requeue it) each."""
+
+
+class Later(str):
+    """Not yet: the message is requeued rather than dead-lettered (what it needs may arrive first, e.g. the
+    catalog entry of its resource). Handlers give up, with a dead-letter reason, after some deliveries."""
 
 
 class Poison(Exception):
@@ -117,19 +123,27 @@ class InboundConsumer:
         held, self._held = self._held, []
         assert self.handle_group is not None
         try:
-            results = self.handle_group([(properties.content_type, body) for _, properties, body in held])
+            results = self.handle_group([(properties.content_type, body, _deliveries(properties))
+                                         for _, properties, body in held])
         except Exception:
             log.exception("storing %d relayed messages failed; they come again", len(held))
             for method, _, _ in held:
                 channel.basic_nack(method.delivery_tag, requeue=True)
             time.sleep(0.5)
             return
+        later = 0
         for (method, properties, body), problem in zip(held, results, strict=True):
             if problem is None:
                 channel.basic_ack(method.delivery_tag)
                 self.accepted += 1
+            elif isinstance(problem, Later):
+                channel.basic_nack(method.delivery_tag, requeue=True)
+                later += 1
             else:
                 self._dead_letter(channel, method, properties, body, problem)
+        if later:
+            log.info("%d relayed messages requeued: %s", later, next(p for p in results if isinstance(p, Later)))
+            time.sleep(0.2)  # spaces their redeliveries while what they wait for arrives
 
     def _dead_letter(self, channel: Any, method: Any, properties: Any, body: bytes, reason: str) -> None:
         headers = {**((properties.headers if properties else None) or {}),
@@ -160,3 +174,9 @@ class InboundConsumer:
             raise
         channel.basic_ack(method.delivery_tag)
         self.accepted += 1
+
+
+def _deliveries(properties: Any) -> int:
+    """Earlier deliveries of the message (quorum queues count them in ``x-delivery-count``)."""
+    value = ((properties.headers if properties else None) or {}).get("x-delivery-count", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

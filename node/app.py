@@ -72,8 +72,8 @@ class Node:
         """Consume the node's inbound queue (batches platforms send in their own format)."""
         self._declare_topology()
         tiers = self.tiers
-        grouped = (lambda held: tiers.accept([Message(content_type, body) for content_type, body in held])) \
-            if tiers.peers else None
+        grouped = (lambda held: tiers.accept([Message(content_type, body, deliveries)
+                                              for content_type, body, deliveries in held])) if tiers.peers else None
         self.inbound = InboundConsumer(self.config.rabbitmq.url, self.config.node.id, inbound_handler(self.exchange),
                                        handle_group=grouped)
         self.inbound.start()

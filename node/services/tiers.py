@@ -41,6 +41,7 @@ from sqlalchemy import insert, select, update
 from adapters import envelope as envelopes
 from adapters import relay
 from adapters.envelope import Envelope, EnvelopeError, Hop, TrustedKeys
+from adapters.inbound import Later
 from adapters.platforms import Platform
 from catalog.errors import InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
@@ -57,6 +58,10 @@ from security.merkle import Proof, SignedBatch
 log = logging.getLogger(__name__)
 
 UPWARD_EVENTS = ("PUBLISHED", "RETIRED")
+WAIT_FOR_ENTRY_DELIVERIES = 20
+"""How often a record whose resource is unknown here is requeued (the entry comes up by the catalog uplink,
+polled each second, so a record ingested right after the resource was published may overtake it) before it
+is dead-lettered."""
 """Catalog events a lower node sends upward; drafts stay with their department."""
 
 
@@ -97,6 +102,8 @@ class Message:
 
     content_type: str
     body: bytes
+    deliveries: int = 0
+    """Earlier deliveries of the message (a record waiting for its resource's catalog entry is retried)."""
 
 
 @dataclass
@@ -142,6 +149,9 @@ class TierApplication:
         for group in groups.values():
             for index, problem in zip([i for i, _ in group], self._records([e for _, e in group], verified),
                                       strict=True):
+                if problem is not None and problem.startswith("NotFound: resource") \
+                        and messages[index].deliveries < WAIT_FOR_ENTRY_DELIVERIES:
+                    problem = Later(problem)
                 results[index] = problem
         return results
 

@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 
 from adapters import envelope as envelopes
 from adapters import relay
+from adapters.inbound import Later
 from catalog.errors import IllegalTransition
 from catalog.interchange import metadata_to_dict
 from catalog.records import Operation, Record
 from node import app as bootstrap
-from node.services.tiers import Message, PeerConfigError, load_peers
+from node.services.tiers import WAIT_FOR_ENTRY_DELIVERIES, Message, PeerConfigError, load_peers
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.tables import batches, records, relayed_records
 from security.identity import Principal
@@ -133,9 +134,15 @@ def test_poison_is_refused_with_its_reason_and_the_rest_of_the_group_is_stored(
     assert count(upper, records) == 2
 
 
-def test_records_of_a_resource_whose_entry_never_came_up_are_refused(upper: bootstrap.Node, lower: KeyStore):
-    [problem] = upper.tiers.accept(relayed(lower, [record(1)]))
-    assert problem is not None and problem.startswith(f"NotFound: resource {CODE}")
+def test_records_that_overtook_their_resources_entry_wait_for_it_then_are_refused(upper: bootstrap.Node,
+                                                                                    lower: KeyStore):
+    [message] = relayed(lower, [record(1)])
+    [problem] = upper.tiers.accept([message])
+    assert isinstance(problem, Later) and problem.startswith(f"NotFound: resource {CODE}")
+    [problem] = upper.tiers.accept([replace(message, deliveries=WAIT_FOR_ENTRY_DELIVERIES)])
+    assert problem is not None and not isinstance(problem, Later), "it does not wait for ever"
+    upper.tiers.accept([catalog_entry(lower)])
+    assert upper.tiers.accept([replace(message, deliveries=3)]) == [None]
 
 
 def test_every_earlier_hop_is_checked_and_kept(upper: bootstrap.Node, lower: KeyStore, tmp_path: Path):
