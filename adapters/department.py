@@ -17,6 +17,7 @@ from adapters.envelope import (
     MAX_ENVELOPE_BYTES,
     Envelope,
     EnvelopeError,
+    Hop,
     check_envelope,
     check_size,
     json_dumps,
@@ -47,9 +48,30 @@ def to_message(envelope: Envelope, *, checked: bool = False) -> pb.PlatformEnvel
     )
     message.created_at.FromDatetime(envelope.created_at)
     if envelope.proof is not None:
-        message.proof.CopyFrom(pb.PlatformProof(index=envelope.proof.index, tree_size=envelope.proof.tree_size,
-                                                path=envelope.proof.path))
+        message.proof.CopyFrom(_proof(envelope.proof))
+    for hop in envelope.hops:
+        message.hops.append(pb.PlatformHop(node_id=hop.node_id, batch_id=hop.batch_id, signed=_signature(hop.signed),
+                                           proof=_proof(hop.proof)))
     return message
+
+
+def _signature(signed: SignedBatch) -> pb.PlatformSignature:
+    return pb.PlatformSignature(tree_size=signed.tree_size, root=signed.root, kid=signed.kid,
+                                algorithm=signed.algorithm, signature=signed.signature)
+
+
+def _proof(proof: Proof) -> pb.PlatformProof:
+    return pb.PlatformProof(index=proof.index, tree_size=proof.tree_size, path=proof.path)
+
+
+def _hop(message: pb.PlatformHop, where: str) -> Hop:
+    for field in ("signed", "proof"):
+        if not message.HasField(field):
+            raise EnvelopeError(f"{where}.{field}", "is missing")
+    signed, proof = message.signed, message.proof
+    return Hop(message.node_id, message.batch_id,
+               SignedBatch(signed.tree_size, signed.root, signed.kid, signed.algorithm, signed.signature),
+               Proof(proof.index, proof.tree_size, tuple(proof.path)))
 
 
 def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
@@ -86,6 +108,7 @@ def from_message(message: pb.PlatformEnvelope) -> Envelope:
         signed=SignedBatch(signed.tree_size, signed.root, signed.kid, signed.algorithm, signed.signature),
         proof=Proof(message.proof.index, message.proof.tree_size, tuple(message.proof.path))
         if message.HasField("proof") else None,
+        hops=tuple(_hop(hop, f"hops[{index}]") for index, hop in enumerate(message.hops)),
     )
     return check_envelope(envelope)
 

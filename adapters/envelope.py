@@ -16,6 +16,12 @@ Two shapes travel: a whole batch (``proof`` is None; inbound platforms send thes
 record of a batch (``split``): the relay publishes one AMQP message per record, so that every message
 carries its record id (DESIGN §5: receivers deduplicate and acknowledge per record), and each such
 envelope carries the record's inclusion proof next to the batch signature, so it verifies on its own.
+
+Across tiers (department → region → ministry) a one-record envelope also carries ``hops``: the earlier
+nodes' (node id, batch id, SignedBatch, Proof) over the *same* record, oldest first, so the top verifies
+every node's signature (``verify_chain``). A node relays a record it received from a peer unchanged when
+its grant lets it (masking is applied once, at the origin; see ``node/services/tiers.py``); if masking
+changed the record, the earlier signatures no longer cover it and the hops are left off.
 """
 
 from __future__ import annotations
@@ -70,6 +76,20 @@ class EnvelopeError(ValueError):
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One earlier node on a record's way up: its signature over its batch and the record's place in it."""
+
+    node_id: str
+    batch_id: str
+    signed: SignedBatch
+    proof: Proof
+
+
+MAX_HOPS = 16
+"""More than the three tiers need; a decoder refuses longer chains (they would be a loop or an attack)."""
+
+
+@dataclass(frozen=True)
 class Envelope:
     """交换信封: a batch of one provider's records of one resource, for one consumer, signed by the node."""
 
@@ -85,6 +105,8 @@ class Envelope:
     signed: SignedBatch
     proof: Proof | None = None
     """For a one-record envelope cut from a batch (``split``): where the record sits in the signed tree."""
+    hops: tuple[Hop, ...] = ()
+    """Earlier nodes' signatures over the same record, oldest first (one-record envelopes only)."""
 
 
 def leaves(envelope: Envelope) -> list[bytes]:
@@ -159,7 +181,36 @@ def _parts(envelope: Envelope, tree: MerkleTree) -> list[Envelope]:
             for index, record in enumerate(envelope.records)]
 
 
-def verify(envelope: Envelope, trusted: TrustedKeys) -> list[str]:
+def with_hops(part: Envelope, hops: Sequence[Hop]) -> Envelope:
+    """The one-record envelope carrying the earlier nodes' signatures over its record."""
+    return Envelope(part.batch_id, part.node_id, part.provider_code, part.resource_code, part.consumer_code,
+                    part.created_at, part.records, part.signed, part.proof, tuple(hops))
+
+
+def as_hop(envelope: Envelope) -> Hop:
+    """This one-record envelope's own signature, as the next node passes it on."""
+    if envelope.proof is None:
+        raise ValueError("only a one-record envelope with its proof is a hop")
+    return Hop(envelope.node_id, envelope.batch_id, envelope.signed, envelope.proof)
+
+
+Verified = set[tuple[str, SignedBatch]]
+"""(node id, signed batch) pairs whose signature already verified: the one-record envelopes of one batch
+share its signature, so a receiver holding many of them checks it once (DESIGN §12: one verify per record
+would cap the rate) and only each record's inclusion proof per record."""
+
+
+def _signature_holds(node_id: str, signed: SignedBatch, key: BatchVerifier, verified: Verified | None) -> bool:
+    if verified is not None and (node_id, signed) in verified:
+        return True
+    if not signed.verify_signature(key):
+        return False
+    if verified is not None:
+        verified.add((node_id, signed))
+    return True
+
+
+def verify(envelope: Envelope, trusted: TrustedKeys, verified: Verified | None = None) -> list[str]:
     """Every reason not to trust the envelope; an empty list means it is intact and signed by its node.
 
     Checks that the node is one we hold keys for, that the records hash to the signed root (a whole batch:
@@ -196,8 +247,42 @@ def verify(envelope: Envelope, trusted: TrustedKeys) -> list[str]:
         elif key.algorithm != signed.algorithm:
             problems.append(f"signed.algorithm: key {signed.kid!r} is {key.algorithm}, "
                             f"the envelope says {signed.algorithm}")
-        elif not signed.verify_signature(key):
+        elif not _signature_holds(envelope.node_id, signed, key, verified):
             problems.append(f"signed.signature: does not verify with key {signed.kid!r} of node {envelope.node_id!r}")
+    return problems
+
+
+def verify_chain(envelope: Envelope, trusted: TrustedKeys, verified: Verified | None = None) -> list[str]:
+    """``verify`` of the envelope and, for every earlier hop, that its proof leads the same record to the
+    hop's signed root and that the hop's node signed it; an empty list means every signature holds."""
+    problems = verify(envelope, trusted, verified)
+    if envelope.hops:
+        if envelope.proof is None or len(envelope.records) != 1:
+            return [*problems, "hops: only a one-record envelope carries hops"]
+        problems.extend(verify_hops(leaves(envelope)[0], envelope.hops, trusted, verified))
+    return problems
+
+
+def verify_hops(leaf: bytes, hops: Sequence[Hop], trusted: TrustedKeys, verified: Verified | None = None
+                ) -> list[str]:
+    """Every reason the hops do not all vouch for the record whose canonical form is ``leaf``."""
+    problems: list[str] = []
+    digest = leaf_hash(leaf)
+    for position, hop in enumerate(hops):
+        where = f"hops[{position}] ({hop.node_id})"
+        try:
+            root = root_from_inclusion_proof(digest, hop.proof.index, hop.proof.tree_size, hop.proof.path)
+        except ValueError as error:
+            problems.append(f"{where}.proof: {error}")
+            continue
+        if hop.proof.tree_size != hop.signed.tree_size or root != hop.signed.root:
+            problems.append(f"{where}.signed.root: the record does not hash to the root node {hop.node_id!r} signed")
+            continue
+        key = trusted.get(hop.node_id, {}).get(hop.signed.kid)
+        if key is None:
+            problems.append(f"{where}.signed.kid: {hop.signed.kid!r} is not a trusted key of node {hop.node_id!r}")
+        elif not _signature_holds(hop.node_id, hop.signed, key, verified):
+            problems.append(f"{where}.signed.signature: does not verify with key {hop.signed.kid!r}")
     return problems
 
 
@@ -299,6 +384,21 @@ def check_envelope(envelope: Envelope) -> Envelope:
     check_signed(envelope.signed)
     if envelope.proof is not None:
         check_proof(envelope.proof, len(envelope.records), envelope.signed)
+    if envelope.hops:
+        if envelope.proof is None:
+            raise EnvelopeError("hops", "only a one-record envelope with its proof carries hops")
+        if len(envelope.hops) > MAX_HOPS:
+            raise EnvelopeError("hops", f"{len(envelope.hops)} hops; at most {MAX_HOPS}")
+        for position, hop in enumerate(envelope.hops):
+            if not isinstance(hop.node_id, str) or not _HANDLE.fullmatch(hop.node_id):
+                raise EnvelopeError(f"hops[{position}].node_id", f"{hop.node_id!r} is not 1-128 of A-Z a-z 0-9 . _ : -")
+            if not isinstance(hop.batch_id, str) or not _HANDLE.fullmatch(hop.batch_id):
+                raise EnvelopeError(f"hops[{position}].batch_id", f"{hop.batch_id!r} is not 1-128 of A-Z a-z 0-9 . _ : -")
+            try:
+                check_signed(hop.signed)
+                check_proof(hop.proof, 1, hop.signed)
+            except EnvelopeError as error:
+                raise EnvelopeError(f"hops[{position}].{error.field}", error.reason) from None
     return envelope
 
 

@@ -6,6 +6,11 @@ consumer runs the same checks as gRPC ingest and acks only after the commit. A m
 be accepted (undecodable, bad signature, schema violations) is published to the node's dead-letter
 exchange with the reason in ``x-exnode-dead-letter-reason`` and then acked; a transient failure (the
 database is down) is nacked and redelivered.
+
+Messages of the tier link (``adapters.relay``: one-record envelopes a lower node relayed, its catalog
+entries) are not handled one by one: they are held (up to ``group_max``, at most ``linger_s``) and handed to
+``handle_group`` together, which stores each (sender, batch) in one transaction; they are acked after that
+commit, each poison one dead-lettered with its reason.
 """
 
 from __future__ import annotations
@@ -19,12 +24,23 @@ from typing import Any
 
 import pika
 
-from adapters import department, ministry, regional
+from adapters import department, ministry, regional, relay
 from adapters.envelope import Envelope, EnvelopeError
 from adapters.rabbit import declare_topology, names
 
 log = logging.getLogger(__name__)
 CODECS = {codec.CONTENT_TYPE: codec for codec in (ministry, regional, department)}
+GROUPED = (relay.CONTENT_TYPE, relay.CATALOG_CONTENT_TYPE)
+"""Content types of the tier link, handled in groups (``handle_group``)."""
+
+GroupHandler = Callable[[list[tuple[str, bytes, int]]], list[str | None]]
+"""(content type, body, earlier deliveries) of each held message → None (stored or duplicate), its dead-letter
+reason, or a ``Later`` reason (requeue it) each."""
+
+
+class Later(str):
+    """Not yet: the message is requeued rather than dead-lettered (what it needs may arrive first, e.g. the
+    catalog entry of its resource). Handlers give up, with a dead-letter reason, after some deliveries."""
 
 
 class Poison(Exception):
@@ -32,7 +48,11 @@ class Poison(Exception):
 
 
 def decode(content_type: str | None, body: bytes) -> Envelope:
-    codec = CODECS.get((content_type or "").split(";")[0].strip())
+    kind = (content_type or "").split(";")[0].strip()
+    codec = CODECS.get(kind)
+    if kind in GROUPED:
+        raise Poison(f"content type {kind!r} comes from a lower-tier node, and this node trusts none "
+                     "(no public-keys.json in exchange.peers_dir)")
     if codec is None:
         raise Poison(f"content type {content_type!r} is not a platform format ({', '.join(sorted(CODECS))})")
     try:
@@ -49,8 +69,13 @@ class InboundConsumer:
     node_id: str
     handle: Callable[[Envelope, str], None]
     prefetch: int = 20
+    handle_group: GroupHandler | None = None
+    group_max: int = 500
+    linger_s: float = 0.05
     accepted: int = 0
     dead_lettered: int = 0
+    _held: list[tuple[Any, Any, bytes]] = field(default_factory=list)
+    _held_since: float = 0.0
     _thread: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -77,11 +102,16 @@ class InboundConsumer:
                 with pika.BlockingConnection(params) as connection:
                     channel = connection.channel()
                     declare_topology(channel, self.node_id, [self.queue])
-                    channel.basic_qos(prefetch_count=self.prefetch)
+                    prefetch = max(self.prefetch, self.group_max) if self.handle_group else self.prefetch
+                    channel.basic_qos(prefetch_count=prefetch)
                     channel.basic_consume(self.queue, on_message_callback=self._one)
                     delay = 0.5
+                    self._held.clear()  # unacked deliveries of a lost channel come again
                     while not self._stopping.is_set():
-                        connection.process_data_events(time_limit=0.2)
+                        connection.process_data_events(time_limit=self.linger_s if self._held else 0.2)
+                        if self._held and (len(self._held) >= self.group_max
+                                           or time.monotonic() - self._held_since >= self.linger_s):
+                            self._flush(channel)
             except Exception:
                 if not self._stopping.is_set():
                     log.exception("inbound consumer failed; reconnecting")
@@ -89,23 +119,64 @@ class InboundConsumer:
                 time.sleep(delay)
                 delay = min(10.0, delay * 2)
 
+    def _flush(self, channel: Any) -> None:
+        held, self._held = self._held, []
+        assert self.handle_group is not None
+        try:
+            results = self.handle_group([(properties.content_type, body, _deliveries(properties))
+                                         for _, properties, body in held])
+        except Exception:
+            log.exception("storing %d relayed messages failed; they come again", len(held))
+            for method, _, _ in held:
+                channel.basic_nack(method.delivery_tag, requeue=True)
+            time.sleep(0.5)
+            return
+        later = 0
+        for (method, properties, body), problem in zip(held, results, strict=True):
+            if problem is None:
+                channel.basic_ack(method.delivery_tag)
+                self.accepted += 1
+            elif isinstance(problem, Later):
+                channel.basic_nack(method.delivery_tag, requeue=True)
+                later += 1
+            else:
+                self._dead_letter(channel, method, properties, body, problem)
+        if later:
+            log.info("%d relayed messages requeued: %s", later, next(p for p in results if isinstance(p, Later)))
+            time.sleep(0.2)  # spaces their redeliveries while what they wait for arrives
+
+    def _dead_letter(self, channel: Any, method: Any, properties: Any, body: bytes, reason: str) -> None:
+        headers = {**((properties.headers if properties else None) or {}),
+                   "x-exnode-dead-letter-reason": reason[:2000], "x-exnode-queue": self.queue}
+        channel.basic_publish(names(self.node_id)["dlx"], "", body, pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent, content_type=properties.content_type if properties
+            else None, headers=headers, message_id=properties.message_id if properties else None))
+        channel.basic_ack(method.delivery_tag)
+        self.dead_lettered += 1
+        log.warning("inbound message dead-lettered: %s", reason)
+
     def _one(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         source = (properties.app_id or "") if properties else ""
+        content_type = ((properties.content_type if properties else None) or "").split(";")[0].strip()
+        if self.handle_group is not None and content_type in GROUPED:
+            if not self._held:
+                self._held_since = time.monotonic()
+            self._held.append((method, properties, body))
+            return
         try:
             envelope = decode(properties.content_type if properties else None, body)
             self.handle(envelope, source)
         except Poison as error:
-            headers = {**(properties.headers or {}), "x-exnode-dead-letter-reason": str(error)[:2000],
-                       "x-exnode-queue": self.queue}
-            channel.basic_publish(names(self.node_id)["dlx"], "", body, pika.BasicProperties(
-                delivery_mode=pika.DeliveryMode.Persistent, content_type=properties.content_type if properties
-                else None, headers=headers, message_id=properties.message_id if properties else None))
-            channel.basic_ack(method.delivery_tag)
-            self.dead_lettered += 1
-            log.warning("inbound message dead-lettered: %s", error)
+            self._dead_letter(channel, method, properties, body, str(error))
             return
         except Exception:
             channel.basic_nack(method.delivery_tag, requeue=True)
             raise
         channel.basic_ack(method.delivery_tag)
         self.accepted += 1
+
+
+def _deliveries(properties: Any) -> int:
+    """Earlier deliveries of the message (quorum queues count them in ``x-delivery-count``)."""
+    value = ((properties.headers if properties else None) or {}).get("x-delivery-count", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

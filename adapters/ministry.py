@@ -24,6 +24,7 @@ from adapters.envelope import (
     MAX_ENVELOPE_BYTES,
     Envelope,
     EnvelopeError,
+    Hop,
     check_envelope,
     check_size,
     parse_created_at,
@@ -87,17 +88,44 @@ def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
             item = etree.SubElement(record_element, f"{_NS}item", name=_xml_text(name, field), type=kind)
             if text:
                 item.text = text
-    signed = envelope.signed
-    signature = etree.SubElement(root, f"{_NS}signature", kid=_xml_text(signed.kid, "signed.kid"),
-                                 algorithm=_xml_text(signed.algorithm, "signed.algorithm"),
+    _signature_element(root, envelope.signed, "signed")
+    if envelope.proof is not None:
+        _proof_element(root, envelope.proof)
+    if envelope.hops:
+        hops = etree.SubElement(root, f"{_NS}hops")
+        for index, hop in enumerate(envelope.hops):
+            element = etree.SubElement(hops, f"{_NS}hop", nodeId=_xml_text(hop.node_id, f"hops[{index}].node_id"),
+                                       batchId=_xml_text(hop.batch_id, f"hops[{index}].batch_id"))
+            _signature_element(element, hop.signed, f"hops[{index}].signed")
+            _proof_element(element, hop.proof)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _signature_element(parent: etree._Element, signed: SignedBatch, field: str) -> None:
+    signature = etree.SubElement(parent, f"{_NS}signature", kid=_xml_text(signed.kid, f"{field}.kid"),
+                                 algorithm=_xml_text(signed.algorithm, f"{field}.algorithm"),
                                  treeSize=str(signed.tree_size), root=signed.root.hex())
     signature.text = base64.b64encode(signed.signature).decode("ascii")
-    if envelope.proof is not None:
-        proof = etree.SubElement(root, f"{_NS}proof", index=str(envelope.proof.index),
-                                 treeSize=str(envelope.proof.tree_size))
-        for value in envelope.proof.path:
-            etree.SubElement(proof, f"{_NS}hash").text = value.hex()
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _proof_element(parent: etree._Element, value: Proof) -> None:
+    proof = etree.SubElement(parent, f"{_NS}proof", index=str(value.index), treeSize=str(value.tree_size))
+    for digest in value.path:
+        etree.SubElement(proof, f"{_NS}hash").text = digest.hex()
+
+
+def _signed(signature: etree._Element, field: str) -> SignedBatch:
+    try:
+        signature_bytes = base64.b64decode("".join((signature.text or "").split()), validate=True)
+    except binascii.Error:
+        raise EnvelopeError(f"{field}.signature", "is not base64") from None
+    return SignedBatch(int(signature.get("treeSize")), bytes.fromhex(signature.get("root")), signature.get("kid"),
+                       signature.get("algorithm"), signature_bytes)
+
+
+def _proof(element: etree._Element) -> Proof:
+    return Proof(int(element.get("index")), int(element.get("treeSize")),
+                 tuple(bytes.fromhex(h.text or "") for h in element.iterchildren(f"{_NS}hash")))
 
 
 def _value(kind: str, text: str, field: str) -> Any:
@@ -151,15 +179,12 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
     fields["created_at"] = parse_created_at(fields["created_at"])
     records = tuple(_record(element, index)
                     for index, element in enumerate(root.find(f"{_NS}records").iterchildren(f"{_NS}record")))
-    signature = root.find(f"{_NS}signature")
-    try:
-        signature_bytes = base64.b64decode("".join((signature.text or "").split()), validate=True)
-    except binascii.Error:
-        raise EnvelopeError("signed.signature", "is not base64") from None
-    signed = SignedBatch(int(signature.get("treeSize")), bytes.fromhex(signature.get("root")), signature.get("kid"),
-                         signature.get("algorithm"), signature_bytes)
+    signed = _signed(root.find(f"{_NS}signature"), "signed")
     proof_element = root.find(f"{_NS}proof")
-    proof = None if proof_element is None else Proof(
-        int(proof_element.get("index")), int(proof_element.get("treeSize")),
-        tuple(bytes.fromhex(h.text or "") for h in proof_element.iterchildren(f"{_NS}hash")))
-    return check_envelope(Envelope(records=records, signed=signed, proof=proof, **fields))
+    proof = None if proof_element is None else _proof(proof_element)
+    hops_element = root.find(f"{_NS}hops")
+    hops = () if hops_element is None else tuple(
+        Hop(hop.get("nodeId"), hop.get("batchId"), _signed(hop.find(f"{_NS}signature"), f"hops[{index}].signed"),
+            _proof(hop.find(f"{_NS}proof")))
+        for index, hop in enumerate(hops_element.iterchildren(f"{_NS}hop")))
+    return check_envelope(Envelope(records=records, signed=signed, proof=proof, hops=hops, **fields))

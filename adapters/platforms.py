@@ -14,17 +14,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from adapters import department, ministry, regional
+from adapters import department, ministry, regional, relay
 from adapters.envelope import Envelope
 from catalog.codes import credit_code_problem
 
-CODECS: dict[str, ModuleType] = {"ministry": ministry, "regional": regional, "department": department}
-"""Platform kind → codec module (``encode``, ``decode``, ``CONTENT_TYPE``)."""
+CODECS: dict[str, ModuleType] = {"ministry": ministry, "regional": regional, "department": department,
+                                 "node": relay}
+"""Platform kind → codec module (``encode``, ``decode``, ``CONTENT_TYPE``). ``node``: the platform is an upper
+tier's exnode node (``upper_node`` its id); its queue is shovelled to that node's inbound queue."""
 KINDS = tuple(CODECS)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 """Platform names end up in queue names, so no dots (they separate the parts of a queue name)."""
-_KEYS = ("name", "kind", "consumer_code", "queue")
+_KEYS = ("name", "kind", "consumer_code", "queue", "upper_node")
 _MAX_QUEUE_BYTES = 255  # AMQP 0-9-1 short string
 
 
@@ -50,6 +52,8 @@ class Platform:
     consumer_code: str
     """统一社会信用代码 of the department the platform receives for: its grants apply to what is sent."""
     queue: str
+    upper_node: str = ""
+    """For kind ``node``: the upper tier's node id (its inbound queue is ``exnode.<upper_node>.in``)."""
 
     @property
     def codec(self) -> Codec:
@@ -77,7 +81,7 @@ def _platform(table: Any, where: str, node_id: str) -> Platform:
     values: dict[str, str] = {}
     for key in _KEYS:
         if key not in table:
-            if key == "queue":
+            if key == "queue" or (key == "upper_node" and table.get("kind") != "node"):
                 continue
             raise PlatformConfigError(f"{where}.{key}: is missing")
         value = table[key]
@@ -98,7 +102,12 @@ def _platform(table: Any, where: str, node_id: str) -> Platform:
         raise PlatformConfigError(f"{where}.queue: {queue!r} is longer than {_MAX_QUEUE_BYTES} bytes")
     if queue.startswith("amq."):
         raise PlatformConfigError(f"{where}.queue: {queue!r}: names starting with 'amq.' are reserved by RabbitMQ")
-    return Platform(values["name"], values["kind"], values["consumer_code"], queue)
+    upper = values.get("upper_node", "")
+    if upper and values["kind"] != "node":
+        raise PlatformConfigError(f"{where}.upper_node: only a platform of kind node has an upper node")
+    if upper and not _NAME.fullmatch(upper):
+        raise PlatformConfigError(f"{where}.upper_node: {upper!r} is not a node id (1-63 of A-Z a-z 0-9 _ -)")
+    return Platform(values["name"], values["kind"], values["consumer_code"], queue, upper)
 
 
 def load_platforms(path: Path, node_id: str) -> list[Platform]:

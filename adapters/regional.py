@@ -1,7 +1,8 @@
 """Regional platform codec (省级、自治区平台): the envelope as one UTF-8 JSON document.
 
 The field names are those of ``Envelope``; ``signed`` is ``SignedBatch.to_dict`` (root and signature in
-hex); a one-record envelope of the relay adds ``proof`` (``Proof.to_dict``: index, tree_size, path in hex). Decoding is strict: an unknown or missing field, a value of the wrong type, a duplicate key, NaN or
+hex); a one-record envelope of the relay adds ``proof`` (``Proof.to_dict``: index, tree_size, path in hex), and
+across tiers ``hops`` (a list of node_id, batch_id, signed, proof). Decoding is strict: an unknown or missing field, a value of the wrong type, a duplicate key, NaN or
 Infinity is refused with an EnvelopeError naming the field (``records[2].sequence``), because a payload
 that two parsers could read differently would hash differently on each side.
 """
@@ -14,8 +15,10 @@ from typing import Any
 from adapters.envelope import (
     FORMAT_VERSION,
     MAX_ENVELOPE_BYTES,
+    MAX_HOPS,
     Envelope,
     EnvelopeError,
+    Hop,
     check_envelope,
     check_size,
     json_dumps,
@@ -32,6 +35,7 @@ _TOP = ("version", "batch_id", "node_id", "provider_code", "resource_code", "con
 _RECORD = ("id", "sequence", "operation", "payload")
 _SIGNED = ("tree_size", "root", "kid", "algorithm", "signature")
 _PROOF = ("index", "tree_size", "path")
+_HOP = ("node_id", "batch_id", "signed", "proof")
 
 
 def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
@@ -50,6 +54,9 @@ def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
     }
     if envelope.proof is not None:
         document["proof"] = envelope.proof.to_dict()
+    if envelope.hops:
+        document["hops"] = [{"node_id": hop.node_id, "batch_id": hop.batch_id, "signed": hop.signed.to_dict(),
+                             "proof": hop.proof.to_dict()} for hop in envelope.hops]
     return json_dumps(document).encode("utf-8")
 
 
@@ -111,7 +118,7 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as error:
         raise EnvelopeError("document", f"is not UTF-8 (byte {error.start})") from None
-    document = _object(json_loads(text, "document"), "", _TOP, ("proof",))
+    document = _object(json_loads(text, "document"), "", _TOP, ("proof", "hops"))
     version = document["version"]
     if _integer(version, "version") != FORMAT_VERSION:
         raise EnvelopeError("version", f"{version} is not a version this node reads (it reads {FORMAT_VERSION})")
@@ -130,14 +137,36 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
                            _text(signed["kid"], "signed.kid"), _text(signed["algorithm"], "signed.algorithm"),
                            _hex(signed["signature"], "signed.signature")),
         proof=_proof(document["proof"]) if "proof" in document else None,
+        hops=_hops(document.get("hops", [])),
     )
     return check_envelope(envelope)
 
 
-def _proof(value: Any) -> Proof:
-    fields = _object(value, "proof", _PROOF)
+def _proof(value: Any, where: str = "proof") -> Proof:
+    fields = _object(value, where, _PROOF)
     path = fields["path"]
     if not isinstance(path, list):
-        raise EnvelopeError("proof.path", f"must be a JSON array, not {_kind(path)}")
-    return Proof(_integer(fields["index"], "proof.index"), _integer(fields["tree_size"], "proof.tree_size"),
-                 tuple(_hex(h, f"proof.path[{i}]") for i, h in enumerate(path)))
+        raise EnvelopeError(f"{where}.path", f"must be a JSON array, not {_kind(path)}")
+    return Proof(_integer(fields["index"], f"{where}.index"), _integer(fields["tree_size"], f"{where}.tree_size"),
+                 tuple(_hex(h, f"{where}.path[{i}]") for i, h in enumerate(path)))
+
+
+def _signed(value: Any, where: str) -> SignedBatch:
+    signed = _object(value, where, _SIGNED)
+    return SignedBatch(_integer(signed["tree_size"], f"{where}.tree_size"), _hex(signed["root"], f"{where}.root"),
+                       _text(signed["kid"], f"{where}.kid"), _text(signed["algorithm"], f"{where}.algorithm"),
+                       _hex(signed["signature"], f"{where}.signature"))
+
+
+def _hops(value: Any) -> tuple[Hop, ...]:
+    if not isinstance(value, list):
+        raise EnvelopeError("hops", f"must be a JSON array, not {_kind(value)}")
+    if len(value) > MAX_HOPS:
+        raise EnvelopeError("hops", f"{len(value)} hops; at most {MAX_HOPS}")
+    hops = []
+    for index, item in enumerate(value):
+        where = f"hops[{index}]"
+        fields = _object(item, where, _HOP)
+        hops.append(Hop(_text(fields["node_id"], f"{where}.node_id"), _text(fields["batch_id"], f"{where}.batch_id"),
+                        _signed(fields["signed"], f"{where}.signed"), _proof(fields["proof"], f"{where}.proof")))
+    return tuple(hops)

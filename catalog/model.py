@@ -323,6 +323,9 @@ class Resource:
     published_version: int | None = None
     retired_at: dt.datetime | None = None
     history: tuple[ResourceVersion, ...] = field(default=(), compare=False)
+    origin_node: str = ""
+    """Empty for the node's own resources; for an entry a lower tier published upward, that node's id
+    (read-only here: its own node changes it)."""
 
     @property
     def provider_code(self) -> str:

@@ -17,6 +17,7 @@ from adapters.inbound import InboundConsumer
 from adapters.platforms import Platform, load_platforms
 from adapters.rabbit import Dispatcher, declare_queue
 from adapters.rabbit import names as rabbit_names
+from adapters.uplink import CatalogUplink
 from node.config import Config, ConfigError
 from node.metrics import MeteredExchange
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
@@ -26,6 +27,7 @@ from node.services.dispatch import SqlOutbox
 from node.services.exchange import ExchangeApplication, Limits, inbound_handler
 from node.services.lists import ListsApplication
 from node.services.pull import PullApplication, PullSettings
+from node.services.tiers import Message, PeerConfigError, TierApplication, load_peers
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security.audit import AuditRecord
@@ -57,9 +59,11 @@ class Node:
     audit_writer: AuditWriter
     feed: CatalogFeed
     pull: PullApplication
+    tiers: TierApplication
     dispatcher: Dispatcher | None = None
     inbound: InboundConsumer | None = None
     fanout: CatalogFanoutPublisher | None = None
+    uplink: CatalogUplink | None = None
 
     def start_dispatcher(self) -> Dispatcher:
         """Relay the outbox to RabbitMQ from this process (``exnode serve`` does, when exchange.dispatch)."""
@@ -76,7 +80,11 @@ class Node:
     def start_inbound(self) -> InboundConsumer:
         """Consume the node's inbound queue (batches platforms send in their own format)."""
         self._declare_topology()
-        self.inbound = InboundConsumer(self.config.rabbitmq.url, self.config.node.id, inbound_handler(self.exchange))
+        tiers = self.tiers
+        grouped = (lambda held: tiers.accept([Message(content_type, body, deliveries)
+                                              for content_type, body, deliveries in held])) if tiers.peers else None
+        self.inbound = InboundConsumer(self.config.rabbitmq.url, self.config.node.id, inbound_handler(self.exchange),
+                                       handle_group=grouped)
         self.inbound.start()
         return self.inbound
 
@@ -92,6 +100,17 @@ class Node:
         self.fanout.start()
         return self.fanout
 
+    def start_uplink(self) -> CatalogUplink | None:
+        """Send the catalog's published and retired entries to every upper-node platform (tiers)."""
+        upward = self.tiers.upward
+        if not upward:
+            return None
+        self.uplink = CatalogUplink(self.config.rabbitmq.url, self.config.node.id,
+                                    [(p.name, p.queue) for p in upward], self.tiers.catalog_upward,
+                                    self.tiers.advance)
+        self.uplink.start()
+        return self.uplink
+
     def _declare_topology(self) -> None:
         """Declare the node's dead-letter exchange and queue and its inbound queue once, before the
         dispatcher and the inbound consumer start: RabbitMQ may refuse two connections declaring the same
@@ -102,6 +121,8 @@ class Node:
             log.warning("cannot declare the broker topology yet: %s", error)
 
     def close(self) -> None:
+        if self.uplink is not None:
+            self.uplink.stop()
         if self.inbound is not None:
             self.inbound.stop()
         if self.dispatcher is not None:
@@ -167,7 +188,12 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     writer = AuditWriter(uow, keys, settings, clock)
     if start_audit:
         writer.start()
-    exchange = MeteredExchange(uow, clock, policy, keys, config.node.id, load_node_platforms(config), writer,
+    platforms = load_node_platforms(config)
+    try:
+        peers = load_peers(config.path(config.exchange.peers_dir))
+    except PeerConfigError as error:
+        raise ConfigError(str(error)) from None
+    exchange = MeteredExchange(uow, clock, policy, keys, config.node.id, platforms, writer,
                                    Limits(max_records=config.exchange.max_batch_records),
                                    declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
     feed = CatalogFeed(uow, policy, keys, config.node.id, poll_s=config.feed.poll_s, leeway_s=config.auth.leeway_s)
@@ -177,7 +203,8 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         exchange=exchange, audit=AuditApplication(uow, keys, settings, clock), audit_writer=writer,
         pull=PullApplication(uow, clock, keys, config.node.id, config.node.department_code, writer, PullSettings(
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
-            ack_timeout_s=config.exchange.pull_ack_timeout_s)))
+            ack_timeout_s=config.exchange.pull_ack_timeout_s)),
+        tiers=TierApplication(exchange, peers, platforms))
 
 
 def run_housekeeping(node: Node) -> dict[str, object]:

@@ -93,6 +93,9 @@ class ExchangeSection:
     """Pull batches sent ahead of the client's acknowledgements."""
     pull_ack_timeout_s: float = 60.0
     """How long a pull waits for an acknowledgement before ending (the next pull resends from the last one)."""
+    peers_dir: str = "peers"
+    """Lower-tier nodes whose relayed records and catalog entries this node accepts: one public-keys.json of
+    each (``keys/public-keys.json`` of that node), named as you like, ``*.json``. Absent: no peers."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,7 @@ window = 1000                        # unconfirmed messages (one per record) in 
 claim_lease_s = 60.0                 # replicas: a dead dispatcher's claimed outbox rows go to others after this
 max_attempts = 8                     # then the message is dead-lettered with the reason
 max_batch_records = 5000
+peers_dir = "peers"                  # lower-tier nodes trusted here: their keys/public-keys.json, one file each
 
 [feed]
 poll_s = 1.0                         # catalog watchers look for other replicas' changes this often

@@ -147,6 +147,7 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     if node.config.exchange.dispatch:
         node.start_dispatcher()
         node.start_inbound()
+        node.start_uplink()
     if node.config.feed.publish:
         node.start_fanout()
     monitor = HealthMonitor(node, health_servicer, SERVICES)

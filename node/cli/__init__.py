@@ -23,6 +23,7 @@ from node.cli import (
     node_commands,
     pull_commands,
     security_commands,
+    tier_commands,
 )
 from node.cli.common import UsageError
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     lists_commands.register(sub)
     security_commands.register(sub)
     pull_commands.register(sub)
+    tier_commands.register(sub)
     bench.register(sub)
     return parser
 

@@ -135,7 +135,7 @@ def resource_to_proto(resource: Resource, version: ResourceVersion | None = None
     return pb.Resource(
         code=resource.code, status=resource.status.number, version=version_to_proto(version or resource.latest),
         latest_version=resource.latest.version, published_version=resource.published_version or 0,
-        retired_at=timestamp(resource.retired_at),
+        retired_at=timestamp(resource.retired_at), origin_node=resource.origin_node,
     )
 
 

@@ -15,6 +15,7 @@ from catalog.errors import (
     Conflict,
     EntryProblems,
     FieldProblem,
+    IllegalTransition,
     InvalidBatch,
     InvalidField,
     NotFound,
@@ -275,6 +276,9 @@ class CatalogApplication:
         current = repo.get(code, for_update=True)
         if current is None:
             raise NotFound("resource", code)
+        if current.origin_node:
+            raise IllegalTransition(current.status.value, action.value.split(".")[-1],
+                                    f"{code} is a read-only entry of node {current.origin_node}; it is changed there")
         self.policy.require(principal, action, Target.resource(code, current.provider_code))
         if expected_version and current.latest.version != expected_version:
             raise Conflict(

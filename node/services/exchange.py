@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adapters import envelope as envelopes
@@ -233,9 +233,13 @@ class ExchangeApplication:
             self.on_outbox()
         return IngestResult(batch.batch_id, len(fresh), duplicates, tuple(gaps), subscribers)
 
-    def _outbox(self, uow: UnitOfWork, batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime) -> int:
+    def _outbox(self, uow: UnitOfWork, batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime,
+                hops: Mapping[str, Sequence[envelopes.Hop]] | None = None) -> int:
         """One outbox row per live subscription, written in the ingest transaction: the records masked per
-        its grant, sealed with the node's signature, one encoded one-record envelope each (``pack``)."""
+        its grant, sealed with the node's signature, one encoded one-record envelope each (``pack``).
+
+        ``hops``: for records relayed by a lower tier, record id → every earlier node's signature over it;
+        each envelope carries them when the grant left its record unchanged (node/services/tiers.py)."""
         rows = []
         for subscription in uow.exchange.subscriptions_for(batch.resource_code):
             platform = self.platforms.get(subscription.platform)
@@ -250,6 +254,9 @@ class ExchangeApplication:
                 resource_code=batch.resource_code, consumer_code=subscription.consumer_code, records=records,
                 signer=self.keys.active, now=now, checked=True)
             signed = parts[0].signed
+            if hops:
+                parts = [envelopes.with_hops(part, hops.get(part.records[0].id, ())) if part.records[0] == original
+                         else part for part, original in zip(parts, fresh, strict=True)]
             codec = codec_for(platform.kind)
             headers = {
                 "x-exnode-batch-id": batch.batch_id, "x-exnode-resource": batch.resource_code,

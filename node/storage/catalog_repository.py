@@ -89,6 +89,7 @@ class CatalogRepository:
             latest=latest,
             published_version=head.published_version,
             retired_at=head.retired_at,
+            origin_node=head.origin_node,
         )
 
     def get_version(self, code: str, version: int) -> ResourceVersion | None:
@@ -175,7 +176,8 @@ class CatalogRepository:
                 metadata_from_trusted_dict(json.loads(row.document)), row.version, VersionState(row.state),
                 row.version_created_at, row.published_at,
             )
-            out.append(Resource(row.code, ResourceStatus(row.status), version, row.published_version, row.retired_at))
+            out.append(Resource(row.code, ResourceStatus(row.status), version, row.published_version, row.retired_at,
+                                origin_node=row.origin_node))
         return out
 
     def count(self, flt: ResourceFilter) -> int:
@@ -261,6 +263,24 @@ class CatalogRepository:
                 )
         else:
             self.connection.execute(insert(resource_versions), [self._version_values(resource.code, latest)])
+
+    def put_foreign(self, resource: Resource, origin_node: str, now: dt.datetime) -> bool:
+        """Store a lower tier's published or retired version as a read-only entry; False when this
+        version in this status is already here (a repeat changes nothing)."""
+        head = self.connection.execute(select(resources).where(resources.c.code == resource.code)).first()
+        values = {"status": resource.status.value, "provider_code": resource.provider_code,
+                  "latest_version": resource.latest.version, "published_version": resource.published_version,
+                  "updated_at": now, "retired_at": resource.retired_at, "origin_node": origin_node}
+        if head is None:
+            self.connection.execute(insert(resources).values(code=resource.code, created_at=now, **values))
+        elif head.latest_version > resource.latest.version or (
+                head.latest_version == resource.latest.version and head.status == resource.status.value):
+            return False  # older news, or a repeat
+        else:
+            self.connection.execute(update(resources).where(resources.c.code == resource.code).values(**values))
+        if self.get_version(resource.code, resource.latest.version) is None:
+            self.connection.execute(insert(resource_versions), [self._version_values(resource.code, resource.latest)])
+        return True
 
     def append_events(self, events: Sequence[tuple[str, Resource]], now: dt.datetime) -> None:
         """Append catalog events; call it as the last statement of the change's transaction.

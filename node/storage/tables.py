@@ -62,7 +62,9 @@ resources = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("retired_at", UTCDateTime, nullable=True),
+    Column("origin_node", String(64), nullable=False, server_default=""),
 )
+"""``origin_node`` empty: the node's own resource; else a read-only entry a lower tier published (tiers)."""
 
 resource_versions = Table(
     "resource_versions",
@@ -345,3 +347,25 @@ day_manifests = Table(
     Column("closed_at", UTCDateTime, nullable=False),
 )
 """One signed manifest per closed (Beijing) day: ``exnode batch nightly``; ``document`` is canonical JSON."""
+
+relayed_records = Table(
+    "relayed_records",
+    metadata,
+    Column("provider_code", String(18), primary_key=True),
+    Column("resource_code", String(40), primary_key=True),
+    Column("record_id", String(64), primary_key=True),
+    Column("sender_node", String(128), nullable=False),
+    Column("sender_batch_id", String(128), nullable=False),
+    Column("hops", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+"""Records a lower-tier node relayed here: every node's signature over the record (``hops``, JSON, oldest
+first, the sender's last), so the chain can be verified here and passed on upward."""
+
+tier_cursors = Table(
+    "tier_cursors",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("position", _BIGINT, nullable=False),
+)
+"""How far the catalog uplink got in the catalog event log, per upper-node platform."""

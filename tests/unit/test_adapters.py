@@ -543,6 +543,7 @@ def test_a_missing_platforms_file_is_named(tmp_path):
 
 def test_codec_for_each_kind_and_not_for_others():
     assert {kind: codec_for(kind).CONTENT_TYPE for kind in KINDS} == {
-        "ministry": "application/xml", "regional": "application/json", "department": "application/x-protobuf"}
+        "ministry": "application/xml", "regional": "application/json", "department": "application/x-protobuf",
+        "node": "application/vnd.exnode.relay+x-protobuf"}
     with pytest.raises(ValueError, match="'soap' is not a platform kind"):
         codec_for("soap")

@@ -215,20 +215,22 @@ class ResourceVersion(_message.Message):
     def __init__(self, metadata: _Optional[_Union[ResourceMetadata, _Mapping]] = ..., version: _Optional[int] = ..., state: _Optional[_Union[VersionState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("code", "status", "version", "latest_version", "published_version", "retired_at")
+    __slots__ = ("code", "status", "version", "latest_version", "published_version", "retired_at", "origin_node")
     CODE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LATEST_VERSION_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_VERSION_FIELD_NUMBER: _ClassVar[int]
     RETIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_NODE_FIELD_NUMBER: _ClassVar[int]
     code: str
     status: ResourceStatus
     version: ResourceVersion
     latest_version: int
     published_version: int
     retired_at: _timestamp_pb2.Timestamp
-    def __init__(self, code: _Optional[str] = ..., status: _Optional[_Union[ResourceStatus, str]] = ..., version: _Optional[_Union[ResourceVersion, _Mapping]] = ..., latest_version: _Optional[int] = ..., published_version: _Optional[int] = ..., retired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    origin_node: str
+    def __init__(self, code: _Optional[str] = ..., status: _Optional[_Union[ResourceStatus, str]] = ..., version: _Optional[_Union[ResourceVersion, _Mapping]] = ..., latest_version: _Optional[int] = ..., published_version: _Optional[int] = ..., retired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin_node: _Optional[str] = ...) -> None: ...
 
 class CreateResourceRequest(_message.Message):
     __slots__ = ("metadata",)

@@ -55,8 +55,20 @@ class PlatformProof(_message.Message):
     path: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, index: _Optional[int] = ..., tree_size: _Optional[int] = ..., path: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
+class PlatformHop(_message.Message):
+    __slots__ = ("node_id", "batch_id", "signed", "proof")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    batch_id: str
+    signed: PlatformSignature
+    proof: PlatformProof
+    def __init__(self, node_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., signed: _Optional[_Union[PlatformSignature, _Mapping]] = ..., proof: _Optional[_Union[PlatformProof, _Mapping]] = ...) -> None: ...
+
 class PlatformEnvelope(_message.Message):
-    __slots__ = ("version", "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at", "records", "signed", "proof")
+    __slots__ = ("version", "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at", "records", "signed", "proof", "hops")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +79,7 @@ class PlatformEnvelope(_message.Message):
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
     PROOF_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
     version: int
     batch_id: str
     node_id: str
@@ -77,4 +90,5 @@ class PlatformEnvelope(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[PlatformRecord]
     signed: PlatformSignature
     proof: PlatformProof
-    def __init__(self, version: _Optional[int] = ..., batch_id: _Optional[str] = ..., node_id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., consumer_code: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., records: _Optional[_Iterable[_Union[PlatformRecord, _Mapping]]] = ..., signed: _Optional[_Union[PlatformSignature, _Mapping]] = ..., proof: _Optional[_Union[PlatformProof, _Mapping]] = ...) -> None: ...
+    hops: _containers.RepeatedCompositeFieldContainer[PlatformHop]
+    def __init__(self, version: _Optional[int] = ..., batch_id: _Optional[str] = ..., node_id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., consumer_code: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., records: _Optional[_Iterable[_Union[PlatformRecord, _Mapping]]] = ..., signed: _Optional[_Union[PlatformSignature, _Mapping]] = ..., proof: _Optional[_Union[PlatformProof, _Mapping]] = ..., hops: _Optional[_Iterable[_Union[PlatformHop, _Mapping]]] = ...) -> None: ...

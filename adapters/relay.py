@@ -1,0 +1,71 @@
+"""Between nodes of different tiers (department → region → ministry): the wire formats of the link.
+
+Records: the departmental protobuf envelope under its own content type, so that the upper node's inbound
+consumer tells one-record envelopes *relayed by a peer node* (signed by that node, carrying the earlier
+hops, grouped into one transaction per batch) from whole batches a provider's platform sends.
+
+Catalog entries: a lower node publishes its published and retired resources upward on the same queue (and
+so through the same shovel), as the catalog JSON interchange (``catalog.interchange``) of one resource
+version, signed by the sending node's key over the canonical JSON, so the upper node stores only what a
+trusted peer vouches for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from adapters import department
+from adapters.envelope import MAX_ENVELOPE_BYTES, Envelope, TrustedKeys
+from security.merkle import BatchSigner
+
+CONTENT_TYPE = "application/vnd.exnode.relay+x-protobuf"
+CATALOG_CONTENT_TYPE = "application/vnd.exnode.catalog+json"
+_CATALOG_CONTEXT = b"exnode-catalog-entry/1\n"
+MAX_CATALOG_BYTES = 1024 * 1024
+
+
+def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
+    return department.encode(envelope, checked=checked)
+
+
+def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
+    return department.decode(data, max_bytes=max_bytes)
+
+
+class CatalogEntryError(ValueError):
+    """A catalog entry from a peer that cannot be trusted or read; the message names the problem."""
+
+
+def _canonical(entry: Mapping[str, Any]) -> bytes:
+    return _CATALOG_CONTEXT + json.dumps(entry, ensure_ascii=False, sort_keys=True,
+                                         separators=(",", ":")).encode("utf-8")
+
+
+def encode_catalog_entry(entry: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
+    """``entry``: origin_node, event, code, version, status, metadata (interchange dict), ... as the
+    sender states them; the sender's key signs the canonical form."""
+    document = {"entry": dict(entry), "sender": sender, "kid": signer.kid, "algorithm": signer.algorithm}
+    signature = signer.sign(_canonical({"entry": document["entry"], "sender": sender}))
+    return json.dumps({**document, "signature": signature.hex()}, ensure_ascii=False).encode("utf-8")
+
+
+def decode_catalog_entry(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
+    """(sender node, entry) when a trusted peer signed it; CatalogEntryError naming the problem otherwise."""
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogEntryError(f"document: {len(data)} bytes; at most {MAX_CATALOG_BYTES}")
+    try:
+        document = json.loads(data.decode("utf-8"))
+        entry, sender, kid = document["entry"], document["sender"], document["kid"]
+        signature = bytes.fromhex(document["signature"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise CatalogEntryError(f"document: not a catalog entry: {error}") from None
+    if not isinstance(entry, dict) or not isinstance(sender, str):
+        raise CatalogEntryError("document: entry must be an object and sender a node id")
+    key = trusted.get(sender, {}).get(kid)
+    if key is None:
+        raise CatalogEntryError(f"kid: {kid!r} is not a trusted key of node {sender!r}")
+    if not key.verify(_canonical({"entry": entry, "sender": sender}), signature):
+        raise CatalogEntryError(f"signature: does not verify with key {kid!r} of node {sender!r}")
+    return sender, entry

@@ -1,0 +1,286 @@
+"""Three tiers (DESIGN §1, §7, §10; issue 6 item 3): a department node, a regional node and the ministry node,
+three `exnode serve` processes with their own data directories, databases (the region on PostgreSQL, the
+others on SQLite) and keys, on the one local
+RabbitMQ in three vhosts of their own, linked by RabbitMQ shovels that `exnode tier link` configures.
+
+A record ingested at the department reaches the region and then the ministry, where every hop's signature
+verifies (`exnode tier verify-chain`), and the department's catalog entries are visible, read-only and
+marked with their origin. The fault: the regional node is killed for a while during the flow and started
+again; at the ministry no record is lost and none is stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pika
+import psycopg
+import pytest
+from exnode.v1 import catalog_pb2, catalog_pb2_grpc, exchange_pb2_grpc, lists_pb2, lists_pb2_grpc
+from exnode.v1 import exchange_pb2 as pb
+from sqlalchemy import func, select
+
+from node.storage.database import make_engine
+from node.storage.tables import batches, outbox, records, relayed_records
+from tests.conftest import credit_code
+from tests.fault.support import LOW_INCOME, PROVIDER, Ingestor, Key, ServedNode, exnode, wait_until
+
+pytestmark = [pytest.mark.rabbitmq]
+
+REGION_DEPT = credit_code("11150000011595843")  # the regional department (自治区民政厅) running the regional node
+MINISTRY_DEPT = credit_code("11100000000013127")  # the ministry (民政部) running the top node
+SIZE = 50
+
+
+def rabbitmqctl(*args: str) -> None:
+    result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"rabbitmqctl {' '.join(args)}: {result.stderr}"
+
+
+@dataclass
+class Tiers:
+    department: ServedNode
+    region: ServedNode
+    ministry: ServedNode
+    key: Key
+    vhosts: dict[str, str]
+    next_record: int = 1
+
+    def ingest(self, batches: int, tag: str) -> Ingestor:
+        provider = Ingestor(lambda: self.department.channel_as(PROVIDER, ("provider",)), self.key, batches=batches,
+                            size=SIZE, first=self.next_record, tag=f"{tag}{uuid.uuid4().hex[:6]}")
+        self.next_record += batches * SIZE
+        return provider
+
+
+def _node(tmp_path: Path, role: str, node_id: str, dept: str, vhost: str, *, sample: bool,
+          database_url: str = "") -> ServedNode:
+    data = tmp_path / role
+    init = exnode("init", "--data", str(data), "--dev", "--node-id", node_id, "--department-code", dept,
+                  *(["--sample"] if sample else []))
+    assert init.returncode == 0, init.stderr
+    config = data / "exnode.toml"
+    text = config.read_text(encoding="utf-8")
+    default = 'url = "amqp://guest:guest@127.0.0.1:5672/%2F"'
+    assert default in text
+    text = text.replace(default, f'url = "amqp://guest:guest@127.0.0.1:5672/{vhost}"')
+    if database_url:  # `exnode serve` migrates it; init left nothing in SQLite that the node needs
+        text = text.replace('[database]\nurl = ""', f'[database]\nurl = "{database_url}"')
+        assert database_url in text
+    config.write_text(text, encoding="utf-8")
+    return ServedNode(data, tmp_path / f"{role}.log")
+
+
+def _upward(node: ServedNode, name: str, consumer: str, upper: ServedNode) -> None:
+    (node.data / "platforms.toml").write_text(
+        f'[[platform]]\nname = "{name}"\nkind = "node"\nconsumer_code = "{consumer}"\nupper_node = "{upper.node_id}"\n',
+        encoding="utf-8")
+
+
+def _trust(node: ServedNode, *lower: ServedNode) -> None:
+    (node.data / "peers").mkdir(exist_ok=True)
+    for peer in lower:
+        shutil.copy(peer.data / "keys" / "public-keys.json", node.data / "peers" / f"{peer.node_id}.json")
+
+
+def _link(lower: ServedNode, lower_vhost: str, platform: str, upper: ServedNode, upper_vhost: str) -> None:
+    result = exnode("tier", "link", "--lower-vhost", lower_vhost, "--lower-node", lower.node_id, "--platform", platform,
+                    "--upper-vhost", upper_vhost, "--upper-node", upper.node_id, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "running"
+
+
+def _foreign_entry(node: ServedNode) -> catalog_pb2.Resource | None:
+    catalog = catalog_pb2_grpc.CatalogServiceStub(node.channel_as(MINISTRY_DEPT, ("consumer",)))
+    found = catalog.ListResources(catalog_pb2.ListResourcesRequest(query="最低生活保障"), timeout=30).resources
+    return next((r for r in found if r.code == LOW_INCOME), None)
+
+
+def _grant_and_subscribe(at: ServedNode, consumer: str, platform: str) -> None:
+    """``consumer`` files a demand for 低保 at node ``at``, the provider's reviewer approves it there, and the
+    consumer subscribes its platform (the upper node)."""
+    lists = lists_pb2_grpc.ListsServiceStub(at.channel_as(consumer, ("consumer",)))
+    demand = lists.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
+        resource_code=LOW_INCOME, purpose="低保数据逐级汇交", legal_basis="社会救助暂行办法", contact="王芳")), timeout=30)
+    reviewer = lists_pb2_grpc.ListsServiceStub(at.channel_as(PROVIDER, ("reviewer",)))
+    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True), timeout=30)
+    subscriber = exchange_pb2_grpc.ExchangeServiceStub(at.channel_as(consumer, ("consumer",)))
+    subscriber.Subscribe(pb.SubscribeRequest(resource_code=LOW_INCOME, platform=platform), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def region_database(postgres_server: str) -> Iterator[str]:
+    """The regional node runs on PostgreSQL (the other two on SQLite): its own database, dropped after."""
+    name = f"exnode_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{postgres_server.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def tiers(tmp_path_factory: pytest.TempPathFactory, region_database: str) -> Iterator[Tiers]:
+    tmp_path = tmp_path_factory.mktemp("tiers")
+    run = uuid.uuid4().hex[:10]
+    vhosts = {role: f"t{run}-{role}" for role in ("department", "region", "ministry")}
+    nodes: list[ServedNode] = []
+    for vhost in vhosts.values():
+        rabbitmqctl("add_vhost", vhost)
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        department = _node(tmp_path, "department", f"t{run}d", PROVIDER, vhosts["department"], sample=True)
+        region = _node(tmp_path, "region", f"t{run}r", REGION_DEPT, vhosts["region"], sample=False,
+                       database_url=region_database)
+        ministry = _node(tmp_path, "ministry", f"t{run}m", MINISTRY_DEPT, vhosts["ministry"], sample=False)
+        nodes += [department, region, ministry]
+        _upward(department, "region", REGION_DEPT, region)
+        _upward(region, "ministry", MINISTRY_DEPT, ministry)
+        _trust(region, department)
+        _trust(ministry, department, region)  # the top checks every hop, so it knows every lower node's keys
+        _link(department, vhosts["department"], "region", region, vhosts["region"])
+        _link(region, vhosts["region"], "ministry", ministry, vhosts["ministry"])
+        for node in nodes:
+            node.start()
+        # The department's catalog goes up by itself (the uplink); the region passes it on.
+        wait_until(lambda: _foreign_entry(region) is not None, 60, "the 低保 entry reached the region")
+        wait_until(lambda: _foreign_entry(ministry) is not None, 60, "the 低保 entry reached the ministry")
+        key = Key()
+        admin = exchange_pb2_grpc.ExchangeServiceStub(department.channel_as(PROVIDER, ("catalog_admin",)))
+        key.kid = admin.RegisterKey(pb.RegisterKeyRequest(department_code=PROVIDER, algorithm="Ed25519",
+                                                          public_pem=key.pem), timeout=30).key_id
+        _grant_and_subscribe(department, REGION_DEPT, "region")
+        _grant_and_subscribe(region, MINISTRY_DEPT, "ministry")
+        yield Tiers(department, region, ministry, key, vhosts)
+    finally:
+        for node in nodes:
+            node.close()
+        for vhost in vhosts.values():
+            subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=120)
+
+
+def stored_ids(node: ServedNode) -> list[str]:
+    engine = make_engine(node.config.database_url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(select(records.c.record_id).where(
+                records.c.provider_code == PROVIDER, records.c.resource_code == LOW_INCOME)).scalars())
+    finally:
+        engine.dispose()
+
+
+def payloads(node: ServedNode) -> list[dict]:
+    engine = make_engine(node.config.database_url)
+    try:
+        with engine.connect() as connection:
+            return [json.loads(p) for p in connection.execute(select(records.c.payload)).scalars()]
+    finally:
+        engine.dispose()
+
+
+def relayed_count(node: ServedNode) -> int:
+    engine = make_engine(node.config.database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(relayed_records)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def dead_letters(vhost: str, node: ServedNode) -> int:
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+        return connection.channel().queue_declare(f"exnode.{node.node_id}.dlq", passive=True).method.message_count
+
+
+def queued(vhost: str, queue: str) -> int:
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+
+
+def verify_chain(node: ServedNode) -> dict:
+    result = exnode("tier", "verify-chain", "--data", str(node.data), "--json")
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def arrived_everywhere(tiers: Tiers, wanted: set[str]) -> bool:
+    return wanted <= set(stored_ids(tiers.ministry))
+
+
+def test_a_record_published_at_the_department_reaches_the_ministry_with_every_hop_signature(tiers: Tiers):
+    provider = tiers.ingest(batches=10, tag="e").start()
+    provider.join(120)
+    sent = provider.acknowledged_ids()
+    assert len(sent) == 10 * SIZE
+
+    wait_until(lambda: arrived_everywhere(tiers, sent), 90,
+               lambda: f"{len(sent & set(stored_ids(tiers.ministry)))}/{len(sent)} records at the ministry")
+    for node in (tiers.region, tiers.ministry):
+        ids = stored_ids(node)
+        assert len(ids) == len(set(ids)) and sent <= set(ids), f"{node.node_id}: records lost or doubled"
+    chain = verify_chain(tiers.ministry)
+    assert chain["problems"] == [] and chain["records"] == chain["verified"] >= len(sent)
+    assert chain["hops"] == 2 * chain["records"], "each record carries the department's and the region's signature"
+    assert dead_letters(tiers.vhosts["region"], tiers.region) == 0
+    assert dead_letters(tiers.vhosts["ministry"], tiers.ministry) == 0
+    # What goes up is what the grants allow: identity numbers masked at the department, relayed as they are.
+    assert {p["公民身份号码"] for p in payloads(tiers.ministry)} == {"360426********0071"}
+
+    entry = _foreign_entry(tiers.ministry)
+    assert entry is not None and entry.origin_node == tiers.department.node_id
+    assert entry.status == catalog_pb2.PUBLISHED
+    admin = catalog_pb2_grpc.CatalogServiceStub(tiers.ministry.channel_as(PROVIDER, ("catalog_admin",)))
+    with pytest.raises(grpc.RpcError) as refused:
+        admin.RetireResource(catalog_pb2.RetireResourceRequest(code=LOW_INCOME, reason="not here"), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert tiers.department.node_id in refused.value.details()
+
+
+def test_a_regional_node_down_for_a_while_loses_and_doubles_nothing_at_the_ministry(tiers: Tiers):
+    before = len(stored_ids(tiers.ministry))
+    provider = tiers.ingest(batches=20, tag="k").start()
+    wait_until(lambda: len(provider.answered) >= 4 or provider.failure, 60, "the department answered 4 batches")
+    tiers.region.kill()
+    wait_until(lambda: len(provider.answered) >= 12 or provider.failure, 60,
+               "the department kept answering while the region was down")
+    # The department's shovel keeps filling the region's inbound queue while nobody consumes it.
+    wait_until(lambda: queued(tiers.vhosts["region"], f"exnode.{tiers.region.node_id}.in") >= SIZE, 60,
+               "records waited in the region's inbound queue")
+    time.sleep(1)
+    tiers.region.start()
+    provider.join(120)
+    sent = provider.acknowledged_ids()
+    assert len(sent) == 20 * SIZE
+
+    wait_until(lambda: arrived_everywhere(tiers, sent), 90,
+               lambda: f"{len(sent & set(stored_ids(tiers.ministry)))}/{len(sent)} records at the ministry")
+    ids = stored_ids(tiers.ministry)
+    assert len(ids) == len(set(ids)) == before + len(sent), "a record was stored twice or one is missing"
+    assert relayed_count(tiers.ministry) == len(ids)
+    engine = make_engine(tiers.ministry.config.database_url)
+    try:
+        with engine.connect() as connection:  # each stored group counts only the records it added
+            assert connection.execute(select(func.sum(batches.c.record_count))).scalar_one() == len(ids)
+    finally:
+        engine.dispose()
+    chain = verify_chain(tiers.ministry)
+    assert chain["problems"] == [] and chain["verified"] == len(ids)
+    assert dead_letters(tiers.vhosts["ministry"], tiers.ministry) == 0
+    engine = make_engine(tiers.region.config.database_url)
+    try:
+        with engine.connect() as connection:
+            pending = connection.execute(select(func.count()).select_from(outbox)
+                                         .where(outbox.c.state != "CONFIRMED")).scalar_one()
+    finally:
+        engine.dispose()
+    assert pending == 0, "the region still holds undelivered outbox rows"

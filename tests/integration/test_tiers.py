@@ -1,0 +1,175 @@
+"""The upper node's side of the tier link on both databases: what a lower node relays (one-record envelopes
+it signed) and the catalog entries it sends up. Messages are handed to ``TierApplication.accept`` as the
+inbound consumer hands them over; the broker and the shovel are exercised by tests/e2e/test_three_tiers.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from adapters import envelope as envelopes
+from adapters import relay
+from adapters.inbound import Later
+from catalog.errors import IllegalTransition
+from catalog.interchange import metadata_to_dict
+from catalog.records import Operation, Record
+from node import app as bootstrap
+from node.services.tiers import WAIT_FOR_ENTRY_DELIVERIES, Message, PeerConfigError, load_peers
+from node.storage.catalog_repository import ResourceFilter
+from node.storage.tables import batches, records, relayed_records
+from security.identity import Principal
+from security.keys import KeyStore, write_public_keys
+from tests.conftest import PROVIDER, resource
+from tests.integration.grpc_node import make_config
+
+LOWER = "tlower"
+CONSUMER = "11150100011627354Q"
+CODE = "311140001/000101"
+
+
+@pytest.fixture
+def lower(tmp_path: Path) -> KeyStore:
+    keys = KeyStore.create(tmp_path / "lower" / "keys")
+    write_public_keys(keys, LOWER)
+    return keys
+
+
+@pytest.fixture
+def upper(tmp_path: Path, database_url: str, lower: KeyStore) -> Iterator[bootstrap.Node]:
+    data = tmp_path / "upper"
+    config = make_config(data, database_url)
+    config = replace(config, node=replace(config.node, id=f"t{uuid.uuid4().hex[:10]}"))
+    (data / "peers").mkdir()
+    shutil.copy(lower.directory / "public-keys.json", data / "peers" / "lower.json")
+    node = bootstrap.build(config)
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def catalog_entry(signer: KeyStore, *, event: str = "PUBLISHED", code: str = CODE, origin: str = LOWER,
+                  sender: str = LOWER) -> Message:
+    entry = {"origin_node": origin, "event": event, "code": code, "version": 1,
+             "published_at": "2026-11-01T00:00:00+00:00", "retired_at": "",
+             "metadata": metadata_to_dict(resource(code))}
+    return Message(relay.CATALOG_CONTENT_TYPE, relay.encode_catalog_entry(entry, sender, signer.active))
+
+
+def record(n: int, **payload: object) -> Record:
+    return Record(f"R-{n:04d}", n, Operation.UPSERT, payload or {
+        "公民身份号码": "360426********0071", "姓名": f"张{n}", "纳入保障日期": "2025-06-01"})
+
+
+def relayed(signer: KeyStore, rows: list[Record], *, node_id: str = LOWER, batch_id: str = "b1",
+            hops: tuple[envelopes.Hop, ...] = ()) -> list[Message]:
+    parts = envelopes.seal_split(batch_id=batch_id, node_id=node_id, provider_code=PROVIDER, resource_code=CODE,
+                                 consumer_code=CONSUMER, records=rows, signer=signer.active,
+                                 now=dt.datetime(2026, 11, 23, tzinfo=dt.UTC))
+    return [Message(relay.CONTENT_TYPE, relay.encode(envelopes.with_hops(part, hops))) for part in parts]
+
+
+def count(node: bootstrap.Node, table: object) -> int:
+    with node.engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_a_lower_tier_catalog_entry_is_listed_read_only_with_its_origin(upper: bootstrap.Node, lower: KeyStore):
+    assert upper.tiers.accept([catalog_entry(lower)]) == [None]
+    assert upper.tiers.accept([catalog_entry(lower)]) == [None], "a repeat changes nothing"
+    page = upper.catalog.list(Principal("u", CONSUMER, frozenset({"consumer"})), ResourceFilter(query="最低生活保障"))
+    assert [(r.code, r.origin_node) for r in page.resources] == [(CODE, LOWER)]
+    with pytest.raises(IllegalTransition, match=f"read-only entry of node {LOWER}"):
+        upper.catalog.retire(Principal.system(upper.config.node.id), CODE)
+    assert upper.tiers.accept([catalog_entry(lower, event="RETIRED")]) == [None]
+    with upper.exchange.uow() as uow:
+        assert uow.catalog.get(CODE).status.value == "RETIRED"
+
+
+def test_catalog_entries_of_an_untrusted_sender_or_over_a_local_resource_are_dead_lettered(
+        upper: bootstrap.Node, lower: KeyStore, tmp_path: Path):
+    stranger = KeyStore.create(tmp_path / "stranger")
+    [untrusted] = upper.tiers.accept([catalog_entry(stranger, sender="stranger")])
+    assert untrusted is not None and "not a trusted key of node 'stranger'" in untrusted
+    upper.catalog.create(Principal.system(upper.config.node.id), resource("311140001/000102"))
+    [local] = upper.tiers.accept([catalog_entry(lower, code="311140001/000102")])
+    assert local is not None and "already a resource of this node" in local
+
+
+def test_relayed_records_are_stored_once_per_sender_batch_and_a_redelivery_changes_nothing(
+        upper: bootstrap.Node, lower: KeyStore):
+    upper.tiers.accept([catalog_entry(lower)])
+    messages = relayed(lower, [record(n) for n in range(1, 8)])
+    assert upper.tiers.accept(messages) == [None] * 7
+    assert (count(upper, records), count(upper, relayed_records), count(upper, batches)) == (7, 7, 1)
+    # The shovel or a crash redelivers some, out of order, with others of a later batch.
+    later = relayed(lower, [record(n) for n in range(8, 10)], batch_id="b2")
+    assert upper.tiers.accept([messages[5], *later, messages[0]]) == [None] * 4
+    assert (count(upper, records), count(upper, relayed_records), count(upper, batches)) == (9, 9, 2)
+    report = upper.tiers.verify_chains()
+    assert (report.records, report.verified, report.hops, report.problems) == (9, 9, 9, [])
+
+
+def test_poison_is_refused_with_its_reason_and_the_rest_of_the_group_is_stored(
+        upper: bootstrap.Node, lower: KeyStore, tmp_path: Path):
+    upper.tiers.accept([catalog_entry(lower)])
+    upper.tiers.accept(relayed(lower, [record(1)]))
+    stranger = KeyStore.create(tmp_path / "stranger")
+    changed = relayed(lower, [record(1, 姓名="李四", 公民身份号码="x", 纳入保障日期="2025-06-01"), record(2)], batch_id="b2")
+    forged = relayed(stranger, [record(3)], batch_id="b3")
+    unknown_item = relayed(lower, [record(4, 姓名="王五", 婚姻状况="10")], batch_id="b4")
+    results = upper.tiers.accept([*changed, *forged, *unknown_item, Message(relay.CONTENT_TYPE, b"\xff garbage")])
+    assert results[0] is not None and "already received with other content" in results[0]
+    assert results[1] is None
+    assert results[2] is not None and results[2].startswith("BadSignature")
+    assert results[3] is not None and "婚姻状况 not items of" in results[3]
+    assert results[4] is not None and results[4].startswith("undecodable relayed envelope")
+    assert count(upper, records) == 2
+
+
+def test_records_that_overtook_their_resources_entry_wait_for_it_then_are_refused(upper: bootstrap.Node,
+                                                                                    lower: KeyStore):
+    [message] = relayed(lower, [record(1)])
+    [problem] = upper.tiers.accept([message])
+    assert isinstance(problem, Later) and problem.startswith(f"NotFound: resource {CODE}")
+    [problem] = upper.tiers.accept([replace(message, deliveries=WAIT_FOR_ENTRY_DELIVERIES)])
+    assert problem is not None and not isinstance(problem, Later), "it does not wait for ever"
+    upper.tiers.accept([catalog_entry(lower)])
+    assert upper.tiers.accept([replace(message, deliveries=3)]) == [None]
+
+
+def test_every_earlier_hop_is_checked_and_kept(upper: bootstrap.Node, lower: KeyStore, tmp_path: Path):
+    """A record the lower node got from a department below it carries that department's signature too."""
+    department = KeyStore.create(tmp_path / "department")
+    write_public_keys(department, "tdept")
+    shutil.copy(department.directory / "public-keys.json", upper.config.path("peers") / "dept.json")
+    node = bootstrap.build(upper.config)
+    try:
+        node.tiers.accept([catalog_entry(lower)])
+        rows = [record(n) for n in range(1, 4)]
+        below = envelopes.seal_split(batch_id="d1", node_id="tdept", provider_code=PROVIDER, resource_code=CODE,
+                                     consumer_code=CONSUMER, records=rows, signer=department.active,
+                                     now=dt.datetime(2026, 11, 23, tzinfo=dt.UTC))
+        good = relayed(lower, rows[:1], hops=(envelopes.as_hop(below[0]),))
+        wrong = relayed(lower, rows[1:2], batch_id="b2", hops=(envelopes.as_hop(below[2]),))  # another record's proof
+        assert node.tiers.accept(good) == [None]
+        [problem] = node.tiers.accept(wrong)
+        assert problem is not None and "hops[0] (tdept)" in problem
+        report = node.tiers.verify_chains()
+        assert (report.records, report.verified, report.hops) == (1, 1, 2)
+    finally:
+        node.close()
+
+
+def test_a_peers_file_that_is_not_a_public_keys_file_is_a_config_error(tmp_path: Path):
+    (tmp_path / "peers").mkdir()
+    (tmp_path / "peers" / "broken.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(PeerConfigError, match="broken.json"):
+        load_peers(tmp_path / "peers")
