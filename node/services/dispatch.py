@@ -22,6 +22,22 @@ def claimant_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def gone_on_this_host(claimant: str) -> bool:
+    """Whether a claimant ran on this host in a process that no longer exists (a replica killed and
+    restarted here need not wait out its predecessor's lease). Other hosts' claims run out by lease."""
+    host, _, rest = claimant.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class SqlOutbox(OutboxPort):
     """Claims due rows before handing them to the dispatcher, so replicas of one node sharing the
     database each publish different rows; a replica that dies leaves its claims to run out."""
@@ -35,9 +51,12 @@ class SqlOutbox(OutboxPort):
         self.claimant = claimant or claimant_id()
         self.lease = lease
         self._known: dict[int, Outgoing] = {}
+        self._released_at: dt.datetime | None = None
 
     def due(self, limit: int, exclude: set[int]) -> list[Outgoing]:
         now = self.clock()
+        if self._released_at is None or now - self._released_at >= self.lease / 2:
+            self._release_dead_claims(now)
         with self.uow() as uow:  # a read first: an idle node takes no write lock every poll
             if not uow.exchange.due(now, 1, exclude):
                 return []
@@ -48,6 +67,16 @@ class SqlOutbox(OutboxPort):
                for r in rows]
         self._known.update((m.id, m) for m in out)
         return out
+
+    def _release_dead_claims(self, now: dt.datetime) -> None:
+        self._released_at = now
+        with self.uow() as uow:
+            gone = [c for c in uow.exchange.live_claimants(now) if c != self.claimant and gone_on_this_host(c)]
+        if gone:
+            with self.uow(write=True) as uow:
+                released = uow.exchange.release_claims(gone)
+                uow.commit()
+            log.info("took over %d outbox rows of dispatchers that are gone: %s", released, ", ".join(gone))
 
     def confirmed(self, ids: Sequence[int]) -> None:
         """Mark the rows confirmed and record their deliveries in ONE transaction per flush.

@@ -179,6 +179,20 @@ class ExchangeRepository:
         rows = self.connection.execute(select(outbox).where(o.id.in_(ids)).order_by(o.id))
         return [_outbox_message(row) for row in rows]
 
+    def live_claimants(self, now: dt.datetime) -> list[str]:
+        """Claimants holding unexpired claims on pending rows."""
+        o = outbox.c
+        return [str(c) for c in self.connection.execute(select(o.claimed_by).distinct().where(
+            o.state == PENDING, o.claimed_until >= now, o.claimed_by.is_not(None))).scalars()]
+
+    def release_claims(self, claimants: Sequence[str]) -> int:
+        """End the claims of claimants known to be gone; their rows are due for anyone again."""
+        o = outbox.c
+        if not claimants:
+            return 0
+        return self.connection.execute(update(outbox).where(o.state == PENDING, o.claimed_by.in_(list(claimants)))
+                                       .values(claimed_until=None)).rowcount
+
     def claims(self) -> dict[str, int]:
         """Rows per claimant (pending or not): which replicas dispatched what."""
         o = outbox.c

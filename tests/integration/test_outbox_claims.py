@@ -5,10 +5,14 @@ and another takes its rows, and on PostgreSQL two claims at the same moment neve
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import subprocess
+import sys
 import threading
 
 import pytest
 
+from node.services.dispatch import SqlOutbox, gone_on_this_host
 from node.storage.database import make_engine, migrate
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.unit_of_work import UnitOfWorkFactory
@@ -86,3 +90,12 @@ def test_two_claims_at_the_same_moment_take_different_rows_on_postgresql(uow):
     transaction.commit()
     holding.close()
     assert len(held) == 5 and len(result) == 5 and not set(held) & set(result)
+
+
+def test_claims_of_a_dead_process_on_this_host_are_released_at_once(uow):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = f"{socket.gethostname()}:{dead.stdout.strip()}:abcd1234"
+    taken = claim(uow, gone, 10)
+    assert gone_on_this_host(gone) and not gone_on_this_host(f"other-host:{dead.stdout.strip()}:x")
+    outbox = SqlOutbox(uow, lambda: NOW)
+    assert sorted(message.id for message in outbox.due(10, set())) == taken
