@@ -69,7 +69,8 @@ class Node:
         """Relay the outbox to RabbitMQ from this process (``exnode serve`` does, when exchange.dispatch)."""
         self._declare_topology()
         outbox = SqlOutbox(UnitOfWorkFactory(self.engine), self.catalog.clock, self.lists,
-                           lease=dt.timedelta(seconds=self.config.exchange.claim_lease_s))
+                           lease=dt.timedelta(seconds=self.config.exchange.claim_lease_s),
+                           claims=self.engine.dialect.name != "sqlite")
         self.dispatcher = Dispatcher(self.config.rabbitmq.url, self.config.node.id, outbox,
                                      window=self.config.exchange.window,
                                      max_attempts=self.config.exchange.max_attempts)

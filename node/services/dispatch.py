@@ -40,14 +40,18 @@ def gone_on_this_host(claimant: str) -> bool:
 
 class SqlOutbox(OutboxPort):
     """Claims due rows before handing them to the dispatcher, so replicas of one node sharing the
-    database each publish different rows; a replica that dies leaves its claims to run out."""
+    database each publish different rows; a replica that dies leaves its claims to run out.
+
+    ``claims=False`` (the embedded SQLite database, which one node process uses): due rows are read, not
+    claimed; a claim would cost a write transaction with an fsync per poll for nobody's benefit."""
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Callable[[], dt.datetime],
                  lists: ListsApplication | None = None, *, claimant: str | None = None,
-                 lease: dt.timedelta = dt.timedelta(seconds=60)) -> None:
+                 lease: dt.timedelta = dt.timedelta(seconds=60), claims: bool = True) -> None:
         self.uow = uow
         self.clock = clock
         self.lists = lists
+        self.claims = claims
         self.claimant = claimant or claimant_id()
         self.lease = lease
         self._known: dict[int, Outgoing] = {}
@@ -55,14 +59,18 @@ class SqlOutbox(OutboxPort):
 
     def due(self, limit: int, exclude: set[int]) -> list[Outgoing]:
         now = self.clock()
-        if self._released_at is None or now - self._released_at >= self.lease / 2:
-            self._release_dead_claims(now)
-        with self.uow() as uow:  # a read first: an idle node takes no write lock every poll
-            if not uow.exchange.due(now, 1, exclude):
-                return []
-        with self.uow(write=True) as uow:
-            rows = uow.exchange.claim(self.claimant, now, self.lease, limit, exclude)
-            uow.commit()
+        if not self.claims:
+            with self.uow() as uow:
+                rows = uow.exchange.due(now, limit, exclude)
+        else:
+            if self._released_at is None or now - self._released_at >= self.lease / 2:
+                self._release_dead_claims(now)
+            with self.uow() as uow:  # a read first: an idle node takes no write lock every poll
+                if not uow.exchange.any_due(now, exclude):
+                    return []
+            with self.uow(write=True) as uow:
+                rows = uow.exchange.claim(self.claimant, now, self.lease, limit, exclude)
+                uow.commit()
         out = [Outgoing(r.id, r.queue, r.body, r.content_type, r.headers, f"{r.batch_id}:{r.platform}", r.attempts)
                for r in rows]
         self._known.update((m.id, m) for m in out)

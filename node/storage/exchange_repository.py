@@ -154,6 +154,15 @@ class ExchangeRepository:
             query = query.where(o.id.not_in(skip))
         return [_outbox_message(row) for row in self.connection.execute(query)]
 
+    def any_due(self, now: dt.datetime, exclude: Iterable[int] = ()) -> bool:
+        """Whether a pending row is due (ids only: no bodies read)."""
+        o = outbox.c
+        query = select(o.id).where(o.state == PENDING, o.next_attempt_at <= now).limit(1)
+        skip = list(exclude)
+        if skip:
+            query = query.where(o.id.not_in(skip))
+        return self.connection.execute(query).first() is not None
+
     def claim(self, claimant: str, now: dt.datetime, lease: dt.timedelta, limit: int,
               exclude: Iterable[int] = ()) -> list[OutboxMessage]:
         """Claim up to ``limit`` due rows for ``claimant`` until ``now + lease`` and return them.
