@@ -305,6 +305,7 @@ class Proxy:
         self.cuts = 0
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._closed = False
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
     def _accept(self) -> None:
@@ -312,6 +313,9 @@ class Proxy:
             try:
                 client, _ = self.listener.accept()
             except OSError:
+                return
+            if self._closed:  # accepted in the instant of close(): the link is down, refuse it
+                client.close()
                 return
             try:
                 upstream = socket.create_connection(self.target, timeout=10)
@@ -348,6 +352,12 @@ class Proxy:
         return len(open_) // 2
 
     def close(self) -> None:
+        """Stop accepting and drop every connection. The listener is shut down before it is closed: on
+        Linux a bare close() does not wake the thread blocked in accept(), which could then still let a
+        reconnecting client through a link the test believes is down."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.cut()
 
