@@ -12,57 +12,18 @@ from pathlib import Path
 import grpc
 import pika
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from exnode.v1 import exchange_pb2 as pb
 from exnode.v1 import exchange_pb2_grpc, lists_pb2, lists_pb2_grpc
 
 from adapters import envelope as envelopes
 from adapters.platforms import codec_for
-from catalog.records import Operation, Record
+from catalog.records import Record
 from node.cli.node_commands import load_sample
 from node.services.exchange import batch_leaves, provider_batch
 from node.storage.audit_repository import AuditFilter
 from security import merkle
+from tests.fault.support import AMQP, CONSUMER, LOW_INCOME, PROVIDER, Key, as_proto, low_income_record
 from tests.integration.grpc_node import RunningNode, make_config
-
-PROVIDER = "11100000MB01284764"  # 民政部社会救助司
-CONSUMER = "11150100011627354Q"  # 呼和浩特市民政局
-LOW_INCOME = "311140001/000001"  # 城乡最低生活保障对象信息 (有条件共享)
-AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
-
-
-class Key:
-    """A provider's signing key as the provider holds it."""
-
-    def __init__(self) -> None:
-        self._key = ed25519.Ed25519PrivateKey.generate()
-        self.algorithm = "Ed25519"
-        self.pem = self._key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-        self.kid = ""
-
-    def sign(self, data: bytes) -> bytes:
-        return self._key.sign(data)
-
-
-def low_income_record(n: int) -> Record:
-    return Record(f"DB-{n:06d}", n, Operation.UPSERT, {
-        "姓名": f"张{n}", "公民身份号码": "360426199101010071", "性别": "1", "出生日期": "1991-01-01",
-        "行政区划代码": "150102001000", "保障类别": "1", "户主公民身份号码": "360426199101010071",
-        "与户主关系": "01", "家庭保障人口数": 3, "月保障金额": 1234.5, "纳入保障日期": "2025-06-01",
-        "是否重点保障对象": False, "联系电话": "13812345678", "家庭住址": "呼和浩特市新城区某街道1号"})
-
-
-def as_proto(batch) -> pb.RecordBatch:
-    import json
-
-    return pb.RecordBatch(
-        batch_id=batch.batch_id, provider_code=batch.provider_code, resource_code=batch.resource_code,
-        merkle_root=batch.merkle_root, key_id=batch.kid, signature=batch.signature,
-        records=[pb.Record(id=r.id, sequence=r.sequence, operation=pb.UPSERT if r.operation is Operation.UPSERT
-                           else pb.DELETE, payload=json.dumps(dict(r.payload), ensure_ascii=False).encode())
-                 for r in batch.records])
 
 
 @pytest.fixture

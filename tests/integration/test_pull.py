@@ -25,8 +25,9 @@ from security import merkle
 from security.keys import public_keys_document, read_public_keys
 from security.pull import CursorCodec
 from tests.conftest import FixedClock
+from tests.fault.support import Key, as_proto, low_income_record
 from tests.integration.grpc_node import RunningNode, make_config
-from tests.integration.test_exchange_relay import Key, as_proto, low_income_record, register
+from tests.integration.test_exchange_relay import register
 
 PROVIDER = "11100000MB01284764"  # 民政部社会救助司: runs the node (the ministry) and provides 低保 records
 CONSUMER = "11150100011627354Q"  # 呼和浩特市民政局
