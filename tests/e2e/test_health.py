@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from exnode.v1 import catalog_pb2, catalog_pb2_grpc
 
-from tests.e2e.observed import BrokerGate, MetricsNode
+from tests.e2e.observed import MetricsNode
 from tests.fault.support import (
     EXNODE,
     LOW_INCOME,
     PROVIDER,
     Ingestor,
     Key,
+    Proxy,
     delete_node_topology,
     drain,
     exnode,
@@ -32,25 +33,24 @@ pytestmark = [pytest.mark.rabbitmq]
 
 
 @pytest.fixture
-def gated(tmp_path: Path) -> Iterator[tuple[MetricsNode, BrokerGate]]:
+def gated(tmp_path: Path) -> Iterator[tuple[MetricsNode, Proxy]]:
     """`exnode serve` whose rabbitmq.url goes through a gate, with one regional platform."""
     data = tmp_path / "node"
     node_id = f"t{uuid.uuid4().hex[:10]}"
     init = exnode("init", "--data", str(data), "--sample", "--dev", "--node-id", node_id)
     assert init.returncode == 0, init.stderr
-    gate = BrokerGate()
+    gate = Proxy()
     config = data / "exnode.toml"
     config.write_text(config.read_text(encoding="utf-8").replace(
         'url = "amqp://guest:guest@127.0.0.1:5672/%2F"', f'url = "{gate.url}"'), encoding="utf-8")
     (data / "platforms.toml").write_text(platforms_toml(), encoding="utf-8")
-    gate.open()
     node = MetricsNode(data, tmp_path / "serve.log")
     try:
         node.start()
         yield node, gate
     finally:
         node.close()
-        gate.shut()
+        gate.close()
         delete_node_topology(node_id)
 
 
@@ -66,7 +66,7 @@ def test_a_node_without_its_broker_is_alive_not_ready_and_serves_until_the_broke
     queue = set_up_exchange(node.channel_as, key)
     assert queue == out_queue(node.node_id)
 
-    gate.shut()
+    gate.close()
     wait_until(lambda: node.health("exnode.broker") == "NOT_SERVING", 60, lambda: f"broker still: {statuses(node)}")
     assert statuses(node) == {"": "SERVING", "exnode.liveness": "SERVING", "exnode.readiness": "NOT_SERVING",
                               "exnode.database": "SERVING", "exnode.broker": "NOT_SERVING"}

@@ -294,27 +294,35 @@ def broker_accepts() -> bool:
 
 
 class Proxy:
-    """A TCP forwarder to the broker whose connections the test can drop, all at once, mid-stream."""
+    """A TCP forwarder to the broker whose connections the test can drop, all at once, mid-stream
+    (``cut``); ``close`` also stops accepting, as a broker host that went away, and ``open`` listens on
+    the same port again."""
 
     def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5672)) -> None:
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        self.listener: socket.socket | None = None
+        self.port = 0
         self.accepted = 0
         self.cuts = 0
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+        self.open()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
-    def _accept(self) -> None:
+    def open(self) -> None:
+        if self.listener is not None:
+            return
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self.listener,), name="proxy-accept", daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
-            if self._closed:  # accepted in the instant of close(): the link is down, refuse it
+            if listener is not self.listener:  # accepted in the instant of close(): the link is down
                 client.close()
                 return
             try:
@@ -355,10 +363,11 @@ class Proxy:
         """Stop accepting and drop every connection. The listener is shut down before it is closed: on
         Linux a bare close() does not wake the thread blocked in accept(), which could then still let a
         reconnecting client through a link the test believes is down."""
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
         self.cut()
 
 
