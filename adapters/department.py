@@ -40,7 +40,8 @@ def to_message(envelope: Envelope, *, checked: bool = False) -> pb.PlatformEnvel
         provider_code=envelope.provider_code, resource_code=envelope.resource_code,
         consumer_code=envelope.consumer_code,
         records=[pb.PlatformRecord(id=record.id, sequence=record.sequence, operation=_TO_WIRE[record.operation],
-                                   payload_json=json_dumps(dict(record.payload)))
+                                   payload_json=record.payload_json if record.payload_json is not None
+                                   else json_dumps(dict(record.payload)))
                  for record in envelope.records],
         signed=pb.PlatformSignature(tree_size=envelope.signed.tree_size, root=envelope.signed.root,
                                     kid=envelope.signed.kid, algorithm=envelope.signed.algorithm,

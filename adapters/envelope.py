@@ -35,8 +35,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog.codes import credit_code_problem, resource_code_problem
-from catalog.records import MAX_RECORD_ID, MAX_SEQUENCE, Operation, Record, canonical_record
-from security.masking import mask_record
+from catalog.records import (
+    MAX_RECORD_ID,
+    MAX_SEQUENCE,
+    Operation,
+    Record,
+    canonical_payload,
+    canonical_record,
+)
+from security.masking import masker
 from security.merkle import (
     HASH_SIZE,
     BatchSigner,
@@ -125,10 +132,9 @@ def masked(records: Iterable[Record], grant_items: Sequence[str], grant_masking:
     Call before ``seal``. A DELETE normally carries no payload; if it does, that payload is masked like any
     other, because a department never sees data it has no grant for, whatever the operation.
     """
-    items = list(grant_items)
-    return tuple(Record(record.id, record.sequence, record.operation,
-                        mask_record(record.payload, items, grant_masking) if record.payload else {})
-                 for record in records)
+    mask = masker(grant_items, grant_masking)
+    return tuple(Record(record.id, record.sequence, record.operation, payload, canonical_payload(payload))
+                 for record in records for payload in (mask(record.payload) if record.payload else {},))
 
 
 def seal(*, batch_id: str, node_id: str, provider_code: str, resource_code: str, consumer_code: str,

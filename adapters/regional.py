@@ -9,7 +9,10 @@ that two parsers could read differently would hash differently on each side.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
+from functools import lru_cache
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from adapters.envelope import (
@@ -41,23 +44,42 @@ _HOP = ("node_id", "batch_id", "signed", "proof")
 def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
     """Compact UTF-8 JSON with Chinese text unescaped; ``decode(encode(e)) == e``.
 
-    ``checked``: the envelope comes from ``seal``/``seal_split``, which checked every field already."""
+    ``checked``: the envelope comes from ``seal``/``seal_split``, which checked every field already.
+
+    Spelled out rather than one ``json.dumps`` of a document: the relay encodes one envelope per record,
+    and the parts of one batch share everything but the record and its proof, which ``_shared`` keeps
+    serialised; a payload's canonical text (``Record.payload_json``) is reused as it is."""
     if not checked:
         check_envelope(envelope)
-    document = {
-        "version": FORMAT_VERSION, "batch_id": envelope.batch_id, "node_id": envelope.node_id,
-        "provider_code": envelope.provider_code, "resource_code": envelope.resource_code,
-        "consumer_code": envelope.consumer_code, "created_at": envelope.created_at.isoformat(),
-        "records": [{"id": record.id, "sequence": record.sequence, "operation": record.operation.value,
-                     "payload": dict(record.payload)} for record in envelope.records],
-        "signed": envelope.signed.to_dict(),
-    }
-    if envelope.proof is not None:
-        document["proof"] = envelope.proof.to_dict()
+    head, signed = _shared(envelope.batch_id, envelope.node_id, envelope.provider_code, envelope.resource_code,
+                           envelope.consumer_code, envelope.created_at, envelope.signed)
+    parts = [head, ",".join(_record_json(record) for record in envelope.records), signed]
+    proof = envelope.proof
+    if proof is not None:
+        path = ",".join(f'"{h.hex()}"' for h in proof.path)
+        parts.append(f',"proof":{{"index":{int(proof.index)},"tree_size":{int(proof.tree_size)},"path":[{path}]}}')
     if envelope.hops:
-        document["hops"] = [{"node_id": hop.node_id, "batch_id": hop.batch_id, "signed": hop.signed.to_dict(),
-                             "proof": hop.proof.to_dict()} for hop in envelope.hops]
-    return json_dumps(document).encode("utf-8")
+        parts.append(',"hops":' + json_dumps([{"node_id": hop.node_id, "batch_id": hop.batch_id,
+                                               "signed": hop.signed.to_dict(), "proof": hop.proof.to_dict()}
+                                              for hop in envelope.hops]))
+    parts.append("}")
+    return "".join(parts).encode()
+
+
+@lru_cache(maxsize=16)
+def _shared(batch_id: str, node_id: str, provider_code: str, resource_code: str, consumer_code: str,
+            created_at: dt.datetime, signed: SignedBatch) -> tuple[str, str]:
+    """The document up to its records, and from its records to the signature."""
+    head = json_dumps({"version": FORMAT_VERSION, "batch_id": batch_id, "node_id": node_id,
+                       "provider_code": provider_code, "resource_code": resource_code,
+                       "consumer_code": consumer_code, "created_at": created_at.isoformat()})
+    return head[:-1] + ',"records":[', '],"signed":' + json_dumps(signed.to_dict())
+
+
+def _record_json(record: Record) -> str:
+    payload = record.payload_json if record.payload_json is not None else json_dumps(dict(record.payload))
+    return (f'{{"id":{encode_basestring(record.id)},"sequence":{int(record.sequence)},'
+            f'"operation":{encode_basestring(record.operation.value)},"payload":{payload}}}')
 
 
 def _object(value: Any, where: str, fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> Mapping[str, Any]:

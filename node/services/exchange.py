@@ -15,14 +15,14 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from adapters import envelope as envelopes
 from adapters.platforms import Platform, codec_for
 from adapters.rabbit import pack
 from catalog.errors import AlreadyExists, FieldProblem, InvalidField, NotFound
-from catalog.model import ResourceStatus
-from catalog.records import Record, canonical_record, payload_problems
+from catalog.model import Item, ResourceStatus
+from catalog.records import PayloadSchema, Record, canonical_record, with_canonical
 from node.services.audit import AuditWriter
 from node.storage.exchange_repository import ProviderKey, StoredBatch, Subscription
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -94,6 +94,7 @@ class ExchangeApplication:
         self.limits = limits or Limits()
         self.declare_queue = declare_queue
         """Declares a subscriber's durable quorum queue on the broker (the bootstrap gives the real one)."""
+        self._schemas: dict[tuple[Item, ...], PayloadSchema] = {}
         self.on_outbox: Callable[[], None] | None = None
         """Called after a commit that wrote outbox rows: the dispatcher publishes them now, not at its next poll."""
 
@@ -140,19 +141,30 @@ class ExchangeApplication:
         # 3. size limits.
         self._check_size(batch)
         # 4. payloads against the published items.
-        items = resource.latest.metadata.items
+        schema = self._schema(resource.latest.metadata.items)
         problems: list[FieldProblem] = []
         for index, record in enumerate(batch.records):
-            problems.extend(payload_problems(items, record, f"records[{index}]"))
+            problems.extend(schema.problems(record, f"records[{index}]"))
         if not batch.records:
             problems.append(FieldProblem("records", "a batch needs at least one record"))
         if problems:
             raise InvalidField(problems)
-        # 5. the provider's signature over the Merkle root of exactly these records. The canonical forms are
-        # serialised once: the Merkle leaves, and their SHA-256 is each record's content hash (content_hash).
+        # 5. the provider's signature over the Merkle root of exactly these records. Each payload is
+        # serialised once (``with_canonical``): the Merkle leaves, their SHA-256 (each record's content hash,
+        # ``content_hash``) and the stored row all come from that text.
+        batch = replace(batch, records=tuple(with_canonical(record) for record in batch.records))
         leaves = batch_leaves(batch.provider_code, batch.resource_code, batch.records)
         self._check_signature(batch, leaves)
         return self._store(principal, batch, now, [hashlib.sha256(leaf).digest() for leaf in leaves])
+
+    def _schema(self, items: tuple[Item, ...]) -> PayloadSchema:
+        """The resource version's items prepared once, not per batch (a version's items never change)."""
+        schema = self._schemas.get(items)
+        if schema is None:
+            if len(self._schemas) >= 256:
+                self._schemas.clear()
+            schema = self._schemas[items] = PayloadSchema(items)
+        return schema
 
     def _check_size(self, batch: IncomingBatch) -> None:
         limits = self.limits

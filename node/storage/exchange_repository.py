@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from catalog.records import Operation, Record
+from catalog.records import Operation, Record, canonical_payload
 from node.storage.tables import batches, outbox, provider_keys, receipts, records, subscriptions
 
 
@@ -59,6 +59,18 @@ class Subscription:
 
 
 PENDING, CONFIRMED, DEAD = "PENDING", "CONFIRMED", "DEAD"
+
+_RECORD_COLUMNS = ("provider_code", "resource_code", "record_id", "sequence", "operation", "payload", "content_hash",
+                   "batch_id", "received_at")
+
+
+def _insert_records_sql(paramstyle: str) -> str:
+    markers = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+    if paramstyle not in markers:
+        raise NotImplementedError(f"driver parameter style {paramstyle!r} (sqlite3 and psycopg are supported)")
+    marker = markers[paramstyle]
+    return (f"INSERT INTO {records.name} ({', '.join(_RECORD_COLUMNS)}) "
+            f"VALUES ({', '.join([marker] * len(_RECORD_COLUMNS))})")
 
 
 class ExchangeRepository:
@@ -108,13 +120,17 @@ class ExchangeRepository:
 
     def add_records(self, provider_code: str, resource_code: str, batch_id: str,
                     rows: Iterable[tuple[Record, bytes]], now: dt.datetime) -> int:
-        values = [{"provider_code": provider_code, "resource_code": resource_code, "record_id": record.id,
-                   "sequence": record.sequence, "operation": record.operation.value,
-                   "payload": json.dumps(dict(record.payload), ensure_ascii=False, sort_keys=True),
-                   "content_hash": digest.hex(), "batch_id": batch_id, "received_at": now}
-                  for record, digest in rows]
+        """One executemany of plain tuples. Why not ``execute(insert(records), dicts)``: SQLAlchemy
+        processes every parameter of every row (the same ``received_at`` 500 times a batch), which cost a
+        sixth of the ingest's CPU; here the one timestamp is converted once, by the column's own type."""
+        dialect = self.connection.dialect
+        process = records.c.received_at.type.bind_processor(dialect)
+        received = process(now) if process else now
+        values = [(provider_code, resource_code, record.id, record.sequence, record.operation.value,
+                   record.payload_json if record.payload_json is not None else canonical_payload(record.payload),
+                   digest.hex(), batch_id, received) for record, digest in rows]
         if values:
-            self.connection.execute(insert(records), values)
+            self.connection.exec_driver_sql(_insert_records_sql(dialect.paramstyle), values)
         return len(values)
 
     def batch_records(self, batch_id: str) -> list[Record]:
