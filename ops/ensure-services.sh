@@ -33,4 +33,9 @@ if ! port_open 5672; then
     wait_port 5672 RabbitMQ
     rabbitmqctl -q await_startup >/dev/null 2>&1 || true
 fi
-echo "ensure-services: PostgreSQL (5432) and RabbitMQ (5672) are up"
+# The tiers are linked by dynamic shovels (adapters/shovel.py): the plugin is enabled once, without a restart.
+if ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_shovel; then
+    echo "ensure-services: enabling the rabbitmq_shovel plugin"
+    rabbitmq-plugins enable -q rabbitmq_shovel >/dev/null
+fi
+echo "ensure-services: PostgreSQL (5432) and RabbitMQ (5672, shovel plugin) are up"
