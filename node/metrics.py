@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from node.grpc.handlers import Behaviour, wrap_handler
-from node.services.exchange import ExchangeApplication, IncomingBatch, IngestResult
+from node.services.exchange import CheckedBatch, ExchangeApplication, IncomingBatch, IngestResult
 from node.storage.audit_repository import AuditRepository
 from node.storage.exchange_repository import DEAD, ExchangeRepository
 from node.storage.tables import outbox
@@ -111,14 +111,21 @@ class MeteredExchange(ExchangeApplication):
     records receipted. A subclass, so the pipeline itself carries no metrics code (STYLE.md §6) and both
     ingest paths (gRPC and the inbound queue, which call ``ingest``) are counted."""
 
-    def ingest(self, principal: Principal, batch: IncomingBatch) -> IngestResult:
+    def check(self, principal: Principal, batch: IncomingBatch) -> CheckedBatch:
         try:
-            result = super().ingest(principal, batch)
+            return super().check(principal, batch)
+        except Exception as error:
+            BATCHES.labels(type(error).__name__).inc()
+            raise
+
+    def store(self, principal: Principal, checked: CheckedBatch) -> IngestResult:
+        try:
+            result = super().store(principal, checked)
         except Exception as error:
             BATCHES.labels(type(error).__name__).inc()
             raise
         BATCHES.labels("OK").inc()
-        RECORDS_INGESTED.inc(len(batch.records))
+        RECORDS_INGESTED.inc(len(checked.batch.records))
         RECORDS_STORED.inc(result.accepted)
         RECORDS_DUPLICATE.inc(result.duplicates)
         return result

@@ -52,6 +52,12 @@ def batch_from_proto(message: pb.RecordBatch) -> IncomingBatch:
                          tuple(len(r.payload) for r in message.records))
 
 
+def _retrieve(future: asyncio.Future[IngestResult]) -> None:
+    """Collect an unanswered store's outcome, so asyncio does not report it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
 def result_to_proto(result: IngestResult) -> pb.IngestResponse:
     return pb.IngestResponse(batch_id=result.batch_id, accepted=result.accepted, duplicates=result.duplicates,
                              sequence_gaps=list(result.gaps), subscribers=result.subscribers)
@@ -79,14 +85,37 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     async def IngestStream(self, request_iterator: AsyncIterator[pb.RecordBatch],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.IngestResponse]:
         """Each batch is checked and committed on its own; its answer follows its commit. The first bad
-        batch ends the stream with its status (batches answered before it are stored)."""
+        batch ends the stream with its status (batches answered before it are stored).
+
+        Pipelined: batch N+1 is checked (parsing, items, signature: nothing written) while batch N
+        commits, so the commit's fsync does not leave the node idle. Stores run one at a time, in order,
+        and a batch's answer still waits for its own commit; if N+1 is refused, N is answered first."""
         stored = 0
-        async for message in request_iterator:
-            current().target = f"resource:{message.resource_code}"
-            result = await asyncio.to_thread(self.app.ingest, principal(), batch_from_proto(message))
-            stored += result.accepted
+        storing: asyncio.Future[IngestResult] | None = None
+        try:
+            async for message in request_iterator:
+                current().target = f"resource:{message.resource_code}"
+                try:
+                    checked = await asyncio.to_thread(self.app.check, principal(), batch_from_proto(message))
+                except Exception:
+                    if storing is not None:  # batch N is answered (or its own refusal raised) before N+1's
+                        result, storing = await storing, None
+                        stored += result.accepted
+                        yield result_to_proto(result)
+                    raise
+                if storing is not None:
+                    result, storing = await storing, None
+                    stored += result.accepted
+                    yield result_to_proto(result)
+                storing = asyncio.ensure_future(asyncio.to_thread(self.app.store, principal(), checked))
+            if storing is not None:
+                result, storing = await storing, None
+                stored += result.accepted
+                yield result_to_proto(result)
+        finally:
             current().detail = f"{stored} records stored so far"
-            yield result_to_proto(result)
+            if storing is not None:  # the client went away: the store still completes, nobody is answered
+                storing.add_done_callback(_retrieve)
 
     async def Subscribe(self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext) -> pb.Subscription:
         current().target = f"resource:{request.resource_code}"

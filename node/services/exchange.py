@@ -21,6 +21,7 @@ from adapters import envelope as envelopes
 from adapters.platforms import Platform, codec_for
 from adapters.rabbit import pack
 from catalog.errors import AlreadyExists, FieldProblem, InvalidField, NotFound
+from catalog.lists import Grant
 from catalog.model import Item, ResourceStatus
 from catalog.records import PayloadSchema, Record, canonical_record, with_canonical
 from node.services.audit import AuditWriter
@@ -65,6 +66,27 @@ class IncomingBatch:
     signature: bytes
     payload_sizes: tuple[int, ...] | None = None
     """Bytes of each payload as the provider sent it (gRPC); None: measured as compact JSON."""
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """A batch that passed every check that needs no write (``ExchangeApplication.check``): its records
+    carry their canonical payloads, ``hashes`` are their content hashes."""
+
+    batch: IncomingBatch
+    hashes: tuple[bytes, ...]
+    now: dt.datetime
+    outbox: PreparedOutbox | None = None
+
+
+@dataclass(frozen=True)
+class PreparedOutbox:
+    """The outbox rows of every record of a batch, computed before the write transaction (masking,
+    sealing and encoding are most of the ingest's work, and SQLite has one writer at a time). Used only if
+    the subscribers and grants are still ``targets`` and every record turns out fresh; else recomputed."""
+
+    targets: tuple
+    rows: list[dict]
 
 
 @dataclass(frozen=True)
@@ -121,7 +143,11 @@ class ExchangeApplication:
 
     # -- ingest -----------------------------------------------------------------------------------------
     def ingest(self, principal: Principal, batch: IncomingBatch) -> IngestResult:
-        now = self.clock()
+        """Check the batch, then store it in one transaction; each refusal names its check."""
+        return self.store(principal, self.check(principal, batch))
+
+    def check(self, principal: Principal, batch: IncomingBatch) -> CheckedBatch:
+        """Steps 1-5, which write nothing: a stream checks its next batch while the one before commits."""
         # 1. identity: a provider (or its platform) of the department the batch is from.
         self.policy.require(principal, Action.EXCHANGE_INGEST, Target.department(batch.provider_code))
         if not batch.batch_id or len(batch.batch_id) > 64:
@@ -155,7 +181,16 @@ class ExchangeApplication:
         batch = replace(batch, records=tuple(with_canonical(record) for record in batch.records))
         leaves = batch_leaves(batch.provider_code, batch.resource_code, batch.records)
         self._check_signature(batch, leaves)
-        return self._store(principal, batch, now, [hashlib.sha256(leaf).digest() for leaf in leaves])
+        now = self.clock()
+        with self.uow() as uow:
+            targets = self._targets(uow, batch.resource_code, now)
+        prepared = PreparedOutbox(_targets_key(targets), self._outbox_rows(targets, batch, batch.records, now))
+        return CheckedBatch(batch, tuple(hashlib.sha256(leaf).digest() for leaf in leaves), now, prepared)
+
+    def store(self, principal: Principal, checked: CheckedBatch) -> IngestResult:
+        """Step 6 and the transaction: duplicates and sequence order against what is stored, then the
+        records, the batch, its audit entry and the outbox rows, committed together."""
+        return self._store(principal, checked.batch, checked.now, checked.hashes, checked.outbox)
 
     def _schema(self, items: tuple[Item, ...]) -> PayloadSchema:
         """The resource version's items prepared once, not per batch (a version's items never change)."""
@@ -196,8 +231,8 @@ class ExchangeApplication:
         if not public.verify(message, batch.signature):
             raise BadSignature(f"signature: does not verify with key {key.kid} of department {key.department_code}")
 
-    def _store(self, principal: Principal, batch: IncomingBatch, now: dt.datetime, hashes: Sequence[bytes]
-               ) -> IngestResult:
+    def _store(self, principal: Principal, batch: IncomingBatch, now: dt.datetime, hashes: Sequence[bytes],
+               prepared: PreparedOutbox | None = None) -> IngestResult:
         provider, resource_code = batch.provider_code, batch.resource_code
         with self.uow(write=True) as uow:
             repo = uow.exchange
@@ -231,7 +266,16 @@ class ExchangeApplication:
             repo.add_records(provider, resource_code, batch.batch_id, fresh, now)
             repo.add_batch(StoredBatch(batch.batch_id, provider, resource_code, len(fresh), batch.merkle_root,
                                        batch.kid, now, gaps), batch.signature)
-            subscribers = self._outbox(uow, batch, [r for r, _ in fresh], now) if fresh else 0
+            subscribers = 0
+            if fresh:
+                targets = self._targets(uow, resource_code, now)
+                if prepared is not None and len(fresh) == len(batch.records) \
+                        and prepared.targets == _targets_key(targets):
+                    rows = prepared.rows
+                else:  # duplicates left out, or a subscription or grant changed since the check
+                    rows = self._outbox_rows(targets, batch, [r for r, _ in fresh], now)
+                uow.exchange.add_outbox(rows, now)
+                subscribers = len(rows)
             if fresh:
                 uow.lists.add_delivery(provider, resource_code, "", now, batch.batch_id, len(fresh))
             detail = (f"batch {batch.batch_id}: {len(fresh)} records stored, {duplicates} duplicates, "
@@ -247,19 +291,31 @@ class ExchangeApplication:
 
     def _outbox(self, uow: UnitOfWork, batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime,
                 hops: Mapping[str, Sequence[envelopes.Hop]] | None = None) -> int:
-        """One outbox row per live subscription, written in the ingest transaction: the records masked per
-        its grant, sealed with the node's signature, one encoded one-record envelope each (``pack``).
+        """One outbox row per live subscription, written in the caller's transaction (``_outbox_rows``).
 
         ``hops``: for records relayed by a lower tier, record id → every earlier node's signature over it;
         each envelope carries them when the grant left its record unchanged (node/services/tiers.py)."""
-        rows = []
-        for subscription in uow.exchange.subscriptions_for(batch.resource_code):
+        rows = self._outbox_rows(self._targets(uow, batch.resource_code, now), batch, fresh, now, hops)
+        uow.exchange.add_outbox(rows, now)
+        return len(rows)
+
+    def _targets(self, uow: UnitOfWork, resource_code: str, now: dt.datetime) -> list[tuple[Subscription, Platform, Grant]]:
+        """Each live subscription to the resource with its platform and the grant that decides its view."""
+        targets = []
+        for subscription in uow.exchange.subscriptions_for(resource_code):
             platform = self.platforms.get(subscription.platform)
-            grants = [g for g in uow.lists.grants_for(subscription.consumer_code, batch.resource_code)
-                      if g.live(now)]
-            if platform is None or not grants:
-                continue
-            grant = max(grants, key=lambda g: g.expires_at)
+            grants = [g for g in uow.lists.grants_for(subscription.consumer_code, resource_code) if g.live(now)]
+            if platform is not None and grants:
+                targets.append((subscription, platform, max(grants, key=lambda g: g.expires_at)))
+        return targets
+
+    def _outbox_rows(self, targets: Sequence[tuple[Subscription, Platform, Grant]], batch: IncomingBatch,
+                     fresh: Sequence[Record], now: dt.datetime,
+                     hops: Mapping[str, Sequence[envelopes.Hop]] | None = None) -> list[dict]:
+        """Per target: the records masked per its grant, sealed with the node's signature, one encoded
+        one-record envelope each (``pack``)."""
+        rows = []
+        for subscription, platform, grant in targets:
             records = envelopes.masked(fresh, grant.items, grant.masking)
             parts = envelopes.seal_split(
                 batch_id=batch.batch_id, node_id=self.node_id, provider_code=batch.provider_code,
@@ -281,8 +337,7 @@ class ExchangeApplication:
             rows.append({"batch_id": batch.batch_id, "platform": platform.name, "queue": platform.queue,
                          "consumer_code": subscription.consumer_code, "content_type": codec.CONTENT_TYPE,
                          "headers": headers, "body": body})
-        uow.exchange.add_outbox(rows, now)
-        return len(rows)
+        return rows
 
     # -- subscriptions ----------------------------------------------------------------------------------
     def subscribe(self, principal: Principal, resource_code: str, platform_name: str) -> tuple[Subscription, str]:
@@ -353,6 +408,12 @@ class ExchangeApplication:
             raise PermissionDenied(Action.EXCHANGE_INGEST, Target("batch", batch_id),
                                    f"batch {batch_id} belongs to department {stored.provider_code}")
         return stored, states
+
+
+def _targets_key(targets: Sequence[tuple[Subscription, Platform, Grant]]) -> tuple:
+    """What decides the outbox rows of a batch: who subscribes, where, under which grant and masking."""
+    return tuple((s.consumer_code, s.platform, p.kind, p.queue, g.id, tuple(g.items), tuple(sorted(g.masking.items())))
+                 for s, p, g in targets)
 
 
 def _sequence_check(last: int, fresh: Sequence[Record]) -> tuple[list[str], list[FieldProblem]]:

@@ -199,6 +199,47 @@ def test_gaps_in_sequence_numbers_are_accepted_and_reported(node: RunningNode):
     assert answer.accepted == 4 and list(answer.sequence_gaps) == ["3-4", "6-8"]
 
 
+def stream(stub: exchange_pb2_grpc.ExchangeServiceStub, batches: list) -> tuple[list[int], grpc.RpcError | None]:
+    """IngestStream with every batch sent at once (the node checks one while it stores the one before)."""
+    accepted: list[int] = []
+    try:
+        for answer in stub.IngestStream(iter([as_proto(b) for b in batches])):
+            accepted.append(answer.accepted)
+    except grpc.RpcError as error:
+        return accepted, error
+    return accepted, None
+
+
+def stored_batches(node: RunningNode) -> int:
+    return len(node.node.audit.query(AuditFilter(action="exchange/store-batch")).entries)
+
+
+def test_a_stream_answers_every_batch_before_the_first_refused_one_and_stores_nothing_after_it(node: RunningNode):
+    key = Key()
+    register(node, key)
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    good = [provider_batch(PROVIDER, LOW_INCOME, [low_income_record(n)], key) for n in (1, 2)]
+    forged = replace(provider_batch(PROVIDER, LOW_INCOME, [low_income_record(3)], key), signature=Key().sign(b"x"))
+    later = provider_batch(PROVIDER, LOW_INCOME, [low_income_record(4)], key)
+    accepted, error = stream(provider, [*good, forged, later])
+    assert accepted == [1, 1] and error is not None and "does not verify" in error.details()
+    assert stored_batches(node) == 2
+
+
+def test_a_stream_ends_with_a_batch_s_own_refusal_when_its_store_fails_before_the_next_is_checked(node: RunningNode):
+    """Batch 2 passes every check but is a replay, which only the store sees; batch 3 was already checked
+    beside it. The stream ends with batch 2's ALREADY_EXISTS, and batch 3 is not stored."""
+    key = Key()
+    register(node, key)
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    first = provider_batch(PROVIDER, LOW_INCOME, [low_income_record(1)], key)
+    after = provider_batch(PROVIDER, LOW_INCOME, [low_income_record(2)], key)
+    accepted, error = stream(provider, [first, first, after])
+    assert accepted == [1] and error is not None
+    assert error.code() == grpc.StatusCode.ALREADY_EXISTS and first.batch_id in error.details()
+    assert stored_batches(node) == 1
+
+
 def test_the_merkle_root_a_provider_signs_is_the_one_the_node_recomputes():
     records = [low_income_record(n) for n in range(1, 4)]
     root = merkle.MerkleTree.from_leaves(batch_leaves(PROVIDER, LOW_INCOME, records)).root
