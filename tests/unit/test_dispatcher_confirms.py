@@ -3,6 +3,7 @@ which outbox rows are confirmed, retried or dead-lettered (the broker side is in
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -128,3 +129,36 @@ def test_a_row_that_is_not_a_packed_body_is_dead_lettered_with_the_reason():
     assert recorder.failures == [(9, True)]
     [(exchange, _, headers)] = channel.published
     assert exchange == "exnode.n1.dlx" and "not a packed" in headers["x-exnode-dead-letter-reason"]
+
+
+class SlowRecorder(Recorder):
+    """Marks rows confirmed only when let: the database's write lock held by an ingest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.let = threading.Event()
+        self.excluded: list[set[int]] = []
+
+    def due(self, limit: int, exclude: set[int]) -> list[Outgoing]:
+        self.excluded.append(set(exclude))
+        return []
+
+    def confirmed(self, ids):
+        assert self.let.wait(10)
+        super().confirmed(ids)
+
+
+def test_confirmed_rows_are_marked_beside_the_loop_and_are_not_due_again_until_marked():
+    recorder = SlowRecorder()
+    d, channel = dispatcher(recorder)
+    d._confirmer = threading.Thread(target=d._confirm_loop, daemon=True)
+    d._confirmer.start()
+    d._on_confirm(frame(Basic.Ack, 3, True))
+    d._pump()  # hands rows 1-3 to the confirmer, which waits; the loop reads the outbox meanwhile
+    assert recorder.excluded == [{1, 2, 3, 4, 5}] and recorder.confirmed_ids == []
+    recorder.let.set()
+    d._to_confirm.put(None)
+    d._confirmer.join(10)
+    assert recorder.confirmed_ids == [1, 2, 3] and d._confirming == set()
+    d._pump()
+    assert recorder.excluded[-1] == {4, 5}
