@@ -19,6 +19,7 @@ from adapters.rabbit import Dispatcher, declare_queue
 from adapters.rabbit import names as rabbit_names
 from adapters.uplink import CatalogUplink
 from node.config import Config, ConfigError
+from node.dispatch_process import DispatcherProcess
 from node.metrics import MeteredExchange
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
@@ -60,23 +61,31 @@ class Node:
     feed: CatalogFeed
     pull: PullApplication
     tiers: TierApplication
-    dispatcher: Dispatcher | None = None
+    dispatcher: Dispatcher | DispatcherProcess | None = None
     inbound: InboundConsumer | None = None
     fanout: CatalogFanoutPublisher | None = None
     uplink: CatalogUplink | None = None
 
-    def start_dispatcher(self) -> Dispatcher:
-        """Relay the outbox to RabbitMQ from this process (``exnode serve`` does, when exchange.dispatch)."""
+    def start_dispatcher(self, *, process: bool | None = None) -> Dispatcher | DispatcherProcess:
+        """Relay the outbox to RabbitMQ (``exnode serve`` does, when exchange.dispatch): in a process of
+        its own (exchange.dispatch_process; ``process`` overrides it) or in a thread of this one."""
         self._declare_topology()
-        outbox = SqlOutbox(UnitOfWorkFactory(self.engine), self.catalog.clock, self.lists,
-                           lease=dt.timedelta(seconds=self.config.exchange.claim_lease_s),
-                           claims=self.engine.dialect.name != "sqlite")
-        self.dispatcher = Dispatcher(self.config.rabbitmq.url, self.config.node.id, outbox,
-                                     window=self.config.exchange.window,
-                                     max_attempts=self.config.exchange.max_attempts)
-        self.exchange.on_outbox = self.dispatcher.wake
-        self.dispatcher.start()
-        return self.dispatcher
+        dispatcher: Dispatcher | DispatcherProcess
+        if self.config.exchange.dispatch_process if process is None else process:
+            root = logging.getLogger()
+            dispatcher = DispatcherProcess(self.config, logging.getLevelName(root.getEffectiveLevel()),
+                                           self.config.server.log_format)
+        else:
+            outbox = SqlOutbox(UnitOfWorkFactory(self.engine), self.catalog.clock, self.lists,
+                               lease=dt.timedelta(seconds=self.config.exchange.claim_lease_s),
+                               claims=self.engine.dialect.name != "sqlite")
+            dispatcher = Dispatcher(self.config.rabbitmq.url, self.config.node.id, outbox,
+                                    window=self.config.exchange.window,
+                                    max_attempts=self.config.exchange.max_attempts)
+        self.dispatcher = dispatcher
+        self.exchange.on_outbox = dispatcher.wake
+        dispatcher.start()
+        return dispatcher
 
     def start_inbound(self) -> InboundConsumer:
         """Consume the node's inbound queue (batches platforms send in their own format)."""

@@ -79,7 +79,9 @@ class ExchangeSection:
     platforms_file: str = "platforms.toml"
     """The platforms this node relays to (ops/platforms.sample.toml); absent file: none."""
     dispatch: bool = True
-    """Run the outbox dispatcher in this process (replicas may leave it to one of them)."""
+    """Run the outbox dispatcher with this node (replicas may leave it to one of them)."""
+    dispatch_process: bool = True
+    """The dispatcher runs in a process of its own (node/dispatch_process.py); false: a thread of the node."""
     window: int = 1000
     """Unconfirmed messages (one per record) in flight per dispatcher; whole outbox rows are published."""
     claim_lease_s: float = 60.0
@@ -280,7 +282,8 @@ trust_dev_issuer = {"true" if dev else "false"}             # accept `exnode tok
 
 [exchange]
 platforms_file = "platforms.toml"    # platforms relayed to (see ops/platforms.sample.toml); absent: none
-dispatch = true                      # run the outbox dispatcher in this process
+dispatch = true                      # run the outbox dispatcher with this node
+dispatch_process = true              # ...in a process of its own (false: a thread of the node's process)
 window = 1000                        # unconfirmed messages (one per record) in flight (publisher confirms)
 claim_lease_s = 60.0                 # replicas: a dead dispatcher's claimed outbox rows go to others after this
 max_attempts = 8                     # then the message is dead-lettered with the reason

@@ -1,0 +1,63 @@
+"""``exnode serve`` runs its outbox dispatcher in a process of its own (node/dispatch_process.py): that
+process must end with its node, also when the node is killed with no chance to stop it, so a restarted
+node never shares its outbox with a forgotten dispatcher."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from tests.fault.support import ServedNode, exnode, platforms_toml, wait_until
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def dispatcher_of(node: ServedNode) -> int:
+    assert node.process is not None
+    spawned = [pid for pid in children(node.process.pid)
+               if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    assert len(spawned) == 1, spawned
+    return spawned[0]
+
+
+def test_the_dispatcher_process_ends_with_its_node_whether_stopped_or_killed(tmp_path: Path):
+    data = tmp_path / "node"
+    init = exnode("init", "--data", str(data), "--sample", "--dev", "--node-id", f"d{uuid.uuid4().hex[:10]}")
+    assert init.returncode == 0, init.stderr
+    (data / "platforms.toml").write_text(platforms_toml(), encoding="utf-8")
+    node = ServedNode(data, tmp_path / "node.log")
+    try:
+        node.start()
+        wait_until(lambda: len(children(node.process.pid)) >= 1, 30, "the dispatcher process starting")
+        first = dispatcher_of(node)
+        assert node.stop() == 0
+        wait_until(lambda: not alive(first), 30, "the dispatcher process ending after SIGTERM to its node")
+
+        node.start()
+        wait_until(lambda: len(children(node.process.pid)) >= 1, 30, "the dispatcher process starting")
+        second = dispatcher_of(node)
+        node.kill()  # kill -9: the node cannot tell its dispatcher anything
+        wait_until(lambda: not alive(second), 30, lambda: f"dispatcher {second} ending after its node was killed")
+    finally:
+        node.close()
