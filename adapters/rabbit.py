@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 QUORUM = {"x-queue-type": "quorum"}
 
+ROW_HEADERS = frozenset({"x-exnode-consumer", "x-exnode-node", "x-exnode-record-count"})
+"""Headers of an outbox row that its record messages do not repeat: the queue is the consumer's, the node
+is the message's ``app_id`` (``exnode:<node>``), and the proof's ``tree_size`` is the batch's size. The
+node keeps them with the row (the delivery it records on confirm comes from them)."""
+
 
 def names(node_id: str) -> dict[str, str]:
     """The predictable names of DESIGN.md §7."""
@@ -372,9 +377,11 @@ class Dispatcher:
 
     def _properties(self, message: Outgoing, record_id: str, headers: dict[str, str] | None = None
                     ) -> pika.BasicProperties:
+        if headers is None:
+            headers = {k: v for k, v in message.headers.items() if k not in ROW_HEADERS}
         return pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent, content_type=message.content_type,
-            headers={**(headers or message.headers), "x-exnode-record-id": record_id},
+            headers={**headers, "x-exnode-record-id": record_id},
             message_id=f"{message.message_id}:{record_id}", app_id=f"exnode:{self.node_id}")
 
     def _publish(self, channel: Channel, message: Outgoing) -> None:
@@ -387,9 +394,10 @@ class Dispatcher:
         row = self._rows[message.id] = _Row(message, parts, len(parts))
         self._row_size = max(1, len(parts))
         connection = self._connection
+        headers = {k: v for k, v in message.headers.items() if k not in ROW_HEADERS}
         with connection.gathered() if isinstance(connection, GatheringConnection) else nullcontext():
             for record_id, body in parts:
-                channel.basic_publish("", message.queue, body, self._properties(message, record_id))
+                channel.basic_publish("", message.queue, body, self._properties(message, record_id, headers))
                 self._next_tag += 1
                 self._inflight[self._next_tag] = message.id
         self.stats.published += len(parts)

@@ -302,7 +302,7 @@ def _raw_publisher(url: str, queue: str, count: int, body_size: int, header_size
 class _Node:
     """A node serving gRPC on a background event loop in this process, with its dispatcher."""
 
-    def __init__(self, tmp: Path, database_url: str) -> None:
+    def __init__(self, tmp: Path, database_url: str, dispatch_process: bool = True) -> None:
         from node import app as bootstrap
         from node.cli.node_commands import load_sample
         from node.config import load_config
@@ -332,7 +332,7 @@ class _Node:
         self.server, port, _ = asyncio.run_coroutine_threadsafe(
             build_server(self.node, "127.0.0.1:0"), self.loop).result(30)
         self.address = f"127.0.0.1:{port}"
-        self.node.start_dispatcher()
+        self.node.start_dispatcher(process=dispatch_process)
         tune_gc()  # as ``exnode serve`` does once it serves
 
     def token(self, department: str, roles: list[str]) -> str:
@@ -505,7 +505,7 @@ ORDER = ("records", "batch", "payload_bytes", "relay_runs", "relay_records_per_s
 
 
 def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_seconds: float = 20,
-         database_url: str = "") -> int:
+         database_url: str = "", dispatch_process: bool = True) -> int:
     """Print name=value figures on stdout (progress on stderr)."""
     chars = address_chars_for()
     sample = payload_bytes(low_income_payload(records // 2, chars))
@@ -521,7 +521,7 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
     timeout = 300 + records / 100
     figures: dict[str, Any] = {"records": records, "batch": batch, "payload_bytes": sample}
     with tempfile.TemporaryDirectory(prefix="exnode-bench-relay-") as tmp:
-        node = _Node(Path(tmp), database_url)
+        node = _Node(Path(tmp), database_url, dispatch_process)
         url = node.config.rabbitmq.url
         queues = [f"exnode.{node.node_id}.bench-raw"]
         try:

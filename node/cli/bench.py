@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     relay.add_argument("--rate", type=int, default=1000, help="records per second in the latency run (default 1000)")
     relay.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency run (default 20)")
     relay.add_argument("--database-url", default="", help="default: a temporary SQLite database")
+    relay.add_argument("--dispatcher", choices=("process", "thread"), default="process",
+                       help="where the node runs its dispatcher (exchange.dispatch_process; default process)")
     relay.set_defaults(handler=run_relay)
     pull = commands.add_parser("pull", help="a verified nightly pull of N generated records through gRPC")
     pull.add_argument("--count", type=int, default=1_000_000, help="records to generate and pull (default 1000000)")
@@ -49,7 +51,7 @@ def run_relay(args: argparse.Namespace) -> int:
     from node.bench_relay import main as bench_main
 
     return bench_main(records=args.records, batch=args.batch, rate=args.rate, latency_seconds=args.latency_seconds,
-                      database_url=args.database_url)
+                      database_url=args.database_url, dispatch_process=args.dispatcher == "process")
 
 
 def run_pull(args: argparse.Namespace) -> int:
