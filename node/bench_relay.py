@@ -306,7 +306,8 @@ class _Node:
         from node import app as bootstrap
         from node.cli.node_commands import load_sample
         from node.config import load_config
-        from node.server import build_server, tune_gc
+        from node.server import build_server
+        from node.startup import tune_gc
         from node.storage.database import migrate
         from security.identity import create_dev_issuer_key
         from security.keys import KeyStore

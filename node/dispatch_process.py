@@ -141,6 +141,7 @@ def _main(config: Any, counters: Any, wake: Connection, log_level: str, log_form
     from node.services.catalog import utc_now
     from node.services.dispatch import SqlOutbox
     from node.services.lists import ListsApplication
+    from node.startup import tune_gc
     from node.storage.database import make_engine
     from node.storage.unit_of_work import UnitOfWorkFactory
     from security.policy import Policy
@@ -155,6 +156,7 @@ def _main(config: Any, counters: Any, wake: Connection, log_level: str, log_form
     dispatcher = Dispatcher(config.rabbitmq.url, config.node.id, outbox, window=config.exchange.window,
                             max_attempts=config.exchange.max_attempts, stats=SharedStats(counters))  # type: ignore[arg-type]
     signal.signal(signal.SIGTERM, _terminated)
+    tune_gc()  # every message allocates properties and frames, as every record does in the node
     dispatcher.start()
     try:
         while True:

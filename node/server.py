@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 
@@ -36,7 +35,7 @@ from node.grpc.lists_servicer import ListsServicer
 from node.health import BROKER, DATABASE, LIVENESS, READINESS, HealthMonitor
 from node.metrics import MetricsInterceptor, NodeCollector, record_audit_verification
 from node.services.audit import AuditWriter
-from node.startup import StartupError
+from node.startup import StartupError, tune_gc
 
 log = logging.getLogger(__name__)
 SERVICES = (
@@ -126,20 +125,6 @@ async def _daily(node: Node) -> None:
         except Exception:
             log.exception("audit chain verification could not run")
         await asyncio.sleep(PURGE_INTERVAL_S)
-
-
-GC_THRESHOLDS = (20_000, 20, 20)
-"""CPython's cyclic collector: a young collection every 20,000 allocations instead of 700."""
-
-
-def tune_gc() -> None:
-    """Why: every relayed record allocates dozens of short-lived objects (parsed payload, records, envelopes,
-    AMQP frames), so with CPython's defaults a young collection ran every few records and the older
-    generations kept rescanning everything the node holds: about a tenth of the ingest's CPU in
-    ``exnode bench relay``. What start-up built (modules, configuration) is frozen out of collections."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve(node: Node, listen: str, metrics_listen: str) -> None:
