@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
+import pika
 import pytest
 from pika.spec import Basic
 
-from adapters.rabbit import Dispatcher, OutboxPort, Outgoing, pack, unpack
+from adapters.rabbit import Dispatcher, OutboxPort, Outgoing, RowProperties, pack, unpack
 
 
 class Recorder(OutboxPort):
@@ -162,3 +163,20 @@ def test_confirmed_rows_are_marked_beside_the_loop_and_are_not_due_again_until_m
     assert recorder.confirmed_ids == [1, 2, 3] and d._confirming == set()
     d._pump()
     assert recorder.excluded[-1] == {4, 5}
+
+
+@pytest.mark.parametrize("record_id", ["DB-000001", "x", "L000000123-1732345678901234567", "张"])
+def test_a_row_s_properties_encode_exactly_as_pika_encodes_them(record_id):
+    headers = {"x-exnode-batch-id": "b" * 32, "x-exnode-resource": "311140001/000001",
+               "x-exnode-provider": "11100000MB01284764", "x-exnode-kid": "k1", "x-exnode-signature": "ab" * 64,
+               "x-exnode-merkle-root": "cd" * 32, "x-exnode-note": "低保"}
+    row = RowProperties("application/json", headers, "b1:hhht", "exnode:n1")
+    ours = row.for_record(record_id)
+    theirs = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
+                                  headers={**headers, "x-exnode-record-id": record_id},
+                                  message_id=f"b1:hhht:{record_id}", app_id="exnode:n1")
+    assert b"".join(ours.encode()) == b"".join(theirs.encode())
+    assert ours.headers == theirs.headers and ours.message_id == theirs.message_id
+    decoded = pika.BasicProperties()
+    decoded.decode(b"".join(ours.encode()))
+    assert decoded.headers == {**headers, "x-exnode-record-id": record_id}
