@@ -22,9 +22,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -70,12 +72,20 @@ class DispatcherProcess:
         self._log = (log_level, log_format)
         self._process: Any = None
         self._wake: Connection | None = None
+        self._stopping = threading.Event()
+        self._watch: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
     def start(self) -> None:
+        self._stopping.clear()
+        self._spawn()
+        self._watch = threading.Thread(target=self._watch_process, name="dispatcher-watch", daemon=True)
+        self._watch.start()
+
+    def _spawn(self) -> None:
         reader, writer = self._context.Pipe(duplex=False)
         self._process = self._context.Process(target=_main, args=(self.config, self._counters, reader, *self._log),
                                               name="exnode-dispatcher", daemon=True)
@@ -83,6 +93,27 @@ class DispatcherProcess:
         reader.close()
         os.set_blocking(writer.fileno(), False)
         self._wake = writer
+
+    def _watch_process(self) -> None:
+        """A dispatcher process that ends while the node runs (a crash, the OOM killer) is started again:
+        the outbox keeps what it had not confirmed, so nothing is lost, only delayed. Meanwhile the broker
+        counts as disconnected (health: not ready)."""
+        delay = 1.0
+        while not self._stopping.is_set():
+            process = self._process
+            multiprocessing.connection.wait([process.sentinel])
+            if self._stopping.is_set():
+                return
+            self.stats.connected = False
+            log.error("the dispatcher process ended (exit code %s); starting it again in %.0f s",
+                      process.exitcode, delay)
+            if self._stopping.wait(delay):
+                return
+            delay = min(30.0, delay * 2)
+            old, self._wake = self._wake, None
+            if old is not None:
+                old.close()
+            self._spawn()
 
     def wake(self) -> None:
         """New outbox rows were committed (any thread). A full pipe means the dispatcher has wake-ups
@@ -97,6 +128,7 @@ class DispatcherProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close the pipe (the dispatcher records its confirms and exits); terminate it if it does not."""
+        self._stopping.set()
         writer, self._wake = self._wake, None
         if writer is not None:
             writer.close()
@@ -108,6 +140,10 @@ class DispatcherProcess:
             log.warning("the dispatcher process did not stop in %.0f s; terminating it", timeout)
             process.terminate()
             process.join(5)
+        if self._watch is not None:
+            self._watch.join(timeout)
+            self._watch = None
+        self.stats.connected = False
 
     def cpu_seconds(self) -> float:
         """CPU time the dispatcher process used so far (Linux ``/proc``; 0 elsewhere)."""

@@ -1,10 +1,12 @@
 """``exnode serve`` runs its outbox dispatcher in a process of its own (node/dispatch_process.py): that
 process must end with its node, also when the node is killed with no chance to stop it, so a restarted
-node never shares its outbox with a forgotten dispatcher."""
+node never shares its outbox with a forgotten dispatcher; and a dispatcher process that dies on its own
+is started again by its node."""
 
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def dispatcher_of(node: ServedNode) -> int:
     return found[0]
 
 
-def test_the_dispatcher_process_ends_with_its_node_whether_stopped_or_killed(tmp_path: Path):
+def test_the_dispatcher_process_is_restarted_if_it_dies_and_ends_with_its_node_whether_stopped_or_killed(tmp_path: Path):
     data = tmp_path / "node"
     init = exnode("init", "--data", str(data), "--sample", "--dev", "--node-id", f"d{uuid.uuid4().hex[:10]}")
     assert init.returncode == 0, init.stderr
@@ -61,6 +63,11 @@ def test_the_dispatcher_process_ends_with_its_node_whether_stopped_or_killed(tmp
     node = ServedNode(data, tmp_path / "node.log")
     try:
         node.start()
+        crashed = dispatcher_of(node)
+        os.kill(crashed, signal.SIGKILL)  # the dispatcher alone dies: the node starts another
+        wait_until(lambda: spawned(node) and spawned(node) != [crashed], 60,
+                   lambda: f"a new dispatcher process after {crashed} was killed: {node.log_tail()}")
+        assert "the dispatcher process ended" in node.log.read_text(encoding="utf-8")
         first = dispatcher_of(node)
         assert node.stop() == 0, node.log_tail()
         wait_until(lambda: not alive(first), 30, "the dispatcher process ending after SIGTERM to its node")
