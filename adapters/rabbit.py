@@ -434,10 +434,9 @@ class Dispatcher:
 
         channel.queue_declare(queue, durable=True, arguments=queue_arguments(self.node_id), callback=done)
 
-    def _properties(self, message: Outgoing, record_id: str, headers: dict[str, str] | None = None
-                    ) -> pika.BasicProperties:
-        if headers is None:
-            headers = {k: v for k, v in message.headers.items() if k not in ROW_HEADERS}
+    def _dead_letter_properties(self, message: Outgoing, record_id: str, headers: dict[str, str]
+                                ) -> pika.BasicProperties:
+        """A dead letter carries every header of its row and the reason (record messages: RowProperties)."""
         return pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent, content_type=message.content_type,
             headers={**headers, "x-exnode-record-id": record_id},
@@ -496,7 +495,7 @@ class Dispatcher:
             headers = {**message.headers, "x-exnode-dead-letter-reason": reason, "x-exnode-queue": message.queue}
             for record_id, body in row.parts or [("", message.body)]:
                 self._channel.basic_publish(names(self.node_id)["dlx"], "", body,
-                                            self._properties(message, record_id, headers))
+                                            self._dead_letter_properties(message, record_id, headers))
                 self._next_tag += 1  # the dead letter's own confirm is not tracked
                 self.stats.dead_lettered += 1
         try:
