@@ -74,6 +74,11 @@ class CatalogFanoutPublisher:
     on_error: Callable[[BaseException], None] | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    last_beat: float = field(default_factory=time.monotonic)
+    """The last turn of the loop (the node's liveness)."""
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def exchange(self) -> str:
@@ -93,6 +98,7 @@ class CatalogFanoutPublisher:
     def _run(self) -> None:
         delay = 0.5
         while not self._stopping.is_set():
+            self.last_beat = time.monotonic()
             try:
                 self._connected_loop()
             except Exception as error:  # a broken connection or database: reconnect with backoff
@@ -102,6 +108,7 @@ class CatalogFanoutPublisher:
             if self.stats.connected:
                 delay = 0.5
             self.stats.connected = False
+            self.last_beat = time.monotonic()
             if self._stopping.wait(delay):
                 break
             self.stats.reconnects += 1
@@ -117,6 +124,7 @@ class CatalogFanoutPublisher:
             channel.exchange_declare(self.exchange, exchange_type="fanout", durable=True)
             self.stats.connected = True
             while not self._stopping.is_set():
+                self.last_beat = time.monotonic()
                 self.wake.clear()
                 batch = self.source.pending(self.batch)
                 self._publish(channel, batch)
@@ -143,6 +151,7 @@ class CatalogFanoutPublisher:
         """Wait for a wake-up or the poll interval, serving the connection's heartbeats meanwhile."""
         deadline = time.monotonic() + self.poll_s
         while not self.wake.is_set() and not self._stopping.is_set():
+            self.last_beat = time.monotonic()
             left = deadline - time.monotonic()
             if left <= 0:
                 return

@@ -78,6 +78,11 @@ class InboundConsumer:
     _held_since: float = 0.0
     _thread: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
+    last_beat: float = field(default_factory=time.monotonic)
+    """The last turn of the consuming loop (the node's liveness)."""
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def queue(self) -> str:
@@ -96,6 +101,7 @@ class InboundConsumer:
     def _run(self) -> None:
         delay = 0.5
         while not self._stopping.is_set():
+            self.last_beat = time.monotonic()
             try:
                 params = pika.URLParameters(self.url)
                 params.heartbeat = 30
@@ -108,6 +114,7 @@ class InboundConsumer:
                     delay = 0.5
                     self._held.clear()  # unacked deliveries of a lost channel come again
                     while not self._stopping.is_set():
+                        self.last_beat = time.monotonic()
                         connection.process_data_events(time_limit=self.linger_s if self._held else 0.2)
                         if self._held and (len(self._held) >= self.group_max
                                            or time.monotonic() - self._held_since >= self.linger_s):
@@ -116,7 +123,8 @@ class InboundConsumer:
                 if not self._stopping.is_set():
                     log.exception("inbound consumer failed; reconnecting")
             if not self._stopping.is_set():
-                time.sleep(delay)
+                self.last_beat = time.monotonic()
+                self._stopping.wait(delay)
                 delay = min(10.0, delay * 2)
 
     def _flush(self, channel: Any) -> None:

@@ -210,6 +210,8 @@ class DispatcherStats:
     dead_lettered: int = 0
     reconnects: int = 0
     connected: bool = False
+    beat_ms: int = 0
+    """``time.monotonic()`` of the dispatcher's last loop turn, in ms (the node's liveness reads it)."""
 
 
 @dataclass
@@ -271,10 +273,22 @@ class Dispatcher:
 
     def start(self) -> None:
         self._stopping.clear()
+        self._beat()
         self._confirmer = threading.Thread(target=self._confirm_loop, name="outbox-confirmer", daemon=True)
         self._confirmer.start()
         self._thread = threading.Thread(target=self._run, name="outbox-dispatcher", daemon=True)
         self._thread.start()
+
+    @property
+    def last_beat(self) -> float:
+        return self.stats.beat_ms / 1000
+
+    def _beat(self) -> None:
+        self.stats.beat_ms = int(time.monotonic() * 1000)
+
+    def running(self) -> bool:
+        """Both threads live (the liveness of the node; ``last_beat`` tells a stuck loop)."""
+        return all(t is not None and t.is_alive() for t in (self._thread, self._confirmer))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
@@ -295,6 +309,7 @@ class Dispatcher:
     def _run(self) -> None:
         delay = 0.5
         while not self._stopping.is_set():
+            self._beat()
             try:
                 params = pika.URLParameters(self.url)
                 params.heartbeat = 30
@@ -302,6 +317,7 @@ class Dispatcher:
                 self._connection = GatheringConnection(
                     params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
                     on_close_callback=self._on_closed)
+                self._tick(self._connection)
                 self._connection.ioloop.start()
             except Exception as error:
                 log.exception("dispatcher loop failed")
@@ -314,9 +330,16 @@ class Dispatcher:
             if self._stopping.is_set():
                 break
             self.stats.reconnects += 1
-            time.sleep(delay)
+            self._beat()
+            self._stopping.wait(delay)
             delay = min(self.reconnect_max_s, delay * 2)
         self._reset()
+
+    def _tick(self, connection: SelectConnection) -> None:
+        """Beat once a second while the ioloop turns (connecting, declaring, publishing or idle alike)."""
+        self._beat()
+        if not self._stopping.is_set():
+            connection.ioloop.call_later(1.0, lambda: self._tick(connection))
 
     def _reset(self) -> None:
         """Unconfirmed messages stay PENDING in the outbox; they are published again after reconnecting."""

@@ -40,6 +40,11 @@ class CatalogUplink:
     _positions: dict[str, int] = field(default_factory=dict)
     _thread: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
+    last_beat: float = field(default_factory=time.monotonic)
+    """The last turn of the loop (the node's liveness)."""
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         self._stopping.clear()
@@ -54,6 +59,7 @@ class CatalogUplink:
     def _run(self) -> None:
         delay = 0.5
         while not self._stopping.is_set():
+            self.last_beat = time.monotonic()
             try:
                 params = pika.URLParameters(self.url)
                 params.heartbeat = 30
@@ -63,13 +69,15 @@ class CatalogUplink:
                     channel.confirm_delivery()
                     delay = 0.5
                     while not self._stopping.is_set():
+                        self.last_beat = time.monotonic()
                         if not self.once(channel):
                             connection.sleep(self.poll_s)
             except Exception:
                 if not self._stopping.is_set():
                     log.exception("catalog uplink failed; reconnecting")
             if not self._stopping.is_set():
-                time.sleep(delay)
+                self.last_beat = time.monotonic()
+                self._stopping.wait(delay)
                 delay = min(10.0, delay * 2)
 
     def once(self, channel: pika.adapters.blocking_connection.BlockingChannel) -> bool:

@@ -31,6 +31,7 @@ from node.services.pull import PullApplication, PullSettings
 from node.services.tiers import Message, PeerConfigError, TierApplication, load_peers
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
+from node.workers import Worker
 from security.audit import AuditRecord
 from security.identity import (
     Principal,
@@ -129,6 +130,13 @@ class Node:
             declare_queue(self.config.rabbitmq.url, self.config.node.id, rabbit_names(self.config.node.id)["in"])
         except Exception as error:
             log.warning("cannot declare the broker topology yet: %s", error)
+
+    def workers(self) -> dict[str, Worker]:
+        """The background workers this node runs, by the name ``exnode_worker_up`` gives them."""
+        running: dict[str, Worker | None] = {
+            "audit_writer": self.audit_writer, "dispatcher": self.dispatcher, "inbound": self.inbound,
+            "catalog_fanout": self.fanout, "catalog_uplink": self.uplink}
+        return {name: worker for name, worker in running.items() if worker is not None}
 
     def close(self) -> None:
         if self.uplink is not None:

@@ -39,6 +39,9 @@ class ServerSection:
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
     log_format: str = "json"
     """``exnode serve``'s log lines on stderr: ``json`` (one object per line) or ``text`` (for people)."""
+    worker_stall_s: float = 60.0
+    """A background worker (audit writer, dispatcher, inbound consumer, catalog publishers) whose loop has
+    not turned for this long counts as stuck: liveness turns NOT_SERVING so the node is restarted."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -34,7 +35,7 @@ from adapters.rabbit import Dispatcher
 
 log = logging.getLogger(__name__)
 
-_FIELDS = ("published", "confirmed", "nacked", "dead_lettered", "reconnects", "connected")
+_FIELDS = ("published", "confirmed", "nacked", "dead_lettered", "reconnects", "connected", "beat_ms")
 
 
 class SharedStats:
@@ -76,6 +77,15 @@ class DispatcherProcess:
         self._watch: threading.Thread | None = None
 
     @property
+    def last_beat(self) -> float:
+        """The dispatcher process's last loop turn (shared memory; CLOCK_MONOTONIC is system-wide)."""
+        return self.stats.beat_ms / 1000
+
+    def running(self) -> bool:
+        """The watch that keeps a dispatcher process running is alive."""
+        return self._watch is not None and self._watch.is_alive()
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
@@ -86,6 +96,7 @@ class DispatcherProcess:
         self._watch.start()
 
     def _spawn(self) -> None:
+        self.stats.beat_ms = int(time.monotonic() * 1000)  # a new process has its start-up to beat
         reader, writer = self._context.Pipe(duplex=False)
         self._process = self._context.Process(target=_main, args=(self.config, self._counters, reader, *self._log),
                                               name="exnode-dispatcher", daemon=True)

@@ -2,12 +2,14 @@
 
 Service names (what ``Health/Check`` and ``Health/Watch`` answer for):
 
-- ``exnode.liveness``: the process serves calls. SERVING until shutdown begins; a probe that restarts
-  the node should look at this one only.
+- ``exnode.liveness``: the process serves calls: SERVING until shutdown begins, unless a required
+  background worker (audit writer, dispatcher, inbound consumer, catalog fanout and uplink) died or is
+  stuck (``node/workers.py``; ``exnode_worker_up`` names it). A probe that restarts the node should look
+  at this one only.
 - ``exnode.database``: the database answers a trivial query (within ``CHECK_TIMEOUT_S``).
 - ``exnode.broker``: the outbox dispatcher holds an open RabbitMQ connection (without a dispatcher in
   this process: a short probe connection succeeds).
-- ``exnode.readiness``: database and broker both: the node can take records *and* relay them.
+- ``exnode.readiness``: database, broker and workers: the node can take records *and* relay them.
 - ``""`` (overall) and every exnode.v1 service name: the node answers its RPCs, i.e. the database is
   reachable. A node whose broker is down stays SERVING here: it keeps serving the catalog and the lists
   and keeps accepting records into the outbox, which drains when the broker returns.
@@ -21,9 +23,11 @@ from collections.abc import Callable, Iterable
 
 import pika
 from grpc_health.v1 import health, health_pb2
+from prometheus_client import Gauge
 from sqlalchemy import text
 
 from node.app import Node
+from node.workers import workers_up
 
 log = logging.getLogger(__name__)
 LIVENESS, READINESS, DATABASE, BROKER = "exnode.liveness", "exnode.readiness", "exnode.database", "exnode.broker"
@@ -31,6 +35,7 @@ DEPENDENCIES = (LIVENESS, READINESS, DATABASE, BROKER)
 CHECK_INTERVAL_S = 2.0
 CHECK_TIMEOUT_S = 5.0
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+WORKER_UP = Gauge("exnode_worker_up", "1 while a background worker of the node is alive and not stuck", ["worker"])
 
 
 def database_answers(node: Node) -> bool:
@@ -67,20 +72,35 @@ class HealthMonitor:
         self.services = ("", *services)
         self.interval = interval
         self.state: dict[str, bool] = {}
+        self.workers: dict[str, bool] = {}
 
     async def check(self) -> dict[str, bool]:
         database = await self._timed(database_answers)
         broker = await self._timed(broker_answers)
-        state = {LIVENESS: True, DATABASE: database, BROKER: broker, READINESS: database and broker}
+        workers = self.check_workers()
+        alive = all(workers.values())
+        state = {LIVENESS: alive, DATABASE: database, BROKER: broker, READINESS: alive and database and broker}
         state.update({name: database for name in self.services})
         for name, ok in state.items():
             if self.state.get(name) != ok:
                 await self.servicer.set(name, SERVING if ok else NOT_SERVING)
-                if name in (DATABASE, BROKER) and name in self.state:
+                if name in (DATABASE, BROKER, LIVENESS) and name in self.state:
                     log.log(logging.INFO if ok else logging.WARNING, "health: %s is %s", name,
                             "SERVING" if ok else "NOT_SERVING", extra={"dependency": name, "serving": ok})
         self.state = state
         return state
+
+    def check_workers(self) -> dict[str, bool]:
+        """Each worker's state into ``exnode_worker_up``; a change is logged, naming the worker."""
+        workers = workers_up(self.node.workers(), self.node.config.server.worker_stall_s)
+        for name, up in workers.items():
+            WORKER_UP.labels(name).set(1 if up else 0)
+            if self.workers.get(name, True) != up:
+                log.log(logging.INFO if up else logging.ERROR, "worker %s is %s", name,
+                        "up again" if up else "dead or stuck: liveness is NOT_SERVING",
+                        extra={"worker": name, "up": up})
+        self.workers = workers
+        return workers
 
     async def _timed(self, probe: Callable[[Node], bool]) -> bool:
         """A probe that hangs (a database host that drops packets) counts as a failure after the timeout."""

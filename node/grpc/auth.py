@@ -69,8 +69,8 @@ def _outcome(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
     code = context.code()
     if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
         return code.name, str(context.details() or "")
-    if isinstance(error, asyncio.CancelledError):
-        return "CANCELLED", "the client cancelled or the node is shutting down"
+    if isinstance(error, asyncio.CancelledError | GeneratorExit) or context.cancelled():
+        return "CANCELLED", "the client cancelled, its deadline passed, or the node is shutting down"
     return "UNKNOWN", f"{type(error).__name__}: {error}"
 
 
@@ -120,6 +120,9 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
         return wrap_handler(handler, self._single(_short(method)), self._stream(_short(method)))
 
     async def _audit(self, context: RequestContext, result: str, detail: str) -> None:
+        """Queue the call's entry, then wait for its commit. The entry is queued before anything can be
+        awaited, so a caller that cancels or runs out of time still leaves it; the wait is shielded, so
+        giving up on it never cancels the writer's future."""
         principal = context.principal
         record = AuditRecord(
             at=self.clock(), request_id=context.request_id,
@@ -127,24 +130,34 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             roles=tuple(sorted(principal.roles)) if principal else (), action=context.method,
             target=context.target[:200], result=result, peer=context.peer[:100],
             detail=(detail or context.detail)[:MAX_DETAIL])
-        await asyncio.wrap_future(self.writer.submit(record))
+        committed = asyncio.wrap_future(self.writer.submit(record))
+        try:
+            await asyncio.shield(committed)
+        except asyncio.CancelledError:
+            committed.add_done_callback(_retrieve)
+            raise
+        finally:
+            # The access log line: its request_id is the audit entry's, so one leads to the other.
+            log.info("rpc %s %s", context.method, result, extra={
+                "request_id": context.request_id, "method": context.method, "result": result,
+                "subject": record.subject, "department_code": record.department_code, "peer": record.peer})
         AUDIT_ENTRIES.labels(result).inc()
-        # The access log line: its request_id is the audit entry's, so one leads to the other.
-        log.info("rpc %s %s", context.method, result, extra={
-            "request_id": context.request_id, "method": context.method, "result": result,
-            "subject": record.subject, "department_code": record.department_code, "peer": record.peer})
 
-    async def _begin(self, method: str, context: grpc.aio.ServicerContext) -> RequestContext:
-        """Authenticate; a refusal is audited, then aborts with UNAUTHENTICATED naming the problem."""
-        request = RequestContext(request_id=_request_id(context), method=method, peer=context.peer() or "")
+    async def _authenticate(self, request: RequestContext, context: grpc.aio.ServicerContext,
+                            audited: _AuditedContext) -> None:
+        """Verify the bearer token; a refusal is audited, then aborts with UNAUTHENTICATED naming the problem."""
         await context.send_initial_metadata((("x-request-id", request.request_id),))
         try:
             request.principal = self.verifier.verify(bearer_token(context))
         except AuthenticationError as error:
             AUTH_FAILURES.labels(error.reason).inc()
+            audited.audited = True
             await self._audit_or_abort(context, request, "UNAUTHENTICATED", f"{error.reason}: {error}")
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{error} ({error.reason})")
-        return request
+
+    def _open(self, method: str, context: grpc.aio.ServicerContext) -> tuple[RequestContext, _AuditedContext]:
+        request = RequestContext(request_id=_request_id(context), method=method, peer=context.peer() or "")
+        return request, _AuditedContext(context, functools.partial(self._audit_failure, request))
 
     async def _audit_or_abort(self, grpc_context: grpc.aio.ServicerContext, request: RequestContext, result: str,
                               detail: str) -> None:
@@ -165,14 +178,15 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
     def _single(self, method: str) -> Callable[[Behaviour], Behaviour]:
         def wrap(behaviour: Behaviour) -> Behaviour:
             async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                rc = await self._begin(method, context)
+                rc, audited = self._open(method, context)
                 token = set_current(rc)
-                audited = _AuditedContext(context, functools.partial(self._audit_failure, rc))
                 try:
                     try:
+                        await self._authenticate(rc, context, audited)
                         response = await behaviour(request, audited)
                     except BaseException as error:
                         if not audited.audited:
+                            audited.audited = True
                             await self._audit_failure(rc, *_outcome(context, error))
                         raise
                     await self._audit_or_abort(context, rc, "OK", "")
@@ -187,12 +201,12 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
     def _stream(self, method: str) -> Callable[[Behaviour], Behaviour]:
         def wrap(behaviour: Behaviour) -> Behaviour:
             async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                rc = await self._begin(method, context)
+                rc, audited = self._open(method, context)
                 token = set_current(rc)
-                audited = _AuditedContext(context, functools.partial(self._audit_failure, rc))
                 try:
                     started = False
                     try:
+                        await self._authenticate(rc, context, audited)
                         async for item in behaviour(request, audited):
                             if not started:
                                 await self._audit_or_abort(context, rc, "STARTED", "")
@@ -200,6 +214,7 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
                             yield item
                     except BaseException as error:
                         if not audited.audited:
+                            audited.audited = True
                             await self._audit_failure(rc, *_outcome(context, error))
                         raise
                     await self._audit_or_abort(context, rc, "OK", "")
@@ -210,3 +225,9 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             return call
 
         return wrap
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark the outcome of an entry nobody waits for any more as seen (asyncio would log it as lost)."""
+    if not future.cancelled():
+        future.exception()

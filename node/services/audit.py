@@ -16,6 +16,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -52,7 +53,12 @@ def _utc_now() -> dt.datetime:
 
 
 class AuditWriter:
-    """Appends entries in batches from one thread; ``submit`` returns a future done once committed."""
+    """Appends entries in batches from one thread; ``submit`` returns a future done once committed.
+
+    Nothing a caller does reaches the thread: a caller that stops waiting (a cancelled call, a deadline)
+    leaves its entry queued, and it is committed like every other (the trail holds abandoned calls too);
+    its future is settled only if still pending. The thread beats (``last_beat``) on every turn, at
+    least once a second, so the node's liveness sees it dead or stuck (``node/workers.py``)."""
 
     def __init__(self, uow: UnitOfWorkFactory, keys: KeyStore, settings: AuditSettings,
                  clock: Clock = _utc_now) -> None:
@@ -65,12 +71,19 @@ class AuditWriter:
         self._lock = threading.Lock()
         self.batches = 0
         self.entries = 0
+        self.last_beat = time.monotonic()
 
     def start(self) -> None:
         with self._lock:
             if self._thread is None:
+                self.last_beat = time.monotonic()
                 self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                 self._thread.start()
+
+    def running(self) -> bool:
+        """The thread is alive (``last_beat`` tells whether it is stuck)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def stop(self) -> None:
         """Write what is queued, checkpoint the tail, stop the thread."""
@@ -84,7 +97,7 @@ class AuditWriter:
     def submit(self, record: AuditRecord) -> concurrent.futures.Future[int]:
         """The future's result is the entry's sequence number, set when its batch has committed."""
         future: concurrent.futures.Future[int] = concurrent.futures.Future()
-        if self._thread is None:
+        if not self.running():
             future.set_exception(AuditUnavailable("the audit writer is not running"))
             return future
         self._queue.put((record, future))
@@ -95,12 +108,22 @@ class AuditWriter:
         return self._write(list(records))
 
     def _run(self) -> None:
-        interval = self.settings.checkpoint_interval_s
+        try:
+            self._loop()
+        finally:  # the thread ends (stop, or killed): nobody may wait for it any longer
+            self._fail_queued(AuditUnavailable("the audit writer stopped"))
+
+    def _loop(self) -> None:
+        checkpoint_every_s = max(0.05, self.settings.checkpoint_interval_s / 4)
+        next_checkpoint = time.monotonic() + checkpoint_every_s
         while True:
-            try:
-                item = self._queue.get(timeout=max(0.05, interval / 4))
-            except queue.Empty:
+            self.last_beat = time.monotonic()
+            if self.last_beat >= next_checkpoint:
                 self._safe_checkpoint()
+                next_checkpoint = time.monotonic() + checkpoint_every_s
+            try:
+                item = self._queue.get(timeout=min(1.0, checkpoint_every_s))
+            except queue.Empty:
                 continue
             stop = item is None
             batch = [] if item is None else [item]
@@ -122,13 +145,22 @@ class AuditWriter:
         try:
             entries = self._write([record for record, _ in batch])
         except Exception as error:
-            log.exception("audit write failed")
+            log.error("audit write failed: %s: %s", type(error).__name__, error)
             failure = AuditUnavailable(f"the audit trail could not be written: {error}")
             for _, future in batch:
-                future.set_exception(failure)
+                _settle(future, error=failure)
             return
         for (_, future), entry in zip(batch, entries, strict=True):
-            future.set_result(entry.sequence)
+            _settle(future, result=entry.sequence)
+
+    def _fail_queued(self, failure: AuditUnavailable) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                _settle(item[1], error=failure)
 
     def _write(self, records: list[AuditRecord]) -> list[AuditEntry]:
         with self.uow(write=True) as uow:
@@ -177,8 +209,19 @@ class AuditWriter:
     def _safe_checkpoint(self) -> None:
         try:
             self.checkpoint_if_due()
-        except Exception:
-            log.exception("audit checkpoint failed")
+        except Exception as error:  # the database is away; the next turn tries again
+            log.error("audit checkpoint failed: %s: %s", type(error).__name__, error)
+
+
+def _settle(future: concurrent.futures.Future[int], *, result: int = 0, error: Exception | None = None) -> None:
+    """Complete a caller's future unless the caller gave up on it (cancelled: its entry is committed anyway)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 @dataclass(frozen=True)

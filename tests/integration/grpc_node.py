@@ -66,7 +66,7 @@ class RunningNode:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        self.server, self.port, _ = asyncio.run_coroutine_threadsafe(
+        self.server, self.port, self.health = asyncio.run_coroutine_threadsafe(
             build_server(self.node, "127.0.0.1:0"), self.loop).result(30)
         self.address = f"127.0.0.1:{self.port}"
         self.raw_channel = grpc.insecure_channel(self.address, options=[
@@ -82,6 +82,10 @@ class RunningNode:
     def channel_as(self, dept: str = PROVIDER, roles: Iterable[str] = ("catalog_admin",),
                    subject: str = "tester") -> grpc.Channel:
         return grpc.intercept_channel(self.raw_channel, BearerInterceptor(self.token(dept, roles, subject)))
+
+    def run(self, coroutine: object, timeout: float = 30) -> object:
+        """Run a coroutine on the node's event loop (where the gRPC server and its health servicer live)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.raw_channel.close()
