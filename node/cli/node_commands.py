@@ -19,13 +19,20 @@ from security.keys import ALGORITHMS, KEYRING, KeyStore, write_public_keys
 SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "catalog.json"
 
 
+DEV_DEPARTMENT = "11100000MB01284764"
+"""民政部社会救助司, the sample catalog's provider: the department a development node runs for, so the
+README's tokens (``--dept 11100000MB01284764``) administer its catalog and pull as its platform."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     init = sub.add_parser("init", help="create the data directory, config, signing key and database")
     add_data(init)
     init.add_argument("--sample", action="store_true", help="load and publish the sample civil-affairs catalog")
     init.add_argument("--node-id", default="node", help="node id used in queue names (default: node)")
     init.add_argument("--name", default="民政数据共享交换节点", help="the node's display name")
-    init.add_argument("--department-code", default="", help="统一社会信用代码 of the department running the node")
+    init.add_argument("--department-code", default="",
+                      help="统一社会信用代码 of the department running the node; its `platform` callers pull "
+                           f"everything (default with --dev: {DEV_DEPARTMENT}, 民政部社会救助司)")
     init.add_argument("--algorithm", default="Ed25519", choices=ALGORITHMS,
                       help="signing key type (SM2-SM3 for national-cryptography deployments)")
     init.add_argument("--dev", action="store_true",
@@ -64,9 +71,9 @@ def run_init(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / CONFIG_FILE
     if not config_path.exists():
-        config_path.write_text(render_config(args.node_id, args.name, args.department_code, dev=args.dev),
-                               encoding="utf-8")
-        print(f"created {config_path}")
+        department = args.department_code or (DEV_DEPARTMENT if args.dev else "")
+        config_path.write_text(render_config(args.node_id, args.name, department, dev=args.dev), encoding="utf-8")
+        print(f"created {config_path}" + (f" (node.department_code = {department})" if department else ""))
     config = load_config(directory)
     if not (config.keys_dir / KEYRING).exists():
         keys = KeyStore.create(config.keys_dir, args.algorithm)

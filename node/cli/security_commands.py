@@ -8,10 +8,20 @@ import re
 import sys
 from pathlib import Path
 
+import grpc
 from exnode.v1 import audit_pb2 as pb
 from exnode.v1 import audit_pb2_grpc, keys_pb2, keys_pb2_grpc
 
-from node.cli.common import UsageError, add_client, add_data, call_metadata, channel, data_dir, print_json
+from node.cli.common import (
+    UsageError,
+    add_client,
+    add_data,
+    call_metadata,
+    channel,
+    data_dir,
+    print_json,
+    server_address,
+)
 from node.config import load_config
 from security.audit import VerifyResult
 from security.identity import issue_dev_token
@@ -214,20 +224,32 @@ def run_audit_verify(args: argparse.Namespace) -> int:
             return 1
         return _report(result, str(args.file), args.json)
     if args.local:
-        from node import app as bootstrap
-
-        node = bootstrap.build(load_config(data_dir(args)), apply_migrations=False, start_audit=False)
-        try:
-            return _report(node.audit.verify(), "database", args.json)
-        finally:
-            node.engine.dispose()
-    response = _audit_stub(args).VerifyAudit(pb.VerifyAuditRequest(), metadata=call_metadata(args))
+        return _verify_local(args)
+    try:
+        response = _audit_stub(args).VerifyAudit(pb.VerifyAuditRequest(), metadata=call_metadata(args))
+    except grpc.RpcError as error:
+        if error.code() is not grpc.StatusCode.UNAVAILABLE or args.server:
+            raise
+        # A stopped node: its own database is at hand, so verify that rather than fail on the dial.
+        print(f"exnode audit verify: no node answers at {server_address(args)}; verifying the database of "
+              f"{data_dir(args)} directly (as --local does)", file=sys.stderr)
+        return _verify_local(args)
     result = VerifyResult(ok=response.ok, entries_checked=response.entries_checked,
                           checkpoints_checked=response.checkpoints_checked,
                           first_broken_sequence=response.first_broken_sequence, problem=response.problem,
                           unsigned_tail=response.unsigned_tail, first_sequence=response.first_sequence,
                           last_sequence=response.last_sequence)
     return _report(result, "node", args.json)
+
+
+def _verify_local(args: argparse.Namespace) -> int:
+    from node import app as bootstrap
+
+    node = bootstrap.build(load_config(data_dir(args)), apply_migrations=False, start_audit=False)
+    try:
+        return _report(node.audit.verify(), "database", args.json)
+    finally:
+        node.engine.dispose()
 
 
 def run_audit_purge(args: argparse.Namespace) -> int:

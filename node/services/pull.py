@@ -250,8 +250,14 @@ class PullApplication:
         for grant in sorted(live, key=lambda g: g.expires_at):  # the latest-expiring grant wins, as in the relay
             grants[grant.resource_code] = (tuple(grant.items), dict(grant.masking))
         if not grants:
+            hint = ""
+            if principal.has("platform") and not self.node_department:
+                hint = ("; the ministry platform's pull of everything needs the node's own department: set "
+                        "node.department_code in exnode.toml (or EXNODE_NODE_DEPARTMENT_CODE) and restart")
+            elif principal.has("platform"):
+                hint = f" (it is not this node's department, {self.node_department})"
             raise PermissionDenied(Action.EXCHANGE_PULL, Target.department(department),
-                                   f"department {department} holds no live grant: there is nothing it may pull")
+                                   f"department {department} holds no live grant: there is nothing it may pull{hint}")
         return Scope(f"{department}/granted", frozenset(grants), grants=grants)
 
     def open(self, principal: Principal, cursor: str, *, replay: bool = False, until_day: str = "") -> PullSession:

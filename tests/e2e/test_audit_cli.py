@@ -134,6 +134,10 @@ def test_a_stopped_node_verifies_locally_across_a_key_rotation_and_a_tampered_ro
     local = exnode("audit", "verify", "--local", "--data", str(data), check=False)
     assert local.returncode == 0 and "audit verify: OK (database)" in local.stdout, local.stdout
     assert "0 entries after the last checkpoint" in local.stdout  # SIGTERM signs the tail
+    # Without --local and --server, a node that does not answer is verified through its database.
+    fallback = exnode("audit", "verify", "--data", str(data), check=False, env={"EXNODE_SERVER_LISTEN": node.address})
+    assert fallback.returncode == 0 and "audit verify: OK (database)" in fallback.stdout, fallback.stderr
+    assert f"no node answers at {node.address}" in fallback.stderr
     assert "nothing to purge" in exnode("audit", "purge", "--data", str(data)).stdout
 
     rotated = exnode("keys", "rotate", "--data", str(data))

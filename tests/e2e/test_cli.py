@@ -184,6 +184,20 @@ def test_init_is_repeatable_and_keeps_the_key(tmp_path: Path):
     assert oct((tmp_path / "n" / "keys").stat().st_mode & 0o777) == "0o700"
 
 
+def test_a_development_node_runs_for_the_sample_provider_unless_told_otherwise(tmp_path: Path):
+    """The README's quick start pulls as the platform of 11100000MB01284764: init --dev makes that the
+    node's department, so the ministry pull works on a `make run` node."""
+    from node.config import load_config
+
+    dev = exnode("init", "--data", str(tmp_path / "dev"), "--dev")
+    assert f"node.department_code = {ADMIN_DEPT}" in dev.stdout
+    assert load_config(tmp_path / "dev", environ={}).node.department_code == ADMIN_DEPT
+    exnode("init", "--data", str(tmp_path / "other"), "--dev", "--department-code", "11150100011627354Q")
+    assert load_config(tmp_path / "other", environ={}).node.department_code == "11150100011627354Q"
+    exnode("init", "--data", str(tmp_path / "prod"))
+    assert load_config(tmp_path / "prod", environ={}).node.department_code == ""
+
+
 def test_serve_with_a_bad_config_names_the_key(tmp_path: Path):
     exnode("init", "--data", str(tmp_path / "n"))
     config = tmp_path / "n" / "exnode.toml"
