@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +16,10 @@ def wrap_handler(
     wrap_single: Callable[[Behaviour], Behaviour],
     wrap_stream: Callable[[Behaviour], Behaviour],
 ) -> grpc.RpcMethodHandler | None:
-    """Rebuild ``handler`` with its behaviour wrapped: ``wrap_single`` for methods that return one
-    response (unary and client-streaming), ``wrap_stream`` for those that yield many."""
+    """Rebuild ``handler`` with its behaviour wrapped: ``wrap_stream`` for behaviours that yield their
+    responses (async generators), ``wrap_single`` for those that return (unary and client-streaming
+    methods, and streaming methods written as coroutines that send with ``context.write``, as the
+    standard health service's ``Watch`` is): a wrapper must be the same kind of function as what it wraps."""
     if handler is None:
         return None
     kinds = (
@@ -28,6 +31,8 @@ def wrap_handler(
     for attribute, factory, wrap in kinds:
         behaviour = getattr(handler, attribute)
         if behaviour is not None:
+            if not inspect.isasyncgenfunction(behaviour):
+                wrap = wrap_single
             return factory(wrap(behaviour), request_deserializer=handler.request_deserializer,
                            response_serializer=handler.response_serializer)
     return handler

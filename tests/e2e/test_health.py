@@ -4,13 +4,17 @@ outbox drains. The shared broker is never stopped: the node reaches it through a
 
 from __future__ import annotations
 
+import queue
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from exnode.v1 import catalog_pb2, catalog_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.observed import MetricsNode
 from tests.fault.support import (
@@ -89,3 +93,32 @@ def test_a_node_without_its_broker_is_alive_not_ready_and_serves_until_the_broke
     assert delivered.distinct == provider.acknowledged_ids()
     wait_until(lambda: node.sample("exnode_outbox_pending_messages") == 0, 60, "the outbox did not drain")
     assert node.sample("exnode_relay_messages_confirmed_total") >= 3
+
+
+def test_health_watch_streams_the_broker_going_away_and_coming_back(gated):
+    """The standard Watch (client-side health checking, many probes) through the node's interceptors: it
+    used to end at once with UNKNOWN ('async for' requires an object with __aiter__ method)."""
+    node, gate = gated
+    wait_until(lambda: node.health("exnode.broker") == "SERVING", 60, lambda: f"broker: {statuses(node)}")
+    channel = grpc.insecure_channel(node.address)
+    seen: queue.Queue = queue.Queue()
+    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service="exnode.broker"),
+                                                      timeout=180)
+
+    def follow() -> None:
+        try:
+            for response in watch:
+                seen.put(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+        except grpc.RpcError as error:
+            seen.put(error.code().name)
+
+    threading.Thread(target=follow, daemon=True).start()
+    try:
+        assert seen.get(timeout=30) == "SERVING"
+        gate.close()
+        assert seen.get(timeout=60) == "NOT_SERVING"
+        gate.open()
+        assert seen.get(timeout=60) == "SERVING"
+    finally:
+        watch.cancel()
+        channel.close()
