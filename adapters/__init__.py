@@ -1,12 +1,9 @@
-"""Platform adapters (平台适配器): how envelopes of records leave the node for the platforms it serves.
+"""Adapters (平台适配器): how records leave the node and arrive at it.
 
-- ``adapters.envelope``: the exchange envelope (交换信封) every format carries: ``Envelope``, ``masked``
-  (grant masking, applied before sealing), ``seal`` (Merkle root + node signature), ``verify``,
-  ``inclusion_proof``, and ``EnvelopeError`` (names the bad field).
-- one codec per platform kind, each with ``encode``, ``decode`` and ``CONTENT_TYPE``:
-  ``adapters.ministry`` (XML, ``schemas/ministry-envelope.xsd``), ``adapters.regional`` (JSON),
-  ``adapters.department`` (protobuf ``exnode.v1.PlatformEnvelope``);
-- ``adapters.platforms``: which platform gets which codec and queue, from a TOML file.
+- ``adapters.codecs``: the exchange envelope and one codec per platform kind;
+- ``adapters.platforms``: which platform gets which codec and queue, from a TOML file;
+- ``adapters.rabbit``: RabbitMQ — the reconnecting worker, topology, the outbox dispatcher, the inbound
+  consumer, the catalog fanout and uplink, the shovel between tiers.
 
-Nothing is imported here, so that using one codec does not load the others.
+Adapters import ``catalog`` and ``security``, never ``node`` (tests/unit/test_dependencies.py).
 """

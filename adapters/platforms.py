@@ -14,8 +14,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from adapters import department, ministry, regional, relay
-from adapters.envelope import Envelope
+from adapters.codecs import department, ministry, regional, relay
+from adapters.codecs.envelope import Envelope
 from catalog.codes import credit_code_problem
 
 CODECS: dict[str, ModuleType] = {"ministry": ministry, "regional": regional, "department": department,

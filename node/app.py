@@ -12,12 +12,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from adapters.catalog_fanout import CatalogFanoutPublisher
-from adapters.inbound import InboundConsumer
 from adapters.platforms import Platform, load_platforms
 from adapters.rabbit import Dispatcher, declare_queue
 from adapters.rabbit import names as rabbit_names
-from adapters.uplink import CatalogUplink
+from adapters.rabbit.fanout import CatalogFanoutPublisher
+from adapters.rabbit.inbound import InboundConsumer
+from adapters.rabbit.uplink import CatalogUplink
 from node.config import Config, ConfigError
 from node.dispatch_process import DispatcherProcess
 from node.metrics import MeteredExchange

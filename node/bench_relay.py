@@ -190,8 +190,8 @@ def _consumer(url: str, queue: str, mode: str, expected: int, timeout: float, ke
     work, not the relay's; the sampled verification shows the messages are the signed records."""
     import pika
 
-    from adapters import envelope as envelopes
-    from adapters import regional
+    from adapters.codecs import envelope as envelopes
+    from adapters.codecs import regional
     from security.keys import read_public_keys
 
     trusted = {keys[0]: read_public_keys(Path(keys[1]))} if keys else {}

@@ -10,9 +10,8 @@ from urllib.parse import quote
 
 import pika
 
-from adapters import shovel
 from adapters.platforms import default_queue
-from adapters.rabbit import declare_topology
+from adapters.rabbit import declare_topology, shovel
 from adapters.rabbit import names as rabbit_names
 from node import app as bootstrap
 from node.cli.common import UsageError, add_data, data_dir, print_json

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from adapters.catalog_fanout import FanoutBatch, FanoutMessage, FanoutSource
+from adapters.rabbit.fanout import FanoutBatch, FanoutMessage, FanoutSource
 from catalog.errors import InvalidField
 from catalog.model import Classification
 from node.storage.catalog_repository import EventFilter
@@ -241,11 +241,10 @@ class CatalogFeed:
         return min(self.poll_s, principal.expires_at + self.leeway_s - self.wall_clock() + 0.01)
 
     # -- the fanout publisher's source --------------------------------------------------------------
-    def pending_public(self, limit: int) -> tuple[int, FeedRead]:
-        """The publisher's cursor and the published and retired events after it (never drafts)."""
+    def publisher_cursor(self) -> int:
+        """Where the fanout publisher's confirmed messages end."""
         with self.uow() as uow:
-            after = uow.catalog.feed_cursor(PUBLISHER_CURSOR)
-        return after, self.read(after, EventFilter(public_only=True), limit)
+            return uow.catalog.feed_cursor(PUBLISHER_CURSOR)
 
     def published_up_to(self, position: int, now: dt.datetime) -> None:
         """The broker confirmed everything up to ``position``: move the publisher's cursor there."""
@@ -268,14 +267,17 @@ class FeedFanoutSource(FanoutSource):
         self.feed = feed
         self.clock = clock
 
-    def pending(self, limit: int) -> FanoutBatch:
-        cursor, read = self.feed.pending_public(limit)
+    def cursor(self) -> int:
+        return self.feed.publisher_cursor()
+
+    def pending(self, limit: int, after: int) -> FanoutBatch:
+        read = self.feed.read(after, EventFilter(public_only=True), limit)
         messages = [FanoutMessage(e.position, json.dumps(event_document(e, self.feed.node_id), ensure_ascii=False)
                                   .encode(), {"x-exnode-position": e.position, "x-exnode-node": self.feed.node_id,
                                               "x-exnode-kind": e.kind, "x-exnode-resource": e.code,
                                               "x-exnode-provider": e.provider_code})
                     for e in read.events]
-        return FanoutBatch(cursor, messages, read.scanned_to, read.full)
+        return FanoutBatch(messages, read.scanned_to, read.full)
 
     def confirmed(self, position: int) -> None:
         self.feed.published_up_to(position, self.clock())

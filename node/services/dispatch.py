@@ -10,7 +10,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 
-from adapters.rabbit import OutboxPort, Outgoing, backoff
+from adapters.rabbit import OutboxPort, Outgoing
 from node.services.lists import ListsApplication, record_deliveries
 from node.storage.unit_of_work import UnitOfWorkFactory
 
@@ -36,6 +36,11 @@ def gone_on_this_host(claimant: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def backoff(attempts: int, now: dt.datetime) -> dt.datetime:
+    """When a nacked message is tried again: 1 s, 2 s, 4 s … up to 5 minutes."""
+    return now + dt.timedelta(seconds=min(300, 2 ** max(0, attempts - 1)))
 
 
 class SqlOutbox(OutboxPort):

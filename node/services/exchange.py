@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from adapters import envelope as envelopes
+from adapters.codecs import envelope as envelopes
 from adapters.platforms import Platform, codec_for
-from adapters.rabbit import pack
+from adapters.rabbit import row_message
 from catalog.errors import AlreadyExists, FieldProblem, InvalidField, NotFound
 from catalog.lists import Grant
 from catalog.model import Item, ResourceStatus
@@ -326,14 +326,10 @@ class ExchangeApplication:
                 parts = [envelopes.with_hops(part, hops.get(part.records[0].id, ())) if part.records[0] == original
                          else part for part, original in zip(parts, fresh, strict=True)]
             codec = codec_for(platform.kind)
-            headers = {
-                "x-exnode-batch-id": batch.batch_id, "x-exnode-resource": batch.resource_code,
-                "x-exnode-provider": batch.provider_code, "x-exnode-consumer": subscription.consumer_code,
-                "x-exnode-node": self.node_id, "x-exnode-kid": signed.kid,
-                "x-exnode-signature": signed.signature.hex(), "x-exnode-merkle-root": signed.root.hex(),
-                "x-exnode-record-count": str(len(records)),
-            }
-            body = pack([(part.records[0].id, codec.encode(part, checked=True)) for part in parts])
+            headers, body = row_message(
+                batch_id=batch.batch_id, resource_code=batch.resource_code, provider_code=batch.provider_code,
+                consumer_code=subscription.consumer_code, node_id=self.node_id, signed=signed,
+                messages=[(part.records[0].id, codec.encode(part, checked=True)) for part in parts])
             rows.append({"batch_id": batch.batch_id, "platform": platform.name, "queue": platform.queue,
                          "consumer_code": subscription.consumer_code, "content_type": codec.CONTENT_TYPE,
                          "headers": headers, "body": body})
@@ -463,7 +459,7 @@ def inbound_handler(app: ExchangeApplication) -> Callable[[envelopes.Envelope, s
     """What the inbound consumer does with one envelope: the same checks and transaction as gRPC ingest,
     with the provider's signature standing for its identity (no token travels on AMQP). A refusal
     becomes a dead letter whose reason names the check, and is audited."""
-    from adapters.inbound import Poison
+    from adapters.rabbit.inbound import Poison
 
     def handle(envelope: envelopes.Envelope, source: str) -> None:
         principal = Principal(subject=f"platform:{source or 'inbound'}", department_code=envelope.provider_code,

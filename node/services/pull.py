@@ -6,7 +6,7 @@ Who gets what (the same rules as the relay):
 - the ministry platform: a caller with the ``platform`` role of the department that runs the node gets
   every stored record except those of 不予共享 resources (which never leave the node), as stored;
 - any other department (``consumer`` or ``platform`` role) gets the records of the resources it holds a
-  live grant for, masked per that grant (``adapters.envelope.masked``, the relay's masking).
+  live grant for, masked per that grant (``adapters.codecs.envelope.masked``, the relay's masking).
 
 Records are served in the stored-records order (``records.position``, numbered by the sequencer in
 ``node/storage/pull_repository.py``) up to the high-water mark read when the pull starts, so records that
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
 
-from adapters import envelope as envelopes
+from adapters.codecs import envelope as envelopes
 from catalog.errors import InvalidField
 from catalog.lists import BEIJING
 from catalog.model import Resource, ShareType

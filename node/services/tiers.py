@@ -38,11 +38,11 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from adapters import envelope as envelopes
-from adapters import relay
-from adapters.envelope import Envelope, EnvelopeError, Hop, TrustedKeys
-from adapters.inbound import Later
+from adapters.codecs import envelope as envelopes
+from adapters.codecs import relay
+from adapters.codecs.envelope import Envelope, EnvelopeError, Hop, TrustedKeys
 from adapters.platforms import Platform
+from adapters.rabbit.inbound import Later
 from catalog.errors import InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.model import Resource, ResourceStatus, ResourceVersion, VersionState

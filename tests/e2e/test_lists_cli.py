@@ -41,7 +41,7 @@ class Lists:
 
 @pytest.fixture
 def lists(tmp_path: Path) -> Iterator[Lists]:
-    exnode("init", "--data", str(tmp_path / "node"), "--sample", "--dev")
+    exnode("init", "--data", str(tmp_path / "node"), "--sample", "--dev", "--department-code", "11100000000013542N")
     served = Served(tmp_path / "node")
     try:
         yield Lists(served)

@@ -28,8 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from adapters import envelope as envelopes
-from adapters import regional
+from adapters.codecs import envelope as envelopes
+from adapters.codecs import regional
 from catalog.records import Operation, Record
 from node.config import Config, load_config
 from node.services.exchange import IncomingBatch, provider_batch

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pika
 import pytest
@@ -258,17 +257,22 @@ def test_dropped_broker_connections_mid_relay_lose_no_acknowledged_record(proxie
         f"{len(acknowledged - arrived.distinct)} lost; dispatcher {dispatcher.stats}")
 
 
+class RecordingBackoff(rabbit.BackoffPolicy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def next_delay(self) -> float:
+        delay = super().next_delay()
+        self.waits.append(delay)
+        return delay
+
+
 @pytest.mark.timeout(120)
-def test_each_dropped_connection_is_retried_from_the_first_backoff_step(monkeypatch: pytest.MonkeyPatch):
-    """The backoff grows over consecutive failed attempts only: once a connection was up, the next drop
-    starts again at the first step (it used to keep growing across drops, to 10 s per blip for good)."""
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        time.sleep(seconds)
-
-    monkeypatch.setattr(rabbit, "time", SimpleNamespace(sleep=sleep))
+def test_each_dropped_connection_is_retried_from_the_first_backoff_step():
+    """The backoff grows over consecutive failed attempts only: once a connection was up for the stable
+    period, the next drop starts again at the first step (it used to keep growing across drops, to 10 s
+    per blip for good). The first step is 0.5 s with full jitter: between 0.25 and 0.5 s."""
 
     class NothingDue(OutboxPort):
         def due(self, limit: int, exclude: set[int]) -> list:
@@ -276,11 +280,14 @@ def test_each_dropped_connection_is_retried_from_the_first_backoff_step(monkeypa
 
     node_id = f"f{uuid.uuid4().hex[:10]}"
     proxy = Proxy()
-    dispatcher = rabbit.Dispatcher(proxy.url, node_id, NothingDue())
+    backoff = RecordingBackoff()
+    dispatcher = rabbit.Dispatcher(proxy.url, node_id, NothingDue(), backoff=backoff)
+    dispatcher.stable_s = 0.5
     dispatcher.start()
     try:
         for _ in range(4):
             wait_until(lambda: dispatcher.stats.connected, 60, lambda: f"connected: {dispatcher.stats}")
+            time.sleep(dispatcher.stable_s + 0.2)
             proxy.cut()
             wait_until(lambda: not dispatcher.stats.connected, 30, "the drop noticed")
         wait_until(lambda: dispatcher.stats.connected, 60, lambda: f"connected: {dispatcher.stats}")
@@ -288,7 +295,8 @@ def test_each_dropped_connection_is_retried_from_the_first_backoff_step(monkeypa
         dispatcher.stop()
         proxy.close()
         delete_node_topology(node_id)
-    assert waits == [0.5] * 4 and dispatcher.stats.reconnects == 4, (waits, dispatcher.stats)
+    assert len(backoff.waits) == 4 and all(0.25 <= wait <= 0.5 for wait in backoff.waits), backoff.waits
+    assert dispatcher.stats.reconnects == 4, dispatcher.stats
 
 
 @pytest.mark.timeout(300)

@@ -15,7 +15,7 @@ import pytest
 from exnode.v1 import exchange_pb2 as pb
 from exnode.v1 import exchange_pb2_grpc, lists_pb2, lists_pb2_grpc
 
-from adapters import envelope as envelopes
+from adapters.codecs import envelope as envelopes
 from adapters.platforms import codec_for
 from catalog.records import Record
 from node.cli.node_commands import load_sample
@@ -267,7 +267,7 @@ def provider_envelope(key: Key, records: list[Record], batch_id: str | None = No
 
 
 def test_a_platform_batch_on_the_inbound_queue_is_stored_and_relayed(node: RunningNode):
-    from adapters import regional
+    from adapters.codecs import regional
 
     key = Key()
     register(node, key)
@@ -284,7 +284,7 @@ def test_a_platform_batch_on_the_inbound_queue_is_stored_and_relayed(node: Runni
 
 @pytest.mark.parametrize("case", ["garbage", "forged signature", "unknown item"])
 def test_poison_on_the_inbound_queue_is_dead_lettered_with_the_reason(node: RunningNode, case: str):
-    from adapters import regional
+    from adapters.codecs import regional
     from adapters.rabbit import names
 
     key = Key()

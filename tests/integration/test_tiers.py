@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from adapters import envelope as envelopes
-from adapters import relay
-from adapters.inbound import Later
+from adapters.codecs import envelope as envelopes
+from adapters.codecs import relay
+from adapters.rabbit.inbound import Later
 from catalog.errors import IllegalTransition
 from catalog.interchange import metadata_to_dict
 from catalog.records import Operation, Record

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from adapters import department, ministry, regional
-from adapters.envelope import (
+from adapters.codecs import department, ministry, regional
+from adapters.codecs.envelope import (
     Envelope,
     EnvelopeError,
     inclusion_proof,
@@ -311,7 +311,7 @@ def test_seal_refuses_what_no_codec_could_carry(keys, changes, field):
 def test_ministry_xml_is_valid_against_the_schema(keys):
     data = ministry.encode(sealed(keys))
     document = etree.fromstring(data)
-    schema = etree.XMLSchema(etree.parse(str(ROOT / "adapters" / "schemas" / "ministry-envelope.xsd")))
+    schema = etree.XMLSchema(etree.parse(str(ROOT / "adapters" / "codecs" / "schemas" / "ministry-envelope.xsd")))
     assert schema.validate(document), schema.error_log
     assert document.tag == "{urn:exnode:envelope:v1}exchangeEnvelope" and document.get("version") == "1"
     ns = {"e": "urn:exnode:envelope:v1"}

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters import department, ministry, regional, relay, shovel
-from adapters import envelope as envelopes
-from adapters.envelope import EnvelopeError, Hop
+from adapters.codecs import department, ministry, regional, relay
+from adapters.codecs import envelope as envelopes
+from adapters.codecs.envelope import EnvelopeError, Hop
 from adapters.platforms import PlatformConfigError, load_platforms
+from adapters.rabbit import shovel
 from catalog.records import Operation, Record
 from security.keys import KeyStore
 
@@ -123,7 +124,7 @@ def test_a_catalog_entry_verifies_only_with_the_senders_key(stores):
 
 
 def test_relayed_messages_at_a_node_without_peers_are_poison_naming_the_setting():
-    from adapters.inbound import Poison, decode
+    from adapters.rabbit.inbound import Poison, decode
 
     with pytest.raises(Poison, match="trusts none .*exchange.peers_dir"):
         decode(relay.CONTENT_TYPE, b"")

@@ -16,8 +16,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from adapters import department
-from adapters.envelope import MAX_ENVELOPE_BYTES, Envelope, TrustedKeys
+from adapters.codecs import department
+from adapters.codecs.envelope import MAX_ENVELOPE_BYTES, Envelope, TrustedKeys
 from security.merkle import BatchSigner
 
 CONTENT_TYPE = "application/vnd.exnode.relay+x-protobuf"

@@ -12,7 +12,7 @@ import datetime as dt
 from exnode.v1 import envelope_pb2 as pb
 from google.protobuf.message import DecodeError
 
-from adapters.envelope import (
+from adapters.codecs.envelope import (
     FORMAT_VERSION,
     MAX_ENVELOPE_BYTES,
     Envelope,

@@ -19,7 +19,7 @@ from typing import Any
 
 from lxml import etree
 
-from adapters.envelope import (
+from adapters.codecs.envelope import (
     FORMAT_VERSION,
     MAX_ENVELOPE_BYTES,
     Envelope,

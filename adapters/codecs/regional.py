@@ -15,7 +15,7 @@ from functools import lru_cache
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-from adapters.envelope import (
+from adapters.codecs.envelope import (
     FORMAT_VERSION,
     MAX_ENVELOPE_BYTES,
     MAX_HOPS,

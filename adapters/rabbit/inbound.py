@@ -7,7 +7,7 @@ be accepted (undecodable, bad signature, schema violations) is published to the 
 exchange with the reason in ``x-exnode-dead-letter-reason`` and then acked; a transient failure (the
 database is down) is nacked and redelivered.
 
-Messages of the tier link (``adapters.relay``: one-record envelopes a lower node relayed, its catalog
+Messages of the tier link (``adapters.codecs.relay``: one-record envelopes a lower node relayed, its catalog
 entries) are not handled one by one: they are held (up to ``group_max``, at most ``linger_s``) and handed to
 ``handle_group`` together, which stores each (sender, batch) in one transaction; they are acked after that
 commit, each poison one dead-lettered with its reason.
@@ -16,17 +16,16 @@ commit, each poison one dead-lettered with its reason.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pika
 
-from adapters import department, ministry, regional, relay
-from adapters.envelope import Envelope, EnvelopeError
-from adapters.rabbit import declare_topology, names
+from adapters.codecs import department, ministry, regional, relay
+from adapters.codecs.envelope import Envelope, EnvelopeError
+from adapters.rabbit.topology import declare_topology, names
+from adapters.rabbit.worker import BlockingWorker
 
 log = logging.getLogger(__name__)
 CODECS = {codec.CONTENT_TYPE: codec for codec in (ministry, regional, department)}
@@ -61,71 +60,42 @@ def decode(content_type: str | None, body: bytes) -> Envelope:
         raise Poison(f"undecodable {content_type} envelope: {error}") from None
 
 
-@dataclass
-class InboundConsumer:
+class InboundConsumer(BlockingWorker):
     """Consumes the inbound queue on its own thread; ``handle`` stores one envelope or raises Poison."""
 
-    url: str
-    node_id: str
-    handle: Callable[[Envelope, str], None]
-    prefetch: int = 20
-    handle_group: GroupHandler | None = None
-    group_max: int = 500
-    linger_s: float = 0.05
-    accepted: int = 0
-    dead_lettered: int = 0
-    _held: list[tuple[Any, Any, bytes]] = field(default_factory=list)
-    _held_since: float = 0.0
-    _thread: threading.Thread | None = None
-    _stopping: threading.Event = field(default_factory=threading.Event)
-    last_beat: float = field(default_factory=time.monotonic)
-    """The last turn of the consuming loop (the node's liveness)."""
-
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def __init__(self, url: str | Sequence[str], node_id: str, handle: Callable[[Envelope, str], None], *,
+                 prefetch: int = 20, handle_group: GroupHandler | None = None, group_max: int = 500,
+                 linger_s: float = 0.05, **kwargs: Any) -> None:
+        super().__init__("inbound", url, **kwargs)
+        self.node_id = node_id
+        self.handle = handle
+        self.prefetch = prefetch
+        self.handle_group = handle_group
+        self.group_max = group_max
+        self.linger_s = linger_s
+        self.accepted = 0
+        self.dead_lettered = 0
+        self._held: list[tuple[Any, Any, bytes]] = []
+        self._held_since = 0.0
 
     @property
     def queue(self) -> str:
         return names(self.node_id)["in"]
 
-    def start(self) -> None:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="inbound-consumer", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        delay = 0.5
-        while not self._stopping.is_set():
-            self.last_beat = time.monotonic()
-            try:
-                params = pika.URLParameters(self.url)
-                params.heartbeat = 30
-                with pika.BlockingConnection(params) as connection:
-                    channel = connection.channel()
-                    declare_topology(channel, self.node_id, [self.queue])
-                    prefetch = max(self.prefetch, self.group_max) if self.handle_group else self.prefetch
-                    channel.basic_qos(prefetch_count=prefetch)
-                    channel.basic_consume(self.queue, on_message_callback=self._one)
-                    delay = 0.5
-                    self._held.clear()  # unacked deliveries of a lost channel come again
-                    while not self._stopping.is_set():
-                        self.last_beat = time.monotonic()
-                        connection.process_data_events(time_limit=self.linger_s if self._held else 0.2)
-                        if self._held and (len(self._held) >= self.group_max
-                                           or time.monotonic() - self._held_since >= self.linger_s):
-                            self._flush(channel)
-            except Exception:
-                if not self._stopping.is_set():
-                    log.exception("inbound consumer failed; reconnecting")
-            if not self._stopping.is_set():
-                self.last_beat = time.monotonic()
-                self._stopping.wait(delay)
-                delay = min(10.0, delay * 2)
+    def serve(self, connection: pika.BlockingConnection) -> None:
+        channel = connection.channel()
+        declare_topology(channel, self.node_id, [self.queue])
+        prefetch = max(self.prefetch, self.group_max) if self.handle_group else self.prefetch
+        channel.basic_qos(prefetch_count=prefetch)
+        channel.basic_consume(self.queue, on_message_callback=self._one)
+        self._held.clear()  # unacked deliveries of a lost channel come again
+        self.connected()
+        while not self.stopping:
+            self.beat()
+            connection.process_data_events(time_limit=self.linger_s if self._held else 0.2)
+            if self._held and (len(self._held) >= self.group_max
+                               or time.monotonic() - self._held_since >= self.linger_s):
+                self._flush(channel)
 
     def _flush(self, channel: Any) -> None:
         held, self._held = self._held, []
@@ -133,8 +103,9 @@ class InboundConsumer:
         try:
             results = self.handle_group([(properties.content_type, body, _deliveries(properties))
                                          for _, properties, body in held])
-        except Exception:
-            log.exception("storing %d relayed messages failed; they come again", len(held))
+        except Exception as error:
+            log.error("storing %d relayed messages failed; they come again: %s: %s", len(held),
+                      type(error).__name__, error)
             for method, _, _ in held:
                 channel.basic_nack(method.delivery_tag, requeue=True)
             time.sleep(0.5)
@@ -177,9 +148,11 @@ class InboundConsumer:
         except Poison as error:
             self._dead_letter(channel, method, properties, body, str(error))
             return
-        except Exception:
+        except Exception as error:  # transient (the database): redelivered after a pause
+            log.error("storing an inbound batch failed; it comes again: %s: %s", type(error).__name__, error)
             channel.basic_nack(method.delivery_tag, requeue=True)
-            raise
+            time.sleep(0.5)
+            return
         channel.basic_ack(method.delivery_tag)
         self.accepted += 1
 

@@ -1,0 +1,43 @@
+"""The node's RabbitMQ names and topology (DESIGN.md §7): durable quorum queues, a dead-letter exchange
+per node, predictable names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pika
+
+QUORUM = {"x-queue-type": "quorum"}
+
+
+def names(node_id: str) -> dict[str, str]:
+    """The predictable names of DESIGN.md §7."""
+    return {"dlx": f"exnode.{node_id}.dlx", "dlq": f"exnode.{node_id}.dlq", "in": f"exnode.{node_id}.in",
+            "catalog": f"exnode.{node_id}.catalog"}
+
+
+def queue_arguments(node_id: str) -> dict[str, Any]:
+    """Durable quorum queues whose rejected or expired messages go to the node's dead-letter exchange."""
+    return {**QUORUM, "x-dead-letter-exchange": names(node_id)["dlx"]}
+
+
+def declare_topology(channel: Any, node_id: str, queues: Sequence[str] = ()) -> None:
+    """Declare the node's exchanges and queues on a blocking channel (tests, tools, consumers)."""
+    n = names(node_id)
+    channel.exchange_declare(n["dlx"], exchange_type="fanout", durable=True)
+    channel.queue_declare(n["dlq"], durable=True, arguments=QUORUM)
+    channel.queue_bind(n["dlq"], n["dlx"])
+    for queue in queues:
+        channel.queue_declare(queue, durable=True, arguments=queue_arguments(node_id))
+
+
+
+
+def declare_queue(url: str, node_id: str, queue: str) -> None:
+    """Declare the node's dead-letter topology and one consumer queue (a Subscribe), on a short-lived
+    blocking connection: the subscriber can bind its consumer before the first message is relayed."""
+    params = pika.URLParameters(url)
+    params.connection_attempts = 2
+    with pika.BlockingConnection(params) as connection:
+        declare_topology(connection.channel(), node_id, [queue])
