@@ -130,6 +130,14 @@ class ComplianceStatus:
     deliveries: int = 0
 
 
+@dataclass(frozen=True)
+class ObligationLine:
+    """One line of the responsibility list (责任清单) as reported: the obligation and its compliance."""
+
+    obligation: Obligation
+    status: ComplianceStatus
+
+
 MAX_PERIODS = 5000
 
 

@@ -84,7 +84,7 @@ class ExchangeSection:
     dispatch: bool = True
     """Run the outbox dispatcher with this node (replicas may leave it to one of them)."""
     dispatch_process: bool = True
-    """The dispatcher runs in a process of its own (node/dispatch_process.py); false: a thread of the node."""
+    """The dispatcher runs in a process of its own (node/pipeline/dispatcher_process.py); false: a thread of the node."""
     window: int = 1000
     """Unconfirmed messages (one per record) in flight per dispatcher; whole outbox rows are published."""
     claim_lease_s: float = 60.0

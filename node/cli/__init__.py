@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import grpc
 
-from node import logs
 from node.cli import (
     backup_commands,
     bench,
@@ -26,6 +25,7 @@ from node.cli import (
     tier_commands,
 )
 from node.cli.common import UsageError
+from node.ops import logs
 
 
 def build_parser() -> argparse.ArgumentParser:

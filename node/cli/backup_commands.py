@@ -1,4 +1,4 @@
-"""``exnode backup DIR`` and ``exnode restore DIR`` (node/backup.py)."""
+"""``exnode backup DIR`` and ``exnode restore DIR`` (node/ops/backup.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from node.backup import BackupError, Outcome, backup, restore, verify
 from node.cli.common import add_data, data_dir, print_json
 from node.config import load_config
+from node.ops.backup import BackupError, Outcome, backup, restore, verify
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -36,25 +36,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_catalog(args: argparse.Namespace) -> int:
-    from node.bench_catalog import main as bench_main
+    from node.bench.catalog import main as bench_main
 
     return bench_main(count=args.count, urls=args.database_url)
 
 
 def run_rpc(args: argparse.Namespace) -> int:
-    from node.bench_rpc import main as bench_main
+    from node.bench.rpc import main as bench_main
 
     return bench_main(duration=args.duration, concurrency=args.concurrency, database_url=args.database_url)
 
 
 def run_relay(args: argparse.Namespace) -> int:
-    from node.bench_relay import main as bench_main
+    from node.bench.relay import main as bench_main
 
     return bench_main(records=args.records, batch=args.batch, rate=args.rate, latency_seconds=args.latency_seconds,
                       database_url=args.database_url, dispatch_process=args.dispatcher == "process")
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from node.bench_pull import main as bench_main
+    from node.bench.pull import main as bench_main
 
     return bench_main(count=args.count, urls=args.database_url)

@@ -15,8 +15,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from catalog.interchange import metadata_to_dict
-from node.catalog_files import CatalogFileError, read_catalog_file, write_catalog_file
 from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
+from node.files.catalog import CatalogFileError, read_catalog_file, write_catalog_file
 from node.grpc import convert
 
 ENUM_CHOICES = {

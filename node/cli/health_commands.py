@@ -7,7 +7,7 @@ import argparse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from node.cli.common import add_client, channel, print_json
-from node.health import BROKER, DATABASE, LIVENESS, READINESS
+from node.ops.health import BROKER, DATABASE, LIVENESS, READINESS
 
 CHECKED = (("overall", ""), ("liveness", LIVENESS), ("readiness", READINESS), ("database", DATABASE),
            ("broker", BROKER))

@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
-from node import app as bootstrap
+from node import bootstrap
+from node.bootstrap import load_sample
 from node.cli.common import add_data, data_dir
 from node.config import CONFIG_FILE, load_config, render_config
-from node.services.catalog import CatalogApplication
 from node.storage.database import migrate
-from security.audit import AuditRecord
-from security.identity import Principal, create_dev_issuer_key
+from security.identity import create_dev_issuer_key
 from security.keys import ALGORITHMS, KEYRING, KeyStore, write_public_keys
-
-SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "catalog.json"
-
 
 DEV_DEPARTMENT = "11100000MB01284764"
 """民政部社会救助司, the sample catalog's provider: the department a development node runs for, so the
@@ -44,24 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--listen", default=None, help="gRPC HOST:PORT (default: server.listen in the config)")
     serve.add_argument("--metrics-listen", default=None, help="metrics HOST:PORT (default: server.metrics_listen)")
     serve.set_defaults(handler=run_serve)
-
-
-def load_sample(node: bootstrap.Node) -> int:
-    """Import and publish the sample catalog unless the catalog already has resources; the node itself
-    does it, and says so in the audit trail."""
-    from node.catalog_files import read_catalog_file
-
-    catalog: CatalogApplication = node.catalog
-    if sum(catalog.counts().values()):
-        return 0
-    entries = read_catalog_file(SAMPLE.read_bytes())
-    system = Principal.system(node.config.node.id)
-    result = catalog.import_resources(system, [e.parsed for e in entries], publish=True)
-    node.audit_writer.append([AuditRecord(
-        at=catalog.clock(), request_id="init-sample", subject=system.subject, department_code="",
-        roles=tuple(system.roles), action="exnode init --sample", target="catalog:import", result="OK",
-        detail=f"sample catalog: {result.created} resources created and published")])
-    return result.created
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -96,9 +73,9 @@ def run_init(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     """Start-up failures an operator can fix (a config value, a key file, a database that refuses, a
     broker that refuses the credentials) are one line on stderr naming the key or file, and exit 1."""
-    from node import logs
-    from node.server import serve
-    from node.startup import check_broker, explain
+    from node.grpc.server import serve
+    from node.ops import logs
+    from node.ops.startup import check_broker, explain
 
     database_url = ""
     try:

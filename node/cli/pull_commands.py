@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _trusted(args: argparse.Namespace):  # -> TrustedNode
-    from node.pull_client import PullProblem, trusted_from_document
+    from node.clients.pull import PullProblem, trusted_from_document
 
     if args.keys is not None:
         try:
@@ -56,7 +56,7 @@ def _trusted(args: argparse.Namespace):  # -> TrustedNode
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from node.pull_client import PullProblem, pull
+    from node.clients.pull import PullProblem, pull
 
     if args.until_day:
         _day(args.until_day, "--until-day")
@@ -86,8 +86,8 @@ def _day(text: str, option: str) -> dt.date:
 
 def run_nightly(args: argparse.Namespace) -> int:
     from catalog.lists import BEIJING
-    from node import app as bootstrap
-    from node.manifest_xml import day_manifest_xml
+    from node import bootstrap
+    from node.files.manifest_xml import day_manifest_xml
 
     config = load_config(data_dir(args))
     node = bootstrap.build(config, start_audit=False)

@@ -243,7 +243,7 @@ def run_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _verify_local(args: argparse.Namespace) -> int:
-    from node import app as bootstrap
+    from node import bootstrap
 
     node = bootstrap.build(load_config(data_dir(args)), apply_migrations=False, start_audit=False)
     try:
@@ -253,7 +253,7 @@ def _verify_local(args: argparse.Namespace) -> int:
 
 
 def run_audit_purge(args: argparse.Namespace) -> int:
-    from node import app as bootstrap
+    from node import bootstrap
 
     node = bootstrap.build(load_config(data_dir(args)), start_audit=False)
     try:

@@ -13,7 +13,7 @@ import pika
 from adapters.platforms import default_queue
 from adapters.rabbit import declare_topology, shovel
 from adapters.rabbit import names as rabbit_names
-from node import app as bootstrap
+from node import bootstrap
 from node.cli.common import UsageError, add_data, data_dir, print_json
 from node.config import load_config
 

@@ -11,8 +11,8 @@ from exnode.v1 import audit_pb2 as pb
 from exnode.v1 import audit_pb2_grpc, keys_pb2, keys_pb2_grpc
 from google.protobuf import timestamp_pb2
 
-from node.grpc.context import current, principal
-from node.metrics import record_audit_verification
+from node.ops.metrics import record_audit_verification
+from node.ops.request_context import current, principal
 from node.services.audit import AuditApplication
 from node.storage.audit_repository import AuditFilter
 from security.audit import AuditEntry

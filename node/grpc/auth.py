@@ -22,8 +22,8 @@ from typing import Any
 import grpc
 from prometheus_client import Counter
 
-from node.grpc.context import RequestContext, reset, set_current
 from node.grpc.handlers import Behaviour, wrap_handler
+from node.ops.request_context import RequestContext, reset, set_current
 from node.services.audit import AuditUnavailable, AuditWriter
 from security.audit import AuditRecord
 from security.identity import AuthenticationError, TokenVerifier

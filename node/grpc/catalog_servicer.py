@@ -11,7 +11,7 @@ from exnode.v1 import catalog_pb2_grpc
 
 from catalog.errors import InvalidField
 from node.grpc import convert
-from node.grpc.context import current, principal
+from node.ops.request_context import current, principal
 from node.services.catalog import CatalogApplication
 from node.services.catalog_feed import CatalogFeed
 

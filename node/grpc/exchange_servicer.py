@@ -12,7 +12,7 @@ from exnode.v1 import exchange_pb2_grpc
 
 from catalog.errors import FieldProblem, InvalidField
 from catalog.records import Operation, Record
-from node.grpc.context import current, principal
+from node.ops.request_context import current, principal
 from node.services.exchange import ExchangeApplication, IncomingBatch, IngestResult
 from node.services.pull import AckTimeout, NotReady, PullApplication, PullSession, SignedPullBatch
 

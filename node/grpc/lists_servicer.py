@@ -13,7 +13,7 @@ from catalog import lists as domain
 from catalog.errors import InvalidField
 from catalog.lists import Demand, DemandRequest, DemandState, Grant
 from catalog.model import UpdateCycle
-from node.grpc.context import current, principal
+from node.ops.request_context import current, principal
 from node.services.lists import ListsApplication, ObligationLine, export_list
 from node.storage.lists_repository import DemandFilter, GrantFilter
 

@@ -58,7 +58,7 @@ class AuditWriter:
     Nothing a caller does reaches the thread: a caller that stops waiting (a cancelled call, a deadline)
     leaves its entry queued, and it is committed like every other (the trail holds abandoned calls too);
     its future is settled only if still pending. The thread beats (``last_beat``) on every turn, at
-    least once a second, so the node's liveness sees it dead or stuck (``node/workers.py``)."""
+    least once a second, so the node's liveness sees it dead or stuck (``node/ops/workers.py``)."""
 
     def __init__(self, uow: UnitOfWorkFactory, keys: KeyStore, settings: AuditSettings,
                  clock: Clock = _utc_now) -> None:

@@ -17,9 +17,17 @@ from dataclasses import dataclass, replace
 from catalog import lists as domain
 from catalog.codes import credit_code_problem
 from catalog.errors import Conflict, IllegalTransition, InvalidField, NotFound
-from catalog.lists import ComplianceStatus, Demand, DemandRequest, DemandState, Grant, Obligation
+from catalog.lists import (
+    Demand,
+    DemandRequest,
+    DemandState,
+    Grant,
+    Obligation,
+    ObligationLine,
+)
 from catalog.matching import Suggestion, suggest
 from catalog.model import Resource, ResourceStatus, UpdateCycle
+from node.files import lists as lists_files
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.lists_repository import DemandFilter, GrantFilter, StaleDemand
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -30,12 +38,6 @@ Clock = Callable[[], dt.datetime]
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
 LISTS = Target("lists")
-
-
-@dataclass(frozen=True)
-class ObligationLine:
-    obligation: Obligation
-    status: ComplianceStatus
 
 
 @dataclass(frozen=True)
@@ -385,8 +387,6 @@ def export_list(app: ListsApplication, principal: Principal, kind: str, fmt: str
                 ) -> tuple[bytes, str]:
     """One list as a file for reporting upward: the whole node's (its own department or an operator) or
     one department's. Returns the content and a file name."""
-    from node import lists_files
-
     if kind not in LIST_KINDS:
         raise InvalidField.one("list", f"unknown list {kind!r} (responsibilities or demands)")
     if fmt not in FORMATS:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from node.bench_catalog import main
+from node.bench.catalog import main
 
 KINDS = ("text", "text_rare", "provider", "share_type", "classification_status", "paging")
 

@@ -3,7 +3,7 @@ prints its figures (values are not judged here: this is not a timed test)."""
 
 import pytest
 
-from node.bench_pull import main
+from node.bench.pull import main
 
 
 @pytest.mark.bench

@@ -3,7 +3,7 @@ judged here: this is not a timed test)."""
 
 import pytest
 
-from node.bench_relay import ORDER, main
+from node.bench.relay import ORDER, main
 
 COUNTS = {"records": 2000, "batch": 500, "relay_messages": 2000, "relay_messages_published": 2000, "raw_runs": 3,
           "relay_runs": 3,

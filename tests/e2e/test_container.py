@@ -36,7 +36,7 @@ import pytest
 from compose_spec import PyCompose
 from sqlalchemy.engine import make_url
 
-from node.app import load_node_platforms
+from node.bootstrap import load_node_platforms
 from node.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""``exnode serve`` runs its outbox dispatcher in a process of its own (node/dispatch_process.py): that
+"""``exnode serve`` runs its outbox dispatcher in a process of its own (node/pipeline/dispatcher_process.py): that
 process must end with its node, also when the node is killed with no chance to stop it, so a restarted
 node never shares its outbox with a forgotten dispatcher; and a dispatcher process that dies on its own
 is started again by its node."""

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from adapters import rabbit
 from adapters.rabbit import OutboxPort
-from node.cli.node_commands import load_sample
+from node.bootstrap import load_sample
 from node.config import load_config
 from node.storage.database import make_engine
 from node.storage.tables import records

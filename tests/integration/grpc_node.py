@@ -11,10 +11,10 @@ from pathlib import Path
 
 import grpc
 
-from node import app as bootstrap
-from node.app import Node
+from node import bootstrap
+from node.bootstrap import Node
 from node.config import Config, ServerSection, load_config
-from node.server import build_server
+from node.grpc.server import build_server
 from security.identity import create_dev_issuer_key, issue_dev_token
 from security.keys import KeyStore
 from tests.conftest import PROVIDER

@@ -18,7 +18,7 @@ from exnode.v1 import exchange_pb2_grpc, lists_pb2, lists_pb2_grpc
 from adapters.codecs import envelope as envelopes
 from adapters.platforms import codec_for
 from catalog.records import Record
-from node.cli.node_commands import load_sample
+from node.bootstrap import load_sample
 from node.services.exchange import batch_leaves, provider_batch
 from node.storage.audit_repository import AuditFilter
 from security import merkle

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from catalog.lists import DemandRequest, DemandState
-from node import app as bootstrap
-from node.cli.node_commands import load_sample
+from node import bootstrap
+from node.bootstrap import load_sample
 from node.storage.audit_repository import AuditFilter
 from security.identity import Principal
 from tests.conftest import OTHER_PROVIDER, FixedClock

@@ -17,8 +17,8 @@ from exnode.v1 import lists_pb2 as pb
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from node.cli.node_commands import load_sample
-from node.lists_files import NAMESPACE, SCHEMA_PATH
+from node.bootstrap import load_sample
+from node.files.lists import NAMESPACE, SCHEMA_PATH
 from node.storage.audit_repository import AuditFilter
 from security.audit import AuditEntry
 from security.xml import load_schema, parse_untrusted

@@ -56,7 +56,7 @@ class Env:
 
 @pytest.fixture
 def env(database_url: str, clock: FixedClock) -> Iterator[Env]:
-    """The bootstrap's graph (node/app.py build) on the test database."""
+    """The bootstrap's graph (node/bootstrap.py build) on the test database."""
     migrate(database_url)
     engine = make_engine(database_url)
     uow = UnitOfWorkFactory(engine)

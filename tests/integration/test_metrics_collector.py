@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from node.metrics import NodeCollector
+from node.ops.metrics import NodeCollector
 from node.storage.database import make_engine
 from tests.fault.support import free_port
 

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from node.services.dispatch import SqlOutbox, gone_on_this_host
+from node.pipeline.outbox import SqlOutbox, gone_on_this_host
 from node.storage.database import make_engine, migrate
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.unit_of_work import UnitOfWorkFactory

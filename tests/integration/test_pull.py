@@ -17,8 +17,8 @@ from exnode.v1 import exchange_pb2_grpc, lists_pb2, lists_pb2_grpc
 
 from catalog.records import Record, canonical_record
 from node.cli import main as cli_main
-from node.manifest_xml import read_day_manifest_xml
-from node.pull_client import STAGING, PullOutcome, PullProblem, TrustedNode, pull
+from node.clients.pull import STAGING, PullOutcome, PullProblem, TrustedNode, pull
+from node.files.manifest_xml import read_day_manifest_xml
 from node.services.exchange import provider_batch
 from node.services.pull import DAY_SIGNATURE_CONTEXT
 from security import merkle

@@ -23,7 +23,7 @@ from exnode.v1 import catalog_pb2 as pb
 from exnode.v1 import catalog_pb2_grpc
 
 from node.config import ConfigError
-from node.server import server_credentials
+from node.grpc.server import server_credentials
 from node.storage.audit_repository import AuditFilter
 from tests.conftest import PROVIDER
 from tests.integration.grpc_node import RunningNode, make_config

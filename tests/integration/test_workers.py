@@ -15,8 +15,8 @@ from exnode.v1 import catalog_pb2, catalog_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
-from node.health import LIVENESS, READINESS, HealthMonitor
-from node.server import SERVICES
+from node.grpc.server import SERVICES
+from node.ops.health import LIVENESS, READINESS, HealthMonitor
 from tests.integration.grpc_node import RunningNode, make_config
 
 

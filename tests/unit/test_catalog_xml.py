@@ -21,8 +21,8 @@ from catalog.model import (
     ShareType,
     UpdateCycle,
 )
-from node.catalog_files import CatalogFileError, read_catalog_file, write_catalog_file
-from node.catalog_xml import SCHEMA_PATH, catalog_schema, read_xml, write_xml
+from node.files.catalog import CatalogFileError, read_catalog_file, write_catalog_file
+from node.files.catalog_xml import SCHEMA_PATH, catalog_schema, read_xml, write_xml
 
 SAMPLE = Path(__file__).parents[2] / "node" / "sample" / "catalog.json"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from node.catalog_files import CatalogFileError, read_catalog_file
+from node.files.catalog import CatalogFileError, read_catalog_file
 from security.xml import InvalidXml, UnsafeXml, parse_untrusted
 
 LIMIT = 1024 * 1024

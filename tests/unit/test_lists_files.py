@@ -14,7 +14,7 @@ from lxml import etree
 from catalog import lists as domain
 from catalog.lists import Compliance, Demand, DemandRequest, DemandState, Obligation
 from catalog.model import OpenType, ShareType, UpdateCycle, create, publish
-from node.lists_files import (
+from node.files.lists import (
     COMPLIANCE_LABELS,
     DEMAND_COLUMNS,
     DEMAND_STATE_LABELS,

@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from node import logs
-from node.grpc.context import RequestContext, reset, set_current
+from node.ops import logs
+from node.ops.request_context import RequestContext, reset, set_current
 
 
 @pytest.fixture

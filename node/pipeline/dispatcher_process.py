@@ -184,11 +184,11 @@ def _terminated(_signal: int, _frame: Any) -> None:
 
 def _main(config: Any, counters: Any, wake: Connection, log_level: str, log_format: str) -> None:
     """The dispatcher process: its own engine and outbox over the node's database, the same Dispatcher."""
-    from node.logs import configure
+    from node.ops.logs import configure
+    from node.ops.startup import tune_gc
+    from node.pipeline.outbox import SqlOutbox
     from node.services.catalog import utc_now
-    from node.services.dispatch import SqlOutbox
     from node.services.lists import ListsApplication
-    from node.startup import tune_gc
     from node.storage.database import make_engine
     from node.storage.unit_of_work import UnitOfWorkFactory
     from security.policy import Policy

@@ -19,19 +19,20 @@ from adapters.rabbit.fanout import CatalogFanoutPublisher
 from adapters.rabbit.inbound import InboundConsumer
 from adapters.rabbit.uplink import CatalogUplink
 from node.config import Config, ConfigError
-from node.dispatch_process import DispatcherProcess
-from node.metrics import MeteredExchange
+from node.files.catalog import read_catalog_file
+from node.ops.metrics import MeteredExchange
+from node.ops.workers import Worker
+from node.pipeline.dispatcher_process import DispatcherProcess
+from node.pipeline.outbox import SqlOutbox
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
-from node.services.dispatch import SqlOutbox
 from node.services.exchange import ExchangeApplication, Limits, inbound_handler
 from node.services.lists import ListsApplication
 from node.services.pull import PullApplication, PullSettings
 from node.services.tiers import Message, PeerConfigError, TierApplication, load_peers
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import UnitOfWorkFactory
-from node.workers import Worker
 from security.audit import AuditRecord
 from security.identity import (
     Principal,
@@ -248,3 +249,23 @@ def run_housekeeping(node: Node) -> dict[str, object]:
 def system_record(system: Principal, now: object, action: str, target: str, detail: str) -> AuditRecord:
     return AuditRecord(at=now, request_id=uuid.uuid4().hex, subject=system.subject, department_code="",  # type: ignore[arg-type]
                        roles=tuple(system.roles), action=action, target=target, result="OK", detail=detail)
+
+
+SAMPLE = Path(__file__).resolve().parent / "sample" / "catalog.json"
+"""The sample civil-affairs catalog (``exnode init --sample``)."""
+
+
+def load_sample(node: Node) -> int:
+    """Import and publish the sample catalog unless the catalog already has resources; the node itself
+    does it, and says so in the audit trail."""
+    catalog = node.catalog
+    if sum(catalog.counts().values()):
+        return 0
+    entries = read_catalog_file(SAMPLE.read_bytes())
+    system = Principal.system(node.config.node.id)
+    result = catalog.import_resources(system, [e.parsed for e in entries], publish=True)
+    node.audit_writer.append([AuditRecord(
+        at=catalog.clock(), request_id="init-sample", subject=system.subject, department_code="",
+        roles=tuple(system.roles), action="exnode init --sample", target="catalog:import", result="OK",
+        detail=f"sample catalog: {result.created} resources created and published")])
+    return result.created

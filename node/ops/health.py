@@ -4,7 +4,7 @@ Service names (what ``Health/Check`` and ``Health/Watch`` answer for):
 
 - ``exnode.liveness``: the process serves calls: SERVING until shutdown begins, unless a required
   background worker (audit writer, dispatcher, inbound consumer, catalog fanout and uplink) died or is
-  stuck (``node/workers.py``; ``exnode_worker_up`` names it). A probe that restarts the node should look
+  stuck (``node/ops/workers.py``; ``exnode_worker_up`` names it). A probe that restarts the node should look
   at this one only.
 - ``exnode.database``: the database answers a trivial query (within ``CHECK_TIMEOUT_S``).
 - ``exnode.broker``: the outbox dispatcher holds an open RabbitMQ connection (without a dispatcher in
@@ -26,8 +26,8 @@ from grpc_health.v1 import health, health_pb2
 from prometheus_client import Gauge
 from sqlalchemy import text
 
-from node.app import Node
-from node.workers import workers_up
+from node.ops.observed import Observed
+from node.ops.workers import workers_up
 
 log = logging.getLogger(__name__)
 LIVENESS, READINESS, DATABASE, BROKER = "exnode.liveness", "exnode.readiness", "exnode.database", "exnode.broker"
@@ -38,7 +38,7 @@ SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.Health
 WORKER_UP = Gauge("exnode_worker_up", "1 while a background worker of the node is alive and not stuck", ["worker"])
 
 
-def database_answers(node: Node) -> bool:
+def database_answers(node: Observed) -> bool:
     try:
         with node.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -48,7 +48,7 @@ def database_answers(node: Node) -> bool:
         return False
 
 
-def broker_answers(node: Node) -> bool:
+def broker_answers(node: Observed) -> bool:
     """The dispatcher's own connection when it runs here; otherwise a short-lived probe connection."""
     if node.dispatcher is not None:
         return node.dispatcher.stats.connected
@@ -65,7 +65,7 @@ def broker_answers(node: Node) -> bool:
 class HealthMonitor:
     """Checks the dependencies every ``interval`` seconds and sets the statuses; logs each change."""
 
-    def __init__(self, node: Node, servicer: health.aio.HealthServicer, services: Iterable[str],
+    def __init__(self, node: Observed, servicer: health.aio.HealthServicer, services: Iterable[str],
                  interval: float = CHECK_INTERVAL_S) -> None:
         self.node = node
         self.servicer = servicer
@@ -92,7 +92,7 @@ class HealthMonitor:
 
     def check_workers(self) -> dict[str, bool]:
         """Each worker's state into ``exnode_worker_up``; a change is logged, naming the worker."""
-        workers = workers_up(self.node.workers(), self.node.config.server.worker_stall_s)
+        workers = workers_up(self.node.ops.workers(), self.node.config.server.worker_stall_s)
         for name, up in workers.items():
             WORKER_UP.labels(name).set(1 if up else 0)
             if self.workers.get(name, True) != up:
@@ -102,7 +102,7 @@ class HealthMonitor:
         self.workers = workers
         return workers
 
-    async def _timed(self, probe: Callable[[Node], bool]) -> bool:
+    async def _timed(self, probe: Callable[[Observed], bool]) -> bool:
         """A probe that hangs (a database host that drops packets) counts as a failure after the timeout."""
         try:
             return await asyncio.wait_for(asyncio.to_thread(probe, self.node), CHECK_TIMEOUT_S)

@@ -6,7 +6,7 @@ same traffic: as many AMQP messages, of the same size (a one-record envelope wit
 its headers: the relay publishes one message per record), published with the dispatcher's window of
 unconfirmed messages into the same kind of queue (durable quorum, persistent) and consumed with acks.
 The node runs as ``exnode serve`` runs it: gRPC server and ingest in this process, the dispatcher in a
-process of its own (node/dispatch_process.py); ``peak_rss_mb`` and ``relay_node_cpu_s`` count both. The
+process of its own (node/pipeline/dispatcher_process.py); ``peak_rss_mb`` and ``relay_node_cpu_s`` count both. The
 provider, the subscriber and the raw publisher are separate processes (spawn, each with its own GIL).
 
 Relay path timed: IngestStream (one stream, pipelined: the provider does not wait for an answer before
@@ -303,11 +303,11 @@ class _Node:
     """A node serving gRPC on a background event loop in this process, with its dispatcher."""
 
     def __init__(self, tmp: Path, database_url: str, dispatch_process: bool = True) -> None:
-        from node import app as bootstrap
-        from node.cli.node_commands import load_sample
+        from node import bootstrap
+        from node.bootstrap import load_sample
         from node.config import load_config
-        from node.server import build_server
-        from node.startup import tune_gc
+        from node.grpc.server import build_server
+        from node.ops.startup import tune_gc
         from node.storage.database import migrate
         from security.identity import create_dev_issuer_key
         from security.keys import KeyStore
@@ -465,7 +465,7 @@ def _relay_run(context: Any, node: _Node, token: str, private: bytes, kid: str, 
                ) -> dict[str, Any]:
     """One throughput run: ``records`` records over one pipelined IngestStream, timed from the provider's
     first send to the subscriber's last record. CPU counts both node processes (node and dispatcher)."""
-    from node.dispatch_process import DispatcherProcess
+    from node.pipeline.dispatcher_process import DispatcherProcess
 
     dispatcher = node.node.dispatcher
     assert dispatcher is not None
@@ -516,7 +516,7 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
     _log(f"records={records} batch={batch} payload≈{sample} B (家庭住址 {chars} chars); latency: {rate}/s as "
          f"{latency_batch} every {interval * 1000:.0f} ms for {latency_seconds} s; "
          f"database={'sqlite' if not database_url else database_url.split('://')[0]}")
-    from node.dispatch_process import DispatcherProcess
+    from node.pipeline.dispatcher_process import DispatcherProcess
 
     context = multiprocessing.get_context("spawn")
     timeout = 300 + records / 100

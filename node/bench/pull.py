@@ -1,5 +1,5 @@
 """``exnode bench pull``: a verified nightly pull of N generated records through gRPC, on SQLite and on
-PostgreSQL, with the reference client's code path (``node.pull_client.pull``).
+PostgreSQL, with the reference client's code path (``node.clients.pull.pull``).
 
 Setup (not timed): a node data directory, the sample catalog, and N records of the 低保 resource inserted in
 bulk with their positions through the storage layer (COPY on PostgreSQL), as if the sequencer had
@@ -67,7 +67,7 @@ def _free_port() -> int:
 
 @contextmanager
 def _postgres_database() -> Iterator[str]:
-    from node.bench_catalog import _postgres_database as database
+    from node.bench.catalog import _postgres_database as database
 
     with database() as url:
         yield url
@@ -75,8 +75,8 @@ def _postgres_database() -> Iterator[str]:
 
 def _prepare(data: Path, url: str, count: int, node_id: str) -> None:
     """A node data directory with the sample catalog and ``count`` positioned records."""
-    from node import app as bootstrap
-    from node.cli.node_commands import load_sample
+    from node import bootstrap
+    from node.bootstrap import load_sample
     from node.storage.pull_repository import PullRepository
     from security.identity import create_dev_issuer_key
     from security.keys import KeyStore, write_public_keys
@@ -109,7 +109,7 @@ def _client(address: str, token: str, keys_file: str, out: str, results: Any) ->
     import grpc
     from exnode.v1 import exchange_pb2_grpc
 
-    from node.pull_client import pull, trusted_from_document
+    from node.clients.pull import pull, trusted_from_document
 
     trusted = trusted_from_document(json.loads(Path(keys_file).read_text(encoding="utf-8")))
     channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])

@@ -2,7 +2,7 @@
 found from its audit entry and back by the request id (the auth interceptor's, also returned to the
 client as ``x-request-id``).
 
-The request id comes from the request's context variable (node/grpc/context.py), so a line logged
+The request id comes from the request's context variable (node/ops/request_context.py), so a line logged
 anywhere while a request is served, in a worker thread too (``asyncio.to_thread`` copies the context),
 carries it without being passed along.
 """
@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from node.grpc.context import request_id
+from node.ops.request_context import request_id
 
 FORMATS = ("json", "text")
 # What every LogRecord has; anything else was given as ``extra=`` and is written as a field.

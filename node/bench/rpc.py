@@ -72,9 +72,9 @@ def _client(address: str, token: str, codes: list[str], duration: float, concurr
 
 
 def _run_mode(audited: bool, duration: float, concurrency: int, database_url: str) -> dict[str, float]:
-    from node import app as bootstrap
-    from node.cli.node_commands import load_sample
-    from node.server import build_server
+    from node import bootstrap
+    from node.bootstrap import load_sample
+    from node.grpc.server import build_server
     from node.storage.database import migrate
     from security.identity import Principal, create_dev_issuer_key, issue_dev_token
     from security.keys import KeyStore

@@ -17,15 +17,11 @@ import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from catalog.lists import BEIJING, Compliance, Demand, DemandState
+from catalog.lists import BEIJING, Compliance, Demand, DemandState, ObligationLine
 from security.xml import load_schema
-
-if TYPE_CHECKING:
-    from node.services.lists import ObligationLine
 
 NAMESPACE = "urn:exnode:lists:v1"
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "lists.xsd"

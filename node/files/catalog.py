@@ -8,26 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from catalog.errors import InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.model import ResourceMetadata
+from node.files.catalog_entries import MAX_FILE_BYTES, CatalogFileError, FileEntry
+from node.files.catalog_xml import read_xml, write_xml
 
-MAX_FILE_BYTES = 64 * 1024 * 1024
-
-
-class CatalogFileError(Exception):
-    """The file as a whole cannot be read (not JSON/XML, hostile XML, too large, schema-invalid)."""
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    location: str
-    """Where the entry is: ``resources[3]`` for JSON, ``line 45`` for XML."""
-    code: str
-    parsed: ResourceMetadata | InvalidField
-
+__all__ = ["MAX_FILE_BYTES", "CatalogFileError", "FileEntry", "detect_format", "read_catalog_file",
+           "write_catalog_file"]
 
 def detect_format(data: bytes) -> str:
     head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -43,8 +32,6 @@ def read_catalog_file(data: bytes, *, max_bytes: int = MAX_FILE_BYTES) -> list[F
         raise CatalogFileError(f"the file is {len(data)} bytes; at most {max_bytes} are accepted")
     if detect_format(data) == "json":
         return _read_json(data)
-    from node.catalog_xml import read_xml
-
     return read_xml(data, max_bytes=max_bytes)
 
 
@@ -74,7 +61,5 @@ def write_catalog_file(metas: Sequence[ResourceMetadata], fmt: str) -> bytes:
         document = {"resources": [metadata_to_dict(m) for m in metas]}
         return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     if fmt == "xml":
-        from node.catalog_xml import write_xml
-
         return write_xml(metas)
     raise ValueError(f"unknown format {fmt!r} (json or xml)")

@@ -13,16 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
 
-import grpc
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from node.grpc.handlers import Behaviour, wrap_handler
+from node.ops.observed import Observed
 from node.services.exchange import CheckedBatch, ExchangeApplication, IncomingBatch, IngestResult
 from node.storage.audit_repository import AuditRepository
 from node.storage.exchange_repository import DEAD, ExchangeRepository
@@ -30,16 +28,8 @@ from node.storage.tables import outbox
 from security.audit import VerifyResult
 from security.identity import Principal
 
-if TYPE_CHECKING:
-    from node.app import Node
-
 log = logging.getLogger(__name__)
 
-RPC_TOTAL = Counter("exnode_rpc_total", "gRPC calls served, by method and status code", ["method", "code"])
-RPC_SECONDS = Histogram(
-    "exnode_rpc_duration_seconds", "gRPC call latency, by method", ["method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
 RECORDS_INGESTED = Counter("exnode_records_ingested_total",
                            "Records in batches the node accepted (gRPC or inbound queue), duplicates included")
 RECORDS_STORED = Counter("exnode_records_stored_total", "New records stored (and put in the outbox) by ingest")
@@ -51,59 +41,6 @@ AUDIT_VERIFY_OK = Gauge("exnode_audit_verify_ok",
                         "1 when the last verification of the audit chain passed, 0 when it found a problem")
 AUDIT_VERIFY_TIME = Gauge("exnode_audit_verify_timestamp_seconds",
                           "Unix time of the last verification of the audit chain (0: not verified since start)")
-
-
-def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
-    code = context.code()
-    if code is None:
-        return "OK" if error is None else "UNKNOWN"
-    return code.name if isinstance(code, grpc.StatusCode) else str(code)
-
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        method = handler_call_details.method
-        return wrap_handler(await continuation(handler_call_details), _single(method), _stream(method))
-
-
-def _single(method: str) -> Callable[[Behaviour], Behaviour]:
-    def wrap(behaviour: Behaviour) -> Behaviour:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start, error = time.perf_counter(), None
-            try:
-                return await behaviour(request, context)
-            except BaseException as caught:
-                error = caught
-                raise
-            finally:
-                RPC_SECONDS.labels(method).observe(time.perf_counter() - start)
-                RPC_TOTAL.labels(method, _code_of(context, error)).inc()
-
-        return call
-
-    return wrap
-
-
-def _stream(method: str) -> Callable[[Behaviour], Behaviour]:
-    def wrap(behaviour: Behaviour) -> Behaviour:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            start, error = time.perf_counter(), None
-            try:
-                async for item in behaviour(request, context):
-                    yield item
-            except BaseException as caught:
-                error = caught
-                raise
-            finally:
-                RPC_SECONDS.labels(method).observe(time.perf_counter() - start)
-                RPC_TOTAL.labels(method, _code_of(context, error)).inc()
-
-        return call
-
-    return wrap
 
 
 class MeteredExchange(ExchangeApplication):
@@ -151,7 +88,7 @@ class NodeCollector(Collector):
     head row, the catalog's count by status. A database that does not answer is reported as
     ``exnode_database_up 0`` rather than failing the scrape."""
 
-    def __init__(self, node: Node, clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(self, node: Observed, clock: Callable[[], dt.datetime] | None = None) -> None:
         self.node = node
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
@@ -180,10 +117,15 @@ class NodeCollector(Collector):
                 ("exnode_relay_messages_confirmed", "Record messages the broker confirmed (publisher confirms)",
                  stats.confirmed if stats else 0),
                 ("exnode_relay_messages_nacked", "Record messages the broker refused (retried with backoff)",
-                 stats.nacked if stats else 0),
-                ("exnode_broker_reconnects", "Times the dispatcher connected to the broker again",
-                 stats.reconnects if stats else 0)):
+                 stats.nacked if stats else 0)):
             yield CounterMetricFamily(name, documentation, value=value)
+        reconnects = CounterMetricFamily("exnode_broker_reconnects", "Times a worker connected to the broker again "
+                                         "after losing it (or failing to reach it), by worker", labels=["worker"])
+        for name, worker in sorted(self.node.workers().items()):
+            worker_stats = getattr(worker, "stats", None)
+            if worker_stats is not None and hasattr(worker_stats, "reconnects"):
+                reconnects.add_metric([name], worker_stats.reconnects)
+        yield reconnects
         dead = CounterMetricFamily("exnode_dead_letters", "Messages sent to the node's dead-letter exchange, by source",
                                    labels=["source"])
         dead.add_metric(["outbox"], stats.dead_lettered if stats else 0)

@@ -18,7 +18,7 @@ from lxml import etree
 from catalog.errors import InvalidField
 from catalog.interchange import FIELDS, metadata_from_dict, metadata_to_dict
 from catalog.model import ResourceMetadata
-from node.catalog_files import MAX_FILE_BYTES, CatalogFileError, FileEntry
+from node.files.catalog_entries import MAX_FILE_BYTES, CatalogFileError, FileEntry
 from security.xml import XmlRejected, load_schema, parse_untrusted
 
 NAMESPACE = "urn:exnode:catalog:v1"

@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import REGISTRY, disable_created_metrics, start_http_server
 
-from node.app import Node, run_housekeeping
+from node.bootstrap import Node, run_housekeeping
 from node.config import ConfigError
 from node.grpc.audit_servicer import AuditServicer, KeysServicer
 from node.grpc.auth import AuthAuditInterceptor
@@ -32,10 +32,11 @@ from node.grpc.catalog_servicer import CatalogServicer
 from node.grpc.errors import ErrorMappingInterceptor
 from node.grpc.exchange_servicer import ExchangeServicer
 from node.grpc.lists_servicer import ListsServicer
-from node.health import BROKER, DATABASE, LIVENESS, READINESS, HealthMonitor
-from node.metrics import MetricsInterceptor, NodeCollector, record_audit_verification
+from node.grpc.metrics import MetricsInterceptor
+from node.ops.health import BROKER, DATABASE, LIVENESS, READINESS, HealthMonitor
+from node.ops.metrics import NodeCollector, record_audit_verification
+from node.ops.startup import StartupError, tune_gc
 from node.services.audit import AuditWriter
-from node.startup import StartupError, tune_gc
 
 log = logging.getLogger(__name__)
 SERVICES = (
