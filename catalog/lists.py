@@ -357,7 +357,7 @@ def match(demand: Demand, resource: Resource | None, now: dt.datetime) -> Demand
                    updated_at=now, version=demand.version + 1)
     if meta.share_type is ShareType.UNCONDITIONAL:
         return replace(base, state=DemandState.APPROVED, reason="无条件共享：自动批准", decided_by="rule:无条件共享")
-    if meta.share_type is ShareType.NOT_SHARED:
+    if not meta.share_type.leaves_the_node:
         basis = meta.share_condition or "未说明"
         return replace(base, state=DemandState.REJECTED, reason=f"不予共享：{basis}", decided_by="rule:不予共享")
     return replace(base, state=DemandState.UNDER_REVIEW)

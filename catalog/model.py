@@ -47,6 +47,11 @@ class ShareType(LabelledEnum):
     CONDITIONAL = ("CONDITIONAL", "有条件共享", 2)
     NOT_SHARED = ("NOT_SHARED", "不予共享", 3)
 
+    @property
+    def leaves_the_node(self) -> bool:
+        """不予共享 data never leaves the node: no grant, no relay, no pull. The one place that says so."""
+        return self is not ShareType.NOT_SHARED
+
 
 class OpenType(LabelledEnum):
     """开放属性."""

@@ -3,7 +3,6 @@ place (STYLE.md §4). Tests build the same graph with their own config."""
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import uuid
@@ -20,19 +19,19 @@ from adapters.rabbit.inbound import InboundConsumer
 from adapters.rabbit.uplink import CatalogUplink
 from node.config import Config, ConfigError
 from node.files.catalog import read_catalog_file
-from node.ops.metrics import MeteredExchange
 from node.ops.workers import Worker
+from node.pipeline import Ingest, Limits, build_dispatcher, inbound_handler
 from node.pipeline.dispatcher_process import DispatcherProcess
-from node.pipeline.outbox import SqlOutbox
+from node.pipeline.metered import MeteredExchange, MeteredIngest
+from node.pipeline.tiers import Message, PeerConfigError, TierApplication, load_peers
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
-from node.services.exchange import ExchangeApplication, Limits, inbound_handler
+from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
 from node.services.pull import PullApplication, PullSettings
-from node.services.tiers import Message, PeerConfigError, TierApplication, load_peers
 from node.storage.database import make_engine, migrate
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.audit import AuditRecord
 from security.identity import (
     Principal,
@@ -57,6 +56,8 @@ class Node:
     policy: Policy
     catalog: CatalogApplication
     lists: ListsApplication
+    uow: SqlUnitOfWorkFactory
+    ingest: Ingest
     exchange: ExchangeApplication
     audit: AuditApplication
     audit_writer: AuditWriter
@@ -78,14 +79,9 @@ class Node:
             dispatcher = DispatcherProcess(self.config, logging.getLevelName(root.getEffectiveLevel()),
                                            self.config.server.log_format)
         else:
-            outbox = SqlOutbox(UnitOfWorkFactory(self.engine), self.catalog.clock, self.lists,
-                               lease=dt.timedelta(seconds=self.config.exchange.claim_lease_s),
-                               claims=self.engine.dialect.name != "sqlite")
-            dispatcher = Dispatcher(self.config.rabbitmq.url, self.config.node.id, outbox,
-                                    window=self.config.exchange.window,
-                                    max_attempts=self.config.exchange.max_attempts)
+            dispatcher = build_dispatcher(self.config, self.uow, self.catalog.clock, self.lists)
         self.dispatcher = dispatcher
-        self.exchange.on_outbox = dispatcher.wake
+        self.ingest.on_outbox = dispatcher.wake
         dispatcher.start()
         return dispatcher
 
@@ -95,7 +91,7 @@ class Node:
         tiers = self.tiers
         grouped = (lambda held: tiers.accept([Message(content_type, body, deliveries)
                                               for content_type, body, deliveries in held])) if tiers.peers else None
-        self.inbound = InboundConsumer(self.config.rabbitmq.url, self.config.node.id, inbound_handler(self.exchange),
+        self.inbound = InboundConsumer(self.config.rabbitmq.url, self.config.node.id, inbound_handler(self.ingest),
                                        handle_group=grouped)
         self.inbound.start()
         return self.inbound
@@ -195,16 +191,18 @@ def audit_settings(config: Config) -> AuditSettings:
 
 
 def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = True, start_audit: bool = True) -> Node:
+    """The one object graph: ``exnode serve``, the CLI's local commands, the benchmarks and the tests build
+    the node here (the dispatcher process builds its part with ``node.pipeline.outbox.build_dispatcher``)."""
     if apply_migrations:
         migrate(config.database_url)
     engine = make_engine(config.database_url)
     keys = KeyStore.load(config.keys_dir)
-    uow = UnitOfWorkFactory(engine)
+    uow = SqlUnitOfWorkFactory(engine)
     policy = Policy(node_department=config.node.department_code)
     lists = ListsApplication(uow, clock, policy)
     policy.grants = lists  # subscriptions and pulls are decided against the live grants
     settings = audit_settings(config)
-    writer = AuditWriter(uow, keys, settings, clock)
+    writer = AuditWriter(uow, keys.active, settings, clock)
     if start_audit:
         writer.start()
     platforms = load_node_platforms(config)
@@ -212,18 +210,21 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         peers = load_peers(config.path(config.exchange.peers_dir))
     except PeerConfigError as error:
         raise ConfigError(str(error)) from None
-    exchange = MeteredExchange(uow, clock, policy, keys, config.node.id, platforms, writer,
-                                   Limits(max_records=config.exchange.max_batch_records),
-                                   declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
-    feed = CatalogFeed(uow, policy, keys, config.node.id, poll_s=config.feed.poll_s, leeway_s=config.auth.leeway_s)
+    ingest = MeteredIngest(uow, clock, policy, keys.active, config.node.id, platforms, writer,
+                           Limits(max_records=config.exchange.max_batch_records))
+    exchange = MeteredExchange(uow, clock, policy, config.node.id, platforms,
+                               declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
+    feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
+                       leeway_s=config.auth.leeway_s)
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify), feed=feed, lists=lists,
-        exchange=exchange, audit=AuditApplication(uow, keys, settings, clock), audit_writer=writer,
-        pull=PullApplication(uow, clock, keys, config.node.id, config.node.department_code, writer, PullSettings(
+        uow=uow, ingest=ingest, exchange=exchange, audit=AuditApplication(uow, keys.public, settings, clock),
+        audit_writer=writer,
+        pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s)),
-        tiers=TierApplication(exchange, peers, platforms))
+        tiers=TierApplication(ingest, peers, platforms))
 
 
 def run_housekeeping(node: Node) -> dict[str, object]:

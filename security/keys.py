@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -223,6 +224,19 @@ def _write_private(path: Path, pem: bytes) -> None:
         handle.write(pem)
 
 
+@dataclass(frozen=True)
+class MacKeys:
+    """What a service that MACs its own tokens needs of the node's keys (``KeyStore.mac_keys``): the
+    derived key by purpose and key id, and the active key's id — never the private keys themselves."""
+
+    active_kid: str
+    derive: Callable[[str, str], bytes]
+    """(purpose, kid or "" for the active key) → 32 bytes; KeyError_ when kid is not a key of this node."""
+
+    def key(self, purpose: str, kid: str = "") -> bytes:
+        return self.derive(purpose, kid)
+
+
 class KeyStore:
     def __init__(self, directory: Path, active: SigningKey, public: dict[str, PublicKey]) -> None:
         self.directory = directory
@@ -275,6 +289,9 @@ class KeyStore:
         if key_id(_public_der(private)) != active_kid:
             raise KeyError_(f"{private_path} does not match key id {active_kid} in {ring_path}")
         return cls(directory, SigningKey(active_kid, algorithm, private), public)
+
+    def mac_keys(self) -> MacKeys:
+        return MacKeys(self.active.kid, self.mac_key)
 
     def mac_key(self, purpose: str, kid: str = "") -> bytes:
         """A symmetric key for values only this node issues and checks (the catalog feed's resume tokens),

@@ -37,6 +37,8 @@ class Action(StrEnum):
     GRANT_READ = "grant.read"
     GRANT_REVOKE = "grant.revoke"
     EXCHANGE_INGEST = "exchange.ingest"
+    EXCHANGE_RECEIPT = "exchange.receipt"
+    EXCHANGE_STATUS = "exchange.status"
     PROVIDER_KEY_WRITE = "provider_key.write"
 
 
@@ -54,11 +56,22 @@ class Target:
     owner_department: str = ""
     published: bool = True
     counterpart: str = ""
-    """The other department of a demand or grant: the provider asked (the owner is the requester/consumer)."""
+    """The other department of a demand or grant: the provider asked (the owner is the requester/consumer);
+    of a resource records are sent for: the sending department (the owner is the resource's provider)."""
+    parties: frozenset[str] = frozenset()
+    """The departments a batch was relayed to (a receipt must come from one of them)."""
 
     @classmethod
-    def resource(cls, code: str, owner_department: str, *, published: bool = True) -> Target:
-        return cls("resource", code, owner_department, published)
+    def resource(cls, code: str, owner_department: str, sender: str = "", *, published: bool = True) -> Target:
+        return cls("resource", code, owner_department, published, counterpart=sender)
+
+    @classmethod
+    def platform(cls, name: str, consumer: str) -> Target:
+        return cls("platform", name, consumer)
+
+    @classmethod
+    def batch(cls, batch_id: str, owner_department: str, parties: frozenset[str] = frozenset()) -> Target:
+        return cls("batch", batch_id, owner_department, parties=parties)
 
     @classmethod
     def demand(cls, demand_id: str, requester: str, provider: str) -> Target:
@@ -67,6 +80,10 @@ class Target:
     @classmethod
     def grant(cls, grant_id: str, consumer: str, provider: str) -> Target:
         return cls("grant", grant_id, consumer, counterpart=provider)
+
+    @classmethod
+    def pull(cls, department: str, granted: frozenset[str]) -> Target:
+        return cls("pull", department, department, parties=granted)
 
     @classmethod
     def department(cls, code: str) -> Target:
@@ -143,8 +160,12 @@ class Policy:
             return self._catalog_read(principal, target)
         if action in CATALOG_WRITES:
             return self._catalog_write(principal, action, target)
-        if action in (Action.EXCHANGE_SUBSCRIBE, Action.EXCHANGE_PULL):
+        if action is Action.EXCHANGE_SUBSCRIBE and target.kind == "platform":
+            return self._platform_of(principal, target)
+        if action in (Action.EXCHANGE_SUBSCRIBE, Action.EXCHANGE_PULL) and target.kind == "resource":
             return self.grants.grant_decision(principal.department_code, target.code)
+        if action is Action.EXCHANGE_PULL:
+            return self._pull(principal, target)
         if action in _LIST_RULES:
             return _LIST_RULES[action](self, principal, target)
         return _deny(f"no rule allows {action.value}")
@@ -159,6 +180,12 @@ class Policy:
     def _whole_node(self, principal: Principal) -> bool:
         return principal.has("operator") or bool(self.node_department
                                                   and principal.department_code == self.node_department)
+
+    def pulls_whole_node(self, principal: Principal) -> bool:
+        """The ministry platform: a caller with the ``platform`` role of the department running the node pulls
+        every stored record (but those of 不予共享 resources, which never leave the node)."""
+        return principal.has("platform") and bool(self.node_department) \
+            and principal.department_code == self.node_department
 
     def require(self, principal: Principal, action: Action, target: Target) -> Decision:
         """The decision when allowed; PermissionDenied with its reason otherwise."""
@@ -231,12 +258,59 @@ class Policy:
         return _deny(f"grant {target.code} is revoked by a reviewer of the providing department {target.counterpart}")
 
     def _exchange_ingest(self, principal: Principal, target: Target) -> Decision:
+        if target.kind == "resource":
+            return self._exchange_provide(principal, target)
         if not (principal.has("provider") or principal.has("platform")):
             return _deny("sending records needs the provider or platform role")
         if principal.department_code != target.owner_department:
             return _deny(f"records of department {target.owner_department} are sent by that department, not by "
                          f"{principal.department_code}")
         return _allow("provider of the sending department")
+
+    def _exchange_provide(self, principal: Principal, target: Target) -> Decision:
+        """Records for a resource come from the department responsible for it (its provider)."""
+        if target.counterpart != target.owner_department:
+            return _deny(f"department {target.counterpart} is not responsible for {target.code} (its provider is "
+                         f"{target.owner_department})")
+        return _allow("the resource's provider sends its records")
+
+    def _exchange_receipt(self, principal: Principal, target: Target) -> Decision:
+        if target.owner_department != principal.department_code:
+            return _deny(f"a receipt of department {target.owner_department} is sent by that department, not "
+                         f"{principal.department_code}")
+        if target.kind == "batch" and target.owner_department not in target.parties:
+            return _deny(f"batch {target.code} was not sent to department {target.owner_department}")
+        return _allow("a department the batch was relayed to acknowledges it")
+
+    def _exchange_status(self, principal: Principal, target: Target) -> Decision:
+        if target.owner_department != principal.department_code:
+            return _deny(f"batch {target.code} belongs to department {target.owner_department}")
+        return _allow("the providing department follows its batch")
+
+    @staticmethod
+    def _platform_of(principal: Principal, target: Target) -> Decision:
+        if target.owner_department != principal.department_code:
+            return _deny(f"platform {target.code} receives for department {target.owner_department}, not "
+                         f"{principal.department_code}")
+        return _allow("the platform receives for the caller's department")
+
+    def _pull(self, principal: Principal, target: Target) -> Decision:
+        """Who may pull at all: the target's ``parties`` are the resources the caller holds live grants for
+        (what it pulls unless ``pulls_whole_node``)."""
+        if self.pulls_whole_node(principal):
+            return _allow("the platform of the department running the node pulls everything shareable")
+        if not (principal.has("consumer") or principal.has("platform")):
+            return _deny("pulling needs the consumer or platform role")
+        granted = len(target.parties)
+        if granted:
+            return _allow(f"department {principal.department_code} pulls the {granted} resources it is granted")
+        hint = ""
+        if principal.has("platform") and not self.node_department:
+            hint = ("; the ministry platform's pull of everything needs the node's own department: set "
+                    "node.department_code in exnode.toml (or EXNODE_NODE_DEPARTMENT_CODE) and restart")
+        elif principal.has("platform"):
+            hint = f" (it is not this node's department, {self.node_department})"
+        return _deny(f"department {principal.department_code} holds no live grant: there is nothing it may pull{hint}")
 
     def _provider_key_write(self, principal: Principal, target: Target) -> Decision:
         if principal.has("catalog_admin") and principal.department_code == target.owner_department:
@@ -277,5 +351,7 @@ _LIST_RULES = {
     Action.GRANT_READ: Policy._grant_read,
     Action.GRANT_REVOKE: Policy._grant_revoke,
     Action.EXCHANGE_INGEST: Policy._exchange_ingest,
+    Action.EXCHANGE_RECEIPT: Policy._exchange_receipt,
+    Action.EXCHANGE_STATUS: Policy._exchange_status,
     Action.PROVIDER_KEY_WRITE: Policy._provider_key_write,
 }

@@ -43,7 +43,7 @@ from catalog.model import (
 from node.services.catalog import CatalogApplication
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.database import make_engine, migrate, normalise_url
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.identity import Principal
 
 SAMPLE = Path(__file__).resolve().parent / "sample" / "catalog.json"
@@ -257,7 +257,7 @@ def _run_backend(url: str, prefix: str, count: int) -> None:
     migrate(url)
     engine = make_engine(url)
     try:
-        app = CatalogApplication(UnitOfWorkFactory(engine))
+        app = CatalogApplication(SqlUnitOfWorkFactory(engine))
         _codes, published, elapsed = _import(app, count)
         _emit(f"{prefix}_catalog_import_seconds", elapsed)
         _emit(f"{prefix}_catalog_import_resources_per_s", count / elapsed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 from exnode.v1 import audit_pb2 as pb
@@ -16,7 +16,7 @@ from node.ops.request_context import current, principal
 from node.services.audit import AuditApplication
 from node.storage.audit_repository import AuditFilter
 from security.audit import AuditEntry
-from security.keys import KeyStore
+from security.keys import PublicKey
 from security.policy import AUDIT_TRAIL, NODE_KEYS, Action, Policy
 
 EXPORT_CHUNK_BYTES = 256 * 1024
@@ -87,8 +87,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
 
 class KeysServicer(keys_pb2_grpc.KeysServiceServicer):
-    def __init__(self, keys: KeyStore, node_id: str, policy: Policy) -> None:
-        self.keys = keys
+    def __init__(self, verifiers: Mapping[str, PublicKey], active_kid: str, node_id: str, policy: Policy) -> None:
+        self.verifiers = verifiers
+        self.active_kid = active_kid
         self.node_id = node_id
         self.policy = policy
 
@@ -98,5 +99,5 @@ class KeysServicer(keys_pb2_grpc.KeysServiceServicer):
         self.policy.require(principal(), Action.KEYS_READ, NODE_KEYS)
         return keys_pb2.ListPublicKeysResponse(node_id=self.node_id, keys=[
             keys_pb2.PublicKey(kid=k.kid, algorithm=k.algorithm, public_pem=k.public_pem, created_at=k.created_at,
-                               active=k.kid == self.keys.active.kid)
-            for k in self.keys.public.values()])
+                               active=k.kid == self.active_kid)
+            for k in self.verifiers.values()])

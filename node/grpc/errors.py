@@ -21,8 +21,8 @@ from catalog.errors import (
 )
 from node.grpc.handlers import Behaviour, wrap_handler
 from node.services.audit import AuditUnavailable
-from node.services.exchange import BadSignature, BrokerUnavailable
-from node.services.exchange import RequestTooLarge as ExchangeTooLarge
+from node.services.errors import BadSignature, BrokerUnavailable
+from node.services.errors import RequestTooLarge as ExchangeTooLarge
 from node.services.pull import AckTimeout, NotReady
 from security.identity import AuthenticationError
 from security.policy import PermissionDenied

@@ -1,4 +1,5 @@
-"""ExchangeService: decode, call one use case of node/services/exchange.py (off the event loop), encode."""
+"""ExchangeService: decode, call one use case (the pipeline's ingest, node/services/exchange.py's keys,
+subscriptions and receipts, the pull) off the event loop, encode."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from exnode.v1 import exchange_pb2_grpc
 from catalog.errors import FieldProblem, InvalidField
 from catalog.records import Operation, Record
 from node.ops.request_context import current, principal
-from node.services.exchange import ExchangeApplication, IncomingBatch, IngestResult
+from node.pipeline import IncomingBatch, Ingest, IngestResult
+from node.services.exchange import ExchangeApplication
 from node.services.pull import AckTimeout, NotReady, PullApplication, PullSession, SignedPullBatch
 
 _OPERATIONS = {pb.UPSERT: Operation.UPSERT, pb.DELETE: Operation.DELETE}
@@ -64,8 +66,9 @@ def result_to_proto(result: IngestResult) -> pb.IngestResponse:
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
-    def __init__(self, app: ExchangeApplication, pull: PullApplication | None = None) -> None:
+    def __init__(self, app: ExchangeApplication, ingest: Ingest, pull: PullApplication | None = None) -> None:
         self.app = app
+        self.ingest = ingest
         self.pull = pull
 
     async def RegisterKey(self, request: pb.RegisterKeyRequest, context: grpc.aio.ServicerContext
@@ -78,7 +81,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     async def Ingest(self, request: pb.RecordBatch, context: grpc.aio.ServicerContext) -> pb.IngestResponse:
         current().target = f"resource:{request.resource_code}"
-        result = await asyncio.to_thread(self.app.ingest, principal(), batch_from_proto(request))
+        result = await asyncio.to_thread(self.ingest.ingest, principal(), batch_from_proto(request))
         current().detail = f"batch {result.batch_id}: {result.accepted} stored, {result.duplicates} duplicates"
         return result_to_proto(result)
 
@@ -96,7 +99,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             async for message in request_iterator:
                 current().target = f"resource:{message.resource_code}"
                 try:
-                    checked = await asyncio.to_thread(self.app.check, principal(), batch_from_proto(message))
+                    checked = await asyncio.to_thread(self.ingest.check, principal(), batch_from_proto(message))
                 except Exception:
                     if storing is not None:  # batch N is answered (or its own refusal raised) before N+1's
                         result, storing = await storing, None
@@ -107,7 +110,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
                     result, storing = await storing, None
                     stored += result.accepted
                     yield result_to_proto(result)
-                storing = asyncio.ensure_future(asyncio.to_thread(self.app.store, principal(), checked))
+                storing = asyncio.ensure_future(asyncio.to_thread(self.ingest.store, principal(), checked))
             if storing is not None:
                 result, storing = await storing, None
                 stored += result.accepted

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable
 import pika
 from grpc_health.v1 import health, health_pb2
 from prometheus_client import Gauge
-from sqlalchemy import text
 
 from node.ops.observed import Observed
 from node.ops.workers import workers_up
@@ -40,8 +39,7 @@ WORKER_UP = Gauge("exnode_worker_up", "1 while a background worker of the node i
 
 def database_answers(node: Observed) -> bool:
     try:
-        with node.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        node.uow.ping()
         return True
     except Exception as error:
         log.debug("health: database check failed: %s", error)
@@ -92,7 +90,7 @@ class HealthMonitor:
 
     def check_workers(self) -> dict[str, bool]:
         """Each worker's state into ``exnode_worker_up``; a change is logged, naming the worker."""
-        workers = workers_up(self.node.ops.workers(), self.node.config.server.worker_stall_s)
+        workers = workers_up(self.node.workers(), self.node.config.server.worker_stall_s)
         for name, up in workers.items():
             WORKER_UP.labels(name).set(1 if up else 0)
             if self.workers.get(name, True) != up:

@@ -13,20 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from node.ops.observed import Observed
-from node.services.exchange import CheckedBatch, ExchangeApplication, IncomingBatch, IngestResult
-from node.storage.audit_repository import AuditRepository
-from node.storage.exchange_repository import DEAD, ExchangeRepository
-from node.storage.tables import outbox
 from security.audit import VerifyResult
-from security.identity import Principal
 
 log = logging.getLogger(__name__)
 
@@ -41,38 +35,6 @@ AUDIT_VERIFY_OK = Gauge("exnode_audit_verify_ok",
                         "1 when the last verification of the audit chain passed, 0 when it found a problem")
 AUDIT_VERIFY_TIME = Gauge("exnode_audit_verify_timestamp_seconds",
                           "Unix time of the last verification of the audit chain (0: not verified since start)")
-
-
-class MeteredExchange(ExchangeApplication):
-    """The exchange use cases, counted: records ingested / stored / duplicated, batches by result and
-    records receipted. A subclass, so the pipeline itself carries no metrics code (STYLE.md §6) and both
-    ingest paths (gRPC and the inbound queue, which call ``ingest``) are counted."""
-
-    def check(self, principal: Principal, batch: IncomingBatch) -> CheckedBatch:
-        try:
-            return super().check(principal, batch)
-        except Exception as error:
-            BATCHES.labels(type(error).__name__).inc()
-            raise
-
-    def store(self, principal: Principal, checked: CheckedBatch) -> IngestResult:
-        try:
-            result = super().store(principal, checked)
-        except Exception as error:
-            BATCHES.labels(type(error).__name__).inc()
-            raise
-        BATCHES.labels("OK").inc()
-        RECORDS_INGESTED.inc(len(checked.batch.records))
-        RECORDS_STORED.inc(result.accepted)
-        RECORDS_DUPLICATE.inc(result.duplicates)
-        return result
-
-    def receipt(self, principal: Principal, batch_id: str, receiver_code: str, record_ids: Sequence[str], kid: str,
-                signature: bytes) -> bool:
-        fresh = super().receipt(principal, batch_id, receiver_code, record_ids, kid, signature)
-        if fresh:
-            RECORDS_RECEIPTED.inc(len(set(record_ids)))
-        return fresh
 
 
 def record_audit_verification(result: VerifyResult) -> None:
@@ -138,11 +100,10 @@ class NodeCollector(Collector):
     def _database(self) -> Iterator[Metric]:
         now = self.clock()
         node = self.node
-        with node.engine.connect() as connection:
-            depth, oldest = ExchangeRepository(connection).depth()
-            dead_rows = connection.execute(select(func.count()).select_from(outbox).where(
-                outbox.c.state == DEAD)).scalar_one()
-            head = AuditRepository(connection).head()
+        with node.uow() as uow:
+            depth, oldest = uow.exchange.depth()
+            dead_rows = uow.exchange.dead_count()
+            head = uow.audit.head()
         counts = node.catalog.counts()
         yield GaugeMetricFamily("exnode_outbox_pending_messages", "Outbox messages waiting for a broker confirm", depth)
         yield GaugeMetricFamily("exnode_outbox_oldest_pending_age_seconds",

@@ -12,7 +12,8 @@ from node.ops.workers import Worker
 
 class Observed(Protocol):
     config: Config
-    engine: Any
+    uow: Any
+    """The unit-of-work factory (``ping()``, and ``uow()`` for reads)."""
     dispatcher: Any
     """The outbox dispatcher (thread or process) when this node runs one; its ``stats``."""
     inbound: Any

@@ -19,7 +19,6 @@ either way: unconfirmed rows stay PENDING and the next dispatcher publishes them
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -30,8 +29,6 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
-
-from adapters.rabbit import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -186,22 +183,19 @@ def _main(config: Any, counters: Any, wake: Connection, log_level: str, log_form
     """The dispatcher process: its own engine and outbox over the node's database, the same Dispatcher."""
     from node.ops.logs import configure
     from node.ops.startup import tune_gc
-    from node.pipeline.outbox import SqlOutbox
+    from node.pipeline.outbox import build_dispatcher
     from node.services.catalog import utc_now
     from node.services.lists import ListsApplication
     from node.storage.database import make_engine
-    from node.storage.unit_of_work import UnitOfWorkFactory
+    from node.storage.unit_of_work import SqlUnitOfWorkFactory
     from security.policy import Policy
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the node decides
     configure(log_level, log_format)
     engine = make_engine(config.database_url, pool_size=2)
-    uow = UnitOfWorkFactory(engine)
+    uow = SqlUnitOfWorkFactory(engine)
     lists = ListsApplication(uow, utc_now, Policy(node_department=config.node.department_code))
-    outbox = SqlOutbox(uow, utc_now, lists, lease=dt.timedelta(seconds=config.exchange.claim_lease_s),
-                       claims=engine.dialect.name != "sqlite")
-    dispatcher = Dispatcher(config.rabbitmq.url, config.node.id, outbox, window=config.exchange.window,
-                            max_attempts=config.exchange.max_attempts, stats=SharedStats(counters))  # type: ignore[arg-type]
+    dispatcher = build_dispatcher(config, uow, utc_now, lists, stats=SharedStats(counters))  # type: ignore[arg-type]
     signal.signal(signal.SIGTERM, _terminated)
     tune_gc()  # every message allocates properties and frames, as every record does in the node
     dispatcher.start()

@@ -1,5 +1,7 @@
-"""The outbox as the dispatcher sees it, over the node's database; and what a confirm means for the
-lists: a batch that reached a consumer's queue is a delivery to that consumer (销账 of its demand)."""
+"""The outbox: the rows the ingest transaction writes (one per batch and subscriber: the records masked
+per the subscriber's grant, sealed by the node, encoded in its platform's format), and the same rows as
+the dispatcher drains them (``SqlOutbox``). A confirmed row is a delivery to its consumer (销账 of its
+demand), recorded from what the row and its batch already say in the database."""
 
 from __future__ import annotations
 
@@ -8,11 +10,68 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from adapters.rabbit import OutboxPort, Outgoing
+from adapters.codecs import envelope as envelopes
+from adapters.platforms import Platform, codec_for
+from adapters.rabbit import Dispatcher, DispatcherStats, OutboxPort, Outgoing, row_message
+from catalog.lists import Grant
+from catalog.records import Record
+from node.config import Config
+from node.pipeline.batches import IncomingBatch
 from node.services.lists import ListsApplication, record_deliveries
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.exchange_repository import Subscription
+from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory
+from security.keys import SigningKey
+
+Target = tuple[Subscription, Platform, Grant]
+"""A live subscription to a resource, the platform it delivers to and the grant that decides its view."""
+
+
+def targets(uow: UnitOfWork, platforms: Mapping[str, Platform], resource_code: str, now: dt.datetime
+            ) -> list[Target]:
+    """Each live subscription to the resource with its platform and the latest-expiring live grant."""
+    found = []
+    for subscription in uow.exchange.subscriptions_for(resource_code):
+        platform = platforms.get(subscription.platform)
+        grants = [g for g in uow.lists.grants_for(subscription.consumer_code, resource_code) if g.live(now)]
+        if platform is not None and grants:
+            found.append((subscription, platform, max(grants, key=lambda g: g.expires_at)))
+    return found
+
+
+def targets_key(found: Sequence[Target]) -> tuple:
+    """What decides the outbox rows of a batch: who subscribes, where, under which grant and masking."""
+    return tuple((s.consumer_code, s.platform, p.kind, p.queue, g.id, tuple(g.items), tuple(sorted(g.masking.items())))
+                 for s, p, g in found)
+
+
+def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime, *,
+         node_id: str, signer: SigningKey, hops: Mapping[str, Sequence[envelopes.Hop]] | None = None) -> list[dict]:
+    """Per target: the records masked per its grant, sealed with the node's signature, one encoded
+    one-record envelope each, as the broker will carry them (``adapters.rabbit.row_message``).
+
+    ``hops``: for records relayed by a lower tier, record id → every earlier node's signature over it; each
+    envelope carries them when the grant left its record unchanged (node/pipeline/tiers.py)."""
+    out = []
+    for subscription, platform, grant in found:
+        records = envelopes.masked(fresh, grant.items, grant.masking)
+        parts = envelopes.seal_split(
+            batch_id=batch.batch_id, node_id=node_id, provider_code=batch.provider_code,
+            resource_code=batch.resource_code, consumer_code=subscription.consumer_code, records=records,
+            signer=signer, now=now, checked=True)
+        if hops:
+            parts = [envelopes.with_hops(part, hops.get(part.records[0].id, ())) if part.records[0] == original
+                     else part for part, original in zip(parts, fresh, strict=True)]
+        codec = codec_for(platform.kind)
+        headers, body = row_message(
+            batch_id=batch.batch_id, resource_code=batch.resource_code, provider_code=batch.provider_code,
+            consumer_code=subscription.consumer_code, node_id=node_id, signed=parts[0].signed,
+            messages=[(part.records[0].id, codec.encode(part, checked=True)) for part in parts])
+        out.append({"batch_id": batch.batch_id, "platform": platform.name, "queue": platform.queue,
+                    "consumer_code": subscription.consumer_code, "content_type": codec.CONTENT_TYPE,
+                    "headers": headers, "body": body})
+    return out
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +118,6 @@ class SqlOutbox(OutboxPort):
         self.claims = claims
         self.claimant = claimant or claimant_id()
         self.lease = lease
-        self._known: dict[int, Outgoing] = {}
         self._released_at: dt.datetime | None = None
 
     def due(self, limit: int, exclude: set[int]) -> list[Outgoing]:
@@ -78,7 +136,6 @@ class SqlOutbox(OutboxPort):
                 uow.commit()
         out = [Outgoing(r.id, r.queue, r.body, r.content_type, r.headers, f"{r.batch_id}:{r.platform}", r.attempts)
                for r in rows]
-        self._known.update((m.id, m) for m in out)
         return out
 
     def _release_dead_claims(self, now: dt.datetime) -> None:
@@ -94,33 +151,34 @@ class SqlOutbox(OutboxPort):
     def confirmed(self, ids: Sequence[int]) -> None:
         """Mark the rows confirmed and record their deliveries in ONE transaction per flush.
 
-        Why: this runs in the dispatcher's ioloop, which publishes nothing while it waits; one write
-        transaction (BEGIN IMMEDIATE, a commit with fsync) per confirmed message also queued behind every
-        ingest for the SQLite write lock. If recording the deliveries fails, the rows are still marked
-        (their messages did reach the broker) and each delivery is tried on its own, as before.
-        """
+        Why: this runs beside the dispatcher's ioloop; one write transaction (BEGIN IMMEDIATE, a commit
+        with fsync) per confirmed message would also queue behind every ingest for the SQLite write lock.
+        The deliveries come from the rows and their batches in the database, not from the messages' headers.
+        If recording them fails, the rows are still marked (their messages did reach the broker) and each
+        delivery is tried on its own."""
         now = self.clock()
-        messages = [m for m in (self._known.pop(i, None) for i in ids) if m is not None]
-        deliveries = [_delivery(m) for m in messages] if self.lists is not None else []
         try:
             with self.uow(write=True) as uow:
                 uow.exchange.mark_confirmed(ids, now)
-                record_deliveries(uow, deliveries, now)
+                if self.lists is not None:
+                    record_deliveries(uow, uow.exchange.deliveries_of(ids), now)
                 uow.commit()
             return
-        except Exception:
-            if not deliveries:
+        except Exception as error:
+            if self.lists is None:
                 raise
-            log.exception("recording %d deliveries with their confirms failed; one at a time", len(deliveries))
+            log.error("recording the deliveries of %d confirmed rows failed; one at a time: %s: %s", len(ids),
+                      type(error).__name__, error)
         with self.uow(write=True) as uow:
             uow.exchange.mark_confirmed(ids, now)
+            deliveries = uow.exchange.deliveries_of(ids)
             uow.commit()
-        assert self.lists is not None
-        for (provider, resource, consumer, batch_id, records), message in zip(deliveries, messages, strict=True):
+        for provider, resource, consumer, batch_id, records in deliveries:
             try:
                 self.lists.record_delivery(provider, resource, consumer, batch_id, records, now)
-            except Exception:
-                log.exception("recording the delivery of %s failed", message.message_id)
+            except Exception as error:
+                log.error("recording the delivery of batch %s to %s failed: %s: %s", batch_id, consumer,
+                          type(error).__name__, error)
 
     def failed(self, message: Outgoing, error: str, *, dead: bool) -> None:
         now = self.clock()
@@ -128,11 +186,12 @@ class SqlOutbox(OutboxPort):
             uow.exchange.mark_failed(message.id, message.attempts + 1, backoff(message.attempts + 1, now), error,
                                      dead=dead)
             uow.commit()
-        self._known.pop(message.id, None)
 
 
-def _delivery(message: Outgoing) -> tuple[str, str, str, str, int]:
-    h = message.headers
-    records = int(h.get("x-exnode-record-count", "0") or 0)
-    return h["x-exnode-provider"], h["x-exnode-resource"], h["x-exnode-consumer"], h["x-exnode-batch-id"], records
-
+def build_dispatcher(config: Config, uow: SqlUnitOfWorkFactory, clock: Callable[[], dt.datetime],
+                     lists: ListsApplication, *, stats: DispatcherStats | None = None) -> Dispatcher:
+    """The outbox dispatcher over the node's database, as the node's thread or its dispatcher process runs it."""
+    outbox = SqlOutbox(uow, clock, lists, lease=dt.timedelta(seconds=config.exchange.claim_lease_s),
+                       claims=uow.dialect != "sqlite")
+    return Dispatcher(config.rabbitmq.url, config.node.id, outbox, window=config.exchange.window,
+                      max_attempts=config.exchange.max_attempts, stats=stats)

@@ -17,17 +17,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-
-from sqlalchemy.engine import Connection
 
 from catalog.errors import InvalidField
 from node.storage.audit_repository import AuditFilter, AuditRepository, Head
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import audit
 from security.audit import AuditEntry, AuditRecord, VerifyResult
-from security.keys import KeyStore
+from security.keys import PublicKey, SigningKey
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
@@ -60,10 +58,11 @@ class AuditWriter:
     its future is settled only if still pending. The thread beats (``last_beat``) on every turn, at
     least once a second, so the node's liveness sees it dead or stuck (``node/ops/workers.py``)."""
 
-    def __init__(self, uow: UnitOfWorkFactory, keys: KeyStore, settings: AuditSettings,
+    def __init__(self, uow: UnitOfWorkFactory, signer: SigningKey, settings: AuditSettings,
                  clock: Clock = _utc_now) -> None:
         self.uow = uow
-        self.keys = keys
+        self.signer = signer
+        """Signs the checkpoints (the node's active key)."""
         self.settings = settings
         self.clock = clock
         self._queue: queue.Queue[tuple[AuditRecord, concurrent.futures.Future[int]] | None] = queue.Queue()
@@ -164,15 +163,15 @@ class AuditWriter:
 
     def _write(self, records: list[AuditRecord]) -> list[AuditEntry]:
         with self.uow(write=True) as uow:
-            entries = self.append_in(uow.connection, records)
+            entries = self.append_in(uow, records)
             uow.commit()
         self.batches += 1
         return entries
 
-    def append_in(self, connection: Connection, records: Sequence[AuditRecord]) -> list[AuditEntry]:
+    def append_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> list[AuditEntry]:
         """Append inside the caller's transaction: the exchange pipeline commits records, their audit
         entries and the outbox together, so none exists without the others."""
-        repo = AuditRepository(connection)
+        repo = uow.audit
         head = repo.lock_head()
         entries = audit.chain(records, head.last_sequence, head.last_hash)
         repo.append(entries)
@@ -192,14 +191,14 @@ class AuditWriter:
         age = (now - head.last_checkpoint_at).total_seconds() if head.last_checkpoint_at else float("inf")
         if not (force or pending >= self.settings.checkpoint_every or age >= self.settings.checkpoint_interval_s):
             return head
-        checkpoint = audit.sign_checkpoint(self.keys.active, self.settings.node_id, head.last_sequence,
+        checkpoint = audit.sign_checkpoint(self.signer, self.settings.node_id, head.last_sequence,
                                            head.last_hash, now)
         repo.add_checkpoint(checkpoint)
         return Head(head.last_sequence, head.last_hash, head.last_sequence, now)
 
     def checkpoint_if_due(self, *, force: bool = False) -> None:
         with self.uow(write=True) as uow:
-            repo = AuditRepository(uow.connection)
+            repo = uow.audit
             head = repo.lock_head()
             new = self._checkpoint_in(repo, head, force=force)
             if new != head:
@@ -239,9 +238,11 @@ class PurgeResult:
 class AuditApplication:
     """Reading the trail (officers) and keeping it (retention); nothing here edits an entry."""
 
-    def __init__(self, uow: UnitOfWorkFactory, keys: KeyStore, settings: AuditSettings, clock: Clock = _utc_now):
+    def __init__(self, uow: UnitOfWorkFactory, verifiers: Mapping[str, PublicKey], settings: AuditSettings,
+                 clock: Clock = _utc_now) -> None:
         self.uow = uow
-        self.keys = keys
+        self.verifiers = verifiers
+        """The node's public keys, every rotation's (checkpoints of each still verify)."""
         self.settings = settings
         self.clock = clock
 
@@ -257,7 +258,7 @@ class AuditApplication:
             except (ValueError, KeyError, TypeError):
                 raise InvalidField.one("page_token", "is not a page token of this query") from None
         with self.uow() as uow:
-            entries = AuditRepository(uow.connection).query(flt, before_sequence=before, limit=size + 1)
+            entries = uow.audit.query(flt, before_sequence=before, limit=size + 1)
         more = len(entries) > size
         entries = entries[:size]
         token = ""
@@ -267,11 +268,11 @@ class AuditApplication:
         return AuditPage(entries, token)
 
     def public_keys(self) -> dict[str, audit.Verifier]:
-        return dict(self.keys.public)
+        return dict(self.verifiers)
 
     def verify(self) -> VerifyResult:
         with self.uow() as uow:
-            repo = AuditRepository(uow.connection)
+            repo = uow.audit
             checkpoints = repo.checkpoints()
             return audit.verify(repo.entries(), checkpoints, keys=self.public_keys(), node_id=self.settings.node_id)
 
@@ -279,11 +280,11 @@ class AuditApplication:
         """JSON lines: a header with the node's public keys, the anchor checkpoint, then entries and
         checkpoints in order. The range is widened back to a checkpoint so the file verifies on its own."""
         with self.uow() as uow:
-            repo = AuditRepository(uow.connection)
+            repo = uow.audit
             first = repo.first_sequence_at_or_after(since) if since else repo.first_sequence()
             last = repo.last_sequence_before(until) if until else None
             keys = [{"kid": k.kid, "algorithm": k.algorithm, "public_pem": k.public_pem, "created_at": k.created_at}
-                    for k in self.keys.public.values()]
+                    for k in self.verifiers.values()]
             yield json.dumps(audit.export_header(self.settings.node_id, keys, self.clock()), ensure_ascii=False)
             if first is None or (until and last is None):  # nothing in the range (no entry before until)
                 return
@@ -302,7 +303,7 @@ class AuditApplication:
         which stays as the signed anchor of what remains."""
         cutoff = self.clock() - dt.timedelta(days=self.settings.retention_days)
         with self.uow(write=True) as uow:
-            repo = AuditRepository(uow.connection)
+            repo = uow.audit
             head = repo.lock_head()
             # The anchor must keep at least one entry after it: a trail purged down to a bare checkpoint
             # reads as one whose entries were deleted.

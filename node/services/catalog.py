@@ -255,17 +255,10 @@ class CatalogApplication:
     def export(self, principal: Principal, status: model.ResourceStatus | None) -> list[Resource]:
         """Every resource in the given status (published by default) that the caller may see."""
         self.policy.require(principal, Action.CATALOG_READ, Target("catalog"))
-        out: list[Resource] = []
         flt = ResourceFilter(status=status or model.ResourceStatus.PUBLISHED,
                              visible_to=self.policy.draft_visibility(principal))
         with self.uow() as uow:
-            after = ""
-            while True:
-                batch = uow.catalog.list(flt, after_code=after, limit=1000)
-                out.extend(batch)
-                if len(batch) < 1000:
-                    return out
-                after = batch[-1].code
+            return uow.catalog.all(flt)
 
     def counts(self) -> dict[str, int]:
         with self.uow() as uow:

@@ -27,7 +27,7 @@ from node.storage.catalog_repository import EventFilter
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security import feed_tokens
 from security.identity import AuthenticationError, Principal
-from security.keys import KeyError_, KeyStore
+from security.keys import KeyError_, MacKeys
 from security.policy import Action, PermissionDenied, Policy, Target
 
 BATCH = 500
@@ -136,12 +136,12 @@ def _event(row: object) -> FeedEvent:
 class CatalogFeed:
     """Who may read which events, resume tokens, and following the log."""
 
-    def __init__(self, uow: UnitOfWorkFactory, policy: Policy, keys: KeyStore, node_id: str, *,
+    def __init__(self, uow: UnitOfWorkFactory, policy: Policy, macs: MacKeys, node_id: str, *,
                  signal: ChangeSignal | None = None, poll_s: float = 1.0, leeway_s: float = 0.0,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.uow = uow
         self.policy = policy
-        self.keys = keys
+        self.macs = macs
         self.node_id = node_id
         self.signal = signal or ChangeSignal()
         self.poll_s = poll_s
@@ -180,7 +180,7 @@ class CatalogFeed:
     def _check_token(self, principal: Principal, token: str) -> feed_tokens.ResumePoint:
         def mac_key(kid: str) -> bytes:
             try:
-                return self.keys.mac_key(feed_tokens.MAC_PURPOSE, kid)
+                return self.macs.key(feed_tokens.MAC_PURPOSE, kid)
             except KeyError_ as error:
                 raise KeyError(kid) from error
 
@@ -193,9 +193,9 @@ class CatalogFeed:
             raise InvalidField.one("resume_token", str(error)) from None
 
     def token(self, principal: Principal, position: int) -> str:
-        key = self.keys.mac_key(feed_tokens.MAC_PURPOSE)
+        key = self.macs.key(feed_tokens.MAC_PURPOSE)
         return feed_tokens.issue(feed_tokens.ResumePoint(self.node_id, principal.department_code, position,
-                                                         self.keys.active.kid), key)
+                                                         self.macs.active_kid), key)
 
     def check_authenticated(self, principal: Principal) -> None:
         """A stream lives no longer than its bearer JWT: the caller must come back with a fresh one."""

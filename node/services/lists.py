@@ -80,15 +80,7 @@ def _page_size(size: int) -> int:
 
 
 def _published(uow: UnitOfWork, provider_code: str = "") -> list[Resource]:
-    out: list[Resource] = []
-    flt = ResourceFilter(status=ResourceStatus.PUBLISHED, provider_code=provider_code)
-    after = ""
-    while True:
-        batch = uow.catalog.list(flt, after_code=after, limit=1000)
-        out.extend(batch)
-        if len(batch) < 1000:
-            return out
-        after = batch[-1].code
+    return uow.catalog.all(ResourceFilter(status=ResourceStatus.PUBLISHED, provider_code=provider_code))
 
 
 Delivery = tuple[str, str, str, str, int]
@@ -364,9 +356,8 @@ class ListsApplication:
         try:
             uow.lists.save_demand(changed, before.version)
         except StaleDemand:
-            uow.connection.rollback()
-            with uow.connection.begin():
-                now = uow.lists.get_demand(before.id)
+            uow.restart()
+            now = uow.lists.get_demand(before.id)
             state = now.state.value if now else "gone"
             by = f" by {now.decided_by}" if now and now.decided_by else ""
             raise Conflict(f"demand {before.id} was changed meanwhile: it is now {state}{by}") from None

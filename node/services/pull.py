@@ -27,17 +27,17 @@ from sqlalchemy.exc import IntegrityError
 from adapters.codecs import envelope as envelopes
 from catalog.errors import InvalidField
 from catalog.lists import BEIJING
-from catalog.model import Resource, ShareType
+from catalog.model import ShareType
 from catalog.records import Operation, Record, canonical_from_parts, canonical_record
 from node.services.audit import AuditWriter
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.pull_repository import PulledRow, StoredDayManifest
-from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from node.storage.unit_of_work import UnitOfWorkFactory
 from security import merkle
 from security.audit import AuditRecord
 from security.identity import Principal
-from security.keys import KeyStore
-from security.policy import Action, PermissionDenied, Target
+from security.keys import SigningKey
+from security.policy import Action, PermissionDenied, Policy, Target
 from security.pull import CursorCodec, CursorError, batch_signing_input, manifest_signing_input
 
 Clock = Callable[[], dt.datetime]
@@ -170,7 +170,7 @@ class PullSession:
         to_cursor = self.codec.issue(scope.platform, self.position)
         if len(rows) < self.app.settings.batch_records:
             self._done = True
-        signer = self.app.keys.active
+        signer = self.app.signer
         signature = signer.sign(batch_signing_input(
             node_id=self.app.node_id, platform=scope.platform, index=self.batches, from_cursor=from_cursor,
             to_cursor=to_cursor, record_count=len(leaves), root=root))
@@ -184,7 +184,7 @@ class PullSession:
         """The signed manifest, after the last batch: the range, the counts, the root over all records."""
         to_cursor = self.codec.issue(self.scope.platform, self.until)
         root = self._accumulator.root
-        signer = self.app.keys.active
+        signer = self.app.signer
         signature = signer.sign(manifest_signing_input(
             node_id=self.app.node_id, platform=self.scope.platform, from_cursor=self.from_cursor, to_cursor=to_cursor,
             record_count=self.records, batch_count=self.batches, root=root, until_day=self.until_day))
@@ -214,13 +214,13 @@ class PullSession:
 
 
 class PullApplication:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, keys: KeyStore, node_id: str, node_department: str,
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, signer: SigningKey, node_id: str, policy: Policy,
                  audit_writer: AuditWriter, settings: PullSettings | None = None) -> None:
         self.uow = uow
         self.clock = clock
-        self.keys = keys
+        self.signer = signer
         self.node_id = node_id
-        self.node_department = node_department
+        self.policy = policy
         self.audit_writer = audit_writer
         self.settings = settings or PullSettings()
         self._codec: CursorCodec | None = None
@@ -234,30 +234,22 @@ class PullApplication:
         return self._codec
 
     def scope(self, principal: Principal) -> Scope:
-        """What the caller is entitled to pull, decided once when the pull starts."""
+        """What the caller is entitled to pull, decided once when the pull starts (by the policy: the
+        ministry platform everything that may leave the node, anyone else what it holds live grants for)."""
         department = principal.department_code
-        if principal.has("platform") and self.node_department and department == self.node_department:
+        if self.policy.pulls_whole_node(principal):
+            self.policy.require(principal, Action.EXCHANGE_PULL, Target.pull(department, frozenset()))
             with self.uow() as uow:
-                not_shared = {r.code for r in _all_resources(uow, ShareType.NOT_SHARED)}
-            return Scope(f"{department}/node", None, frozenset(not_shared))
-        if not (principal.has("consumer") or principal.has("platform")):
-            raise PermissionDenied(Action.EXCHANGE_PULL, Target.department(department),
-                                   "pulling needs the consumer or platform role")
+                kept = {r.code for kind in ShareType if not kind.leaves_the_node
+                        for r in uow.catalog.all(ResourceFilter(share_type=kind))}
+            return Scope(f"{department}/node", None, frozenset(kept))
         now = self.clock()
         grants: dict[str, tuple[tuple[str, ...], Mapping[str, str]]] = {}
         with self.uow() as uow:
             live = [g for g in uow.lists.grants_for_consumer(department) if g.live(now)]
         for grant in sorted(live, key=lambda g: g.expires_at):  # the latest-expiring grant wins, as in the relay
             grants[grant.resource_code] = (tuple(grant.items), dict(grant.masking))
-        if not grants:
-            hint = ""
-            if principal.has("platform") and not self.node_department:
-                hint = ("; the ministry platform's pull of everything needs the node's own department: set "
-                        "node.department_code in exnode.toml (or EXNODE_NODE_DEPARTMENT_CODE) and restart")
-            elif principal.has("platform"):
-                hint = f" (it is not this node's department, {self.node_department})"
-            raise PermissionDenied(Action.EXCHANGE_PULL, Target.department(department),
-                                   f"department {department} holds no live grant: there is nothing it may pull{hint}")
+        self.policy.require(principal, Action.EXCHANGE_PULL, Target.pull(department, frozenset(grants)))
         return Scope(f"{department}/granted", frozenset(grants), grants=grants)
 
     def open(self, principal: Principal, cursor: str, *, replay: bool = False, until_day: str = "") -> PullSession:
@@ -342,12 +334,12 @@ class PullApplication:
             "resources": [{"provider": p, "resource": r, "records": n} for (p, r), n in sorted(counts.items())],
         }
         text = json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        signer = self.keys.active
+        signer = self.signer
         manifest = StoredDayManifest(key, text, signer.kid, signer.sign(DAY_SIGNATURE_CONTEXT + text.encode()), now)
         try:
             with self.uow(write=True) as uow:
                 uow.pull.add_day(manifest)
-                self.audit_writer.append_in(uow.connection, [AuditRecord(
+                self.audit_writer.append_in(uow, [AuditRecord(
                     at=now, request_id=f"close-day-{key}", subject=f"system:{self.node_id}", department_code="",
                     roles=("system",), action="pull/close-day", target=f"day:{key}", result="OK",
                     detail=f"{accumulator.size} records, root {accumulator.root.hex()}, high water {high_water}")])
@@ -364,12 +356,3 @@ class PullApplication:
             return uow.pull.get_day(key)
 
 
-def _all_resources(uow: UnitOfWork, share_type: ShareType) -> list[Resource]:
-    found: list[Resource] = []
-    after = ""
-    while True:
-        page = uow.catalog.list(ResourceFilter(share_type=share_type), after_code=after, limit=500)
-        found.extend(page)
-        if len(page) < 500:
-            return found
-        after = page[-1].code

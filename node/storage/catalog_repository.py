@@ -180,6 +180,17 @@ class CatalogRepository:
                                 origin_node=row.origin_node))
         return out
 
+    def all(self, flt: ResourceFilter, *, page: int = 1000) -> list[Resource]:
+        """Every resource the filter matches, read in pages of ``page`` (exports, scopes, the lists)."""
+        out: list[Resource] = []
+        after = ""
+        while True:
+            batch = self.list(flt, after_code=after, limit=page)
+            out.extend(batch)
+            if len(batch) < page:
+                return out
+            after = batch[-1].code
+
     def count(self, flt: ResourceFilter) -> int:
         join, conditions = self._filtered(flt)
         return self.connection.execute(select(func.count()).select_from(join).where(*conditions)).scalar_one()

@@ -230,11 +230,27 @@ class ExchangeRepository:
                                                          outbox.c.state == PENDING)
                                     .values(state=CONFIRMED, delivered_at=now))
 
+    def deliveries_of(self, ids: Sequence[int]) -> list[tuple[str, str, str, str, int]]:
+        """(provider, resource, consumer, batch id, records) of each outbox row: what a confirmed row
+        delivered (a row holds every record its batch stored)."""
+        o, b = outbox.c, batches.c
+        found: list[tuple[str, str, str, str, int]] = []
+        for start in range(0, len(ids), 500):
+            query = (select(b.provider_code, b.resource_code, o.consumer_code, o.batch_id, b.record_count)
+                     .select_from(outbox.join(batches, b.batch_id == o.batch_id))
+                     .where(o.id.in_(list(ids[start:start + 500]))).order_by(o.id))
+            found.extend(tuple(row) for row in self.connection.execute(query))  # type: ignore[misc]
+        return found
+
     def mark_failed(self, message_id: int, attempts: int, next_attempt_at: dt.datetime, error: str, *,
                     dead: bool) -> None:
         self.connection.execute(update(outbox).where(outbox.c.id == message_id).values(
             attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:2000],
             state=DEAD if dead else PENDING, claimed_until=None))
+
+    def dead_count(self) -> int:
+        return int(self.connection.execute(select(func.count()).select_from(outbox)
+                                           .where(outbox.c.state == DEAD)).scalar_one())
 
     def depth(self) -> tuple[int, dt.datetime | None]:
         o = outbox.c

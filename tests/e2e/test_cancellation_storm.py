@@ -22,7 +22,7 @@ import pytest
 from exnode.v1 import audit_pb2, audit_pb2_grpc, catalog_pb2, catalog_pb2_grpc, exchange_pb2_grpc
 from exnode.v1 import exchange_pb2 as pb
 
-from node.services.exchange import provider_batch
+from node.pipeline import provider_batch
 from tests.e2e.observed import MetricsNode
 from tests.fault.support import (
     LOW_INCOME,

@@ -59,19 +59,19 @@ def gated(tmp_path: Path) -> Iterator[tuple[MetricsNode, Proxy]]:
 
 
 def statuses(node: MetricsNode) -> dict[str, str]:
-    return {name: node.ops.health(name) for name in ("", "exnode.liveness", "exnode.readiness", "exnode.database",
+    return {name: node.health(name) for name in ("", "exnode.liveness", "exnode.readiness", "exnode.database",
                                                  "exnode.broker")}
 
 
 def test_a_node_without_its_broker_is_alive_not_ready_and_serves_until_the_broker_returns(gated):
     node, gate = gated
-    wait_until(lambda: node.ops.health("exnode.readiness") == "SERVING", 60, lambda: f"not ready: {statuses(node)}")
+    wait_until(lambda: node.health("exnode.readiness") == "SERVING", 60, lambda: f"not ready: {statuses(node)}")
     key = Key()
     queue = set_up_exchange(node.channel_as, key)
     assert queue == out_queue(node.node_id)
 
     gate.close()
-    wait_until(lambda: node.ops.health("exnode.broker") == "NOT_SERVING", 60, lambda: f"broker still: {statuses(node)}")
+    wait_until(lambda: node.health("exnode.broker") == "NOT_SERVING", 60, lambda: f"broker still: {statuses(node)}")
     assert statuses(node) == {"": "SERVING", "exnode.liveness": "SERVING", "exnode.readiness": "NOT_SERVING",
                               "exnode.database": "SERVING", "exnode.broker": "NOT_SERVING"}
     # still serves: the catalog, and records are accepted into the outbox
@@ -87,8 +87,8 @@ def test_a_node_without_its_broker_is_alive_not_ready_and_serves_until_the_broke
     assert cli.returncode == 1 and "exnode.readiness  NOT_SERVING" in cli.stdout, cli.stdout + cli.stderr
 
     gate.open()
-    wait_until(lambda: node.ops.health("exnode.readiness") == "SERVING", 90, lambda: f"not ready again: {statuses(node)}")
-    assert node.ops.health("exnode.broker") == "SERVING"
+    wait_until(lambda: node.health("exnode.readiness") == "SERVING", 90, lambda: f"not ready again: {statuses(node)}")
+    assert node.health("exnode.broker") == "SERVING"
     delivered = drain(queue, provider.acknowledged_ids(), timeout=120)
     assert delivered.distinct == provider.acknowledged_ids()
     wait_until(lambda: node.sample("exnode_outbox_pending_messages") == 0, 60, "the outbox did not drain")
@@ -99,7 +99,7 @@ def test_health_watch_streams_the_broker_going_away_and_coming_back(gated):
     """The standard Watch (client-side health checking, many probes) through the node's interceptors: it
     used to end at once with UNKNOWN ('async for' requires an object with __aiter__ method)."""
     node, gate = gated
-    wait_until(lambda: node.ops.health("exnode.broker") == "SERVING", 60, lambda: f"broker: {statuses(node)}")
+    wait_until(lambda: node.health("exnode.broker") == "SERVING", 60, lambda: f"broker: {statuses(node)}")
     channel = grpc.insecure_channel(node.address)
     seen: queue.Queue = queue.Queue()
     watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service="exnode.broker"),

@@ -32,7 +32,7 @@ from adapters.codecs import envelope as envelopes
 from adapters.codecs import regional
 from catalog.records import Operation, Record
 from node.config import Config, load_config
-from node.services.exchange import IncomingBatch, provider_batch
+from node.pipeline import IncomingBatch, provider_batch
 from node.storage.tables import outbox
 from security.identity import issue_dev_token
 from tests.integration.grpc_node import BearerInterceptor

@@ -22,7 +22,7 @@ from node.services.audit import AuditApplication, AuditSettings, AuditWriter, Pu
 from node.storage.audit_repository import AuditFilter, AuditRepository
 from node.storage.database import make_engine, migrate
 from node.storage.tables import audit_checkpoints, audit_entries, audit_head
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWorkFactory
 from security.audit import AuditEntry, AuditRecord, Checkpoint, VerifyResult, chain
 from security.keys import KeyStore
 from tests.conftest import OTHER_PROVIDER, PROVIDER, FixedClock
@@ -43,8 +43,8 @@ class Trail:
 
     def writer_with(self, **settings: object) -> AuditWriter:
         self.settings = dataclasses.replace(self.settings, **settings)
-        self.writer = AuditWriter(self.uow, self.keys, self.settings, self.clock)
-        self.app = AuditApplication(self.uow, self.keys, self.settings, self.clock)
+        self.writer = AuditWriter(self.uow, self.keys.active, self.settings, self.clock)
+        self.app = AuditApplication(self.uow, self.keys.public, self.settings, self.clock)
         return self.writer
 
     def sql(self, *statements: object) -> None:
@@ -74,11 +74,11 @@ class Trail:
 def trail(database_url: str, tmp_path: Path, clock: FixedClock) -> Iterator[Trail]:
     migrate(database_url)
     engine = make_engine(database_url)
-    uow = UnitOfWorkFactory(engine)
+    uow = SqlUnitOfWorkFactory(engine)
     keys = KeyStore.create(tmp_path / "keys")
     settings = AuditSettings(node_id=NODE, checkpoint_every=EVERY, checkpoint_interval_s=3600.0)
-    made = Trail(engine, uow, keys, clock, settings, AuditWriter(uow, keys, settings, clock),
-                 AuditApplication(uow, keys, settings, clock))
+    made = Trail(engine, uow, keys, clock, settings, AuditWriter(uow, keys.active, settings, clock),
+                 AuditApplication(uow, keys.public, settings, clock))
     yield made
     made.writer.stop()
     engine.dispose()
@@ -148,7 +148,7 @@ def test_concurrent_submissions_get_unique_consecutive_sequences_and_a_valid_cha
 
 def test_two_writers_on_one_database_append_in_turn(trail: Trail):
     """Replicas share the chain head; its row lock makes their batches follow one another."""
-    other = AuditWriter(trail.uow, trail.keys, trail.settings, trail.clock)
+    other = AuditWriter(trail.uow, trail.keys.active, trail.settings, trail.clock)
     trail.writer.start()
     other.start()
     try:

@@ -16,7 +16,7 @@ from catalog import model
 from node.services.catalog_feed import CatalogFeed
 from node.storage.catalog_repository import EventFilter
 from node.storage.database import alembic_config, make_engine, migrate
-from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory
 from security.keys import KeyStore
 from security.policy import Policy
 from tests.conftest import resource
@@ -26,8 +26,8 @@ NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
 def feed_on(database_url: str, tmp_path: Path) -> tuple[UnitOfWorkFactory, CatalogFeed]:
     migrate(database_url)
-    uow = UnitOfWorkFactory(make_engine(database_url))
-    return uow, CatalogFeed(uow, Policy(), KeyStore.create(tmp_path / "keys"), f"t{uuid.uuid4().hex[:10]}")
+    uow = SqlUnitOfWorkFactory(make_engine(database_url))
+    return uow, CatalogFeed(uow, Policy(), KeyStore.create(tmp_path / "keys").mac_keys(), f"t{uuid.uuid4().hex[:10]}")
 
 
 def append(uow_handle: UnitOfWork, code: str) -> None:
@@ -112,7 +112,7 @@ def test_migration_0006_fills_the_feed_columns_of_existing_events(database_url: 
         connection.execute(text(
             "INSERT INTO catalog_events (kind, code, version, provider_code, at) VALUES ('CREATED', :code, 1, :p, :at)"),
             {"code": created.code, "p": created.provider_code, "at": NOW})
-    uow = UnitOfWorkFactory(engine)
+    uow = SqlUnitOfWorkFactory(engine)
     with uow(write=True) as handle:
         handle.catalog.add(created, NOW)
         handle.commit()

@@ -15,7 +15,7 @@ from node.services.catalog import CatalogApplication
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.database import make_engine, migrate
 from node.storage.tables import catalog_events, resource_versions, resources
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.identity import Principal
 from tests.conftest import OTHER_PROVIDER, FixedClock, resource
 
@@ -24,7 +24,7 @@ from tests.conftest import OTHER_PROVIDER, FixedClock, resource
 def app(database_url: str, clock: FixedClock) -> Iterator[CatalogApplication]:
     migrate(database_url)
     engine = make_engine(database_url)
-    yield AsCaller(CatalogApplication(UnitOfWorkFactory(engine), clock), Principal.system("test"))
+    yield AsCaller(CatalogApplication(SqlUnitOfWorkFactory(engine), clock), Principal.system("test"))
     engine.dispose()
 
 

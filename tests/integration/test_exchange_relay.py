@@ -19,7 +19,7 @@ from adapters.codecs import envelope as envelopes
 from adapters.platforms import codec_for
 from catalog.records import Record
 from node.bootstrap import load_sample
-from node.services.exchange import batch_leaves, provider_batch
+from node.pipeline import batch_leaves, provider_batch
 from node.storage.audit_repository import AuditFilter
 from security import merkle
 from tests.fault.support import AMQP, CONSUMER, LOW_INCOME, PROVIDER, Key, as_proto, low_income_record

@@ -20,7 +20,7 @@ from node.services.lists import ListsApplication, ObligationLine
 from node.storage.database import make_engine, migrate
 from node.storage.lists_repository import DemandFilter, GrantFilter
 from node.storage.tables import grants
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWorkFactory
 from security.identity import Principal
 from security.policy import Action, PermissionDenied, Policy, Target
 from tests.conftest import OTHER_PROVIDER, PROVIDER, FixedClock, resource
@@ -59,7 +59,7 @@ def env(database_url: str, clock: FixedClock) -> Iterator[Env]:
     """The bootstrap's graph (node/bootstrap.py build) on the test database."""
     migrate(database_url)
     engine = make_engine(database_url)
-    uow = UnitOfWorkFactory(engine)
+    uow = SqlUnitOfWorkFactory(engine)
     policy = Policy(node_department=NODE_DEPT)
     catalog = CatalogApplication(uow, clock, policy)
     lists = ListsApplication(uow, clock, policy)

@@ -10,12 +10,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node.ops.metrics import NodeCollector
 from node.storage.database import make_engine
+from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from tests.fault.support import free_port
 
 
 def test_a_database_that_refuses_is_reported_as_down_and_the_scrape_still_answers():
     engine = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")  # nothing listens there
-    node = SimpleNamespace(engine=engine, dispatcher=None, inbound=None, catalog=None)
+    node = SimpleNamespace(uow=SqlUnitOfWorkFactory(engine), dispatcher=None, inbound=None, catalog=None,
+                           workers=dict)
     registry = CollectorRegistry()
     registry.register(NodeCollector(node))  # type: ignore[arg-type]
     try:

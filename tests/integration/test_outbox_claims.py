@@ -15,7 +15,7 @@ import pytest
 from node.pipeline.outbox import SqlOutbox, gone_on_this_host
 from node.storage.database import make_engine, migrate
 from node.storage.exchange_repository import ExchangeRepository
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWorkFactory
 
 NOW = dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=60)
@@ -25,7 +25,7 @@ LEASE = dt.timedelta(seconds=60)
 def uow(database_url: str):
     migrate(database_url)
     engine = make_engine(database_url)
-    factory = UnitOfWorkFactory(engine)
+    factory = SqlUnitOfWorkFactory(engine)
     with factory(write=True) as work:
         work.exchange.add_outbox([{"batch_id": f"b{n}", "platform": "p", "queue": "q", "consumer_code": "c" * 18,
                                    "content_type": "application/json", "headers": {}, "body": b"x"}

@@ -19,7 +19,7 @@ from catalog.records import Record, canonical_record
 from node.cli import main as cli_main
 from node.clients.pull import STAGING, PullOutcome, PullProblem, TrustedNode, pull
 from node.files.manifest_xml import read_day_manifest_xml
-from node.services.exchange import provider_batch
+from node.pipeline import provider_batch
 from node.services.pull import DAY_SIGNATURE_CONTEXT
 from security import merkle
 from security.keys import public_keys_document, read_public_keys

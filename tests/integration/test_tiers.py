@@ -21,7 +21,7 @@ from catalog.errors import IllegalTransition
 from catalog.interchange import metadata_to_dict
 from catalog.records import Operation, Record
 from node import bootstrap
-from node.services.tiers import WAIT_FOR_ENTRY_DELIVERIES, Message, PeerConfigError, load_peers
+from node.pipeline.tiers import WAIT_FOR_ENTRY_DELIVERIES, Message, PeerConfigError, load_peers
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.tables import batches, records, relayed_records
 from security.identity import Principal

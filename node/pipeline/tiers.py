@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
-
 from adapters.codecs import envelope as envelopes
 from adapters.codecs import relay
 from adapters.codecs.envelope import Envelope, EnvelopeError, Hop, TrustedKeys
@@ -46,14 +44,15 @@ from adapters.rabbit.inbound import Later
 from catalog.errors import InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.model import Resource, ResourceStatus, ResourceVersion, VersionState
-from catalog.records import Operation, Record, canonical_record
-from node.services.exchange import ExchangeApplication, IncomingBatch
-from node.storage.exchange_repository import StoredBatch
-from node.storage.tables import records as records_table
-from node.storage.tables import relayed_records, tier_cursors
+from catalog.records import canonical_record
+from node.pipeline import rules
+from node.pipeline.batches import IncomingBatch
+from node.pipeline.ingest import Ingest
 from security.audit import AuditRecord
+from security.identity import Principal
 from security.keys import KeyError_, read_public_keys
 from security.merkle import Proof, SignedBatch
+from security.policy import Action, Target
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +116,10 @@ class ChainReport:
 class TierApplication:
     """The upper side (relayed records, foreign catalog entries) and the lower side (catalog uplink)."""
 
-    def __init__(self, exchange: ExchangeApplication, peers: TrustedKeys, platforms: Sequence[Platform]) -> None:
-        self.exchange = exchange
-        self.uow = exchange.uow
-        self.node_id = exchange.node_id
+    def __init__(self, ingest: Ingest, peers: TrustedKeys, platforms: Sequence[Platform]) -> None:
+        self.ingest = ingest
+        self.uow = ingest.uow
+        self.node_id = ingest.node_id
         self.peers = peers
         self.upward = [p for p in platforms if p.kind == "node"]
 
@@ -192,72 +191,60 @@ class TierApplication:
         if resource is None:
             return (f"NotFound: resource {envelope.resource_code} is not in this node's catalog (its catalog "
                     f"entry has not come up from node {envelope.node_id})")
-        if resource.provider_code != envelope.provider_code:
-            return (f"PermissionDenied: department {envelope.provider_code} is not responsible for "
-                    f"{envelope.resource_code} (its provider is {resource.provider_code})")
+        sender = Principal(subject=f"node:{envelope.node_id}", department_code=envelope.provider_code,
+                           roles=frozenset({"platform"}))
+        decision = self.ingest.policy.decide(sender, Action.EXCHANGE_INGEST, Target.resource(
+            envelope.resource_code, resource.provider_code, envelope.provider_code))
+        if not decision:
+            return f"PermissionDenied: {decision.reason}"
         if resource.status is not ResourceStatus.PUBLISHED:
             return f"InvalidField: resource_code: {envelope.resource_code} is {resource.status.value}"
         return None
 
     def _store(self, first: Envelope, checked: Sequence[tuple[int, Envelope, bytes]]) -> dict[int, str]:
-        app = self.exchange
-        now = app.clock()
+        """One (sender, batch)'s verified records in ONE transaction, through the pipeline's store: the new
+        records with every hop's signature, the outbox rows for this node's subscribers, the audit entry.
+        A record already stored with the same content is a duplicate; with other content it is refused."""
+        ingest = self.ingest
+        now = ingest.clock()
         provider, resource_code = first.provider_code, first.resource_code
         problems: dict[int, str] = {}
         batch_id = f"r{uuid.uuid4().hex}"
+        records = [envelope.records[0] for _, envelope, _ in checked]
+        hashes = [hashlib.sha256(leaf).digest() for _, _, leaf in checked]
+        chains = {envelope.records[0].id: (*envelope.hops, envelopes.as_hop(envelope)) for _, envelope, _ in checked}
         with self.uow(write=True) as uow:
-            stored = uow.exchange.content_hashes(provider, resource_code, [e.records[0].id for _, e, _ in checked])
-            fresh: list[tuple[Record, bytes]] = []
-            chains: dict[str, tuple[Hop, ...]] = {}
-            duplicates = 0
-            for index, envelope, leaf in checked:
-                record = envelope.records[0]
-                digest = hashlib.sha256(leaf).digest()
-                known = stored.get(record.id)
-                if known is not None:
-                    if known != digest.hex():
-                        problems[index] = (f"InvalidField: records[0].id: {record.id} was already received with "
-                                           "other content")
-                    else:
-                        duplicates += 1
-                    continue
-                stored[record.id] = digest.hex()
-                fresh.append((record, digest))
-                chains[record.id] = (*envelope.hops, envelopes.as_hop(envelope))
-            if fresh:
-                uow.exchange.add_records(provider, resource_code, batch_id, fresh, now)
-                uow.exchange.add_batch(StoredBatch(batch_id, provider, resource_code, len(fresh), first.signed.root,
-                                                   first.signed.kid, now, []), first.signed.signature)
-                uow.connection.execute(insert(relayed_records), [
-                    {"provider_code": provider, "resource_code": resource_code, "record_id": record.id,
-                     "sender_node": first.node_id, "sender_batch_id": first.batch_id,
-                     "hops": json.dumps([hop_to_dict(h) for h in chains[record.id]]), "received_at": now}
-                    for record, _ in fresh])
-                incoming = IncomingBatch(batch_id, provider, resource_code, tuple(r for r, _ in fresh),
+            stored = uow.exchange.content_hashes(provider, resource_code, [r.id for r in records])
+            found = rules.sort_fresh(records, hashes, stored)
+            for position, record in found.conflicts:
+                problems[checked[position][0]] = (f"InvalidField: records[0].id: {record.id} was already received "
+                                                  "with other content")
+            duplicates = found.duplicates - len(found.conflicts)
+            subscribers = 0
+            if found.fresh:
+                incoming = IncomingBatch(batch_id, provider, resource_code, tuple(r for r, _ in found.fresh),
                                          first.signed.root, first.signed.kid, first.signed.signature)
-                subscribers = app._outbox(uow, incoming, [r for r, _ in fresh], now, hops=chains)
-                uow.lists.add_delivery(provider, resource_code, "", now, batch_id, len(fresh))
-            else:
-                subscribers = 0
-            app.audit_writer.append_in(uow.connection, [AuditRecord(
+                subscribers = ingest.write_records(uow, incoming, found.fresh, now, hops=chains)
+                uow.tiers.add_relayed(provider, resource_code, first.node_id, first.batch_id,
+                                      [(r.id, [hop_to_dict(h) for h in chains[r.id]]) for r, _ in found.fresh], now)
+            ingest.audit_writer.append_in(uow, [AuditRecord(
                 at=now, request_id=batch_id, subject=f"node:{first.node_id}", department_code=provider,
                 roles=("platform",), action="tier/store-relayed", target=f"resource:{resource_code}", result="OK",
-                detail=(f"from node {first.node_id} batch {first.batch_id}: {len(fresh)} records stored, "
+                detail=(f"from node {first.node_id} batch {first.batch_id}: {len(found.fresh)} records stored, "
                         f"{duplicates} duplicates, {len(problems)} refused, {subscribers} subscribers"))])
             uow.commit()
-        if subscribers and app.on_outbox is not None:
-            app.on_outbox()
+        ingest.committed(subscribers)
         return problems
 
     def _catalog_entry(self, body: bytes) -> str | None:
         try:
             sender, entry = relay.decode_catalog_entry(body, self.peers)
-            resource, origin, kind = _foreign_resource(entry, self.exchange.clock())
+            resource, origin, kind = _foreign_resource(entry, self.ingest.clock())
         except (relay.CatalogEntryError, InvalidField) as error:
             return f"catalog entry: {error}"
         if origin == self.node_id:
             return f"catalog entry: {resource.code} names this node as its origin (a relay loop)"
-        now = self.exchange.clock()
+        now = self.ingest.clock()
         with self.uow(write=True) as uow:
             existing = uow.catalog.get(resource.code, for_update=True)
             if existing is not None and existing.origin_node != origin:
@@ -265,7 +252,7 @@ class TierApplication:
                 return f"catalog entry: {resource.code} from node {origin} is already a resource of {owner}"
             if uow.catalog.put_foreign(resource, origin, now):
                 uow.catalog.append_events([(kind, resource)], now)
-                self.exchange.audit_writer.append_in(uow.connection, [AuditRecord(
+                self.ingest.audit_writer.append_in(uow, [AuditRecord(
                     at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code="",
                     roles=("platform",), action="tier/catalog-entry", target=f"resource:{resource.code}",
                     result="OK", detail=f"{kind} version {resource.latest.version} of node {origin}, via {sender}")])
@@ -276,21 +263,16 @@ class TierApplication:
         """Check, for every relayed record stored here, every hop's signature over the stored record."""
         report = ChainReport(problems=[])
         verified: envelopes.Verified = set()
-        r, p = records_table.c, relayed_records.c
-        query = select(r.provider_code, r.resource_code, r.record_id, r.sequence, r.operation, r.payload, p.hops) \
-            .select_from(records_table.join(relayed_records, (r.provider_code == p.provider_code)
-                                            & (r.resource_code == p.resource_code) & (r.record_id == p.record_id)))
         with self.uow() as uow:
-            for row in uow.connection.execute(query):
+            for relayed in uow.tiers.relayed():
                 report.records += 1
-                record = Record(row.record_id, row.sequence, Operation(row.operation), json.loads(row.payload))
-                hops = [hop_from_dict(h) for h in json.loads(row.hops)]
+                hops = [hop_from_dict(h) for h in relayed.hops]
                 report.hops += len(hops)
-                problems = envelopes.verify_hops(canonical_record(row.provider_code, row.resource_code, record),
-                                                 hops, self.peers, verified)
+                problems = envelopes.verify_hops(canonical_record(relayed.provider_code, relayed.resource_code,
+                                                                  relayed.record), hops, self.peers, verified)
                 if problems:
                     assert report.problems is not None
-                    report.problems.append(f"{row.resource_code} {row.record_id}: {'; '.join(problems)}")
+                    report.problems.append(f"{relayed.resource_code} {relayed.record.id}: {'; '.join(problems)}")
                 else:
                     report.verified += 1
         return report
@@ -299,9 +281,9 @@ class TierApplication:
     def catalog_upward(self, platform: str, limit: int = 200) -> tuple[list[tuple[str, bytes]], int]:
         """The next published/retired catalog entries for an upper-node platform, each (message id, signed
         body), and the event position they reach; ``advance`` it once the broker confirmed them."""
-        signer = self.exchange.keys.active
+        signer = self.ingest.signer
         with self.uow() as uow:
-            position = self._position(uow.connection, platform)
+            position = uow.tiers.cursor(f"catalog:{platform}")
             events = uow.catalog.events_since(position, limit)
             out: list[tuple[str, bytes]] = []
             for event in events:
@@ -325,17 +307,8 @@ class TierApplication:
 
     def advance(self, platform: str, position: int) -> None:
         with self.uow(write=True) as uow:
-            name = f"catalog:{platform}"
-            c = tier_cursors.c
-            if not uow.connection.execute(update(tier_cursors).where(c.name == name).values(position=position)).rowcount:
-                uow.connection.execute(insert(tier_cursors).values(name=name, position=position))
+            uow.tiers.set_cursor(f"catalog:{platform}", position)
             uow.commit()
-
-    @staticmethod
-    def _position(connection: Any, platform: str) -> int:
-        c = tier_cursors.c
-        value = connection.execute(select(c.position).where(c.name == f"catalog:{platform}")).scalar()
-        return int(value or 0)
 
 
 def _foreign_resource(entry: dict[str, Any], now: dt.datetime) -> tuple[Resource, str, str]:

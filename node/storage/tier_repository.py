@@ -1,0 +1,58 @@
+"""Persistence of the tier link: the provenance of records relayed by lower nodes (every hop's signature)
+and the uplink's cursors (how far each upper-node platform has been sent the catalog)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from catalog.records import Operation, Record
+from node.storage.tables import records, relayed_records, tier_cursors
+
+
+@dataclass(frozen=True)
+class RelayedRecord:
+    provider_code: str
+    resource_code: str
+    record: Record
+    hops: list[dict[str, Any]]
+
+
+class TierRepository:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def add_relayed(self, provider_code: str, resource_code: str, sender_node: str, sender_batch_id: str,
+                    hops: Sequence[tuple[str, list[dict[str, Any]]]], now: dt.datetime) -> None:
+        """(record id, its hops as dicts) of records just stored from a lower node's batch."""
+        if hops:
+            self.connection.execute(insert(relayed_records), [
+                {"provider_code": provider_code, "resource_code": resource_code, "record_id": record_id,
+                 "sender_node": sender_node, "sender_batch_id": sender_batch_id, "hops": json.dumps(chain),
+                 "received_at": now} for record_id, chain in hops])
+
+    def relayed(self) -> Iterator[RelayedRecord]:
+        """Every relayed record stored here with its provenance."""
+        r, p = records.c, relayed_records.c
+        query = select(r.provider_code, r.resource_code, r.record_id, r.sequence, r.operation, r.payload, p.hops) \
+            .select_from(records.join(relayed_records, (r.provider_code == p.provider_code)
+                                      & (r.resource_code == p.resource_code) & (r.record_id == p.record_id)))
+        for row in self.connection.execute(query):
+            yield RelayedRecord(row.provider_code, row.resource_code,
+                                Record(row.record_id, row.sequence, Operation(row.operation), json.loads(row.payload)),
+                                json.loads(row.hops))
+
+    def cursor(self, name: str) -> int:
+        value = self.connection.execute(select(tier_cursors.c.position).where(tier_cursors.c.name == name)).scalar()
+        return int(value or 0)
+
+    def set_cursor(self, name: str, position: int) -> None:
+        c = tier_cursors.c
+        if not self.connection.execute(update(tier_cursors).where(c.name == name).values(position=position)).rowcount:
+            self.connection.execute(insert(tier_cursors).values(name=name, position=position))
