@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from adapters.codecs import department, ministry, regional, relay
 from adapters.codecs.envelope import Envelope
+from adapters.errors import AdapterError
 from catalog.codes import credit_code_problem
 
 CODECS: dict[str, ModuleType] = {"ministry": ministry, "regional": regional, "department": department,
@@ -38,7 +39,7 @@ class Codec(Protocol):
     def decode(self, data: bytes, *, max_bytes: int = ...) -> Envelope: ...
 
 
-class PlatformConfigError(ValueError):
+class PlatformConfigError(AdapterError, ValueError):
     """A bad platforms file; the message names the file and the key (``platforms.toml: platform[2].kind: …``)."""
 
 

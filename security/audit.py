@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from security.errors import SecurityError
+
 GENESIS = bytes(32)
 """The previous hash of entry 1."""
 EXPORT_FORMAT = "exnode-audit-export/1"
@@ -263,7 +265,7 @@ def export_header(node_id: str, public_keys: Iterable[Mapping[str, Any]], export
             "public_keys": list(public_keys)}
 
 
-class ExportFileError(ValueError):
+class ExportFileError(SecurityError, ValueError):
     """The export file is not one: the message names the line."""
 
 

@@ -17,12 +17,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from security.errors import SecurityError
+
 PREFIX = "cw1."
 MAC_PURPOSE = "catalog feed resume token v1"
 MAX_TOKEN_CHARS = 1000
 
 
-class TokenRefused(Exception):
+class TokenRefused(SecurityError):
     """A resume token this node will not honour. ``reason`` is a stable tag: malformed, other_node,
     forged, other_department, unknown_key."""
 

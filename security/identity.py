@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from catalog.codes import credit_code_problem
+from security.errors import SecurityError
 
 ROLES = frozenset({"catalog_admin", "provider", "consumer", "reviewer", "security_officer", "platform", "operator"})
 DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
@@ -35,7 +36,7 @@ MAX_TOKEN_BYTES = 8192
 SYSTEM_ROLE = "system"
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(SecurityError):
     """The caller could not be authenticated. ``reason`` is a stable tag: missing_token, malformed_token,
     algorithm_not_allowed, unknown_key, bad_signature, expired, not_yet_valid, wrong_issuer,
     wrong_audience, missing_claim, bad_claim."""

@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from security.errors import SecurityError
+
 ALGORITHMS = ("Ed25519", "ECDSA-P256", "SM2-SM3")
 KEYRING = "keyring.json"
 
@@ -45,7 +47,7 @@ _SM2_PKCS8_PREFIX = bytes.fromhex(
 _SM2_PKCS8_PUBLIC = bytes.fromhex("a14403420004")
 
 
-class KeyError_(Exception):
+class UnusableKey(SecurityError):
     """A key file is missing, unreadable or inconsistent; the message names the file."""
 
 
@@ -173,16 +175,16 @@ class PublicKey:
                 return _sm2_point_from_spki(_unpem("PUBLIC KEY", self.public_pem.encode()))
             key = serialization.load_pem_public_key(self.public_pem.encode())
         except ValueError as error:
-            raise KeyError_(f"public key {self.kid} ({self.algorithm}) is unreadable: {error}") from None
+            raise UnusableKey(f"public key {self.kid} ({self.algorithm}) is unreadable: {error}") from None
         if self.algorithm == "Ed25519" and isinstance(key, ed25519.Ed25519PublicKey):
             return key
         if (self.algorithm == "ECDSA-P256" and isinstance(key, ec.EllipticCurvePublicKey)
                 and isinstance(key.curve, ec.SECP256R1)):
             return key
-        raise KeyError_(f"public key {self.kid} is a {type(key).__name__}, not an {self.algorithm} key")
+        raise UnusableKey(f"public key {self.kid} is a {type(key).__name__}, not an {self.algorithm} key")
 
     def verify(self, data: bytes, signature: bytes) -> bool:
-        """Whether ``signature`` is this key's over ``data``; raises KeyError_ only if the key itself is bad."""
+        """Whether ``signature`` is this key's over ``data``; raises UnusableKey only if the key itself is bad."""
         key = self._key
         if isinstance(key, bytes):
             return sm2_verify(key, data, signature)
@@ -215,7 +217,7 @@ def _generate(algorithm: str) -> PrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
     if algorithm == "SM2-SM3":
         return Sm2PrivateKey.generate()
-    raise KeyError_(f"unknown signing algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    raise UnusableKey(f"unknown signing algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
 
 
 def _write_private(path: Path, pem: bytes) -> None:
@@ -231,7 +233,7 @@ class MacKeys:
 
     active_kid: str
     derive: Callable[[str, str], bytes]
-    """(purpose, kid or "" for the active key) → 32 bytes; KeyError_ when kid is not a key of this node."""
+    """(purpose, kid or "" for the active key) → 32 bytes; UnusableKey when kid is not a key of this node."""
 
     def key(self, purpose: str, kid: str = "") -> bytes:
         return self.derive(purpose, kid)
@@ -248,7 +250,7 @@ class KeyStore:
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         if (directory / KEYRING).exists():
-            raise KeyError_(f"{directory / KEYRING} already exists; use `exnode keys rotate` for a new key")
+            raise UnusableKey(f"{directory / KEYRING} already exists; use `exnode keys rotate` for a new key")
         cls._add_key(directory, algorithm, {"active": "", "keys": []})
         return cls.load(directory)
 
@@ -276,18 +278,18 @@ class KeyStore:
             active_kid = ring["active"]
             algorithm = public[active_kid].algorithm
         except FileNotFoundError:
-            raise KeyError_(f"{ring_path} is missing; run `exnode init` to create the node's keys") from None
+            raise UnusableKey(f"{ring_path} is missing; run `exnode init` to create the node's keys") from None
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise KeyError_(f"{ring_path} is unreadable or malformed: {error!r}") from None
+            raise UnusableKey(f"{ring_path} is unreadable or malformed: {error!r}") from None
         private_path = directory / f"node-{active_kid}.key.pem"
         try:
             private = _load_private(private_path.read_bytes(), algorithm)
         except FileNotFoundError:
-            raise KeyError_(f"{private_path} (the active signing key) is missing") from None
+            raise UnusableKey(f"{private_path} (the active signing key) is missing") from None
         except (OSError, ValueError, TypeError) as error:
-            raise KeyError_(f"{private_path} is unreadable: {error}") from None
+            raise UnusableKey(f"{private_path} is unreadable: {error}") from None
         if key_id(_public_der(private)) != active_kid:
-            raise KeyError_(f"{private_path} does not match key id {active_kid} in {ring_path}")
+            raise UnusableKey(f"{private_path} does not match key id {active_kid} in {ring_path}")
         return cls(directory, SigningKey(active_kid, algorithm, private), public)
 
     def mac_keys(self) -> MacKeys:
@@ -300,7 +302,7 @@ class KeyStore:
         Why derived rather than a key file of its own: nothing new to create, back up or rotate; a MAC
         costs a microsecond where a signature per streamed event would cost tens. Keys of earlier
         rotations are read from their files when asked for, so tokens issued before a rotation still
-        verify. Raises KeyError_ when ``kid`` is not a key of this node."""
+        verify. Raises UnusableKey when ``kid`` is not a key of this node."""
         kid = kid or self.active.kid
         cache = self.__dict__.setdefault("_mac_keys", {})
         if (kid, purpose) not in cache:
@@ -311,9 +313,9 @@ class KeyStore:
                     private = _load_private((self.directory / f"node-{kid}.key.pem").read_bytes(),
                                             self.public[kid].algorithm)
                 except (OSError, ValueError) as error:
-                    raise KeyError_(f"the private key {kid} is not available: {error}") from None
+                    raise UnusableKey(f"the private key {kid} is not available: {error}") from None
             else:
-                raise KeyError_(f"{kid} is not a key of this node")
+                raise UnusableKey(f"{kid} is not a key of this node")
             hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"exnode mac: {purpose}".encode())
             cache[(kid, purpose)] = hkdf.derive(_private_pem(private))
         return cache[(kid, purpose)]
@@ -355,18 +357,18 @@ def read_public_keys(path: Path) -> dict[str, PublicKey]:
         return {e["kid"]: PublicKey(e["kid"], e["algorithm"], e["public_pem"], e.get("created_at", ""))
                 for e in entries}
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise KeyError_(f"{path}: not a public keys file: {error}") from None
+        raise UnusableKey(f"{path}: not a public keys file: {error}") from None
 
 
 def parse_public_key(algorithm: str, public_pem: str) -> PublicKey:
     """A department's public key as registered with the node: checked to be a key of the stated
     algorithm, with its id derived like the node's own (SHA-256 of the SubjectPublicKeyInfo)."""
     if algorithm not in ALGORITHMS:
-        raise KeyError_(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+        raise UnusableKey(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
     try:
         der = _unpem("PUBLIC KEY", public_pem.encode())
-    except (ValueError, KeyError_) as error:
-        raise KeyError_(f"not a PEM public key: {error}") from None
+    except (ValueError, UnusableKey) as error:
+        raise UnusableKey(f"not a PEM public key: {error}") from None
     key = PublicKey(key_id(der), algorithm, public_pem, "")
-    _ = key._key  # parses, or raises KeyError_ naming what is wrong
+    _ = key._key  # parses, or raises UnusableKey naming what is wrong
     return key

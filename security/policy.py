@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from security.errors import SecurityError
 from security.identity import SYSTEM_ROLE, Principal
 
 
@@ -106,7 +107,7 @@ class Decision:
         return self.allowed
 
 
-class PermissionDenied(Exception):
+class PermissionDenied(SecurityError):
     """The policy said no; the message is the decision's reason."""
 
     def __init__(self, action: Action, target: Target, reason: str) -> None:

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from security.errors import SecurityError
 from security.merkle import HASH_SIZE
 
 CURSOR_PREFIX = "pc1."
@@ -29,7 +30,7 @@ _MAC_SIZE = 16
 _MAX_NAME = 128
 
 
-class CursorError(ValueError):
+class CursorError(SecurityError, ValueError):
     """A cursor that this node cannot honour for this platform. ``kind`` says why: ``malformed``,
     ``other_node``, ``forged`` (the MAC does not verify) or ``other_platform``."""
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 from lxml import etree
 
+from security.errors import SecurityError
+
 Problem = tuple[int | None, str]
 """One problem: the line it is on (None when the whole document is concerned) and what is wrong."""
 
@@ -62,7 +64,7 @@ _REFUSED_DTD = ("a DOCTYPE/DTD or ENTITY declaration; DTDs and entities are not 
                 "(they allow entity expansion bombs and fetching files or URLs)")
 
 
-class XmlRejected(Exception):
+class XmlRejected(SecurityError):
     """The document was refused. ``reason`` is a short tag, ``problems`` every problem with its line."""
 
     reason = "rejected"

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.errors import AdapterError
 from catalog.codes import credit_code_problem, resource_code_problem
 from catalog.records import (
     MAX_RECORD_ID,
@@ -72,7 +73,7 @@ TrustedKeys = Mapping[str, Mapping[str, BatchVerifier]]
 Keys are held per node so that a key of one node can never vouch for an envelope claiming another node."""
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(AdapterError, ValueError):
     """An envelope cannot be built, encoded or decoded. ``field`` names the culprit (``records[3].sequence``,
     ``signed.root``, ``document`` for the encoded bytes as a whole)."""
 

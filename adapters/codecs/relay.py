@@ -18,6 +18,7 @@ from typing import Any
 
 from adapters.codecs import department
 from adapters.codecs.envelope import MAX_ENVELOPE_BYTES, Envelope, TrustedKeys
+from adapters.errors import AdapterError
 from security.merkle import BatchSigner
 
 CONTENT_TYPE = "application/vnd.exnode.relay+x-protobuf"
@@ -34,7 +35,7 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
     return department.decode(data, max_bytes=max_bytes)
 
 
-class CatalogEntryError(ValueError):
+class CatalogEntryError(AdapterError, ValueError):
     """A catalog entry from a peer that cannot be trusted or read; the message names the problem."""
 
 

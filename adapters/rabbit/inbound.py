@@ -24,6 +24,7 @@ import pika
 
 from adapters.codecs import department, ministry, regional, relay
 from adapters.codecs.envelope import Envelope, EnvelopeError
+from adapters.errors import AdapterError
 from adapters.rabbit.topology import declare_topology, names
 from adapters.rabbit.worker import BlockingWorker
 
@@ -32,18 +33,18 @@ CODECS = {codec.CONTENT_TYPE: codec for codec in (ministry, regional, department
 GROUPED = (relay.CONTENT_TYPE, relay.CATALOG_CONTENT_TYPE)
 """Content types of the tier link, handled in groups (``handle_group``)."""
 
-GroupHandler = Callable[[list[tuple[str, bytes, int]]], list[str | None]]
-"""(content type, body, earlier deliveries) of each held message → None (stored or duplicate), its dead-letter
-reason, or a ``Later`` reason (requeue it) each."""
-
-
-class Later(str):
-    """Not yet: the message is requeued rather than dead-lettered (what it needs may arrive first, e.g. the
-    catalog entry of its resource). Handlers give up, with a dead-letter reason, after some deliveries."""
-
-
-class Poison(Exception):
+class Poison(AdapterError):
     """The message can never be accepted; the text is the dead-letter reason."""
+
+
+class Later(AdapterError):
+    """Not yet: the message is requeued rather than dead-lettered (what it needs may arrive first, e.g. the
+    catalog entry of its resource). Handlers give up, with a ``Poison``, after some deliveries."""
+
+
+GroupHandler = Callable[[list[tuple[str, bytes, int]]], list[Poison | Later | None]]
+"""(content type, body, earlier deliveries) of each held message → None (stored or duplicate), ``Poison``
+(dead-letter it, with the reason) or ``Later`` (requeue it) each."""
 
 
 def decode(content_type: str | None, body: bytes) -> Envelope:
@@ -119,7 +120,7 @@ class InboundConsumer(BlockingWorker):
                 channel.basic_nack(method.delivery_tag, requeue=True)
                 later += 1
             else:
-                self._dead_letter(channel, method, properties, body, problem)
+                self._dead_letter(channel, method, properties, body, str(problem))
         if later:
             log.info("%d relayed messages requeued: %s", later, next(p for p in results if isinstance(p, Later)))
             time.sleep(0.2)  # spaces their redeliveries while what they wait for arrives

@@ -15,8 +15,10 @@ import subprocess
 from typing import Any
 from urllib.parse import quote
 
+from adapters.errors import AdapterError
 
-class ShovelError(RuntimeError):
+
+class ShovelError(AdapterError, RuntimeError):
     """rabbitmqctl refused or is missing; the message says which and why."""
 
 

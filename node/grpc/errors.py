@@ -20,40 +20,40 @@ from catalog.errors import (
     NotFound,
 )
 from node.grpc.handlers import Behaviour, wrap_handler
-from node.services.audit import AuditUnavailable
-from node.services.errors import BadSignature, BrokerUnavailable
-from node.services.errors import RequestTooLarge as ExchangeTooLarge
-from node.services.pull import AckTimeout, NotReady
+from node.services.errors import (
+    AckTimeout,
+    AuditUnavailable,
+    BadSignature,
+    BrokerUnavailable,
+    NotReady,
+    RequestTooLarge,
+)
 from security.identity import AuthenticationError
 from security.policy import PermissionDenied
 
 log = logging.getLogger(__name__)
 
 STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
+    # the domain (catalog.errors)
     (InvalidField, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidBatch, grpc.StatusCode.INVALID_ARGUMENT),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (IllegalTransition, grpc.StatusCode.FAILED_PRECONDITION),
     (Conflict, grpc.StatusCode.ABORTED),
-]
-
-
-class RequestTooLarge(Exception):
-    """A request within gRPC's message limit but over a per-field limit of the node."""
-
-
-STATUS_OF += [
-    (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # security: who the caller is, and what it may do
+    (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (ExchangeTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # the use cases (node.services.errors)
+    (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
+    (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),  # a watch outliving its bearer token
     (NotReady, grpc.StatusCode.FAILED_PRECONDITION),
     (AckTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
 ]
+"""Every mapping of an error to a gRPC status: the error-mapping interceptor and the authentication
+interceptor both use it (a request that cannot be audited is UNAVAILABLE; a bad token UNAUTHENTICATED)."""
 MAPPED = tuple(kind for kind, _ in STATUS_OF)
 
 
@@ -62,6 +62,13 @@ def status_for(error: Exception) -> grpc.StatusCode | None:
         if isinstance(error, kind):
             return code
     return None
+
+
+def code_for(error: Exception) -> grpc.StatusCode:
+    """The status of an error the table maps (a wiring bug otherwise: it would surface as UNKNOWN)."""
+    code = status_for(error)
+    assert code is not None, f"unmapped error {error!r}"
+    return code
 
 
 def rich_status(code: grpc.StatusCode, error: Exception) -> status_pb2.Status:
@@ -86,9 +93,7 @@ def rich_status(code: grpc.StatusCode, error: Exception) -> status_pb2.Status:
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
-    code = status_for(error)
-    assert code is not None, f"unmapped error {error!r}"
-    await context.abort_with_status(rpc_status.to_status(rich_status(code, error)))
+    await context.abort_with_status(rpc_status.to_status(rich_status(code_for(error), error)))
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):

@@ -15,8 +15,9 @@ from catalog.errors import FieldProblem, InvalidField
 from catalog.records import Operation, Record
 from node.ops.request_context import current, principal
 from node.pipeline import IncomingBatch, Ingest, IngestResult
+from node.services.errors import AckTimeout, NotReady
 from node.services.exchange import ExchangeApplication
-from node.services.pull import AckTimeout, NotReady, PullApplication, PullSession, SignedPullBatch
+from node.services.pull import PullApplication, PullSession, SignedPullBatch
 
 _OPERATIONS = {pb.UPSERT: Operation.UPSERT, pb.DELETE: Operation.DELETE}
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from node.config import ConfigError
-from security.keys import KeyError_
+from security.keys import UnusableKey
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def check_broker(url: str) -> bool:
 
 def explain(error: BaseException, database_url: str = "") -> str | None:
     """The one-line start-up message for an error the operator can fix; None for a bug (traceback)."""
-    if isinstance(error, StartupError | ConfigError | KeyError_ | ValueError):
+    if isinstance(error, StartupError | ConfigError | UnusableKey | ValueError):
         return str(error)
     if isinstance(error, OSError):  # a port in use, a data directory the node may not write
         return f"{error.strerror or error}: {error.filename}" if error.filename else str(error)

@@ -40,17 +40,18 @@ from adapters.codecs import envelope as envelopes
 from adapters.codecs import relay
 from adapters.codecs.envelope import Envelope, EnvelopeError, Hop, TrustedKeys
 from adapters.platforms import Platform
-from adapters.rabbit.inbound import Later
+from adapters.rabbit.inbound import Later, Poison
 from catalog.errors import InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.model import Resource, ResourceStatus, ResourceVersion, VersionState
 from catalog.records import canonical_record
+from node.config import ConfigError
 from node.pipeline import rules
 from node.pipeline.batches import IncomingBatch
 from node.pipeline.ingest import Ingest
 from security.audit import AuditRecord
 from security.identity import Principal
-from security.keys import KeyError_, read_public_keys
+from security.keys import UnusableKey, read_public_keys
 from security.merkle import Proof, SignedBatch
 from security.policy import Action, Target
 
@@ -64,7 +65,7 @@ is dead-lettered."""
 """Catalog events a lower node sends upward; drafts stay with their department."""
 
 
-class PeerConfigError(ValueError):
+class PeerConfigError(ConfigError):
     """A peers directory entry that cannot be read; the message names the file."""
 
 
@@ -78,7 +79,7 @@ def load_peers(directory: Path) -> dict[str, dict[str, Any]]:
         try:
             node_id = json.loads(path.read_text(encoding="utf-8"))["node_id"]
             keys = read_public_keys(path)
-        except (OSError, ValueError, KeyError, TypeError, KeyError_) as error:
+        except (OSError, ValueError, KeyError, TypeError, UnusableKey) as error:
             raise PeerConfigError(f"{path}: not a public-keys.json of a node: {error}") from None
         if not isinstance(node_id, str) or not node_id:
             raise PeerConfigError(f"{path}: node_id must be a non-empty string")
@@ -93,6 +94,11 @@ def hop_to_dict(hop: Hop) -> dict[str, Any]:
 
 def hop_from_dict(data: dict[str, Any]) -> Hop:
     return Hop(data["node_id"], data["batch_id"], SignedBatch.from_dict(data["signed"]), Proof.from_dict(data["proof"]))
+
+
+class Unknown(Poison):
+    """A relayed record whose resource this node does not know yet: poison only once its entry had time to
+    come up (``WAIT_FOR_ENTRY_DELIVERIES``); until then the message is requeued."""
 
 
 @dataclass(frozen=True)
@@ -124,12 +130,12 @@ class TierApplication:
         self.upward = [p for p in platforms if p.kind == "node"]
 
     # -- upper side ---------------------------------------------------------------------------------------
-    def accept(self, messages: Sequence[Message]) -> list[str | None]:
+    def accept(self, messages: Sequence[Message]) -> list[Poison | Later | None]:
         """For each message, None (stored, or a duplicate) or why it can never be accepted (dead letter).
 
         Messages are grouped by (sender, batch); each group is one transaction. An exception (the database
         is down) leaves every message unacknowledged for redelivery."""
-        results: list[str | None] = [None] * len(messages)
+        results: list[Poison | Later | None] = [None] * len(messages)
         groups: dict[tuple[str, str], list[tuple[int, Envelope]]] = defaultdict(list)
         catalog: list[tuple[int, bytes]] = []
         for index, message in enumerate(messages):
@@ -139,7 +145,7 @@ class TierApplication:
             try:
                 envelope = relay.decode(message.body)
             except EnvelopeError as error:
-                results[index] = f"undecodable relayed envelope: {error}"
+                results[index] = Poison(f"undecodable relayed envelope: {error}")
                 continue
             groups[(envelope.node_id, envelope.batch_id)].append((index, envelope))
         for index, body in catalog:  # entries first: records of a resource may follow its entry closely
@@ -148,14 +154,14 @@ class TierApplication:
         for group in groups.values():
             for index, problem in zip([i for i, _ in group], self._records([e for _, e in group], verified),
                                       strict=True):
-                if problem is not None and problem.startswith("NotFound: resource") \
-                        and messages[index].deliveries < WAIT_FOR_ENTRY_DELIVERIES:
-                    problem = Later(problem)
+                if isinstance(problem, Unknown):  # its catalog entry may still come up: wait, for a while
+                    problem = Later(str(problem)) if messages[index].deliveries < WAIT_FOR_ENTRY_DELIVERIES \
+                        else Poison(str(problem))
                 results[index] = problem
         return results
 
-    def _records(self, group: Sequence[Envelope], verified: envelopes.Verified) -> list[str | None]:
-        results: list[str | None] = [None] * len(group)
+    def _records(self, group: Sequence[Envelope], verified: envelopes.Verified) -> list[Poison | None]:
+        results: list[Poison | None] = [None] * len(group)
         first = group[0]
         with self.uow() as uow:
             resource = uow.catalog.get(first.resource_code)
@@ -164,13 +170,13 @@ class TierApplication:
         checked: list[tuple[int, Envelope, bytes]] = []
         for index, envelope in enumerate(group):
             if envelope.proof is None or len(envelope.records) != 1:
-                results[index] = "a relayed envelope holds one record with its inclusion proof"
+                results[index] = Poison("a relayed envelope holds one record with its inclusion proof")
                 continue
             problems = envelopes.verify_chain(envelope, self.peers, verified)
             if not problems and envelope.node_id == self.node_id:
                 problems = [f"node_id: {envelope.node_id} is this node (a relay loop)"]
             if problems:
-                results[index] = "BadSignature: " + "; ".join(problems)
+                results[index] = Poison("BadSignature: " + "; ".join(problems))
                 continue
             if resource_problem:
                 results[index] = resource_problem
@@ -178,8 +184,8 @@ class TierApplication:
             record = envelope.records[0]
             unknown = sorted(set(record.payload) - items)
             if unknown:
-                results[index] = (f"InvalidField: records[0].payload: {', '.join(unknown)} not items of "
-                                  f"{first.resource_code} as published")
+                results[index] = Poison(f"InvalidField: records[0].payload: {', '.join(unknown)} not items of "
+                                        f"{first.resource_code} as published")
                 continue
             checked.append((index, envelope, envelopes.leaves(envelope)[0]))
         if checked:
@@ -187,28 +193,28 @@ class TierApplication:
                 results[index] = problem
         return results
 
-    def _resource_problem(self, resource: Resource | None, envelope: Envelope) -> str | None:
+    def _resource_problem(self, resource: Resource | None, envelope: Envelope) -> Poison | None:
         if resource is None:
-            return (f"NotFound: resource {envelope.resource_code} is not in this node's catalog (its catalog "
+            return Unknown(f"NotFound: resource {envelope.resource_code} is not in this node's catalog (its catalog "
                     f"entry has not come up from node {envelope.node_id})")
         sender = Principal(subject=f"node:{envelope.node_id}", department_code=envelope.provider_code,
                            roles=frozenset({"platform"}))
         decision = self.ingest.policy.decide(sender, Action.EXCHANGE_INGEST, Target.resource(
             envelope.resource_code, resource.provider_code, envelope.provider_code))
         if not decision:
-            return f"PermissionDenied: {decision.reason}"
+            return Poison(f"PermissionDenied: {decision.reason}")
         if resource.status is not ResourceStatus.PUBLISHED:
-            return f"InvalidField: resource_code: {envelope.resource_code} is {resource.status.value}"
+            return Poison(f"InvalidField: resource_code: {envelope.resource_code} is {resource.status.value}")
         return None
 
-    def _store(self, first: Envelope, checked: Sequence[tuple[int, Envelope, bytes]]) -> dict[int, str]:
+    def _store(self, first: Envelope, checked: Sequence[tuple[int, Envelope, bytes]]) -> dict[int, Poison]:
         """One (sender, batch)'s verified records in ONE transaction, through the pipeline's store: the new
         records with every hop's signature, the outbox rows for this node's subscribers, the audit entry.
         A record already stored with the same content is a duplicate; with other content it is refused."""
         ingest = self.ingest
         now = ingest.clock()
         provider, resource_code = first.provider_code, first.resource_code
-        problems: dict[int, str] = {}
+        problems: dict[int, Poison] = {}
         batch_id = f"r{uuid.uuid4().hex}"
         records = [envelope.records[0] for _, envelope, _ in checked]
         hashes = [hashlib.sha256(leaf).digest() for _, _, leaf in checked]
@@ -217,8 +223,8 @@ class TierApplication:
             stored = uow.exchange.content_hashes(provider, resource_code, [r.id for r in records])
             found = rules.sort_fresh(records, hashes, stored)
             for position, record in found.conflicts:
-                problems[checked[position][0]] = (f"InvalidField: records[0].id: {record.id} was already received "
-                                                  "with other content")
+                problems[checked[position][0]] = Poison(f"InvalidField: records[0].id: {record.id} was already "
+                                                        "received with other content")
             duplicates = found.duplicates - len(found.conflicts)
             subscribers = 0
             if found.fresh:
@@ -236,20 +242,20 @@ class TierApplication:
         ingest.committed(subscribers)
         return problems
 
-    def _catalog_entry(self, body: bytes) -> str | None:
+    def _catalog_entry(self, body: bytes) -> Poison | None:
         try:
             sender, entry = relay.decode_catalog_entry(body, self.peers)
             resource, origin, kind = _foreign_resource(entry, self.ingest.clock())
         except (relay.CatalogEntryError, InvalidField) as error:
-            return f"catalog entry: {error}"
+            return Poison(f"catalog entry: {error}")
         if origin == self.node_id:
-            return f"catalog entry: {resource.code} names this node as its origin (a relay loop)"
+            return Poison(f"catalog entry: {resource.code} names this node as its origin (a relay loop)")
         now = self.ingest.clock()
         with self.uow(write=True) as uow:
             existing = uow.catalog.get(resource.code, for_update=True)
             if existing is not None and existing.origin_node != origin:
                 owner = f"node {existing.origin_node}" if existing.origin_node else "this node"
-                return f"catalog entry: {resource.code} from node {origin} is already a resource of {owner}"
+                return Poison(f"catalog entry: {resource.code} from node {origin} is already a resource of {owner}")
             if uow.catalog.put_foreign(resource, origin, now):
                 uow.catalog.append_events([(kind, resource)], now)
                 self.ingest.audit_writer.append_in(uow, [AuditRecord(
@@ -329,4 +335,4 @@ def _foreign_resource(entry: dict[str, Any], now: dt.datetime) -> tuple[Resource
     return Resource(code, status, published, version, retired_at, origin_node=origin), origin, kind
 
 
-Accept = Callable[[Sequence[Message]], list[str | None]]
+Accept = Callable[[Sequence[Message]], list[Poison | Later | None]]

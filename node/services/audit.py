@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from catalog.errors import InvalidField
+from node.services.errors import AuditUnavailable
 from node.storage.audit_repository import AuditFilter, AuditRepository, Head
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import audit
@@ -31,10 +32,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 100
-
-
-class AuditUnavailable(Exception):
-    """The audit trail could not be written; the request is refused rather than answered unaudited."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from node.storage.catalog_repository import EventFilter
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security import feed_tokens
 from security.identity import AuthenticationError, Principal
-from security.keys import KeyError_, MacKeys
+from security.keys import MacKeys, UnusableKey
 from security.policy import Action, PermissionDenied, Policy, Target
 
 BATCH = 500
@@ -181,7 +181,7 @@ class CatalogFeed:
         def mac_key(kid: str) -> bytes:
             try:
                 return self.macs.key(feed_tokens.MAC_PURPOSE, kid)
-            except KeyError_ as error:
+            except UnusableKey as error:
                 raise KeyError(kid) from error
 
         try:

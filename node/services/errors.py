@@ -1,11 +1,29 @@
-"""What the exchange refuses (the pipeline's ingest, subscriptions, receipts), beside the domain's own errors
-(``catalog.errors``) and the policy's (``security.policy.PermissionDenied``): each names the limit, key
-or step. Here, below both ``node.services`` and ``node.pipeline``, so that either may raise them."""
+"""What the node's use cases refuse beside the domain's own errors (``catalog.errors``) and the policy's
+(``security.policy.PermissionDenied``): the audit trail that cannot be written, a pull that is not ready
+or was left unacknowledged, and the exchange's refusals (the pipeline's ingest, subscriptions, receipts).
+Each names the limit, key or step. Here, below both ``node.services`` and ``node.pipeline``, so that
+either may raise them; node/grpc/errors.py maps each to its gRPC status."""
 
 from __future__ import annotations
 
 
-class ExchangeError(Exception):
+class ServiceError(Exception):
+    """Base of the use cases' own errors."""
+
+
+class AuditUnavailable(ServiceError):
+    """The audit trail could not be written; the request is refused rather than answered unaudited."""
+
+
+class NotReady(ServiceError):
+    """Something the request depends on does not exist yet (a day that is not over or not closed)."""
+
+
+class AckTimeout(ServiceError):
+    """The client acknowledged nothing for too long; the next pull starts after its last acknowledgement."""
+
+
+class ExchangeError(ServiceError):
     """Base of the exchange's errors."""
 
 

@@ -13,7 +13,7 @@ from node.services.errors import BadSignature, BrokerUnavailable
 from node.storage.exchange_repository import ProviderKey, StoredBatch, Subscription
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security.identity import Principal
-from security.keys import KeyError_, PublicKey, parse_public_key
+from security.keys import PublicKey, UnusableKey, parse_public_key
 from security.policy import Action, Policy, Target
 
 Clock = Callable[[], dt.datetime]
@@ -37,7 +37,7 @@ class ExchangeApplication:
         self.policy.require(principal, Action.PROVIDER_KEY_WRITE, Target.department(department_code))
         try:
             public = parse_public_key(algorithm, public_pem)
-        except KeyError_ as error:
+        except UnusableKey as error:
             raise InvalidField.one("public_pem", f"not a {algorithm} public key: {error}") from None
         kid = public.kid
         key = ProviderKey(kid, department_code, algorithm, public_pem, self.clock())

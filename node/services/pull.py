@@ -30,6 +30,7 @@ from catalog.lists import BEIJING
 from catalog.model import ShareType
 from catalog.records import Operation, Record, canonical_from_parts, canonical_record
 from node.services.audit import AuditWriter
+from node.services.errors import NotReady
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.pull_repository import PulledRow, StoredDayManifest
 from node.storage.unit_of_work import UnitOfWorkFactory
@@ -44,14 +45,6 @@ Clock = Callable[[], dt.datetime]
 
 DAY_SIGNATURE_CONTEXT = b"exnode day manifest v1\n"
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-class NotReady(Exception):
-    """Something the request depends on does not exist yet (a day that is not over or not closed)."""
-
-
-class AckTimeout(Exception):
-    """The client acknowledged nothing for too long; the next pull starts after its last acknowledgement."""
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ from sqlalchemy.engine import Connection, Row
 
 from catalog.lists import Demand, DemandRequest, DemandState, Grant, Obligation
 from catalog.model import UpdateCycle
+from node.storage.errors import StorageError
 from node.storage.tables import deliveries, demands, grants, obligations
 
 
-class StaleDemand(Exception):
+class StaleDemand(StorageError):
     """The demand changed since it was read (another reviewer decided first)."""
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from security import feed_tokens
 from security.feed_tokens import ResumePoint, TokenRefused
-from security.keys import KeyError_, KeyStore
+from security.keys import KeyStore, UnusableKey
 
 KEYS = {"k1": b"k" * 32, "k2": b"j" * 32}
 DEPT = "11100000MB01284764"
@@ -87,5 +87,5 @@ def test_tokens_made_before_a_key_rotation_still_verify(tmp_path: Path):
     assert point.position == 7
     assert rotated.mac_key(feed_tokens.MAC_PURPOSE) != rotated.mac_key(feed_tokens.MAC_PURPOSE, old_kid)
     assert rotated.mac_key("another purpose") != rotated.mac_key(feed_tokens.MAC_PURPOSE)
-    with pytest.raises(KeyError_):
+    with pytest.raises(UnusableKey):
         rotated.mac_key(feed_tokens.MAC_PURPOSE, "no-such-kid")

@@ -12,11 +12,11 @@ from security.keys import (
     ALGORITHMS,
     KEYRING,
     SM2_SIGNER_ID,
-    KeyError_,
     KeyStore,
     PublicKey,
     SigningKey,
     Sm2PrivateKey,
+    UnusableKey,
     _pem,
 )
 
@@ -124,7 +124,7 @@ def test_rotation_keeps_the_algorithm_unless_told(tmp_path):
 
 
 def test_an_unknown_algorithm_is_refused_with_the_known_ones_listed(tmp_path):
-    with pytest.raises(KeyError_, match="known: Ed25519, ECDSA-P256, SM2-SM3"):
+    with pytest.raises(UnusableKey, match="known: Ed25519, ECDSA-P256, SM2-SM3"):
         KeyStore.create(tmp_path / "keys", "RSA")
 
 
@@ -135,7 +135,7 @@ def test_an_sm2_key_file_whose_public_half_was_swapped_is_refused(tmp_path):
     other_path = tmp_path / "b" / f"node-{other.active.kid}.key.pem"
     mixed = _pem("PRIVATE KEY", pem_body(path.read_text())[:-64] + pem_body(other_path.read_text())[-64:])
     path.write_bytes(mixed)
-    with pytest.raises(KeyError_, match="does not match the public key stored with it"):
+    with pytest.raises(UnusableKey, match="does not match the public key stored with it"):
         KeyStore.load(tmp_path / "a")
 
 
@@ -145,7 +145,7 @@ def test_a_key_file_of_another_algorithm_than_the_keyring_says_is_refused(tmp_pa
     ring = json.loads(ring_path.read_text())
     ring["keys"][0]["algorithm"] = "SM2-SM3"
     ring_path.write_text(json.dumps(ring))
-    with pytest.raises(KeyError_, match=f"node-{store.active.kid}.key.pem is unreadable"):
+    with pytest.raises(UnusableKey, match=f"node-{store.active.kid}.key.pem is unreadable"):
         KeyStore.load(tmp_path / "keys")
 
 
@@ -154,7 +154,7 @@ def test_a_published_key_that_is_not_of_its_algorithm_is_an_error_not_a_failed_s
     published = store.public[store.active.kid]
     for algorithm in ("ECDSA-P256", "SM2-SM3"):
         mislabelled = PublicKey(published.kid, algorithm, published.public_pem, published.created_at)
-        with pytest.raises(KeyError_, match=published.kid):
+        with pytest.raises(UnusableKey, match=published.kid):
             mislabelled.verify(b"data", store.active.sign(b"data"))
 
 
