@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from node.services.pull import DAY_SIGNATURE_CONTEXT
 from security import merkle
 from security.keys import public_keys_document, read_public_keys
 from security.pull import CursorCodec
+from security.pull import parse as parse_cursor
 from tests.conftest import FixedClock
 from tests.fault.support import Key, as_proto, low_income_record
 from tests.integration.grpc_node import RunningNode, make_config
@@ -141,22 +143,36 @@ def test_a_consumer_pulls_only_its_granted_records_masked_per_grant(node, tmp_pa
     assert all(p["公民身份号码"] == "360426********0071" for p in payloads), payloads[0]
 
 
-class BreakOff:
-    """Delivers the header and ``batches`` batches, then the connection 'drops'."""
+def acknowledged(node: RunningNode, platform: str = f"{PROVIDER}/node") -> int:
+    with node.node.pull.uow() as uow:
+        return uow.pull.acknowledged(platform)
 
-    def __init__(self, call, batches: int) -> None:
-        self.call, self.batches = call, batches
+
+class BreakOff:
+    """Delivers the header and ``batches`` batches (None: every batch, the manifest held back), then the
+    connection 'drops' once the node has stored the acknowledgement of the last one delivered: without that
+    wait the drop races the acknowledgement and where the node resumes is left to chance."""
+
+    def __init__(self, node: RunningNode, batches: int | None) -> None:
+        self.node, self.batches = node, batches
 
     def __call__(self, requests):
-        responses = self.call(requests)
-        seen = 0
+        responses = caller(self.node)(requests)
+        seen = last = 0
         for item in responses:
-            yield item
-            if item.WhichOneof("item") == "batch":
+            kind = item.WhichOneof("item")
+            if kind == "manifest":
+                break
+            yield item  # the client stages the batch and queues its acknowledgement before asking for more
+            if kind == "batch":
                 seen += 1
+                last = parse_cursor(item.batch.to_cursor)[0].position
                 if seen == self.batches:
-                    responses.cancel()
-                    return
+                    break
+        deadline = time.monotonic() + 60  # a bound on waiting, not a timing assertion
+        while acknowledged(self.node) < last and time.monotonic() < deadline:
+            time.sleep(0.02)
+        responses.cancel()
 
 
 def test_a_broken_off_pull_resumes_after_the_last_acknowledged_batch_without_loss_or_doubles(node, tmp_path):
@@ -164,7 +180,7 @@ def test_a_broken_off_pull_resumes_after_the_last_acknowledged_batch_without_los
     sent = provider.send(10) + provider.send(7)  # 17 records: batches of 4
     out = tmp_path / "out"
     with pytest.raises(PullProblem, match="stream ended before the manifest"):
-        pull(BreakOff(caller(node), 2), trusted(node), out)
+        pull(BreakOff(node, 2), trusted(node), out)
     assert published(out) == []
     assert len(list((out / STAGING).glob("batch-*.jsonl"))) == 2
     outcome: PullOutcome = pull(caller(node), trusted(node), out)
