@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_client(pull)
     pull.add_argument("--since", default="", metavar="CURSOR",
                       help="the cursor the last pull printed (default: from the beginning)")
-    pull.add_argument("--out", type=Path, required=True, metavar="DIR", help="where verified pulls are written")
+    pull.add_argument("--out", type=Path, default=None, metavar="DIR",
+                      help="where verified pulls are written (required)")
     pull.add_argument("--keys", type=Path, default=None,
                       help="the node's published public-keys.json (default: ask the node, KeysService)")
     pull.add_argument("--until-day", default="", metavar="YYYY-MM-DD",
@@ -27,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pull.add_argument("--replay", action="store_true",
                       help="start at --since even if this platform acknowledged past it")
     pull.set_defaults(handler=run_pull)
+    pull_jobs = pull.add_subparsers(dest="pull_command", metavar="verify")
+    verify = pull_jobs.add_parser("verify", help="re-verify a published pull directory offline")
+    verify.add_argument("directory", type=Path, metavar="DIR", help="a published DIR/pull-… directory")
+    verify.add_argument("--keys", type=Path, required=True, dest="verify_keys", metavar="FILE",
+                        help="the node's published public-keys.json")
+    verify.add_argument("--json", action="store_true", dest="verify_json", help="machine-readable output")
+    verify.set_defaults(handler=run_pull_verify)
 
     batch = sub.add_parser("batch", help="the node's batch jobs")
     jobs = batch.add_subparsers(dest="batch_command", required=True, metavar="JOB")
@@ -58,6 +66,8 @@ def _trusted(args: argparse.Namespace):  # -> TrustedNode
 def run_pull(args: argparse.Namespace) -> int:
     from node.clients.pull import PullProblem, pull
 
+    if args.out is None:
+        raise UsageError("pull: --out DIR is required")
     if args.until_day:
         _day(args.until_day, "--until-day")
     trusted = _trusted(args)
@@ -65,7 +75,8 @@ def run_pull(args: argparse.Namespace) -> int:
     metadata = call_metadata(args)
     try:
         outcome = pull(lambda requests: stub.Pull(requests, metadata=metadata), trusted, args.out, since=args.since,
-                       replay=args.replay, until_day=args.until_day)
+                       replay=args.replay, until_day=args.until_day,
+                       report=lambda line: print(f"exnode: pull: {line}", file=sys.stderr))
     except PullProblem as error:
         print(f"exnode: pull refused: {error}", file=sys.stderr)
         return 1
@@ -74,6 +85,35 @@ def run_pull(args: argparse.Namespace) -> int:
                     "records": outcome.records, "batches": outcome.batches, "resumed": outcome.resumed})
     else:
         print(outcome.next_cursor)
+    return 0
+
+
+def run_pull_verify(args: argparse.Namespace) -> int:
+    """Exit 0 with a one-line summary, 1 with one line naming the first thing that does not verify."""
+    from node.clients.pull import PullProblem, trusted_from_document
+    from node.clients.pull_evidence import EvidenceProblem, verify_published
+
+    try:
+        trusted = trusted_from_document(json.loads(args.verify_keys.read_text(encoding="utf-8")))
+    except (OSError, ValueError, PullProblem) as error:
+        raise UsageError(f"--keys {args.verify_keys}: {error}") from None
+    as_json = args.verify_json or args.json
+    try:
+        verified = verify_published(args.directory, trusted.node_id, trusted.keys)
+    except EvidenceProblem as error:
+        if as_json:
+            print_json({"ok": False, "directory": str(args.directory), "problem": str(error)})
+        else:
+            print(f"pull verify: FAILED ({args.directory}): {error}")
+        return 1
+    if as_json:
+        print_json({"ok": True, "directory": str(verified.directory), "node": verified.node_id,
+                    "platform": verified.platform, "since": verified.since, "next_cursor": verified.next_cursor,
+                    "records": verified.records, "batches": verified.batches, "streams": verified.streams})
+    else:
+        print(f"pull verify: OK ({args.directory}): {verified.records} records in {verified.batches} batches "
+              f"({verified.streams} stream{'s' if verified.streams > 1 else ''}), every batch signed, contiguous "
+              f"from since to next cursor {verified.next_cursor}, manifest signed")
     return 0
 
 

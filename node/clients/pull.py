@@ -3,13 +3,16 @@
 It trusts nothing it has not verified: every batch's records must hash to the batch's Merkle root, the
 root must carry a valid signature of the node's published keys over the batch's place in the pull (index,
 cursors before and after, record count), batches must follow one another without a hole, and the
-manifest must sign the same range, count and root over all records. A verified batch is written into a
-staging directory (``DIR/.pull-staging``) and only then acknowledged; after the manifest verifies, the
-staging directory is renamed into ``DIR/pull-…`` in one step. Anything that fails verification stops the
-pull with PullProblem naming it, and nothing unverified is ever written.
+manifest must sign the same range, count and root over all records of its stream. A verified batch is
+written into a staging directory (``DIR/.pull-staging``) and only then acknowledged; after the manifest
+verifies, the staging directory is renamed into ``DIR/pull-…`` in one step. Anything that fails
+verification stops the pull with PullProblem naming it, and nothing unverified is ever written.
 
-A pull that breaks off leaves its verified batches staged; the next run continues after them (the node
-resumes from the last acknowledged batch) and publishes the whole pull once its manifest verifies.
+A pull that breaks off leaves its verified batches staged; the next run verifies them again (files can be
+edited between runs), discards the first that fails and every one after it, fetches those again
+(``replay`` from the last batch that verified), continues after the rest and publishes the whole pull
+once the manifest of the final stream verifies. The published directory carries every batch's signed
+fields and that manifest, so ``node.clients.pull_evidence.verify_published`` re-checks the whole chain offline.
 """
 
 from __future__ import annotations
@@ -26,12 +29,28 @@ from typing import Any
 
 from exnode.v1 import exchange_pb2 as pb
 
+from node.clients.pull_evidence import (
+    MANIFEST_FILE,
+    BatchEntry,
+    Manifest,
+    batch_file_name,
+    check_batch_file,
+    check_link,
+    check_manifest_covers,
+    check_signature,
+    describe,
+    encode_records,
+    starts_the_pull,
+)
 from security import merkle
 from security.keys import PublicKey
 from security.pull import batch_signing_input, manifest_signing_input
 
 STAGING = ".pull-staging"
 STATE_FILE = "state.json"
+
+Report = Callable[[str], None]
+"""Where the client says what it discarded and why: one line each."""
 
 
 class PullProblem(Exception):
@@ -64,11 +83,9 @@ def trusted_from_document(document: Mapping[str, Any]) -> TrustedNode:
 
 
 def _verify(keys: Mapping[str, PublicKey], kid: str, message: bytes, signature: bytes, what: str, node: str) -> None:
-    key = keys.get(kid)
-    if key is None:
-        raise PullProblem(f"{what}: signed with key {kid!r}, which node {node!r} does not publish")
-    if not key.verify(message, signature):
-        raise PullProblem(f"{what}: the signature does not verify with key {kid} of node {node!r}")
+    problem = check_signature(keys, kid, message, signature, node)
+    if problem is not None:
+        raise PullProblem(f"{what}: {problem}")
 
 
 def _write_atomically(path: Path, chunks: Sequence[bytes]) -> None:
@@ -81,86 +98,178 @@ def _write_atomically(path: Path, chunks: Sequence[bytes]) -> None:
 
 
 class _Staging:
-    """The verified, acknowledged batches of a pull not yet published."""
+    """The verified, acknowledged batches of a pull not yet published.
 
-    def __init__(self, out: Path, since: str) -> None:
+    Nothing staged is trusted because an earlier run verified it: on load every staged batch is checked
+    again against its signed entry in ``state.json`` (records → root → signature, and the cursor chain from
+    ``since``). The first that fails is discarded with every batch after it, and so is any file the state
+    does not name; ``discarded`` then tells the pull to fetch again from the last batch that verified.
+    """
+
+    def __init__(self, out: Path, since: str, trusted: TrustedNode, report: Report) -> None:
         self.directory = out / STAGING
         self.since = since
-        self.state: dict[str, Any] = {"since": since, "node": "", "platform": "", "batches": [], "last": since}
+        self.node_id = trusted.node_id
+        self.platform = ""
+        self.entries: list[BatchEntry] = []
+        self.discarded = False
+        if self.directory.exists():
+            self._load(trusted.keys, report)
+
+    def _load(self, keys: Mapping[str, PublicKey], report: Report) -> None:
         path = self.directory / STATE_FILE
-        if path.exists():
+        batch_files = sorted(p.name for p in self.directory.glob("batch-*"))
+        if not path.exists():
+            if batch_files:
+                report(f"{path} is missing: the {len(batch_files)} staged batch files are discarded, fetching them "
+                       "again")
+                self.discarded = True
+            self.reset()
+            return
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            report(f"{path} is unreadable ({error}): the {len(batch_files)} staged batch files are discarded, "
+                   "fetching them again")
+            self.discarded = True
+            self.reset()
+            return
+        if state.get("since") != self.since:
+            raise PullProblem(f"{self.directory} holds an unfinished pull since cursor {state.get('since')!r}; "
+                              "finish it with that --since, or remove the directory")
+        raw_batches = state.get("batches") if isinstance(state.get("batches"), list) else []
+        platform = state.get("platform") if isinstance(state.get("platform"), str) else ""
+        named = {raw.get("file") for raw in raw_batches if isinstance(raw, dict) and isinstance(raw.get("file"), str)}
+        entries: list[BatchEntry] = []
+        for number, raw in enumerate(raw_batches):
+            entry = None
             try:
-                state = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as error:
-                raise PullProblem(f"{path}: unreadable staging state ({error}); remove {self.directory}") from None
-            if state.get("since") != since:
-                raise PullProblem(f"{self.directory} holds an unfinished pull since cursor {state.get('since')!r}; "
-                                  "finish it with that --since, or remove the directory")
-            self.state = state
+                entry = BatchEntry.from_dict(raw)
+            except ValueError as error:
+                problem: str | None = f"its entry in {STATE_FILE} is malformed: {error}"
+            else:
+                entries.append(entry)
+                problem = self._first_problem(entries, number, str(state.get("node")), platform, keys)
+            if problem is not None:
+                later = len(raw_batches) - number - 1
+                report(f"staged {describe(number, entry)}: {problem}: discarded"
+                       + (f" with the {later} staged batch{'es' if later > 1 else ''} after it" if later else "")
+                       + ", fetching again from the node")
+                self.discarded = True
+                del entries[number:]
+                break
+        self.platform = platform if entries else ""
+        self.entries = entries
+        kept = {STATE_FILE, *(e.file for e in entries)}
+        strangers = sorted(p.name for p in self.directory.iterdir() if p.name not in kept and p.name not in named)
+        if strangers:
+            report(f"{', '.join(strangers)} in {self.directory}: not part of the staged pull, removed")
+            self.discarded = True  # they may be batches the state lost: fetch from the last kept one, to be sure
+        for stale in self.directory.iterdir():
+            if stale.name not in kept:
+                _remove(stale)
+        if self.discarded:
+            self.save()
+
+    def _first_problem(self, entries: list[BatchEntry], number: int, node: str, platform: str,
+                       keys: Mapping[str, PublicKey]) -> str | None:
+        if node != self.node_id:
+            return f"{STATE_FILE} says it was pulled from node {node!r}, the trusted keys are node {self.node_id!r}'s"
+        if not platform:
+            return f"{STATE_FILE} names no platform"
+        if entries[number].file != batch_file_name(number):
+            return f"its entry names file {entries[number].file}, batch {number} is {batch_file_name(number)}"
+        problem = check_link(entries, number, self.since, self.node_id, platform)
+        if problem is None:
+            problem, _ = check_batch_file(self.directory, entries[number], self.node_id, platform, keys)
+        return problem
 
     @property
     def last(self) -> str:
-        return str(self.state["last"])
+        """Where the staged batches end: the next batch starts here."""
+        return self.entries[-1].to_cursor if self.entries else self.since
 
     @property
     def staged(self) -> int:
-        return len(self.state["batches"])
+        return len(self.entries)
 
     def truncate_after(self, cursor: str) -> bool:
-        """Keep the staged batches up to the one ending at ``cursor`` (the node's last stored
-        acknowledgement) and drop later ones, which the node will send again. False if none ends there."""
-        ends = [b["to_cursor"] for b in self.state["batches"]]
+        """Keep the staged batches up to the one ending at ``cursor`` (where the node resumes) and drop later
+        ones, which the node will send again. False if none ends there."""
+        ends = [entry.to_cursor for entry in self.entries]
         if cursor not in ends:
             return False
         keep = ends.index(cursor) + 1
-        for entry in self.state["batches"][keep:]:
-            (self.directory / entry["file"]).unlink(missing_ok=True)
-        del self.state["batches"][keep:]
-        self.state["last"] = cursor
+        for entry in self.entries[keep:]:
+            (self.directory / entry.file).unlink(missing_ok=True)
+        del self.entries[keep:]
         self.save()
         return True
 
     def reset(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
-        self.state = {"since": self.since, "node": "", "platform": "", "batches": [], "last": self.since}
+        self.entries = []
+        self.platform = ""
 
-    def add(self, batch: pb.PullBatch, platform: str, node_id: str) -> None:
+    def add(self, batch: pb.PullBatch, platform: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        number = self.staged + 1
-        name = f"batch-{number:06d}.jsonl"
-        records = batch.records
-        _write_atomically(self.directory / name, [b"\n".join(records), b"\n"] if records else [])
-        self.state["node"], self.state["platform"] = node_id, platform
-        self.state["batches"].append({
-            "file": name, "index": batch.index, "from_cursor": batch.from_cursor, "to_cursor": batch.to_cursor,
-            "record_count": len(records), "merkle_root": batch.merkle_root.hex(), "key_id": batch.key_id,
-            "signature": batch.signature.hex()})
-        self.state["last"] = batch.to_cursor
+        name = batch_file_name(self.staged)
+        _write_atomically(self.directory / name, encode_records(batch.records))
+        self.platform = platform
+        self.entries.append(BatchEntry(name, batch.index, batch.from_cursor, batch.to_cursor, len(batch.records),
+                                       batch.merkle_root, batch.key_id, batch.signature))
         self.save()
+
+    def _state(self) -> dict[str, Any]:
+        return {"since": self.since, "node": self.node_id, "platform": self.platform,
+                "batches": [entry.to_dict() for entry in self.entries]}
 
     def save(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         _write_atomically(self.directory / STATE_FILE,
-                          [json.dumps(self.state, ensure_ascii=False, indent=1).encode("utf-8")])
+                          [json.dumps(self._state(), ensure_ascii=False, indent=1).encode("utf-8")])
 
-    def publish(self, out: Path, manifest: pb.Manifest) -> Path:
-        records = sum(b["record_count"] for b in self.state["batches"])
+    def publish(self, out: Path, manifest: pb.Manifest, report: Report) -> Path:
+        """Write manifest.json and rename the directory into place, after checking once more (no file reads:
+        every batch was verified before it was staged, or again when this run began) that the chain holds
+        and that nothing else lies in the directory."""
+        signed = Manifest(manifest.from_cursor, manifest.to_cursor, manifest.record_count, manifest.batch_count,
+                          manifest.merkle_root, manifest.until_day, manifest.key_id, manifest.signature)
+        for number in range(self.staged):
+            problem = check_link(self.entries, number, self.since, self.node_id, self.platform)
+            if problem is not None:
+                raise PullProblem(f"{describe(number, self.entries[number])}: {problem}")
+        problem = check_manifest_covers(self.entries, signed, self.since, self.node_id, self.platform)
+        if problem is not None:
+            raise PullProblem(problem)
         document = {
-            "node": self.state["node"], "platform": self.state["platform"], "since": self.since,
-            "next_cursor": manifest.to_cursor, "record_count": records, "batches": self.state["batches"],
-            "manifest": {"from_cursor": manifest.from_cursor, "to_cursor": manifest.to_cursor,
-                         "record_count": manifest.record_count, "batch_count": manifest.batch_count,
-                         "merkle_root": manifest.merkle_root.hex(), "until_day": manifest.until_day,
-                         "key_id": manifest.key_id, "signature": manifest.signature.hex()},
+            "node": self.node_id, "platform": self.platform, "since": self.since, "next_cursor": manifest.to_cursor,
+            "record_count": sum(entry.record_count for entry in self.entries), "batch_count": self.staged,
+            "batches": [entry.to_dict() for entry in self.entries], "manifest": signed.to_dict(),
         }
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.directory / "manifest.json",
-                          [json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")])
         (self.directory / STATE_FILE).unlink(missing_ok=True)
+        expected = {entry.file for entry in self.entries}
+        strangers = sorted(p.name for p in self.directory.iterdir() if p.name not in expected)
+        if strangers:
+            report(f"{', '.join(strangers)} in {self.directory}: not part of the pull, removed before publishing")
+            for name in strangers:
+                _remove(self.directory / name)
+        _write_atomically(self.directory / MANIFEST_FILE,
+                          [json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")])
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         target = out / f"pull-{stamp}"
         os.replace(self.directory, target)
         return target
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class _Requests:
@@ -189,14 +298,22 @@ PullCall = Callable[[Iterator[pb.PullRequest]], Iterator[pb.PullItem]]
 
 
 def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", replay: bool = False,
-         until_day: str = "", acknowledge: bool = True) -> PullOutcome:
-    """Run one pull into ``out``; raises PullProblem (or grpc.RpcError from the node) on failure."""
+         until_day: str = "", acknowledge: bool = True, report: Report | None = None) -> PullOutcome:
+    """Run one pull into ``out``; raises PullProblem (or grpc.RpcError from the node) on failure.
+
+    ``report`` gets one line for each staged batch or file this run discarded (the CLI prints it on stderr).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    staging = _Staging(out, since)
-    requests = _Requests(pb.PullStart(cursor=since, replay=replay, until_day=until_day))
+    report = report or (lambda line: None)
+    staging = _Staging(out, since, trusted, report)
+    if staging.discarded:  # fetch again from the last batch that verified, wherever the node's ack is
+        start = pb.PullStart(cursor=staging.last, replay=True, until_day=until_day)
+    else:
+        start = pb.PullStart(cursor=since, replay=replay, until_day=until_day)
+    requests = _Requests(start)
     responses = call(iter(requests))
     try:
-        return _receive(responses, requests, staging, trusted, out, since, until_day, replay, acknowledge)
+        return _receive(responses, requests, staging, trusted, out, until_day, acknowledge, report)
     finally:
         requests.close()
         cancel = getattr(responses, "cancel", None)
@@ -205,7 +322,7 @@ def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", re
 
 
 def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _Staging, trusted: TrustedNode,
-             out: Path, since: str, until_day: str, replay: bool, acknowledge: bool) -> PullOutcome:
+             out: Path, until_day: str, acknowledge: bool, report: Report) -> PullOutcome:
     node, keys = trusted.node_id, trusted.keys
     first = next(responses, None)
     if first is None or first.WhichOneof("item") != "header":
@@ -215,24 +332,25 @@ def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _St
         raise PullProblem(f"header: the node says it is {header.node_id!r}; the trusted keys are node {node!r}'s")
     platform = header.platform
     resumed = False
-    if not header.resumed:
-        if staging.staged:
-            staging.reset()
-    elif staging.truncate_after(header.from_cursor):
+    if staging.truncate_after(header.from_cursor):
         resumed = True  # an acknowledgement may not have reached the node: it sends those batches again
+    elif not header.resumed:
+        staging.reset()
+        if not starts_the_pull(header.from_cursor, staging.since, node, platform):
+            raise PullProblem("header: the node starts the stream elsewhere than the requested cursor")
     else:
         raise PullProblem(f"header: the node resumes after batches acknowledged earlier (from {header.from_cursor}) "
                           f"but {out / STAGING} does not hold them; run again with --replay to fetch from --since")
-    if staging.state["platform"] and staging.state["platform"] != platform:
-        raise PullProblem(f"header: pulling for {platform!r}, the staged batches are {staging.state['platform']!r}'s")
+    if staging.platform and staging.platform != platform:
+        raise PullProblem(f"header: pulling for {platform!r}, the staged batches are {staging.platform!r}'s")
     accumulator = merkle.RootAccumulator()
     expected_from = header.from_cursor
-    records = batches = 0
+    batches = 0
     for item in responses:
         kind = item.WhichOneof("item")
         if kind == "batch":
             batch = item.batch
-            what = f"batch {batches} (staged as {staging.staged + 1})"
+            what = f"batch {staging.staged} ({batch_file_name(staging.staged)})"
             if batch.index != batches:
                 raise PullProblem(f"{what}: index {batch.index}, expected {batches} (a batch is missing or repeated)")
             if batch.from_cursor != expected_from:
@@ -246,16 +364,16 @@ def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _St
                 node_id=node, platform=platform, index=batch.index, from_cursor=batch.from_cursor,
                 to_cursor=batch.to_cursor, record_count=len(batch.records), root=root), batch.signature, what, node)
             accumulator.add_leaf_hashes(leaf_hashes, root)
-            staging.add(batch, platform, node)
+            staging.add(batch, platform)
             if acknowledge:
                 requests.ack(batch.to_cursor)
             expected_from = batch.to_cursor
-            records += len(batch.records)
             batches += 1
         elif kind == "manifest":
             manifest = item.manifest
             if manifest.from_cursor != header.from_cursor:
                 raise PullProblem("manifest: its range does not start where the pull started")
+            records = sum(entry.record_count for entry in staging.entries[staging.staged - batches:])
             if manifest.record_count != records or manifest.batch_count != batches:
                 raise PullProblem(f"manifest: says {manifest.record_count} records in {manifest.batch_count} batches, "
                                   f"{records} records in {batches} batches arrived")
@@ -268,15 +386,16 @@ def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _St
                 node_id=node, platform=platform, from_cursor=manifest.from_cursor, to_cursor=manifest.to_cursor,
                 record_count=manifest.record_count, batch_count=manifest.batch_count, root=manifest.merkle_root,
                 until_day=manifest.until_day), manifest.signature, "manifest", node)
-            staging.state["node"], staging.state["platform"] = node, platform
-            total = sum(b["record_count"] for b in staging.state["batches"])
-            directory = staging.publish(out, manifest)
+            staging.platform = platform
+            total = sum(entry.record_count for entry in staging.entries)
+            count = staging.staged
+            directory = staging.publish(out, manifest, report)
             if acknowledge:
                 requests.ack(manifest.to_cursor)
             requests.close()
             for _ in responses:  # the node ends the stream once it has stored the acknowledgement
                 pass
-            return PullOutcome(directory, manifest.to_cursor, total, len(staging.state["batches"]), resumed)
+            return PullOutcome(directory, manifest.to_cursor, total, count, resumed)
         else:
             raise PullProblem(f"unexpected {kind or 'empty'} message in the pull stream")
     raise PullProblem("the stream ended before the manifest arrived; the next pull resumes after the last "
