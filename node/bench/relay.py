@@ -103,7 +103,7 @@ class Signer:
 def _batch_proto(signer: Signer, records: list[Any]) -> Any:
     from exnode.v1 import exchange_pb2 as pb
 
-    from node.services.exchange import provider_batch
+    from node.pipeline import provider_batch
 
     batch = provider_batch(PROVIDER, LOW_INCOME, records, signer)
     return pb.RecordBatch(

@@ -37,3 +37,26 @@ def test_a_forbidden_import_or_a_circle_breaks_the_lint(tmp_path: Path):
     assert result.returncode != 0
     assert "catalog is the domain: it imports nothing of ours BROKEN" in result.stdout, result.stdout[-3000:]
     assert "no circles between the modules of a package BROKEN" in result.stdout
+
+
+def test_every_import_of_our_packages_resolves_including_those_inside_functions():
+    """Lazy imports (benchmarks, the dispatcher process, CLI commands) run only on their path; a module
+    that moved would fail there first. Every ``from X import Y`` of our packages must resolve."""
+    import ast
+    import importlib
+
+    unresolved = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for found in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not (isinstance(found, ast.ImportFrom) and found.module
+                        and found.module.split(".")[0] in PACKAGES):
+                    continue
+                module = importlib.import_module(found.module)
+                for alias in found.names:
+                    if not hasattr(module, alias.name):
+                        try:
+                            importlib.import_module(f"{found.module}.{alias.name}")
+                        except ImportError:
+                            unresolved.append(f"{path.relative_to(ROOT)}:{found.lineno}: {found.module}.{alias.name}")
+    assert not unresolved, "imports that do not resolve:\n" + "\n".join(unresolved)
