@@ -263,7 +263,11 @@ class ExchangeApplication:
             gaps, order = _sequence_check(last, [r for r, _ in fresh])
             if order:
                 raise InvalidField(order)
-            repo.add_records(provider, resource_code, batch.batch_id, fresh, now)
+            # Numbered at commit, so that the first pull after an ingest has nothing left to number. The
+            # sequencer's lock is taken last, after every read, and held to commit (the audit chain's
+            # head is held from its append to commit as well: ingest commits were already serial there).
+            first_position = uow.pull.claim_positions() if fresh else None
+            repo.add_records(provider, resource_code, batch.batch_id, fresh, now, first_position=first_position)
             repo.add_batch(StoredBatch(batch.batch_id, provider, resource_code, len(fresh), batch.merkle_root,
                                        batch.kid, now, gaps), batch.signature)
             subscribers = 0

@@ -100,6 +100,16 @@ class PullRepository:
                 if count < chunk:
                     return numbered
 
+    def claim_positions(self) -> int:
+        """Numbering at commit: the first free position, for the records this transaction is about to
+        insert (in order from it). Takes the sequencer's lock first (PostgreSQL: the advisory lock, held to
+        commit; SQLite: the write lock a write unit of work holds already), so these positions and the
+        sequencer's never collide, and they become visible after every lower one: each was committed
+        before this transaction got the lock. Call in a write unit of work that commits soon after."""
+        if self.connection.dialect.name == "postgresql":
+            self.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEQUENCER_LOCK})
+        return self.high_water() + 1
+
     def _number_postgresql(self, base: int, after: tuple | None, chunk: int) -> tuple[int, tuple | None]:
         """Number the next ``chunk`` unpositioned records after the key ``after`` in one statement: the
         chunk through the partial index, its rows updated by their physical address (a TID scan each,

@@ -1,11 +1,16 @@
-"""The pull's sequencer over the real databases: positions in receiving order across its chunks, records
-committed late numbered after the ones already numbered, and (PostgreSQL) work that follows the new
-records on a table just filled by ingest, whose statistics say it is empty (issue 13)."""
+"""Positions over the real databases: the pipeline numbers what it stores at commit, after every lower
+position; the sequencer numbers whatever else arrived (relayed records, rows of older versions) in
+receiving order across its chunks, records committed late after the ones already numbered, and
+(PostgreSQL) with work that follows the new records on a table just filled, whose statistics say it is
+empty (issue 13)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,6 +21,7 @@ from node.storage.database import make_engine, migrate
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.pull_repository import PullRepository
 from node.storage.tables import records
+from tests.integration.test_pull import Provider, _node
 
 PROVIDER = "11100000MB01284764"
 LOW_INCOME = "311140001/000001"
@@ -98,5 +104,56 @@ def test_numbering_a_table_just_filled_by_ingest_reads_each_new_record_once(post
         assert read.n_tup_upd == count
         assert read.seq_tup_read + read.idx_tup_fetch <= 2 * count, read
         assert positions(engine) == [f"R{n:06d}" for n in range(count)]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_ingest_numbers_its_records_at_commit_so_a_pull_has_nothing_left_to_number(tmp_path: Path, backend: str,
+                                                                                    request: pytest.FixtureRequest):
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else ""
+    node = _node(tmp_path, url)
+    try:
+        provider = Provider(node)
+        sent = provider.send(5) + provider.send(3)
+        assert positions(node.node.engine) == [r.id for r in sent]  # numbered 1..8 before any pull
+        with node.node.engine.connect() as connection:
+            assert PullRepository(connection).high_water() == 8
+        assert sequence(node.node.engine) == 0
+    finally:
+        node.close()
+
+
+def test_a_transaction_numbering_at_commit_waits_for_the_one_before_to_commit(postgres_url: str):
+    """Positions become visible in order: the second claim waits on the sequencer's lock until the first
+    transaction commits, then starts after its records (without the lock both would take position 1)."""
+    migrate(postgres_url)
+    engine = make_engine(postgres_url)
+    second: list[int] = []
+    try:
+        with engine.connect() as first, first.begin():
+            assert PullRepository(first).claim_positions() == 1
+            rows = [(Record("R000001", 1, Operation.UPSERT, {"n": 1}), bytes(32))]
+            ExchangeRepository(first).add_records(PROVIDER, LOW_INCOME, "b-1", rows, AT, first_position=1)
+
+            def claim() -> None:
+                with engine.connect() as connection, connection.begin():
+                    second.append(PullRepository(connection).claim_positions())
+
+            waiting = threading.Thread(target=claim)
+            waiting.start()
+            with engine.connect() as observer:
+                for _ in range(300):  # until PostgreSQL reports the second claim waiting on the advisory lock
+                    if observer.exec_driver_sql(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    ).scalar_one():
+                        break
+                    time.sleep(0.1)
+                else:
+                    raise AssertionError("the second claim did not wait for the sequencer's lock")
+            assert second == []
+        waiting.join(30)
+        assert second == [2]
     finally:
         engine.dispose()
