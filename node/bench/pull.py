@@ -7,6 +7,14 @@ numbered them. Then ``exnode serve`` runs as its own process and the client runs
 process, so each one's ``peak_rss_mb`` is its own. Timed: from the client's start message to the
 published, verified pull directory (every batch's root and signature, the manifest's count, root and
 signature, files written and fsynced, acknowledgements stored).
+
+``--ingest`` (``main_ingest``): the path real data takes. For each count, a fresh database and node; the
+records go in as a provider sends them (signed batches over one pipelined ``IngestStream`` to the served
+node, from a process of its own), so they arrive without positions, in a table whose statistics are
+those of an empty one; then the first pull after it, timed as above (it includes the sequencer, which
+numbers the whole night's records when the pull starts). The raw limit, measured in the same run: a
+plain ``SELECT`` of every record in position order, streamed. The growth per 10× records is
+(t_large / t_small) ** (1 / log10(n_large / n_small)): 10 means linear.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import resource
@@ -31,14 +40,16 @@ from typing import Any
 PROVIDER = "11100000MB01284764"  # 民政部社会救助司: runs the node and pulls as its platform
 LOW_INCOME = "311140001/000001"
 CHUNK = 20_000
+INGEST_BATCH = 500
+"""Records per signed batch in ``--ingest`` mode (as the relay bench's provider sends them)."""
 
 
 def _log(message: str) -> None:
     print(f"[bench pull] {message}", file=sys.stderr, flush=True)
 
 
-def _emit(name: str, value: float) -> None:
-    print(f"{name}={value:.1f}" if isinstance(value, float) else f"{name}={value}", flush=True)
+def _emit(name: str, value: float, digits: int = 1) -> None:
+    print(f"{name}={value:.{digits}f}" if isinstance(value, float) else f"{name}={value}", flush=True)
 
 
 def _payload(n: int) -> dict[str, Any]:
@@ -74,7 +85,7 @@ def _postgres_database() -> Iterator[str]:
 
 
 def _prepare(data: Path, url: str, count: int, node_id: str) -> None:
-    """A node data directory with the sample catalog and ``count`` positioned records."""
+    """A node data directory with the sample catalog and ``count`` positioned records (none: 0)."""
     from node import bootstrap
     from node.bootstrap import load_sample
     from node.storage.pull_repository import PullRepository
@@ -99,7 +110,8 @@ def _prepare(data: Path, url: str, count: int, node_id: str) -> None:
         for start in range(1, count + 1, CHUNK):
             with node.engine.begin() as connection:
                 PullRepository(connection).add_positioned(_rows(start, min(start + CHUNK, count + 1), at))
-        _log(f"inserted {count} records in {time.perf_counter() - started:.1f} s")
+        if count:
+            _log(f"inserted {count} records in {time.perf_counter() - started:.1f} s")
     finally:
         node.close()
 
@@ -115,12 +127,35 @@ def _client(address: str, token: str, keys_file: str, out: str, results: Any) ->
     channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
     stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
     metadata = [("authorization", f"Bearer {token}")]
+    first: list[float] = []
     started = time.perf_counter()
-    outcome = pull(lambda requests: stub.Pull(requests, metadata=metadata), trusted, Path(out))
+    outcome = pull(lambda requests: _FirstTimed(stub.Pull(requests, metadata=metadata), first), trusted, Path(out))
     elapsed = time.perf_counter() - started
-    results.put({"seconds": elapsed, "records": outcome.records, "batches": outcome.batches,
+    results.put({"seconds": elapsed, "header_seconds": first[0] - started if first else 0.0,
+                 "records": outcome.records, "batches": outcome.batches,
                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     channel.close()
+
+
+class _FirstTimed:
+    """The node's answer stream, noting when its first message (the header) arrived: the node sends it
+    once it has opened the pull, which includes numbering the records ingest left without positions."""
+
+    def __init__(self, responses: Any, first: list[float]) -> None:
+        self._responses = responses
+        self._first = first
+
+    def __iter__(self) -> _FirstTimed:
+        return self
+
+    def __next__(self) -> Any:
+        item = next(self._responses)
+        if not self._first:
+            self._first.append(time.perf_counter())
+        return item
+
+    def cancel(self) -> None:
+        self._responses.cancel()
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -146,15 +181,10 @@ def _wait_for(address: str, process: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"exnode serve did not listen on {address} within 60 s")
 
 
-def _run_backend(prefix: str, url: str, count: int, directory: Path) -> None:
-    from security.identity import issue_dev_token
-
-    node_id = f"b{uuid.uuid4().hex[:10]}"
-    data = directory / f"{prefix}-node"
-    _prepare(data, url, count, node_id)
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    log = directory / f"{prefix}-serve.log"
+@contextmanager
+def _serving(data: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``exnode serve`` of ``data`` as its own process (dispatcher off), until the block ends."""
+    address = f"127.0.0.1:{_free_port()}"
     environment = {**os.environ, "EXNODE_EXCHANGE_DISPATCH": "false"}
     with open(log, "wb") as log_file:
         server = subprocess.Popen([sys.executable, "-m", "node.cli", "serve", "--data", str(data), "--listen", address,
@@ -162,19 +192,35 @@ def _run_backend(prefix: str, url: str, count: int, directory: Path) -> None:
                                   stderr=subprocess.STDOUT, env=environment)
     try:
         _wait_for(address, server, log)
-        token = issue_dev_token(data / "keys", node_id, f"exnode:{node_id}", subject="bench",
-                                department_code=PROVIDER, roles=["platform"])
-        context = multiprocessing.get_context("spawn")
-        results = context.Queue()
-        client = context.Process(target=_client, args=(address, token, str(data / "keys" / "public-keys.json"),
-                                                        str(directory / f"{prefix}-out"), results))
-        client.start()
-        figures = results.get(timeout=3600)
-        client.join(60)
-        node_rss = _peak_rss_mb(server.pid)
+        yield address, server
     finally:
         server.terminate()
         server.wait(30)
+
+
+def _pull(address: str, data: Path, node_id: str, out: Path) -> dict[str, Any]:
+    """The reference client's verified pull of everything, in a spawned process; its figures."""
+    from security.identity import issue_dev_token
+
+    token = issue_dev_token(data / "keys", node_id, f"exnode:{node_id}", subject="bench",
+                            department_code=PROVIDER, roles=["platform"])
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    client = context.Process(target=_client, args=(address, token, str(data / "keys" / "public-keys.json"),
+                                                    str(out), results))
+    client.start()
+    figures = results.get(timeout=3600)
+    client.join(60)
+    return figures
+
+
+def _run_backend(prefix: str, url: str, count: int, directory: Path) -> None:
+    node_id = f"b{uuid.uuid4().hex[:10]}"
+    data = directory / f"{prefix}-node"
+    _prepare(data, url, count, node_id)
+    with _serving(data, directory / f"{prefix}-serve.log") as (address, server):
+        figures = _pull(address, data, node_id, directory / f"{prefix}-out")
+        node_rss = _peak_rss_mb(server.pid)
     if figures["records"] != count:
         raise RuntimeError(f"{prefix}: pulled {figures['records']} records, expected {count}")
     _emit(f"{prefix}_pull_records_per_s", float(count / figures["seconds"]))
@@ -204,4 +250,180 @@ def main(count: int = 1_000_000, urls: list[str] | None = None) -> int:
             _log(f"{prefix}: {count} records")
             _run_backend(prefix, url, count, directory)
     _emit("records", count)
+    return 0
+
+
+# -- --ingest: the records arrive through the pipeline ----------------------------------------------------
+def _provider(address: str, token: str, private: bytes, kid: str, count: int, results: Any) -> None:
+    """A provider in its own process: ``count`` records of 低保 in signed batches of ``INGEST_BATCH`` over
+    one pipelined IngestStream, built as they are sent (a million records held at once would not fit a
+    shared machine). Reports the time from the first send to the last answer."""
+    import grpc
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from exnode.v1 import exchange_pb2 as pb
+    from exnode.v1 import exchange_pb2_grpc
+
+    from catalog.records import Operation, Record
+    from node.pipeline import provider_batch
+
+    class Signer:
+        def __init__(self) -> None:
+            self._key = ed25519.Ed25519PrivateKey.from_private_bytes(private)
+            self.kid = kid
+
+        def sign(self, data: bytes) -> bytes:
+            return self._key.sign(data)
+
+    signer = Signer()
+
+    def batches() -> Iterator[Any]:
+        for start in range(1, count + 1, INGEST_BATCH):
+            records = [Record(f"DB-{n:08d}", n, Operation.UPSERT, _payload(n))
+                       for n in range(start, min(start + INGEST_BATCH, count + 1))]
+            batch = provider_batch(PROVIDER, LOW_INCOME, records, signer)
+            yield pb.RecordBatch(
+                batch_id=batch.batch_id, provider_code=batch.provider_code, resource_code=batch.resource_code,
+                merkle_root=batch.merkle_root, key_id=batch.kid, signature=batch.signature,
+                records=[pb.Record(id=r.id, sequence=r.sequence, operation=pb.UPSERT,
+                                   payload=json.dumps(r.payload, ensure_ascii=False).encode()) for r in records])
+
+    accepted = 0
+    with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]) as channel:
+        stub = exchange_pb2_grpc.ExchangeServiceStub(channel)
+        grpc.channel_ready_future(channel).result(30)
+        started = time.perf_counter()
+        for answer in stub.IngestStream(batches(), metadata=(("authorization", f"Bearer {token}"),)):
+            accepted += answer.accepted
+        seconds = time.perf_counter() - started
+    results.put({"seconds": seconds, "accepted": accepted})
+
+
+def _register_provider_key(address: str, data: Path, node_id: str) -> tuple[bytes, str]:
+    """The provider's Ed25519 key registered with the node (RegisterKey, as a catalog administrator of
+    the provider would); returns its raw private bytes and its key id."""
+    import grpc
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from exnode.v1 import exchange_pb2 as pb
+    from exnode.v1 import exchange_pb2_grpc
+
+    from security.identity import issue_dev_token
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    token = issue_dev_token(data / "keys", node_id, f"exnode:{node_id}", subject="bench", department_code=PROVIDER,
+                            roles=["catalog_admin"])
+    with grpc.insecure_channel(address) as channel:
+        kid = exchange_pb2_grpc.ExchangeServiceStub(channel).RegisterKey(
+            pb.RegisterKeyRequest(department_code=PROVIDER, algorithm="Ed25519", public_pem=pem),
+            metadata=(("authorization", f"Bearer {token}"),), timeout=30).key_id
+    private = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                serialization.NoEncryption())
+    return private, kid
+
+
+def _ingest(address: str, data: Path, node_id: str, count: int) -> dict[str, Any]:
+    from security.identity import issue_dev_token
+
+    private, kid = _register_provider_key(address, data, node_id)
+    token = issue_dev_token(data / "keys", node_id, f"exnode:{node_id}", subject="bench", department_code=PROVIDER,
+                            roles=["provider"])
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    provider = context.Process(target=_provider, args=(address, token, private, kid, count, results))
+    provider.start()
+    figures = results.get(timeout=7200)
+    provider.join(60)
+    if figures["accepted"] != count:
+        raise RuntimeError(f"the node accepted {figures['accepted']} of {count} ingested records")
+    return figures
+
+
+def _raw_scan(url: str) -> tuple[int, float]:
+    """The raw limit: every stored record (the columns a pull reads) in position order, one plain
+    streamed SELECT, nothing done with the rows. Returns (rows, seconds)."""
+    from sqlalchemy import text
+
+    from node.storage.database import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            started = time.perf_counter()
+            result = connection.execution_options(stream_results=True, yield_per=CHUNK).execute(text(
+                "SELECT position, provider_code, resource_code, record_id, sequence, operation, payload"
+                " FROM records ORDER BY position"))
+            rows = sum(len(partition) for partition in result.partitions())
+            return rows, time.perf_counter() - started
+    finally:
+        engine.dispose()
+
+
+def _run_ingest(prefix: str, url: str, count: int, directory: Path) -> dict[str, float]:
+    """Ingest ``count`` records through the served node, then the first pull; prints and returns figures."""
+    node_id = f"b{uuid.uuid4().hex[:10]}"
+    data = directory / f"{prefix}-{count}-node"
+    _prepare(data, url, 0, node_id)
+    with _serving(data, directory / f"{prefix}-{count}-serve.log") as (address, server):
+        _log(f"{prefix}: ingesting {count} records in signed batches of {INGEST_BATCH}")
+        ingested = _ingest(address, data, node_id, count)
+        _log(f"{prefix}: ingested in {ingested['seconds']:.1f} s; first pull")
+        pulled = _pull(address, data, node_id, directory / f"{prefix}-{count}-out")
+        node_rss = _peak_rss_mb(server.pid)
+    if pulled["records"] != count:
+        raise RuntimeError(f"{prefix}: pulled {pulled['records']} records, expected {count}")
+    scanned, raw_seconds = _raw_scan(url)
+    if scanned != count:
+        raise RuntimeError(f"{prefix}: the raw scan read {scanned} records, expected {count}")
+    name = f"{prefix}_at_{count}"
+    figures = {
+        f"{name}_ingest_records_per_s": count / ingested["seconds"],
+        f"{name}_ingest_seconds": ingested["seconds"],
+        f"{name}_pull_first_after_ingest_records_per_s": count / pulled["seconds"],
+        f"{name}_pull_first_after_ingest_seconds": pulled["seconds"],
+        f"{name}_pull_first_header_seconds": pulled["header_seconds"],
+        f"{name}_raw_scan_records_per_s": count / raw_seconds,
+        f"{name}_pull_vs_raw_ratio": raw_seconds / pulled["seconds"],
+        f"{name}_client_peak_rss_mb": pulled["rss_mb"],
+        f"{name}_node_peak_rss_mb": node_rss,
+    }
+    for figure, value in figures.items():
+        _emit(figure, float(value), 3 if figure.endswith("_ratio") else 2 if figure.endswith("_seconds") else 1)
+    return figures
+
+
+def main_ingest(counts: list[int] | None = None, urls: list[str] | None = None) -> int:
+    """Ingest then first pull at each count, on each database (default: a temporary SQLite file and a
+    throw-away PostgreSQL database, fresh for every count). A given URL must name an empty database, so
+    it serves one count only."""
+    counts = sorted(set(counts or [100_000, 1_000_000]))
+    if counts[0] < 1:
+        raise ValueError("counts must be at least 1")
+    if urls is not None and len(counts) > 1:
+        raise ValueError("a --database-url names one empty database: give one count with it (--counts N)")
+    from sqlalchemy.engine import make_url
+
+    backends = ([make_url(url).get_backend_name() for url in urls] if urls is not None
+                else ["sqlite", "postgresql"])
+    used: set[str] = set()
+    for index, backend in enumerate(backends):
+        prefix = backend if backend not in used else f"{backend}{len(used) + 1}"
+        used.add(prefix)
+        seconds: dict[int, float] = {}
+        for count in counts:
+            with ExitStack() as stack:
+                directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="exnode-bench-pull-")))
+                if urls is not None:
+                    url = urls[index]
+                elif backend == "sqlite":
+                    url = f"sqlite:///{directory / 'bench.db'}"
+                else:
+                    url = stack.enter_context(_postgres_database())
+                figures = _run_ingest(prefix, url, count, directory)
+            seconds[count] = figures[f"{prefix}_at_{count}_pull_first_after_ingest_seconds"]
+        if len(counts) > 1:
+            small, large = counts[0], counts[-1]
+            growth = (seconds[large] / seconds[small]) ** (1 / math.log10(large / small))
+            _emit(f"{prefix}_pull_first_growth_per_10x", float(growth), 2)
     return 0

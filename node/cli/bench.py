@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from node.cli.common import UsageError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="benchmarks (print name=value lines)")
@@ -32,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     pull.add_argument("--count", type=int, default=1_000_000, help="records to generate and pull (default 1000000)")
     pull.add_argument("--database-url", action="append", default=None,
                       help="empty database to measure (repeatable; default: a temporary SQLite and PostgreSQL)")
+    pull.add_argument("--ingest", action="store_true",
+                      help="records arrive through the pipeline (signed batches over IngestStream), then the first "
+                           "pull after it, at each of --counts (default: records inserted with their positions)")
+    pull.add_argument("--counts", type=_counts, default=None,
+                      help="with --ingest: record counts, comma-separated (default 100000,1000000)")
     pull.set_defaults(handler=run_pull)
 
 
@@ -54,7 +61,25 @@ def run_relay(args: argparse.Namespace) -> int:
                       database_url=args.database_url, dispatch_process=args.dispatcher == "process")
 
 
+def _counts(value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of record counts") from None
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: every count must be at least 1")
+    return counts
+
+
 def run_pull(args: argparse.Namespace) -> int:
     from node.bench.pull import main as bench_main
+    from node.bench.pull import main_ingest
 
+    if args.ingest:
+        if args.database_url and len(set(args.counts or [0, 1])) > 1:
+            raise UsageError("bench pull --ingest: a --database-url names one empty database; give one count "
+                             "with it (--counts N)")
+        return main_ingest(counts=args.counts, urls=args.database_url)
+    if args.counts is not None:
+        raise UsageError("bench pull: --counts goes with --ingest (without it, --count N)")
     return bench_main(count=args.count, urls=args.database_url)

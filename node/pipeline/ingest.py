@@ -166,7 +166,7 @@ class Ingest:
             if order:
                 raise InvalidField(order)
             prepared = checked.outbox if len(found.fresh) == len(batch.records) else None
-            subscribers = self.write_records(uow, batch, found.fresh, now, gaps=gaps, prepared=prepared)
+            subscribers = self.write_records(uow, batch, found.fresh, now, gaps=gaps, prepared=prepared, numbered=True)
             detail = (f"batch {batch.batch_id}: {len(found.fresh)} records stored, {found.duplicates} duplicates, "
                       f"{subscribers} subscribers" + (f"; sequence gaps {', '.join(gaps)}" if gaps else ""))
             self.audit_writer.append_in(uow, [AuditRecord(
@@ -179,14 +179,21 @@ class Ingest:
 
     def write_records(self, uow: UnitOfWork, batch: IncomingBatch, fresh: Sequence[tuple[Record, bytes]],
                       now: dt.datetime, *, gaps: Sequence[str] = (), prepared: PreparedOutbox | None = None,
-                      hops: Mapping[str, Sequence[envelopes.Hop]] | None = None) -> int:
+                      hops: Mapping[str, Sequence[envelopes.Hop]] | None = None, numbered: bool = False) -> int:
         """In the caller's transaction: the fresh records, the batch (also when nothing in it was new, so a
         replay of its id is recognised), and when there are fresh records the outbox rows of every live
         subscription and the provider's delivery (the responsibility list counts it). ``prepared`` rows
         are used if the subscriptions and grants are still those they were made for. Returns the number of
-        subscribers."""
+        subscribers.
+
+        ``numbered``: the records get their pull positions now, so that the first pull after an ingest has
+        nothing left to number. The sequencer's lock is taken here, after the store's reads, and held to
+        commit (the audit chain's head is held from its append to commit as well: ingest commits were
+        already serial there). Without it (records relayed from a lower tier) the sequencer numbers them
+        when a pull starts."""
         provider, resource_code = batch.provider_code, batch.resource_code
-        uow.exchange.add_records(provider, resource_code, batch.batch_id, fresh, now)
+        first_position = uow.pull.claim_positions() if numbered and fresh else None
+        uow.exchange.add_records(provider, resource_code, batch.batch_id, fresh, now, first_position=first_position)
         uow.exchange.add_batch(StoredBatch(batch.batch_id, provider, resource_code, len(fresh), batch.merkle_root,
                                            batch.kid, now, list(gaps)), batch.signature)
         if not fresh:

@@ -61,7 +61,7 @@ class Subscription:
 PENDING, CONFIRMED, DEAD = "PENDING", "CONFIRMED", "DEAD"
 
 _RECORD_COLUMNS = ("provider_code", "resource_code", "record_id", "sequence", "operation", "payload", "content_hash",
-                   "batch_id", "received_at")
+                   "batch_id", "received_at", "position")
 
 
 def _insert_records_sql(paramstyle: str) -> str:
@@ -119,16 +119,25 @@ class ExchangeRepository:
             r.provider_code == provider_code, r.resource_code == resource_code)).scalar_one()
 
     def add_records(self, provider_code: str, resource_code: str, batch_id: str,
-                    rows: Iterable[tuple[Record, bytes]], now: dt.datetime) -> int:
+                    rows: Iterable[tuple[Record, bytes]], now: dt.datetime, *, first_position: int | None = None
+                    ) -> int:
         """One executemany of plain tuples. Why not ``execute(insert(records), dicts)``: SQLAlchemy
         processes every parameter of every row (the same ``received_at`` 500 times a batch), which cost a
-        sixth of the ingest's CPU; here the one timestamp is converted once, by the column's own type."""
+        sixth of the ingest's CPU; here the one timestamp is converted once, by the column's own type.
+
+        With ``first_position`` (``PullRepository.claim_positions``) the records are numbered from it in
+        the sequencer's order within a batch (sequence, record id); without, they wait for the sequencer."""
         dialect = self.connection.dialect
         process = records.c.received_at.type.bind_processor(dialect)
         received = process(now) if process else now
+        rows = list(rows)
+        positions: dict[str, int] = {}
+        if first_position is not None:
+            ordered = sorted(rows, key=lambda row: (row[0].sequence, row[0].id))
+            positions = {record.id: first_position + rank for rank, (record, _) in enumerate(ordered)}
         values = [(provider_code, resource_code, record.id, record.sequence, record.operation.value,
                    record.payload_json if record.payload_json is not None else canonical_payload(record.payload),
-                   digest.hex(), batch_id, received) for record, digest in rows]
+                   digest.hex(), batch_id, received, positions.get(record.id)) for record, digest in rows]
         if values:
             self.connection.exec_driver_sql(_insert_records_sql(dialect.paramstyle), values)
         return len(values)

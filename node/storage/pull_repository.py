@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, text, update
@@ -15,6 +16,33 @@ from sqlalchemy.exc import IntegrityError
 from node.storage.tables import day_manifests, pull_acks, pull_secrets, records
 
 _SEQUENCER_LOCK = 0x65786E6F6465  # "exnode": the advisory lock the PostgreSQL sequencer holds to commit
+SEQUENCER_CHUNK = 10_000
+"""Records the sequencer numbers per statement: large enough that round trips do not count, small enough
+that each statement's work (and PostgreSQL's memory for it) stays bounded."""
+_AFTER_KEY = " AND (received_at, batch_id, sequence, record_id) > (:received_at, :batch_id, :sequence, :record_id)"
+_PINNED_PLAN = ("enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_hashjoin", "enable_mergejoin", "jit")
+"""Settings the PostgreSQL sequencer turns off for its statements, so that the one plan left is the
+ordered scan of the partial index and a TID scan per row, whatever the statistics say; and JIT, which
+the cost of a turned-off plan node (it is only penalised, never removed) would otherwise set off, at
+~0.2 s of compiling per statement."""
+
+
+def _key_parameters(after: tuple | None) -> dict:
+    if after is None:
+        return {}
+    return dict(zip(("received_at", "batch_id", "sequence", "record_id"), after, strict=True))
+
+
+@contextmanager
+def _pinned_plan(connection: Connection) -> Iterator[None]:
+    """Turn the ``_PINNED_PLAN`` settings off for the statements in the block, then put them back (they
+    are transaction-local: SET LOCAL, so a failure in the block needs no undo, the rollback does it)."""
+    names = ", ".join(f"'{name}'" for name in _PINNED_PLAN)
+    previous = connection.execute(text(f"SELECT name, setting FROM pg_settings WHERE name IN ({names})")).all()
+    connection.execute(text(f"SELECT set_config(name, 'off', true) FROM pg_settings WHERE name IN ({names})"))
+    yield
+    for name, setting in previous:
+        connection.execute(text("SELECT set_config(:name, :setting, true)"), {"name": name, "setting": setting})
 
 
 @dataclass(frozen=True)
@@ -42,28 +70,80 @@ class PullRepository:
         self.connection = connection
 
     # -- the stored-records order ----------------------------------------------------------------------
-    def sequence_new_records(self) -> int:
+    def sequence_new_records(self, chunk: int = SEQUENCER_CHUNK) -> int:
         """Number the committed records that have no position yet, after every numbered one.
 
         Ingest transactions commit in any order, so positions are not handed out at insert: one sequencer
         at a time (PostgreSQL: an advisory lock held to commit; SQLite: the write lock) numbers what is
         committed, in receiving order. Its commit makes the new positions visible all at once and after
         every lower one, so a reader's highest visible position is a safe high-water mark. Returns how
-        many were numbered. Call in a write unit of work and commit."""
+        many were numbered. Call in a write unit of work and commit.
+
+        It numbers ``chunk`` records at a time, read in order through ``ix_records_unpositioned`` from
+        just after the last key of the chunk before, so its work grows with the new records alone. The
+        plan must not depend on statistics: a table just filled by ingest has none or stale ones, and
+        with them PostgreSQL numbered 20,000 records by reading the table once per record (issue 13)."""
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1")
         connection = self.connection
-        if connection.dialect.name == "postgresql":
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEQUENCER_LOCK})
-        if connection.execute(select(records.c.record_id).where(records.c.position.is_(None)).limit(1)).first() is None:
-            return 0
+        number = self._number_postgresql if postgres else self._number_sqlite
         base = self.high_water()
-        result = connection.execute(text(
-            "UPDATE records SET position = :base + ranked.rn FROM ("
-            " SELECT provider_code AS p, resource_code AS r, record_id AS i,"
-            "  row_number() OVER (ORDER BY received_at, batch_id, sequence, record_id) AS rn"
-            " FROM records WHERE position IS NULL) AS ranked"
-            " WHERE records.provider_code = ranked.p AND records.resource_code = ranked.r"
-            " AND records.record_id = ranked.i"), {"base": base})
-        return int(result.rowcount or 0)
+        numbered = 0
+        after: tuple | None = None
+        with _pinned_plan(connection) if postgres else nullcontext():
+            while True:
+                count, after = number(base + numbered, after, chunk)
+                numbered += count
+                if count < chunk:
+                    return numbered
+
+    def claim_positions(self) -> int:
+        """Numbering at commit: the first free position, for the records this transaction is about to
+        insert (in order from it). Takes the sequencer's lock first (PostgreSQL: the advisory lock, held to
+        commit; SQLite: the write lock a write unit of work holds already), so these positions and the
+        sequencer's never collide, and they become visible after every lower one: each was committed
+        before this transaction got the lock. Call in a write unit of work that commits soon after."""
+        if self.connection.dialect.name == "postgresql":
+            self.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEQUENCER_LOCK})
+        return self.high_water() + 1
+
+    def _number_postgresql(self, base: int, after: tuple | None, chunk: int) -> tuple[int, tuple | None]:
+        """Number the next ``chunk`` unpositioned records after the key ``after`` in one statement: the
+        chunk through the partial index, its rows updated by their physical address (a TID scan each,
+        valid while the sequencer's lock keeps every other writer of positions out) and the chunk's
+        count and last key returned. Returns (count, last key or None)."""
+        row = self.connection.execute(text(
+            "WITH chunk AS ("
+            " SELECT ctid AS row_address, received_at, batch_id, sequence, record_id,"
+            "  row_number() OVER (ORDER BY received_at, batch_id, sequence, record_id) AS rank"
+            " FROM (SELECT ctid, received_at, batch_id, sequence, record_id FROM records"
+            "  WHERE position IS NULL" + (_AFTER_KEY if after is not None else "") +
+            "  ORDER BY received_at, batch_id, sequence, record_id LIMIT :chunk) AS next),"
+            " numbered AS (UPDATE records SET position = :base + chunk.rank FROM chunk"
+            "  WHERE records.ctid = chunk.row_address RETURNING 1)"
+            " SELECT (SELECT count(*) FROM numbered) AS count, received_at, batch_id, sequence, record_id"
+            " FROM chunk WHERE rank = (SELECT max(rank) FROM chunk)"), {"base": base, "chunk": chunk, **_key_parameters(after)}).first()
+        if row is None:
+            return 0, None
+        return int(row.count), (row.received_at, row.batch_id, row.sequence, row.record_id)
+
+    def _number_sqlite(self, base: int, after: tuple | None, chunk: int) -> tuple[int, tuple | None]:
+        """The next ``chunk`` unpositioned records after the key ``after``, read through the partial
+        index (INDEXED BY: SQLite fails rather than plan otherwise), then numbered by rowid (stable while
+        the write lock is held). Returns (count, last key or None)."""
+        rows = self.connection.execute(text(
+            "SELECT rowid, received_at, batch_id, sequence, record_id FROM records INDEXED BY ix_records_unpositioned"
+            " WHERE position IS NULL" + (_AFTER_KEY if after is not None else "") +
+            " ORDER BY received_at, batch_id, sequence, record_id LIMIT :chunk"),
+            {"chunk": chunk, **_key_parameters(after)}).all()
+        if not rows:
+            return 0, None
+        self.connection.exec_driver_sql("UPDATE records SET position = ? WHERE rowid = ?",
+                                        [(base + rank, row[0]) for rank, row in enumerate(rows, 1)])
+        return len(rows), tuple(rows[-1][1:])
 
     def high_water(self) -> int:
         return int(self.connection.execute(select(func.coalesce(func.max(records.c.position), 0))).scalar_one())

@@ -271,6 +271,10 @@ Index("ix_records_sequence", records.c.provider_code, records.c.resource_code, r
 Index("ux_records_position", records.c.position, unique=True)
 """``position``: the stored-records order the nightly pull's cursors refer to. Ingest leaves it empty; the
 pull's sequencer numbers committed records under one lock, so positions become visible as a prefix."""
+Index("ix_records_unpositioned", records.c.received_at, records.c.batch_id, records.c.sequence, records.c.record_id,
+      postgresql_where=records.c.position.is_(None), sqlite_where=records.c.position.is_(None))
+"""The records the sequencer has still to number, in the order it numbers them: it reads them in bounded
+chunks through this index, so its work follows the new records, not the table (nor its statistics)."""
 
 subscriptions = Table(
     "subscriptions",

@@ -69,7 +69,8 @@ class FakeExchange:
                     if (p, c) == (provider_code, resource_code)), default=0)
 
     def add_records(self, provider_code: str, resource_code: str, batch_id: str,
-                    rows: Iterable[tuple[Record, bytes]], now: dt.datetime) -> int:
+                    rows: Iterable[tuple[Record, bytes]], now: dt.datetime, *, first_position: int | None = None
+                    ) -> int:
         count = 0
         for record, digest in rows:
             key = (provider_code, resource_code, record.id)
@@ -83,6 +84,15 @@ class FakeExchange:
 
     def add_outbox(self, rows: Sequence[dict], now: dt.datetime) -> None:
         self.state.outbox.extend(rows)
+
+
+class FakePull:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def claim_positions(self) -> int:
+        """The first free pull position (the fake keeps no positions: ordering is the SQL sequencer's)."""
+        return len(self.state.records) + 1
 
 
 class FakeLists:
@@ -130,6 +140,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.catalog = FakeCatalog(self.working)  # type: ignore[assignment]
         self.exchange = FakeExchange(self.working)  # type: ignore[assignment]
         self.lists = FakeLists(self.working)  # type: ignore[assignment]
+        self.pull = FakePull(self.working)  # type: ignore[assignment]
         self.audit = FakeAudit(self.working)  # type: ignore[assignment]
         return self
 
