@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record, canonical_payload
@@ -140,7 +140,24 @@ class ExchangeRepository:
                    digest.hex(), batch_id, received, positions.get(record.id)) for record, digest in rows]
         if values:
             self.connection.exec_driver_sql(_insert_records_sql(dialect.paramstyle), values)
+            if dialect.name == "postgresql":
+                self._analyze_when_stale()
         return len(values)
+
+    def _analyze_when_stale(self) -> None:
+        """Keep the planner's statistics of ``records`` current, by autovacuum's own rule (50 rows + 10 %
+        changed since the last analyse), where autovacuum does not run or lags behind a night's ingest.
+
+        Why: with the statistics of a table that was empty, PostgreSQL answers the duplicate check's lookup
+        by record id through ``ix_records_sequence`` with a filter instead of the primary key; measured here,
+        800,000 records in it read 650 million rows and a million records took 20 minutes to ingest. The
+        check is one read of the statistics view per batch; ANALYZE samples 30,000 rows (~0.1 s)."""
+        stale = self.connection.execute(text(
+            "SELECT s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)"
+            " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+            " WHERE s.relid = 'records'::regclass")).scalar()
+        if stale:
+            self.connection.execute(text("ANALYZE records"))
 
     def batch_records(self, batch_id: str) -> list[Record]:
         rows = self.connection.execute(select(records).where(records.c.batch_id == batch_id)
