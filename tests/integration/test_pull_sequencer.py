@@ -165,7 +165,7 @@ def test_ingest_keeps_the_planner_statistics_of_records_current_as_the_table_gro
     """Autovacuum is off here and lags a night's ingest anywhere: planned with the statistics of the empty
     table a fresh node has, the duplicate check's lookup by record id went through ``ix_records_sequence``
     with a filter (800,000 records in, 650 million rows read, a million records ingested in 20 minutes).
-    Ingest re-analyses ``records`` by autovacuum's own rule, so the planner knows the table's size."""
+    Ingest re-analyses ``records`` as its file grows, so the planner knows the table's size."""
     with engine.begin() as connection:  # the statistics of an empty table, as a fresh node has them
         connection.exec_driver_sql("ANALYZE records")
     for batch in range(40):
