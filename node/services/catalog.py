@@ -30,6 +30,8 @@ Clock = Callable[[], dt.datetime]
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_IMPORT = 20_000
+COUNT_LIMIT = 10_000
+"""Totals are exact up to this; beyond it a page says "more than COUNT_LIMIT" (a count never scans all)."""
 
 
 def utc_now() -> dt.datetime:
@@ -41,6 +43,8 @@ class Page:
     resources: list[Resource]
     next_page_token: str
     total_size: int
+    total_is_lower_bound: bool = False
+    """True when more than COUNT_LIMIT resources match: ``total_size`` is then COUNT_LIMIT ("10,000+")."""
 
 
 @dataclass(frozen=True)
@@ -247,10 +251,10 @@ class CatalogApplication:
                 # Counting reads every matching row (most of a search's cost at 10^5 resources), so it is
                 # done once, for the first page, and only when there is more than one page; later pages
                 # carry that total in their token.
-                total = uow.catalog.count(flt) if more else len(rows)
+                total = uow.catalog.count(flt, at_most=COUNT_LIMIT + 1) if more else len(rows)
         rows = rows[:size]
         token = _encode_page_token(rows[-1].code, flt, total) if more else ""
-        return Page(rows, token, total)
+        return Page(rows, token, min(total, COUNT_LIMIT), total > COUNT_LIMIT)
 
     def export(self, principal: Principal, status: model.ResourceStatus | None) -> list[Resource]:
         """Every resource in the given status (published by default) that the caller may see."""

@@ -7,7 +7,22 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    Text,
+    and_,
+    case,
+    cast,
+    column,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Row
 
 from catalog.interchange import metadata_from_trusted_dict, metadata_to_dict
@@ -21,6 +36,7 @@ from catalog.model import (
     UpdateCycle,
     VersionState,
 )
+from node.storage.search_index import fts_document, fts_query, needs_recheck, text_terms, word_terms
 from node.storage.tables import catalog_events, catalog_feed_cursors, resource_versions, resources
 
 
@@ -135,8 +151,7 @@ class CatalogRepository:
             conditions.append(r.c.code.like(_escape_like(flt.code_prefix) + "%", escape="\\"))
         if flt.visible_to is not None:
             conditions.append(or_(r.c.status != ResourceStatus.DRAFT.value, r.c.provider_code == flt.visible_to))
-        for word in flt.query.lower().split():
-            conditions.append(v.c.search_text.like("%" + _escape_like(word) + "%", escape="\\"))
+        conditions.extend(self._text_conditions(flt.query))
         shown = v.c.version == r.c.latest_version
         if flt.visible_to is not None:
             # Other departments see the published version, not the owner's pending draft of it.
@@ -157,6 +172,24 @@ class CatalogRepository:
                     (own, r.c.latest_version), else_=func.coalesce(r.c.published_version, r.c.latest_version))
         join = r.join(v, and_(v.c.code == r.c.code, shown))
         return join, conditions
+
+    def _text_conditions(self, query: str) -> list:
+        """Every query word is a substring of the search text: the index finds the rows having all the
+        words' terms, and ``LIKE`` confirms the words longer than a bigram (search_index.py says why)."""
+        words = query.lower().split()
+        if not words:
+            return []
+        v = resource_versions
+        terms = sorted({term for word in words for term in word_terms(word)})
+        if self.connection.dialect.name == "postgresql":
+            conditions = [v.c.search_terms.op("@>")(cast(literal(terms, ARRAY(Text)), ARRAY(Text)))]
+        else:
+            matching = (text("SELECT rowid FROM resource_search WHERE resource_search MATCH :fts")
+                        .bindparams(fts=fts_query(terms)).columns(column("rowid", Integer)))
+            conditions = [v.c.search_id.in_(matching)]
+        conditions.extend(v.c.search_text.like("%" + _escape_like(word) + "%", escape="\\")
+                          for word in words if needs_recheck(word))
+        return conditions
 
     def list(self, flt: ResourceFilter, *, after_code: str, limit: int) -> list[Resource]:
         join, conditions = self._filtered(flt)
@@ -191,9 +224,12 @@ class CatalogRepository:
                 return out
             after = batch[-1].code
 
-    def count(self, flt: ResourceFilter) -> int:
+    def count(self, flt: ResourceFilter, *, at_most: int) -> int:
+        """How many resources the filter matches, counting no further than ``at_most`` (so a count
+        never reads the whole catalog; callers show "at_most+" when the answer is ``at_most``)."""
         join, conditions = self._filtered(flt)
-        return self.connection.execute(select(func.count()).select_from(join).where(*conditions)).scalar_one()
+        matching = select(resources.c.code).select_from(join).where(*conditions).limit(at_most).subquery()
+        return self.connection.execute(select(func.count()).select_from(matching)).scalar_one()
 
     def count_by_status(self) -> dict[str, int]:
         rows = self.connection.execute(select(resources.c.status, func.count()).group_by(resources.c.status))
@@ -251,7 +287,7 @@ class CatalogRepository:
              "created_at": now, "updated_at": now, "retired_at": r.retired_at}
             for r in new
         ])
-        self.connection.execute(insert(resource_versions), [self._version_values(r.code, r.latest) for r in new])
+        self._insert_versions([(r.code, r.latest) for r in new])
 
     def save(self, resource: Resource, previous: Resource, now: dt.datetime) -> None:
         """Persist a lifecycle step; a published version row is never written again."""
@@ -266,14 +302,9 @@ class CatalogRepository:
             if previous.latest.state is VersionState.PUBLISHED and latest != previous.latest:
                 raise AssertionError(f"attempt to rewrite published version {latest.version} of {resource.code}")
             if latest != previous.latest:
-                self.connection.execute(
-                    update(resource_versions)
-                    .where(resource_versions.c.code == resource.code, resource_versions.c.version == latest.version,
-                           resource_versions.c.state == VersionState.DRAFT.value)
-                    .values(**self._version_values(resource.code, latest))
-                )
+                self._rewrite_draft(resource.code, latest)
         else:
-            self.connection.execute(insert(resource_versions), [self._version_values(resource.code, latest)])
+            self._insert_versions([(resource.code, latest)])
 
     def put_foreign(self, resource: Resource, origin_node: str, now: dt.datetime) -> bool:
         """Store a lower tier's published or retired version as a read-only entry; False when this
@@ -290,7 +321,7 @@ class CatalogRepository:
         else:
             self.connection.execute(update(resources).where(resources.c.code == resource.code).values(**values))
         if self.get_version(resource.code, resource.latest.version) is None:
-            self.connection.execute(insert(resource_versions), [self._version_values(resource.code, resource.latest)])
+            self._insert_versions([(resource.code, resource.latest)])
         return True
 
     def append_events(self, events: Sequence[tuple[str, Resource]], now: dt.datetime) -> None:
@@ -329,6 +360,40 @@ class CatalogRepository:
                          "at": now, "name": shown.metadata.name,
                          "classification": shown.metadata.classification.value})
         self.connection.execute(insert(catalog_events), rows)
+
+    def _insert_versions(self, versions: Sequence[tuple[str, ResourceVersion]]) -> None:
+        """Insert version rows and their text index entries (the same transaction: search never lags)."""
+        values = [self._version_values(code, version) for code, version in versions]
+        if self.connection.dialect.name == "sqlite":
+            # Writers hold SQLite's write lock (BEGIN IMMEDIATE), so max + 1 cannot race.
+            first = (self.connection.execute(select(func.max(resource_versions.c.search_id))).scalar() or 0) + 1
+            for offset, row in enumerate(values):
+                row["search_id"] = first + offset
+            self.connection.exec_driver_sql(
+                "INSERT INTO resource_search (rowid, terms) VALUES (?, ?)",
+                [(row["search_id"], fts_document(text_terms(row["search_text"]))) for row in values])
+        else:
+            for row in values:
+                row["search_terms"] = text_terms(row["search_text"])
+        self.connection.execute(insert(resource_versions), values)
+
+    def _rewrite_draft(self, code: str, version: ResourceVersion) -> None:
+        v = resource_versions
+        where = (v.c.code == code, v.c.version == version.version, v.c.state == VersionState.DRAFT.value)
+        values = self._version_values(code, version)
+        if self.connection.dialect.name == "sqlite":
+            old = self.connection.execute(select(v.c.search_id, v.c.search_text).where(*where)).first()
+            if old is None:
+                return
+            # A contentless FTS5 row is deleted by giving back exactly the text it was indexed with.
+            self.connection.exec_driver_sql(
+                "INSERT INTO resource_search (resource_search, rowid, terms) VALUES ('delete', ?, ?)",
+                (old.search_id, fts_document(text_terms(old.search_text))))
+            self.connection.exec_driver_sql("INSERT INTO resource_search (rowid, terms) VALUES (?, ?)",
+                                            (old.search_id, fts_document(text_terms(values["search_text"]))))
+        else:
+            values["search_terms"] = text_terms(values["search_text"])
+        self.connection.execute(update(v).where(*where).values(**values))
 
     @staticmethod
     def _version_values(code: str, version: ResourceVersion) -> dict:
