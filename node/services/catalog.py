@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -23,7 +24,9 @@ from catalog.errors import (
 from catalog.model import Resource, ResourceMetadata, ResourceVersion
 from node.storage.catalog_repository import CatalogRepository, ResourceFilter
 from node.storage.unit_of_work import UnitOfWorkFactory
+from security import page_tokens
 from security.identity import Principal
+from security.keys import MacKeys, UnusableKey
 from security.policy import Action, PermissionDenied, Policy, Target
 
 Clock = Callable[[], dt.datetime]
@@ -58,8 +61,10 @@ class CatalogApplication:
     """The catalog's use cases, shared by the gRPC servicer, ``exnode init --sample`` and the bench."""
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now, policy: Policy | None = None,
-                 changed: Callable[[], None] = lambda: None) -> None:
+                 changed: Callable[[], None] = lambda: None, macs: MacKeys | None = None) -> None:
         self.uow = uow
+        self.macs = macs or _process_mac_keys()
+        """MACs the page tokens (the node's keys, so a token outlives a restart and works on every replica)."""
         self.clock = clock
         self.policy = policy or Policy()
         self.changed = changed
@@ -243,7 +248,7 @@ class CatalogApplication:
         size = page_size or DEFAULT_PAGE_SIZE
         if len(flt.query) > 200:
             raise InvalidField.one("query", f"{len(flt.query)} characters, at most 200")
-        after, total = _decode_page_token(page_token, flt)
+        after, total = _decode_page_token(self.macs, page_token, flt)
         with self.uow() as uow:
             rows = uow.catalog.list(flt, after_code=after, limit=size + 1)
             more = len(rows) > size
@@ -253,7 +258,7 @@ class CatalogApplication:
                 # carry that total in their token.
                 total = uow.catalog.count(flt, at_most=COUNT_LIMIT + 1) if more else len(rows)
         rows = rows[:size]
-        token = _encode_page_token(rows[-1].code, flt, total) if more else ""
+        token = _encode_page_token(self.macs, rows[-1].code, flt, total) if more else ""
         return Page(rows, token, min(total, COUNT_LIMIT), total > COUNT_LIMIT)
 
     def export(self, principal: Principal, status: model.ResourceStatus | None) -> list[Resource]:
@@ -302,23 +307,49 @@ def _filter_fingerprint(flt: ResourceFilter) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _encode_page_token(after: str, flt: ResourceFilter, total: int) -> str:
-    raw = json.dumps({"after": after, "filter": _filter_fingerprint(flt), "total": total}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+PAGE_TOKEN_PREFIX = "cp1."
+PAGE_TOKEN_PURPOSE = "catalog page token v1"
 
 
-def _decode_page_token(token: str, flt: ResourceFilter) -> tuple[str, int]:
-    """The last code of the previous page and the total counted for the first page."""
+def _process_mac_keys() -> MacKeys:
+    """MAC keys for an application built without the node's keys (tests, the bench, init --sample):
+    a random key, so its tokens are good within this process only."""
+    key = secrets.token_bytes(32)
+
+    def derive(purpose: str, kid: str) -> bytes:
+        if kid not in ("", "process"):
+            raise UnusableKey(f"{kid} is not a key of this process")
+        return hmac.new(key, purpose.encode(), hashlib.sha256).digest()
+
+    return MacKeys("process", derive)
+
+
+def _encode_page_token(macs: MacKeys, after: str, flt: ResourceFilter, total: int) -> str:
+    fields = {"after": after, "filter": _filter_fingerprint(flt), "total": total}
+    return page_tokens.issue(PAGE_TOKEN_PREFIX, fields, macs.key(PAGE_TOKEN_PURPOSE), macs.active_kid)
+
+
+def _decode_page_token(macs: MacKeys, token: str, flt: ResourceFilter) -> tuple[str, int]:
+    """The last code of the previous page and the total counted for the first page; a token this node
+    did not issue (edited, forged, another node's) is refused naming ``page_token``."""
     if not token:
         return "", 0
+
+    def mac_key(kid: str) -> bytes:
+        try:
+            return macs.key(PAGE_TOKEN_PURPOSE, kid)
+        except UnusableKey as error:
+            raise KeyError(kid) from error
+
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
+        data = page_tokens.check(PAGE_TOKEN_PREFIX, token, mac_key)
         after, fingerprint, total = data["after"], data["filter"], data["total"]
-        if not isinstance(after, str) or not isinstance(fingerprint, str) or not isinstance(total, int):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        raise InvalidField.one("page_token", "is not a token this node issued") from None
+    except page_tokens.PageTokenRefused as error:
+        raise InvalidField.one("page_token", str(error)) from None
+    except KeyError:
+        raise InvalidField.one("page_token", "is not a page token this node issued") from None
+    if not isinstance(after, str) or not isinstance(fingerprint, str) or not isinstance(total, int):
+        raise InvalidField.one("page_token", "is not a page token this node issued")
     if fingerprint != _filter_fingerprint(flt):
         raise InvalidField.one("page_token", "was issued for other filters; start again without a token")
     return after, total

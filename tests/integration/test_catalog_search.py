@@ -8,8 +8,10 @@ publications, and check that hostile query strings are answered as plain text or
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -145,3 +147,21 @@ def test_totals_are_exact_to_the_limit_then_a_lower_bound(app: CatalogApplicatio
     page = app.list(SYSTEM, ResourceFilter(query="低保1"), page_size=10)
     exact = sum(1 for m in metas if "低保1" in m.name)
     assert (page.total_size, page.total_is_lower_bound) == (exact, False)
+
+
+def test_edited_or_foreign_page_tokens_are_refused(app: CatalogApplication, database_url: str, clock: FixedClock):
+    app.import_resources(SYSTEM, [entry(f"低保{i}", "摘要", "项", "词") for i in range(5)])
+    token = app.list(SYSTEM, ResourceFilter(query="低保"), page_size=2).next_page_token
+    assert app.list(SYSTEM, ResourceFilter(query="低保"), page_size=2, page_token=token).resources
+    payload, mac = token.removeprefix("cp1.").split(".")
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    edited = "cp1." + base64.urlsafe_b64encode(decoded.replace(b'"total":5', b'"total":9')).decode().rstrip("=")
+    unsigned = base64.urlsafe_b64encode(json.dumps({"after": "", "filter": "x", "total": 1}).encode()).decode()
+    other_node = CatalogApplication(app.uow, clock)  # another key: another node's token
+    foreign = other_node.list(SYSTEM, ResourceFilter(query="低保"), page_size=2).next_page_token
+    for bad in (edited + "." + mac, token[:-2], unsigned, foreign, "cp1." + "A" * 3000):
+        with pytest.raises(InvalidField) as raised:
+            app.list(SYSTEM, ResourceFilter(query="低保"), page_size=2, page_token=bad)
+        assert raised.value.problems[0].field == "page_token", bad
+    with pytest.raises(InvalidField, match="other filters"):
+        app.list(SYSTEM, ResourceFilter(query="保"), page_size=2, page_token=token)
