@@ -119,7 +119,8 @@ catalog_feed_cursors = Table(
 """How far a feed consumer inside the node (the RabbitMQ fanout publisher) has got, confirmed."""
 
 Index("ix_resource_versions_filters", resource_versions.c.classification, resource_versions.c.share_type)
-Index("ux_resource_versions_search_id", resource_versions.c.search_id, unique=True)
+Index("ux_resource_versions_search_id", resource_versions.c.search_id, resource_versions.c.code,
+      resource_versions.c.version, unique=True)
 Index("ix_resource_versions_search_terms", resource_versions.c.search_terms, postgresql_using="gin")
 Index("ix_resource_versions_open_type", resource_versions.c.open_type)
 Index("ix_resource_versions_update_cycle", resource_versions.c.update_cycle)

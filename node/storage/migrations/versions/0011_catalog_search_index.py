@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from node.storage.search_index import fts_document, text_terms
+from node.storage.search_index import fts_document, indexed_version, text_terms
 
 revision = "0011"
 down_revision = "0010"
@@ -39,15 +39,22 @@ def upgrade() -> None:
         batch.add_column(sa.Column("search_terms", ARRAY(sa.Text()).with_variant(sa.Text(), "sqlite"),
                                    nullable=True))
     versions = sa.table("resource_versions", sa.column("code"), sa.column("version"), sa.column("search_text"),
-                        sa.column("search_id"), sa.column("search_terms"))
+                        sa.column("classification"), sa.column("share_type"), sa.column("open_type"),
+                        sa.column("update_cycle"), sa.column("provider_code"), sa.column("search_id"),
+                        sa.column("search_terms"))
+    heads = sa.table("resources", sa.column("code"), sa.column("status"), sa.column("latest_version"),
+                     sa.column("published_version"))
     if sqlite:
         bind.exec_driver_sql(
-            "CREATE VIRTUAL TABLE resource_search USING fts5(terms, content='', detail=none, tokenize='ascii')")
+            "CREATE VIRTUAL TABLE resource_search USING fts5(terms, content='', tokenize='ascii')")
     after: tuple[str, int] = ("", 0)
     next_id = 1
     while True:
         rows = bind.execute(
-            sa.select(versions.c.code, versions.c.version, versions.c.search_text)
+            sa.select(versions.c.code, versions.c.version, versions.c.search_text, versions.c.classification,
+                      versions.c.share_type, versions.c.open_type, versions.c.update_cycle, versions.c.provider_code,
+                      heads.c.status, heads.c.latest_version, heads.c.published_version)
+            .select_from(versions.join(heads, heads.c.code == versions.c.code))
             .where(sa.tuple_(versions.c.code, versions.c.version) > sa.tuple_(*after))
             .order_by(versions.c.code, versions.c.version).limit(BATCH)
         ).all()
@@ -61,15 +68,17 @@ def upgrade() -> None:
                 versions.update().where(versions.c.code == sa.bindparam("c"), versions.c.version == sa.bindparam("v"))
                 .values(search_id=sa.bindparam("i")),
                 [{"c": row.code, "v": row.version, "i": i} for row, i in zip(rows, ids, strict=True)])
-            bind.exec_driver_sql("INSERT INTO resource_search (rowid, terms) VALUES (?, ?)",
-                                 [(i, fts_document(text_terms(row.search_text))) for row, i in zip(rows, ids, strict=True)])
+            bind.exec_driver_sql("INSERT INTO resource_search (rowid, terms) VALUES (?, ?)", [
+                (i, fts_document(indexed_version(row._mapping, row.status, latest_version=row.latest_version,
+                                                 published_version=row.published_version)))
+                for row, i in zip(rows, ids, strict=True)])
         else:
             bind.execute(
                 versions.update().where(versions.c.code == sa.bindparam("c"), versions.c.version == sa.bindparam("v"))
                 .values(search_terms=sa.bindparam("t", type_=ARRAY(sa.Text()))),
                 [{"c": row.code, "v": row.version, "t": text_terms(row.search_text)} for row in rows])
     with op.batch_alter_table("resource_versions") as batch:
-        batch.create_index("ux_resource_versions_search_id", ["search_id"], unique=True)
+        batch.create_index("ux_resource_versions_search_id", ["search_id", "code", "version"], unique=True)
     if not sqlite:
         op.create_index("ix_resource_versions_search_terms", "resource_versions", ["search_terms"],
                         postgresql_using="gin")
