@@ -342,9 +342,12 @@ class Resource:
         return self.latest.metadata.provider_code
 
 
-def create(meta: ResourceMetadata, now: dt.datetime) -> Resource:
-    """A new resource starts as a draft, version 1."""
-    check_metadata(meta)
+def create(meta: ResourceMetadata, now: dt.datetime, *, checked: bool = False) -> Resource:
+    """A new resource starts as a draft, version 1. ``checked``: the caller has just found no
+    ``metadata_problems`` in ``meta`` (an import checks every entry first, to report them all), so the
+    same rules are not run twice per entry."""
+    if not checked:
+        check_metadata(meta)
     return Resource(meta.code, ResourceStatus.DRAFT, ResourceVersion(meta, 1, VersionState.DRAFT, now))
 
 

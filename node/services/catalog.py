@@ -161,7 +161,8 @@ class CatalogApplication:
                 if problems:
                     bad.append(EntryProblems(index, meta.code, problems))
                     continue
-                resource = model.create(meta, now) if current is None else model.edit(current, meta, now)
+                resource = (model.create(meta, now, checked=True) if current is None
+                            else model.edit(current, meta, now))
                 if publish:
                     resource = model.publish(resource, now)
                 if current is None:

@@ -238,6 +238,10 @@ deliveries = Table(
 """Deliveries: records received from a provider (consumer_code empty) or delivered to a consumer.
 The exchange pipeline writes them; the responsibility list's compliance and 销账 read them."""
 
+for _column in ("subject", "department_code", "action", "target", "result"):
+    # The audit query's filters, newest first (migration 0012).
+    Index(f"ix_audit_entries_{_column}_sequence", audit_entries.c[_column], audit_entries.c.sequence)
+
 Index("ix_deliveries_provider_resource", deliveries.c.provider_code, deliveries.c.resource_code,
       deliveries.c.delivered_at)
 
