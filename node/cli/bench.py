@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pull.add_argument("--counts", type=_counts, default=None,
                       help="with --ingest: record counts, comma-separated (default 100000,1000000)")
     pull.set_defaults(handler=run_pull)
+    fanout = commands.add_parser("fanout", help="catalog events per second through the fanout publisher after "
+                                                "an import of N published resources, vs raw pika")
+    fanout.add_argument("--count", type=int, default=100_000, help="resources imported and published (default 100000)")
+    fanout.set_defaults(handler=run_fanout)
     scale = commands.add_parser("scale", help="catalog search, pull and audit query at growing sizes (growth per 10x)")
     scale.add_argument("--catalog-sizes", type=_sizes, default=None, help="resources, comma-separated "
                        "(default 10000,100000; the issue's ladder adds 1000000); empty skips")
@@ -110,3 +114,11 @@ def run_scale(args: argparse.Namespace) -> int:
         catalog_sizes=bench_scale.DEFAULT_CATALOG if args.catalog_sizes is None else args.catalog_sizes,
         pull_sizes=bench_scale.DEFAULT_PULL if args.pull_sizes is None else args.pull_sizes,
         audit_sizes=bench_scale.DEFAULT_AUDIT if args.audit_sizes is None else args.audit_sizes)
+
+
+def run_fanout(args: argparse.Namespace) -> int:
+    from node.bench.fanout import main as bench_main
+
+    if args.count < 1:
+        raise UsageError("bench fanout: --count must be at least 1")
+    return bench_main(count=args.count)
