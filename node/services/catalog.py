@@ -251,13 +251,17 @@ class CatalogApplication:
             raise InvalidField.one("query", f"{len(flt.query)} characters, at most 200")
         after, total = _decode_page_token(self.macs, page_token, flt)
         with self.uow() as uow:
-            rows = uow.catalog.list(flt, after_code=after, limit=size + 1)
+            rows, counted = uow.catalog.search(flt, after_code=after, limit=size + 1)
             more = len(rows) > size
             if not page_token:
-                # Counting reads every matching row (most of a search's cost at 10^5 resources), so it is
-                # done once, for the first page, and only when there is more than one page; later pages
-                # carry that total in their token.
-                total = uow.catalog.count(flt, at_most=COUNT_LIMIT + 1) if more else len(rows)
+                # Counted once, for the first page (later pages carry it in their token), and only when
+                # there is more than one page and the search did not count on its way.
+                if not more:
+                    total = len(rows)
+                elif counted is not None:
+                    total = counted
+                else:
+                    total = uow.catalog.count(flt, at_most=COUNT_LIMIT + 1)
         rows = rows[:size]
         token = _encode_page_token(self.macs, rows[-1].code, flt, total) if more else ""
         return Page(rows, token, min(total, COUNT_LIMIT), total > COUNT_LIMIT)
