@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                 "an import of N published resources, vs raw pika")
     fanout.add_argument("--count", type=int, default=100_000, help="resources imported and published (default 100000)")
     fanout.set_defaults(handler=run_fanout)
+    watchers = commands.add_parser("watchers", help="N concurrent WatchCatalog streams: memory per watcher, "
+                                                    "commit-to-every-watcher latency")
+    watchers.add_argument("--count", type=int, default=1_000, help="concurrent streams (default 1000)")
+    watchers.set_defaults(handler=run_watchers)
     scale = commands.add_parser("scale", help="catalog search, pull and audit query at growing sizes (growth per 10x)")
     scale.add_argument("--catalog-sizes", type=_sizes, default=None, help="resources, comma-separated "
                        "(default 10000,100000; the issue's ladder adds 1000000); empty skips")
@@ -121,4 +125,12 @@ def run_fanout(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise UsageError("bench fanout: --count must be at least 1")
+    return bench_main(count=args.count)
+
+
+def run_watchers(args: argparse.Namespace) -> int:
+    from node.bench.watchers import main as bench_main
+
+    if args.count < 1:
+        raise UsageError("bench watchers: --count must be at least 1")
     return bench_main(count=args.count)
