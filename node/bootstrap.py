@@ -218,7 +218,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
                        leeway_s=config.auth.leeway_s)
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
-        catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify), feed=feed, lists=lists,
+        catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify, macs=keys.mac_keys()), feed=feed, lists=lists,
         uow=uow, ingest=ingest, exchange=exchange, audit=AuditApplication(uow, keys.public, settings, clock),
         audit_writer=writer,
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(

@@ -18,6 +18,7 @@ import math
 import os
 import random
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
@@ -46,7 +47,7 @@ from node.storage.database import make_engine, migrate, normalise_url
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.identity import Principal
 
-SAMPLE = Path(__file__).resolve().parent / "sample" / "catalog.json"
+SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "catalog.json"
 POSTGRES_ADMIN = os.environ.get("EXNODE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 """Admin connection used to create (and drop) the run's own PostgreSQL database."""
 SEED = 20260302
@@ -252,7 +253,49 @@ def _analyze(engine: Engine) -> None:
             connection.commit()
 
 
-def _run_backend(url: str, prefix: str, count: int) -> None:
+class RawIndex:
+    """The limit a search is compared with: a bare SQLite FTS5 index over the character bigrams (and
+    single characters) of the same generated entries' search text, answering one page (the first
+    PAGE_SIZE rowids) of a query's words. No visibility, no filters, no sort, no count, no documents:
+    what the database alone costs."""
+
+    def __init__(self, directory: Path, count: int) -> None:
+        self.connection = sqlite3.connect(directory / "raw-index.db")
+        self.connection.execute("CREATE VIRTUAL TABLE raw USING fts5(terms, content='', detail=none, tokenize='ascii')")
+        generator = Generator()
+        codes: list[str] = []
+        with self.connection:
+            for start in range(0, count, CHUNK):
+                entries = [generator.one(codes) for _ in range(min(CHUNK, count - start))]
+                codes.extend(e.code for e in entries)
+                self.connection.executemany("INSERT INTO raw (rowid, terms) VALUES (?, ?)", [
+                    (start + i + 1, " ".join(_raw_words(e.search_text()))) for i, e in enumerate(entries)])
+
+    def page(self, query: str) -> float:
+        expression = " AND ".join(f'"{w}"' for word in query.lower().split() for w in _raw_words(word, whole=True))
+        began = time.perf_counter()
+        self.connection.execute("SELECT rowid FROM raw WHERE raw MATCH ? LIMIT ?", (expression, PAGE_SIZE)).fetchall()
+        return time.perf_counter() - began
+
+    def p99(self) -> float:
+        queries = [*TEXT_QUERIES, *RARE_QUERIES, *PAGING_QUERIES]
+        for query in queries[:WARMUP]:
+            self.page(query)
+        return percentile([self.page(queries[i % len(queries)]) for i in range(QUERIES * 2)], 0.99)
+
+
+def _raw_words(text: str, whole: bool = False) -> list[str]:
+    """Hex words of the single characters and bigrams of a text; of a query word (``whole``), its
+    bigrams (or its one character): one FTS5 token each."""
+    out: list[str] = []
+    for run in text.split():
+        if len(run) == 1 or not whole:
+            out.extend(character.encode().hex() for character in run)
+        out.extend(run[i:i + 2].encode().hex() for i in range(len(run) - 1))
+    return out
+
+
+def _run_backend(url: str, prefix: str, count: int, raw: RawIndex | None = None) -> None:
     _emit("backend", prefix)
     migrate(url)
     engine = make_engine(url)
@@ -278,6 +321,10 @@ def _run_backend(url: str, prefix: str, count: int) -> None:
             _progress(f"{kind}: {len(latencies)} requests")
         _emit(f"{prefix}_search_p50_ms", percentile(overall, 0.50) * 1000)
         _emit(f"{prefix}_search_p99_ms", percentile(overall, 0.99) * 1000)
+        if raw is not None:
+            raw_p99 = raw.p99()
+            _emit(f"{prefix}_raw_index_p99_ms", raw_p99 * 1000)
+            _emit(f"{prefix}_search_vs_raw_index_p99_ratio", percentile(overall, 0.99) / raw_p99)
 
         rng = random.Random(SEED)
         gets: list[float] = []
@@ -302,6 +349,9 @@ def main(count: int = 100_000, urls: list[str] | None = None) -> int:
         if urls is None:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="exnode-bench-"))
             urls = [f"sqlite:///{Path(directory) / 'bench.db'}", stack.enter_context(_postgres_database())]
+        raw_directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="exnode-bench-raw-")))
+        _progress("building the raw FTS5 index of the same entries")
+        raw = RawIndex(raw_directory, count)
         used: set[str] = set()
         for url in urls:
             prefix = normalise_url(url).get_backend_name()
@@ -309,7 +359,7 @@ def main(count: int = 100_000, urls: list[str] | None = None) -> int:
                 prefix = f"{prefix}{len(used) + 1}"
             used.add(prefix)
             _progress(f"{prefix}: {normalise_url(url).render_as_string(hide_password=True)}")
-            _run_backend(url, prefix, count)
+            _run_backend(url, prefix, count, raw)
     _emit("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     _emit("resources", count)
     return 0

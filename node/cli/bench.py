@@ -40,6 +40,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     pull.add_argument("--counts", type=_counts, default=None,
                       help="with --ingest: record counts, comma-separated (default 100000,1000000)")
     pull.set_defaults(handler=run_pull)
+    fanout = commands.add_parser("fanout", help="catalog events per second through the fanout publisher after "
+                                                "an import of N published resources, vs raw pika")
+    fanout.add_argument("--count", type=int, default=100_000, help="resources imported and published (default 100000)")
+    fanout.set_defaults(handler=run_fanout)
+    watchers = commands.add_parser("watchers", help="N concurrent WatchCatalog streams: memory per watcher, "
+                                                    "commit-to-every-watcher latency")
+    watchers.add_argument("--count", type=int, default=1_000, help="concurrent streams (default 1000)")
+    watchers.set_defaults(handler=run_watchers)
+    scale = commands.add_parser("scale", help="catalog search, pull and audit query at growing sizes (growth per 10x)")
+    scale.add_argument("--catalog-sizes", type=_sizes, default=None, help="resources, comma-separated "
+                       "(default 10000,100000; the issue's ladder adds 1000000); empty skips")
+    scale.add_argument("--pull-sizes", type=_sizes, default=None,
+                       help="records, comma-separated (default 100000,1000000; then 10000000); empty skips")
+    scale.add_argument("--audit-sizes", type=_sizes, default=None,
+                       help="audit entries, comma-separated (default 100000,1000000; then 10000000); empty skips")
+    scale.set_defaults(handler=run_scale)
 
 
 def run_catalog(args: argparse.Namespace) -> int:
@@ -83,3 +99,38 @@ def run_pull(args: argparse.Namespace) -> int:
     if args.counts is not None:
         raise UsageError("bench pull: --counts goes with --ingest (without it, --count N)")
     return bench_main(count=args.count, urls=args.database_url)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes are whole numbers separated by commas") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: every size must be at least 1")
+    return sizes
+
+
+def run_scale(args: argparse.Namespace) -> int:
+    from node.bench import scale as bench_scale
+
+    return bench_scale.main(
+        catalog_sizes=bench_scale.DEFAULT_CATALOG if args.catalog_sizes is None else args.catalog_sizes,
+        pull_sizes=bench_scale.DEFAULT_PULL if args.pull_sizes is None else args.pull_sizes,
+        audit_sizes=bench_scale.DEFAULT_AUDIT if args.audit_sizes is None else args.audit_sizes)
+
+
+def run_fanout(args: argparse.Namespace) -> int:
+    from node.bench.fanout import main as bench_main
+
+    if args.count < 1:
+        raise UsageError("bench fanout: --count must be at least 1")
+    return bench_main(count=args.count)
+
+
+def run_watchers(args: argparse.Namespace) -> int:
+    from node.bench.watchers import main as bench_main
+
+    if args.count < 1:
+        raise UsageError("bench watchers: --count must be at least 1")
+    return bench_main(count=args.count)

@@ -111,26 +111,26 @@ def run_list(args: argparse.Namespace) -> int:
         if getattr(args, field):
             setattr(request, field, kind.Value(getattr(args, field)))
     found: list[pb.Resource] = []
-    total = 0
+    total, lower_bound = 0, False
     while True:
         request.page_token = token
         page = stub.ListResources(request, metadata=call_metadata(args))
         found.extend(page.resources)
-        total = page.total_size
+        total, lower_bound = page.total_size, page.total_is_lower_bound
         token = page.next_page_token
         if not token or (args.limit and len(found) >= args.limit):
             break
     if args.limit:
         found = found[: args.limit]
     if args.json:
-        print_json({"total_size": total, "resources": [resource_dict(r) for r in found]})
+        print_json({"total_size": total, "total_is_lower_bound": lower_bound, "resources": [resource_dict(r) for r in found]})
         return 0
     for r in found:
         meta = r.version.metadata
         share = pb.ShareType.Name(meta.share_type).removeprefix("SHARE_")
         print(f"{r.code:<24} {pb.ResourceStatus.Name(r.status):<9} v{r.version.version:<3} {share:<14} "
               f"{pb.UpdateCycle.Name(meta.update_cycle):<11} {meta.name}  [{meta.provider_name}]")
-    print(f"{len(found)} of {total} resources", file=sys.stderr)
+    print(f"{len(found)} of {total}{'+' if lower_bound else ''} resources", file=sys.stderr)
     return 0
 
 

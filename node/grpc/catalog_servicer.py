@@ -70,7 +70,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         page = await asyncio.to_thread(self.app.list, principal(), flt, request.page_size, request.page_token)
         return pb.ListResourcesResponse(
             resources=[convert.resource_to_proto(r) for r in page.resources],
-            next_page_token=page.next_page_token, total_size=page.total_size)
+            next_page_token=page.next_page_token, total_size=page.total_size,
+            total_is_lower_bound=page.total_is_lower_bound)
 
     async def ImportResources(
         self, request: pb.ImportResourcesRequest, context: grpc.aio.ServicerContext

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -23,13 +24,17 @@ from catalog.errors import (
 from catalog.model import Resource, ResourceMetadata, ResourceVersion
 from node.storage.catalog_repository import CatalogRepository, ResourceFilter
 from node.storage.unit_of_work import UnitOfWorkFactory
+from security import page_tokens
 from security.identity import Principal
+from security.keys import MacKeys, UnusableKey
 from security.policy import Action, PermissionDenied, Policy, Target
 
 Clock = Callable[[], dt.datetime]
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_IMPORT = 20_000
+COUNT_LIMIT = 10_000
+"""Totals are exact up to this; beyond it a page says "more than COUNT_LIMIT" (a count never scans all)."""
 
 
 def utc_now() -> dt.datetime:
@@ -41,6 +46,8 @@ class Page:
     resources: list[Resource]
     next_page_token: str
     total_size: int
+    total_is_lower_bound: bool = False
+    """True when more than COUNT_LIMIT resources match: ``total_size`` is then COUNT_LIMIT ("10,000+")."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +61,10 @@ class CatalogApplication:
     """The catalog's use cases, shared by the gRPC servicer, ``exnode init --sample`` and the bench."""
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now, policy: Policy | None = None,
-                 changed: Callable[[], None] = lambda: None) -> None:
+                 changed: Callable[[], None] = lambda: None, macs: MacKeys | None = None) -> None:
         self.uow = uow
+        self.macs = macs or _process_mac_keys()
+        """MACs the page tokens (the node's keys, so a token outlives a restart and works on every replica)."""
         self.clock = clock
         self.policy = policy or Policy()
         self.changed = changed
@@ -152,7 +161,8 @@ class CatalogApplication:
                 if problems:
                     bad.append(EntryProblems(index, meta.code, problems))
                     continue
-                resource = model.create(meta, now) if current is None else model.edit(current, meta, now)
+                resource = (model.create(meta, now, checked=True) if current is None
+                            else model.edit(current, meta, now))
                 if publish:
                     resource = model.publish(resource, now)
                 if current is None:
@@ -239,18 +249,22 @@ class CatalogApplication:
         size = page_size or DEFAULT_PAGE_SIZE
         if len(flt.query) > 200:
             raise InvalidField.one("query", f"{len(flt.query)} characters, at most 200")
-        after, total = _decode_page_token(page_token, flt)
+        after, total = _decode_page_token(self.macs, page_token, flt)
         with self.uow() as uow:
-            rows = uow.catalog.list(flt, after_code=after, limit=size + 1)
+            rows, counted = uow.catalog.search(flt, after_code=after, limit=size + 1)
             more = len(rows) > size
             if not page_token:
-                # Counting reads every matching row (most of a search's cost at 10^5 resources), so it is
-                # done once, for the first page, and only when there is more than one page; later pages
-                # carry that total in their token.
-                total = uow.catalog.count(flt) if more else len(rows)
+                # Counted once, for the first page (later pages carry it in their token), and only when
+                # there is more than one page and the search did not count on its way.
+                if not more:
+                    total = len(rows)
+                elif counted is not None:
+                    total = counted
+                else:
+                    total = uow.catalog.count(flt, at_most=COUNT_LIMIT + 1)
         rows = rows[:size]
-        token = _encode_page_token(rows[-1].code, flt, total) if more else ""
-        return Page(rows, token, total)
+        token = _encode_page_token(self.macs, rows[-1].code, flt, total) if more else ""
+        return Page(rows, token, min(total, COUNT_LIMIT), total > COUNT_LIMIT)
 
     def export(self, principal: Principal, status: model.ResourceStatus | None) -> list[Resource]:
         """Every resource in the given status (published by default) that the caller may see."""
@@ -298,23 +312,49 @@ def _filter_fingerprint(flt: ResourceFilter) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _encode_page_token(after: str, flt: ResourceFilter, total: int) -> str:
-    raw = json.dumps({"after": after, "filter": _filter_fingerprint(flt), "total": total}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+PAGE_TOKEN_PREFIX = "cp1."
+PAGE_TOKEN_PURPOSE = "catalog page token v1"
 
 
-def _decode_page_token(token: str, flt: ResourceFilter) -> tuple[str, int]:
-    """The last code of the previous page and the total counted for the first page."""
+def _process_mac_keys() -> MacKeys:
+    """MAC keys for an application built without the node's keys (tests, the bench, init --sample):
+    a random key, so its tokens are good within this process only."""
+    key = secrets.token_bytes(32)
+
+    def derive(purpose: str, kid: str) -> bytes:
+        if kid not in ("", "process"):
+            raise UnusableKey(f"{kid} is not a key of this process")
+        return hmac.new(key, purpose.encode(), hashlib.sha256).digest()
+
+    return MacKeys("process", derive)
+
+
+def _encode_page_token(macs: MacKeys, after: str, flt: ResourceFilter, total: int) -> str:
+    fields = {"after": after, "filter": _filter_fingerprint(flt), "total": total}
+    return page_tokens.issue(PAGE_TOKEN_PREFIX, fields, macs.key(PAGE_TOKEN_PURPOSE), macs.active_kid)
+
+
+def _decode_page_token(macs: MacKeys, token: str, flt: ResourceFilter) -> tuple[str, int]:
+    """The last code of the previous page and the total counted for the first page; a token this node
+    did not issue (edited, forged, another node's) is refused naming ``page_token``."""
     if not token:
         return "", 0
+
+    def mac_key(kid: str) -> bytes:
+        try:
+            return macs.key(PAGE_TOKEN_PURPOSE, kid)
+        except UnusableKey as error:
+            raise KeyError(kid) from error
+
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
+        data = page_tokens.check(PAGE_TOKEN_PREFIX, token, mac_key)
         after, fingerprint, total = data["after"], data["filter"], data["total"]
-        if not isinstance(after, str) or not isinstance(fingerprint, str) or not isinstance(total, int):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        raise InvalidField.one("page_token", "is not a token this node issued") from None
+    except page_tokens.PageTokenRefused as error:
+        raise InvalidField.one("page_token", str(error)) from None
+    except KeyError:
+        raise InvalidField.one("page_token", "is not a page token this node issued") from None
+    if not isinstance(after, str) or not isinstance(fingerprint, str) or not isinstance(total, int):
+        raise InvalidField.one("page_token", "is not a page token this node issued")
     if fingerprint != _filter_fingerprint(flt):
         raise InvalidField.one("page_token", "was issued for other filters; start again without a token")
     return after, total

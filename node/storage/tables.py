@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 
 metadata = MetaData(
@@ -83,8 +84,14 @@ resource_versions = Table(
     Column("document", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("published_at", UTCDateTime, nullable=True),
+    Column("search_id", BigInteger().with_variant(Integer, "sqlite"), nullable=True),
+    Column("search_terms", ARRAY(Text).with_variant(Text, "sqlite"), nullable=True),
     ForeignKeyConstraint(["code"], ["resources.code"]),
 )
+"""The text index (node/storage/search_index.py) is per database: on SQLite ``search_id`` is the row's
+rowid in the contentless FTS5 table ``resource_search`` (migration 0011 creates it; it is no Table here
+because SQLAlchemy has no virtual tables) and ``search_terms`` stays NULL; on PostgreSQL ``search_terms``
+holds the terms under a GIN index and ``search_id`` stays NULL."""
 
 catalog_events = Table(
     "catalog_events",
@@ -112,6 +119,13 @@ catalog_feed_cursors = Table(
 """How far a feed consumer inside the node (the RabbitMQ fanout publisher) has got, confirmed."""
 
 Index("ix_resource_versions_filters", resource_versions.c.classification, resource_versions.c.share_type)
+Index("ux_resource_versions_search_id", resource_versions.c.search_id, resource_versions.c.code,
+      resource_versions.c.version, unique=True)
+Index("ix_resource_versions_search_terms", resource_versions.c.search_terms, postgresql_using="gin")
+Index("ix_resource_versions_open_type", resource_versions.c.open_type)
+Index("ix_resource_versions_update_cycle", resource_versions.c.update_cycle)
+Index("ix_resource_versions_share_type", resource_versions.c.share_type)
+Index("ix_resources_status", resources.c.status, resources.c.code)
 
 _BIGINT = BigInteger().with_variant(Integer, "sqlite")
 
@@ -223,6 +237,10 @@ deliveries = Table(
 )
 """Deliveries: records received from a provider (consumer_code empty) or delivered to a consumer.
 The exchange pipeline writes them; the responsibility list's compliance and 销账 read them."""
+
+for _column in ("subject", "department_code", "action", "target", "result"):
+    # The audit query's filters, newest first (migration 0012).
+    Index(f"ix_audit_entries_{_column}_sequence", audit_entries.c[_column], audit_entries.c.sequence)
 
 Index("ix_deliveries_provider_resource", deliveries.c.provider_code, deliveries.c.resource_code,
       deliveries.c.delivered_at)

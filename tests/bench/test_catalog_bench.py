@@ -18,7 +18,8 @@ def test_catalog_bench_prints_every_figure(tmp_path, capsys):
     expected = [
         "sqlite_catalog_import_seconds", "sqlite_catalog_import_resources_per_s",
         *(f"sqlite_search_{kind}_{p}_ms" for kind in KINDS for p in ("p50", "p99")),
-        "sqlite_search_p50_ms", "sqlite_search_p99_ms", "sqlite_get_p50_ms", "sqlite_get_p99_ms",
+        "sqlite_search_p50_ms", "sqlite_search_p99_ms", "sqlite_raw_index_p99_ms",
+        "sqlite_search_vs_raw_index_p99_ratio", "sqlite_get_p50_ms", "sqlite_get_p99_ms",
         "peak_rss_mb", "resources",
     ]
     assert sorted(figures) == sorted(expected)

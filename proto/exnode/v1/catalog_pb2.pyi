@@ -309,14 +309,16 @@ class ListResourcesRequest(_message.Message):
     def __init__(self, classification: _Optional[_Union[Classification, str]] = ..., provider_code: _Optional[str] = ..., share_type: _Optional[_Union[ShareType, str]] = ..., open_type: _Optional[_Union[OpenType, str]] = ..., update_cycle: _Optional[_Union[UpdateCycle, str]] = ..., status: _Optional[_Union[ResourceStatus, str]] = ..., query: _Optional[str] = ..., code_prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListResourcesResponse(_message.Message):
-    __slots__ = ("resources", "next_page_token", "total_size")
+    __slots__ = ("resources", "next_page_token", "total_size", "total_is_lower_bound")
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_IS_LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
     resources: _containers.RepeatedCompositeFieldContainer[Resource]
     next_page_token: str
     total_size: int
-    def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+    total_is_lower_bound: bool
+    def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ..., total_is_lower_bound: _Optional[bool] = ...) -> None: ...
 
 class ImportResourcesRequest(_message.Message):
     __slots__ = ("resources", "publish", "replace_drafts")
