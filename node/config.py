@@ -53,6 +53,15 @@ class DatabaseSection:
 @dataclass(frozen=True)
 class RabbitSection:
     url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    urls: tuple[str, ...] = ()
+    """Further nodes of the same RabbitMQ cluster (``EXNODE_RABBITMQ_URLS``: comma-separated). Every broker
+    connection of the node starts with ``url`` and moves to the next address of the list when its broker is
+    lost, so the loss of one cluster node is a reconnect, not an outage."""
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every broker address, ``url`` first, without repeats."""
+        return tuple(dict.fromkeys((self.url, *self.urls)))
 
 
 @dataclass(frozen=True)

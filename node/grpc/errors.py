@@ -28,6 +28,7 @@ from node.services.errors import (
     NotReady,
     RequestTooLarge,
 )
+from node.storage.errors import StorageFull, StorageUnavailable
 from security.identity import AuthenticationError
 from security.policy import PermissionDenied
 
@@ -51,6 +52,9 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
     (NotReady, grpc.StatusCode.FAILED_PRECONDITION),
     (AckTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+    # the database (node.storage.errors): a failover in progress, a full disk
+    (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]
 """Every mapping of an error to a gRPC status: the error-mapping interceptor and the authentication
 interceptor both use it (a request that cannot be audited is UNAVAILABLE; a bad token UNAUTHENTICATED)."""

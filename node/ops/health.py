@@ -50,14 +50,15 @@ def broker_answers(node: Observed) -> bool:
     """The dispatcher's own connection when it runs here; otherwise a short-lived probe connection."""
     if node.dispatcher is not None:
         return node.dispatcher.stats.connected
-    params = pika.URLParameters(node.config.rabbitmq.url)
-    params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 3, 3
-    try:
-        with pika.BlockingConnection(params):
-            return True
-    except Exception as error:
-        log.debug("health: broker check failed: %s", error)
-        return False
+    for url in node.config.rabbitmq.addresses:
+        params = pika.URLParameters(url)
+        params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 3, 3
+        try:
+            with pika.BlockingConnection(params):
+                return True
+        except Exception as error:
+            log.debug("health: broker check failed: %s", error)
+    return False
 
 
 class HealthMonitor:
