@@ -211,7 +211,8 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     except PeerConfigError as error:
         raise ConfigError(str(error)) from None
     ingest = MeteredIngest(uow, clock, policy, keys.active, config.node.id, platforms, writer,
-                           Limits(max_records=config.exchange.max_batch_records))
+                           Limits(max_records=config.exchange.max_batch_records,
+                                  max_outbox_rows=config.exchange.max_outbox_rows))
     exchange = MeteredExchange(uow, clock, policy, config.node.id, platforms,
                                declare_queue=functools.partial(declare_queue, config.rabbitmq.addresses, config.node.id))
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,

@@ -101,6 +101,9 @@ class ExchangeSection:
     others after this long."""
     max_attempts: int = 8
     max_batch_records: int = 5000
+    max_outbox_rows: int = 2_000_000
+    """Undelivered outbox rows over which Ingest answers UNAVAILABLE (the broker has taken nothing for a long
+    while) instead of filling the disk; 0: no bound."""
     pull_batch_records: int = 8192
     """Records per batch of the nightly pull (a power of two lets clients fold batch roots)."""
     pull_window: int = 4
@@ -243,6 +246,9 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
     if audit.checkpoint_every < 1 or audit.checkpoint_interval_s <= 0:
         raise ConfigError(f"{where('audit.checkpoint_every', 'audit.checkpoint_interval_s')}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
     exchange = config.exchange
+    if exchange.max_outbox_rows < 0:
+        raise ConfigError(f"{where('exchange.max_outbox_rows')}: exchange.max_outbox_rows = {exchange.max_outbox_rows} "
+                          f"must be 0 (no bound) or positive")
     for name in ("window", "claim_lease_s", "max_attempts", "max_batch_records", "pull_batch_records", "pull_window",
                  "pull_ack_timeout_s"):
         if getattr(exchange, name) <= 0:
@@ -281,6 +287,7 @@ url = ""                             # empty: SQLite (WAL) in this directory; or
 
 [rabbitmq]
 url = "amqp://guest:guest@127.0.0.1:5672/%2F"
+urls = []                            # further nodes of the same cluster, tried in turn when a broker is lost
 
 [auth]
 # Bearer JWTs of the unified identity service (统一身份认证): its iss value(s) and public keys.
@@ -300,6 +307,7 @@ window = 1000                        # unconfirmed messages (one per record) in 
 claim_lease_s = 60.0                 # replicas: a dead dispatcher's claimed outbox rows go to others after this
 max_attempts = 8                     # then the message is dead-lettered with the reason
 max_batch_records = 5000
+max_outbox_rows = 2000000            # undelivered outbox rows over which Ingest answers UNAVAILABLE (0: no bound)
 peers_dir = "peers"                  # lower-tier nodes trusted here: their keys/public-keys.json, one file each
 
 [feed]

@@ -26,6 +26,7 @@ from node.services.errors import (
     BadSignature,
     BrokerUnavailable,
     NotReady,
+    OutboxFull,
     RequestTooLarge,
 )
 from node.storage.errors import StorageFull, StorageUnavailable
@@ -50,6 +51,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (OutboxFull, grpc.StatusCode.UNAVAILABLE),
     (NotReady, grpc.StatusCode.FAILED_PRECONDITION),
     (AckTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     # the database (node.storage.errors): a failover in progress, a full disk

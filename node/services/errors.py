@@ -37,3 +37,8 @@ class BadSignature(ExchangeError):
 
 class BrokerUnavailable(ExchangeError):
     """RabbitMQ could not be reached for a step that needs it now (declaring a subscriber's queue)."""
+
+
+class OutboxFull(ExchangeError):
+    """The outbox holds more undelivered messages than its bound (the broker has not taken them for a while):
+    Ingest refuses new batches until it drains, rather than filling the disk."""
