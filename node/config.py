@@ -39,6 +39,11 @@ class ServerSection:
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
     log_format: str = "json"
     """``exnode serve``'s log lines on stderr: ``json`` (one object per line) or ``text`` (for people)."""
+    department_max_streams: int = 64
+    """Open streams (IngestStream, Pull, WatchCatalog, exports) one department may hold at once; 0: no limit."""
+    department_requests_per_s: float = 0.0
+    """Requests per second one department may send (a token bucket of ``department_burst``); 0: no limit."""
+    department_burst: int = 200
     worker_stall_s: float = 60.0
     """A background worker (audit writer, dispatcher, inbound consumer, catalog publishers) whose loop has
     not turned for this long counts as stuck: liveness turns NOT_SERVING so the node is restarted."""
@@ -254,6 +259,10 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
         if getattr(exchange, name) <= 0:
             raise ConfigError(f"{where('exchange.' + name)}: exchange.{name} = {getattr(exchange, name)} must be positive")
     server = config.server
+    if server.department_max_streams < 0 or server.department_requests_per_s < 0 or server.department_burst < 1:
+        raise ConfigError(f"{where('server.department_max_streams', 'server.department_requests_per_s', 'server.department_burst')}: "
+                          f"server.department_max_streams and server.department_requests_per_s must be 0 (no limit) or "
+                          f"positive, server.department_burst at least 1")
     if bool(server.tls_cert) != bool(server.tls_key):
         raise ConfigError(f"{where('server.tls_cert', 'server.tls_key')}: server.tls_cert and server.tls_key go together (one is set, the other is not)")
     if server.log_format not in ("json", "text"):

@@ -28,6 +28,7 @@ from node.services.errors import (
     NotReady,
     OutboxFull,
     RequestTooLarge,
+    Throttled,
 )
 from node.storage.errors import StorageFull, StorageUnavailable
 from security.identity import AuthenticationError
@@ -48,6 +49,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     # the use cases (node.services.errors)
     (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Throttled, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
@@ -91,6 +93,12 @@ def rich_status(code: grpc.StatusCode, error: Exception) -> status_pb2.Status:
                                                         description=p.reason)
             for e in error.entries for p in e.problems
         ]
+    if isinstance(error, Throttled):  # google.rpc.RetryInfo: when to try again
+        hint = any_pb2.Any()
+        delay = error_details_pb2.RetryInfo()
+        delay.retry_delay.FromMilliseconds(max(1, int(error.retry_after_s * 1000)))
+        hint.Pack(delay)
+        status.details.append(hint)
     if violations:
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.BadRequest(field_violations=violations))
