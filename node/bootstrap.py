@@ -91,7 +91,7 @@ class Node:
         tiers = self.tiers
         grouped = (lambda held: tiers.accept([Message(content_type, body, deliveries)
                                               for content_type, body, deliveries in held])) if tiers.peers else None
-        self.inbound = InboundConsumer(self.config.rabbitmq.url, self.config.node.id, inbound_handler(self.ingest),
+        self.inbound = InboundConsumer(self.config.rabbitmq.addresses, self.config.node.id, inbound_handler(self.ingest),
                                        handle_group=grouped)
         self.inbound.start()
         return self.inbound
@@ -102,7 +102,7 @@ class Node:
         if self.fanout is not None:  # a restart: the old thread and its wake-up go
             self.fanout.stop()
             self.feed.signal.close_thread_waiter(self.fanout.wake)
-        self.fanout = CatalogFanoutPublisher(self.config.rabbitmq.url, self.config.node.id,
+        self.fanout = CatalogFanoutPublisher(self.config.rabbitmq.addresses, self.config.node.id,
                                              FeedFanoutSource(self.feed, self.catalog.clock),
                                              wake=self.feed.signal.thread_waiter(), poll_s=self.config.feed.poll_s)
         self.fanout.start()
@@ -113,7 +113,7 @@ class Node:
         upward = self.tiers.upward
         if not upward:
             return None
-        self.uplink = CatalogUplink(self.config.rabbitmq.url, self.config.node.id,
+        self.uplink = CatalogUplink(self.config.rabbitmq.addresses, self.config.node.id,
                                     [(p.name, p.queue) for p in upward], self.tiers.catalog_upward,
                                     self.tiers.advance)
         self.uplink.start()
@@ -124,7 +124,7 @@ class Node:
         dispatcher and the inbound consumer start: RabbitMQ may refuse two connections declaring the same
         new quorum queue at the same moment. A broker that is down now is retried by those threads."""
         try:
-            declare_queue(self.config.rabbitmq.url, self.config.node.id, rabbit_names(self.config.node.id)["in"])
+            declare_queue(self.config.rabbitmq.addresses, self.config.node.id, rabbit_names(self.config.node.id)["in"])
         except Exception as error:
             log.warning("cannot declare the broker topology yet: %s", error)
 
@@ -211,9 +211,10 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     except PeerConfigError as error:
         raise ConfigError(str(error)) from None
     ingest = MeteredIngest(uow, clock, policy, keys.active, config.node.id, platforms, writer,
-                           Limits(max_records=config.exchange.max_batch_records))
+                           Limits(max_records=config.exchange.max_batch_records,
+                                  max_outbox_rows=config.exchange.max_outbox_rows))
     exchange = MeteredExchange(uow, clock, policy, config.node.id, platforms,
-                               declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
+                               declare_queue=functools.partial(declare_queue, config.rabbitmq.addresses, config.node.id))
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
                        leeway_s=config.auth.leeway_s)
     return Node(

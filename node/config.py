@@ -39,6 +39,11 @@ class ServerSection:
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
     log_format: str = "json"
     """``exnode serve``'s log lines on stderr: ``json`` (one object per line) or ``text`` (for people)."""
+    department_max_streams: int = 64
+    """Open streams (IngestStream, Pull, WatchCatalog, exports) one department may hold at once; 0: no limit."""
+    department_requests_per_s: float = 0.0
+    """Requests per second one department may send (a token bucket of ``department_burst``); 0: no limit."""
+    department_burst: int = 200
     worker_stall_s: float = 60.0
     """A background worker (audit writer, dispatcher, inbound consumer, catalog publishers) whose loop has
     not turned for this long counts as stuck: liveness turns NOT_SERVING so the node is restarted."""
@@ -53,6 +58,15 @@ class DatabaseSection:
 @dataclass(frozen=True)
 class RabbitSection:
     url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    urls: tuple[str, ...] = ()
+    """Further nodes of the same RabbitMQ cluster (``EXNODE_RABBITMQ_URLS``: comma-separated). Every broker
+    connection of the node starts with ``url`` and moves to the next address of the list when its broker is
+    lost, so the loss of one cluster node is a reconnect, not an outage."""
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every broker address, ``url`` first, without repeats."""
+        return tuple(dict.fromkeys((self.url, *self.urls)))
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,9 @@ class ExchangeSection:
     others after this long."""
     max_attempts: int = 8
     max_batch_records: int = 5000
+    max_outbox_rows: int = 2_000_000
+    """Undelivered outbox rows over which Ingest answers UNAVAILABLE (the broker has taken nothing for a long
+    while) instead of filling the disk; 0: no bound."""
     pull_batch_records: int = 8192
     """Records per batch of the nightly pull (a power of two lets clients fold batch roots)."""
     pull_window: int = 4
@@ -234,11 +251,18 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
     if audit.checkpoint_every < 1 or audit.checkpoint_interval_s <= 0:
         raise ConfigError(f"{where('audit.checkpoint_every', 'audit.checkpoint_interval_s')}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
     exchange = config.exchange
+    if exchange.max_outbox_rows < 0:
+        raise ConfigError(f"{where('exchange.max_outbox_rows')}: exchange.max_outbox_rows = {exchange.max_outbox_rows} "
+                          f"must be 0 (no bound) or positive")
     for name in ("window", "claim_lease_s", "max_attempts", "max_batch_records", "pull_batch_records", "pull_window",
                  "pull_ack_timeout_s"):
         if getattr(exchange, name) <= 0:
             raise ConfigError(f"{where('exchange.' + name)}: exchange.{name} = {getattr(exchange, name)} must be positive")
     server = config.server
+    if server.department_max_streams < 0 or server.department_requests_per_s < 0 or server.department_burst < 1:
+        raise ConfigError(f"{where('server.department_max_streams', 'server.department_requests_per_s', 'server.department_burst')}: "
+                          f"server.department_max_streams and server.department_requests_per_s must be 0 (no limit) or "
+                          f"positive, server.department_burst at least 1")
     if bool(server.tls_cert) != bool(server.tls_key):
         raise ConfigError(f"{where('server.tls_cert', 'server.tls_key')}: server.tls_cert and server.tls_key go together (one is set, the other is not)")
     if server.log_format not in ("json", "text"):
@@ -272,6 +296,7 @@ url = ""                             # empty: SQLite (WAL) in this directory; or
 
 [rabbitmq]
 url = "amqp://guest:guest@127.0.0.1:5672/%2F"
+urls = []                            # further nodes of the same cluster, tried in turn when a broker is lost
 
 [auth]
 # Bearer JWTs of the unified identity service (统一身份认证): its iss value(s) and public keys.
@@ -291,6 +316,7 @@ window = 1000                        # unconfirmed messages (one per record) in 
 claim_lease_s = 60.0                 # replicas: a dead dispatcher's claimed outbox rows go to others after this
 max_attempts = 8                     # then the message is dead-lettered with the reason
 max_batch_records = 5000
+max_outbox_rows = 2000000            # undelivered outbox rows over which Ingest answers UNAVAILABLE (0: no bound)
 peers_dir = "peers"                  # lower-tier nodes trusted here: their keys/public-keys.json, one file each
 
 [feed]

@@ -117,7 +117,7 @@ def _proof_element(parent: etree._Element, value: Proof) -> None:
 def _signed(signature: etree._Element, field: str) -> SignedBatch:
     try:
         signature_bytes = base64.b64decode("".join((signature.text or "").split()), validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: a character outside ASCII
         raise EnvelopeError(f"{field}.signature", "is not base64") from None
     return SignedBatch(int(signature.get("treeSize")), bytes.fromhex(signature.get("root")), signature.get("kid"),
                        signature.get("algorithm"), signature_bytes)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pika
+import pika.exceptions
 
 QUORUM = {"x-queue-type": "quorum"}
 
@@ -34,10 +35,19 @@ def declare_topology(channel: Any, node_id: str, queues: Sequence[str] = ()) -> 
 
 
 
-def declare_queue(url: str, node_id: str, queue: str) -> None:
+def declare_queue(urls: str | Sequence[str], node_id: str, queue: str) -> None:
     """Declare the node's dead-letter topology and one consumer queue (a Subscribe), on a short-lived
-    blocking connection: the subscriber can bind its consumer before the first message is relayed."""
-    params = pika.URLParameters(url)
-    params.connection_attempts = 2
-    with pika.BlockingConnection(params) as connection:
-        declare_topology(connection.channel(), node_id, [queue])
+    blocking connection: the subscriber can bind its consumer before the first message is relayed. Any
+    broker of the list will do (a cluster node that is down is skipped); the last failure is raised."""
+    failure: Exception | None = None
+    for url in [urls] if isinstance(urls, str) else urls:
+        params = pika.URLParameters(url)
+        params.connection_attempts = 2
+        try:
+            with pika.BlockingConnection(params) as connection:
+                declare_topology(connection.channel(), node_id, [queue])
+            return
+        except pika.exceptions.AMQPConnectionError as error:
+            failure = error
+    if failure is not None:
+        raise failure

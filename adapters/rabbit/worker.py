@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class WorkerStats:
     connected: bool = False
+    blocked: bool = False
+    """The broker sent connection.blocked (a memory or disk alarm): publishing waits until it unblocks."""
     reconnects: int = 0
     beat_ms: int = 0
     """``time.monotonic()`` of the last beat, in ms (an int, so it can live in shared memory)."""
@@ -284,11 +286,14 @@ class IoloopWorker(ConnectionWorker):
         connection = self.connection = self.connection_class(
             params, on_open_callback=self._opened, on_open_error_callback=self._open_failed,
             on_close_callback=self._closed)
+        connection.add_on_connection_blocked_callback(self._blocked)
+        connection.add_on_connection_unblocked_callback(self._unblocked)
         self._tick(connection)
         try:
             connection.ioloop.start()
         finally:
             self.connection = None
+            self.stats.blocked = False
             self.on_session_end()
         if self._failure is not None:
             raise self._failure
@@ -297,6 +302,21 @@ class IoloopWorker(ConnectionWorker):
         self.beat()
         if not self._stopping.is_set():
             connection.ioloop.call_later(1.0, lambda: self._tick(connection))
+
+    def _blocked(self, _connection: SelectConnection, frame: Any) -> None:
+        """connection.blocked: the broker raised a memory or disk alarm and stops reading what we publish.
+        The node turns not ready (health) and its outbox keeps the records until the alarm clears; pika
+        drops the connection after ``blocked_connection_timeout_s`` and the worker tries the next broker."""
+        reason = getattr(getattr(frame, "method", None), "reason", "") or "no reason given"
+        self.stats.blocked = True
+        log.warning("%s: the broker at %s blocks publishing (%s): a memory or disk alarm; records wait in "
+                    "the outbox", self.name, broker_of(self.url), reason,
+                    extra={"worker": self.name, "broker": broker_of(self.url), "reason": reason})
+
+    def _unblocked(self, _connection: SelectConnection, _frame: Any) -> None:
+        self.stats.blocked = False
+        log.info("%s: the broker at %s accepts publishing again (alarm cleared)", self.name, broker_of(self.url),
+                 extra={"worker": self.name, "broker": broker_of(self.url)})
 
     def _opened(self, connection: SelectConnection) -> None:
         if self._stopping.is_set():  # stop() came while connecting, when there was no loop to tell

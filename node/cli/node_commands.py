@@ -84,7 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
         logs.configure(args.log_level or "INFO", args.log_format or config.server.log_format)
         node = bootstrap.build(config)
         try:
-            check_broker(config.rabbitmq.url)
+            check_broker(config.rabbitmq.addresses)
         except BaseException:
             node.close()
             raise

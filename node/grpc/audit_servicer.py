@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Mapping
 import grpc
 from exnode.v1 import audit_pb2 as pb
 from exnode.v1 import audit_pb2_grpc, keys_pb2, keys_pb2_grpc
-from google.protobuf import timestamp_pb2
 
+from node.grpc.convert import timestamp_of
 from node.ops.metrics import record_audit_verification
 from node.ops.request_context import current, principal
 from node.services.audit import AuditApplication
@@ -22,8 +22,8 @@ from security.policy import AUDIT_TRAIL, NODE_KEYS, Action, Policy
 EXPORT_CHUNK_BYTES = 256 * 1024
 
 
-def _time(stamp: timestamp_pb2.Timestamp, field_set: bool) -> dt.datetime | None:
-    return stamp.ToDatetime(tzinfo=dt.UTC) if field_set else None
+def _time(request: object, field: str) -> dt.datetime | None:
+    return timestamp_of(request, field)
 
 
 def entry_to_proto(entry: AuditEntry) -> pb.AuditEntry:
@@ -49,7 +49,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def QueryAudit(self, request: pb.QueryAuditRequest, context: grpc.aio.ServicerContext) -> pb.QueryAuditResponse:
         self._require()
         flt = AuditFilter(
-            since=_time(request.since, request.HasField("since")), until=_time(request.until, request.HasField("until")),
+            since=_time(request, "since"), until=_time(request, "until"),
             subject=request.subject, department_code=request.department_code, action=request.action,
             target=request.target, result=request.result)
         page = await asyncio.to_thread(self.app.query, flt, request.page_size, request.page_token)
@@ -59,8 +59,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def ExportAudit(self, request: pb.ExportAuditRequest, context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[pb.ExportChunk]:
         self._require()
-        since = _time(request.since, request.HasField("since"))
-        until = _time(request.until, request.HasField("until"))
+        since = _time(request, "since")
+        until = _time(request, "until")
         lines = await asyncio.to_thread(lambda: list(self.app.export(since, until)))
         chunk: list[bytes] = []
         size = 0

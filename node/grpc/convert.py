@@ -165,6 +165,19 @@ def filter_from_proto(request: pb.ListResourcesRequest) -> ResourceFilter:
                           code_prefix=request.code_prefix, **enums)  # type: ignore[arg-type]
 
 
+def timestamp_of(message: object, field: str) -> dt.datetime | None:
+    """A request's google.protobuf.Timestamp field as an aware UTC datetime, None when unset; a value outside
+    0001-01-01..9999-12-31 or with nanos outside 0..999,999,999 is INVALID_ARGUMENT naming the field."""
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    stamp: Timestamp = getattr(message, field)
+    try:
+        return stamp.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidField.one(field, f"is not a valid timestamp (seconds {stamp.seconds}, nanos {stamp.nanos})") \
+            from None
+
+
 def enum_name(field: str, value: LabelledEnum | None) -> str:
     """The proto enum's name for a domain value (for CLI output)."""
     if value is None:

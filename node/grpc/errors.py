@@ -26,8 +26,11 @@ from node.services.errors import (
     BadSignature,
     BrokerUnavailable,
     NotReady,
+    OutboxFull,
     RequestTooLarge,
+    Throttled,
 )
+from node.storage.errors import StorageFull, StorageUnavailable
 from security.identity import AuthenticationError
 from security.policy import PermissionDenied
 
@@ -46,11 +49,16 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     # the use cases (node.services.errors)
     (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Throttled, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (OutboxFull, grpc.StatusCode.UNAVAILABLE),
     (NotReady, grpc.StatusCode.FAILED_PRECONDITION),
     (AckTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+    # the database (node.storage.errors): a failover in progress, a full disk
+    (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (StorageFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]
 """Every mapping of an error to a gRPC status: the error-mapping interceptor and the authentication
 interceptor both use it (a request that cannot be audited is UNAVAILABLE; a bad token UNAUTHENTICATED)."""
@@ -85,6 +93,12 @@ def rich_status(code: grpc.StatusCode, error: Exception) -> status_pb2.Status:
                                                         description=p.reason)
             for e in error.entries for p in e.problems
         ]
+    if isinstance(error, Throttled):  # google.rpc.RetryInfo: when to try again
+        hint = any_pb2.Any()
+        delay = error_details_pb2.RetryInfo()
+        delay.retry_delay.FromMilliseconds(max(1, int(error.retry_after_s * 1000)))
+        hint.Pack(delay)
+        status.details.append(hint)
     if violations:
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.BadRequest(field_violations=violations))

@@ -13,6 +13,7 @@ from catalog import lists as domain
 from catalog.errors import InvalidField
 from catalog.lists import Demand, DemandRequest, DemandState, Grant
 from catalog.model import UpdateCycle
+from node.grpc.convert import timestamp_of
 from node.ops.request_context import current, principal
 from node.services.lists import ListsApplication, ObligationLine, export_list
 from node.storage.lists_repository import DemandFilter, GrantFilter
@@ -86,7 +87,10 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         current().target = f"responsibilities:{request.department_code or 'node'}"
         wanted = None
         if request.compliance:
-            wanted = domain.Compliance(pb.Compliance.Name(request.compliance))
+            try:
+                wanted = domain.Compliance(pb.Compliance.Name(request.compliance))
+            except ValueError:  # a number the enum does not define (proto3 enums are open)
+                raise InvalidField.one("compliance", f"unknown compliance {request.compliance}") from None
         lines = await asyncio.to_thread(self.app.obligations, principal(), request.department_code, wanted)
         return pb.ListObligationsResponse(obligations=[obligation_to_proto(line) for line in lines])
 
@@ -124,7 +128,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
 
     async def DecideDemand(self, request: pb.DecideDemandRequest, context: grpc.aio.ServicerContext) -> pb.Demand:
         current().target = f"demand:{request.id}"
-        expires = request.expires_at.ToDatetime(tzinfo=dt.UTC) if request.HasField("expires_at") else None
+        expires = timestamp_of(request, "expires_at")
         masking = None if (request.default_masking or not request.masking) else dict(request.masking)
         demand = await asyncio.to_thread(
             self.app.decide, principal(), request.id, request.approve, request.reason, expires_at=expires,

@@ -31,6 +31,7 @@ from node.grpc.auth import AuthAuditInterceptor
 from node.grpc.catalog_servicer import CatalogServicer
 from node.grpc.errors import ErrorMappingInterceptor
 from node.grpc.exchange_servicer import ExchangeServicer
+from node.grpc.limits import DepartmentLimits, LimitsInterceptor
 from node.grpc.lists_servicer import ListsServicer
 from node.grpc.metrics import MetricsInterceptor
 from node.ops.health import BROKER, DATABASE, LIVENESS, READINESS, HealthMonitor
@@ -64,7 +65,10 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     writer = audit_writer or node.audit_writer
     server = grpc.aio.server(
         interceptors=[MetricsInterceptor(), AuthAuditInterceptor(node.verifier, writer, node.catalog.clock),
-                      ErrorMappingInterceptor()],
+                      ErrorMappingInterceptor(), LimitsInterceptor(DepartmentLimits(
+                          max_streams=node.config.server.department_max_streams,
+                          rate_per_s=node.config.server.department_requests_per_s,
+                          burst=node.config.server.department_burst))],
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 64 * 1024 * 1024),
                  ("grpc.so_reuseport", 0)],
     )

@@ -7,8 +7,9 @@ Service names (what ``Health/Check`` and ``Health/Watch`` answer for):
   stuck (``node/ops/workers.py``; ``exnode_worker_up`` names it). A probe that restarts the node should look
   at this one only.
 - ``exnode.database``: the database answers a trivial query (within ``CHECK_TIMEOUT_S``).
-- ``exnode.broker``: the outbox dispatcher holds an open RabbitMQ connection (without a dispatcher in
-  this process: a short probe connection succeeds).
+- ``exnode.broker``: the outbox dispatcher holds an open RabbitMQ connection that the broker does not
+  block (``connection.blocked``: a memory or disk alarm); without a dispatcher in this process: a short
+  probe connection succeeds.
 - ``exnode.readiness``: database, broker and workers: the node can take records *and* relay them.
 - ``""`` (overall) and every exnode.v1 service name: the node answers its RPCs, i.e. the database is
   reachable. A node whose broker is down stays SERVING here: it keeps serving the catalog and the lists
@@ -48,16 +49,17 @@ def database_answers(node: Observed) -> bool:
 
 def broker_answers(node: Observed) -> bool:
     """The dispatcher's own connection when it runs here; otherwise a short-lived probe connection."""
-    if node.dispatcher is not None:
-        return node.dispatcher.stats.connected
-    params = pika.URLParameters(node.config.rabbitmq.url)
-    params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 3, 3
-    try:
-        with pika.BlockingConnection(params):
-            return True
-    except Exception as error:
-        log.debug("health: broker check failed: %s", error)
-        return False
+    if node.dispatcher is not None:  # a broker that blocks publishing (an alarm) relays nothing: not ready
+        return node.dispatcher.stats.connected and not node.dispatcher.stats.blocked
+    for url in node.config.rabbitmq.addresses:
+        params = pika.URLParameters(url)
+        params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 3, 3
+        try:
+            with pika.BlockingConnection(params):
+                return True
+        except Exception as error:
+            log.debug("health: broker check failed: %s", error)
+    return False
 
 
 class HealthMonitor:

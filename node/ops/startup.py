@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
 import pika
@@ -34,9 +35,19 @@ def broker_location(url: str) -> str:
     return f"{unquote(parts.username or 'guest')}@{parts.hostname}:{parts.port or 5672} vhost {vhost!r}"
 
 
-def check_broker(url: str) -> bool:
-    """True when the broker accepts the configured credentials, False when it cannot be reached now;
-    StartupError when it refuses them (wrong user or password, or no access to the vhost)."""
+def check_broker(urls: str | Sequence[str]) -> bool:
+    """True when a broker of the list accepts the configured credentials, False when none can be reached
+    now; StartupError when one refuses them (wrong user or password, or no access to the vhost)."""
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    for url in urls:
+        if _check_one_broker(url):
+            return True
+    log.warning("no broker of %s answers; serving without relaying until one does",
+                ", ".join(broker_location(url) for url in urls))
+    return False
+
+
+def _check_one_broker(url: str) -> bool:
     try:
         params = pika.URLParameters(url)
     except Exception as error:
@@ -52,8 +63,8 @@ def check_broker(url: str) -> bool:
         raise StartupError(f"rabbitmq.url: the broker refused access for {broker_location(url)}: "
                            f"{_first_line(error)}") from None
     except pika.exceptions.AMQPError as error:
-        log.warning("the broker at %s does not answer (%s); serving without relaying until it does",
-                    broker_location(url), _first_line(error) or type(error).__name__)
+        log.warning("the broker at %s does not answer (%s)", broker_location(url),
+                    _first_line(error) or type(error).__name__)
         return False
 
 

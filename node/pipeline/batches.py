@@ -17,6 +17,8 @@ class Limits:
     max_records: int = 5000
     max_record_bytes: int = 64 * 1024
     max_batch_bytes: int = 8 * 1024 * 1024
+    max_outbox_rows: int = 0
+    """Undelivered outbox rows over which Ingest refuses (UNAVAILABLE) instead of growing without limit; 0: none."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_FIELDS = ("published", "confirmed", "nacked", "dead_lettered", "reconnects", "connected", "beat_ms")
+_FIELDS = ("published", "confirmed", "nacked", "dead_lettered", "reconnects", "connected", "blocked", "beat_ms")
 
 
 class SharedStats:
@@ -46,7 +46,7 @@ class SharedStats:
             value = self._counters[_FIELDS.index(name)]
         except ValueError:
             raise AttributeError(name) from None
-        return bool(value) if name == "connected" else value
+        return bool(value) if name in ("connected", "blocked") else value
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _FIELDS:

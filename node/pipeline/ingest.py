@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -35,7 +36,7 @@ from node.pipeline.batches import (
     batch_leaves,
 )
 from node.services.audit import AuditWriter
-from node.services.errors import BadSignature, RequestTooLarge
+from node.services.errors import BadSignature, OutboxFull, RequestTooLarge
 from node.storage.exchange_repository import StoredBatch
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import merkle
@@ -61,6 +62,8 @@ class Ingest:
         self.audit_writer = audit_writer
         self.limits = limits or Limits()
         self._schemas: dict[tuple[Item, ...], PayloadSchema] = {}
+        self._outbox_checked = (-1e9, False)
+        """(monotonic time, over the bound) of the last look at the outbox's size: once a second at most."""
         self.on_outbox: Callable[[], None] | None = None
         """Called after a commit that wrote outbox rows: the dispatcher publishes them now, not at its next poll."""
 
@@ -152,6 +155,7 @@ class Ingest:
         records, the batch, its audit entry and the outbox rows, committed together."""
         batch, now = checked.batch, checked.now
         provider, resource_code = batch.provider_code, batch.resource_code
+        self._refuse_when_outbox_full()
         with self.uow(write=True) as uow:
             previous = uow.exchange.get_batch(batch.batch_id)
             if previous is not None:
@@ -176,6 +180,19 @@ class Ingest:
             uow.commit()
         self.committed(subscribers)
         return IngestResult(batch.batch_id, len(found.fresh), found.duplicates, tuple(gaps), subscribers)
+
+    def _refuse_when_outbox_full(self) -> None:
+        bound = self.limits.max_outbox_rows
+        if bound <= 0:
+            return
+        checked_at, full = self._outbox_checked
+        if time.monotonic() - checked_at >= 1.0:
+            with self.uow() as uow:
+                full = uow.exchange.pending_at_least(bound)
+            self._outbox_checked = (time.monotonic(), full)
+        if full:
+            raise OutboxFull(f"the outbox holds {bound:,} or more undelivered messages (exchange.max_outbox_rows = "
+                             f"{bound}): the broker is not taking them; retry when it drains")
 
     def write_records(self, uow: UnitOfWork, batch: IncomingBatch, fresh: Sequence[tuple[Record, bytes]],
                       now: dt.datetime, *, gaps: Sequence[str] = (), prepared: PreparedOutbox | None = None,

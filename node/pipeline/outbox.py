@@ -193,5 +193,5 @@ def build_dispatcher(config: Config, uow: SqlUnitOfWorkFactory, clock: Callable[
     """The outbox dispatcher over the node's database, as the node's thread or its dispatcher process runs it."""
     outbox = SqlOutbox(uow, clock, lists, lease=dt.timedelta(seconds=config.exchange.claim_lease_s),
                        claims=uow.dialect != "sqlite")
-    return Dispatcher(config.rabbitmq.url, config.node.id, outbox, window=config.exchange.window,
+    return Dispatcher(config.rabbitmq.addresses, config.node.id, outbox, window=config.exchange.window,
                       max_attempts=config.exchange.max_attempts, stats=stats)

@@ -37,3 +37,24 @@ class BadSignature(ExchangeError):
 
 class BrokerUnavailable(ExchangeError):
     """RabbitMQ could not be reached for a step that needs it now (declaring a subscriber's queue)."""
+
+
+class OutboxFull(ExchangeError):
+    """The outbox holds more undelivered messages than its bound (the broker has not taken them for a while):
+    Ingest refuses new batches until it drains, rather than filling the disk."""
+
+
+class Throttled(ServiceError):
+    """A per-department limit of the gRPC port was reached; ``retry_after_s`` is the hint sent with it."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(Throttled):
+    """The department sent more requests than its rate allows."""
+
+
+class TooManyStreams(Throttled):
+    """The department holds as many open streams (ingest, pull, catalog watch, exports) as it may."""

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Sequence
 
 from adapters.platforms import Platform
+from adapters.rabbit import describe
 from catalog.errors import AlreadyExists, Conflict, InvalidField, NotFound
 from node.services.errors import BadSignature, BrokerUnavailable
 from node.storage.exchange_repository import ProviderKey, StoredBatch, Subscription
@@ -71,7 +72,8 @@ class ExchangeApplication:
                 try:
                     self.declare_queue(platform.queue)
                 except Exception as error:
-                    raise BrokerUnavailable(f"cannot declare queue {platform.queue}: {error}") from None
+                    raise BrokerUnavailable(f"cannot declare queue {platform.queue}: the broker does not answer "
+                                            f"({describe(error)}); subscribe again when it does") from None
             uow.exchange.put_subscription(subscription, self.clock())
             uow.commit()
         return subscription, platform.queue

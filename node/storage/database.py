@@ -63,7 +63,9 @@ def _configure_sqlite(engine: Engine) -> None:
 def alembic_config(url: str) -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", normalise_url(url).render_as_string(hide_password=False))
+    # ConfigParser interpolates "%": a multi-host URL (host=127.0.0.1%3A5432&host=…) or a quoted password has one
+    config.set_main_option("sqlalchemy.url",
+                           normalise_url(url).render_as_string(hide_password=False).replace("%", "%%"))
     return config
 
 

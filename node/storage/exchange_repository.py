@@ -281,6 +281,12 @@ class ExchangeRepository:
         return int(self.connection.execute(select(func.count()).select_from(outbox)
                                            .where(outbox.c.state == DEAD)).scalar_one())
 
+    def pending_at_least(self, bound: int) -> bool:
+        """Whether at least ``bound`` outbox rows wait for the broker: reads at most ``bound`` index entries,
+        not the whole outbox."""
+        waiting = select(outbox.c.id).where(outbox.c.state == PENDING).limit(bound).subquery()
+        return int(self.connection.execute(select(func.count()).select_from(waiting)).scalar_one()) >= bound
+
     def depth(self) -> tuple[int, dt.datetime | None]:
         o = outbox.c
         row = self.connection.execute(select(func.count(), func.min(o.created_at)).where(o.state == PENDING)).one()

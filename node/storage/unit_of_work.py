@@ -8,14 +8,18 @@ database's; tests/unit/fakes.py holds an in-memory one for the rules that need n
 from __future__ import annotations
 
 import abc
+import contextlib
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy import text
+from sqlalchemy import exc, text
 from sqlalchemy.engine import Connection, Engine
 
 from node.storage.audit_repository import AuditRepository
 from node.storage.catalog_repository import CatalogRepository
+from node.storage.errors import StorageFull, StorageUnavailable
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
 from node.storage.pull_repository import PullRepository
@@ -58,10 +62,13 @@ class SqlUnitOfWork(UnitOfWork):
         self._connection: Connection | None = None
 
     def __enter__(self) -> SqlUnitOfWork:
-        connection = self._engine.connect()
-        if self._write:
-            connection = connection.execution_options(exnode_write=True)
-        connection.begin()
+        try:
+            connection = self._engine.connect()
+            if self._write:
+                connection = connection.execution_options(exnode_write=True)
+            connection.begin()
+        except exc.DBAPIError as error:
+            raise storage_error(error, self._engine) from error
         self._connection = connection
         self.catalog = CatalogRepository(connection)
         self.lists = ListsRepository(connection)
@@ -71,15 +78,25 @@ class SqlUnitOfWork(UnitOfWork):
         self.audit = AuditRepository(connection)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+    def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         assert self._connection is not None
         try:
-            if self._connection.in_transaction():
-                self._connection.rollback()
+            if error is None:
+                if self._connection.in_transaction():
+                    self._connection.rollback()
+            else:  # the connection may be the broken one: its rollback must not hide why
+                with contextlib.suppress(exc.DBAPIError):
+                    if self._connection.in_transaction():
+                        self._connection.rollback()
         finally:
-            self._connection.close()
+            with contextlib.suppress(exc.DBAPIError):
+                self._connection.close()
             self._connection = None
+        if isinstance(error, exc.DBAPIError):
+            translated = storage_error(error, self._engine)
+            if translated is not error:
+                raise translated from error
 
     @property
     def connection(self) -> Connection:
@@ -89,11 +106,53 @@ class SqlUnitOfWork(UnitOfWork):
         return self._connection
 
     def commit(self) -> None:
-        self.connection.commit()
+        try:
+            self.connection.commit()
+        except exc.DBAPIError as error:
+            raise storage_error(error, self._engine) from error
 
     def restart(self) -> None:
         self.connection.rollback()
         self.connection.begin()
+
+
+def storage_error(error: exc.DBAPIError, engine: Engine) -> Exception:
+    """The database failure a caller can act on, or ``error`` itself (a bug: a constraint, bad SQL).
+
+    A full disk (SQLite's SQLITE_FULL, PostgreSQL's 53100 disk_full) becomes ``StorageFull`` naming the
+    disk; a database that does not answer or a connection that broke (a primary lost, a failover, an
+    operator's shutdown) becomes ``StorageUnavailable``."""
+    original = error.orig
+    text_of = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    sqlstate = getattr(original, "sqlstate", None) or ""
+    if sqlstate == "53100" or "database or disk is full" in text_of or "No space left on device" in text_of:
+        return StorageFull(f"the database's disk is full: {_disk_of(engine)} ({text_of}); the write was refused "
+                           f"whole, free space and retry")
+    if (error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError)
+            or sqlstate.startswith(("08", "57P"))):
+        if engine.dialect.name == "sqlite":
+            if "disk I/O error" in text_of:
+                return StorageFull(f"the database's disk failed a write: {_disk_of(engine)} ({text_of}); "
+                                   f"free space and retry")
+            if "locked" in text_of or "busy" in text_of:
+                return StorageUnavailable(f"the database is busy: {text_of}; retry")
+            return error
+        where = engine.url.render_as_string(hide_password=True)
+        return StorageUnavailable(f"the database does not answer ({where}): {text_of}; retry (a multi-host "
+                                  f"database.url reaches the new primary after a failover)")
+    return error
+
+
+def _disk_of(engine: Engine) -> str:
+    """Which disk: the SQLite file, its filesystem and the space left there; PostgreSQL's server."""
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        path = Path(engine.url.database)
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            return f"{path}"
+        return f"{path}, {free:,} bytes free on the filesystem of {path.parent}"
+    return f"the data directory of the PostgreSQL server {engine.url.render_as_string(hide_password=True)}"
 
 
 UnitOfWorkFactory = Callable[..., UnitOfWork]

@@ -128,7 +128,7 @@ class Ingestor:
     batch ids: a batch the node had committed but not answered comes back as duplicates."""
 
     def __init__(self, connect: Callable[[], grpc.Channel], key: Key, *, batches: int, size: int,
-                 first: int = 1, tag: str = "b", deadline_s: float = 600.0) -> None:
+                 first: int = 1, tag: str = "b", deadline_s: float = 600.0, pace_s: float = 0.0) -> None:
         self.connect = connect
         self.key = key
         self.batches = batches
@@ -136,6 +136,8 @@ class Ingestor:
         self.first = first
         self.tag = tag
         self.deadline_s = deadline_s
+        self.pace_s = pace_s
+        """A pause before each batch: a provider that sends at a steady rate rather than as fast as it can."""
         self.answered: dict[int, pb.IngestResponse] = {}
         """Batch index → the node's answer; filled in order."""
         self.interruptions: list[str] = []
@@ -186,6 +188,8 @@ class Ingestor:
             def requests(start: int = start, stream: int = stream, sent: dict[str, int] = sent
                          ) -> Iterator[pb.RecordBatch]:
                 for index in range(start, self.batches):
+                    if self.pace_s:
+                        time.sleep(self.pace_s)
                     records = [low_income_record(n) for n in self.record_numbers(index)]
                     batch = provider_batch(PROVIDER, LOW_INCOME, records, self.key,
                                            batch_id=f"{self.tag}-{index:05d}-{stream}")
