@@ -3,6 +3,7 @@ place (STYLE.md §4). Tests build the same graph with their own config."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import uuid
@@ -17,8 +18,11 @@ from adapters.rabbit import names as rabbit_names
 from adapters.rabbit.fanout import CatalogFanoutPublisher
 from adapters.rabbit.inbound import InboundConsumer
 from adapters.rabbit.uplink import CatalogUplink
+from catalog.lists import Deadlines
+from catalog.workdays import BEIJING, beijing_date
 from node.config import Config, ConfigError
 from node.files.catalog import read_catalog_file
+from node.files.holidays import HolidayFileError, load_calendar
 from node.ops.workers import Worker
 from node.pipeline import Ingest, Limits, build_dispatcher, inbound_handler
 from node.pipeline.dispatcher_process import DispatcherProcess
@@ -184,6 +188,26 @@ def load_node_platforms(config: Config) -> list[Platform]:
         raise ConfigError(str(error)) from None
 
 
+def _warn_missing_year(year: int) -> None:
+    log.warning("the holiday calendar has no %d: deadlines in %d count Saturdays and Sundays only as rest days; "
+                "add the State Council's notice as holidays/%d.toml in the data directory", year, year, year,
+                extra={"calendar_year_missing": year})
+
+
+def build_deadlines(config: Config, clock: Clock) -> Deadlines:
+    """The working-day calendar (shipped years and the operator's files) and the [lists] time limits. The
+    current year is looked up at once, so a node without it warns at start (once) and its metric says so."""
+    try:
+        calendar = load_calendar(config.data_dir, _warn_missing_year)
+    except HolidayFileError as error:
+        raise ConfigError(str(error)) from None
+    calendar.is_working_day(beijing_date(clock()))
+    section = config.lists
+    return Deadlines(calendar, compliance_review=section.compliance_review, compliance_days=section.compliance_days,
+                     answer_days=section.answer_days, unpublished_answer_days=section.unpublished_answer_days,
+                     submitted_days=section.submitted_days)
+
+
 def audit_settings(config: Config) -> AuditSettings:
     return AuditSettings(node_id=config.node.id, checkpoint_every=config.audit.checkpoint_every,
                          checkpoint_interval_s=config.audit.checkpoint_interval_s,
@@ -199,7 +223,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     keys = KeyStore.load(config.keys_dir)
     uow = SqlUnitOfWorkFactory(engine)
     policy = Policy(node_department=config.node.department_code)
-    lists = ListsApplication(uow, clock, policy)
+    lists = ListsApplication(uow, clock, policy, build_deadlines(config, clock))
     policy.grants = lists  # subscriptions and pulls are decided against the live grants
     settings = audit_settings(config)
     writer = AuditWriter(uow, keys.active, settings, clock)
@@ -242,9 +266,22 @@ def run_housekeeping(node: Node) -> dict[str, object]:
     expired = node.lists.expire_overdue()
     records.extend(system_record(system, now, "housekeeping/expire-demand", f"demand:{d.id}",
                                   f"EXPIRED: {d.reason}") for d in expired)
+    escalated = node.lists.escalate_overdue()
+    records.extend(system_record(system, now, "housekeeping/escalate-demand", f"demand:{d.id}",
+                                  f"{d.escalated_stage} past its deadline {_beijing(d.review_deadline)}: escalated to "
+                                  "the coordinator") for d in escalated)
+    due = node.lists.falling_due(system)
+    records.extend(system_record(system, now, "housekeeping/remind-demand", f"demand:{d.id}",
+                                  f"{d.state.value} falls due {_beijing(d.review_deadline)}")
+                   for d in due)
     if records:
         node.audit_writer.append(records)
-    return {"purged": purge.deleted, "anchor": purge.anchor_sequence, "expired": [d.id for d in expired]}
+    return {"purged": purge.deleted, "anchor": purge.anchor_sequence, "expired": [d.id for d in expired],
+            "escalated": [d.id for d in escalated], "due_tomorrow": [d.id for d in due]}
+
+
+def _beijing(at: dt.datetime) -> str:
+    return f"{at.astimezone(BEIJING):%Y-%m-%d %H:%M} 北京时间"
 
 
 def system_record(system: Principal, now: object, action: str, target: str, detail: str) -> AuditRecord:

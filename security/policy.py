@@ -35,6 +35,8 @@ class Action(StrEnum):
     DEMAND_CHANGE = "demand.change"
     """Match or withdraw: the requesting department's own business."""
     DEMAND_DECIDE = "demand.decide"
+    DEMAND_REVIEW = "demand.review"
+    """合规审核: the node's competent department (政务数据主管部门) checks a demand before the provider."""
     GRANT_READ = "grant.read"
     GRANT_REVOKE = "grant.revoke"
     EXCHANGE_INGEST = "exchange.ingest"
@@ -248,6 +250,22 @@ class Policy:
                          f"{target.counterpart}, not of {principal.department_code}")
         return _allow("reviewer of the providing department")
 
+    def _demand_review(self, principal: Principal, target: Target) -> Decision:
+        return self._coordinator(principal, f"the compliance review of demand {target.code}")
+
+    def _coordinator(self, principal: Principal, what: str) -> Decision:
+        """The coordinator role of the department running the node (政务数据主管部门) reviews, coordinates
+        and decides disputes; the same role in another department does not."""
+        if not principal.has("coordinator"):
+            return _deny(f"{what} needs the coordinator role (政务数据主管部门)")
+        if not self.node_department:
+            return _deny(f"{what} is done by a coordinator of the department running the node; set "
+                         "node.department_code in exnode.toml (or EXNODE_NODE_DEPARTMENT_CODE) and restart")
+        if principal.department_code != self.node_department:
+            return _deny(f"{what} is done by a coordinator of the department running the node "
+                         f"({self.node_department}), not of {principal.department_code}")
+        return _allow("coordinator of the department running the node")
+
     def _grant_read(self, principal: Principal, target: Target) -> Decision:
         if self._involved(principal, target):
             return _allow("the consuming or the providing department")
@@ -349,6 +367,7 @@ _LIST_RULES = {
     Action.DEMAND_READ: Policy._demand_read,
     Action.DEMAND_CHANGE: Policy._demand_change,
     Action.DEMAND_DECIDE: Policy._demand_decide,
+    Action.DEMAND_REVIEW: Policy._demand_review,
     Action.GRANT_READ: Policy._grant_read,
     Action.GRANT_REVOKE: Policy._grant_revoke,
     Action.EXCHANGE_INGEST: Policy._exchange_ingest,

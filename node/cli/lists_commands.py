@@ -13,6 +13,7 @@ from exnode.v1 import lists_pb2_grpc
 
 from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
 
+BEIJING = dt.timezone(dt.timedelta(hours=8))
 STATES = [s for s in pb.DemandState.keys() if s != "DEMAND_STATE_UNSPECIFIED"]
 COMPLIANCE = [c for c in pb.Compliance.keys() if c != "COMPLIANCE_UNSPECIFIED"]
 
@@ -80,11 +81,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                                 help="masking rule, e.g. 公民身份号码=keep:6,4 (repeatable; default rules otherwise)")
         decide.set_defaults(handler=run_decide, approve=name == "approve")
 
+    review = actions.add_parser("review", help="合规审核: pass or fail a demand (coordinator of the node's department)")
+    add_client(review)
+    review.add_argument("id")
+    verdict = review.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--pass", dest="passed", action="store_true", help="compliant: grant or forward it")
+    verdict.add_argument("--fail", dest="failed", action="store_true", help="not compliant (give --reason)")
+    review.add_argument("--reason", default="")
+    review.set_defaults(handler=run_review)
+
     withdraw = actions.add_parser("withdraw", help="withdraw your department's demand")
     add_client(withdraw)
     withdraw.add_argument("id")
     withdraw.add_argument("--reason", default="")
     withdraw.set_defaults(handler=run_withdraw)
+
+    due = commands.add_parser("due", help="demands whose open stage falls due on a day (default: tomorrow)")
+    add_client(due)
+    due.add_argument("--date", default="", help="YYYY-MM-DD, Beijing time (default: tomorrow)")
+    due.set_defaults(handler=run_due)
+
+    timeliness = commands.add_parser("timeliness", help="how the demand stages kept their working-day deadlines")
+    add_client(timeliness)
+    timeliness.add_argument("--dept", default="", help="demands this department filed or provides")
+    timeliness.add_argument("--since", default="", help="demands filed on or after this date (YYYY-MM-DD)")
+    timeliness.add_argument("--until", default="", help="...and on or before this date")
+    timeliness.set_defaults(handler=run_timeliness)
 
     suggest = commands.add_parser("suggest", help="published resources matching a description")
     add_client(suggest)
@@ -110,6 +132,7 @@ def _demand_list_args(parser: argparse.ArgumentParser) -> None:
     add_client(parser)
     parser.add_argument("--dept", default="", help="demands this department filed or is asked for")
     parser.add_argument("--state", choices=STATES, default=None)
+    parser.add_argument("--escalated", action="store_true", help="only demands escalated to the coordinator")
     parser.add_argument("--export", choices=["csv", "xml"], default=None, help="write the list as a file instead")
     parser.add_argument("--out", type=Path, default=None)
 
@@ -149,7 +172,20 @@ def demand_dict(d: pb.Demand) -> dict[str, Any]:
             "resource_code": d.resource_code, "resource_name": d.resource_name, "provider_code": d.provider_code,
             "description": d.description, "items": list(d.items), "purpose": d.purpose, "legal_basis": d.legal_basis,
             "frequency": d.frequency, "contact": d.contact, "reason": d.reason, "decided_by": d.decided_by,
-            "grant_id": d.grant_id, "created_at": _time(d.created_at), "review_deadline": _time(d.review_deadline)}
+            "grant_id": d.grant_id, "created_at": _time(d.created_at), "review_deadline": _time(d.review_deadline),
+            "compliance_deadline": _time(d.compliance_deadline), "compliance_at": _time(d.compliance_at),
+            "compliance_by": d.compliance_by, "compliance_late": d.compliance_late,
+            "answer_deadline": _time(d.answer_deadline), "answered_at": _time(d.answered_at),
+            "answer_late": d.answer_late, "escalated_at": _time(d.escalated_at), "escalated_stage": d.escalated_stage,
+            "overdue": d.overdue}
+
+
+def _deadline(d: pb.Demand) -> str:
+    """The stage's deadline as departments read it: the last day allowed (the deadline is midnight after it)."""
+    if not d.review_deadline.seconds or pb.DemandState.Name(d.state) not in ("COMPLIANCE_REVIEW", "UNDER_REVIEW"):
+        return ""
+    last = d.review_deadline.ToDatetime(tzinfo=dt.UTC).astimezone(BEIJING) - dt.timedelta(seconds=1)
+    return f" due {last:%Y-%m-%d}" + (" OVERDUE" if d.overdue else "") + (" escalated" if d.escalated_at.seconds else "")
 
 
 def grant_dict(g: pb.Grant) -> dict[str, Any]:
@@ -187,15 +223,17 @@ def _print_demand(args: argparse.Namespace, d: pb.Demand) -> int:
     if args.json:
         print_json(demand_dict(d))
     else:
-        print(f"{d.id} {pb.DemandState.Name(d.state)} {d.resource_code or '(unmatched)'} {d.resource_name}"
-              + (f" — {d.reason}" if d.reason else "") + (f" [grant {d.grant_id}]" if d.grant_id else ""))
+        late = " (answered late)" if d.answer_late else " (reviewed late)" if d.compliance_late else ""
+        print(f"{d.id} {pb.DemandState.Name(d.state)}{_deadline(d)} {d.resource_code or '(unmatched)'} "
+              f"{d.resource_name}" + (f" — {d.reason}" if d.reason else "") + late
+              + (f" [grant {d.grant_id}]" if d.grant_id else ""))
     return 0
 
 
 def run_demands(args: argparse.Namespace) -> int:
     if args.export:
         return _export(args, "demands", args.export)
-    request = pb.ListDemandsRequest(department_code=args.dept, page_size=500,
+    request = pb.ListDemandsRequest(department_code=args.dept, page_size=500, escalated=args.escalated,
                                     state=pb.DemandState.Value(args.state) if args.state else 0)
     found: list[pb.Demand] = []
     stub = _stub(args)
@@ -209,8 +247,8 @@ def run_demands(args: argparse.Namespace) -> int:
         print_json([demand_dict(d) for d in found])
         return 0
     for d in found:
-        print(f"{d.id} {pb.DemandState.Name(d.state):<13} {d.requester_code} → {d.provider_code or '?':<18} "
-              f"{d.resource_code or '(unmatched)':<22} {d.resource_name or d.description[:30]}")
+        print(f"{d.id} {pb.DemandState.Name(d.state):<17} {d.requester_code} → {d.provider_code or '?':<18} "
+              f"{d.resource_code or '(unmatched)':<22} {d.resource_name or d.description[:30]}{_deadline(d)}")
     print(f"{len(found)} demands", file=sys.stderr)
     return 0
 
@@ -252,6 +290,39 @@ def run_decide(args: argparse.Namespace) -> int:
             request.masking[item.strip()] = value.strip()
         request.default_masking = not args.mask
     return _print_demand(args, _stub(args).DecideDemand(request, metadata=call_metadata(args)))
+
+
+def run_review(args: argparse.Namespace) -> int:
+    if args.failed and not args.reason.strip():
+        raise UsageError("--fail needs --reason (a failed compliance review gives its reason)")
+    request = pb.ReviewDemandRequest(id=args.id, passed=args.passed, reason=args.reason)
+    return _print_demand(args, _stub(args).ReviewDemand(request, metadata=call_metadata(args)))
+
+
+def run_due(args: argparse.Namespace) -> int:
+    response = _stub(args).ListDueDemands(pb.ListDueDemandsRequest(date=args.date), metadata=call_metadata(args))
+    if args.json:
+        print_json({"date": response.date, "demands": [demand_dict(d) for d in response.demands]})
+        return 0
+    for d in response.demands:
+        print(f"{d.id} {pb.DemandState.Name(d.state):<17} {d.requester_code} → {d.provider_code:<18} "
+              f"{d.resource_code:<22} {d.resource_name}{_deadline(d)}")
+    print(f"{len(response.demands)} demands fall due on {response.date}", file=sys.stderr)
+    return 0
+
+
+def run_timeliness(args: argparse.Namespace) -> int:
+    response = _stub(args).DemandTimeliness(pb.TimelinessRequest(department_code=args.dept, since=args.since,
+                                                                 until=args.until), metadata=call_metadata(args))
+    rows = [{"stage": s.stage, "on_time": s.on_time, "late": s.late, "open_within": s.open_within,
+             "open_overdue": s.open_overdue} for s in response.stages]
+    if args.json:
+        print_json(rows)
+        return 0
+    for row in rows:
+        print(f"{row['stage']:<17} on time {row['on_time']:>5}  late {row['late']:>5}  open {row['open_within']:>5}  "
+              f"open overdue {row['open_overdue']:>5}")
+    return 0
 
 
 def run_withdraw(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ COMPLIANCE_LABELS: dict[Compliance, str] = {
 }
 DEMAND_STATE_LABELS: dict[DemandState, str] = {
     DemandState.SUBMITTED: "已提交",
+    DemandState.COMPLIANCE_REVIEW: "合规审核中",
     DemandState.UNDER_REVIEW: "审核中",
     DemandState.APPROVED: "已批准",
     DemandState.REJECTED: "已驳回",
@@ -53,7 +54,8 @@ RESPONSIBILITY_COLUMNS = (
 )
 DEMAND_COLUMNS = (
     "需求编号", "需求部门", "资源代码", "资源名称", "需求描述", "信息项", "应用场景", "使用依据", "提供部门", "频率",
-    "联系人", "状态", "理由", "审核人", "授权编号", "提交时间", "审核期限",
+    "联系人", "状态", "理由", "审核人", "授权编号", "提交时间", "审核期限", "合规审核期限", "合规审核时间",
+    "答复期限", "答复时间", "时效", "升级协调时间",
 )
 ITEM_SEPARATOR = "、"
 
@@ -134,8 +136,19 @@ def _demand_row(d: Demand) -> list[object]:
         d.id, r.requester_code, r.resource_code, d.resource_name, r.description, ITEM_SEPARATOR.join(r.items),
         r.purpose, r.legal_basis, d.provider_code, r.frequency.label if r.frequency else "", r.contact,
         DEMAND_STATE_LABELS[d.state], d.reason, d.decided_by, d.grant_id, _wall_clock(d.created_at),
-        _wall_clock(d.review_deadline),
+        _wall_clock(d.review_deadline), _wall_clock(d.compliance_deadline), _wall_clock(d.compliance_at),
+        _wall_clock(d.answer_deadline), _wall_clock(d.answered_at), timeliness_label(d), _wall_clock(d.escalated_at),
     ]
+
+
+def timeliness_label(d: Demand) -> str:
+    """时效 as the list shows it: 超期 for a stage answered late (the answer stands), 按时 when every stage
+    answered so far kept its deadline, empty while nothing was answered."""
+    if d.compliance_late or d.answer_late:
+        return "超期"
+    if d.compliance_at is not None or d.answered_at is not None:
+        return "按时"
+    return ""
 
 
 # -- XML -------------------------------------------------------------------------------------------------
@@ -212,6 +225,13 @@ def _demand_element(parent: etree._Element, d: Demand) -> None:
     _add(e, "createdAt", d.created_at, required=True)
     _add(e, "updatedAt", d.updated_at, required=True)
     _add(e, "reviewDeadline", d.review_deadline, required=True)
+    _add(e, "complianceDeadline", d.compliance_deadline)
+    _add(e, "complianceAt", d.compliance_at)
+    _add(e, "complianceLate", d.compliance_late if d.compliance_at else None)
+    _add(e, "answerDeadline", d.answer_deadline)
+    _add(e, "answeredAt", d.answered_at)
+    _add(e, "answerLate", d.answer_late if d.answered_at else None)
+    _add(e, "escalatedAt", d.escalated_at)
 
 
 def _xml(root: etree._Element) -> bytes:

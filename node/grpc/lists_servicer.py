@@ -13,8 +13,9 @@ from catalog import lists as domain
 from catalog.errors import InvalidField
 from catalog.lists import Demand, DemandRequest, DemandState, Grant
 from catalog.model import UpdateCycle
+from catalog.workdays import beijing_date, start_of
 from node.ops.request_context import current, principal
-from node.services.lists import ListsApplication, ObligationLine, export_list
+from node.services.lists import ListsApplication, ObligationLine, StageTimeliness, export_list
 from node.storage.lists_repository import DemandFilter, GrantFilter
 
 
@@ -43,7 +44,7 @@ def obligation_to_proto(line: ObligationLine) -> pb.Obligation:
     return message
 
 
-def demand_to_proto(demand: Demand) -> pb.Demand:
+def demand_to_proto(demand: Demand, now: dt.datetime | None = None) -> pb.Demand:
     r = demand.request
     message = pb.Demand(
         id=demand.id, requester_code=r.requester_code, resource_code=r.resource_code, description=r.description,
@@ -51,11 +52,28 @@ def demand_to_proto(demand: Demand) -> pb.Demand:
         frequency=r.frequency.value if r.frequency else "", contact=r.contact,
         state=pb.DemandState.Value(demand.state.value), reason=demand.reason, provider_code=demand.provider_code,
         resource_name=demand.resource_name, decided_by=demand.decided_by, grant_id=demand.grant_id,
-        version=demand.version)
-    _stamp(message, "created_at", demand.created_at)
-    _stamp(message, "updated_at", demand.updated_at)
-    _stamp(message, "review_deadline", demand.review_deadline)
+        version=demand.version, compliance_by=demand.compliance_by, compliance_late=demand.compliance_late,
+        answer_late=demand.answer_late, escalated_stage=demand.escalated_stage,
+        overdue=now is not None and demand.overdue(now))
+    for name in ("created_at", "updated_at", "review_deadline", "compliance_deadline", "compliance_at",
+                 "answer_deadline", "answered_at", "escalated_at"):
+        _stamp(message, name, getattr(demand, name))
     return message
+
+
+def _date(text: str, field: str) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidField.one(field, f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def timeliness_to_proto(stages: list[StageTimeliness]) -> pb.TimelinessResponse:
+    return pb.TimelinessResponse(stages=[
+        pb.StageTimeliness(stage=s.stage, on_time=s.on_time, late=s.late, open_within=s.open_within,
+                           open_overdue=s.open_overdue) for s in stages])
 
 
 def grant_to_proto(grant: Grant, now: dt.datetime) -> pb.Grant:
@@ -115,12 +133,12 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         demand = await asyncio.to_thread(self.app.file_demand, principal(), demand_request)
         current().target = f"demand:{demand.id}"
         current().detail = f"state {demand.state.value}" + (f", grant {demand.grant_id}" if demand.grant_id else "")
-        return demand_to_proto(demand)
+        return demand_to_proto(demand, self.app.clock())
 
     async def LinkDemand(self, request: pb.LinkDemandRequest, context: grpc.aio.ServicerContext) -> pb.Demand:
         current().target = f"demand:{request.id}"
         demand = await asyncio.to_thread(self.app.link_demand, principal(), request.id, request.resource_code)
-        return demand_to_proto(demand)
+        return demand_to_proto(demand, self.app.clock())
 
     async def DecideDemand(self, request: pb.DecideDemandRequest, context: grpc.aio.ServicerContext) -> pb.Demand:
         current().target = f"demand:{request.id}"
@@ -129,25 +147,54 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         demand = await asyncio.to_thread(
             self.app.decide, principal(), request.id, request.approve, request.reason, expires_at=expires,
             items=tuple(request.items), masking=masking)
-        current().detail = f"{demand.state.value}" + (f", grant {demand.grant_id}" if demand.grant_id else "")
-        return demand_to_proto(demand)
+        current().detail = f"{demand.state.value}" + (f", grant {demand.grant_id}" if demand.grant_id else "") \
+            + (", answered late" if demand.answer_late else "")
+        return demand_to_proto(demand, self.app.clock())
 
     async def WithdrawDemand(self, request: pb.WithdrawDemandRequest, context: grpc.aio.ServicerContext
                              ) -> pb.Demand:
         current().target = f"demand:{request.id}"
-        return demand_to_proto(await asyncio.to_thread(self.app.withdraw, principal(), request.id, request.reason))
+        demand = await asyncio.to_thread(self.app.withdraw, principal(), request.id, request.reason)
+        return demand_to_proto(demand, self.app.clock())
 
     async def GetDemand(self, request: pb.GetDemandRequest, context: grpc.aio.ServicerContext) -> pb.Demand:
         current().target = f"demand:{request.id}"
-        return demand_to_proto(await asyncio.to_thread(self.app.get_demand, principal(), request.id))
+        demand = await asyncio.to_thread(self.app.get_demand, principal(), request.id)
+        return demand_to_proto(demand, self.app.clock())
 
     async def ListDemands(self, request: pb.ListDemandsRequest, context: grpc.aio.ServicerContext
                           ) -> pb.ListDemandsResponse:
         current().target = f"demands:{request.department_code or 'node'}"
-        flt = DemandFilter(department_code=request.department_code, state=_state(request.state))
+        flt = DemandFilter(department_code=request.department_code, state=_state(request.state),
+                           escalated=request.escalated)
         page = await asyncio.to_thread(self.app.list_demands, principal(), flt, request.page_size, request.page_token)
-        return pb.ListDemandsResponse(demands=[demand_to_proto(d) for d in page.rows],
+        now = self.app.clock()
+        return pb.ListDemandsResponse(demands=[demand_to_proto(d, now) for d in page.rows],
                                       next_page_token=page.next_page_token)
+
+    async def ReviewDemand(self, request: pb.ReviewDemandRequest, context: grpc.aio.ServicerContext) -> pb.Demand:
+        current().target = f"demand:{request.id}"
+        demand = await asyncio.to_thread(self.app.review, principal(), request.id, request.passed, request.reason)
+        current().detail = f"compliance review: {demand.state.value}" + (", late" if demand.compliance_late else "")
+        return demand_to_proto(demand, self.app.clock())
+
+    async def ListDueDemands(self, request: pb.ListDueDemandsRequest, context: grpc.aio.ServicerContext
+                             ) -> pb.ListDueDemandsResponse:
+        day = _date(request.date, "date")
+        current().target = f"demands:due:{request.date or 'tomorrow'}"
+        found = await asyncio.to_thread(self.app.falling_due, principal(), day)
+        now = self.app.clock()
+        shown = day or beijing_date(now) + dt.timedelta(days=1)
+        return pb.ListDueDemandsResponse(demands=[demand_to_proto(d, now) for d in found], date=shown.isoformat())
+
+    async def DemandTimeliness(self, request: pb.TimelinessRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.TimelinessResponse:
+        current().target = f"demands:timeliness:{request.department_code or 'node'}"
+        since, until = _date(request.since, "since"), _date(request.until, "until")
+        stages = await asyncio.to_thread(
+            self.app.timeliness, principal(), start_of(since) if since else None,
+            start_of(until + dt.timedelta(days=1)) if until else None, request.department_code)
+        return timeliness_to_proto(stages)
 
     async def SuggestResources(self, request: pb.SuggestResourcesRequest, context: grpc.aio.ServicerContext
                                ) -> pb.SuggestResourcesResponse:

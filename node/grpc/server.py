@@ -113,7 +113,7 @@ async def _daily(node: Node) -> None:
     while True:
         try:
             done = await asyncio.to_thread(run_housekeeping, node)
-            if done["purged"] or done["expired"]:
+            if done["purged"] or done["expired"] or done["escalated"] or done["due_tomorrow"]:
                 log.info("housekeeping", extra=done)
         except Exception:
             log.exception("housekeeping failed")

@@ -27,6 +27,7 @@ from catalog.lists import (
 )
 from catalog.matching import Suggestion, suggest
 from catalog.model import Resource, ResourceStatus, UpdateCycle
+from catalog.workdays import WorkingCalendar, beijing_date, start_of
 from node.files import lists as lists_files
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.lists_repository import DemandFilter, GrantFilter, StaleDemand
@@ -37,6 +38,7 @@ from security.policy import Action, Decision, PermissionDenied, Policy, Target
 Clock = Callable[[], dt.datetime]
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
+MAX_DUE = 10_000
 LISTS = Target("lists")
 
 
@@ -111,13 +113,51 @@ def _with_metadata(uow: UnitOfWork, obligation: Obligation) -> Obligation:
                    share_type=meta.share_type, share_condition=meta.share_condition)
 
 
+@dataclass(frozen=True)
+class StageTimeliness:
+    """One stage's answers and open cases (时效统计): on time, late, open within / past the deadline."""
+
+    stage: str
+    on_time: int = 0
+    late: int = 0
+    open_within: int = 0
+    open_overdue: int = 0
+
+    @property
+    def answered(self) -> int:
+        return self.on_time + self.late
+
+
+def timeliness_of(demands: Sequence[Demand], now: dt.datetime) -> list[StageTimeliness]:
+    """Per stage (COMPLIANCE_REVIEW, UNDER_REVIEW): how its answers kept their deadlines."""
+    out = []
+    for stage, deadline_of, done_of in (
+            (DemandState.COMPLIANCE_REVIEW, lambda d: d.compliance_deadline, lambda d: d.compliance_at),
+            (DemandState.UNDER_REVIEW, lambda d: d.answer_deadline, lambda d: d.answered_at)):
+        counts = {"on_time": 0, "late": 0, "open_within": 0, "open_overdue": 0}
+        for demand in demands:
+            deadline, done = deadline_of(demand), done_of(demand)
+            if deadline is None:
+                continue
+            if done is not None:
+                counts["late" if done >= deadline else "on_time"] += 1
+            elif demand.state is stage:
+                counts["open_overdue" if now >= deadline else "open_within"] += 1
+        out.append(StageTimeliness(stage.value, **counts))
+    return out
+
+
 class ListsApplication:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy,
-                 review_days: int = domain.DEFAULT_REVIEW_DAYS) -> None:
+                 deadlines: domain.Deadlines | None = None) -> None:
         self.uow = uow
         self.clock = clock
         self.policy = policy
-        self.review_days = review_days
+        self.deadlines = deadlines or domain.Deadlines()
+
+    @property
+    def calendar(self) -> WorkingCalendar:
+        return self.deadlines.calendar
 
     # -- responsibility list ----------------------------------------------------------------------------
     def obligations(self, principal: Principal, department_code: str = "",
@@ -188,7 +228,8 @@ class ListsApplication:
             resource = uow.catalog.get(request.resource_code) if request.resource_code else None
             if request.resource_code and resource is None:
                 raise NotFound("resource", request.resource_code)
-            demand = domain.file_demand(_new_id("XQ", now), request, resource, now, self.review_days)
+            demand = domain.file_demand(_new_id("XQ", now), request, resource, now, self.deadlines,
+                                        self._on_platform(uow, resource))
             demand = self._grant_if_approved(uow, demand, now)
             uow.lists.add_demand(demand)
             uow.commit()
@@ -203,7 +244,8 @@ class ListsApplication:
             resource = uow.catalog.get(resource_code)
             if resource is None:
                 raise NotFound("resource", resource_code)
-            changed = self._grant_if_approved(uow, domain.link(demand, resource_code, resource, now), now)
+            linked = domain.link(demand, resource_code, resource, now, self.deadlines, self._on_platform(uow, resource))
+            changed = self._grant_if_approved(uow, linked, now)
             self._save(uow, changed, demand)
             uow.commit()
         return changed
@@ -227,6 +269,25 @@ class ListsApplication:
             uow.commit()
         return decided
 
+    def review(self, principal: Principal, demand_id: str, passed: bool, reason: str = "") -> Demand:
+        """合规审核 by the node's coordinator: rejected with the reason, granted directly (无条件共享) or
+        forwarded to the provider with its answer deadline in working days (有条件共享)."""
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            demand = self._load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_REVIEW, self._target(demand))
+            resource = uow.catalog.get(demand.resource_code)
+            if resource is None:
+                raise NotFound("resource", demand.resource_code)
+            share_type = resource.latest.metadata.share_type
+            reviewed = domain.review_compliance(
+                demand, principal.subject, now, passed=passed, reason=reason, share_type=share_type,
+                answer_deadline=self.deadlines.answer_due(now, self._on_platform(uow, resource)))
+            reviewed = self._grant_if_approved(uow, reviewed, now)
+            self._save(uow, reviewed, demand)
+            uow.commit()
+        return reviewed
+
     def withdraw(self, principal: Principal, demand_id: str, reason: str = "") -> Demand:
         now = self.clock()
         with self.uow(write=True) as uow:
@@ -238,16 +299,59 @@ class ListsApplication:
         return changed
 
     def expire_overdue(self) -> list[Demand]:
-        """Open demands past their review deadline become EXPIRED (run by the node daily)."""
+        """Description-only demands their requester never linked before the deadline become EXPIRED
+        (run by the node daily). Stages a department owes are escalated instead (``escalate_overdue``)."""
         now = self.clock()
         expired = []
         with self.uow(write=True) as uow:
-            for demand in uow.lists.open_demands_due(now):
+            for demand in uow.lists.open_demands_due(now, frozenset({DemandState.SUBMITTED})):
                 changed = domain.expire(demand, now)
                 uow.lists.save_demand(changed, demand.version)
                 expired.append(changed)
             uow.commit()
         return expired
+
+    def escalate_overdue(self) -> list[Demand]:
+        """Stages open past their deadline go to the coordinator, once per stage (run by the node daily);
+        the demand stays open and a late answer is still taken, recorded as late."""
+        now = self.clock()
+        escalated = []
+        with self.uow(write=True) as uow:
+            for demand in uow.lists.open_demands_due(now, domain.STAGE_STATES):
+                if demand.escalated_stage == demand.state.value:
+                    continue
+                changed = domain.escalate(demand, now)
+                uow.lists.save_demand(changed, demand.version)
+                escalated.append(changed)
+            uow.commit()
+        return escalated
+
+    def falling_due(self, principal: Principal, day: dt.date | None = None) -> list[Demand]:
+        """提醒: the demands whose open stage's last day is ``day`` (default: tomorrow, Beijing time), as the
+        caller may see them."""
+        self.policy.require(principal, Action.LISTS_READ, LISTS)
+        if day is None:
+            day = beijing_date(self.clock()) + dt.timedelta(days=1)
+        flt = DemandFilter(visible_to=self.policy.lists_visibility(principal), due_after=start_of(day),
+                           due_before=start_of(day + dt.timedelta(days=1)))
+        with self.uow() as uow:
+            return uow.lists.list_demands(flt, after_id="", limit=MAX_DUE)
+
+    def timeliness(self, principal: Principal, start: dt.datetime | None = None, end: dt.datetime | None = None,
+                   department_code: str = "") -> list[StageTimeliness]:
+        """How the stages of the demands filed in [start, end) kept their deadlines (the node's, or the
+        demands one department filed or provides)."""
+        self.policy.require(principal, Action.LISTS_READ, LISTS)
+        _department(department_code)
+        visible = self.policy.lists_visibility(principal)
+        if department_code and visible not in (None, department_code):
+            self.policy.require(principal, Action.DEMAND_READ, Target.demand("*", department_code, ""))
+        scope = department_code or visible
+        with self.uow() as uow:
+            found = uow.lists.demands_between(start, end)
+        if scope:
+            found = [d for d in found if scope in (d.requester_code, d.provider_code)]
+        return timeliness_of(found, self.clock())
 
     def get_demand(self, principal: Principal, demand_id: str) -> Demand:
         with self.uow() as uow:
@@ -338,6 +442,14 @@ class ListsApplication:
         return max(live, key=lambda g: g.expires_at)
 
     # -- helpers ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _on_platform(uow: UnitOfWork, resource: Resource | None) -> bool:
+        """Whether the resource's data is on the platform: its provider has delivered records of it here
+        (else the provider has the longer answer limit, 10 working days)."""
+        if resource is None:
+            return True
+        return uow.lists.has_received(resource.latest.metadata.provider_code, resource.code)
+
     @staticmethod
     def _target(demand: Demand) -> Target:
         return Target.demand(demand.id, demand.requester_code, demand.provider_code)

@@ -184,7 +184,7 @@ demands = Table(
     Column("legal_basis", Text, nullable=False),
     Column("frequency", String(16), nullable=False),
     Column("contact", String(200), nullable=False),
-    Column("state", String(16), nullable=False, index=True),
+    Column("state", String(24), nullable=False, index=True),
     Column("reason", Text, nullable=False),
     Column("decided_by", String(200), nullable=False),
     Column("grant_id", String(40), nullable=False),
@@ -192,7 +192,18 @@ demands = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("review_deadline", UTCDateTime, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("compliance_deadline", UTCDateTime, nullable=True),
+    Column("compliance_at", UTCDateTime, nullable=True),
+    Column("compliance_by", String(200), nullable=False, server_default=""),
+    Column("answer_deadline", UTCDateTime, nullable=True),
+    Column("answered_at", UTCDateTime, nullable=True),
+    Column("escalated_at", UTCDateTime, nullable=True),
+    Column("escalated_stage", String(20), nullable=False, server_default=""),
 )
+"""review_deadline is the deadline of the stage the demand is in (working days, migration 0013); the
+compliance review's and the provider's answer's deadlines and times are kept for timeliness statistics."""
+
+Index("ix_demands_state_deadline", demands.c.state, demands.c.review_deadline)
 
 grants = Table(
     "grants",

@@ -20,6 +20,7 @@ class DemandState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FULFILLED: _ClassVar[DemandState]
     WITHDRAWN: _ClassVar[DemandState]
     EXPIRED: _ClassVar[DemandState]
+    COMPLIANCE_REVIEW: _ClassVar[DemandState]
 
 class Compliance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +38,7 @@ REJECTED: DemandState
 FULFILLED: DemandState
 WITHDRAWN: DemandState
 EXPIRED: DemandState
+COMPLIANCE_REVIEW: DemandState
 COMPLIANCE_UNSPECIFIED: Compliance
 ON_TIME: Compliance
 OVERDUE: Compliance
@@ -79,7 +81,7 @@ class Obligation(_message.Message):
     def __init__(self, department_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., update_cycle: _Optional[str] = ..., due_rule: _Optional[str] = ..., grace_days: _Optional[int] = ..., contact: _Optional[str] = ..., explicit: _Optional[bool] = ..., compliance: _Optional[_Union[Compliance, str]] = ..., last_delivery: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_due: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue_seconds: _Optional[int] = ..., missed_periods: _Optional[int] = ..., deliveries: _Optional[int] = ..., provider_name: _Optional[str] = ...) -> None: ...
 
 class Demand(_message.Message):
-    __slots__ = ("id", "requester_code", "resource_code", "description", "items", "purpose", "legal_basis", "frequency", "contact", "state", "reason", "provider_code", "resource_name", "decided_by", "grant_id", "created_at", "updated_at", "review_deadline", "version")
+    __slots__ = ("id", "requester_code", "resource_code", "description", "items", "purpose", "legal_basis", "frequency", "contact", "state", "reason", "provider_code", "resource_name", "decided_by", "grant_id", "created_at", "updated_at", "review_deadline", "version", "compliance_deadline", "compliance_at", "compliance_by", "answer_deadline", "answered_at", "compliance_late", "answer_late", "escalated_at", "escalated_stage", "overdue")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_CODE_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +101,16 @@ class Demand(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     REVIEW_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_BY_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_LATE_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_LATE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_STAGE_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_FIELD_NUMBER: _ClassVar[int]
     id: str
     requester_code: str
     resource_code: str
@@ -118,7 +130,17 @@ class Demand(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     review_deadline: _timestamp_pb2.Timestamp
     version: int
-    def __init__(self, id: _Optional[str] = ..., requester_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., description: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., frequency: _Optional[str] = ..., contact: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., reason: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., decided_by: _Optional[str] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    compliance_deadline: _timestamp_pb2.Timestamp
+    compliance_at: _timestamp_pb2.Timestamp
+    compliance_by: str
+    answer_deadline: _timestamp_pb2.Timestamp
+    answered_at: _timestamp_pb2.Timestamp
+    compliance_late: bool
+    answer_late: bool
+    escalated_at: _timestamp_pb2.Timestamp
+    escalated_stage: str
+    overdue: bool
+    def __init__(self, id: _Optional[str] = ..., requester_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., description: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., frequency: _Optional[str] = ..., contact: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., reason: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., decided_by: _Optional[str] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., compliance_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_by: _Optional[str] = ..., answer_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_late: _Optional[bool] = ..., answer_late: _Optional[bool] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_stage: _Optional[str] = ..., overdue: _Optional[bool] = ...) -> None: ...
 
 class Grant(_message.Message):
     __slots__ = ("id", "consumer_code", "resource_code", "items", "expires_at", "masking", "revoked", "provider_code", "demand_id", "state", "revoked_reason", "created_at")
@@ -237,16 +259,72 @@ class GetDemandRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListDemandsRequest(_message.Message):
-    __slots__ = ("department_code", "state", "page_token", "page_size")
+    __slots__ = ("department_code", "state", "page_token", "page_size", "escalated")
     DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_FIELD_NUMBER: _ClassVar[int]
     department_code: str
     state: DemandState
     page_token: str
     page_size: int
-    def __init__(self, department_code: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+    escalated: bool
+    def __init__(self, department_code: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ..., escalated: _Optional[bool] = ...) -> None: ...
+
+class ReviewDemandRequest(_message.Message):
+    __slots__ = ("id", "passed", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    passed: bool
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., passed: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListDueDemandsRequest(_message.Message):
+    __slots__ = ("date",)
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    date: str
+    def __init__(self, date: _Optional[str] = ...) -> None: ...
+
+class ListDueDemandsResponse(_message.Message):
+    __slots__ = ("demands", "date")
+    DEMANDS_FIELD_NUMBER: _ClassVar[int]
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    demands: _containers.RepeatedCompositeFieldContainer[Demand]
+    date: str
+    def __init__(self, demands: _Optional[_Iterable[_Union[Demand, _Mapping]]] = ..., date: _Optional[str] = ...) -> None: ...
+
+class TimelinessRequest(_message.Message):
+    __slots__ = ("department_code", "since", "until")
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    department_code: str
+    since: str
+    until: str
+    def __init__(self, department_code: _Optional[str] = ..., since: _Optional[str] = ..., until: _Optional[str] = ...) -> None: ...
+
+class StageTimeliness(_message.Message):
+    __slots__ = ("stage", "on_time", "late", "open_within", "open_overdue")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    ON_TIME_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    OPEN_WITHIN_FIELD_NUMBER: _ClassVar[int]
+    OPEN_OVERDUE_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    on_time: int
+    late: int
+    open_within: int
+    open_overdue: int
+    def __init__(self, stage: _Optional[str] = ..., on_time: _Optional[int] = ..., late: _Optional[int] = ..., open_within: _Optional[int] = ..., open_overdue: _Optional[int] = ...) -> None: ...
+
+class TimelinessResponse(_message.Message):
+    __slots__ = ("stages",)
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    stages: _containers.RepeatedCompositeFieldContainer[StageTimeliness]
+    def __init__(self, stages: _Optional[_Iterable[_Union[StageTimeliness, _Mapping]]] = ...) -> None: ...
 
 class ListDemandsResponse(_message.Message):
     __slots__ = ("demands", "next_page_token")

@@ -94,6 +94,21 @@ class ListsServiceStub:
                 request_serializer=exnode_dot_v1_dot_lists__pb2.ExportListRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.ExportListResponse.FromString,
                 _registered_method=True)
+        self.ReviewDemand = channel.unary_unary(
+                '/exnode.v1.ListsService/ReviewDemand',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.ReviewDemandRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+                _registered_method=True)
+        self.ListDueDemands = channel.unary_unary(
+                '/exnode.v1.ListsService/ListDueDemands',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.ListDueDemandsRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.ListDueDemandsResponse.FromString,
+                _registered_method=True)
+        self.DemandTimeliness = channel.unary_unary(
+                '/exnode.v1.ListsService/DemandTimeliness',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.TimelinessRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.TimelinessResponse.FromString,
+                _registered_method=True)
 
 
 class ListsServiceServicer:
@@ -171,6 +186,24 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReviewDemand(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDueDemands(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DemandTimeliness(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +266,21 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.ExportList,
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.ExportListRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.ExportListResponse.SerializeToString,
+            ),
+            'ReviewDemand': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewDemand,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.ReviewDemandRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Demand.SerializeToString,
+            ),
+            'ListDueDemands': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDueDemands,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.ListDueDemandsRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.ListDueDemandsResponse.SerializeToString,
+            ),
+            'DemandTimeliness': grpc.unary_unary_rpc_method_handler(
+                    servicer.DemandTimeliness,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.TimelinessRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.TimelinessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -559,6 +607,87 @@ class ListsService:
             '/exnode.v1.ListsService/ExportList',
             exnode_dot_v1_dot_lists__pb2.ExportListRequest.SerializeToString,
             exnode_dot_v1_dot_lists__pb2.ExportListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewDemand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/ReviewDemand',
+            exnode_dot_v1_dot_lists__pb2.ReviewDemandRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDueDemands(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/ListDueDemands',
+            exnode_dot_v1_dot_lists__pb2.ListDueDemandsRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.ListDueDemandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DemandTimeliness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/DemandTimeliness',
+            exnode_dot_v1_dot_lists__pb2.TimelinessRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.TimelinessResponse.FromString,
             options,
             channel_credentials,
             insecure,
