@@ -243,6 +243,8 @@ class DemandState(StrEnum):
     FULFILLED = "FULFILLED"
     WITHDRAWN = "WITHDRAWN"
     EXPIRED = "EXPIRED"
+    DISPUTED = "DISPUTED"
+    """争议协调中: the requester contested the provider's refusal (catalog/disputes.py)."""
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -31,6 +31,7 @@ from node.pipeline.tiers import Message, PeerConfigError, TierApplication, load_
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
+from node.services.disputes import DisputesApplication
 from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
 from node.services.pull import PullApplication, PullSettings
@@ -60,6 +61,7 @@ class Node:
     policy: Policy
     catalog: CatalogApplication
     lists: ListsApplication
+    disputes: DisputesApplication
     uow: SqlUnitOfWorkFactory
     ingest: Ingest
     exchange: ExchangeApplication
@@ -243,6 +245,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify), feed=feed, lists=lists,
+        disputes=DisputesApplication(lists),
         uow=uow, ingest=ingest, exchange=exchange, audit=AuditApplication(uow, keys.public, settings, clock),
         audit_writer=writer,
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
@@ -270,6 +273,10 @@ def run_housekeeping(node: Node) -> dict[str, object]:
     records.extend(system_record(system, now, "housekeeping/escalate-demand", f"demand:{d.id}",
                                   f"{d.escalated_stage} past its deadline {_beijing(d.review_deadline)}: escalated to "
                                   "the coordinator") for d in escalated)
+    disputes = node.disputes.escalate_overdue()
+    records.extend(system_record(system, now, "housekeeping/escalate-dispute", f"dispute:{d.id}",
+                                  f"the provider did not answer by {_beijing(d.provider_deadline)}: to the "
+                                  "coordinator") for d in disputes)
     due = node.lists.falling_due(system)
     records.extend(system_record(system, now, "housekeeping/remind-demand", f"demand:{d.id}",
                                   f"{d.state.value} falls due {_beijing(d.review_deadline)}")
@@ -277,7 +284,8 @@ def run_housekeeping(node: Node) -> dict[str, object]:
     if records:
         node.audit_writer.append(records)
     return {"purged": purge.deleted, "anchor": purge.anchor_sequence, "expired": [d.id for d in expired],
-            "escalated": [d.id for d in escalated], "due_tomorrow": [d.id for d in due]}
+            "escalated": [d.id for d in escalated], "due_tomorrow": [d.id for d in due],
+            "disputes_escalated": [d.id for d in disputes]}
 
 
 def _beijing(at: dt.datetime) -> str:

@@ -37,6 +37,10 @@ class Action(StrEnum):
     DEMAND_DECIDE = "demand.decide"
     DEMAND_REVIEW = "demand.review"
     """合规审核: the node's competent department (政务数据主管部门) checks a demand before the provider."""
+    DISPUTE_FILE = "dispute.file"
+    DISPUTE_READ = "dispute.read"
+    DISPUTE_ANSWER = "dispute.answer"
+    DISPUTE_DECIDE = "dispute.decide"
     GRANT_READ = "grant.read"
     GRANT_REVOKE = "grant.revoke"
     EXCHANGE_INGEST = "exchange.ingest"
@@ -79,6 +83,10 @@ class Target:
     @classmethod
     def demand(cls, demand_id: str, requester: str, provider: str) -> Target:
         return cls("demand", demand_id, requester, counterpart=provider)
+
+    @classmethod
+    def dispute(cls, dispute_id: str, requester: str, provider: str) -> Target:
+        return cls("dispute", dispute_id, requester, counterpart=provider)
 
     @classmethod
     def grant(cls, grant_id: str, consumer: str, provider: str) -> Target:
@@ -253,6 +261,26 @@ class Policy:
     def _demand_review(self, principal: Principal, target: Target) -> Decision:
         return self._coordinator(principal, f"the compliance review of demand {target.code}")
 
+    def _dispute_file(self, principal: Principal, target: Target) -> Decision:
+        if principal.has("consumer") and principal.department_code == target.owner_department:
+            return _allow("consumer of the refused requesting department")
+        return _deny(f"a refusal of demand {target.code} is contested by a consumer of the requesting department "
+                     f"{target.owner_department}")
+
+    def _dispute_read(self, principal: Principal, target: Target) -> Decision:
+        if self._involved(principal, target):
+            return _allow("the requesting or the providing department, or the node's department")
+        return _deny(f"dispute {target.code} concerns departments {target.owner_department} and {target.counterpart}")
+
+    def _dispute_answer(self, principal: Principal, target: Target) -> Decision:
+        if principal.has("reviewer") and principal.department_code == target.counterpart:
+            return _allow("reviewer of the providing department")
+        return _deny(f"dispute {target.code} is answered by a reviewer of the providing department "
+                     f"{target.counterpart}")
+
+    def _dispute_decide(self, principal: Principal, target: Target) -> Decision:
+        return self._coordinator(principal, f"deciding dispute {target.code}")
+
     def _coordinator(self, principal: Principal, what: str) -> Decision:
         """The coordinator role of the department running the node (政务数据主管部门) reviews, coordinates
         and decides disputes; the same role in another department does not."""
@@ -368,6 +396,10 @@ _LIST_RULES = {
     Action.DEMAND_CHANGE: Policy._demand_change,
     Action.DEMAND_DECIDE: Policy._demand_decide,
     Action.DEMAND_REVIEW: Policy._demand_review,
+    Action.DISPUTE_FILE: Policy._dispute_file,
+    Action.DISPUTE_READ: Policy._dispute_read,
+    Action.DISPUTE_ANSWER: Policy._dispute_answer,
+    Action.DISPUTE_DECIDE: Policy._dispute_decide,
     Action.GRANT_READ: Policy._grant_read,
     Action.GRANT_REVOKE: Policy._grant_revoke,
     Action.EXCHANGE_INGEST: Policy._exchange_ingest,

@@ -15,6 +15,7 @@ from node.cli.common import UsageError, add_client, call_metadata, channel, prin
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 STATES = [s for s in pb.DemandState.keys() if s != "DEMAND_STATE_UNSPECIFIED"]
+DISPUTE_STATES = [s for s in pb.DisputeState.keys() if s != "DISPUTE_STATE_UNSPECIFIED"]
 COMPLIANCE = [c for c in pb.Compliance.keys() if c != "COMPLIANCE_UNSPECIFIED"]
 
 
@@ -114,6 +115,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     suggest.add_argument("--items", default="")
     suggest.add_argument("--limit", type=int, default=10)
     suggest.set_defaults(handler=run_suggest)
+
+    disputes = commands.add_parser("disputes", help="争议协调: contest a refusal; answer; decide (coordinator)")
+    dispute_actions = disputes.add_subparsers(dest="dispute_action", metavar="ACTION")
+    add_client(disputes)
+    disputes.add_argument("--dept", default="", help="disputes this department filed or is asked to answer")
+    disputes.add_argument("--state", choices=DISPUTE_STATES, default=None)
+    disputes.set_defaults(handler=run_disputes)
+    contest = dispute_actions.add_parser("file", help="contest the provider's refusal of your demand")
+    add_client(contest)
+    contest.add_argument("demand")
+    contest.add_argument("--basis", required=True, help="履职依据: the duty the data is needed for")
+    contest.set_defaults(handler=run_dispute_file)
+    answer = dispute_actions.add_parser("answer", help="the provider agrees or maintains its refusal (reviewer)")
+    add_client(answer)
+    answer.add_argument("id")
+    position = answer.add_mutually_exclusive_group(required=True)
+    position.add_argument("--agree", action="store_true", help="grant the demand after all")
+    position.add_argument("--maintain", action="store_true", help="keep the refusal (give --reason)")
+    answer.add_argument("--reason", default="")
+    answer.set_defaults(handler=run_dispute_answer)
+    settle = dispute_actions.add_parser("decide", help="the coordinator grants (with conditions) or refuses finally")
+    add_client(settle)
+    settle.add_argument("id")
+    outcome = settle.add_mutually_exclusive_group(required=True)
+    outcome.add_argument("--grant", action="store_true")
+    outcome.add_argument("--refuse", action="store_true", help="final refusal (give --reason)")
+    settle.add_argument("--reason", default="")
+    settle.add_argument("--conditions", default="", help="grant: the conditions of use")
+    settle.add_argument("--items", default="", help="grant: comma-separated subset of the demanded items")
+    settle.set_defaults(handler=run_dispute_decide)
+    show_dispute = dispute_actions.add_parser("show", help="one dispute")
+    add_client(show_dispute)
+    show_dispute.add_argument("id")
+    show_dispute.set_defaults(handler=run_dispute_show)
 
     grants = commands.add_parser("grants", help="grants; or revoke one")
     grant_actions = grants.add_subparsers(dest="grant_action", metavar="ACTION")
@@ -367,3 +402,74 @@ def run_revoke(args: argparse.Namespace) -> int:
     g = _stub(args).RevokeGrant(pb.RevokeGrantRequest(id=args.id, reason=args.reason), metadata=call_metadata(args))
     print_json(grant_dict(g)) if args.json else print(f"{g.id} {g.state}: {g.revoked_reason}")
     return 0
+
+
+def dispute_dict(d: pb.Dispute) -> dict[str, Any]:
+    return {"id": d.id, "state": pb.DisputeState.Name(d.state), "demand_id": d.demand_id,
+            "requester_code": d.requester_code, "provider_code": d.provider_code, "resource_code": d.resource_code,
+            "duty_basis": d.duty_basis, "provider_deadline": _time(d.provider_deadline),
+            "provider_answer": d.provider_answer, "provider_by": d.provider_by, "provider_at": _time(d.provider_at),
+            "provider_late": d.provider_late, "escalated_at": _time(d.escalated_at),
+            "decision_reason": d.decision_reason, "conditions": d.conditions, "decided_by": d.decided_by,
+            "decided_at": _time(d.decided_at), "grant_id": d.grant_id, "created_at": _time(d.created_at)}
+
+
+def _print_dispute(args: argparse.Namespace, d: pb.Dispute, demand: pb.Demand | None = None) -> int:
+    if args.json:
+        out = dispute_dict(d)
+        if demand is not None:
+            out["demand"] = demand_dict(demand)
+        print_json(out)
+        return 0
+    opinion = d.decision_reason or d.provider_answer
+    print(f"{d.id} {pb.DisputeState.Name(d.state)} demand {d.demand_id} {d.resource_code}"
+          + (f" — {opinion}" if opinion else "") + (f" [conditions: {d.conditions}]" if d.conditions else "")
+          + (f" [grant {d.grant_id}]" if d.grant_id else ""))
+    return 0
+
+
+def run_disputes(args: argparse.Namespace) -> int:
+    request = pb.ListDisputesRequest(department_code=args.dept, page_size=500,
+                                     state=pb.DisputeState.Value(args.state) if args.state else 0)
+    found: list[pb.Dispute] = []
+    stub = _stub(args)
+    while True:
+        page = stub.ListDisputes(request, metadata=call_metadata(args))
+        found.extend(page.disputes)
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    if args.json:
+        print_json([dispute_dict(d) for d in found])
+        return 0
+    for d in found:
+        print(f"{d.id} {pb.DisputeState.Name(d.state):<20} {d.requester_code} → {d.provider_code} demand {d.demand_id}")
+    print(f"{len(found)} disputes", file=sys.stderr)
+    return 0
+
+
+def run_dispute_file(args: argparse.Namespace) -> int:
+    outcome = _stub(args).FileDispute(pb.FileDisputeRequest(demand_id=args.demand, duty_basis=args.basis),
+                                      metadata=call_metadata(args))
+    return _print_dispute(args, outcome.dispute, outcome.demand)
+
+
+def run_dispute_answer(args: argparse.Namespace) -> int:
+    if args.maintain and not args.reason.strip():
+        raise UsageError("--maintain needs --reason (a refusal gives its reasons)")
+    outcome = _stub(args).AnswerDispute(pb.AnswerDisputeRequest(id=args.id, agree=args.agree, reason=args.reason),
+                                        metadata=call_metadata(args))
+    return _print_dispute(args, outcome.dispute, outcome.demand)
+
+
+def run_dispute_decide(args: argparse.Namespace) -> int:
+    if args.refuse and not args.reason.strip():
+        raise UsageError("--refuse needs --reason (a final refusal gives its reasons)")
+    request = pb.DecideDisputeRequest(id=args.id, grant=args.grant, reason=args.reason, conditions=args.conditions,
+                                      items=_split(args.items))
+    outcome = _stub(args).DecideDispute(request, metadata=call_metadata(args))
+    return _print_dispute(args, outcome.dispute, outcome.demand)
+
+
+def run_dispute_show(args: argparse.Namespace) -> int:
+    return _print_dispute(args, _stub(args).GetDispute(pb.GetDisputeRequest(id=args.id), metadata=call_metadata(args)))

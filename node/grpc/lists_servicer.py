@@ -10,11 +10,13 @@ from exnode.v1 import lists_pb2 as pb
 from exnode.v1 import lists_pb2_grpc
 
 from catalog import lists as domain
+from catalog.disputes import Dispute, DisputeState
 from catalog.errors import InvalidField
 from catalog.lists import Demand, DemandRequest, DemandState, Grant
 from catalog.model import UpdateCycle
 from catalog.workdays import beijing_date, start_of
 from node.ops.request_context import current, principal
+from node.services.disputes import DisputesApplication
 from node.services.lists import ListsApplication, ObligationLine, StageTimeliness, export_list
 from node.storage.lists_repository import DemandFilter, GrantFilter
 
@@ -95,9 +97,72 @@ def _state(value: int) -> DemandState | None:
         raise InvalidField.one("state", f"unknown demand state {value}") from None
 
 
+def dispute_to_proto(dispute: Dispute) -> pb.Dispute:
+    message = pb.Dispute(
+        id=dispute.id, demand_id=dispute.demand_id, requester_code=dispute.requester_code,
+        provider_code=dispute.provider_code, resource_code=dispute.resource_code, duty_basis=dispute.duty_basis,
+        state=pb.DisputeState.Value(dispute.state.value), filed_by=dispute.filed_by,
+        provider_answer=dispute.provider_answer, provider_by=dispute.provider_by, provider_late=dispute.provider_late,
+        decision_reason=dispute.decision_reason, conditions=dispute.conditions, decided_by=dispute.decided_by,
+        grant_id=dispute.grant_id)
+    for name in ("provider_deadline", "provider_at", "decided_at", "escalated_at", "created_at"):
+        _stamp(message, name, getattr(dispute, name))
+    return message
+
+
+def _dispute_state(value: int) -> DisputeState | None:
+    if value == pb.DISPUTE_STATE_UNSPECIFIED:
+        return None
+    try:
+        return DisputeState(pb.DisputeState.Name(value))
+    except ValueError:
+        raise InvalidField.one("state", f"unknown dispute state {value}") from None
+
+
 class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
-    def __init__(self, app: ListsApplication) -> None:
+    def __init__(self, app: ListsApplication, disputes: DisputesApplication | None = None) -> None:
         self.app = app
+        self.disputes = disputes or DisputesApplication(app)
+
+    def _outcome(self, outcome: tuple[Dispute, Demand]) -> pb.DisputeOutcome:
+        dispute, demand = outcome
+        current().target = f"dispute:{dispute.id}"
+        current().detail = f"dispute {dispute.state.value}, demand {demand.id} {demand.state.value}" + (
+            f", grant {dispute.grant_id}" if dispute.grant_id else "") + (
+            ", provider answered late" if dispute.provider_late else "")
+        return pb.DisputeOutcome(dispute=dispute_to_proto(dispute), demand=demand_to_proto(demand, self.app.clock()))
+
+    async def FileDispute(self, request: pb.FileDisputeRequest, context: grpc.aio.ServicerContext
+                          ) -> pb.DisputeOutcome:
+        current().target = f"demand:{request.demand_id}"
+        return self._outcome(await asyncio.to_thread(self.disputes.file, principal(), request.demand_id,
+                                                     request.duty_basis))
+
+    async def AnswerDispute(self, request: pb.AnswerDisputeRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.DisputeOutcome:
+        current().target = f"dispute:{request.id}"
+        return self._outcome(await asyncio.to_thread(self.disputes.answer, principal(), request.id, request.agree,
+                                                     request.reason))
+
+    async def DecideDispute(self, request: pb.DecideDisputeRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.DisputeOutcome:
+        current().target = f"dispute:{request.id}"
+        expires = request.expires_at.ToDatetime(tzinfo=dt.UTC) if request.HasField("expires_at") else None
+        return self._outcome(await asyncio.to_thread(
+            self.disputes.decide, principal(), request.id, request.grant, request.reason, request.conditions,
+            items=tuple(request.items), expires_at=expires))
+
+    async def GetDispute(self, request: pb.GetDisputeRequest, context: grpc.aio.ServicerContext) -> pb.Dispute:
+        current().target = f"dispute:{request.id}"
+        return dispute_to_proto(await asyncio.to_thread(self.disputes.get, principal(), request.id))
+
+    async def ListDisputes(self, request: pb.ListDisputesRequest, context: grpc.aio.ServicerContext
+                           ) -> pb.ListDisputesResponse:
+        current().target = f"disputes:{request.department_code or 'node'}"
+        page = await asyncio.to_thread(self.disputes.list, principal(), request.department_code,
+                                       _dispute_state(request.state), request.page_size, request.page_token)
+        return pb.ListDisputesResponse(disputes=[dispute_to_proto(d) for d in page.rows],
+                                       next_page_token=page.next_page_token)
 
     async def ListObligations(self, request: pb.ListObligationsRequest, context: grpc.aio.ServicerContext
                               ) -> pb.ListObligationsResponse:

@@ -230,7 +230,7 @@ class ListsApplication:
                 raise NotFound("resource", request.resource_code)
             demand = domain.file_demand(_new_id("XQ", now), request, resource, now, self.deadlines,
                                         self._on_platform(uow, resource))
-            demand = self._grant_if_approved(uow, demand, now)
+            demand = self.grant_if_approved(uow, demand, now)
             uow.lists.add_demand(demand)
             uow.commit()
         return demand
@@ -239,14 +239,14 @@ class ListsApplication:
         """The requester names the resource of a description-only demand (usually a suggestion)."""
         now = self.clock()
         with self.uow(write=True) as uow:
-            demand = self._load(uow, demand_id)
-            self.policy.require(principal, Action.DEMAND_CHANGE, self._target(demand))
+            demand = self.load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_CHANGE, self.target(demand))
             resource = uow.catalog.get(resource_code)
             if resource is None:
                 raise NotFound("resource", resource_code)
             linked = domain.link(demand, resource_code, resource, now, self.deadlines, self._on_platform(uow, resource))
-            changed = self._grant_if_approved(uow, linked, now)
-            self._save(uow, changed, demand)
+            changed = self.grant_if_approved(uow, linked, now)
+            self.save(uow, changed, demand)
             uow.commit()
         return changed
 
@@ -257,15 +257,15 @@ class ListsApplication:
         Of two reviewers deciding at once exactly one wins; the other is told the demand's new state."""
         now = self.clock()
         with self.uow(write=True) as uow:
-            demand = self._load(uow, demand_id)
-            self.policy.require(principal, Action.DEMAND_DECIDE, self._target(demand))
+            demand = self.load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_DECIDE, self.target(demand))
             if approve:
                 decided = domain.approve(demand, principal.subject, now, reason)
-                decided = self._grant_if_approved(uow, decided, now, expires_at=expires_at, items=items,
+                decided = self.grant_if_approved(uow, decided, now, expires_at=expires_at, items=items,
                                                   masking=masking)
             else:
                 decided = domain.reject(demand, principal.subject, reason, now)
-            self._save(uow, decided, demand)
+            self.save(uow, decided, demand)
             uow.commit()
         return decided
 
@@ -274,8 +274,8 @@ class ListsApplication:
         forwarded to the provider with its answer deadline in working days (有条件共享)."""
         now = self.clock()
         with self.uow(write=True) as uow:
-            demand = self._load(uow, demand_id)
-            self.policy.require(principal, Action.DEMAND_REVIEW, self._target(demand))
+            demand = self.load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_REVIEW, self.target(demand))
             resource = uow.catalog.get(demand.resource_code)
             if resource is None:
                 raise NotFound("resource", demand.resource_code)
@@ -283,18 +283,18 @@ class ListsApplication:
             reviewed = domain.review_compliance(
                 demand, principal.subject, now, passed=passed, reason=reason, share_type=share_type,
                 answer_deadline=self.deadlines.answer_due(now, self._on_platform(uow, resource)))
-            reviewed = self._grant_if_approved(uow, reviewed, now)
-            self._save(uow, reviewed, demand)
+            reviewed = self.grant_if_approved(uow, reviewed, now)
+            self.save(uow, reviewed, demand)
             uow.commit()
         return reviewed
 
     def withdraw(self, principal: Principal, demand_id: str, reason: str = "") -> Demand:
         now = self.clock()
         with self.uow(write=True) as uow:
-            demand = self._load(uow, demand_id)
-            self.policy.require(principal, Action.DEMAND_CHANGE, self._target(demand))
+            demand = self.load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_CHANGE, self.target(demand))
             changed = domain.withdraw(demand, now, reason)
-            self._save(uow, changed, demand)
+            self.save(uow, changed, demand)
             uow.commit()
         return changed
 
@@ -355,8 +355,8 @@ class ListsApplication:
 
     def get_demand(self, principal: Principal, demand_id: str) -> Demand:
         with self.uow() as uow:
-            demand = self._load(uow, demand_id)
-        self.policy.require(principal, Action.DEMAND_READ, self._target(demand))
+            demand = self.load(uow, demand_id)
+        self.policy.require(principal, Action.DEMAND_READ, self.target(demand))
         return demand
 
     def list_demands(self, principal: Principal, flt: DemandFilter, page_size: int = 0, page_token: str = ""
@@ -451,11 +451,11 @@ class ListsApplication:
         return uow.lists.has_received(resource.latest.metadata.provider_code, resource.code)
 
     @staticmethod
-    def _target(demand: Demand) -> Target:
+    def target(demand: Demand) -> Target:
         return Target.demand(demand.id, demand.requester_code, demand.provider_code)
 
     @staticmethod
-    def _load(uow: UnitOfWork, demand_id: str) -> Demand:
+    def load(uow: UnitOfWork, demand_id: str) -> Demand:
         if not demand_id:
             raise InvalidField.one("id", "is required")
         demand = uow.lists.get_demand(demand_id)
@@ -464,7 +464,7 @@ class ListsApplication:
         return demand
 
     @staticmethod
-    def _save(uow: UnitOfWork, changed: Demand, before: Demand) -> None:
+    def save(uow: UnitOfWork, changed: Demand, before: Demand) -> None:
         try:
             uow.lists.save_demand(changed, before.version)
         except StaleDemand:
@@ -474,7 +474,7 @@ class ListsApplication:
             by = f" by {now.decided_by}" if now and now.decided_by else ""
             raise Conflict(f"demand {before.id} was changed meanwhile: it is now {state}{by}") from None
 
-    def _grant_if_approved(self, uow: UnitOfWork, demand: Demand, now: dt.datetime, **options: object) -> Demand:
+    def grant_if_approved(self, uow: UnitOfWork, demand: Demand, now: dt.datetime, **options: object) -> Demand:
         if demand.state is not DemandState.APPROVED or demand.grant_id:
             return demand
         grant = domain.grant_for(_new_id("SQ", now), demand, now, **options)  # type: ignore[arg-type]
@@ -514,6 +514,8 @@ def export_list(app: ListsApplication, principal: Principal, kind: str, fmt: str
             token = page.next_page_token
             if not token:
                 break
-        content = lists_files.demands(demands, fmt, now, department_code)
+        with app.uow() as uow:
+            disputes = uow.lists.disputes_by_demand([d.id for d in demands])
+        content = lists_files.demands(demands, fmt, now, department_code, disputes)
     scope = department_code or "node"
     return content, f"{'责任清单' if kind == 'responsibilities' else '需求清单'}-{scope}-{now:%Y%m%d}.{fmt}"

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
+from catalog.disputes import Dispute, DisputeState
 from catalog.lists import OPEN_STATES, STAGE_STATES, Demand, DemandRequest, DemandState, Grant, Obligation
 from catalog.model import UpdateCycle
 from node.storage.errors import StorageError
-from node.storage.tables import deliveries, demands, grants, obligations
+from node.storage.tables import deliveries, demands, disputes, grants, obligations
 
 
 class StaleDemand(StorageError):
@@ -68,6 +69,32 @@ def _demand_values(demand: Demand) -> dict:
         "answer_deadline": demand.answer_deadline, "answered_at": demand.answered_at,
         "escalated_at": demand.escalated_at, "escalated_stage": demand.escalated_stage,
     }
+
+
+DISPUTE_FIELDS = ("id", "demand_id", "requester_code", "provider_code", "resource_code", "duty_basis", "state",
+                  "created_at", "updated_at", "provider_deadline", "filed_by", "provider_answer", "provider_by",
+                  "provider_at", "decision_reason", "conditions", "decided_by", "decided_at", "escalated_at",
+                  "grant_id", "version")
+
+
+def _dispute(row: Row) -> Dispute:
+    values = {name: getattr(row, name) for name in DISPUTE_FIELDS}
+    values["state"] = DisputeState(values["state"])
+    return Dispute(**values)
+
+
+def _dispute_values(dispute: Dispute) -> dict:
+    values = {name: getattr(dispute, name) for name in DISPUTE_FIELDS}
+    values["state"] = dispute.state.value
+    return values
+
+
+@dataclass(frozen=True)
+class DisputeFilter:
+    department_code: str = ""
+    """Disputes this department filed or is asked to answer."""
+    state: DisputeState | None = None
+    visible_to: str | None = None
 
 
 def _grant(row: Row) -> Grant:
@@ -201,6 +228,51 @@ class ListsRepository:
             c.requester_code == requester_code, c.resource_code == resource_code,
             c.state == DemandState.APPROVED.value))
         return [_demand(row) for row in rows]
+
+    # -- disputes ---------------------------------------------------------------------------------------
+    def add_dispute(self, dispute: Dispute) -> None:
+        self.connection.execute(insert(disputes).values(**_dispute_values(dispute)))
+
+    def get_dispute(self, dispute_id: str) -> Dispute | None:
+        row = self.connection.execute(select(disputes).where(disputes.c.id == dispute_id)).first()
+        return _dispute(row) if row else None
+
+    def dispute_of(self, demand_id: str) -> Dispute | None:
+        row = self.connection.execute(select(disputes).where(disputes.c.demand_id == demand_id)).first()
+        return _dispute(row) if row else None
+
+    def save_dispute(self, dispute: Dispute, expected_version: int) -> None:
+        values = _dispute_values(dispute)
+        values.pop("id")
+        result = self.connection.execute(update(disputes).where(
+            disputes.c.id == dispute.id, disputes.c.version == expected_version).values(**values))
+        if result.rowcount != 1:
+            raise StaleDemand(dispute.id)
+
+    def list_disputes(self, flt: DisputeFilter, *, after_id: str, limit: int) -> list[Dispute]:
+        c = disputes.c
+        conditions = []
+        for code in (flt.department_code, flt.visible_to):
+            if code:
+                conditions.append(or_(c.requester_code == code, c.provider_code == code))
+        if flt.state:
+            conditions.append(c.state == flt.state.value)
+        if after_id:
+            conditions.append(c.id > after_id)
+        rows = self.connection.execute(select(disputes).where(*conditions).order_by(c.id).limit(limit))
+        return [_dispute(row) for row in rows]
+
+    def disputes_awaiting_provider_due(self, now: dt.datetime) -> list[Dispute]:
+        c = disputes.c
+        rows = self.connection.execute(select(disputes).where(
+            c.state == DisputeState.AWAITING_PROVIDER.value, c.provider_deadline <= now).order_by(c.id))
+        return [_dispute(row) for row in rows]
+
+    def disputes_by_demand(self, demand_ids: list[str]) -> dict[str, Dispute]:
+        if not demand_ids:
+            return {}
+        rows = self.connection.execute(select(disputes).where(disputes.c.demand_id.in_(demand_ids)))
+        return {row.demand_id: _dispute(row) for row in rows}
 
     # -- grants -----------------------------------------------------------------------------------------
     def add_grant(self, grant: Grant) -> None:

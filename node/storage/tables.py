@@ -205,6 +205,35 @@ compliance review's and the provider's answer's deadlines and times are kept for
 
 Index("ix_demands_state_deadline", demands.c.state, demands.c.review_deadline)
 
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("demand_id", String(40), nullable=False, unique=True),
+    Column("requester_code", String(18), nullable=False),
+    Column("provider_code", String(18), nullable=False),
+    Column("resource_code", String(40), nullable=False),
+    Column("duty_basis", Text, nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("filed_by", String(200), nullable=False),
+    Column("provider_deadline", UTCDateTime, nullable=False),
+    Column("provider_answer", Text, nullable=False),
+    Column("provider_by", String(200), nullable=False),
+    Column("provider_at", UTCDateTime, nullable=True),
+    Column("decision_reason", Text, nullable=False),
+    Column("conditions", Text, nullable=False),
+    Column("decided_by", String(200), nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("escalated_at", UTCDateTime, nullable=True),
+    Column("grant_id", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+"""争议协调: one per contested demand (migration 0014)."""
+
+Index("ix_disputes_state_deadline", disputes.c.state, disputes.c.provider_deadline)
+
 grants = Table(
     "grants",
     metadata,

@@ -12,6 +12,7 @@ import pytest
 from lxml import etree
 
 from catalog import lists as domain
+from catalog.disputes import disputed
 from catalog.lists import Compliance, Demand, DemandRequest, DemandState, Obligation
 from catalog.model import OpenType, ShareType, UpdateCycle, create, publish
 from node.files.lists import (
@@ -101,6 +102,8 @@ def every_state() -> list[Demand]:
         domain.file_demand("XQ-20260302-00000006", request(resource_code=refused.code), refused, FILED),
         domain.file_demand("XQ-20260302-00000007", request(), conditional, FILED,
                            domain.Deadlines(compliance_review=True)),
+        disputed(replace(domain.reject(review, "reviewer@mca", "涉及隐私", later), id="XQ-20260302-00000008"),
+                 later),
     ]
 
 
@@ -154,7 +157,7 @@ def test_demand_csv_has_chinese_states_and_a_description_only_demand():
     assert read_csv(data)[0] == list(DEMAND_COLUMNS)
     rows = as_dicts(data)
     assert [r["状态"] for r in rows] == ["已提交", "审核中", "已批准", "已驳回", "已销账", "已撤回", "已过期", "已批准",
-                                        "已驳回", "合规审核中"]
+                                        "已驳回", "合规审核中", "争议协调中"]
     described = rows[0]
     assert described["资源代码"] == "" and described["提供部门"] == ""
     assert described["需求描述"] == "需要低保对象的保障金额，用于医疗救助一站式结算"

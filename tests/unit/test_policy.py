@@ -249,3 +249,22 @@ def test_only_a_coordinator_of_the_node_department_reviews_a_demand():
 def test_a_coordinator_without_a_node_department_is_told_to_configure_it():
     decision = allowed(Policy(), who(PROVIDER, "coordinator"), Action.DEMAND_REVIEW, DEMAND)
     assert not decision and "node.department_code" in decision.reason
+
+
+DISPUTE = Target.dispute("ZY-1", OTHER_PROVIDER, PROVIDER)
+
+
+@pytest.mark.parametrize(("principal", "action", "allowed_"), [
+    (who(OTHER_PROVIDER, "consumer"), Action.DISPUTE_FILE, True),
+    (who(PROVIDER, "consumer"), Action.DISPUTE_FILE, False),
+    (who(PROVIDER, "reviewer"), Action.DISPUTE_ANSWER, True),
+    (who(OTHER_PROVIDER, "reviewer"), Action.DISPUTE_ANSWER, False),
+    (who(NODE_DEPT, "coordinator"), Action.DISPUTE_DECIDE, True),
+    (who(PROVIDER, "reviewer", "coordinator"), Action.DISPUTE_DECIDE, False),
+    (who(NODE_DEPT, "consumer"), Action.DISPUTE_DECIDE, False),
+    (who(NODE_DEPT, "coordinator"), Action.DISPUTE_READ, True),
+    (who("11100000MB0173295A", "consumer"), Action.DISPUTE_READ, False),
+])
+def test_disputes_are_filed_answered_and_decided_each_by_its_own_party(principal, action, allowed_):
+    decision = allowed(Policy(node_department=NODE_DEPT), principal, action, DISPUTE)
+    assert decision.allowed is allowed_

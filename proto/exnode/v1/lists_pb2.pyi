@@ -21,6 +21,16 @@ class DemandState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WITHDRAWN: _ClassVar[DemandState]
     EXPIRED: _ClassVar[DemandState]
     COMPLIANCE_REVIEW: _ClassVar[DemandState]
+    DISPUTED: _ClassVar[DemandState]
+
+class DisputeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISPUTE_STATE_UNSPECIFIED: _ClassVar[DisputeState]
+    AWAITING_PROVIDER: _ClassVar[DisputeState]
+    AWAITING_COORDINATOR: _ClassVar[DisputeState]
+    SETTLED: _ClassVar[DisputeState]
+    GRANTED: _ClassVar[DisputeState]
+    REFUSED: _ClassVar[DisputeState]
 
 class Compliance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -39,12 +49,63 @@ FULFILLED: DemandState
 WITHDRAWN: DemandState
 EXPIRED: DemandState
 COMPLIANCE_REVIEW: DemandState
+DISPUTED: DemandState
+DISPUTE_STATE_UNSPECIFIED: DisputeState
+AWAITING_PROVIDER: DisputeState
+AWAITING_COORDINATOR: DisputeState
+SETTLED: DisputeState
+GRANTED: DisputeState
+REFUSED: DisputeState
 COMPLIANCE_UNSPECIFIED: Compliance
 ON_TIME: Compliance
 OVERDUE: Compliance
 NEVER_DELIVERED: Compliance
 NOT_YET_DUE: Compliance
 UNSCHEDULED: Compliance
+
+class Dispute(_message.Message):
+    __slots__ = ("id", "demand_id", "requester_code", "provider_code", "resource_code", "duty_basis", "state", "filed_by", "provider_deadline", "provider_answer", "provider_by", "provider_at", "provider_late", "decision_reason", "conditions", "decided_by", "decided_at", "escalated_at", "grant_id", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_CODE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    DUTY_BASIS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FILED_BY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_BY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_AT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_LATE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_REASON_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_AT_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    demand_id: str
+    requester_code: str
+    provider_code: str
+    resource_code: str
+    duty_basis: str
+    state: DisputeState
+    filed_by: str
+    provider_deadline: _timestamp_pb2.Timestamp
+    provider_answer: str
+    provider_by: str
+    provider_at: _timestamp_pb2.Timestamp
+    provider_late: bool
+    decision_reason: str
+    conditions: str
+    decided_by: str
+    decided_at: _timestamp_pb2.Timestamp
+    escalated_at: _timestamp_pb2.Timestamp
+    grant_id: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., demand_id: _Optional[str] = ..., requester_code: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., duty_basis: _Optional[str] = ..., state: _Optional[_Union[DisputeState, str]] = ..., filed_by: _Optional[str] = ..., provider_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider_answer: _Optional[str] = ..., provider_by: _Optional[str] = ..., provider_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider_late: _Optional[bool] = ..., decision_reason: _Optional[str] = ..., conditions: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Obligation(_message.Message):
     __slots__ = ("department_code", "resource_code", "resource_name", "update_cycle", "due_rule", "grace_days", "contact", "explicit", "compliance", "last_delivery", "next_due", "overdue_seconds", "missed_periods", "deliveries", "provider_name")
@@ -295,6 +356,74 @@ class ListDueDemandsResponse(_message.Message):
     demands: _containers.RepeatedCompositeFieldContainer[Demand]
     date: str
     def __init__(self, demands: _Optional[_Iterable[_Union[Demand, _Mapping]]] = ..., date: _Optional[str] = ...) -> None: ...
+
+class FileDisputeRequest(_message.Message):
+    __slots__ = ("demand_id", "duty_basis")
+    DEMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    DUTY_BASIS_FIELD_NUMBER: _ClassVar[int]
+    demand_id: str
+    duty_basis: str
+    def __init__(self, demand_id: _Optional[str] = ..., duty_basis: _Optional[str] = ...) -> None: ...
+
+class AnswerDisputeRequest(_message.Message):
+    __slots__ = ("id", "agree", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AGREE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    agree: bool
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., agree: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DecideDisputeRequest(_message.Message):
+    __slots__ = ("id", "grant", "reason", "conditions", "items", "expires_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    grant: bool
+    reason: str
+    conditions: str
+    items: _containers.RepeatedScalarFieldContainer[str]
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., grant: _Optional[bool] = ..., reason: _Optional[str] = ..., conditions: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DisputeOutcome(_message.Message):
+    __slots__ = ("dispute", "demand")
+    DISPUTE_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_FIELD_NUMBER: _ClassVar[int]
+    dispute: Dispute
+    demand: Demand
+    def __init__(self, dispute: _Optional[_Union[Dispute, _Mapping]] = ..., demand: _Optional[_Union[Demand, _Mapping]] = ...) -> None: ...
+
+class GetDisputeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListDisputesRequest(_message.Message):
+    __slots__ = ("department_code", "state", "page_token", "page_size")
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    department_code: str
+    state: DisputeState
+    page_token: str
+    page_size: int
+    def __init__(self, department_code: _Optional[str] = ..., state: _Optional[_Union[DisputeState, str]] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListDisputesResponse(_message.Message):
+    __slots__ = ("disputes", "next_page_token")
+    DISPUTES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    disputes: _containers.RepeatedCompositeFieldContainer[Dispute]
+    next_page_token: str
+    def __init__(self, disputes: _Optional[_Iterable[_Union[Dispute, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class TimelinessRequest(_message.Message):
     __slots__ = ("department_code", "since", "until")

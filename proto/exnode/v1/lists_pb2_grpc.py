@@ -109,6 +109,31 @@ class ListsServiceStub:
                 request_serializer=exnode_dot_v1_dot_lists__pb2.TimelinessRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.TimelinessResponse.FromString,
                 _registered_method=True)
+        self.FileDispute = channel.unary_unary(
+                '/exnode.v1.ListsService/FileDispute',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.FileDisputeRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+                _registered_method=True)
+        self.AnswerDispute = channel.unary_unary(
+                '/exnode.v1.ListsService/AnswerDispute',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.AnswerDisputeRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+                _registered_method=True)
+        self.DecideDispute = channel.unary_unary(
+                '/exnode.v1.ListsService/DecideDispute',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.DecideDisputeRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+                _registered_method=True)
+        self.GetDispute = channel.unary_unary(
+                '/exnode.v1.ListsService/GetDispute',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.GetDisputeRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Dispute.FromString,
+                _registered_method=True)
+        self.ListDisputes = channel.unary_unary(
+                '/exnode.v1.ListsService/ListDisputes',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.ListDisputesRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.ListDisputesResponse.FromString,
+                _registered_method=True)
 
 
 class ListsServiceServicer:
@@ -204,6 +229,36 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FileDispute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnswerDispute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideDispute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDispute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDisputes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +336,31 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.DemandTimeliness,
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.TimelinessRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.TimelinessResponse.SerializeToString,
+            ),
+            'FileDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.FileDispute,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.FileDisputeRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.SerializeToString,
+            ),
+            'AnswerDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerDispute,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.AnswerDisputeRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.SerializeToString,
+            ),
+            'DecideDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideDispute,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.DecideDisputeRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.SerializeToString,
+            ),
+            'GetDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDispute,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.GetDisputeRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Dispute.SerializeToString,
+            ),
+            'ListDisputes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDisputes,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.ListDisputesRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.ListDisputesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -688,6 +768,141 @@ class ListsService:
             '/exnode.v1.ListsService/DemandTimeliness',
             exnode_dot_v1_dot_lists__pb2.TimelinessRequest.SerializeToString,
             exnode_dot_v1_dot_lists__pb2.TimelinessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FileDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/FileDispute',
+            exnode_dot_v1_dot_lists__pb2.FileDisputeRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/AnswerDispute',
+            exnode_dot_v1_dot_lists__pb2.AnswerDisputeRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/DecideDispute',
+            exnode_dot_v1_dot_lists__pb2.DecideDisputeRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/GetDispute',
+            exnode_dot_v1_dot_lists__pb2.GetDisputeRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Dispute.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDisputes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/ListDisputes',
+            exnode_dot_v1_dot_lists__pb2.ListDisputesRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.ListDisputesResponse.FromString,
             options,
             channel_credentials,
             insecure,
