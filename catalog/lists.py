@@ -284,6 +284,8 @@ class Deadlines:
     answer_days: int = DEFAULT_ANSWER_DAYS
     unpublished_answer_days: int = DEFAULT_UNPUBLISHED_ANSWER_DAYS
     submitted_days: int = DEFAULT_REVIEW_DAYS
+    objection_days: int = DEFAULT_ANSWER_DAYS
+    """校核纠错: the provider checks a record objected to within this many working days."""
 
     def compliance_due(self, now: dt.datetime) -> dt.datetime:
         return self.calendar.add_working_days(now, self.compliance_days)

@@ -34,6 +34,7 @@ from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
 from node.services.disputes import DisputesApplication
 from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
+from node.services.objections import ObjectionsApplication
 from node.services.pull import PullApplication, PullSettings
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
@@ -62,6 +63,7 @@ class Node:
     catalog: CatalogApplication
     lists: ListsApplication
     disputes: DisputesApplication
+    objections: ObjectionsApplication
     uow: SqlUnitOfWorkFactory
     ingest: Ingest
     exchange: ExchangeApplication
@@ -207,7 +209,7 @@ def build_deadlines(config: Config, clock: Clock) -> Deadlines:
     section = config.lists
     return Deadlines(calendar, compliance_review=section.compliance_review, compliance_days=section.compliance_days,
                      answer_days=section.answer_days, unpublished_answer_days=section.unpublished_answer_days,
-                     submitted_days=section.submitted_days)
+                     submitted_days=section.submitted_days, objection_days=section.objection_days)
 
 
 def audit_settings(config: Config) -> AuditSettings:
@@ -245,7 +247,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify), feed=feed, lists=lists,
-        disputes=DisputesApplication(lists),
+        disputes=DisputesApplication(lists), objections=ObjectionsApplication(lists),
         uow=uow, ingest=ingest, exchange=exchange, audit=AuditApplication(uow, keys.public, settings, clock),
         audit_writer=writer,
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
@@ -277,6 +279,10 @@ def run_housekeeping(node: Node) -> dict[str, object]:
     records.extend(system_record(system, now, "housekeeping/escalate-dispute", f"dispute:{d.id}",
                                   f"the provider did not answer by {_beijing(d.provider_deadline)}: to the "
                                   "coordinator") for d in disputes)
+    objections = node.objections.escalate_overdue()
+    records.extend(system_record(system, now, "housekeeping/escalate-objection", f"objection:{o.id}",
+                                  f"record {o.record} not checked by {_beijing(o.deadline)}: to the coordinator")
+                   for o in objections)
     due = node.lists.falling_due(system)
     records.extend(system_record(system, now, "housekeeping/remind-demand", f"demand:{d.id}",
                                   f"{d.state.value} falls due {_beijing(d.review_deadline)}")
@@ -285,7 +291,7 @@ def run_housekeeping(node: Node) -> dict[str, object]:
         node.audit_writer.append(records)
     return {"purged": purge.deleted, "anchor": purge.anchor_sequence, "expired": [d.id for d in expired],
             "escalated": [d.id for d in escalated], "due_tomorrow": [d.id for d in due],
-            "disputes_escalated": [d.id for d in disputes]}
+            "disputes_escalated": [d.id for d in disputes], "objections_escalated": [o.id for o in objections]}
 
 
 def _beijing(at: dt.datetime) -> str:

@@ -124,6 +124,8 @@ class ListsSection:
     """…when the provider has not yet delivered the resource's data to the platform."""
     submitted_days: int = 10
     """Calendar days a description-only demand waits for its requester to name a resource."""
+    objection_days: int = 5
+    """Working days for the provider to check a record objected to (校核纠错)."""
 
 
 LEGAL_MINIMUM_RETENTION_DAYS = 180
@@ -254,7 +256,7 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
                  "pull_ack_timeout_s"):
         if getattr(exchange, name) <= 0:
             raise ConfigError(f"{where('exchange.' + name)}: exchange.{name} = {getattr(exchange, name)} must be positive")
-    for name in ("compliance_days", "answer_days", "unpublished_answer_days", "submitted_days"):
+    for name in ("compliance_days", "answer_days", "unpublished_answer_days", "submitted_days", "objection_days"):
         value = getattr(config.lists, name)
         if not 1 <= value <= 366:
             raise ConfigError(f"{where('lists.' + name)}: lists.{name} = {value} must be 1-366 days")
@@ -325,6 +327,7 @@ compliance_days = 2                  # working days for that review
 answer_days = 5                      # working days for the provider's answer (有条件共享)
 unpublished_answer_days = 10         # ...when the provider has not yet delivered the data to the platform
 submitted_days = 10                  # calendar days a description-only demand waits to be linked
+objection_days = 5                   # working days for the provider to check a record objected to
 
 [audit]
 checkpoint_every = 1000              # a signed checkpoint every N entries...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from node.cli.common import UsageError, add_client, call_metadata, channel, prin
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 STATES = [s for s in pb.DemandState.keys() if s != "DEMAND_STATE_UNSPECIFIED"]
 DISPUTE_STATES = [s for s in pb.DisputeState.keys() if s != "DISPUTE_STATE_UNSPECIFIED"]
+OBJECTION_STATES = [s.removeprefix("OBJECTION_") for s in pb.ObjectionState.keys()
+                    if s != "OBJECTION_STATE_UNSPECIFIED"]
 COMPLIANCE = [c for c in pb.Compliance.keys() if c != "COMPLIANCE_UNSPECIFIED"]
 
 
@@ -149,6 +152,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_client(show_dispute)
     show_dispute.add_argument("id")
     show_dispute.set_defaults(handler=run_dispute_show)
+
+    objections = commands.add_parser("objections", help="校核纠错: object to a delivered record; the provider checks it")
+    objection_actions = objections.add_subparsers(dest="objection_action", metavar="ACTION")
+    add_client(objections)
+    objections.add_argument("--dept", default="", help="objections this department raised or must answer")
+    objections.add_argument("--resource", default="")
+    objections.add_argument("--state", choices=OBJECTION_STATES, default=None)
+    objections.set_defaults(handler=run_objections)
+    raising = objection_actions.add_parser("raise", help="object to a record your department received")
+    add_client(raising)
+    raising.add_argument("--resource", required=True)
+    raising.add_argument("--record", required=True, help="the record id")
+    raising.add_argument("--item", default="", help="the item objected to (default: the whole record)")
+    raising.add_argument("--evidence", required=True, help="why the record is wrong (说明依据)")
+    raising.add_argument("--attach", action="append", default=[], type=Path, metavar="FILE",
+                         help="an evidence file: its SHA-256 is sent, the file stays here (repeatable)")
+    raising.set_defaults(handler=run_objection_raise)
+    confirm = objection_actions.add_parser("confirm", help="the record is correct (provider's reviewer, with reasons)")
+    add_client(confirm)
+    confirm.add_argument("id")
+    confirm.add_argument("--reason", required=True)
+    confirm.set_defaults(handler=run_objection_answer, corrected="")
+    correct = objection_actions.add_parser("correct", help="name the corrected record sent through ingest")
+    add_client(correct)
+    correct.add_argument("id")
+    correct.add_argument("--record", required=True, dest="corrected", help="the id of the corrected record")
+    correct.add_argument("--reason", default="")
+    correct.set_defaults(handler=run_objection_answer)
+    show_objection = objection_actions.add_parser("show", help="one objection")
+    add_client(show_objection)
+    show_objection.add_argument("id")
+    show_objection.set_defaults(handler=run_objection_show)
+
+    quality = commands.add_parser("quality", help="数据质量: objections upheld per 10,000 records and timeliness")
+    add_client(quality)
+    quality.add_argument("--provider", default="", help="one provider department")
+    quality.set_defaults(handler=run_quality)
 
     grants = commands.add_parser("grants", help="grants; or revoke one")
     grant_actions = grants.add_subparsers(dest="grant_action", metavar="ACTION")
@@ -473,3 +513,80 @@ def run_dispute_decide(args: argparse.Namespace) -> int:
 
 def run_dispute_show(args: argparse.Namespace) -> int:
     return _print_dispute(args, _stub(args).GetDispute(pb.GetDisputeRequest(id=args.id), metadata=call_metadata(args)))
+
+
+def objection_dict(o: pb.Objection) -> dict[str, Any]:
+    return {"id": o.id, "state": pb.ObjectionState.Name(o.state).removeprefix("OBJECTION_"),
+            "provider_code": o.provider_code, "resource_code": o.resource_code, "record_id": o.record_id,
+            "item": o.item, "raiser_code": o.raiser_code, "evidence": o.evidence, "attachments": list(o.attachments),
+            "created_at": _time(o.created_at), "deadline": _time(o.deadline), "answer": o.answer,
+            "answered_by": o.answered_by, "answered_at": _time(o.answered_at), "late": o.late,
+            "corrected_by": o.corrected_by, "escalated_at": _time(o.escalated_at)}
+
+
+def _print_objection(args: argparse.Namespace, o: pb.Objection) -> int:
+    if args.json:
+        print_json(objection_dict(o))
+        return 0
+    state = pb.ObjectionState.Name(o.state).removeprefix("OBJECTION_")
+    print(f"{o.id} {state} {o.resource_code}#{o.record_id}" + (f" item {o.item}" if o.item else "")
+          + (f" — {o.answer}" if o.answer else "") + (f" [corrected by {o.corrected_by}]" if o.corrected_by else "")
+          + (" (answered late)" if o.late else ""))
+    return 0
+
+
+def run_objections(args: argparse.Namespace) -> int:
+    request = pb.ListObjectionsRequest(department_code=args.dept, resource_code=args.resource, page_size=500,
+                                       state=pb.ObjectionState.Value(f"OBJECTION_{args.state}") if args.state else 0)
+    found: list[pb.Objection] = []
+    stub = _stub(args)
+    while True:
+        page = stub.ListObjections(request, metadata=call_metadata(args))
+        found.extend(page.objections)
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    if args.json:
+        print_json([objection_dict(o) for o in found])
+        return 0
+    for o in found:
+        _print_objection(args, o)
+    print(f"{len(found)} objections", file=sys.stderr)
+    return 0
+
+
+def run_objection_raise(args: argparse.Namespace) -> int:
+    digests = []
+    for path in args.attach:
+        try:
+            digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        except OSError as error:
+            raise UsageError(f"--attach {path}: {error.strerror}") from None
+    request = pb.RaiseObjectionRequest(resource_code=args.resource, record_id=args.record, item=args.item,
+                                       evidence=args.evidence, attachments=digests)
+    return _print_objection(args, _stub(args).RaiseObjection(request, metadata=call_metadata(args)))
+
+
+def run_objection_answer(args: argparse.Namespace) -> int:
+    request = pb.AnswerObjectionRequest(id=args.id, corrected_record_id=args.corrected, reason=args.reason)
+    return _print_objection(args, _stub(args).AnswerObjection(request, metadata=call_metadata(args)))
+
+
+def run_objection_show(args: argparse.Namespace) -> int:
+    return _print_objection(args, _stub(args).GetObjection(pb.GetObjectionRequest(id=args.id),
+                                                           metadata=call_metadata(args)))
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    scores = _stub(args).QualityScores(pb.QualityRequest(provider_code=args.provider),
+                                       metadata=call_metadata(args)).scores
+    rows = [{"resource_code": s.resource_code, "provider_code": s.provider_code, "records": s.records,
+             "objections": s.objections, "open": s.open, "upheld": s.upheld, "upheld_per_10k": s.upheld_per_10k,
+             "compliance": pb.Compliance.Name(s.compliance), "missed_periods": s.missed_periods} for s in scores]
+    if args.json:
+        print_json(rows)
+        return 0
+    for r in rows:
+        print(f"{r['resource_code']:<22} records {r['records']:>8}  objections {r['objections']:>4} (open {r['open']}, "
+              f"upheld {r['upheld']}, {r['upheld_per_10k']:.2f}/10k)  {r['compliance']} missed {r['missed_periods']}")
+    return 0

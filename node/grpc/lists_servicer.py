@@ -14,10 +14,12 @@ from catalog.disputes import Dispute, DisputeState
 from catalog.errors import InvalidField
 from catalog.lists import Demand, DemandRequest, DemandState, Grant
 from catalog.model import UpdateCycle
+from catalog.objections import Objection, ObjectionState
 from catalog.workdays import beijing_date, start_of
 from node.ops.request_context import current, principal
 from node.services.disputes import DisputesApplication
 from node.services.lists import ListsApplication, ObligationLine, StageTimeliness, export_list
+from node.services.objections import ObjectionsApplication
 from node.storage.lists_repository import DemandFilter, GrantFilter
 
 
@@ -119,10 +121,73 @@ def _dispute_state(value: int) -> DisputeState | None:
         raise InvalidField.one("state", f"unknown dispute state {value}") from None
 
 
+def objection_to_proto(o: Objection) -> pb.Objection:
+    message = pb.Objection(
+        id=o.id, provider_code=o.record.provider_code, resource_code=o.record.resource_code,
+        record_id=o.record.record_id, item=o.item, raiser_code=o.raiser_code, raised_by=o.raised_by,
+        evidence=o.evidence, attachments=list(o.attachments), state=pb.ObjectionState.Value(f"OBJECTION_{o.state.value}"),
+        answer=o.answer, answered_by=o.answered_by, late=o.late, corrected_by=o.corrected_by)
+    for name in ("created_at", "deadline", "answered_at", "escalated_at"):
+        _stamp(message, name, getattr(o, name))
+    return message
+
+
+def _objection_state(value: int) -> ObjectionState | None:
+    if value == pb.OBJECTION_STATE_UNSPECIFIED:
+        return None
+    try:
+        return ObjectionState(pb.ObjectionState.Name(value).removeprefix("OBJECTION_"))
+    except ValueError:
+        raise InvalidField.one("state", f"unknown objection state {value}") from None
+
+
 class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
-    def __init__(self, app: ListsApplication, disputes: DisputesApplication | None = None) -> None:
+    def __init__(self, app: ListsApplication, disputes: DisputesApplication | None = None,
+                 objections: ObjectionsApplication | None = None) -> None:
         self.app = app
         self.disputes = disputes or DisputesApplication(app)
+        self.objections = objections or ObjectionsApplication(app)
+
+    async def RaiseObjection(self, request: pb.RaiseObjectionRequest, context: grpc.aio.ServicerContext
+                             ) -> pb.Objection:
+        current().target = f"record:{request.resource_code}#{request.record_id}"
+        objection = await asyncio.to_thread(
+            self.objections.raise_objection, principal(), request.resource_code, request.record_id, request.evidence,
+            tuple(request.attachments), request.item)
+        current().detail = f"objection {objection.id} OPEN" + (f" on item {objection.item}" if objection.item else "")
+        return objection_to_proto(objection)
+
+    async def AnswerObjection(self, request: pb.AnswerObjectionRequest, context: grpc.aio.ServicerContext
+                              ) -> pb.Objection:
+        current().target = f"objection:{request.id}"
+        objection = await asyncio.to_thread(self.objections.answer, principal(), request.id,
+                                            corrected_record_id=request.corrected_record_id, reason=request.reason)
+        current().detail = objection.state.value + (f" by record {objection.corrected_by}" if objection.corrected_by
+                                                    else "") + (", answered late" if objection.late else "")
+        return objection_to_proto(objection)
+
+    async def GetObjection(self, request: pb.GetObjectionRequest, context: grpc.aio.ServicerContext
+                           ) -> pb.Objection:
+        current().target = f"objection:{request.id}"
+        return objection_to_proto(await asyncio.to_thread(self.objections.get, principal(), request.id))
+
+    async def ListObjections(self, request: pb.ListObjectionsRequest, context: grpc.aio.ServicerContext
+                             ) -> pb.ListObjectionsResponse:
+        current().target = f"objections:{request.department_code or 'node'}"
+        page = await asyncio.to_thread(self.objections.list, principal(), request.department_code,
+                                       request.resource_code, _objection_state(request.state), request.page_size,
+                                       request.page_token)
+        return pb.ListObjectionsResponse(objections=[objection_to_proto(o) for o in page.rows],
+                                         next_page_token=page.next_page_token)
+
+    async def QualityScores(self, request: pb.QualityRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.QualityResponse:
+        current().target = f"quality:{request.provider_code or 'node'}"
+        scores = await asyncio.to_thread(self.objections.quality, principal(), request.provider_code)
+        return pb.QualityResponse(scores=[pb.QualityScore(
+            resource_code=s.resource_code, provider_code=s.provider_code, records=s.records, objections=s.objections,
+            open=s.open, upheld=s.upheld, upheld_per_10k=s.upheld_per_10k, compliance=pb.Compliance.Value(s.compliance),
+            missed_periods=s.missed_periods) for s in scores])
 
     def _outcome(self, outcome: tuple[Dispute, Demand]) -> pb.DisputeOutcome:
         dispute, demand = outcome

@@ -234,6 +234,34 @@ disputes = Table(
 
 Index("ix_disputes_state_deadline", disputes.c.state, disputes.c.provider_deadline)
 
+objections = Table(
+    "objections",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("provider_code", String(18), nullable=False),
+    Column("resource_code", String(40), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("item", String(100), nullable=False),
+    Column("raiser_code", String(18), nullable=False),
+    Column("raised_by", String(200), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("attachments", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("answered_by", String(200), nullable=False),
+    Column("answered_at", UTCDateTime, nullable=True),
+    Column("corrected_by", String(64), nullable=False),
+    Column("escalated_at", UTCDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+)
+"""校核纠错 (migration 0015): a record with an OPEN objection is served marked disputed."""
+
+Index("ix_objections_record", objections.c.provider_code, objections.c.resource_code, objections.c.record_id,
+      objections.c.state)
+Index("ix_objections_state_deadline", objections.c.state, objections.c.deadline)
+
 grants = Table(
     "grants",
     metadata,

@@ -18,6 +18,7 @@ from node.storage.audit_repository import AuditRepository
 from node.storage.catalog_repository import CatalogRepository
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
+from node.storage.objections_repository import ObjectionsRepository
 from node.storage.pull_repository import PullRepository
 from node.storage.tier_repository import TierRepository
 
@@ -31,6 +32,7 @@ class UnitOfWork(abc.ABC):
 
     catalog: CatalogRepository
     lists: ListsRepository
+    objections: ObjectionsRepository
     exchange: ExchangeRepository
     pull: PullRepository
     tiers: TierRepository
@@ -65,6 +67,7 @@ class SqlUnitOfWork(UnitOfWork):
         self._connection = connection
         self.catalog = CatalogRepository(connection)
         self.lists = ListsRepository(connection)
+        self.objections = ObjectionsRepository(connection)
         self.exchange = ExchangeRepository(connection)
         self.pull = PullRepository(connection)
         self.tiers = TierRepository(connection)

@@ -40,6 +40,13 @@ class Compliance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NEVER_DELIVERED: _ClassVar[Compliance]
     NOT_YET_DUE: _ClassVar[Compliance]
     UNSCHEDULED: _ClassVar[Compliance]
+
+class ObjectionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OBJECTION_STATE_UNSPECIFIED: _ClassVar[ObjectionState]
+    OBJECTION_OPEN: _ClassVar[ObjectionState]
+    OBJECTION_CONFIRMED: _ClassVar[ObjectionState]
+    OBJECTION_CORRECTED: _ClassVar[ObjectionState]
 DEMAND_STATE_UNSPECIFIED: DemandState
 SUBMITTED: DemandState
 UNDER_REVIEW: DemandState
@@ -62,6 +69,10 @@ OVERDUE: Compliance
 NEVER_DELIVERED: Compliance
 NOT_YET_DUE: Compliance
 UNSCHEDULED: Compliance
+OBJECTION_STATE_UNSPECIFIED: ObjectionState
+OBJECTION_OPEN: ObjectionState
+OBJECTION_CONFIRMED: ObjectionState
+OBJECTION_CORRECTED: ObjectionState
 
 class Dispute(_message.Message):
     __slots__ = ("id", "demand_id", "requester_code", "provider_code", "resource_code", "duty_basis", "state", "filed_by", "provider_deadline", "provider_answer", "provider_by", "provider_at", "provider_late", "decision_reason", "conditions", "decided_by", "decided_at", "escalated_at", "grant_id", "created_at")
@@ -424,6 +435,132 @@ class ListDisputesResponse(_message.Message):
     disputes: _containers.RepeatedCompositeFieldContainer[Dispute]
     next_page_token: str
     def __init__(self, disputes: _Optional[_Iterable[_Union[Dispute, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Objection(_message.Message):
+    __slots__ = ("id", "provider_code", "resource_code", "record_id", "item", "raiser_code", "raised_by", "evidence", "attachments", "state", "created_at", "deadline", "answer", "answered_by", "answered_at", "late", "corrected_by", "escalated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    RAISER_CODE_FIELD_NUMBER: _ClassVar[int]
+    RAISED_BY_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_BY_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    provider_code: str
+    resource_code: str
+    record_id: str
+    item: str
+    raiser_code: str
+    raised_by: str
+    evidence: str
+    attachments: _containers.RepeatedScalarFieldContainer[str]
+    state: ObjectionState
+    created_at: _timestamp_pb2.Timestamp
+    deadline: _timestamp_pb2.Timestamp
+    answer: str
+    answered_by: str
+    answered_at: _timestamp_pb2.Timestamp
+    late: bool
+    corrected_by: str
+    escalated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., record_id: _Optional[str] = ..., item: _Optional[str] = ..., raiser_code: _Optional[str] = ..., raised_by: _Optional[str] = ..., evidence: _Optional[str] = ..., attachments: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[ObjectionState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answer: _Optional[str] = ..., answered_by: _Optional[str] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., late: _Optional[bool] = ..., corrected_by: _Optional[str] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RaiseObjectionRequest(_message.Message):
+    __slots__ = ("resource_code", "record_id", "item", "evidence", "attachments")
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    resource_code: str
+    record_id: str
+    item: str
+    evidence: str
+    attachments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, resource_code: _Optional[str] = ..., record_id: _Optional[str] = ..., item: _Optional[str] = ..., evidence: _Optional[str] = ..., attachments: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AnswerObjectionRequest(_message.Message):
+    __slots__ = ("id", "corrected_record_id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    corrected_record_id: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., corrected_record_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetObjectionRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListObjectionsRequest(_message.Message):
+    __slots__ = ("department_code", "resource_code", "state", "page_token", "page_size")
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    department_code: str
+    resource_code: str
+    state: ObjectionState
+    page_token: str
+    page_size: int
+    def __init__(self, department_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., state: _Optional[_Union[ObjectionState, str]] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListObjectionsResponse(_message.Message):
+    __slots__ = ("objections", "next_page_token")
+    OBJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    objections: _containers.RepeatedCompositeFieldContainer[Objection]
+    next_page_token: str
+    def __init__(self, objections: _Optional[_Iterable[_Union[Objection, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class QualityRequest(_message.Message):
+    __slots__ = ("provider_code",)
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    provider_code: str
+    def __init__(self, provider_code: _Optional[str] = ...) -> None: ...
+
+class QualityScore(_message.Message):
+    __slots__ = ("resource_code", "provider_code", "records", "objections", "open", "upheld", "upheld_per_10k", "compliance", "missed_periods")
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    UPHELD_FIELD_NUMBER: _ClassVar[int]
+    UPHELD_PER_10K_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_FIELD_NUMBER: _ClassVar[int]
+    MISSED_PERIODS_FIELD_NUMBER: _ClassVar[int]
+    resource_code: str
+    provider_code: str
+    records: int
+    objections: int
+    open: int
+    upheld: int
+    upheld_per_10k: float
+    compliance: Compliance
+    missed_periods: int
+    def __init__(self, resource_code: _Optional[str] = ..., provider_code: _Optional[str] = ..., records: _Optional[int] = ..., objections: _Optional[int] = ..., open: _Optional[int] = ..., upheld: _Optional[int] = ..., upheld_per_10k: _Optional[float] = ..., compliance: _Optional[_Union[Compliance, str]] = ..., missed_periods: _Optional[int] = ...) -> None: ...
+
+class QualityResponse(_message.Message):
+    __slots__ = ("scores",)
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[QualityScore]
+    def __init__(self, scores: _Optional[_Iterable[_Union[QualityScore, _Mapping]]] = ...) -> None: ...
 
 class TimelinessRequest(_message.Message):
     __slots__ = ("department_code", "since", "until")

@@ -134,6 +134,31 @@ class ListsServiceStub:
                 request_serializer=exnode_dot_v1_dot_lists__pb2.ListDisputesRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.ListDisputesResponse.FromString,
                 _registered_method=True)
+        self.RaiseObjection = channel.unary_unary(
+                '/exnode.v1.ListsService/RaiseObjection',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.RaiseObjectionRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+                _registered_method=True)
+        self.AnswerObjection = channel.unary_unary(
+                '/exnode.v1.ListsService/AnswerObjection',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.AnswerObjectionRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+                _registered_method=True)
+        self.GetObjection = channel.unary_unary(
+                '/exnode.v1.ListsService/GetObjection',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.GetObjectionRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+                _registered_method=True)
+        self.ListObjections = channel.unary_unary(
+                '/exnode.v1.ListsService/ListObjections',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.ListObjectionsRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.ListObjectionsResponse.FromString,
+                _registered_method=True)
+        self.QualityScores = channel.unary_unary(
+                '/exnode.v1.ListsService/QualityScores',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.QualityRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.QualityResponse.FromString,
+                _registered_method=True)
 
 
 class ListsServiceServicer:
@@ -259,6 +284,36 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RaiseObjection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnswerObjection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetObjection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListObjections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QualityScores(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -361,6 +416,31 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.ListDisputes,
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.ListDisputesRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.ListDisputesResponse.SerializeToString,
+            ),
+            'RaiseObjection': grpc.unary_unary_rpc_method_handler(
+                    servicer.RaiseObjection,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.RaiseObjectionRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Objection.SerializeToString,
+            ),
+            'AnswerObjection': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerObjection,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.AnswerObjectionRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Objection.SerializeToString,
+            ),
+            'GetObjection': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetObjection,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.GetObjectionRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Objection.SerializeToString,
+            ),
+            'ListObjections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListObjections,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.ListObjectionsRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.ListObjectionsResponse.SerializeToString,
+            ),
+            'QualityScores': grpc.unary_unary_rpc_method_handler(
+                    servicer.QualityScores,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.QualityRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.QualityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -903,6 +983,141 @@ class ListsService:
             '/exnode.v1.ListsService/ListDisputes',
             exnode_dot_v1_dot_lists__pb2.ListDisputesRequest.SerializeToString,
             exnode_dot_v1_dot_lists__pb2.ListDisputesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RaiseObjection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/RaiseObjection',
+            exnode_dot_v1_dot_lists__pb2.RaiseObjectionRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerObjection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/AnswerObjection',
+            exnode_dot_v1_dot_lists__pb2.AnswerObjectionRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetObjection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/GetObjection',
+            exnode_dot_v1_dot_lists__pb2.GetObjectionRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListObjections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/ListObjections',
+            exnode_dot_v1_dot_lists__pb2.ListObjectionsRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.ListObjectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QualityScores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/QualityScores',
+            exnode_dot_v1_dot_lists__pb2.QualityRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.QualityResponse.FromString,
             options,
             channel_credentials,
             insecure,
