@@ -36,6 +36,7 @@ from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
 from node.services.objections import ObjectionsApplication
 from node.services.pull import PullApplication, PullSettings
+from node.services.report import ReportApplication
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.audit import AuditRecord
@@ -64,6 +65,7 @@ class Node:
     lists: ListsApplication
     disputes: DisputesApplication
     objections: ObjectionsApplication
+    report: ReportApplication
     uow: SqlUnitOfWorkFactory
     ingest: Ingest
     exchange: ExchangeApplication
@@ -248,6 +250,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify), feed=feed, lists=lists,
         disputes=DisputesApplication(lists), objections=ObjectionsApplication(lists),
+        report=ReportApplication(lists, keys.active, config.node.id, config.node.department_code),
         uow=uow, ingest=ingest, exchange=exchange, audit=AuditApplication(uow, keys.public, settings, clock),
         audit_writer=writer,
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(

@@ -18,8 +18,10 @@ from catalog.objections import Objection, ObjectionState
 from catalog.workdays import beijing_date, start_of
 from node.ops.request_context import current, principal
 from node.services.disputes import DisputesApplication
+from node.services.errors import NotReady
 from node.services.lists import ListsApplication, ObligationLine, StageTimeliness, export_list
 from node.services.objections import ObjectionsApplication
+from node.services.report import ReportApplication
 from node.storage.lists_repository import DemandFilter, GrantFilter
 
 
@@ -143,8 +145,9 @@ def _objection_state(value: int) -> ObjectionState | None:
 
 class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
     def __init__(self, app: ListsApplication, disputes: DisputesApplication | None = None,
-                 objections: ObjectionsApplication | None = None) -> None:
+                 objections: ObjectionsApplication | None = None, report: ReportApplication | None = None) -> None:
         self.app = app
+        self.report = report
         self.disputes = disputes or DisputesApplication(app)
         self.objections = objections or ObjectionsApplication(app)
 
@@ -179,6 +182,19 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
                                        request.page_token)
         return pb.ListObjectionsResponse(objections=[objection_to_proto(o) for o in page.rows],
                                          next_page_token=page.next_page_token)
+
+    async def MonthlyReport(self, request: pb.MonthlyReportRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.MonthlyReportResponse:
+        current().target = f"report:monthly:{request.month}"
+        if self.report is None:
+            raise NotReady("this node does not sign reports (no signing key in this process)")
+        signed = await asyncio.to_thread(self.report.monthly, principal(), request.month)
+        current().detail = (f"{len(signed.report.resources)} resources, {len(signed.report.departments)} departments, "
+                            f"signed with {signed.kid}")
+        return pb.MonthlyReportResponse(
+            files=[pb.ReportFile(name=name, content=content) for name, content in signed.files.items()],
+            node_id=signed.report.node_id, month=signed.report.month, key_id=signed.kid, algorithm=signed.algorithm,
+            signature=signed.signature)
 
     async def QualityScores(self, request: pb.QualityRequest, context: grpc.aio.ServicerContext
                             ) -> pb.QualityResponse:

@@ -20,6 +20,7 @@ from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
 from node.storage.objections_repository import ObjectionsRepository
 from node.storage.pull_repository import PullRepository
+from node.storage.report_repository import ReportRepository
 from node.storage.tier_repository import TierRepository
 
 
@@ -33,6 +34,7 @@ class UnitOfWork(abc.ABC):
     catalog: CatalogRepository
     lists: ListsRepository
     objections: ObjectionsRepository
+    report: ReportRepository
     exchange: ExchangeRepository
     pull: PullRepository
     tiers: TierRepository
@@ -68,6 +70,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.catalog = CatalogRepository(connection)
         self.lists = ListsRepository(connection)
         self.objections = ObjectionsRepository(connection)
+        self.report = ReportRepository(connection)
         self.exchange = ExchangeRepository(connection)
         self.pull = PullRepository(connection)
         self.tiers = TierRepository(connection)

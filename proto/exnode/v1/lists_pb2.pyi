@@ -562,6 +562,36 @@ class QualityResponse(_message.Message):
     scores: _containers.RepeatedCompositeFieldContainer[QualityScore]
     def __init__(self, scores: _Optional[_Iterable[_Union[QualityScore, _Mapping]]] = ...) -> None: ...
 
+class MonthlyReportRequest(_message.Message):
+    __slots__ = ("month",)
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    month: str
+    def __init__(self, month: _Optional[str] = ...) -> None: ...
+
+class ReportFile(_message.Message):
+    __slots__ = ("name", "content")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    content: bytes
+    def __init__(self, name: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class MonthlyReportResponse(_message.Message):
+    __slots__ = ("files", "node_id", "month", "key_id", "algorithm", "signature")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[ReportFile]
+    node_id: str
+    month: str
+    key_id: str
+    algorithm: str
+    signature: bytes
+    def __init__(self, files: _Optional[_Iterable[_Union[ReportFile, _Mapping]]] = ..., node_id: _Optional[str] = ..., month: _Optional[str] = ..., key_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
 class TimelinessRequest(_message.Message):
     __slots__ = ("department_code", "since", "until")
     DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]

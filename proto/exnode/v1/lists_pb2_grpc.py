@@ -159,6 +159,11 @@ class ListsServiceStub:
                 request_serializer=exnode_dot_v1_dot_lists__pb2.QualityRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.QualityResponse.FromString,
                 _registered_method=True)
+        self.MonthlyReport = channel.unary_unary(
+                '/exnode.v1.ListsService/MonthlyReport',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportResponse.FromString,
+                _registered_method=True)
 
 
 class ListsServiceServicer:
@@ -314,6 +319,12 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MonthlyReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -441,6 +452,11 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.QualityScores,
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.QualityRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.QualityResponse.SerializeToString,
+            ),
+            'MonthlyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.MonthlyReport,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1118,6 +1134,33 @@ class ListsService:
             '/exnode.v1.ListsService/QualityScores',
             exnode_dot_v1_dot_lists__pb2.QualityRequest.SerializeToString,
             exnode_dot_v1_dot_lists__pb2.QualityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MonthlyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/MonthlyReport',
+            exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.MonthlyReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
