@@ -216,6 +216,17 @@ def _stub(args: argparse.Namespace) -> lists_pb2_grpc.ListsServiceStub:
     return lists_pb2_grpc.ListsServiceStub(channel(args))
 
 
+def _all_pages(call: Any, request: Any, field: str, args: argparse.Namespace) -> list[Any]:
+    """Every row of a paged list RPC (``call``), following next_page_token."""
+    found: list[Any] = []
+    while True:
+        page = call(request, metadata=call_metadata(args))
+        found.extend(getattr(page, field))
+        if not page.next_page_token:
+            return found
+        request.page_token = page.next_page_token
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.replace("，", ",").split(",") if part.strip()]
 
@@ -310,14 +321,7 @@ def run_demands(args: argparse.Namespace) -> int:
         return _export(args, "demands", args.export)
     request = pb.ListDemandsRequest(department_code=args.dept, page_size=500, escalated=args.escalated,
                                     state=pb.DemandState.Value(args.state) if args.state else 0)
-    found: list[pb.Demand] = []
-    stub = _stub(args)
-    while True:
-        page = stub.ListDemands(request, metadata=call_metadata(args))
-        found.extend(page.demands)
-        if not page.next_page_token:
-            break
-        request.page_token = page.next_page_token
+    found = _all_pages(_stub(args).ListDemands, request, "demands", args)
     if args.json:
         print_json([demand_dict(d) for d in found])
         return 0
@@ -421,14 +425,7 @@ def run_suggest(args: argparse.Namespace) -> int:
 
 def run_grants(args: argparse.Namespace) -> int:
     request = pb.ListGrantsRequest(department_code=args.dept, resource_code=args.resource, page_size=500)
-    found: list[pb.Grant] = []
-    stub = _stub(args)
-    while True:
-        page = stub.ListGrants(request, metadata=call_metadata(args))
-        found.extend(page.grants)
-        if not page.next_page_token:
-            break
-        request.page_token = page.next_page_token
+    found = _all_pages(_stub(args).ListGrants, request, "grants", args)
     if args.json:
         print_json([grant_dict(g) for g in found])
         return 0
@@ -471,14 +468,7 @@ def _print_dispute(args: argparse.Namespace, d: pb.Dispute, demand: pb.Demand | 
 def run_disputes(args: argparse.Namespace) -> int:
     request = pb.ListDisputesRequest(department_code=args.dept, page_size=500,
                                      state=pb.DisputeState.Value(args.state) if args.state else 0)
-    found: list[pb.Dispute] = []
-    stub = _stub(args)
-    while True:
-        page = stub.ListDisputes(request, metadata=call_metadata(args))
-        found.extend(page.disputes)
-        if not page.next_page_token:
-            break
-        request.page_token = page.next_page_token
+    found = _all_pages(_stub(args).ListDisputes, request, "disputes", args)
     if args.json:
         print_json([dispute_dict(d) for d in found])
         return 0
@@ -538,14 +528,7 @@ def _print_objection(args: argparse.Namespace, o: pb.Objection) -> int:
 def run_objections(args: argparse.Namespace) -> int:
     request = pb.ListObjectionsRequest(department_code=args.dept, resource_code=args.resource, page_size=500,
                                        state=pb.ObjectionState.Value(f"OBJECTION_{args.state}") if args.state else 0)
-    found: list[pb.Objection] = []
-    stub = _stub(args)
-    while True:
-        page = stub.ListObjections(request, metadata=call_metadata(args))
-        found.extend(page.objections)
-        if not page.next_page_token:
-            break
-        request.page_token = page.next_page_token
+    found = _all_pages(_stub(args).ListObjections, request, "objections", args)
     if args.json:
         print_json([objection_dict(o) for o in found])
         return 0

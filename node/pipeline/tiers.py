@@ -128,6 +128,7 @@ class TierApplication:
         self.node_id = ingest.node_id
         self.peers = peers
         self.upward = [p for p in platforms if p.kind == "node"]
+        """Every node platform, upper and lower (回流): each gets the catalog entries it does not originate."""
 
     # -- upper side ---------------------------------------------------------------------------------------
     def accept(self, messages: Sequence[Message]) -> list[Poison | Later | None]:
@@ -288,6 +289,7 @@ class TierApplication:
         """The next published/retired catalog entries for an upper-node platform, each (message id, signed
         body), and the event position they reach; ``advance`` it once the broker confirmed them."""
         signer = self.ingest.signer
+        peer = next((p.peer_node for p in self.upward if p.name == platform), "")
         with self.uow() as uow:
             position = uow.tiers.cursor(f"catalog:{platform}")
             events = uow.catalog.events_since(position, limit)
@@ -302,6 +304,8 @@ class TierApplication:
                 if resource is None or version is None or version.state is not VersionState.PUBLISHED:
                     continue
                 origin = resource.origin_node or self.node_id
+                if origin == peer:  # it came from that node: sending it back would be a loop
+                    continue
                 entry = {"origin_node": origin, "event": event.kind, "code": event.code, "version": version.version,
                          "published_at": version.published_at.isoformat() if version.published_at else "",
                          "retired_at": resource.retired_at.isoformat()

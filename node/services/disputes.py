@@ -23,7 +23,7 @@ from node.services.lists import (
     _department,
     _new_id,
     _page_size,
-    _token,
+    page_of,
 )
 from node.storage.lists_repository import DisputeFilter, StaleDemand
 from node.storage.unit_of_work import UnitOfWork
@@ -110,9 +110,7 @@ class DisputesApplication:
         scope = repr(flt)
         with self.lists.uow() as uow:
             rows = uow.lists.list_disputes(flt, after_id=_after(page_token, scope), limit=size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page(rows, _token(rows[-1].id, scope) if more else "")
+        return page_of(rows, size, scope)
 
     # -- helpers ----------------------------------------------------------------------------------------
     @staticmethod

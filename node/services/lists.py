@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from catalog import lists as domain
 from catalog.codes import credit_code_problem
@@ -46,6 +47,13 @@ LISTS = Target("lists")
 class Page:
     rows: list
     next_page_token: str
+
+
+def page_of(rows: list, size: int, scope: str, key: Callable[[Any], str] = lambda row: row.id) -> Page:
+    """A page of ``size`` rows read with one more (which says whether there is a next page)."""
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(rows, _token(key(rows[-1]), scope) if more else "")
 
 
 def _new_id(prefix: str, now: dt.datetime) -> str:
@@ -367,9 +375,7 @@ class ListsApplication:
         scope = repr(flt)
         with self.uow() as uow:
             rows = uow.lists.list_demands(flt, after_id=_after(page_token, scope), limit=size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page(rows, _token(rows[-1].id, scope) if more else "")
+        return page_of(rows, size, scope)
 
     def suggestions(self, principal: Principal, description: str, items: Sequence[str], limit: int = 10
                     ) -> list[Suggestion]:
@@ -391,9 +397,7 @@ class ListsApplication:
         scope = repr(flt)
         with self.uow() as uow:
             rows = uow.lists.list_grants(flt, after_id=_after(page_token, scope), limit=size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page(rows, _token(rows[-1].id, scope) if more else "")
+        return page_of(rows, size, scope)
 
     def revoke_grant(self, principal: Principal, grant_id: str, reason: str) -> Grant:
         now = self.clock()

@@ -23,7 +23,7 @@ from node.services.lists import (
     _department,
     _new_id,
     _page_size,
-    _token,
+    page_of,
 )
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.objections_repository import ObjectionFilter, StaleObjection
@@ -114,9 +114,7 @@ class ObjectionsApplication:
         scope = repr(flt)
         with self.lists.uow() as uow:
             rows = uow.objections.list(flt, after_id=_after(page_token, scope), limit=size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page(rows, _token(rows[-1].id, scope) if more else "")
+        return page_of(rows, size, scope)
 
     def quality(self, principal: Principal, provider_code: str = "") -> list[QualityScore]:
         """Per published resource (of one provider, or all): records stored, objections raised, open and
