@@ -73,3 +73,31 @@ class MonthlyReport:
     generated: dt.datetime
     resources: tuple[ResourceLine, ...]
     departments: tuple[DepartmentLine, ...]
+    includes: tuple[str, ...] = ()
+    """For a region's aggregate: the lower nodes whose reports are summed into this one's."""
+
+
+def aggregate(own: MonthlyReport, lower: list[MonthlyReport]) -> MonthlyReport:
+    """The region's report: this node's lines and each lower node's, summed per resource and per
+    department (a resource known at several tiers is counted once per tier that served it)."""
+    def summed(lines: list, key: str, kind: type) -> tuple:
+        merged: dict[str, dict[str, object]] = {}
+        for line in lines:
+            values = dict(line.__dict__)
+            entry = merged.get(values[key])
+            if entry is None:
+                merged[values[key]] = values
+                continue
+            for name, value in values.items():
+                if isinstance(value, int):
+                    entry[name] = int(entry[name]) + value  # type: ignore[call-overload]
+                elif value and not entry[name]:
+                    entry[name] = value
+        return tuple(kind(**merged[k]) for k in sorted(merged))
+
+    reports = [own, *lower]
+    return MonthlyReport(
+        own.node_id, own.department_code, own.month, own.generated,
+        summed([line for r in reports for line in r.resources], "resource_code", ResourceLine),
+        summed([line for r in reports for line in r.departments], "department_code", DepartmentLine),
+        tuple(r.node_id for r in lower))

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from adapters.platforms import Platform, load_platforms
-from adapters.rabbit import Dispatcher, declare_queue
+from adapters.rabbit import Dispatcher, declare_queue, publish_confirmed
 from adapters.rabbit import names as rabbit_names
 from adapters.rabbit.fanout import CatalogFanoutPublisher
 from adapters.rabbit.inbound import InboundConsumer
@@ -250,7 +250,9 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify), feed=feed, lists=lists,
         disputes=DisputesApplication(lists), objections=ObjectionsApplication(lists),
-        report=ReportApplication(lists, keys.active, config.node.id, config.node.department_code),
+        report=ReportApplication(lists, keys.active, config.node.id, config.node.department_code,
+                                 upward=[p.queue for p in platforms if p.kind == "node" and p.upper_node],
+                                 publish=functools.partial(publish_confirmed, config.rabbitmq.url, config.node.id)),
         uow=uow, ingest=ingest, exchange=exchange, audit=AuditApplication(uow, keys.public, settings, clock),
         audit_writer=writer,
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(

@@ -41,3 +41,19 @@ def declare_queue(url: str, node_id: str, queue: str) -> None:
     params.connection_attempts = 2
     with pika.BlockingConnection(params) as connection:
         declare_topology(connection.channel(), node_id, [queue])
+
+
+def publish_confirmed(url: str, node_id: str, messages: list[tuple[str, bytes, str, str]]) -> None:
+    """Publish (queue, body, content type, message id) persistently with publisher confirms, on a
+    short-lived connection: for a rare operator's act (a monthly report sent upward), not the hot path.
+    A nack or an unreachable broker raises (pika's error): nothing is known to have been sent."""
+    params = pika.URLParameters(url)
+    params.connection_attempts = 2
+    with pika.BlockingConnection(params) as connection:
+        channel = connection.channel()
+        declare_topology(channel, node_id, sorted({queue for queue, _, _, _ in messages}))
+        channel.confirm_delivery()
+        for queue, body, content_type, message_id in messages:
+            channel.basic_publish("", queue, body, pika.BasicProperties(
+                delivery_mode=pika.DeliveryMode.Persistent, content_type=content_type, message_id=message_id),
+                mandatory=True)

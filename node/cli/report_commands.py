@@ -21,12 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_client(monthly)
     monthly.add_argument("--month", required=True, help="YYYY-MM (Beijing calendar month), e.g. 2026-11")
     monthly.add_argument("--out", type=Path, default=Path("."), help="directory for the files (default: here)")
+    monthly.add_argument("--region", action="store_true",
+                         help="sum this node's report with those its lower nodes sent up (the region's)")
     monthly.set_defaults(handler=run_monthly)
+    send = commands.add_parser("send", help="send the month's report (with the lower nodes') to every upper node")
+    add_client(send)
+    send.add_argument("--month", required=True, help="YYYY-MM")
+    send.set_defaults(handler=run_send)
 
 
 def run_monthly(args: argparse.Namespace) -> int:
     stub = lists_pb2_grpc.ListsServiceStub(channel(args))
-    response = stub.MonthlyReport(pb.MonthlyReportRequest(month=args.month), metadata=call_metadata(args))
+    response = stub.MonthlyReport(pb.MonthlyReportRequest(month=args.month, region=args.region),
+                                  metadata=call_metadata(args))
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     for item in response.files:
@@ -45,4 +52,17 @@ def run_monthly(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}")
     print(f"signed by {response.node_id} with key {response.key_id}", file=sys.stderr)
+    return 0
+
+
+def run_send(args: argparse.Namespace) -> int:
+    stub = lists_pb2_grpc.ListsServiceStub(channel(args))
+    response = stub.SendMonthlyReport(pb.MonthlyReportRequest(month=args.month), metadata=call_metadata(args))
+    if args.json:
+        print_json({"queues": list(response.queues), "resources": response.resources,
+                    "departments": response.departments, "includes": list(response.includes)})
+    else:
+        print(f"sent the {args.month} report ({response.resources} resources, {response.departments} departments"
+              + (f", with {', '.join(response.includes)}" if response.includes else "") + ") to "
+              + ", ".join(response.queues))
     return 0

@@ -4,14 +4,15 @@ CRLF, as the lists' files) and one XML document for machines, valid against ``sc
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cache
 from pathlib import Path
 
 from lxml import etree
 
-from catalog.report import MonthlyReport
+from catalog.report import DepartmentLine, MonthlyReport, ResourceLine
 from node.files.lists import _csv, _iso
-from security.xml import load_schema
+from security.xml import load_schema, parse_untrusted
 
 NAMESPACE = "urn:exnode:report:v1"
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "report.xsd"
@@ -51,6 +52,10 @@ def to_xml(report: MonthlyReport) -> bytes:
                          month=report.month, generated=_iso(report.generated))
     if report.department_code:
         root.set("department", report.department_code)
+    if report.includes:
+        root.set("scope", "region")
+        for node in report.includes:
+            etree.SubElement(root, f"{_NS}includes", node=node)
     for kind, lines, names in (("resource", report.resources, RESOURCE_FIELDS),
                                ("department", report.departments, DEPARTMENT_FIELDS)):
         for line in lines:
@@ -61,6 +66,27 @@ def to_xml(report: MonthlyReport) -> bytes:
                     continue
                 etree.SubElement(element, f"{_NS}{_XML_NAMES.get(name, name)}").text = str(value)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def from_xml(data: bytes, what: str = "monthly report") -> MonthlyReport:
+    """A report read back from its XML (a lower node's, received upward): parsed with the hardened parser
+    and valid against report.xsd, or UnsafeXml / InvalidXml naming the problems."""
+    root = parse_untrusted(data, schema=report_schema(), max_bytes=16 * 1024 * 1024, what=what).getroot()
+    reverse = {xml: name for name, xml in _XML_NAMES.items()}
+
+    def line(element: etree._Element, kind: type, names: tuple[str, ...]) -> object:
+        values: dict[str, object] = {name: "" for name in names}
+        for child in element:
+            name = reverse.get(etree.QName(child).localname, etree.QName(child).localname)
+            values[name] = child.text or ""
+        return kind(**{name: value if name.endswith("_code") or name.endswith("_name") else int(str(value) or 0)
+                       for name, value in values.items()})
+
+    return MonthlyReport(
+        root.get("node", ""), root.get("department", ""), root.get("month", ""),
+        dt.datetime.fromisoformat(root.get("generated", "")),
+        tuple(line(e, ResourceLine, RESOURCE_FIELDS) for e in root.findall(f"{_NS}resource")),  # type: ignore[misc]
+        tuple(line(e, DepartmentLine, DEPARTMENT_FIELDS) for e in root.findall(f"{_NS}department")))  # type: ignore[misc]
 
 
 def files(report: MonthlyReport) -> dict[str, bytes]:

@@ -188,13 +188,23 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         current().target = f"report:monthly:{request.month}"
         if self.report is None:
             raise NotReady("this node does not sign reports (no signing key in this process)")
-        signed = await asyncio.to_thread(self.report.monthly, principal(), request.month)
+        signed = await asyncio.to_thread(self.report.monthly, principal(), request.month, request.region)
         current().detail = (f"{len(signed.report.resources)} resources, {len(signed.report.departments)} departments, "
                             f"signed with {signed.kid}")
         return pb.MonthlyReportResponse(
             files=[pb.ReportFile(name=name, content=content) for name, content in signed.files.items()],
             node_id=signed.report.node_id, month=signed.report.month, key_id=signed.kid, algorithm=signed.algorithm,
             signature=signed.signature)
+
+    async def SendMonthlyReport(self, request: pb.MonthlyReportRequest, context: grpc.aio.ServicerContext
+                                ) -> pb.SendReportResponse:
+        current().target = f"report:monthly:{request.month}"
+        if self.report is None:
+            raise NotReady("this node does not sign reports (no signing key in this process)")
+        report, queues = await asyncio.to_thread(self.report.send_upward, principal(), request.month)
+        current().detail = f"sent to {', '.join(queues)}; includes {', '.join(report.includes) or 'no lower node'}"
+        return pb.SendReportResponse(queues=queues, resources=len(report.resources),
+                                     departments=len(report.departments), includes=list(report.includes))
 
     async def QualityScores(self, request: pb.QualityRequest, context: grpc.aio.ServicerContext
                             ) -> pb.QualityResponse:

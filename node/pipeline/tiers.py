@@ -46,6 +46,7 @@ from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.model import Resource, ResourceStatus, ResourceVersion, VersionState
 from catalog.records import canonical_record
 from node.config import ConfigError
+from node.files import report as report_files
 from node.pipeline import rules
 from node.pipeline.batches import IncomingBatch
 from node.pipeline.ingest import Ingest
@@ -54,6 +55,7 @@ from security.identity import Principal
 from security.keys import UnusableKey, read_public_keys
 from security.merkle import Proof, SignedBatch
 from security.policy import Action, Target
+from security.xml import XmlRejected
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,9 @@ class TierApplication:
         for index, message in enumerate(messages):
             if message.content_type == relay.CATALOG_CONTENT_TYPE:
                 catalog.append((index, message.body))
+                continue
+            if message.content_type == relay.REPORT_CONTENT_TYPE:
+                results[index] = self._report(message.body)
                 continue
             try:
                 envelope = relay.decode(message.body)
@@ -263,6 +268,27 @@ class TierApplication:
                     at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code="",
                     roles=("platform",), action="tier/catalog-entry", target=f"resource:{resource.code}",
                     result="OK", detail=f"{kind} version {resource.latest.version} of node {origin}, via {sender}")])
+            uow.commit()
+        return None
+
+    def _report(self, body: bytes) -> Poison | None:
+        """A lower node's monthly report (统计月报): signed by a trusted peer, valid against report.xsd, of
+        the sender itself; the newest of each (sender, month) is kept for the region's aggregate."""
+        try:
+            sender, entry = relay.decode_report(body, self.peers)
+            month, xml, generated = entry["month"], entry["xml"], entry["generated"]
+            report = report_files.from_xml(xml.encode("utf-8"), f"report of node {sender}")
+        except (relay.CatalogEntryError, KeyError, TypeError, AttributeError, XmlRejected, ValueError) as error:
+            return Poison(f"monthly report: {error}")
+        if report.node_id != sender or report.month != month:
+            return Poison(f"monthly report: node {report.node_id} month {report.month} sent by {sender} as {month}")
+        now = self.ingest.clock()
+        with self.uow(write=True) as uow:
+            if uow.report.put_lower_report(sender, month, xml, generated, now):
+                self.ingest.audit_writer.append_in(uow, [AuditRecord(
+                    at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code="",
+                    roles=("platform",), action="tier/monthly-report", target=f"report:{sender}:{month}",
+                    result="OK", detail=f"{len(report.resources)} resources, {len(report.departments)} departments")])
             uow.commit()
         return None
 

@@ -9,11 +9,14 @@ digests (security/report.py) with its active key.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from adapters.codecs import relay
 from catalog import lists as domain
-from catalog.report import DepartmentLine, MonthlyReport, ResourceLine, month_range
+from catalog.report import DepartmentLine, MonthlyReport, ResourceLine, aggregate, month_range
 from node.files import report as report_files
+from node.services.errors import BrokerUnavailable, NotReady
 from node.services.lists import LISTS, ListsApplication, _published
 from security.identity import Principal
 from security.keys import SigningKey
@@ -30,21 +33,55 @@ class SignedReport:
     signature: bytes
 
 
+Publish = Callable[[list[tuple[str, bytes, str, str]]], None]
+"""(queue, body, content type, message id) → published with confirms, or an exception."""
+
+
 class ReportApplication:
-    def __init__(self, lists: ListsApplication, signer: SigningKey, node_id: str, node_department: str) -> None:
+    def __init__(self, lists: ListsApplication, signer: SigningKey, node_id: str, node_department: str,
+                 upward: Sequence[str] = (), publish: Publish | None = None) -> None:
         self.lists = lists
         self.signer = signer
         self.node_id = node_id
         self.node_department = node_department
+        self.upward = tuple(upward)
+        """The queues of the upper-node platforms (shovelled to the upper nodes' inbound queues)."""
+        self.publish = publish
 
-    def monthly(self, principal: Principal, month: str) -> SignedReport:
-        """The month's report (the node's department or an operator: it reports the whole node)."""
+    def monthly(self, principal: Principal, month: str, region: bool = False) -> SignedReport:
+        """The month's report (the node's department or an operator: it reports the whole node); with
+        ``region``, summed with the reports lower nodes sent up for the month."""
         policy = self.lists.policy
         policy.require(principal, Action.LISTS_EXPORT_ALL, LISTS)
-        report = self.compute(month)
+        report = self.region(month) if region else self.compute(month)
         files = report_files.files(report)
         signature = self.signer.sign(report_signing_input(self.node_id, month, files))
         return SignedReport(report, files, self.signer.kid, self.signer.algorithm, signature)
+
+    def region(self, month: str) -> MonthlyReport:
+        own = self.compute(month)
+        with self.lists.uow() as uow:
+            stored = uow.report.lower_reports(month)
+        return aggregate(own, [report_files.from_xml(xml.encode("utf-8"), f"report of node {node}")
+                               for node, xml in stored])
+
+    def send_upward(self, principal: Principal, month: str) -> tuple[MonthlyReport, list[str]]:
+        """Send the month's report (this node's with its lower nodes') to every upper node, signed by
+        this node; the upper node keeps the newest of each month. Returns the report and the queues."""
+        self.lists.policy.require(principal, Action.LISTS_EXPORT_ALL, LISTS)
+        if not self.upward or self.publish is None:
+            raise NotReady("this node has no upper node: no platform of kind node names an upper_node in "
+                           "platforms.toml")
+        report = self.region(month)
+        xml = report_files.to_xml(report).decode("utf-8")
+        body = relay.encode_report({"month": month, "generated": report.generated.isoformat(), "xml": xml},
+                                   self.node_id, self.signer)
+        message_id = f"report:{self.node_id}:{month}:{report.generated.isoformat()}"
+        try:
+            self.publish([(queue, body, relay.REPORT_CONTENT_TYPE, message_id) for queue in self.upward])
+        except Exception as error:  # pika's errors: the broker is down or refused
+            raise BrokerUnavailable(f"the report was not sent upward: {error}") from None
+        return report, list(self.upward)
 
     def compute(self, month: str) -> MonthlyReport:
         start, end = month_range(month)

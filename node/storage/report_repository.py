@@ -7,10 +7,10 @@ import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.engine import Connection
 
-from node.storage.tables import deliveries, demands, disputes, grants, objections
+from node.storage.tables import deliveries, demands, disputes, grants, objections, tier_reports
 
 
 @dataclass
@@ -78,3 +78,20 @@ class ReportRepository:
         c = objections.c
         return list(self.connection.execute(select(c.provider_code, c.created_at, c.answered_at).where(
             c.created_at < end)))
+
+    def put_lower_report(self, sender_node: str, month: str, xml: str, generated: str, now: dt.datetime) -> bool:
+        """Keep the newest report of (sender, month): False when the stored one is as new or newer."""
+        c = tier_reports.c
+        row = self.connection.execute(select(c.generated).where(c.sender_node == sender_node, c.month == month)).first()
+        if row is not None and dt.datetime.fromisoformat(row.generated) >= dt.datetime.fromisoformat(generated):
+            return False
+        self.connection.execute(delete(tier_reports).where(c.sender_node == sender_node, c.month == month))
+        self.connection.execute(insert(tier_reports).values(sender_node=sender_node, month=month, xml=xml,
+                                                            generated=generated, received_at=now))
+        return True
+
+    def lower_reports(self, month: str) -> list[tuple[str, str]]:
+        """(sender node, XML) of every lower node's report of the month."""
+        c = tier_reports.c
+        rows = self.connection.execute(select(c.sender_node, c.xml).where(c.month == month).order_by(c.sender_node))
+        return [(row.sender_node, row.xml) for row in rows]

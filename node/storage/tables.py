@@ -262,6 +262,18 @@ Index("ix_objections_record", objections.c.provider_code, objections.c.resource_
       objections.c.state)
 Index("ix_objections_state_deadline", objections.c.state, objections.c.deadline)
 
+tier_reports = Table(
+    "tier_reports",
+    metadata,
+    Column("sender_node", String(128), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("xml", Text, nullable=False),
+    Column("generated", String(40), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+"""统计月报 a lower node sent upward (migration 0015): its latest report of each month, the region's
+aggregate reads them."""
+
 grants = Table(
     "grants",
     metadata,

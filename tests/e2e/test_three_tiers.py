@@ -13,6 +13,7 @@ again; at the ministry no record is lost and none is stored twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -383,3 +384,44 @@ def test_data_returned_downward_reaches_the_region_verified_and_is_pulled_there(
     assert {r["payload"]["公民身份号码"] for r in returned} == {"360426********0071"}  # masked at the ministry
     # the region's uplink never sends the ministry's own entries back up (the ministry would refuse a loop)
     assert dead_letters(tiers.vhosts["ministry"], ministry) == 0
+
+
+def test_monthly_reports_go_up_and_the_ministry_aggregates_the_region(tiers: Tiers, tmp_path: Path):
+    from lxml import etree
+
+    from node.files.report import report_schema
+
+    month = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m")
+
+    def report(node: ServedNode, dept: str, *args: str) -> subprocess.CompletedProcess:
+        return exnode("report", *args, "--month", month, "--server", node.address, "--token",
+                      node.token(dept, ("consumer",)), "--json")
+
+    sent = report(tiers.department, PROVIDER, "send")
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["queues"] == [f"exnode.{tiers.department.node_id}.out.region"]
+
+    def includes(node: ServedNode, dept: str, out: Path) -> list[str]:
+        written = report(node, dept, "monthly", "--region", "--out", str(out))
+        assert written.returncode == 0, written.stderr
+        [xml] = out.glob("*.xml")
+        root = etree.fromstring(xml.read_bytes())
+        report_schema().assertValid(root)
+        return [e.get("node") for e in root.findall("{urn:exnode:report:v1}includes")]
+
+    wait_until(lambda: includes(tiers.region, REGION_DEPT, tmp_path / f"r{time.monotonic_ns()}")
+               == [tiers.department.node_id], 60, "the department's report reached the region")
+    up = report(tiers.region, REGION_DEPT, "send")
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["includes"] == [tiers.department.node_id]  # the region sends its aggregate
+    wait_until(lambda: includes(tiers.ministry, MINISTRY_DEPT, tmp_path / f"m{time.monotonic_ns()}")
+               == [tiers.region.node_id], 60, "the region's report reached the ministry")
+    out = tmp_path / "ministry-final"
+    includes(tiers.ministry, MINISTRY_DEPT, out)
+    [resources] = out.glob("*-资源.csv")
+    text = resources.read_bytes().decode("utf-8-sig")
+    assert LOW_INCOME in text  # the department's resource, counted at the department and the region
+    bad = report(tiers.ministry, MINISTRY_DEPT, "send")
+    assert bad.returncode == 1 and "no upper node" in bad.stderr  # the top has nobody to report to
+    assert dead_letters(tiers.vhosts["region"], tiers.region) == 0
+    assert dead_letters(tiers.vhosts["ministry"], tiers.ministry) == 0

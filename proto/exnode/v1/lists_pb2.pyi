@@ -563,10 +563,24 @@ class QualityResponse(_message.Message):
     def __init__(self, scores: _Optional[_Iterable[_Union[QualityScore, _Mapping]]] = ...) -> None: ...
 
 class MonthlyReportRequest(_message.Message):
-    __slots__ = ("month",)
+    __slots__ = ("month", "region")
     MONTH_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
     month: str
-    def __init__(self, month: _Optional[str] = ...) -> None: ...
+    region: bool
+    def __init__(self, month: _Optional[str] = ..., region: _Optional[bool] = ...) -> None: ...
+
+class SendReportResponse(_message.Message):
+    __slots__ = ("queues", "resources", "departments", "includes")
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    resources: int
+    departments: int
+    includes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, queues: _Optional[_Iterable[str]] = ..., resources: _Optional[int] = ..., departments: _Optional[int] = ..., includes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReportFile(_message.Message):
     __slots__ = ("name", "content")

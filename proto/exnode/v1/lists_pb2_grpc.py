@@ -164,6 +164,11 @@ class ListsServiceStub:
                 request_serializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportResponse.FromString,
                 _registered_method=True)
+        self.SendMonthlyReport = channel.unary_unary(
+                '/exnode.v1.ListsService/SendMonthlyReport',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.SendReportResponse.FromString,
+                _registered_method=True)
 
 
 class ListsServiceServicer:
@@ -325,6 +330,13 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendMonthlyReport(self, request, context):
+        """to every upper node
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -457,6 +469,11 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.MonthlyReport,
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportResponse.SerializeToString,
+            ),
+            'SendMonthlyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendMonthlyReport,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.SendReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1161,6 +1178,33 @@ class ListsService:
             '/exnode.v1.ListsService/MonthlyReport',
             exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
             exnode_dot_v1_dot_lists__pb2.MonthlyReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendMonthlyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/SendMonthlyReport',
+            exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.SendReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
-"""objections: 校核纠错 — objections to shared records, their check by the provider, the disputed flag
+"""objections: 校核纠错 — objections to shared records, their check by the provider, the disputed flag;
+tier_reports: the monthly reports lower nodes sent upward (统计月报)
 
 Revision ID: 0015
 Revises: 0014
@@ -41,7 +42,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_objections_record", "objections", ["provider_code", "resource_code", "record_id", "state"])
     op.create_index("ix_objections_state_deadline", "objections", ["state", "deadline"])
+    op.create_table(
+        "tier_reports",
+        sa.Column("sender_node", sa.String(128), nullable=False),
+        sa.Column("month", sa.String(7), nullable=False),
+        sa.Column("xml", sa.Text(), nullable=False),
+        sa.Column("generated", sa.String(40), nullable=False),
+        sa.Column("received_at", TIME, nullable=False),
+        sa.PrimaryKeyConstraint("sender_node", "month", name=op.f("pk_tier_reports")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("tier_reports")
     op.drop_table("objections")
