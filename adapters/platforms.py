@@ -21,13 +21,15 @@ from catalog.codes import credit_code_problem
 
 CODECS: dict[str, ModuleType] = {"ministry": ministry, "regional": regional, "department": department,
                                  "node": relay}
-"""Platform kind → codec module (``encode``, ``decode``, ``CONTENT_TYPE``). ``node``: the platform is an upper
-tier's exnode node (``upper_node`` its id); its queue is shovelled to that node's inbound queue."""
+"""Platform kind → codec module (``encode``, ``decode``, ``CONTENT_TYPE``). ``node``: the platform is another
+tier's exnode node — the upper tier (``upper_node`` its id), or a lower tier the data returns to (回流,
+``lower_node``); its queue is shovelled to that node's inbound queue."""
 KINDS = tuple(CODECS)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 """Platform names end up in queue names, so no dots (they separate the parts of a queue name)."""
-_KEYS = ("name", "kind", "consumer_code", "queue", "upper_node")
+_KEYS = ("name", "kind", "consumer_code", "queue", "upper_node", "lower_node")
+_NODE_KEYS = ("upper_node", "lower_node")
 _MAX_QUEUE_BYTES = 255  # AMQP 0-9-1 short string
 
 
@@ -55,6 +57,13 @@ class Platform:
     queue: str
     upper_node: str = ""
     """For kind ``node``: the upper tier's node id (its inbound queue is ``exnode.<upper_node>.in``)."""
+    lower_node: str = ""
+    """For kind ``node`` instead: a lower tier's node id that data returns to (回流, downward)."""
+
+    @property
+    def peer_node(self) -> str:
+        """The other node of a ``node`` platform, upper or lower."""
+        return self.upper_node or self.lower_node
 
     @property
     def codec(self) -> Codec:
@@ -82,7 +91,7 @@ def _platform(table: Any, where: str, node_id: str) -> Platform:
     values: dict[str, str] = {}
     for key in _KEYS:
         if key not in table:
-            if key == "queue" or (key == "upper_node" and table.get("kind") != "node"):
+            if key == "queue" or key in _NODE_KEYS:
                 continue
             raise PlatformConfigError(f"{where}.{key}: is missing")
         value = table[key]
@@ -103,12 +112,19 @@ def _platform(table: Any, where: str, node_id: str) -> Platform:
         raise PlatformConfigError(f"{where}.queue: {queue!r} is longer than {_MAX_QUEUE_BYTES} bytes")
     if queue.startswith("amq."):
         raise PlatformConfigError(f"{where}.queue: {queue!r}: names starting with 'amq.' are reserved by RabbitMQ")
-    upper = values.get("upper_node", "")
-    if upper and values["kind"] != "node":
-        raise PlatformConfigError(f"{where}.upper_node: only a platform of kind node has an upper node")
-    if upper and not _NAME.fullmatch(upper):
-        raise PlatformConfigError(f"{where}.upper_node: {upper!r} is not a node id (1-63 of A-Z a-z 0-9 _ -)")
-    return Platform(values["name"], values["kind"], values["consumer_code"], queue, upper)
+    peers = {key: values[key] for key in _NODE_KEYS if key in values}
+    for key, peer in peers.items():
+        if values["kind"] != "node":
+            raise PlatformConfigError(f"{where}.{key}: only a platform of kind node has an {key.replace('_', ' ')}")
+        if not _NAME.fullmatch(peer):
+            raise PlatformConfigError(f"{where}.{key}: {peer!r} is not a node id (1-63 of A-Z a-z 0-9 _ -)")
+    if values["kind"] == "node" and len(peers) != 1:
+        raise PlatformConfigError(f"{where}.upper_node: is missing (a node platform names its upper_node, or the "
+                                  "lower_node data returns to, not both)" if not peers else
+                                  f"{where}.lower_node: a node platform names its upper_node or a lower_node, "
+                                  "not both")
+    return Platform(values["name"], values["kind"], values["consumer_code"], queue, peers.get("upper_node", ""),
+                    peers.get("lower_node", ""))
 
 
 def load_platforms(path: Path, node_id: str) -> list[Platform]:

@@ -16,16 +16,21 @@ from enum import StrEnum
 
 from catalog.errors import FieldProblem, IllegalTransition, InvalidField
 from catalog.model import Resource, ResourceStatus, ShareType, UpdateCycle
+from catalog.workdays import BEIJING, WorkingCalendar, weekends_only
 
-BEIJING = dt.timezone(dt.timedelta(hours=8), "CST")
-"""Periods (days, weeks, 旬, months…) are counted in Beijing time, as the departments count them."""
+# Periods (days, weeks, 旬, months…) and deadlines are counted in Beijing time (BEIJING, re-exported).
 
 MAX_TEXT = 2000
 MAX_ITEMS = 500
 DEFAULT_GRANT_DAYS = 365
 DEFAULT_REVIEW_DAYS = 10
-"""有条件共享: the provider answers within 5 working days, 10 when the data is not yet published
-(DOMAIN.md); 10 calendar days is the node's default limit before an undecided demand expires."""
+"""Calendar days a description-only demand (SUBMITTED) waits for its requester to name a resource
+before it expires; the review stages count working days instead (``Deadlines``)."""
+DEFAULT_COMPLIANCE_DAYS = 2
+DEFAULT_ANSWER_DAYS = 5
+DEFAULT_UNPUBLISHED_ANSWER_DAYS = 10
+"""有条件共享: the provider answers within 5 working days, 10 when the data is in its remit but not yet
+on the platform; the competent department checks an application within 2 working days (DOMAIN.md)."""
 
 
 # -- responsibility list --------------------------------------------------------------------------------
@@ -230,12 +235,16 @@ def merge_obligations(derived: Iterable[Obligation], explicit: Iterable[Obligati
 
 class DemandState(StrEnum):
     SUBMITTED = "SUBMITTED"
+    COMPLIANCE_REVIEW = "COMPLIANCE_REVIEW"
+    """合规审核: the node's competent department (政务数据主管部门, role ``coordinator``) checks it first."""
     UNDER_REVIEW = "UNDER_REVIEW"
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
     FULFILLED = "FULFILLED"
     WITHDRAWN = "WITHDRAWN"
     EXPIRED = "EXPIRED"
+    DISPUTED = "DISPUTED"
+    """争议协调中: the requester contested the provider's refusal (catalog/disputes.py)."""
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -249,15 +258,41 @@ def text_problem(name: str, value: str, limit: int = MAX_TEXT) -> FieldProblem |
     return None
 
 
-OPEN_STATES = frozenset({DemandState.SUBMITTED, DemandState.UNDER_REVIEW})
+OPEN_STATES = frozenset({DemandState.SUBMITTED, DemandState.COMPLIANCE_REVIEW, DemandState.UNDER_REVIEW})
+STAGE_STATES = frozenset({DemandState.COMPLIANCE_REVIEW, DemandState.UNDER_REVIEW})
+"""States in which a department owes an answer by a deadline (the others wait for the requester or are closed)."""
 _TRANSITIONS: dict[str, frozenset[DemandState]] = {
     "match": frozenset({DemandState.SUBMITTED}),
+    "review": frozenset({DemandState.COMPLIANCE_REVIEW}),
     "approve": frozenset({DemandState.UNDER_REVIEW}),
     "reject": frozenset({DemandState.UNDER_REVIEW}),
     "withdraw": OPEN_STATES,
-    "expire": OPEN_STATES,
+    "expire": frozenset({DemandState.SUBMITTED}),
+    "escalate": STAGE_STATES,
     "fulfil": frozenset({DemandState.APPROVED}),
 }
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """The node's time limits, in working days of its calendar (configurable per node)."""
+
+    calendar: WorkingCalendar = field(default_factory=weekends_only)
+    compliance_review: bool = False
+    """Demands pass the competent department's compliance review (合规审核) before the provider's answer."""
+    compliance_days: int = DEFAULT_COMPLIANCE_DAYS
+    answer_days: int = DEFAULT_ANSWER_DAYS
+    unpublished_answer_days: int = DEFAULT_UNPUBLISHED_ANSWER_DAYS
+    submitted_days: int = DEFAULT_REVIEW_DAYS
+    objection_days: int = DEFAULT_ANSWER_DAYS
+    """校核纠错: the provider checks a record objected to within this many working days."""
+
+    def compliance_due(self, now: dt.datetime) -> dt.datetime:
+        return self.calendar.add_working_days(now, self.compliance_days)
+
+    def answer_due(self, now: dt.datetime, on_platform: bool) -> dt.datetime:
+        """5 working days; 10 when the provider has never delivered the resource's data to the platform."""
+        return self.calendar.add_working_days(now, self.answer_days if on_platform else self.unpublished_answer_days)
 
 
 @dataclass(frozen=True)
@@ -315,14 +350,40 @@ class Demand:
     grant_id: str = ""
     version: int = 1
     """Optimistic concurrency: a change applies only to the version it was computed from."""
+    compliance_deadline: dt.datetime | None = None
+    compliance_at: dt.datetime | None = None
+    compliance_by: str = ""
+    answer_deadline: dt.datetime | None = None
+    answered_at: dt.datetime | None = None
+    escalated_at: dt.datetime | None = None
+    escalated_stage: str = ""
+    """The stage (COMPLIANCE_REVIEW or UNDER_REVIEW) that was overdue when the demand was escalated to the
+    coordinator; review_deadline is always the deadline of the stage the demand is in."""
 
     @property
     def requester_code(self) -> str:
         return self.request.requester_code
 
     @property
+    def compliance_late(self) -> bool:
+        return _late(self.compliance_deadline, self.compliance_at)
+
+    @property
+    def answer_late(self) -> bool:
+        """The provider answered after its deadline: recorded as late, the answer still stands."""
+        return _late(self.answer_deadline, self.answered_at)
+
+    def overdue(self, now: dt.datetime) -> bool:
+        """A stage is open past its deadline."""
+        return self.state in STAGE_STATES and now >= self.review_deadline
+
+    @property
     def resource_code(self) -> str:
         return self.request.resource_code
+
+
+def _late(deadline: dt.datetime | None, done: dt.datetime | None) -> bool:
+    return deadline is not None and done is not None and done >= deadline
 
 
 def _require(demand: Demand, action: str) -> None:
@@ -338,9 +399,12 @@ def _check_items(request: DemandRequest, resource: Resource) -> list[FieldProble
             for n, item in enumerate(request.items) if item not in names]
 
 
-def match(demand: Demand, resource: Resource | None, now: dt.datetime) -> Demand:
-    """Link the demand to a published resource and decide by its share type: 无条件共享 approved at once,
-    有条件共享 waits for the provider's reviewer, 不予共享 rejected citing the rule."""
+def match(demand: Demand, resource: Resource | None, now: dt.datetime, deadlines: Deadlines | None = None,
+          on_platform: bool = True) -> Demand:
+    """Link the demand to a published resource and decide by its share type: 不予共享 rejected citing the
+    rule; with a compliance review, the others wait for the coordinator; without one, 无条件共享 is
+    approved at once and 有条件共享 waits for the provider's reviewer, until its answer deadline."""
+    deadlines = deadlines or Deadlines()
     _require(demand, "match")
     code = demand.request.resource_code
     if resource is None:
@@ -355,27 +419,61 @@ def match(demand: Demand, resource: Resource | None, now: dt.datetime) -> Demand
     request = demand.request if demand.request.items else replace(demand.request, items=tuple(i.name for i in meta.items))
     base = replace(demand, request=request, provider_code=meta.provider_code, resource_name=meta.name,
                    updated_at=now, version=demand.version + 1)
-    if meta.share_type is ShareType.UNCONDITIONAL:
-        return replace(base, state=DemandState.APPROVED, reason="无条件共享：自动批准", decided_by="rule:无条件共享")
     if not meta.share_type.leaves_the_node:
         basis = meta.share_condition or "未说明"
         return replace(base, state=DemandState.REJECTED, reason=f"不予共享：{basis}", decided_by="rule:不予共享")
-    return replace(base, state=DemandState.UNDER_REVIEW)
+    if deadlines.compliance_review:
+        due = deadlines.compliance_due(now)
+        return replace(base, state=DemandState.COMPLIANCE_REVIEW, compliance_deadline=due, review_deadline=due)
+    if meta.share_type is ShareType.UNCONDITIONAL:
+        return replace(base, state=DemandState.APPROVED, reason="无条件共享：自动批准", decided_by="rule:无条件共享")
+    return _forward(base, deadlines.answer_due(now, on_platform))
+
+
+def _forward(demand: Demand, answer_deadline: dt.datetime) -> Demand:
+    return replace(demand, state=DemandState.UNDER_REVIEW, answer_deadline=answer_deadline,
+                   review_deadline=answer_deadline)
+
+
+def review_compliance(demand: Demand, coordinator: str, now: dt.datetime, *, passed: bool, reason: str,
+                      share_type: ShareType, answer_deadline: dt.datetime) -> Demand:
+    """合规审核 by the competent department: failed, the demand is rejected with the reason; passed, a
+    无条件共享 demand is granted directly and a 有条件共享 one goes to the provider with its answer deadline.
+    A review after its deadline is recorded as late; it still stands."""
+    _require(demand, "review")
+    problem = text_problem("reason", reason)
+    if problem:
+        raise InvalidField(problem)
+    reviewed = replace(demand, compliance_at=now, compliance_by=coordinator, updated_at=now,
+                       version=demand.version + 1)
+    if not passed:
+        if not reason.strip():
+            raise InvalidField.one("reason", "a failed compliance review must give its reason (须说明理由)")
+        return replace(reviewed, state=DemandState.REJECTED, reason=f"合规审核未通过：{reason}", decided_by=coordinator)
+    if share_type is ShareType.UNCONDITIONAL:
+        return replace(reviewed, state=DemandState.APPROVED, reason=reason or "合规审核通过：无条件共享，直接授权",
+                       decided_by=coordinator)
+    if not share_type.leaves_the_node:
+        return replace(reviewed, state=DemandState.REJECTED, reason="不予共享", decided_by="rule:不予共享")
+    return replace(_forward(reviewed, answer_deadline), reason=reason)
 
 
 def file_demand(demand_id: str, request: DemandRequest, resource: Resource | None, now: dt.datetime,
-                review_days: int = DEFAULT_REVIEW_DAYS) -> Demand:
+                deadlines: Deadlines | None = None, on_platform: bool = True) -> Demand:
     """A new demand: matched at once when it names a resource, else SUBMITTED awaiting a match."""
+    deadlines = deadlines or Deadlines()
     problems = request.problems()
     if problems:
         raise InvalidField(problems)
-    demand = Demand(demand_id, request, DemandState.SUBMITTED, now, now, now + dt.timedelta(days=review_days))
+    demand = Demand(demand_id, request, DemandState.SUBMITTED, now, now,
+                    now + dt.timedelta(days=deadlines.submitted_days))
     if request.resource_code:
-        return match(demand, resource, now)
+        return match(demand, resource, now, deadlines, on_platform)
     return demand
 
 
-def link(demand: Demand, resource_code: str, resource: Resource | None, now: dt.datetime) -> Demand:
+def link(demand: Demand, resource_code: str, resource: Resource | None, now: dt.datetime,
+         deadlines: Deadlines | None = None, on_platform: bool = True) -> Demand:
     """The requester picks the resource for a description-only demand (usually one of the suggestions).
     Items named in the requester's words (身份证号) become the resource's names (公民身份号码) when they
     are known synonyms, as the suggestion showed them."""
@@ -387,13 +485,14 @@ def link(demand: Demand, resource_code: str, resource: Resource | None, now: dt.
         names = [i.name for i in resource.latest.metadata.items]
         items = tuple(next((n for n in names if same_item(item, n)), item) for item in items)
     request = replace(demand.request, resource_code=resource_code, items=items)
-    return match(replace(demand, request=request), resource, now)
+    return match(replace(demand, request=request), resource, now, deadlines, on_platform)
 
 
 def approve(demand: Demand, reviewer: str, now: dt.datetime, reason: str = "") -> Demand:
+    """The provider's answer: yes. After the answer deadline it is recorded as late, not refused."""
     _require(demand, "approve")
     return replace(demand, state=DemandState.APPROVED, reason=reason or "同意共享", decided_by=reviewer,
-                   updated_at=now, version=demand.version + 1)
+                   updated_at=now, answered_at=now, version=demand.version + 1)
 
 
 def reject(demand: Demand, reviewer: str, reason: str, now: dt.datetime) -> Demand:
@@ -404,7 +503,7 @@ def reject(demand: Demand, reviewer: str, reason: str, now: dt.datetime) -> Dema
     if problem:
         raise InvalidField(problem)
     return replace(demand, state=DemandState.REJECTED, reason=reason, decided_by=reviewer, updated_at=now,
-                   version=demand.version + 1)
+                   answered_at=now, version=demand.version + 1)
 
 
 def withdraw(demand: Demand, now: dt.datetime, reason: str = "") -> Demand:
@@ -417,12 +516,27 @@ def withdraw(demand: Demand, now: dt.datetime, reason: str = "") -> Demand:
 
 
 def expire(demand: Demand, now: dt.datetime) -> Demand:
+    """A description-only demand its requester never linked to a resource. Stages owed by a department
+    are escalated instead (``escalate``): the regulation records a late answer, it does not drop it."""
     _require(demand, "expire")
     if now < demand.review_deadline:
         raise IllegalTransition(demand.state.value, "expire", f"its review deadline is {demand.review_deadline}",
                                 what="demand")
     return replace(demand, state=DemandState.EXPIRED, reason=f"未在期限 {demand.review_deadline:%Y-%m-%d} 前处理",
                    updated_at=now, version=demand.version + 1)
+
+
+def escalate(demand: Demand, now: dt.datetime) -> Demand:
+    """A stage past its deadline goes to the coordinator (once per stage); the demand stays open."""
+    _require(demand, "escalate")
+    if now < demand.review_deadline:
+        raise IllegalTransition(demand.state.value, "escalate", f"its deadline is {demand.review_deadline}",
+                                what="demand")
+    if demand.escalated_stage == demand.state.value:
+        raise IllegalTransition(demand.state.value, "escalate", f"demand {demand.id} was escalated at "
+                                f"{demand.escalated_at}", what="demand")
+    return replace(demand, escalated_at=now, escalated_stage=demand.state.value, updated_at=now,
+                   version=demand.version + 1)
 
 
 def fulfil(demand: Demand, now: dt.datetime) -> Demand:

@@ -3,6 +3,7 @@ place (STYLE.md §4). Tests build the same graph with their own config."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import uuid
@@ -12,13 +13,16 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from adapters.platforms import Platform, load_platforms
-from adapters.rabbit import Dispatcher, declare_queue
+from adapters.rabbit import Dispatcher, declare_queue, publish_confirmed
 from adapters.rabbit import names as rabbit_names
 from adapters.rabbit.fanout import CatalogFanoutPublisher
 from adapters.rabbit.inbound import InboundConsumer
 from adapters.rabbit.uplink import CatalogUplink
+from catalog.lists import Deadlines
+from catalog.workdays import BEIJING, beijing_date
 from node.config import Config, ConfigError
 from node.files.catalog import read_catalog_file
+from node.files.holidays import HolidayFileError, load_calendar
 from node.ops.workers import Worker
 from node.pipeline import Ingest, Limits, build_dispatcher, inbound_handler
 from node.pipeline.dispatcher_process import DispatcherProcess
@@ -27,9 +31,12 @@ from node.pipeline.tiers import Message, PeerConfigError, TierApplication, load_
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
+from node.services.disputes import DisputesApplication
 from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
+from node.services.objections import ObjectionsApplication
 from node.services.pull import PullApplication, PullSettings
+from node.services.report import ReportApplication
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.audit import AuditRecord
@@ -56,6 +63,9 @@ class Node:
     policy: Policy
     catalog: CatalogApplication
     lists: ListsApplication
+    disputes: DisputesApplication
+    objections: ObjectionsApplication
+    report: ReportApplication
     uow: SqlUnitOfWorkFactory
     ingest: Ingest
     exchange: ExchangeApplication
@@ -184,6 +194,26 @@ def load_node_platforms(config: Config) -> list[Platform]:
         raise ConfigError(str(error)) from None
 
 
+def _warn_missing_year(year: int) -> None:
+    log.warning("the holiday calendar has no %d: deadlines in %d count Saturdays and Sundays only as rest days; "
+                "add the State Council's notice as holidays/%d.toml in the data directory", year, year, year,
+                extra={"calendar_year_missing": year})
+
+
+def build_deadlines(config: Config, clock: Clock) -> Deadlines:
+    """The working-day calendar (shipped years and the operator's files) and the [lists] time limits. The
+    current year is looked up at once, so a node without it warns at start (once) and its metric says so."""
+    try:
+        calendar = load_calendar(config.data_dir, _warn_missing_year)
+    except HolidayFileError as error:
+        raise ConfigError(str(error)) from None
+    calendar.is_working_day(beijing_date(clock()))
+    section = config.lists
+    return Deadlines(calendar, compliance_review=section.compliance_review, compliance_days=section.compliance_days,
+                     answer_days=section.answer_days, unpublished_answer_days=section.unpublished_answer_days,
+                     submitted_days=section.submitted_days, objection_days=section.objection_days)
+
+
 def audit_settings(config: Config) -> AuditSettings:
     return AuditSettings(node_id=config.node.id, checkpoint_every=config.audit.checkpoint_every,
                          checkpoint_interval_s=config.audit.checkpoint_interval_s,
@@ -199,7 +229,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     keys = KeyStore.load(config.keys_dir)
     uow = SqlUnitOfWorkFactory(engine)
     policy = Policy(node_department=config.node.department_code)
-    lists = ListsApplication(uow, clock, policy)
+    lists = ListsApplication(uow, clock, policy, build_deadlines(config, clock))
     policy.grants = lists  # subscriptions and pulls are decided against the live grants
     settings = audit_settings(config)
     writer = AuditWriter(uow, keys.active, settings, clock)
@@ -220,6 +250,10 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify, macs=keys.mac_keys()), feed=feed, lists=lists,
+        disputes=DisputesApplication(lists), objections=ObjectionsApplication(lists),
+        report=ReportApplication(lists, keys.active, config.node.id, config.node.department_code,
+                                 upward=[p.queue for p in platforms if p.kind == "node" and p.upper_node],
+                                 publish=functools.partial(publish_confirmed, config.rabbitmq.addresses, config.node.id)),
         uow=uow, ingest=ingest, exchange=exchange, audit=AuditApplication(uow, keys.public, settings, clock),
         audit_writer=writer,
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
@@ -243,9 +277,31 @@ def run_housekeeping(node: Node) -> dict[str, object]:
     expired = node.lists.expire_overdue()
     records.extend(system_record(system, now, "housekeeping/expire-demand", f"demand:{d.id}",
                                   f"EXPIRED: {d.reason}") for d in expired)
+    escalated = node.lists.escalate_overdue()
+    records.extend(system_record(system, now, "housekeeping/escalate-demand", f"demand:{d.id}",
+                                  f"{d.escalated_stage} past its deadline {_beijing(d.review_deadline)}: escalated to "
+                                  "the coordinator") for d in escalated)
+    disputes = node.disputes.escalate_overdue()
+    records.extend(system_record(system, now, "housekeeping/escalate-dispute", f"dispute:{d.id}",
+                                  f"the provider did not answer by {_beijing(d.provider_deadline)}: to the "
+                                  "coordinator") for d in disputes)
+    objections = node.objections.escalate_overdue()
+    records.extend(system_record(system, now, "housekeeping/escalate-objection", f"objection:{o.id}",
+                                  f"record {o.record} not checked by {_beijing(o.deadline)}: to the coordinator")
+                   for o in objections)
+    due = node.lists.falling_due(system)
+    records.extend(system_record(system, now, "housekeeping/remind-demand", f"demand:{d.id}",
+                                  f"{d.state.value} falls due {_beijing(d.review_deadline)}")
+                   for d in due)
     if records:
         node.audit_writer.append(records)
-    return {"purged": purge.deleted, "anchor": purge.anchor_sequence, "expired": [d.id for d in expired]}
+    return {"purged": purge.deleted, "anchor": purge.anchor_sequence, "expired": [d.id for d in expired],
+            "escalated": [d.id for d in escalated], "due_tomorrow": [d.id for d in due],
+            "disputes_escalated": [d.id for d in disputes], "objections_escalated": [o.id for o in objections]}
+
+
+def _beijing(at: dt.datetime) -> str:
+    return f"{at.astimezone(BEIJING):%Y-%m-%d %H:%M} 北京时间"
 
 
 def system_record(system: Principal, now: object, action: str, target: str, detail: str) -> AuditRecord:

@@ -129,6 +129,22 @@ class FeedSection:
     """Publish published/retired events to the fanout exchange exnode.<node>.catalog from this process."""
 
 
+@dataclass(frozen=True)
+class ListsSection:
+    compliance_review: bool = False
+    """Demands pass the coordinator's compliance review (合规审核) before the provider answers."""
+    compliance_days: int = 2
+    """Working days for the compliance review."""
+    answer_days: int = 5
+    """Working days for the provider's answer to a 有条件共享 demand."""
+    unpublished_answer_days: int = 10
+    """…when the provider has not yet delivered the resource's data to the platform."""
+    submitted_days: int = 10
+    """Calendar days a description-only demand waits for its requester to name a resource."""
+    objection_days: int = 5
+    """Working days for the provider to check a record objected to (校核纠错)."""
+
+
 LEGAL_MINIMUM_RETENTION_DAYS = 180
 """网络安全法 第二十一条: network logs are kept for no less than six months."""
 
@@ -144,6 +160,7 @@ class Config:
     audit: AuditSection = field(default_factory=AuditSection)
     exchange: ExchangeSection = field(default_factory=ExchangeSection)
     feed: FeedSection = field(default_factory=FeedSection)
+    lists: ListsSection = field(default_factory=ListsSection)
 
     @property
     def audience(self) -> str:
@@ -163,7 +180,8 @@ class Config:
 
 
 SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection,
-            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection}
+            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection,
+            "lists": ListsSection}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -258,6 +276,10 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
                  "pull_ack_timeout_s"):
         if getattr(exchange, name) <= 0:
             raise ConfigError(f"{where('exchange.' + name)}: exchange.{name} = {getattr(exchange, name)} must be positive")
+    for name in ("compliance_days", "answer_days", "unpublished_answer_days", "submitted_days", "objection_days"):
+        value = getattr(config.lists, name)
+        if not 1 <= value <= 366:
+            raise ConfigError(f"{where('lists.' + name)}: lists.{name} = {value} must be 1-366 days")
     server = config.server
     if server.department_max_streams < 0 or server.department_requests_per_s < 0 or server.department_burst < 1:
         raise ConfigError(f"{where('server.department_max_streams', 'server.department_requests_per_s', 'server.department_burst')}: "
@@ -322,6 +344,16 @@ peers_dir = "peers"                  # lower-tier nodes trusted here: their keys
 [feed]
 poll_s = 1.0                         # catalog watchers look for other replicas' changes this often
 publish = true                       # publish published/retired events to exnode.<id>.catalog (fanout)
+
+[lists]
+# Time limits of the demand workflow, in working days (工作日) of the holiday calendar: the shipped
+# years plus <data>/holidays/YYYY.toml files an operator adds when the State Council's notice appears.
+compliance_review = false            # true: the coordinator (政务数据主管部门) reviews each demand first
+compliance_days = 2                  # working days for that review
+answer_days = 5                      # working days for the provider's answer (有条件共享)
+unpublished_answer_days = 10         # ...when the provider has not yet delivered the data to the platform
+submitted_days = 10                  # calendar days a description-only demand waits to be linked
+objection_days = 5                   # working days for the provider to check a record objected to
 
 [audit]
 checkpoint_every = 1000              # a signed checkpoint every N entries...

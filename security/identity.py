@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from catalog.codes import credit_code_problem
 from security.errors import SecurityError
 
-ROLES = frozenset({"catalog_admin", "provider", "consumer", "reviewer", "security_officer", "platform", "operator"})
+ROLES = frozenset({"catalog_admin", "provider", "consumer", "reviewer", "security_officer", "platform", "operator",
+                   "coordinator"})
 DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 _KEY_TYPES: dict[str, type] = {
     "EdDSA": ed25519.Ed25519PublicKey, "ES256": ec.EllipticCurvePublicKey, "RS256": rsa.RSAPublicKey,

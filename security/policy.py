@@ -35,6 +35,15 @@ class Action(StrEnum):
     DEMAND_CHANGE = "demand.change"
     """Match or withdraw: the requesting department's own business."""
     DEMAND_DECIDE = "demand.decide"
+    DEMAND_REVIEW = "demand.review"
+    """合规审核: the node's competent department (政务数据主管部门) checks a demand before the provider."""
+    DISPUTE_FILE = "dispute.file"
+    DISPUTE_READ = "dispute.read"
+    DISPUTE_ANSWER = "dispute.answer"
+    DISPUTE_DECIDE = "dispute.decide"
+    OBJECTION_RAISE = "objection.raise"
+    OBJECTION_READ = "objection.read"
+    OBJECTION_ANSWER = "objection.answer"
     GRANT_READ = "grant.read"
     GRANT_REVOKE = "grant.revoke"
     EXCHANGE_INGEST = "exchange.ingest"
@@ -77,6 +86,19 @@ class Target:
     @classmethod
     def demand(cls, demand_id: str, requester: str, provider: str) -> Target:
         return cls("demand", demand_id, requester, counterpart=provider)
+
+    @classmethod
+    def dispute(cls, dispute_id: str, requester: str, provider: str) -> Target:
+        return cls("dispute", dispute_id, requester, counterpart=provider)
+
+    @classmethod
+    def record(cls, key: str, provider: str, delivered_to: frozenset[str] = frozenset()) -> Target:
+        """A stored record of ``provider``; ``parties`` are the departments it was delivered to."""
+        return cls("record", key, provider, parties=delivered_to)
+
+    @classmethod
+    def objection(cls, objection_id: str, raiser: str, provider: str) -> Target:
+        return cls("objection", objection_id, raiser, counterpart=provider)
 
     @classmethod
     def grant(cls, grant_id: str, consumer: str, provider: str) -> Target:
@@ -248,6 +270,62 @@ class Policy:
                          f"{target.counterpart}, not of {principal.department_code}")
         return _allow("reviewer of the providing department")
 
+    def _demand_review(self, principal: Principal, target: Target) -> Decision:
+        return self._coordinator(principal, f"the compliance review of demand {target.code}")
+
+    def _dispute_file(self, principal: Principal, target: Target) -> Decision:
+        if principal.has("consumer") and principal.department_code == target.owner_department:
+            return _allow("consumer of the refused requesting department")
+        return _deny(f"a refusal of demand {target.code} is contested by a consumer of the requesting department "
+                     f"{target.owner_department}")
+
+    def _dispute_read(self, principal: Principal, target: Target) -> Decision:
+        if self._involved(principal, target):
+            return _allow("the requesting or the providing department, or the node's department")
+        return _deny(f"dispute {target.code} concerns departments {target.owner_department} and {target.counterpart}")
+
+    def _dispute_answer(self, principal: Principal, target: Target) -> Decision:
+        if principal.has("reviewer") and principal.department_code == target.counterpart:
+            return _allow("reviewer of the providing department")
+        return _deny(f"dispute {target.code} is answered by a reviewer of the providing department "
+                     f"{target.counterpart}")
+
+    def _dispute_decide(self, principal: Principal, target: Target) -> Decision:
+        return self._coordinator(principal, f"deciding dispute {target.code}")
+
+    def _objection_raise(self, principal: Principal, target: Target) -> Decision:
+        if not principal.has("consumer"):
+            return _deny("raising an objection to a record needs the consumer role")
+        if principal.department_code not in target.parties:
+            return _deny(f"record {target.code} was never delivered to department {principal.department_code}: "
+                         "only a department that received a record objects to it")
+        return _allow("consumer of a department the record was delivered to")
+
+    def _objection_read(self, principal: Principal, target: Target) -> Decision:
+        if self._involved(principal, target):
+            return _allow("the objecting or the providing department, or the node's department")
+        return _deny(f"objection {target.code} concerns departments {target.owner_department} and "
+                     f"{target.counterpart}")
+
+    def _objection_answer(self, principal: Principal, target: Target) -> Decision:
+        if (principal.has("reviewer") or principal.has("provider")) and principal.department_code == target.counterpart:
+            return _allow("reviewer or provider of the providing department checks its record")
+        return _deny(f"objection {target.code} is checked by a reviewer or provider of the providing department "
+                     f"{target.counterpart}")
+
+    def _coordinator(self, principal: Principal, what: str) -> Decision:
+        """The coordinator role of the department running the node (政务数据主管部门) reviews, coordinates
+        and decides disputes; the same role in another department does not."""
+        if not principal.has("coordinator"):
+            return _deny(f"{what} needs the coordinator role (政务数据主管部门)")
+        if not self.node_department:
+            return _deny(f"{what} is done by a coordinator of the department running the node; set "
+                         "node.department_code in exnode.toml (or EXNODE_NODE_DEPARTMENT_CODE) and restart")
+        if principal.department_code != self.node_department:
+            return _deny(f"{what} is done by a coordinator of the department running the node "
+                         f"({self.node_department}), not of {principal.department_code}")
+        return _allow("coordinator of the department running the node")
+
     def _grant_read(self, principal: Principal, target: Target) -> Decision:
         if self._involved(principal, target):
             return _allow("the consuming or the providing department")
@@ -349,6 +427,14 @@ _LIST_RULES = {
     Action.DEMAND_READ: Policy._demand_read,
     Action.DEMAND_CHANGE: Policy._demand_change,
     Action.DEMAND_DECIDE: Policy._demand_decide,
+    Action.DEMAND_REVIEW: Policy._demand_review,
+    Action.DISPUTE_FILE: Policy._dispute_file,
+    Action.DISPUTE_READ: Policy._dispute_read,
+    Action.DISPUTE_ANSWER: Policy._dispute_answer,
+    Action.DISPUTE_DECIDE: Policy._dispute_decide,
+    Action.OBJECTION_RAISE: Policy._objection_raise,
+    Action.OBJECTION_READ: Policy._objection_read,
+    Action.OBJECTION_ANSWER: Policy._objection_answer,
     Action.GRANT_READ: Policy._grant_read,
     Action.GRANT_REVOKE: Policy._grant_revoke,
     Action.EXCHANGE_INGEST: Policy._exchange_ingest,

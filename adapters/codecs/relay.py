@@ -39,9 +39,45 @@ class CatalogEntryError(AdapterError, ValueError):
     """A catalog entry from a peer that cannot be trusted or read; the message names the problem."""
 
 
-def _canonical(entry: Mapping[str, Any]) -> bytes:
-    return _CATALOG_CONTEXT + json.dumps(entry, ensure_ascii=False, sort_keys=True,
-                                         separators=(",", ":")).encode("utf-8")
+REPORT_CONTENT_TYPE = "application/vnd.exnode.report+json"
+_REPORT_CONTEXT = b"exnode-monthly-report/1\n"
+MAX_REPORT_BYTES = 16 * 1024 * 1024
+
+
+def _canonical(entry: Mapping[str, Any], context: bytes = _CATALOG_CONTEXT) -> bytes:
+    return context + json.dumps(entry, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def encode_report(report: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
+    """A monthly report sent upward (``month``, ``xml``), signed by the sending node like a catalog entry
+    but under its own context, so neither can pass for the other."""
+    document = {"entry": dict(report), "sender": sender, "kid": signer.kid, "algorithm": signer.algorithm}
+    signature = signer.sign(_canonical({"entry": document["entry"], "sender": sender}, _REPORT_CONTEXT))
+    return json.dumps({**document, "signature": signature.hex()}, ensure_ascii=False).encode("utf-8")
+
+
+def decode_report(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
+    """(sender node, report) when a trusted peer signed it; CatalogEntryError naming the problem otherwise."""
+    if len(data) > MAX_REPORT_BYTES:
+        raise CatalogEntryError(f"document: {len(data)} bytes; at most {MAX_REPORT_BYTES}")
+    return _decode_signed(data, trusted, _REPORT_CONTEXT, "monthly report")
+
+
+def _decode_signed(data: bytes, trusted: TrustedKeys, context: bytes, what: str) -> tuple[str, dict[str, Any]]:
+    try:
+        document = json.loads(data.decode("utf-8"))
+        entry, sender, kid = document["entry"], document["sender"], document["kid"]
+        signature = bytes.fromhex(document["signature"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise CatalogEntryError(f"document: not a {what}: {error}") from None
+    if not isinstance(entry, dict) or not isinstance(sender, str):
+        raise CatalogEntryError("document: entry must be an object and sender a node id")
+    key = trusted.get(sender, {}).get(kid)
+    if key is None:
+        raise CatalogEntryError(f"kid: {kid!r} is not a trusted key of node {sender!r}")
+    if not key.verify(_canonical({"entry": entry, "sender": sender}, context), signature):
+        raise CatalogEntryError(f"signature: does not verify with key {kid!r} of node {sender!r}")
+    return sender, entry
 
 
 def encode_catalog_entry(entry: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
@@ -56,17 +92,4 @@ def decode_catalog_entry(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[s
     """(sender node, entry) when a trusted peer signed it; CatalogEntryError naming the problem otherwise."""
     if len(data) > MAX_CATALOG_BYTES:
         raise CatalogEntryError(f"document: {len(data)} bytes; at most {MAX_CATALOG_BYTES}")
-    try:
-        document = json.loads(data.decode("utf-8"))
-        entry, sender, kid = document["entry"], document["sender"], document["kid"]
-        signature = bytes.fromhex(document["signature"])
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-        raise CatalogEntryError(f"document: not a catalog entry: {error}") from None
-    if not isinstance(entry, dict) or not isinstance(sender, str):
-        raise CatalogEntryError("document: entry must be an object and sender a node id")
-    key = trusted.get(sender, {}).get(kid)
-    if key is None:
-        raise CatalogEntryError(f"kid: {kid!r} is not a trusted key of node {sender!r}")
-    if not key.verify(_canonical({"entry": entry, "sender": sender}), signature):
-        raise CatalogEntryError(f"signature: does not verify with key {kid!r} of node {sender!r}")
-    return sender, entry
+    return _decode_signed(data, trusted, _CATALOG_CONTEXT, "catalog entry")

@@ -8,7 +8,14 @@ What others may import is listed here; the modules behind it are the package's o
 from adapters.rabbit.dispatcher import Dispatcher, DispatcherStats, OutboxPort, Outgoing
 from adapters.rabbit.fanout import CatalogFanoutPublisher, FanoutBatch, FanoutMessage, FanoutSource
 from adapters.rabbit.inbound import GROUPED, GroupHandler, InboundConsumer, Later, Poison
-from adapters.rabbit.topology import QUORUM, declare_queue, declare_topology, names, queue_arguments
+from adapters.rabbit.topology import (
+    QUORUM,
+    declare_queue,
+    declare_topology,
+    names,
+    publish_confirmed,
+    queue_arguments,
+)
 from adapters.rabbit.uplink import CatalogUplink
 from adapters.rabbit.wire import RowProperties, pack, row_message, unpack
 from adapters.rabbit.worker import BackoffPolicy, WorkerStats, broker_of, describe
@@ -17,5 +24,6 @@ __all__ = [
     "GROUPED", "QUORUM", "BackoffPolicy", "CatalogFanoutPublisher", "CatalogUplink", "Dispatcher", "DispatcherStats",
     "FanoutBatch", "FanoutMessage", "FanoutSource", "GroupHandler", "InboundConsumer", "Later", "OutboxPort",
     "Outgoing", "Poison", "RowProperties", "WorkerStats", "broker_of", "declare_queue", "declare_topology",
+    "publish_confirmed",
     "describe", "names", "pack", "queue_arguments", "row_message", "unpack",
 ]

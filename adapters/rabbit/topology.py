@@ -51,3 +51,30 @@ def declare_queue(urls: str | Sequence[str], node_id: str, queue: str) -> None:
             failure = error
     if failure is not None:
         raise failure
+
+
+def publish_confirmed(urls: str | Sequence[str], node_id: str, messages: list[tuple[str, bytes, str, str]]) -> None:
+    """Publish (queue, body, content type, message id) persistently with publisher confirms, on a
+    short-lived connection: for a rare operator's act (a monthly report sent upward), not the hot path.
+    A nack or an unreachable broker raises (pika's error): nothing is known to have been sent. Any broker
+    of the list will do (a cluster node that is down is skipped)."""
+    failure: Exception | None = None
+    for url in [urls] if isinstance(urls, str) else urls:
+        params = pika.URLParameters(url)
+        params.connection_attempts = 2
+        try:
+            connection = pika.BlockingConnection(params)
+        except pika.exceptions.AMQPConnectionError as error:
+            failure = error
+            continue
+        with connection:
+            channel = connection.channel()
+            declare_topology(channel, node_id, sorted({queue for queue, _, _, _ in messages}))
+            channel.confirm_delivery()
+            for queue, body, content_type, message_id in messages:
+                channel.basic_publish("", queue, body, pika.BasicProperties(
+                    delivery_mode=pika.DeliveryMode.Persistent, content_type=content_type, message_id=message_id),
+                    mandatory=True)
+        return
+    if failure is not None:
+        raise failure

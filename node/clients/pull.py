@@ -219,7 +219,8 @@ class _Staging:
         _write_atomically(self.directory / name, encode_records(batch.records))
         self.platform = platform
         self.entries.append(BatchEntry(name, batch.index, batch.from_cursor, batch.to_cursor, len(batch.records),
-                                       batch.merkle_root, batch.key_id, batch.signature))
+                                       batch.merkle_root, batch.key_id, batch.signature,
+                                       tuple(i for i in batch.disputed if i < len(batch.records))))
         self.save()
 
     def _state(self) -> dict[str, Any]:

@@ -49,11 +49,16 @@ class BatchEntry:
     root: bytes
     key_id: str
     signature: bytes
+    disputed: tuple[int, ...] = ()
+    """Lines (from 0) of records the node marked disputed (校核纠错: an open objection); not signed."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "index": self.index, "from_cursor": self.from_cursor, "to_cursor": self.to_cursor,
-                "record_count": self.record_count, "merkle_root": self.root.hex(), "key_id": self.key_id,
-                "signature": self.signature.hex()}
+        out = {"file": self.file, "index": self.index, "from_cursor": self.from_cursor, "to_cursor": self.to_cursor,
+               "record_count": self.record_count, "merkle_root": self.root.hex(), "key_id": self.key_id,
+               "signature": self.signature.hex()}
+        if self.disputed:
+            out["disputed"] = list(self.disputed)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> BatchEntry:
@@ -75,8 +80,12 @@ class BatchEntry:
             raise ValueError("merkle_root or signature is not hex") from None
         if len(root) != merkle.HASH_SIZE:
             raise ValueError(f"merkle_root is {len(root)} bytes, not {merkle.HASH_SIZE}")
+        disputed = data.get("disputed", [])
+        if not isinstance(disputed, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < values["record_count"] for i in disputed):
+            raise ValueError("field 'disputed' is not a list of record lines of the batch")
         return cls(values["file"], values["index"], values["from_cursor"], values["to_cursor"],
-                   values["record_count"], root, values["key_id"], signature)
+                   values["record_count"], root, values["key_id"], signature, tuple(disputed))
 
 
 def encode_records(records: Sequence[bytes]) -> list[bytes]:

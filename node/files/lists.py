@@ -14,12 +14,13 @@ import datetime as dt
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
 from lxml import etree
 
+from catalog.disputes import Dispute, DisputeState
 from catalog.lists import BEIJING, Compliance, Demand, DemandState, ObligationLine
 from security.xml import load_schema
 
@@ -37,12 +38,14 @@ COMPLIANCE_LABELS: dict[Compliance, str] = {
 }
 DEMAND_STATE_LABELS: dict[DemandState, str] = {
     DemandState.SUBMITTED: "已提交",
+    DemandState.COMPLIANCE_REVIEW: "合规审核中",
     DemandState.UNDER_REVIEW: "审核中",
     DemandState.APPROVED: "已批准",
     DemandState.REJECTED: "已驳回",
     DemandState.FULFILLED: "已销账",
     DemandState.WITHDRAWN: "已撤回",
     DemandState.EXPIRED: "已过期",
+    DemandState.DISPUTED: "争议协调中",
 }
 SOURCE_LABELS = {False: "目录派生", True: "人工添加"}
 """An obligation derived from the published catalog, or added by an administrator."""
@@ -53,8 +56,16 @@ RESPONSIBILITY_COLUMNS = (
 )
 DEMAND_COLUMNS = (
     "需求编号", "需求部门", "资源代码", "资源名称", "需求描述", "信息项", "应用场景", "使用依据", "提供部门", "频率",
-    "联系人", "状态", "理由", "审核人", "授权编号", "提交时间", "审核期限",
+    "联系人", "状态", "理由", "审核人", "授权编号", "提交时间", "审核期限", "合规审核期限", "合规审核时间",
+    "答复期限", "答复时间", "时效", "升级协调时间", "争议编号", "争议状态", "履职依据", "争议处理意见",
 )
+DISPUTE_STATE_LABELS: dict[DisputeState, str] = {
+    DisputeState.AWAITING_PROVIDER: "待提供部门答复",
+    DisputeState.AWAITING_COORDINATOR: "待主管部门协调",
+    DisputeState.SETTLED: "协商一致（同意共享）",
+    DisputeState.GRANTED: "协调决定共享",
+    DisputeState.REFUSED: "协调决定不予共享",
+}
 ITEM_SEPARATOR = "、"
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -128,14 +139,34 @@ def _responsibility_row(line: ObligationLine) -> list[object]:
     ]
 
 
-def _demand_row(d: Demand) -> list[object]:
+def _dispute_opinion(dispute: Dispute) -> str:
+    parts = [f"提供部门：{dispute.provider_answer}" if dispute.provider_by else "",
+             f"主管部门：{dispute.decision_reason}" if dispute.decided_by and dispute.decision_reason else "",
+             f"条件：{dispute.conditions}" if dispute.conditions else ""]
+    return "；".join(p for p in parts if p)
+
+
+def _demand_row(d: Demand, dispute: Dispute | None = None) -> list[object]:
     r = d.request
     return [
         d.id, r.requester_code, r.resource_code, d.resource_name, r.description, ITEM_SEPARATOR.join(r.items),
         r.purpose, r.legal_basis, d.provider_code, r.frequency.label if r.frequency else "", r.contact,
         DEMAND_STATE_LABELS[d.state], d.reason, d.decided_by, d.grant_id, _wall_clock(d.created_at),
-        _wall_clock(d.review_deadline),
+        _wall_clock(d.review_deadline), _wall_clock(d.compliance_deadline), _wall_clock(d.compliance_at),
+        _wall_clock(d.answer_deadline), _wall_clock(d.answered_at), timeliness_label(d), _wall_clock(d.escalated_at),
+        dispute.id if dispute else "", DISPUTE_STATE_LABELS[dispute.state] if dispute else "",
+        dispute.duty_basis if dispute else "", _dispute_opinion(dispute) if dispute else "",
     ]
+
+
+def timeliness_label(d: Demand) -> str:
+    """时效 as the list shows it: 超期 for a stage answered late (the answer stands), 按时 when every stage
+    answered so far kept its deadline, empty while nothing was answered."""
+    if d.compliance_late or d.answer_late:
+        return "超期"
+    if d.compliance_at is not None or d.answered_at is not None:
+        return "按时"
+    return ""
 
 
 # -- XML -------------------------------------------------------------------------------------------------
@@ -191,7 +222,23 @@ def _obligation_element(parent: etree._Element, line: ObligationLine) -> None:
     _add(e, "deliveries", s.deliveries, required=True)
 
 
-def _demand_element(parent: etree._Element, d: Demand) -> None:
+def _dispute_element(parent: etree._Element, dispute: Dispute) -> None:
+    e = etree.SubElement(parent, f"{_NS}dispute")
+    _add(e, "id", dispute.id, required=True)
+    _add(e, "state", dispute.state.value, required=True)
+    _add(e, "dutyBasis", dispute.duty_basis, required=True)
+    _add(e, "createdAt", dispute.created_at, required=True)
+    _add(e, "providerDeadline", dispute.provider_deadline, required=True)
+    _add(e, "providerAnswer", dispute.provider_answer)
+    _add(e, "providerAt", dispute.provider_at)
+    _add(e, "escalatedAt", dispute.escalated_at)
+    _add(e, "decisionReason", dispute.decision_reason)
+    _add(e, "conditions", dispute.conditions)
+    _add(e, "decidedBy", dispute.decided_by)
+    _add(e, "decidedAt", dispute.decided_at)
+
+
+def _demand_element(parent: etree._Element, d: Demand, dispute: Dispute | None = None) -> None:
     r = d.request
     e = etree.SubElement(parent, f"{_NS}demand")
     _add(e, "id", d.id, required=True)
@@ -212,6 +259,15 @@ def _demand_element(parent: etree._Element, d: Demand) -> None:
     _add(e, "createdAt", d.created_at, required=True)
     _add(e, "updatedAt", d.updated_at, required=True)
     _add(e, "reviewDeadline", d.review_deadline, required=True)
+    _add(e, "complianceDeadline", d.compliance_deadline)
+    _add(e, "complianceAt", d.compliance_at)
+    _add(e, "complianceLate", d.compliance_late if d.compliance_at else None)
+    _add(e, "answerDeadline", d.answer_deadline)
+    _add(e, "answeredAt", d.answered_at)
+    _add(e, "answerLate", d.answer_late if d.answered_at else None)
+    _add(e, "escalatedAt", d.escalated_at)
+    if dispute is not None:
+        _dispute_element(e, dispute)
 
 
 def _xml(root: etree._Element) -> bytes:
@@ -232,14 +288,16 @@ def responsibilities(lines: Sequence[ObligationLine], fmt: str, now: dt.datetime
     return _xml(root)
 
 
-def demands(demands: Sequence[Demand], fmt: str, now: dt.datetime, department_code: str) -> bytes:
-    """The demand list, every demand until closed (销账) with its state; ``department_code`` empty means
-    the whole node's list."""
+def demands(demands: Sequence[Demand], fmt: str, now: dt.datetime, department_code: str,
+            disputes: Mapping[str, Dispute] | None = None) -> bytes:
+    """The demand list, every demand until closed (销账) with its state and its dispute, if any (by demand
+    id); ``department_code`` empty means the whole node's list."""
     _check_format(fmt)
+    disputes = disputes or {}
     if fmt == "csv":
-        return _csv(DEMAND_COLUMNS, [_demand_row(d) for d in demands])
+        return _csv(DEMAND_COLUMNS, [_demand_row(d, disputes.get(d.id)) for d in demands])
     root = _root("demandList", now, department_code)
     for demand in demands:
-        _demand_element(root, demand)
+        _demand_element(root, demand, disputes.get(demand.id))
     return _xml(root)
 

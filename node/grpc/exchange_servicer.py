@@ -200,7 +200,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
                 session.sent(batch.to_cursor, batch.position)
                 yield pb.PullItem(batch=pb.PullBatch(
                     index=batch.index, from_cursor=batch.from_cursor, to_cursor=batch.to_cursor, records=batch.records,
-                    merkle_root=batch.root, key_id=batch.kid, signature=batch.signature))
+                    merkle_root=batch.root, key_id=batch.kid, signature=batch.signature, disputed=batch.disputed))
                 current().detail = f"{session.records} records in {session.batches} batches sent"
             manifest = await asyncio.to_thread(session.manifest)
             session.sent(manifest.to_cursor, manifest.position)

@@ -10,12 +10,19 @@ from exnode.v1 import lists_pb2 as pb
 from exnode.v1 import lists_pb2_grpc
 
 from catalog import lists as domain
+from catalog.disputes import Dispute, DisputeState
 from catalog.errors import InvalidField
 from catalog.lists import Demand, DemandRequest, DemandState, Grant
 from catalog.model import UpdateCycle
+from catalog.objections import Objection, ObjectionState
+from catalog.workdays import beijing_date, start_of
 from node.grpc.convert import timestamp_of
 from node.ops.request_context import current, principal
-from node.services.lists import ListsApplication, ObligationLine, export_list
+from node.services.disputes import DisputesApplication
+from node.services.errors import NotReady
+from node.services.lists import ListsApplication, ObligationLine, StageTimeliness, export_list
+from node.services.objections import ObjectionsApplication
+from node.services.report import ReportApplication
 from node.storage.lists_repository import DemandFilter, GrantFilter
 
 
@@ -44,7 +51,7 @@ def obligation_to_proto(line: ObligationLine) -> pb.Obligation:
     return message
 
 
-def demand_to_proto(demand: Demand) -> pb.Demand:
+def demand_to_proto(demand: Demand, now: dt.datetime | None = None) -> pb.Demand:
     r = demand.request
     message = pb.Demand(
         id=demand.id, requester_code=r.requester_code, resource_code=r.resource_code, description=r.description,
@@ -52,11 +59,28 @@ def demand_to_proto(demand: Demand) -> pb.Demand:
         frequency=r.frequency.value if r.frequency else "", contact=r.contact,
         state=pb.DemandState.Value(demand.state.value), reason=demand.reason, provider_code=demand.provider_code,
         resource_name=demand.resource_name, decided_by=demand.decided_by, grant_id=demand.grant_id,
-        version=demand.version)
-    _stamp(message, "created_at", demand.created_at)
-    _stamp(message, "updated_at", demand.updated_at)
-    _stamp(message, "review_deadline", demand.review_deadline)
+        version=demand.version, compliance_by=demand.compliance_by, compliance_late=demand.compliance_late,
+        answer_late=demand.answer_late, escalated_stage=demand.escalated_stage,
+        overdue=now is not None and demand.overdue(now))
+    for name in ("created_at", "updated_at", "review_deadline", "compliance_deadline", "compliance_at",
+                 "answer_deadline", "answered_at", "escalated_at"):
+        _stamp(message, name, getattr(demand, name))
     return message
+
+
+def _date(text: str, field: str) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidField.one(field, f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def timeliness_to_proto(stages: list[StageTimeliness]) -> pb.TimelinessResponse:
+    return pb.TimelinessResponse(stages=[
+        pb.StageTimeliness(stage=s.stage, on_time=s.on_time, late=s.late, open_within=s.open_within,
+                           open_overdue=s.open_overdue) for s in stages])
 
 
 def grant_to_proto(grant: Grant, now: dt.datetime) -> pb.Grant:
@@ -78,9 +102,159 @@ def _state(value: int) -> DemandState | None:
         raise InvalidField.one("state", f"unknown demand state {value}") from None
 
 
+def dispute_to_proto(dispute: Dispute) -> pb.Dispute:
+    message = pb.Dispute(
+        id=dispute.id, demand_id=dispute.demand_id, requester_code=dispute.requester_code,
+        provider_code=dispute.provider_code, resource_code=dispute.resource_code, duty_basis=dispute.duty_basis,
+        state=pb.DisputeState.Value(dispute.state.value), filed_by=dispute.filed_by,
+        provider_answer=dispute.provider_answer, provider_by=dispute.provider_by, provider_late=dispute.provider_late,
+        decision_reason=dispute.decision_reason, conditions=dispute.conditions, decided_by=dispute.decided_by,
+        grant_id=dispute.grant_id)
+    for name in ("provider_deadline", "provider_at", "decided_at", "escalated_at", "created_at"):
+        _stamp(message, name, getattr(dispute, name))
+    return message
+
+
+def _dispute_state(value: int) -> DisputeState | None:
+    if value == pb.DISPUTE_STATE_UNSPECIFIED:
+        return None
+    try:
+        return DisputeState(pb.DisputeState.Name(value))
+    except ValueError:
+        raise InvalidField.one("state", f"unknown dispute state {value}") from None
+
+
+def objection_to_proto(o: Objection) -> pb.Objection:
+    message = pb.Objection(
+        id=o.id, provider_code=o.record.provider_code, resource_code=o.record.resource_code,
+        record_id=o.record.record_id, item=o.item, raiser_code=o.raiser_code, raised_by=o.raised_by,
+        evidence=o.evidence, attachments=list(o.attachments), state=pb.ObjectionState.Value(f"OBJECTION_{o.state.value}"),
+        answer=o.answer, answered_by=o.answered_by, late=o.late, corrected_by=o.corrected_by)
+    for name in ("created_at", "deadline", "answered_at", "escalated_at"):
+        _stamp(message, name, getattr(o, name))
+    return message
+
+
+def _objection_state(value: int) -> ObjectionState | None:
+    if value == pb.OBJECTION_STATE_UNSPECIFIED:
+        return None
+    try:
+        return ObjectionState(pb.ObjectionState.Name(value).removeprefix("OBJECTION_"))
+    except ValueError:
+        raise InvalidField.one("state", f"unknown objection state {value}") from None
+
+
 class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
-    def __init__(self, app: ListsApplication) -> None:
+    def __init__(self, app: ListsApplication, disputes: DisputesApplication | None = None,
+                 objections: ObjectionsApplication | None = None, report: ReportApplication | None = None) -> None:
         self.app = app
+        self.report = report
+        self.disputes = disputes or DisputesApplication(app)
+        self.objections = objections or ObjectionsApplication(app)
+
+    async def RaiseObjection(self, request: pb.RaiseObjectionRequest, context: grpc.aio.ServicerContext
+                             ) -> pb.Objection:
+        current().target = f"record:{request.resource_code}#{request.record_id}"
+        objection = await asyncio.to_thread(
+            self.objections.raise_objection, principal(), request.resource_code, request.record_id, request.evidence,
+            tuple(request.attachments), request.item)
+        current().detail = f"objection {objection.id} OPEN" + (f" on item {objection.item}" if objection.item else "")
+        return objection_to_proto(objection)
+
+    async def AnswerObjection(self, request: pb.AnswerObjectionRequest, context: grpc.aio.ServicerContext
+                              ) -> pb.Objection:
+        current().target = f"objection:{request.id}"
+        objection = await asyncio.to_thread(self.objections.answer, principal(), request.id,
+                                            corrected_record_id=request.corrected_record_id, reason=request.reason)
+        current().detail = objection.state.value + (f" by record {objection.corrected_by}" if objection.corrected_by
+                                                    else "") + (", answered late" if objection.late else "")
+        return objection_to_proto(objection)
+
+    async def GetObjection(self, request: pb.GetObjectionRequest, context: grpc.aio.ServicerContext
+                           ) -> pb.Objection:
+        current().target = f"objection:{request.id}"
+        return objection_to_proto(await asyncio.to_thread(self.objections.get, principal(), request.id))
+
+    async def ListObjections(self, request: pb.ListObjectionsRequest, context: grpc.aio.ServicerContext
+                             ) -> pb.ListObjectionsResponse:
+        current().target = f"objections:{request.department_code or 'node'}"
+        page = await asyncio.to_thread(self.objections.list, principal(), request.department_code,
+                                       request.resource_code, _objection_state(request.state), request.page_size,
+                                       request.page_token)
+        return pb.ListObjectionsResponse(objections=[objection_to_proto(o) for o in page.rows],
+                                         next_page_token=page.next_page_token)
+
+    async def MonthlyReport(self, request: pb.MonthlyReportRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.MonthlyReportResponse:
+        current().target = f"report:monthly:{request.month}"
+        if self.report is None:
+            raise NotReady("this node does not sign reports (no signing key in this process)")
+        signed = await asyncio.to_thread(self.report.monthly, principal(), request.month, request.region)
+        current().detail = (f"{len(signed.report.resources)} resources, {len(signed.report.departments)} departments, "
+                            f"signed with {signed.kid}")
+        return pb.MonthlyReportResponse(
+            files=[pb.ReportFile(name=name, content=content) for name, content in signed.files.items()],
+            node_id=signed.report.node_id, month=signed.report.month, key_id=signed.kid, algorithm=signed.algorithm,
+            signature=signed.signature)
+
+    async def SendMonthlyReport(self, request: pb.MonthlyReportRequest, context: grpc.aio.ServicerContext
+                                ) -> pb.SendReportResponse:
+        current().target = f"report:monthly:{request.month}"
+        if self.report is None:
+            raise NotReady("this node does not sign reports (no signing key in this process)")
+        report, queues = await asyncio.to_thread(self.report.send_upward, principal(), request.month)
+        current().detail = f"sent to {', '.join(queues)}; includes {', '.join(report.includes) or 'no lower node'}"
+        return pb.SendReportResponse(queues=queues, resources=len(report.resources),
+                                     departments=len(report.departments), includes=list(report.includes))
+
+    async def QualityScores(self, request: pb.QualityRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.QualityResponse:
+        current().target = f"quality:{request.provider_code or 'node'}"
+        scores = await asyncio.to_thread(self.objections.quality, principal(), request.provider_code)
+        return pb.QualityResponse(scores=[pb.QualityScore(
+            resource_code=s.resource_code, provider_code=s.provider_code, records=s.records, objections=s.objections,
+            open=s.open, upheld=s.upheld, upheld_per_10k=s.upheld_per_10k, compliance=pb.Compliance.Value(s.compliance),
+            missed_periods=s.missed_periods) for s in scores])
+
+    def _outcome(self, outcome: tuple[Dispute, Demand]) -> pb.DisputeOutcome:
+        dispute, demand = outcome
+        current().target = f"dispute:{dispute.id}"
+        current().detail = f"dispute {dispute.state.value}, demand {demand.id} {demand.state.value}" + (
+            f", grant {dispute.grant_id}" if dispute.grant_id else "") + (
+            ", provider answered late" if dispute.provider_late else "")
+        return pb.DisputeOutcome(dispute=dispute_to_proto(dispute), demand=demand_to_proto(demand, self.app.clock()))
+
+    async def FileDispute(self, request: pb.FileDisputeRequest, context: grpc.aio.ServicerContext
+                          ) -> pb.DisputeOutcome:
+        current().target = f"demand:{request.demand_id}"
+        return self._outcome(await asyncio.to_thread(self.disputes.file, principal(), request.demand_id,
+                                                     request.duty_basis))
+
+    async def AnswerDispute(self, request: pb.AnswerDisputeRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.DisputeOutcome:
+        current().target = f"dispute:{request.id}"
+        return self._outcome(await asyncio.to_thread(self.disputes.answer, principal(), request.id, request.agree,
+                                                     request.reason))
+
+    async def DecideDispute(self, request: pb.DecideDisputeRequest, context: grpc.aio.ServicerContext
+                            ) -> pb.DisputeOutcome:
+        current().target = f"dispute:{request.id}"
+        expires = request.expires_at.ToDatetime(tzinfo=dt.UTC) if request.HasField("expires_at") else None
+        return self._outcome(await asyncio.to_thread(
+            self.disputes.decide, principal(), request.id, request.grant, request.reason, request.conditions,
+            items=tuple(request.items), expires_at=expires))
+
+    async def GetDispute(self, request: pb.GetDisputeRequest, context: grpc.aio.ServicerContext) -> pb.Dispute:
+        current().target = f"dispute:{request.id}"
+        return dispute_to_proto(await asyncio.to_thread(self.disputes.get, principal(), request.id))
+
+    async def ListDisputes(self, request: pb.ListDisputesRequest, context: grpc.aio.ServicerContext
+                           ) -> pb.ListDisputesResponse:
+        current().target = f"disputes:{request.department_code or 'node'}"
+        page = await asyncio.to_thread(self.disputes.list, principal(), request.department_code,
+                                       _dispute_state(request.state), request.page_size, request.page_token)
+        return pb.ListDisputesResponse(disputes=[dispute_to_proto(d) for d in page.rows],
+                                       next_page_token=page.next_page_token)
 
     async def ListObligations(self, request: pb.ListObligationsRequest, context: grpc.aio.ServicerContext
                               ) -> pb.ListObligationsResponse:
@@ -119,12 +293,12 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         demand = await asyncio.to_thread(self.app.file_demand, principal(), demand_request)
         current().target = f"demand:{demand.id}"
         current().detail = f"state {demand.state.value}" + (f", grant {demand.grant_id}" if demand.grant_id else "")
-        return demand_to_proto(demand)
+        return demand_to_proto(demand, self.app.clock())
 
     async def LinkDemand(self, request: pb.LinkDemandRequest, context: grpc.aio.ServicerContext) -> pb.Demand:
         current().target = f"demand:{request.id}"
         demand = await asyncio.to_thread(self.app.link_demand, principal(), request.id, request.resource_code)
-        return demand_to_proto(demand)
+        return demand_to_proto(demand, self.app.clock())
 
     async def DecideDemand(self, request: pb.DecideDemandRequest, context: grpc.aio.ServicerContext) -> pb.Demand:
         current().target = f"demand:{request.id}"
@@ -133,25 +307,54 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         demand = await asyncio.to_thread(
             self.app.decide, principal(), request.id, request.approve, request.reason, expires_at=expires,
             items=tuple(request.items), masking=masking)
-        current().detail = f"{demand.state.value}" + (f", grant {demand.grant_id}" if demand.grant_id else "")
-        return demand_to_proto(demand)
+        current().detail = f"{demand.state.value}" + (f", grant {demand.grant_id}" if demand.grant_id else "") \
+            + (", answered late" if demand.answer_late else "")
+        return demand_to_proto(demand, self.app.clock())
 
     async def WithdrawDemand(self, request: pb.WithdrawDemandRequest, context: grpc.aio.ServicerContext
                              ) -> pb.Demand:
         current().target = f"demand:{request.id}"
-        return demand_to_proto(await asyncio.to_thread(self.app.withdraw, principal(), request.id, request.reason))
+        demand = await asyncio.to_thread(self.app.withdraw, principal(), request.id, request.reason)
+        return demand_to_proto(demand, self.app.clock())
 
     async def GetDemand(self, request: pb.GetDemandRequest, context: grpc.aio.ServicerContext) -> pb.Demand:
         current().target = f"demand:{request.id}"
-        return demand_to_proto(await asyncio.to_thread(self.app.get_demand, principal(), request.id))
+        demand = await asyncio.to_thread(self.app.get_demand, principal(), request.id)
+        return demand_to_proto(demand, self.app.clock())
 
     async def ListDemands(self, request: pb.ListDemandsRequest, context: grpc.aio.ServicerContext
                           ) -> pb.ListDemandsResponse:
         current().target = f"demands:{request.department_code or 'node'}"
-        flt = DemandFilter(department_code=request.department_code, state=_state(request.state))
+        flt = DemandFilter(department_code=request.department_code, state=_state(request.state),
+                           escalated=request.escalated)
         page = await asyncio.to_thread(self.app.list_demands, principal(), flt, request.page_size, request.page_token)
-        return pb.ListDemandsResponse(demands=[demand_to_proto(d) for d in page.rows],
+        now = self.app.clock()
+        return pb.ListDemandsResponse(demands=[demand_to_proto(d, now) for d in page.rows],
                                       next_page_token=page.next_page_token)
+
+    async def ReviewDemand(self, request: pb.ReviewDemandRequest, context: grpc.aio.ServicerContext) -> pb.Demand:
+        current().target = f"demand:{request.id}"
+        demand = await asyncio.to_thread(self.app.review, principal(), request.id, request.passed, request.reason)
+        current().detail = f"compliance review: {demand.state.value}" + (", late" if demand.compliance_late else "")
+        return demand_to_proto(demand, self.app.clock())
+
+    async def ListDueDemands(self, request: pb.ListDueDemandsRequest, context: grpc.aio.ServicerContext
+                             ) -> pb.ListDueDemandsResponse:
+        day = _date(request.date, "date")
+        current().target = f"demands:due:{request.date or 'tomorrow'}"
+        found = await asyncio.to_thread(self.app.falling_due, principal(), day)
+        now = self.app.clock()
+        shown = day or beijing_date(now) + dt.timedelta(days=1)
+        return pb.ListDueDemandsResponse(demands=[demand_to_proto(d, now) for d in found], date=shown.isoformat())
+
+    async def DemandTimeliness(self, request: pb.TimelinessRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.TimelinessResponse:
+        current().target = f"demands:timeliness:{request.department_code or 'node'}"
+        since, until = _date(request.since, "since"), _date(request.until, "until")
+        stages = await asyncio.to_thread(
+            self.app.timeliness, principal(), start_of(since) if since else None,
+            start_of(until + dt.timedelta(days=1)) if until else None, request.department_code)
+        return timeliness_to_proto(stages)
 
     async def SuggestResources(self, request: pb.SuggestResourcesRequest, context: grpc.aio.ServicerContext
                                ) -> pb.SuggestResourcesResponse:

@@ -74,7 +74,7 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     )
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(node.catalog, node.feed), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node.audit, node.policy), server)
-    lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(node.lists), server)
+    lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(node.lists, node.disputes, node.objections, node.report), server)
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node.exchange, node.ingest, node.pull), server)
     keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys.public, node.keys.active.kid, node.config.node.id, node.policy), server)
     health_servicer = health.aio.HealthServicer()
@@ -117,7 +117,7 @@ async def _daily(node: Node) -> None:
     while True:
         try:
             done = await asyncio.to_thread(run_housekeeping, node)
-            if done["purged"] or done["expired"]:
+            if done["purged"] or done["expired"] or done["escalated"] or done["due_tomorrow"]:
                 log.info("housekeeping", extra=done)
         except Exception:
             log.exception("housekeeping failed")

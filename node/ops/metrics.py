@@ -19,6 +19,7 @@ from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from catalog.workdays import beijing_date, start_of
 from node.ops.observed import Observed
 from security.audit import VerifyResult
 
@@ -59,6 +60,7 @@ class NodeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._relay()
+        yield from self._calendar()
         try:
             yield from self._database()
             up = 1.0
@@ -97,6 +99,40 @@ class NodeCollector(Collector):
                                   "Batches taken from the inbound queue and stored",
                                   value=inbound.accepted if inbound is not None else 0)
 
+    def _calendar(self) -> Iterator[Metric]:
+        lists = getattr(self.node, "lists", None)
+        if lists is None:
+            return
+        calendar = lists.calendar
+        missing = GaugeMetricFamily("exnode_calendar_year_missing",
+                                    "1 for a year the holiday calendar lacks (deadlines in it count Saturdays and "
+                                    "Sundays only); the current year is always reported", labels=["year"])
+        current = beijing_date(self.clock()).year
+        for year in sorted({current, *calendar.missing}):
+            missing.add_metric([str(year)], 0.0 if calendar.knows(year) else 1.0)
+        yield missing
+
+    def _demands(self) -> Iterator[Metric]:
+        lists = getattr(self.node, "lists", None)
+        if lists is None:
+            return
+        now = self.clock()
+        tomorrow = beijing_date(now) + dt.timedelta(days=1)
+        with self.node.uow() as uow:
+            counts = uow.lists.stage_counts(now, start_of(tomorrow), start_of(tomorrow + dt.timedelta(days=1)))
+        open_ = GaugeMetricFamily("exnode_demands_open", "Demands waiting in a stage with a deadline, by stage",
+                                  labels=["stage"])
+        overdue = GaugeMetricFamily("exnode_demands_overdue", "Demands whose open stage is past its deadline, by "
+                                    "stage (escalated to the coordinator by the daily job)", labels=["stage"])
+        due = GaugeMetricFamily("exnode_demands_due_tomorrow", "Demands whose open stage's last day is tomorrow "
+                                "(Beijing time), by stage", labels=["stage"])
+        for stage in ("COMPLIANCE_REVIEW", "UNDER_REVIEW"):
+            stage_counts = counts.get(stage, {})
+            open_.add_metric([stage], stage_counts.get("open", 0))
+            overdue.add_metric([stage], stage_counts.get("overdue", 0))
+            due.add_metric([stage], stage_counts.get("due_tomorrow", 0))
+        yield from (open_, overdue, due)
+
     def _database(self) -> Iterator[Metric]:
         now = self.clock()
         node = self.node
@@ -121,3 +157,4 @@ class NodeCollector(Collector):
         for status in ("DRAFT", "PUBLISHED", "RETIRED"):
             resources.add_metric([status], counts.get(status, 0))
         yield resources
+        yield from self._demands()

@@ -19,5 +19,7 @@ class Observed(Protocol):
     inbound: Any
     catalog: Any
     """``counts()`` of the catalog by status."""
+    lists: Any
+    """The lists' application: its ``calendar`` (years it lacks) and ``clock``; None in a bare collector."""
 
     def workers(self) -> Mapping[str, Worker]: ...

@@ -46,6 +46,7 @@ from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.model import Resource, ResourceStatus, ResourceVersion, VersionState
 from catalog.records import canonical_record
 from node.config import ConfigError
+from node.files import report as report_files
 from node.pipeline import rules
 from node.pipeline.batches import IncomingBatch
 from node.pipeline.ingest import Ingest
@@ -54,6 +55,7 @@ from security.identity import Principal
 from security.keys import UnusableKey, read_public_keys
 from security.merkle import Proof, SignedBatch
 from security.policy import Action, Target
+from security.xml import XmlRejected
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,7 @@ class TierApplication:
         self.node_id = ingest.node_id
         self.peers = peers
         self.upward = [p for p in platforms if p.kind == "node"]
+        """Every node platform, upper and lower (回流): each gets the catalog entries it does not originate."""
 
     # -- upper side ---------------------------------------------------------------------------------------
     def accept(self, messages: Sequence[Message]) -> list[Poison | Later | None]:
@@ -141,6 +144,9 @@ class TierApplication:
         for index, message in enumerate(messages):
             if message.content_type == relay.CATALOG_CONTENT_TYPE:
                 catalog.append((index, message.body))
+                continue
+            if message.content_type == relay.REPORT_CONTENT_TYPE:
+                results[index] = self._report(message.body)
                 continue
             try:
                 envelope = relay.decode(message.body)
@@ -265,6 +271,27 @@ class TierApplication:
             uow.commit()
         return None
 
+    def _report(self, body: bytes) -> Poison | None:
+        """A lower node's monthly report (统计月报): signed by a trusted peer, valid against report.xsd, of
+        the sender itself; the newest of each (sender, month) is kept for the region's aggregate."""
+        try:
+            sender, entry = relay.decode_report(body, self.peers)
+            month, xml, generated = entry["month"], entry["xml"], entry["generated"]
+            report = report_files.from_xml(xml.encode("utf-8"), f"report of node {sender}")
+        except (relay.CatalogEntryError, KeyError, TypeError, AttributeError, XmlRejected, ValueError) as error:
+            return Poison(f"monthly report: {error}")
+        if report.node_id != sender or report.month != month:
+            return Poison(f"monthly report: node {report.node_id} month {report.month} sent by {sender} as {month}")
+        now = self.ingest.clock()
+        with self.uow(write=True) as uow:
+            if uow.report.put_lower_report(sender, month, xml, generated, now):
+                self.ingest.audit_writer.append_in(uow, [AuditRecord(
+                    at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code="",
+                    roles=("platform",), action="tier/monthly-report", target=f"report:{sender}:{month}",
+                    result="OK", detail=f"{len(report.resources)} resources, {len(report.departments)} departments")])
+            uow.commit()
+        return None
+
     def verify_chains(self) -> ChainReport:
         """Check, for every relayed record stored here, every hop's signature over the stored record."""
         report = ChainReport(problems=[])
@@ -288,6 +315,7 @@ class TierApplication:
         """The next published/retired catalog entries for an upper-node platform, each (message id, signed
         body), and the event position they reach; ``advance`` it once the broker confirmed them."""
         signer = self.ingest.signer
+        peer = next((p.peer_node for p in self.upward if p.name == platform), "")
         with self.uow() as uow:
             position = uow.tiers.cursor(f"catalog:{platform}")
             events = uow.catalog.events_since(position, limit)
@@ -302,6 +330,8 @@ class TierApplication:
                 if resource is None or version is None or version.state is not VersionState.PUBLISHED:
                     continue
                 origin = resource.origin_node or self.node_id
+                if origin == peer:  # it came from that node: sending it back would be a loop
+                    continue
                 entry = {"origin_node": origin, "event": event.kind, "code": event.code, "version": version.version,
                          "published_at": version.published_at.isoformat() if version.published_at else "",
                          "retired_at": resource.retired_at.isoformat()

@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from catalog import lists as domain
 from catalog.codes import credit_code_problem
@@ -27,6 +28,7 @@ from catalog.lists import (
 )
 from catalog.matching import Suggestion, suggest
 from catalog.model import Resource, ResourceStatus, UpdateCycle
+from catalog.workdays import WorkingCalendar, beijing_date, start_of
 from node.files import lists as lists_files
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.lists_repository import DemandFilter, GrantFilter, StaleDemand
@@ -37,6 +39,7 @@ from security.policy import Action, Decision, PermissionDenied, Policy, Target
 Clock = Callable[[], dt.datetime]
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
+MAX_DUE = 10_000
 LISTS = Target("lists")
 
 
@@ -44,6 +47,13 @@ LISTS = Target("lists")
 class Page:
     rows: list
     next_page_token: str
+
+
+def page_of(rows: list, size: int, scope: str, key: Callable[[Any], str] = lambda row: row.id) -> Page:
+    """A page of ``size`` rows read with one more (which says whether there is a next page)."""
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(rows, _token(key(rows[-1]), scope) if more else "")
 
 
 def _new_id(prefix: str, now: dt.datetime) -> str:
@@ -111,13 +121,51 @@ def _with_metadata(uow: UnitOfWork, obligation: Obligation) -> Obligation:
                    share_type=meta.share_type, share_condition=meta.share_condition)
 
 
+@dataclass(frozen=True)
+class StageTimeliness:
+    """One stage's answers and open cases (时效统计): on time, late, open within / past the deadline."""
+
+    stage: str
+    on_time: int = 0
+    late: int = 0
+    open_within: int = 0
+    open_overdue: int = 0
+
+    @property
+    def answered(self) -> int:
+        return self.on_time + self.late
+
+
+def timeliness_of(demands: Sequence[Demand], now: dt.datetime) -> list[StageTimeliness]:
+    """Per stage (COMPLIANCE_REVIEW, UNDER_REVIEW): how its answers kept their deadlines."""
+    out = []
+    for stage, deadline_of, done_of in (
+            (DemandState.COMPLIANCE_REVIEW, lambda d: d.compliance_deadline, lambda d: d.compliance_at),
+            (DemandState.UNDER_REVIEW, lambda d: d.answer_deadline, lambda d: d.answered_at)):
+        counts = {"on_time": 0, "late": 0, "open_within": 0, "open_overdue": 0}
+        for demand in demands:
+            deadline, done = deadline_of(demand), done_of(demand)
+            if deadline is None:
+                continue
+            if done is not None:
+                counts["late" if done >= deadline else "on_time"] += 1
+            elif demand.state is stage:
+                counts["open_overdue" if now >= deadline else "open_within"] += 1
+        out.append(StageTimeliness(stage.value, **counts))
+    return out
+
+
 class ListsApplication:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy,
-                 review_days: int = domain.DEFAULT_REVIEW_DAYS) -> None:
+                 deadlines: domain.Deadlines | None = None) -> None:
         self.uow = uow
         self.clock = clock
         self.policy = policy
-        self.review_days = review_days
+        self.deadlines = deadlines or domain.Deadlines()
+
+    @property
+    def calendar(self) -> WorkingCalendar:
+        return self.deadlines.calendar
 
     # -- responsibility list ----------------------------------------------------------------------------
     def obligations(self, principal: Principal, department_code: str = "",
@@ -188,8 +236,9 @@ class ListsApplication:
             resource = uow.catalog.get(request.resource_code) if request.resource_code else None
             if request.resource_code and resource is None:
                 raise NotFound("resource", request.resource_code)
-            demand = domain.file_demand(_new_id("XQ", now), request, resource, now, self.review_days)
-            demand = self._grant_if_approved(uow, demand, now)
+            demand = domain.file_demand(_new_id("XQ", now), request, resource, now, self.deadlines,
+                                        self._on_platform(uow, resource))
+            demand = self.grant_if_approved(uow, demand, now)
             uow.lists.add_demand(demand)
             uow.commit()
         return demand
@@ -198,13 +247,14 @@ class ListsApplication:
         """The requester names the resource of a description-only demand (usually a suggestion)."""
         now = self.clock()
         with self.uow(write=True) as uow:
-            demand = self._load(uow, demand_id)
-            self.policy.require(principal, Action.DEMAND_CHANGE, self._target(demand))
+            demand = self.load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_CHANGE, self.target(demand))
             resource = uow.catalog.get(resource_code)
             if resource is None:
                 raise NotFound("resource", resource_code)
-            changed = self._grant_if_approved(uow, domain.link(demand, resource_code, resource, now), now)
-            self._save(uow, changed, demand)
+            linked = domain.link(demand, resource_code, resource, now, self.deadlines, self._on_platform(uow, resource))
+            changed = self.grant_if_approved(uow, linked, now)
+            self.save(uow, changed, demand)
             uow.commit()
         return changed
 
@@ -215,44 +265,106 @@ class ListsApplication:
         Of two reviewers deciding at once exactly one wins; the other is told the demand's new state."""
         now = self.clock()
         with self.uow(write=True) as uow:
-            demand = self._load(uow, demand_id)
-            self.policy.require(principal, Action.DEMAND_DECIDE, self._target(demand))
+            demand = self.load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_DECIDE, self.target(demand))
             if approve:
                 decided = domain.approve(demand, principal.subject, now, reason)
-                decided = self._grant_if_approved(uow, decided, now, expires_at=expires_at, items=items,
+                decided = self.grant_if_approved(uow, decided, now, expires_at=expires_at, items=items,
                                                   masking=masking)
             else:
                 decided = domain.reject(demand, principal.subject, reason, now)
-            self._save(uow, decided, demand)
+            self.save(uow, decided, demand)
             uow.commit()
         return decided
+
+    def review(self, principal: Principal, demand_id: str, passed: bool, reason: str = "") -> Demand:
+        """合规审核 by the node's coordinator: rejected with the reason, granted directly (无条件共享) or
+        forwarded to the provider with its answer deadline in working days (有条件共享)."""
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            demand = self.load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_REVIEW, self.target(demand))
+            resource = uow.catalog.get(demand.resource_code)
+            if resource is None:
+                raise NotFound("resource", demand.resource_code)
+            share_type = resource.latest.metadata.share_type
+            reviewed = domain.review_compliance(
+                demand, principal.subject, now, passed=passed, reason=reason, share_type=share_type,
+                answer_deadline=self.deadlines.answer_due(now, self._on_platform(uow, resource)))
+            reviewed = self.grant_if_approved(uow, reviewed, now)
+            self.save(uow, reviewed, demand)
+            uow.commit()
+        return reviewed
 
     def withdraw(self, principal: Principal, demand_id: str, reason: str = "") -> Demand:
         now = self.clock()
         with self.uow(write=True) as uow:
-            demand = self._load(uow, demand_id)
-            self.policy.require(principal, Action.DEMAND_CHANGE, self._target(demand))
+            demand = self.load(uow, demand_id)
+            self.policy.require(principal, Action.DEMAND_CHANGE, self.target(demand))
             changed = domain.withdraw(demand, now, reason)
-            self._save(uow, changed, demand)
+            self.save(uow, changed, demand)
             uow.commit()
         return changed
 
     def expire_overdue(self) -> list[Demand]:
-        """Open demands past their review deadline become EXPIRED (run by the node daily)."""
+        """Description-only demands their requester never linked before the deadline become EXPIRED
+        (run by the node daily). Stages a department owes are escalated instead (``escalate_overdue``)."""
         now = self.clock()
         expired = []
         with self.uow(write=True) as uow:
-            for demand in uow.lists.open_demands_due(now):
+            for demand in uow.lists.open_demands_due(now, frozenset({DemandState.SUBMITTED})):
                 changed = domain.expire(demand, now)
                 uow.lists.save_demand(changed, demand.version)
                 expired.append(changed)
             uow.commit()
         return expired
 
+    def escalate_overdue(self) -> list[Demand]:
+        """Stages open past their deadline go to the coordinator, once per stage (run by the node daily);
+        the demand stays open and a late answer is still taken, recorded as late."""
+        now = self.clock()
+        escalated = []
+        with self.uow(write=True) as uow:
+            for demand in uow.lists.open_demands_due(now, domain.STAGE_STATES):
+                if demand.escalated_stage == demand.state.value:
+                    continue
+                changed = domain.escalate(demand, now)
+                uow.lists.save_demand(changed, demand.version)
+                escalated.append(changed)
+            uow.commit()
+        return escalated
+
+    def falling_due(self, principal: Principal, day: dt.date | None = None) -> list[Demand]:
+        """提醒: the demands whose open stage's last day is ``day`` (default: tomorrow, Beijing time), as the
+        caller may see them."""
+        self.policy.require(principal, Action.LISTS_READ, LISTS)
+        if day is None:
+            day = beijing_date(self.clock()) + dt.timedelta(days=1)
+        flt = DemandFilter(visible_to=self.policy.lists_visibility(principal), due_after=start_of(day),
+                           due_before=start_of(day + dt.timedelta(days=1)))
+        with self.uow() as uow:
+            return uow.lists.list_demands(flt, after_id="", limit=MAX_DUE)
+
+    def timeliness(self, principal: Principal, start: dt.datetime | None = None, end: dt.datetime | None = None,
+                   department_code: str = "") -> list[StageTimeliness]:
+        """How the stages of the demands filed in [start, end) kept their deadlines (the node's, or the
+        demands one department filed or provides)."""
+        self.policy.require(principal, Action.LISTS_READ, LISTS)
+        _department(department_code)
+        visible = self.policy.lists_visibility(principal)
+        if department_code and visible not in (None, department_code):
+            self.policy.require(principal, Action.DEMAND_READ, Target.demand("*", department_code, ""))
+        scope = department_code or visible
+        with self.uow() as uow:
+            found = uow.lists.demands_between(start, end)
+        if scope:
+            found = [d for d in found if scope in (d.requester_code, d.provider_code)]
+        return timeliness_of(found, self.clock())
+
     def get_demand(self, principal: Principal, demand_id: str) -> Demand:
         with self.uow() as uow:
-            demand = self._load(uow, demand_id)
-        self.policy.require(principal, Action.DEMAND_READ, self._target(demand))
+            demand = self.load(uow, demand_id)
+        self.policy.require(principal, Action.DEMAND_READ, self.target(demand))
         return demand
 
     def list_demands(self, principal: Principal, flt: DemandFilter, page_size: int = 0, page_token: str = ""
@@ -263,9 +375,7 @@ class ListsApplication:
         scope = repr(flt)
         with self.uow() as uow:
             rows = uow.lists.list_demands(flt, after_id=_after(page_token, scope), limit=size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page(rows, _token(rows[-1].id, scope) if more else "")
+        return page_of(rows, size, scope)
 
     def suggestions(self, principal: Principal, description: str, items: Sequence[str], limit: int = 10
                     ) -> list[Suggestion]:
@@ -287,9 +397,7 @@ class ListsApplication:
         scope = repr(flt)
         with self.uow() as uow:
             rows = uow.lists.list_grants(flt, after_id=_after(page_token, scope), limit=size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page(rows, _token(rows[-1].id, scope) if more else "")
+        return page_of(rows, size, scope)
 
     def revoke_grant(self, principal: Principal, grant_id: str, reason: str) -> Grant:
         now = self.clock()
@@ -339,11 +447,19 @@ class ListsApplication:
 
     # -- helpers ----------------------------------------------------------------------------------------
     @staticmethod
-    def _target(demand: Demand) -> Target:
+    def _on_platform(uow: UnitOfWork, resource: Resource | None) -> bool:
+        """Whether the resource's data is on the platform: its provider has delivered records of it here
+        (else the provider has the longer answer limit, 10 working days)."""
+        if resource is None:
+            return True
+        return uow.lists.has_received(resource.latest.metadata.provider_code, resource.code)
+
+    @staticmethod
+    def target(demand: Demand) -> Target:
         return Target.demand(demand.id, demand.requester_code, demand.provider_code)
 
     @staticmethod
-    def _load(uow: UnitOfWork, demand_id: str) -> Demand:
+    def load(uow: UnitOfWork, demand_id: str) -> Demand:
         if not demand_id:
             raise InvalidField.one("id", "is required")
         demand = uow.lists.get_demand(demand_id)
@@ -352,7 +468,7 @@ class ListsApplication:
         return demand
 
     @staticmethod
-    def _save(uow: UnitOfWork, changed: Demand, before: Demand) -> None:
+    def save(uow: UnitOfWork, changed: Demand, before: Demand) -> None:
         try:
             uow.lists.save_demand(changed, before.version)
         except StaleDemand:
@@ -362,7 +478,7 @@ class ListsApplication:
             by = f" by {now.decided_by}" if now and now.decided_by else ""
             raise Conflict(f"demand {before.id} was changed meanwhile: it is now {state}{by}") from None
 
-    def _grant_if_approved(self, uow: UnitOfWork, demand: Demand, now: dt.datetime, **options: object) -> Demand:
+    def grant_if_approved(self, uow: UnitOfWork, demand: Demand, now: dt.datetime, **options: object) -> Demand:
         if demand.state is not DemandState.APPROVED or demand.grant_id:
             return demand
         grant = domain.grant_for(_new_id("SQ", now), demand, now, **options)  # type: ignore[arg-type]
@@ -402,6 +518,8 @@ def export_list(app: ListsApplication, principal: Principal, kind: str, fmt: str
             token = page.next_page_token
             if not token:
                 break
-        content = lists_files.demands(demands, fmt, now, department_code)
+        with app.uow() as uow:
+            disputes = uow.lists.disputes_by_demand([d.id for d in demands])
+        content = lists_files.demands(demands, fmt, now, department_code, disputes)
     scope = department_code or "node"
     return content, f"{'责任清单' if kind == 'responsibilities' else '需求清单'}-{scope}-{now:%Y%m%d}.{fmt}"

@@ -77,6 +77,8 @@ class SignedPullBatch:
     kid: str
     signature: bytes
     position: int
+    disputed: tuple[int, ...] = ()
+    """Indexes of records under an open objection (校核纠错): status, not content, so not signed."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ class PullSession:
         with self.app.uow() as uow:
             rows = uow.pull.page(self.position, self.until, self.app.settings.batch_records, only=scope.only,
                                  excluding=scope.excluding)
+            disputed = uow.objections.disputed((r.provider_code, r.resource_code, r.record_id) for r in rows)
         if not rows:
             self._done = True
             return None
@@ -167,8 +170,9 @@ class PullSession:
         signature = signer.sign(batch_signing_input(
             node_id=self.app.node_id, platform=scope.platform, index=self.batches, from_cursor=from_cursor,
             to_cursor=to_cursor, record_count=len(leaves), root=root))
+        flagged = tuple(i for i, r in enumerate(rows) if (r.provider_code, r.resource_code, r.record_id) in disputed)
         batch = SignedPullBatch(self.batches, from_cursor, to_cursor, leaves, root, signer.kid, signature,
-                                self.position)
+                                self.position, flagged)
         self.batches += 1
         self.records += len(leaves)
         return batch

@@ -6,13 +6,14 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
-from catalog.lists import Demand, DemandRequest, DemandState, Grant, Obligation
+from catalog.disputes import Dispute, DisputeState
+from catalog.lists import OPEN_STATES, STAGE_STATES, Demand, DemandRequest, DemandState, Grant, Obligation
 from catalog.model import UpdateCycle
 from node.storage.errors import StorageError
-from node.storage.tables import deliveries, demands, grants, obligations
+from node.storage.tables import deliveries, demands, disputes, grants, obligations
 
 
 class StaleDemand(StorageError):
@@ -28,6 +29,11 @@ class DemandFilter:
     state: DemandState | None = None
     visible_to: str | None = None
     """Policy scoping: only demands this department filed or provides (None: all)."""
+    escalated: bool = False
+    """Only demands escalated to the coordinator (a stage went past its deadline)."""
+    due_after: dt.datetime | None = None
+    due_before: dt.datetime | None = None
+    """Only demands with a stage open and its deadline in (due_after, due_before]."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,10 @@ def _demand(row: Row) -> Demand:
         items=tuple(json.loads(row.items)), purpose=row.purpose, legal_basis=row.legal_basis,
         frequency=UpdateCycle(row.frequency) if row.frequency else None, contact=row.contact)
     return Demand(row.id, request, DemandState(row.state), row.created_at, row.updated_at, row.review_deadline,
-                  row.provider_code, row.resource_name, row.reason, row.decided_by, row.grant_id, row.version)
+                  row.provider_code, row.resource_name, row.reason, row.decided_by, row.grant_id, row.version,
+                  compliance_deadline=row.compliance_deadline, compliance_at=row.compliance_at,
+                  compliance_by=row.compliance_by, answer_deadline=row.answer_deadline, answered_at=row.answered_at,
+                  escalated_at=row.escalated_at, escalated_stage=row.escalated_stage)
 
 
 def _demand_values(demand: Demand) -> dict:
@@ -55,8 +64,37 @@ def _demand_values(demand: Demand) -> dict:
         "frequency": r.frequency.value if r.frequency else "", "contact": r.contact, "state": demand.state.value,
         "reason": demand.reason, "decided_by": demand.decided_by, "grant_id": demand.grant_id,
         "created_at": demand.created_at, "updated_at": demand.updated_at, "review_deadline": demand.review_deadline,
-        "version": demand.version,
+        "version": demand.version, "compliance_deadline": demand.compliance_deadline,
+        "compliance_at": demand.compliance_at, "compliance_by": demand.compliance_by,
+        "answer_deadline": demand.answer_deadline, "answered_at": demand.answered_at,
+        "escalated_at": demand.escalated_at, "escalated_stage": demand.escalated_stage,
     }
+
+
+DISPUTE_FIELDS = ("id", "demand_id", "requester_code", "provider_code", "resource_code", "duty_basis", "state",
+                  "created_at", "updated_at", "provider_deadline", "filed_by", "provider_answer", "provider_by",
+                  "provider_at", "decision_reason", "conditions", "decided_by", "decided_at", "escalated_at",
+                  "grant_id", "version")
+
+
+def _dispute(row: Row) -> Dispute:
+    values = {name: getattr(row, name) for name in DISPUTE_FIELDS}
+    values["state"] = DisputeState(values["state"])
+    return Dispute(**values)
+
+
+def _dispute_values(dispute: Dispute) -> dict:
+    values = {name: getattr(dispute, name) for name in DISPUTE_FIELDS}
+    values["state"] = dispute.state.value
+    return values
+
+
+@dataclass(frozen=True)
+class DisputeFilter:
+    department_code: str = ""
+    """Disputes this department filed or is asked to answer."""
+    state: DisputeState | None = None
+    visible_to: str | None = None
 
 
 def _grant(row: Row) -> Grant:
@@ -98,6 +136,13 @@ class ListsRepository:
                                          d.consumer_code == consumer_code).order_by(d.delivered_at))
         return [row.delivered_at for row in rows]
 
+    def has_received(self, provider_code: str, resource_code: str) -> bool:
+        """Whether the provider ever delivered records of the resource to this node."""
+        d = deliveries.c
+        return self.connection.execute(select(d.id).where(
+            d.provider_code == provider_code, d.resource_code == resource_code, d.consumer_code == "").limit(1)
+        ).first() is not None
+
     def add_delivery(self, provider_code: str, resource_code: str, consumer_code: str, at: dt.datetime,
                      batch_id: str, records: int) -> None:
         self.connection.execute(insert(deliveries).values(
@@ -134,16 +179,48 @@ class ListsRepository:
             conditions.append(c.state == flt.state.value)
         if flt.visible_to is not None:
             conditions.append(or_(c.requester_code == flt.visible_to, c.provider_code == flt.visible_to))
+        if flt.escalated:
+            conditions.append(c.escalated_at.is_not(None))
+        if flt.due_after is not None or flt.due_before is not None:
+            conditions.append(c.state.in_([s.value for s in STAGE_STATES]))
+        if flt.due_after is not None:
+            conditions.append(c.review_deadline > flt.due_after)
+        if flt.due_before is not None:
+            conditions.append(c.review_deadline <= flt.due_before)
         if after_id:
             conditions.append(c.id > after_id)
         rows = self.connection.execute(select(demands).where(*conditions).order_by(c.id).limit(limit))
         return [_demand(row) for row in rows]
 
-    def open_demands_due(self, now: dt.datetime) -> list[Demand]:
+    def open_demands_due(self, now: dt.datetime, states: frozenset[DemandState] = OPEN_STATES) -> list[Demand]:
+        """Demands in one of ``states`` whose stage deadline has passed (through ix_demands_state_deadline)."""
         c = demands.c
         rows = self.connection.execute(select(demands).where(
-            c.state.in_([DemandState.SUBMITTED.value, DemandState.UNDER_REVIEW.value]), c.review_deadline <= now))
+            c.state.in_(sorted(s.value for s in states)), c.review_deadline <= now).order_by(c.id))
         return [_demand(row) for row in rows]
+
+    def stage_counts(self, now: dt.datetime, tomorrow: dt.datetime, day_after: dt.datetime
+                     ) -> dict[str, dict[str, int]]:
+        """Per open stage: demands open, past their deadline, and due tomorrow (deadline in (tomorrow,
+        day_after]), counted in the database."""
+        c = demands.c
+        overdue = func.sum(case((c.review_deadline <= now, 1), else_=0))
+        due = func.sum(case((and_(c.review_deadline > tomorrow, c.review_deadline <= day_after), 1), else_=0))
+        rows = self.connection.execute(
+            select(c.state, func.count(), overdue, due).where(c.state.in_([s.value for s in STAGE_STATES]))
+            .group_by(c.state))
+        return {row[0]: {"open": int(row[1]), "overdue": int(row[2] or 0), "due_tomorrow": int(row[3] or 0)}
+                for row in rows}
+
+    def demands_between(self, start: dt.datetime | None, end: dt.datetime | None) -> list[Demand]:
+        """Every demand filed in [start, end) (None: unbounded), for timeliness statistics."""
+        c = demands.c
+        conditions = []
+        if start is not None:
+            conditions.append(c.created_at >= start)
+        if end is not None:
+            conditions.append(c.created_at < end)
+        return [_demand(row) for row in self.connection.execute(select(demands).where(*conditions).order_by(c.id))]
 
     def approved_demands(self, requester_code: str, resource_code: str) -> list[Demand]:
         c = demands.c
@@ -151,6 +228,51 @@ class ListsRepository:
             c.requester_code == requester_code, c.resource_code == resource_code,
             c.state == DemandState.APPROVED.value))
         return [_demand(row) for row in rows]
+
+    # -- disputes ---------------------------------------------------------------------------------------
+    def add_dispute(self, dispute: Dispute) -> None:
+        self.connection.execute(insert(disputes).values(**_dispute_values(dispute)))
+
+    def get_dispute(self, dispute_id: str) -> Dispute | None:
+        row = self.connection.execute(select(disputes).where(disputes.c.id == dispute_id)).first()
+        return _dispute(row) if row else None
+
+    def dispute_of(self, demand_id: str) -> Dispute | None:
+        row = self.connection.execute(select(disputes).where(disputes.c.demand_id == demand_id)).first()
+        return _dispute(row) if row else None
+
+    def save_dispute(self, dispute: Dispute, expected_version: int) -> None:
+        values = _dispute_values(dispute)
+        values.pop("id")
+        result = self.connection.execute(update(disputes).where(
+            disputes.c.id == dispute.id, disputes.c.version == expected_version).values(**values))
+        if result.rowcount != 1:
+            raise StaleDemand(dispute.id)
+
+    def list_disputes(self, flt: DisputeFilter, *, after_id: str, limit: int) -> list[Dispute]:
+        c = disputes.c
+        conditions = []
+        for code in (flt.department_code, flt.visible_to):
+            if code:
+                conditions.append(or_(c.requester_code == code, c.provider_code == code))
+        if flt.state:
+            conditions.append(c.state == flt.state.value)
+        if after_id:
+            conditions.append(c.id > after_id)
+        rows = self.connection.execute(select(disputes).where(*conditions).order_by(c.id).limit(limit))
+        return [_dispute(row) for row in rows]
+
+    def disputes_awaiting_provider_due(self, now: dt.datetime) -> list[Dispute]:
+        c = disputes.c
+        rows = self.connection.execute(select(disputes).where(
+            c.state == DisputeState.AWAITING_PROVIDER.value, c.provider_deadline <= now).order_by(c.id))
+        return [_dispute(row) for row in rows]
+
+    def disputes_by_demand(self, demand_ids: list[str]) -> dict[str, Dispute]:
+        if not demand_ids:
+            return {}
+        rows = self.connection.execute(select(disputes).where(disputes.c.demand_id.in_(demand_ids)))
+        return {row.demand_id: _dispute(row) for row in rows}
 
     # -- grants -----------------------------------------------------------------------------------------
     def add_grant(self, grant: Grant) -> None:

@@ -198,7 +198,7 @@ demands = Table(
     Column("legal_basis", Text, nullable=False),
     Column("frequency", String(16), nullable=False),
     Column("contact", String(200), nullable=False),
-    Column("state", String(16), nullable=False, index=True),
+    Column("state", String(24), nullable=False, index=True),
     Column("reason", Text, nullable=False),
     Column("decided_by", String(200), nullable=False),
     Column("grant_id", String(40), nullable=False),
@@ -206,7 +206,87 @@ demands = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("review_deadline", UTCDateTime, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("compliance_deadline", UTCDateTime, nullable=True),
+    Column("compliance_at", UTCDateTime, nullable=True),
+    Column("compliance_by", String(200), nullable=False, server_default=""),
+    Column("answer_deadline", UTCDateTime, nullable=True),
+    Column("answered_at", UTCDateTime, nullable=True),
+    Column("escalated_at", UTCDateTime, nullable=True),
+    Column("escalated_stage", String(20), nullable=False, server_default=""),
 )
+"""review_deadline is the deadline of the stage the demand is in (working days, migration 0013); the
+compliance review's and the provider's answer's deadlines and times are kept for timeliness statistics."""
+
+Index("ix_demands_state_deadline", demands.c.state, demands.c.review_deadline)
+
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("demand_id", String(40), nullable=False, unique=True),
+    Column("requester_code", String(18), nullable=False),
+    Column("provider_code", String(18), nullable=False),
+    Column("resource_code", String(40), nullable=False),
+    Column("duty_basis", Text, nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("filed_by", String(200), nullable=False),
+    Column("provider_deadline", UTCDateTime, nullable=False),
+    Column("provider_answer", Text, nullable=False),
+    Column("provider_by", String(200), nullable=False),
+    Column("provider_at", UTCDateTime, nullable=True),
+    Column("decision_reason", Text, nullable=False),
+    Column("conditions", Text, nullable=False),
+    Column("decided_by", String(200), nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("escalated_at", UTCDateTime, nullable=True),
+    Column("grant_id", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+"""争议协调: one per contested demand (migration 0014)."""
+
+Index("ix_disputes_state_deadline", disputes.c.state, disputes.c.provider_deadline)
+
+objections = Table(
+    "objections",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("provider_code", String(18), nullable=False),
+    Column("resource_code", String(40), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("item", String(100), nullable=False),
+    Column("raiser_code", String(18), nullable=False),
+    Column("raised_by", String(200), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("attachments", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("answered_by", String(200), nullable=False),
+    Column("answered_at", UTCDateTime, nullable=True),
+    Column("corrected_by", String(64), nullable=False),
+    Column("escalated_at", UTCDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+)
+"""校核纠错 (migration 0015): a record with an OPEN objection is served marked disputed."""
+
+Index("ix_objections_record", objections.c.provider_code, objections.c.resource_code, objections.c.record_id,
+      objections.c.state)
+Index("ix_objections_state_deadline", objections.c.state, objections.c.deadline)
+
+tier_reports = Table(
+    "tier_reports",
+    metadata,
+    Column("sender_node", String(128), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("xml", Text, nullable=False),
+    Column("generated", String(40), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+"""统计月报 a lower node sent upward (migration 0015): its latest report of each month, the region's
+aggregate reads them."""
 
 grants = Table(
     "grants",

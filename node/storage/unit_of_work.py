@@ -22,7 +22,9 @@ from node.storage.catalog_repository import CatalogRepository
 from node.storage.errors import StorageFull, StorageUnavailable
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
+from node.storage.objections_repository import ObjectionsRepository
 from node.storage.pull_repository import PullRepository
+from node.storage.report_repository import ReportRepository
 from node.storage.tier_repository import TierRepository
 
 
@@ -35,6 +37,8 @@ class UnitOfWork(abc.ABC):
 
     catalog: CatalogRepository
     lists: ListsRepository
+    objections: ObjectionsRepository
+    report: ReportRepository
     exchange: ExchangeRepository
     pull: PullRepository
     tiers: TierRepository
@@ -72,6 +76,8 @@ class SqlUnitOfWork(UnitOfWork):
         self._connection = connection
         self.catalog = CatalogRepository(connection)
         self.lists = ListsRepository(connection)
+        self.objections = ObjectionsRepository(connection)
+        self.report = ReportRepository(connection)
         self.exchange = ExchangeRepository(connection)
         self.pull = PullRepository(connection)
         self.tiers = TierRepository(connection)

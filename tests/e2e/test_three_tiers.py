@@ -5,12 +5,15 @@ RabbitMQ in three vhosts of their own, linked by RabbitMQ shovels that `exnode t
 
 A record ingested at the department reaches the region and then the ministry, where every hop's signature
 verifies (`exnode tier verify-chain`), and the department's catalog entries are visible, read-only and
-marked with their origin. The fault: the regional node is killed for a while during the flow and started
+marked with their origin. 回流 goes the other way: the ministry grants the regional department a resource
+of its own, and its records flow down to the region through a shovel as well, verified there and pulled
+there like any other; a 不予共享 resource is refused citing the rule. The fault: the regional node is killed for a while during the flow and started
 again; at the ministry no record is lost and none is stored twice.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -28,6 +31,8 @@ from exnode.v1 import catalog_pb2, catalog_pb2_grpc, exchange_pb2_grpc, lists_pb
 from exnode.v1 import exchange_pb2 as pb
 from sqlalchemy import func, select
 
+from catalog.model import OpenType, ShareType
+from catalog.records import Operation, Record
 from node.storage.database import make_engine
 from node.storage.tables import batches, outbox, records, relayed_records
 from tests.conftest import credit_code
@@ -82,6 +87,12 @@ def _node(tmp_path: Path, role: str, node_id: str, dept: str, vhost: str, *, sam
 def _upward(node: ServedNode, name: str, consumer: str, upper: ServedNode) -> None:
     (node.data / "platforms.toml").write_text(
         f'[[platform]]\nname = "{name}"\nkind = "node"\nconsumer_code = "{consumer}"\nupper_node = "{upper.node_id}"\n',
+        encoding="utf-8")
+
+
+def _downward(node: ServedNode, name: str, consumer: str, lower: ServedNode) -> None:
+    (node.data / "platforms.toml").write_text(
+        f'[[platform]]\nname = "{name}"\nkind = "node"\nconsumer_code = "{consumer}"\nlower_node = "{lower.node_id}"\n',
         encoding="utf-8")
 
 
@@ -144,10 +155,12 @@ def tiers(tmp_path_factory: pytest.TempPathFactory, region_database: str) -> Ite
         nodes += [department, region, ministry]
         _upward(department, "region", REGION_DEPT, region)
         _upward(region, "ministry", MINISTRY_DEPT, ministry)
-        _trust(region, department)
+        _downward(ministry, "region-down", REGION_DEPT, region)
+        _trust(region, department, ministry)  # the region checks what comes down from the ministry too
         _trust(ministry, department, region)  # the top checks every hop, so it knows every lower node's keys
         _link(department, vhosts["department"], "region", region, vhosts["region"])
         _link(region, vhosts["region"], "ministry", ministry, vhosts["ministry"])
+        _link(ministry, vhosts["ministry"], "region-down", region, vhosts["region"])  # 回流: the same shovel, down
         for node in nodes:
             node.start()
         # The department's catalog goes up by itself (the uplink); the region passes it on.
@@ -284,3 +297,131 @@ def test_a_regional_node_down_for_a_while_loses_and_doubles_nothing_at_the_minis
     finally:
         engine.dispose()
     assert pending == 0, "the region still holds undelivered outbox rows"
+
+
+MARRIAGE = "311140003/000009"  # a resource of the ministry's own (婚姻登记), returned to the region
+HOUSEHOLD_CHECKS = "311140003/000010"  # the ministry's 不予共享 resource
+
+
+def _publish_at_ministry(tiers: Tiers, code: str, **changes: object) -> None:
+    from node.grpc.convert import metadata_to_proto
+    from tests.conftest import resource
+
+    admin = catalog_pb2_grpc.CatalogServiceStub(tiers.ministry.channel_as(MINISTRY_DEPT, ("catalog_admin",)))
+    meta = resource(code, name="婚姻登记信息", provider_code=MINISTRY_DEPT, provider_name="民政部", **changes)
+    admin.CreateResource(catalog_pb2.CreateResourceRequest(metadata=metadata_to_proto(meta)), timeout=30)
+    admin.PublishResource(catalog_pb2.PublishResourceRequest(code=code), timeout=30)
+
+
+def _entry_at(node: ServedNode, code: str) -> catalog_pb2.Resource | None:
+    catalog = catalog_pb2_grpc.CatalogServiceStub(node.channel_as(REGION_DEPT, ("consumer",)))
+    try:
+        return catalog.GetResource(catalog_pb2.GetResourceRequest(code=code), timeout=30)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def test_data_returned_downward_reaches_the_region_verified_and_is_pulled_there(tiers: Tiers, tmp_path: Path):
+    from node.clients.pull import TrustedNode, pull
+    from node.pipeline import provider_batch
+    from security.keys import KeyStore
+    from tests.fault.support import as_proto
+
+    ministry, region = tiers.ministry, tiers.region
+    _publish_at_ministry(tiers, MARRIAGE)
+    _publish_at_ministry(tiers, HOUSEHOLD_CHECKS, share_type=ShareType.NOT_SHARED, open_type=OpenType.NOT_OPEN,
+                         share_condition="涉及家庭经济状况，依《社会救助家庭经济状况核对办法》不予共享")
+    # the ministry's catalog entries come down by themselves (the same uplink, to a lower_node platform)
+    wait_until(lambda: _entry_at(region, MARRIAGE) is not None, 60, "the 婚姻登记 entry reached the region")
+    assert _entry_at(region, MARRIAGE).origin_node == ministry.node_id
+    # the regional department asks the ministry; the ministry's reviewer decides
+    asking = lists_pb2_grpc.ListsServiceStub(ministry.channel_as(REGION_DEPT, ("consumer",)))
+    refused = asking.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
+        resource_code=HOUSEHOLD_CHECKS, purpose="回流", legal_basis="办法", contact="王芳")), timeout=30)
+    assert refused.state == lists_pb2.REJECTED and "不予共享" in refused.reason and refused.decided_by == "rule:不予共享"
+    demand = asking.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
+        resource_code=MARRIAGE, purpose="婚姻状况核验（回流）", legal_basis="《婚姻登记条例》", contact="王芳")), timeout=30)
+    reviewer = lists_pb2_grpc.ListsServiceStub(ministry.channel_as(MINISTRY_DEPT, ("reviewer",)))
+    assert reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True), timeout=30).grant_id
+    subscriber = exchange_pb2_grpc.ExchangeServiceStub(ministry.channel_as(REGION_DEPT, ("consumer",)))
+    subscriber.Subscribe(pb.SubscribeRequest(resource_code=MARRIAGE, platform="region-down"), timeout=30)
+    key = Key()
+    admin = exchange_pb2_grpc.ExchangeServiceStub(ministry.channel_as(MINISTRY_DEPT, ("catalog_admin",)))
+    key.kid = admin.RegisterKey(pb.RegisterKeyRequest(department_code=MINISTRY_DEPT, algorithm="Ed25519",
+                                                      public_pem=key.pem), timeout=30).key_id
+    records = [Record(f"HY-{n:06d}", n, Operation.UPSERT, {"公民身份号码": "360426199101010071", "姓名": f"李{n}",
+                                                          "保障金额": 0, "纳入保障日期": "2025-06-01"})
+               for n in range(1, 21)]
+    provider = exchange_pb2_grpc.ExchangeServiceStub(ministry.channel_as(MINISTRY_DEPT, ("provider",)))
+    assert provider.Ingest(as_proto(provider_batch(MINISTRY_DEPT, MARRIAGE, records, key)), timeout=30).accepted == 20
+
+    def at_region() -> set[str]:
+        engine = make_engine(region.config.database_url)
+        try:
+            with engine.connect() as connection:
+                return set(connection.execute(select(relayed_records.c.record_id).where(
+                    relayed_records.c.resource_code == MARRIAGE, relayed_records.c.sender_node == ministry.node_id))
+                    .scalars())
+        finally:
+            engine.dispose()
+
+    wanted = {r.id for r in records}
+    wait_until(lambda: wanted <= at_region(), 90, lambda: f"{len(wanted & at_region())}/20 records at the region")
+    chain = verify_chain(region)  # every hop's signature, the ministry's over what came down included
+    assert chain["problems"] == [] and chain["records"] == chain["verified"]
+    assert dead_letters(tiers.vhosts["region"], region) == 0
+    # at the region the records are pulled like any other: the regional platform pulls the node's records
+    stub = exchange_pb2_grpc.ExchangeServiceStub(region.channel_as(REGION_DEPT, ("platform",)))
+    public = KeyStore.load(region.data / "keys").public
+    outcome = pull(lambda requests: stub.Pull(requests, timeout=120), TrustedNode(region.node_id, public),
+                   tmp_path / "region-pull")
+    pulled = [json.loads(line) for f in sorted(outcome.directory.glob("batch-*.jsonl"))
+              for line in f.read_bytes().splitlines() if line]
+    returned = [r for r in pulled if r["resource"] == MARRIAGE]
+    assert {r["id"] for r in returned} == wanted
+    assert {r["payload"]["公民身份号码"] for r in returned} == {"360426********0071"}  # masked at the ministry
+    # the region's uplink never sends the ministry's own entries back up (the ministry would refuse a loop)
+    assert dead_letters(tiers.vhosts["ministry"], ministry) == 0
+
+
+def test_monthly_reports_go_up_and_the_ministry_aggregates_the_region(tiers: Tiers, tmp_path: Path):
+    from lxml import etree
+
+    from node.files.report import report_schema
+
+    month = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m")
+
+    def report(node: ServedNode, dept: str, *args: str) -> subprocess.CompletedProcess:
+        return exnode("report", *args, "--month", month, "--server", node.address, "--token",
+                      node.token(dept, ("consumer",)), "--json")
+
+    sent = report(tiers.department, PROVIDER, "send")
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["queues"] == [f"exnode.{tiers.department.node_id}.out.region"]
+
+    def includes(node: ServedNode, dept: str, out: Path) -> list[str]:
+        written = report(node, dept, "monthly", "--region", "--out", str(out))
+        assert written.returncode == 0, written.stderr
+        [xml] = out.glob("*.xml")
+        root = etree.fromstring(xml.read_bytes())
+        report_schema().assertValid(root)
+        return [e.get("node") for e in root.findall("{urn:exnode:report:v1}includes")]
+
+    wait_until(lambda: includes(tiers.region, REGION_DEPT, tmp_path / f"r{time.monotonic_ns()}")
+               == [tiers.department.node_id], 60, "the department's report reached the region")
+    up = report(tiers.region, REGION_DEPT, "send")
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["includes"] == [tiers.department.node_id]  # the region sends its aggregate
+    wait_until(lambda: includes(tiers.ministry, MINISTRY_DEPT, tmp_path / f"m{time.monotonic_ns()}")
+               == [tiers.region.node_id], 60, "the region's report reached the ministry")
+    out = tmp_path / "ministry-final"
+    includes(tiers.ministry, MINISTRY_DEPT, out)
+    [resources] = out.glob("*-资源.csv")
+    text = resources.read_bytes().decode("utf-8-sig")
+    assert LOW_INCOME in text  # the department's resource, counted at the department and the region
+    bad = report(tiers.ministry, MINISTRY_DEPT, "send")
+    assert bad.returncode == 1 and "no upper node" in bad.stderr  # the top has nobody to report to
+    assert dead_letters(tiers.vhosts["region"], tiers.region) == 0
+    assert dead_letters(tiers.vhosts["ministry"], tiers.ministry) == 0

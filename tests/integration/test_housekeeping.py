@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.lists import DemandRequest, DemandState
+from catalog.lists import BEIJING, DemandRequest, DemandState
 from node import bootstrap
 from node.bootstrap import load_sample
 from node.storage.audit_repository import AuditFilter
@@ -28,19 +28,26 @@ def node(tmp_path: Path) -> Iterator[tuple[bootstrap.Node, FixedClock]]:
     built.close()
 
 
-def test_an_undecided_demand_expires_after_its_deadline_and_the_expiry_is_audited(node):
+def test_a_review_is_reminded_the_day_before_and_escalated_after_its_deadline_all_audited(node):
     built, clock = node
     consumer = Principal("王芳", OTHER_PROVIDER, frozenset({"consumer"}))
     demand = built.lists.file_demand(consumer, DemandRequest(
         OTHER_PROVIDER, LOW_INCOME, purpose="低保资格复核", legal_basis="社会救助暂行办法", contact="王芳"))
     assert demand.state is DemandState.UNDER_REVIEW
-    assert bootstrap.run_housekeeping(built)["expired"] == []  # not yet due
-    clock.advance(days=11)
     done = bootstrap.run_housekeeping(built)
-    assert done["expired"] == [demand.id]
-    assert built.lists.get_demand(consumer, demand.id).state is DemandState.EXPIRED
+    assert done["escalated"] == [] and done["due_tomorrow"] == []  # not yet due
+    # filed Monday 2026-03-02 09:00 Beijing, never delivered: 10 working days, the last is Monday 03-16
+    assert demand.review_deadline == dt.datetime(2026, 3, 17, tzinfo=BEIJING)
+    clock.now = dt.datetime(2026, 3, 15, 1, 0, tzinfo=dt.UTC)  # Sunday 09:00: due tomorrow
+    assert bootstrap.run_housekeeping(built)["due_tomorrow"] == [demand.id]
+    clock.now = dt.datetime(2026, 3, 17, 1, 0, tzinfo=dt.UTC)
+    done = bootstrap.run_housekeeping(built)
+    assert done["escalated"] == [demand.id] and done["expired"] == []
+    assert bootstrap.run_housekeeping(built)["escalated"] == []
+    assert built.lists.get_demand(consumer, demand.id).state is DemandState.UNDER_REVIEW
     entries = built.audit.query(AuditFilter(target=f"demand:{demand.id}")).entries
-    assert [(e.record.action, e.record.subject) for e in entries] == [("housekeeping/expire-demand", "system:node")]
+    assert [(e.record.action, e.record.subject) for e in sorted(entries, key=lambda e: e.sequence)] == [
+        ("housekeeping/remind-demand", "system:node"), ("housekeeping/escalate-demand", "system:node")]
     assert built.audit.verify().ok
 
 

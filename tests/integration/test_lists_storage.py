@@ -336,23 +336,29 @@ def test_an_explicit_line_overrides_the_grace_days(env: Env):
     assert again[0].status.compliance is Compliance.NOT_YET_DUE
 
 
-def test_open_demands_expire_after_the_review_days(shared: Env):
+def test_unlinked_demands_expire_and_overdue_reviews_escalate(shared: Env):
     env = shared
     demand = env.lists.file_demand(CONSUMER, ask())
     description_only = env.lists.file_demand(CONSUMER, ask("", items=(), description="低保对象名单"))
     approved = env.lists.file_demand(CONSUMER, ask(UNCONDITIONAL))
-    assert demand.review_deadline == env.clock.now + dt.timedelta(days=env.lists.review_days)
-    assert env.lists.expire_overdue() == []
-    env.clock.advance(days=env.lists.review_days, seconds=-1)
-    assert env.lists.expire_overdue() == []
-    env.clock.advance(seconds=1)
+    submitted_days = env.lists.deadlines.submitted_days
+    assert description_only.review_deadline == env.clock.now + dt.timedelta(days=submitted_days)
+    assert demand.review_deadline == demand.answer_deadline  # working days (tests/unit/test_workdays.py)
+    assert env.lists.expire_overdue() == [] and env.lists.escalate_overdue() == []
+    assert description_only.review_deadline < demand.review_deadline  # 10 calendar days < 10 working days
+    env.clock.now = description_only.review_deadline
     expired = env.lists.expire_overdue()
-    assert sorted(d.id for d in expired) == sorted([demand.id, description_only.id])
-    assert all(d.state is DemandState.EXPIRED for d in expired)
-    assert env.lists.get_demand(CONSUMER, demand.id).state is DemandState.EXPIRED
+    assert [d.id for d in expired] == [description_only.id] and expired[0].state is DemandState.EXPIRED
+    env.clock.now = demand.review_deadline - dt.timedelta(seconds=1)
+    assert env.lists.escalate_overdue() == []
+    env.clock.now = demand.review_deadline
+    assert [d.id for d in env.lists.escalate_overdue()] == [demand.id]
+    assert env.lists.escalate_overdue() == []  # once per stage
+    late = env.lists.get_demand(CONSUMER, demand.id)
+    assert late.state is DemandState.UNDER_REVIEW and late.escalated_at is not None
     assert env.lists.get_demand(CONSUMER, approved.id).state is DemandState.APPROVED
-    with pytest.raises(IllegalTransition, match="EXPIRED"):
-        env.lists.decide(REVIEWER, demand.id, True)
+    answered = env.lists.decide(REVIEWER, demand.id, True)  # late, recorded as late, not refused
+    assert answered.state is DemandState.APPROVED and answered.answer_late
     assert env.lists.expire_overdue() == []
 
 

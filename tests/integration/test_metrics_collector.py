@@ -17,7 +17,7 @@ from tests.fault.support import free_port
 def test_a_database_that_refuses_is_reported_as_down_and_the_scrape_still_answers():
     engine = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")  # nothing listens there
     node = SimpleNamespace(uow=SqlUnitOfWorkFactory(engine), dispatcher=None, inbound=None, catalog=None,
-                           workers=dict)
+                           lists=None, workers=dict)
     registry = CollectorRegistry()
     registry.register(NodeCollector(node))  # type: ignore[arg-type]
     try:

@@ -263,7 +263,8 @@ def test_unconditional_resource_is_approved_at_once():
 def test_conditional_resource_goes_to_review():
     demand = file(published())
     assert demand.state is DemandState.UNDER_REVIEW and demand.provider_code == PROVIDER
-    assert demand.review_deadline == FILED + dt.timedelta(days=domain.DEFAULT_REVIEW_DAYS)
+    # Monday 2026-03-02 09:00 in Beijing + 5 working days: Tuesday to the next Monday, due at its end
+    assert demand.review_deadline == demand.answer_deadline == bj(2026, 3, 10)
     assert demand.request.items == ("姓名", "公民身份号码")
 
 
@@ -359,14 +360,17 @@ def test_approve_then_fulfil():
         domain.withdraw(done, FILED)
 
 
-def test_expire_only_after_the_review_deadline():
-    demand = file(published())
-    with pytest.raises(IllegalTransition, match="UNDER_REVIEW"):
+def test_only_a_description_only_demand_expires_and_only_after_its_deadline():
+    demand = domain.file_demand("XQ-1", DemandRequest(OTHER_PROVIDER, description="低保对象名单", purpose="p",
+                                                      legal_basis="b", contact="c"), None, FILED)
+    assert demand.state is DemandState.SUBMITTED
+    with pytest.raises(IllegalTransition, match="SUBMITTED"):
         domain.expire(demand, demand.review_deadline - dt.timedelta(seconds=1))
     expired = domain.expire(demand, demand.review_deadline)
     assert expired.state is DemandState.EXPIRED and demand.review_deadline.strftime("%Y-%m-%d") in expired.reason
-    with pytest.raises(IllegalTransition, match="APPROVED"):
-        domain.expire(domain.approve(demand, "r", FILED), demand.review_deadline + dt.timedelta(days=1))
+    reviewing = file(published())
+    with pytest.raises(IllegalTransition, match="UNDER_REVIEW"):  # a stage a department owes escalates instead
+        domain.expire(reviewing, reviewing.review_deadline + dt.timedelta(days=1))
 
 
 # -- grants ---------------------------------------------------------------------------------------------

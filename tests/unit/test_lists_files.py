@@ -12,6 +12,7 @@ import pytest
 from lxml import etree
 
 from catalog import lists as domain
+from catalog.disputes import disputed
 from catalog.lists import Compliance, Demand, DemandRequest, DemandState, Obligation
 from catalog.model import OpenType, ShareType, UpdateCycle, create, publish
 from node.files.lists import (
@@ -96,9 +97,13 @@ def every_state() -> list[Demand]:
         domain.reject(review, "reviewer@mca", "用途与共享条件不符", later),
         domain.fulfil(approved, later + dt.timedelta(days=1)),
         domain.withdraw(replace(submitted, id="XQ-20260302-00000003"), later),
-        domain.expire(replace(review, id="XQ-20260302-00000004"), FILED + dt.timedelta(days=11)),
+        domain.expire(replace(submitted, id="XQ-20260302-00000004"), FILED + dt.timedelta(days=11)),
         domain.file_demand("XQ-20260302-00000005", request(resource_code=unconditional.code), unconditional, FILED),
         domain.file_demand("XQ-20260302-00000006", request(resource_code=refused.code), refused, FILED),
+        domain.file_demand("XQ-20260302-00000007", request(), conditional, FILED,
+                           domain.Deadlines(compliance_review=True)),
+        disputed(replace(domain.reject(review, "reviewer@mca", "涉及隐私", later), id="XQ-20260302-00000008"),
+                 later),
     ]
 
 
@@ -152,14 +157,14 @@ def test_demand_csv_has_chinese_states_and_a_description_only_demand():
     assert read_csv(data)[0] == list(DEMAND_COLUMNS)
     rows = as_dicts(data)
     assert [r["状态"] for r in rows] == ["已提交", "审核中", "已批准", "已驳回", "已销账", "已撤回", "已过期", "已批准",
-                                        "已驳回"]
+                                        "已驳回", "合规审核中", "争议协调中"]
     described = rows[0]
     assert described["资源代码"] == "" and described["提供部门"] == ""
     assert described["需求描述"] == "需要低保对象的保障金额，用于医疗救助一站式结算"
     review = rows[1]
     assert review["资源名称"] == LOW_INCOME and review["提供部门"] == PROVIDER
     assert review["信息项"] == "姓名、保障金额" and review["频率"] == "每月"
-    assert review["提交时间"] == "2026-03-02 09:00" and review["审核期限"] == "2026-03-12 09:00"
+    assert review["提交时间"] == "2026-03-02 09:00" and review["审核期限"] == review["答复期限"] == "2026-03-10 00:00"  # 5 working days
     assert rows[2]["授权编号"] == "SQ-20260303-0000000A" and rows[2]["审核人"] == "reviewer@mca"
     assert rows[3]["理由"] == "用途与共享条件不符"
     assert rows[8]["理由"].startswith("不予共享：") and rows[8]["审核人"] == "rule:不予共享"
@@ -230,7 +235,7 @@ def test_demand_xml_is_valid_and_covers_every_state():
     review = root.findall("l:demand", NS)[1]
     assert review.findtext("l:resourceCode", namespaces=NS) == "311140001/000101"
     assert review.findtext("l:frequency", namespaces=NS) == "MONTHLY"
-    assert review.findtext("l:reviewDeadline", namespaces=NS) == "2026-03-12T09:00:00+08:00"
+    assert review.findtext("l:reviewDeadline", namespaces=NS) == "2026-03-10T00:00:00+08:00"
 
 
 @pytest.mark.parametrize("kind", [responsibilities, demands])

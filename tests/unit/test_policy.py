@@ -228,3 +228,43 @@ def test_targets_name_themselves_for_the_audit_trail():
     assert str(PUBLISHED) == f"resource:{CODE}"
     assert str(AUDIT_TRAIL) == "audit" and str(NODE_KEYS) == "keys"
     assert str(Target.demand("D-7", OTHER_PROVIDER, PROVIDER)) == "demand:D-7"
+
+
+# -- the coordinator (政务数据主管部门) -----------------------------------------------------------------------
+
+NODE_DEPT = "11100000000013542N"
+DEMAND = Target.demand("XQ-1", OTHER_PROVIDER, PROVIDER)
+
+
+def test_only_a_coordinator_of_the_node_department_reviews_a_demand():
+    policy = Policy(node_department=NODE_DEPT)
+    assert allowed(policy, who(NODE_DEPT, "coordinator"), Action.DEMAND_REVIEW, DEMAND)
+    for principal, reason in ((who(PROVIDER, "coordinator"), f"running the node ({NODE_DEPT})"),
+                              (who(NODE_DEPT, "reviewer", "operator"), "needs the coordinator role"),
+                              (who(PROVIDER, "reviewer"), "needs the coordinator role")):
+        decision = allowed(policy, principal, Action.DEMAND_REVIEW, DEMAND)
+        assert not decision and reason in decision.reason
+
+
+def test_a_coordinator_without_a_node_department_is_told_to_configure_it():
+    decision = allowed(Policy(), who(PROVIDER, "coordinator"), Action.DEMAND_REVIEW, DEMAND)
+    assert not decision and "node.department_code" in decision.reason
+
+
+DISPUTE = Target.dispute("ZY-1", OTHER_PROVIDER, PROVIDER)
+
+
+@pytest.mark.parametrize(("principal", "action", "allowed_"), [
+    (who(OTHER_PROVIDER, "consumer"), Action.DISPUTE_FILE, True),
+    (who(PROVIDER, "consumer"), Action.DISPUTE_FILE, False),
+    (who(PROVIDER, "reviewer"), Action.DISPUTE_ANSWER, True),
+    (who(OTHER_PROVIDER, "reviewer"), Action.DISPUTE_ANSWER, False),
+    (who(NODE_DEPT, "coordinator"), Action.DISPUTE_DECIDE, True),
+    (who(PROVIDER, "reviewer", "coordinator"), Action.DISPUTE_DECIDE, False),
+    (who(NODE_DEPT, "consumer"), Action.DISPUTE_DECIDE, False),
+    (who(NODE_DEPT, "coordinator"), Action.DISPUTE_READ, True),
+    (who("11100000MB0173295A", "consumer"), Action.DISPUTE_READ, False),
+])
+def test_disputes_are_filed_answered_and_decided_each_by_its_own_party(principal, action, allowed_):
+    decision = allowed(Policy(node_department=NODE_DEPT), principal, action, DISPUTE)
+    assert decision.allowed is allowed_

@@ -105,6 +105,20 @@ def test_a_node_platform_names_its_upper_node(tmp_path: Path):
         load_platforms(path, "hhht")
 
 
+def test_a_node_platform_for_returned_data_names_its_lower_node_and_not_both(tmp_path: Path):
+    path = tmp_path / "platforms.toml"
+    head = '[[platform]]\nname = "down"\nkind = "node"\nconsumer_code = "11100000000013127D"\n'
+    path.write_text(head + 'lower_node = "hhht"\n', encoding="utf-8")
+    [platform] = load_platforms(path, "nmg")
+    assert (platform.lower_node, platform.upper_node, platform.peer_node) == ("hhht", "", "hhht")
+    path.write_text(head + 'lower_node = "hhht"\nupper_node = "mca"\n', encoding="utf-8")
+    with pytest.raises(PlatformConfigError, match="not both"):
+        load_platforms(path, "nmg")
+    path.write_text(head, encoding="utf-8")
+    with pytest.raises(PlatformConfigError, match="upper_node: is missing"):
+        load_platforms(path, "nmg")
+
+
 def test_the_shovel_moves_the_lower_queue_into_the_upper_inbound_queue_acking_after_confirm():
     value = shovel.definition(lower_vhost="t1-dept", lower_queue="exnode.d.out.region", upper_vhost="t1/region",
                               upper_queue="exnode.r.in")

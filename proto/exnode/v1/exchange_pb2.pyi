@@ -196,7 +196,7 @@ class PullHeader(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., platform: _Optional[str] = ..., from_cursor: _Optional[str] = ..., window: _Optional[int] = ..., resumed: _Optional[bool] = ...) -> None: ...
 
 class PullBatch(_message.Message):
-    __slots__ = ("index", "from_cursor", "to_cursor", "records", "merkle_root", "key_id", "signature")
+    __slots__ = ("index", "from_cursor", "to_cursor", "records", "merkle_root", "key_id", "signature", "disputed")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
     TO_CURSOR_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +204,7 @@ class PullBatch(_message.Message):
     MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_FIELD_NUMBER: _ClassVar[int]
     index: int
     from_cursor: str
     to_cursor: str
@@ -211,7 +212,8 @@ class PullBatch(_message.Message):
     merkle_root: bytes
     key_id: str
     signature: bytes
-    def __init__(self, index: _Optional[int] = ..., from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., records: _Optional[_Iterable[bytes]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    disputed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, index: _Optional[int] = ..., from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., records: _Optional[_Iterable[bytes]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., disputed: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Manifest(_message.Message):
     __slots__ = ("from_cursor", "to_cursor", "record_count", "merkle_root", "key_id", "signature", "batch_count", "until_day")

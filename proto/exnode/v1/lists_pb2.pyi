@@ -20,6 +20,17 @@ class DemandState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FULFILLED: _ClassVar[DemandState]
     WITHDRAWN: _ClassVar[DemandState]
     EXPIRED: _ClassVar[DemandState]
+    COMPLIANCE_REVIEW: _ClassVar[DemandState]
+    DISPUTED: _ClassVar[DemandState]
+
+class DisputeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISPUTE_STATE_UNSPECIFIED: _ClassVar[DisputeState]
+    AWAITING_PROVIDER: _ClassVar[DisputeState]
+    AWAITING_COORDINATOR: _ClassVar[DisputeState]
+    SETTLED: _ClassVar[DisputeState]
+    GRANTED: _ClassVar[DisputeState]
+    REFUSED: _ClassVar[DisputeState]
 
 class Compliance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -29,6 +40,13 @@ class Compliance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NEVER_DELIVERED: _ClassVar[Compliance]
     NOT_YET_DUE: _ClassVar[Compliance]
     UNSCHEDULED: _ClassVar[Compliance]
+
+class ObjectionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OBJECTION_STATE_UNSPECIFIED: _ClassVar[ObjectionState]
+    OBJECTION_OPEN: _ClassVar[ObjectionState]
+    OBJECTION_CONFIRMED: _ClassVar[ObjectionState]
+    OBJECTION_CORRECTED: _ClassVar[ObjectionState]
 DEMAND_STATE_UNSPECIFIED: DemandState
 SUBMITTED: DemandState
 UNDER_REVIEW: DemandState
@@ -37,12 +55,68 @@ REJECTED: DemandState
 FULFILLED: DemandState
 WITHDRAWN: DemandState
 EXPIRED: DemandState
+COMPLIANCE_REVIEW: DemandState
+DISPUTED: DemandState
+DISPUTE_STATE_UNSPECIFIED: DisputeState
+AWAITING_PROVIDER: DisputeState
+AWAITING_COORDINATOR: DisputeState
+SETTLED: DisputeState
+GRANTED: DisputeState
+REFUSED: DisputeState
 COMPLIANCE_UNSPECIFIED: Compliance
 ON_TIME: Compliance
 OVERDUE: Compliance
 NEVER_DELIVERED: Compliance
 NOT_YET_DUE: Compliance
 UNSCHEDULED: Compliance
+OBJECTION_STATE_UNSPECIFIED: ObjectionState
+OBJECTION_OPEN: ObjectionState
+OBJECTION_CONFIRMED: ObjectionState
+OBJECTION_CORRECTED: ObjectionState
+
+class Dispute(_message.Message):
+    __slots__ = ("id", "demand_id", "requester_code", "provider_code", "resource_code", "duty_basis", "state", "filed_by", "provider_deadline", "provider_answer", "provider_by", "provider_at", "provider_late", "decision_reason", "conditions", "decided_by", "decided_at", "escalated_at", "grant_id", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_CODE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    DUTY_BASIS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FILED_BY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_BY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_AT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_LATE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_REASON_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_AT_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    demand_id: str
+    requester_code: str
+    provider_code: str
+    resource_code: str
+    duty_basis: str
+    state: DisputeState
+    filed_by: str
+    provider_deadline: _timestamp_pb2.Timestamp
+    provider_answer: str
+    provider_by: str
+    provider_at: _timestamp_pb2.Timestamp
+    provider_late: bool
+    decision_reason: str
+    conditions: str
+    decided_by: str
+    decided_at: _timestamp_pb2.Timestamp
+    escalated_at: _timestamp_pb2.Timestamp
+    grant_id: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., demand_id: _Optional[str] = ..., requester_code: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., duty_basis: _Optional[str] = ..., state: _Optional[_Union[DisputeState, str]] = ..., filed_by: _Optional[str] = ..., provider_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider_answer: _Optional[str] = ..., provider_by: _Optional[str] = ..., provider_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider_late: _Optional[bool] = ..., decision_reason: _Optional[str] = ..., conditions: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Obligation(_message.Message):
     __slots__ = ("department_code", "resource_code", "resource_name", "update_cycle", "due_rule", "grace_days", "contact", "explicit", "compliance", "last_delivery", "next_due", "overdue_seconds", "missed_periods", "deliveries", "provider_name")
@@ -79,7 +153,7 @@ class Obligation(_message.Message):
     def __init__(self, department_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., update_cycle: _Optional[str] = ..., due_rule: _Optional[str] = ..., grace_days: _Optional[int] = ..., contact: _Optional[str] = ..., explicit: _Optional[bool] = ..., compliance: _Optional[_Union[Compliance, str]] = ..., last_delivery: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_due: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue_seconds: _Optional[int] = ..., missed_periods: _Optional[int] = ..., deliveries: _Optional[int] = ..., provider_name: _Optional[str] = ...) -> None: ...
 
 class Demand(_message.Message):
-    __slots__ = ("id", "requester_code", "resource_code", "description", "items", "purpose", "legal_basis", "frequency", "contact", "state", "reason", "provider_code", "resource_name", "decided_by", "grant_id", "created_at", "updated_at", "review_deadline", "version")
+    __slots__ = ("id", "requester_code", "resource_code", "description", "items", "purpose", "legal_basis", "frequency", "contact", "state", "reason", "provider_code", "resource_name", "decided_by", "grant_id", "created_at", "updated_at", "review_deadline", "version", "compliance_deadline", "compliance_at", "compliance_by", "answer_deadline", "answered_at", "compliance_late", "answer_late", "escalated_at", "escalated_stage", "overdue")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_CODE_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +173,16 @@ class Demand(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     REVIEW_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_BY_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_LATE_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_LATE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_STAGE_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_FIELD_NUMBER: _ClassVar[int]
     id: str
     requester_code: str
     resource_code: str
@@ -118,7 +202,17 @@ class Demand(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     review_deadline: _timestamp_pb2.Timestamp
     version: int
-    def __init__(self, id: _Optional[str] = ..., requester_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., description: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., frequency: _Optional[str] = ..., contact: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., reason: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., decided_by: _Optional[str] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    compliance_deadline: _timestamp_pb2.Timestamp
+    compliance_at: _timestamp_pb2.Timestamp
+    compliance_by: str
+    answer_deadline: _timestamp_pb2.Timestamp
+    answered_at: _timestamp_pb2.Timestamp
+    compliance_late: bool
+    answer_late: bool
+    escalated_at: _timestamp_pb2.Timestamp
+    escalated_stage: str
+    overdue: bool
+    def __init__(self, id: _Optional[str] = ..., requester_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., description: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., frequency: _Optional[str] = ..., contact: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., reason: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., decided_by: _Optional[str] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., compliance_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_by: _Optional[str] = ..., answer_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_late: _Optional[bool] = ..., answer_late: _Optional[bool] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_stage: _Optional[str] = ..., overdue: _Optional[bool] = ...) -> None: ...
 
 class Grant(_message.Message):
     __slots__ = ("id", "consumer_code", "resource_code", "items", "expires_at", "masking", "revoked", "provider_code", "demand_id", "state", "revoked_reason", "created_at")
@@ -237,16 +331,310 @@ class GetDemandRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListDemandsRequest(_message.Message):
+    __slots__ = ("department_code", "state", "page_token", "page_size", "escalated")
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_FIELD_NUMBER: _ClassVar[int]
+    department_code: str
+    state: DemandState
+    page_token: str
+    page_size: int
+    escalated: bool
+    def __init__(self, department_code: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ..., escalated: _Optional[bool] = ...) -> None: ...
+
+class ReviewDemandRequest(_message.Message):
+    __slots__ = ("id", "passed", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    passed: bool
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., passed: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListDueDemandsRequest(_message.Message):
+    __slots__ = ("date",)
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    date: str
+    def __init__(self, date: _Optional[str] = ...) -> None: ...
+
+class ListDueDemandsResponse(_message.Message):
+    __slots__ = ("demands", "date")
+    DEMANDS_FIELD_NUMBER: _ClassVar[int]
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    demands: _containers.RepeatedCompositeFieldContainer[Demand]
+    date: str
+    def __init__(self, demands: _Optional[_Iterable[_Union[Demand, _Mapping]]] = ..., date: _Optional[str] = ...) -> None: ...
+
+class FileDisputeRequest(_message.Message):
+    __slots__ = ("demand_id", "duty_basis")
+    DEMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    DUTY_BASIS_FIELD_NUMBER: _ClassVar[int]
+    demand_id: str
+    duty_basis: str
+    def __init__(self, demand_id: _Optional[str] = ..., duty_basis: _Optional[str] = ...) -> None: ...
+
+class AnswerDisputeRequest(_message.Message):
+    __slots__ = ("id", "agree", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AGREE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    agree: bool
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., agree: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DecideDisputeRequest(_message.Message):
+    __slots__ = ("id", "grant", "reason", "conditions", "items", "expires_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    grant: bool
+    reason: str
+    conditions: str
+    items: _containers.RepeatedScalarFieldContainer[str]
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., grant: _Optional[bool] = ..., reason: _Optional[str] = ..., conditions: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DisputeOutcome(_message.Message):
+    __slots__ = ("dispute", "demand")
+    DISPUTE_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_FIELD_NUMBER: _ClassVar[int]
+    dispute: Dispute
+    demand: Demand
+    def __init__(self, dispute: _Optional[_Union[Dispute, _Mapping]] = ..., demand: _Optional[_Union[Demand, _Mapping]] = ...) -> None: ...
+
+class GetDisputeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListDisputesRequest(_message.Message):
     __slots__ = ("department_code", "state", "page_token", "page_size")
     DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     department_code: str
-    state: DemandState
+    state: DisputeState
     page_token: str
     page_size: int
-    def __init__(self, department_code: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+    def __init__(self, department_code: _Optional[str] = ..., state: _Optional[_Union[DisputeState, str]] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListDisputesResponse(_message.Message):
+    __slots__ = ("disputes", "next_page_token")
+    DISPUTES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    disputes: _containers.RepeatedCompositeFieldContainer[Dispute]
+    next_page_token: str
+    def __init__(self, disputes: _Optional[_Iterable[_Union[Dispute, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Objection(_message.Message):
+    __slots__ = ("id", "provider_code", "resource_code", "record_id", "item", "raiser_code", "raised_by", "evidence", "attachments", "state", "created_at", "deadline", "answer", "answered_by", "answered_at", "late", "corrected_by", "escalated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    RAISER_CODE_FIELD_NUMBER: _ClassVar[int]
+    RAISED_BY_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_BY_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    provider_code: str
+    resource_code: str
+    record_id: str
+    item: str
+    raiser_code: str
+    raised_by: str
+    evidence: str
+    attachments: _containers.RepeatedScalarFieldContainer[str]
+    state: ObjectionState
+    created_at: _timestamp_pb2.Timestamp
+    deadline: _timestamp_pb2.Timestamp
+    answer: str
+    answered_by: str
+    answered_at: _timestamp_pb2.Timestamp
+    late: bool
+    corrected_by: str
+    escalated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., record_id: _Optional[str] = ..., item: _Optional[str] = ..., raiser_code: _Optional[str] = ..., raised_by: _Optional[str] = ..., evidence: _Optional[str] = ..., attachments: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[ObjectionState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answer: _Optional[str] = ..., answered_by: _Optional[str] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., late: _Optional[bool] = ..., corrected_by: _Optional[str] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RaiseObjectionRequest(_message.Message):
+    __slots__ = ("resource_code", "record_id", "item", "evidence", "attachments")
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    resource_code: str
+    record_id: str
+    item: str
+    evidence: str
+    attachments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, resource_code: _Optional[str] = ..., record_id: _Optional[str] = ..., item: _Optional[str] = ..., evidence: _Optional[str] = ..., attachments: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AnswerObjectionRequest(_message.Message):
+    __slots__ = ("id", "corrected_record_id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    corrected_record_id: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., corrected_record_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetObjectionRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListObjectionsRequest(_message.Message):
+    __slots__ = ("department_code", "resource_code", "state", "page_token", "page_size")
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    department_code: str
+    resource_code: str
+    state: ObjectionState
+    page_token: str
+    page_size: int
+    def __init__(self, department_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., state: _Optional[_Union[ObjectionState, str]] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListObjectionsResponse(_message.Message):
+    __slots__ = ("objections", "next_page_token")
+    OBJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    objections: _containers.RepeatedCompositeFieldContainer[Objection]
+    next_page_token: str
+    def __init__(self, objections: _Optional[_Iterable[_Union[Objection, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class QualityRequest(_message.Message):
+    __slots__ = ("provider_code",)
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    provider_code: str
+    def __init__(self, provider_code: _Optional[str] = ...) -> None: ...
+
+class QualityScore(_message.Message):
+    __slots__ = ("resource_code", "provider_code", "records", "objections", "open", "upheld", "upheld_per_10k", "compliance", "missed_periods")
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    UPHELD_FIELD_NUMBER: _ClassVar[int]
+    UPHELD_PER_10K_FIELD_NUMBER: _ClassVar[int]
+    COMPLIANCE_FIELD_NUMBER: _ClassVar[int]
+    MISSED_PERIODS_FIELD_NUMBER: _ClassVar[int]
+    resource_code: str
+    provider_code: str
+    records: int
+    objections: int
+    open: int
+    upheld: int
+    upheld_per_10k: float
+    compliance: Compliance
+    missed_periods: int
+    def __init__(self, resource_code: _Optional[str] = ..., provider_code: _Optional[str] = ..., records: _Optional[int] = ..., objections: _Optional[int] = ..., open: _Optional[int] = ..., upheld: _Optional[int] = ..., upheld_per_10k: _Optional[float] = ..., compliance: _Optional[_Union[Compliance, str]] = ..., missed_periods: _Optional[int] = ...) -> None: ...
+
+class QualityResponse(_message.Message):
+    __slots__ = ("scores",)
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[QualityScore]
+    def __init__(self, scores: _Optional[_Iterable[_Union[QualityScore, _Mapping]]] = ...) -> None: ...
+
+class MonthlyReportRequest(_message.Message):
+    __slots__ = ("month", "region")
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    month: str
+    region: bool
+    def __init__(self, month: _Optional[str] = ..., region: _Optional[bool] = ...) -> None: ...
+
+class SendReportResponse(_message.Message):
+    __slots__ = ("queues", "resources", "departments", "includes")
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENTS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    resources: int
+    departments: int
+    includes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, queues: _Optional[_Iterable[str]] = ..., resources: _Optional[int] = ..., departments: _Optional[int] = ..., includes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReportFile(_message.Message):
+    __slots__ = ("name", "content")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    content: bytes
+    def __init__(self, name: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class MonthlyReportResponse(_message.Message):
+    __slots__ = ("files", "node_id", "month", "key_id", "algorithm", "signature")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[ReportFile]
+    node_id: str
+    month: str
+    key_id: str
+    algorithm: str
+    signature: bytes
+    def __init__(self, files: _Optional[_Iterable[_Union[ReportFile, _Mapping]]] = ..., node_id: _Optional[str] = ..., month: _Optional[str] = ..., key_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class TimelinessRequest(_message.Message):
+    __slots__ = ("department_code", "since", "until")
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    department_code: str
+    since: str
+    until: str
+    def __init__(self, department_code: _Optional[str] = ..., since: _Optional[str] = ..., until: _Optional[str] = ...) -> None: ...
+
+class StageTimeliness(_message.Message):
+    __slots__ = ("stage", "on_time", "late", "open_within", "open_overdue")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    ON_TIME_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    OPEN_WITHIN_FIELD_NUMBER: _ClassVar[int]
+    OPEN_OVERDUE_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    on_time: int
+    late: int
+    open_within: int
+    open_overdue: int
+    def __init__(self, stage: _Optional[str] = ..., on_time: _Optional[int] = ..., late: _Optional[int] = ..., open_within: _Optional[int] = ..., open_overdue: _Optional[int] = ...) -> None: ...
+
+class TimelinessResponse(_message.Message):
+    __slots__ = ("stages",)
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    stages: _containers.RepeatedCompositeFieldContainer[StageTimeliness]
+    def __init__(self, stages: _Optional[_Iterable[_Union[StageTimeliness, _Mapping]]] = ...) -> None: ...
 
 class ListDemandsResponse(_message.Message):
     __slots__ = ("demands", "next_page_token")

@@ -94,6 +94,81 @@ class ListsServiceStub:
                 request_serializer=exnode_dot_v1_dot_lists__pb2.ExportListRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_lists__pb2.ExportListResponse.FromString,
                 _registered_method=True)
+        self.ReviewDemand = channel.unary_unary(
+                '/exnode.v1.ListsService/ReviewDemand',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.ReviewDemandRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+                _registered_method=True)
+        self.ListDueDemands = channel.unary_unary(
+                '/exnode.v1.ListsService/ListDueDemands',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.ListDueDemandsRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.ListDueDemandsResponse.FromString,
+                _registered_method=True)
+        self.DemandTimeliness = channel.unary_unary(
+                '/exnode.v1.ListsService/DemandTimeliness',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.TimelinessRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.TimelinessResponse.FromString,
+                _registered_method=True)
+        self.FileDispute = channel.unary_unary(
+                '/exnode.v1.ListsService/FileDispute',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.FileDisputeRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+                _registered_method=True)
+        self.AnswerDispute = channel.unary_unary(
+                '/exnode.v1.ListsService/AnswerDispute',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.AnswerDisputeRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+                _registered_method=True)
+        self.DecideDispute = channel.unary_unary(
+                '/exnode.v1.ListsService/DecideDispute',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.DecideDisputeRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+                _registered_method=True)
+        self.GetDispute = channel.unary_unary(
+                '/exnode.v1.ListsService/GetDispute',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.GetDisputeRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Dispute.FromString,
+                _registered_method=True)
+        self.ListDisputes = channel.unary_unary(
+                '/exnode.v1.ListsService/ListDisputes',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.ListDisputesRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.ListDisputesResponse.FromString,
+                _registered_method=True)
+        self.RaiseObjection = channel.unary_unary(
+                '/exnode.v1.ListsService/RaiseObjection',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.RaiseObjectionRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+                _registered_method=True)
+        self.AnswerObjection = channel.unary_unary(
+                '/exnode.v1.ListsService/AnswerObjection',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.AnswerObjectionRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+                _registered_method=True)
+        self.GetObjection = channel.unary_unary(
+                '/exnode.v1.ListsService/GetObjection',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.GetObjectionRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+                _registered_method=True)
+        self.ListObjections = channel.unary_unary(
+                '/exnode.v1.ListsService/ListObjections',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.ListObjectionsRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.ListObjectionsResponse.FromString,
+                _registered_method=True)
+        self.QualityScores = channel.unary_unary(
+                '/exnode.v1.ListsService/QualityScores',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.QualityRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.QualityResponse.FromString,
+                _registered_method=True)
+        self.MonthlyReport = channel.unary_unary(
+                '/exnode.v1.ListsService/MonthlyReport',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportResponse.FromString,
+                _registered_method=True)
+        self.SendMonthlyReport = channel.unary_unary(
+                '/exnode.v1.ListsService/SendMonthlyReport',
+                request_serializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_lists__pb2.SendReportResponse.FromString,
+                _registered_method=True)
 
 
 class ListsServiceServicer:
@@ -171,6 +246,97 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReviewDemand(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDueDemands(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DemandTimeliness(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FileDispute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnswerDispute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideDispute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDispute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDisputes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RaiseObjection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnswerObjection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetObjection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListObjections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QualityScores(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MonthlyReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendMonthlyReport(self, request, context):
+        """to every upper node
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +399,81 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.ExportList,
                     request_deserializer=exnode_dot_v1_dot_lists__pb2.ExportListRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_lists__pb2.ExportListResponse.SerializeToString,
+            ),
+            'ReviewDemand': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewDemand,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.ReviewDemandRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Demand.SerializeToString,
+            ),
+            'ListDueDemands': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDueDemands,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.ListDueDemandsRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.ListDueDemandsResponse.SerializeToString,
+            ),
+            'DemandTimeliness': grpc.unary_unary_rpc_method_handler(
+                    servicer.DemandTimeliness,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.TimelinessRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.TimelinessResponse.SerializeToString,
+            ),
+            'FileDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.FileDispute,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.FileDisputeRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.SerializeToString,
+            ),
+            'AnswerDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerDispute,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.AnswerDisputeRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.SerializeToString,
+            ),
+            'DecideDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideDispute,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.DecideDisputeRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.DisputeOutcome.SerializeToString,
+            ),
+            'GetDispute': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDispute,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.GetDisputeRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Dispute.SerializeToString,
+            ),
+            'ListDisputes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDisputes,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.ListDisputesRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.ListDisputesResponse.SerializeToString,
+            ),
+            'RaiseObjection': grpc.unary_unary_rpc_method_handler(
+                    servicer.RaiseObjection,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.RaiseObjectionRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Objection.SerializeToString,
+            ),
+            'AnswerObjection': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnswerObjection,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.AnswerObjectionRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Objection.SerializeToString,
+            ),
+            'GetObjection': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetObjection,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.GetObjectionRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.Objection.SerializeToString,
+            ),
+            'ListObjections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListObjections,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.ListObjectionsRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.ListObjectionsResponse.SerializeToString,
+            ),
+            'QualityScores': grpc.unary_unary_rpc_method_handler(
+                    servicer.QualityScores,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.QualityRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.QualityResponse.SerializeToString,
+            ),
+            'MonthlyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.MonthlyReport,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportResponse.SerializeToString,
+            ),
+            'SendMonthlyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendMonthlyReport,
+                    request_deserializer=exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_lists__pb2.SendReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -559,6 +800,411 @@ class ListsService:
             '/exnode.v1.ListsService/ExportList',
             exnode_dot_v1_dot_lists__pb2.ExportListRequest.SerializeToString,
             exnode_dot_v1_dot_lists__pb2.ExportListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewDemand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/ReviewDemand',
+            exnode_dot_v1_dot_lists__pb2.ReviewDemandRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Demand.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDueDemands(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/ListDueDemands',
+            exnode_dot_v1_dot_lists__pb2.ListDueDemandsRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.ListDueDemandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DemandTimeliness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/DemandTimeliness',
+            exnode_dot_v1_dot_lists__pb2.TimelinessRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.TimelinessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FileDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/FileDispute',
+            exnode_dot_v1_dot_lists__pb2.FileDisputeRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/AnswerDispute',
+            exnode_dot_v1_dot_lists__pb2.AnswerDisputeRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/DecideDispute',
+            exnode_dot_v1_dot_lists__pb2.DecideDisputeRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.DisputeOutcome.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDispute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/GetDispute',
+            exnode_dot_v1_dot_lists__pb2.GetDisputeRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Dispute.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDisputes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/ListDisputes',
+            exnode_dot_v1_dot_lists__pb2.ListDisputesRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.ListDisputesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RaiseObjection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/RaiseObjection',
+            exnode_dot_v1_dot_lists__pb2.RaiseObjectionRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnswerObjection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/AnswerObjection',
+            exnode_dot_v1_dot_lists__pb2.AnswerObjectionRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetObjection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/GetObjection',
+            exnode_dot_v1_dot_lists__pb2.GetObjectionRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.Objection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListObjections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/ListObjections',
+            exnode_dot_v1_dot_lists__pb2.ListObjectionsRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.ListObjectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QualityScores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/QualityScores',
+            exnode_dot_v1_dot_lists__pb2.QualityRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.QualityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MonthlyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/MonthlyReport',
+            exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.MonthlyReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendMonthlyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ListsService/SendMonthlyReport',
+            exnode_dot_v1_dot_lists__pb2.MonthlyReportRequest.SerializeToString,
+            exnode_dot_v1_dot_lists__pb2.SendReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

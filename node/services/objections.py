@@ -1,0 +1,173 @@
+"""校核纠错's use cases: raise an objection to a delivered record, the provider's check (confirm or
+correct), escalation of overdue ones, and the quality score per resource.
+
+The correction itself is an ordinary record sent through the normal ingest (signed, stored, relayed to
+every subscriber); the provider names it here, and the node checks it is a record of the same resource
+stored after the objection. Each change is one unit of work authorised by the policy; RPCs are audited by
+the interceptor, the daily job's escalations by the job.
+"""
+
+from __future__ import annotations
+
+from catalog import objections as domain
+from catalog.errors import Conflict, InvalidField, NotFound
+from catalog.lists import Compliance
+from catalog.model import ResourceStatus
+from catalog.objections import Objection, ObjectionState, QualityScore, RecordKey
+from node.services.lists import (
+    LISTS,
+    Clock,
+    ListsApplication,
+    Page,
+    _after,
+    _department,
+    _new_id,
+    _page_size,
+    page_of,
+)
+from node.storage.catalog_repository import ResourceFilter
+from node.storage.objections_repository import ObjectionFilter, StaleObjection
+from node.storage.unit_of_work import UnitOfWork
+from security.identity import Principal
+from security.policy import Action, Target
+
+
+def _target(objection: Objection) -> Target:
+    return Target.objection(objection.id, objection.raiser_code, objection.record.provider_code)
+
+
+class ObjectionsApplication:
+    def __init__(self, lists: ListsApplication) -> None:
+        self.lists = lists
+
+    @property
+    def clock(self) -> Clock:
+        return self.lists.clock
+
+    def raise_objection(self, principal: Principal, resource_code: str, record_id: str, evidence: str,
+                        attachments: tuple[str, ...] = (), item: str = "") -> Objection:
+        """A department the record was delivered to objects (PERMISSION_DENIED for any other, whether the
+        record exists or not); the provider must check it within ``objection_days`` working days."""
+        if not resource_code:
+            raise InvalidField.one("resource_code", "is required")
+        if not record_id:
+            raise InvalidField.one("record_id", "is required")
+        lists = self.lists
+        now = self.clock()
+        with lists.uow(write=True) as uow:
+            resource = uow.catalog.get(resource_code)
+            provider = resource.latest.metadata.provider_code if resource else ""
+            key = RecordKey(provider, resource_code, record_id)
+            stored = uow.objections.record(key) if resource else None
+            delivered = uow.objections.delivered_to(stored) if stored else frozenset()
+            lists.policy.require(principal, Action.OBJECTION_RAISE, Target.record(str(key), provider, delivered))
+            if resource is None:  # not reached: the policy refused (nothing was delivered of it)
+                raise NotFound("resource", resource_code)
+            items = tuple(i.name for i in resource.latest.metadata.items)
+            deadline = lists.calendar.add_working_days(now, lists.deadlines.objection_days)
+            objection = domain.raise_objection(_new_id("YY", now), key, item, items, principal.department_code,
+                                               principal.subject, evidence, tuple(attachments), now, deadline)
+            uow.objections.add(objection)
+            uow.commit()
+        return objection
+
+    def answer(self, principal: Principal, objection_id: str, *, corrected_record_id: str = "", reason: str = ""
+               ) -> Objection:
+        """The provider's check: confirmed with reasons (no record named), or corrected by a record of the
+        same resource it sent after the objection (named). Late answers are recorded as late."""
+        now = self.clock()
+        with self.lists.uow(write=True) as uow:
+            objection = self._load(uow, objection_id)
+            self.lists.policy.require(principal, Action.OBJECTION_ANSWER, _target(objection))
+            if corrected_record_id:
+                self._check_correction(uow, objection, corrected_record_id)
+                answered = domain.correct(objection, principal.subject, corrected_record_id, reason, now)
+            else:
+                answered = domain.confirm(objection, principal.subject, reason, now)
+            self._save(uow, answered, objection)
+            uow.commit()
+        return answered
+
+    def escalate_overdue(self) -> list[Objection]:
+        now = self.clock()
+        escalated = []
+        with self.lists.uow(write=True) as uow:
+            for objection in uow.objections.open_due(now):
+                changed = domain.escalate(objection, now)
+                uow.objections.save(changed, objection.version)
+                escalated.append(changed)
+            uow.commit()
+        return escalated
+
+    def get(self, principal: Principal, objection_id: str) -> Objection:
+        with self.lists.uow() as uow:
+            objection = self._load(uow, objection_id)
+        self.lists.policy.require(principal, Action.OBJECTION_READ, _target(objection))
+        return objection
+
+    def list(self, principal: Principal, department_code: str = "", resource_code: str = "",
+             state: ObjectionState | None = None, page_size: int = 0, page_token: str = "") -> Page:
+        policy = self.lists.policy
+        policy.require(principal, Action.LISTS_READ, LISTS)
+        flt = ObjectionFilter(_department(department_code), resource_code, state, policy.lists_visibility(principal))
+        size = _page_size(page_size)
+        scope = repr(flt)
+        with self.lists.uow() as uow:
+            rows = uow.objections.list(flt, after_id=_after(page_token, scope), limit=size + 1)
+        return page_of(rows, size, scope)
+
+    def quality(self, principal: Principal, provider_code: str = "") -> list[QualityScore]:
+        """Per published resource (of one provider, or all): records stored, objections raised, open and
+        upheld (upheld per 10,000 records), and the timeliness of its deliveries (责任清单)."""
+        self.lists.policy.require(principal, Action.LISTS_READ, LISTS)
+        _department(provider_code, "provider_code")
+        lines = {(line.obligation.department_code, line.obligation.resource_code): line.status
+                 for line in self.lists.obligations(principal, provider_code)}
+        with self.lists.uow() as uow:
+            resources = uow.catalog.all(ResourceFilter(status=ResourceStatus.PUBLISHED, provider_code=provider_code))
+            counts = uow.objections.counts()
+            stored = uow.objections.record_counts()
+        out = []
+        for resource in resources:
+            meta = resource.latest.metadata
+            objected = counts.get(resource.code, {})
+            status = lines.get((meta.provider_code, resource.code))
+            out.append(QualityScore(
+                resource.code, meta.provider_code, stored.get((meta.provider_code, resource.code), 0),
+                objected.get("objections", 0), objected.get("open", 0), objected.get("upheld", 0),
+                (status.compliance if status else Compliance.UNSCHEDULED).value,
+                status.missed_periods if status else 0))
+        return out
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _load(uow: UnitOfWork, objection_id: str) -> Objection:
+        if not objection_id:
+            raise InvalidField.one("id", "is required")
+        objection = uow.objections.get(objection_id)
+        if objection is None:
+            raise NotFound("objection", objection_id)
+        return objection
+
+    @staticmethod
+    def _check_correction(uow: UnitOfWork, objection: Objection, record_id: str) -> None:
+        key = RecordKey(objection.record.provider_code, objection.record.resource_code, record_id)
+        stored = uow.objections.record(key)
+        if stored is None:
+            raise InvalidField.one("record_id", f"{record_id} is not a stored record of {key.resource_code}: send the "
+                                                "corrected record through the normal ingest first")
+        if record_id == objection.record.record_id or stored.received_at < objection.created_at:
+            raise InvalidField.one("record_id", f"{record_id} was stored before the objection "
+                                                f"({stored.received_at:%Y-%m-%d %H:%M} UTC): a correction is a new "
+                                                "record sent after it")
+
+    @staticmethod
+    def _save(uow: UnitOfWork, changed: Objection, before: Objection) -> None:
+        try:
+            uow.objections.save(changed, before.version)
+        except StaleObjection:
+            uow.restart()
+            current = uow.objections.get(before.id)
+            state = current.state.value if current else "gone"
+            raise Conflict(f"objection {before.id} was answered meanwhile: it is now {state}") from None
+
