@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 import grpc
 
@@ -28,8 +29,17 @@ from node.cli.common import UsageError
 from node.ops import logs
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), so a bug report names what ran."""
+    try:
+        return metadata.version("exnode")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exnode", description="民政数据共享交换节点 — exchange node")
+    parser.add_argument("--version", action="version", version=f"exnode {version()}")
     parser.add_argument("--log-level", default=None,
                         help="logging level (default WARNING; INFO for serve)")
     parser.add_argument("--log-format", default=None, choices=logs.FORMATS,
