@@ -112,6 +112,20 @@ class FeedSection:
     """Publish published/retired events to the fanout exchange exnode.<node>.catalog from this process."""
 
 
+@dataclass(frozen=True)
+class ConsoleSection:
+    """The web console (网页控制台) ``exnode serve`` runs on a listener of its own."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    idle_timeout_s: float = 900.0
+    """A session unused this long is over (等保 2.0 level 3 asks for session timeouts): 15 minutes."""
+    absolute_timeout_s: float = 8 * 3600.0
+    """A session ends this long after sign-in however busy it is."""
+    tls: bool = False
+    """The console is behind a TLS-terminating proxy: session cookies get ``Secure``."""
+
+
 LEGAL_MINIMUM_RETENTION_DAYS = 180
 """网络安全法 第二十一条: network logs are kept for no less than six months."""
 
@@ -127,6 +141,7 @@ class Config:
     audit: AuditSection = field(default_factory=AuditSection)
     exchange: ExchangeSection = field(default_factory=ExchangeSection)
     feed: FeedSection = field(default_factory=FeedSection)
+    console: ConsoleSection = field(default_factory=ConsoleSection)
 
     @property
     def audience(self) -> str:
@@ -146,7 +161,8 @@ class Config:
 
 
 SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection,
-            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection}
+            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection,
+            "console": ConsoleSection}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -243,6 +259,10 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
         raise ConfigError(f"{where('server.tls_cert', 'server.tls_key')}: server.tls_cert and server.tls_key go together (one is set, the other is not)")
     if server.log_format not in ("json", "text"):
         raise ConfigError(f"{where('server.log_format')}: server.log_format = {server.log_format!r}: expected \"json\" or \"text\"")
+    console = config.console
+    if console.idle_timeout_s <= 0 or console.absolute_timeout_s < console.idle_timeout_s:
+        raise ConfigError(f"{where('console.idle_timeout_s', 'console.absolute_timeout_s')}: console.idle_timeout_s "
+                          "must be positive and at most console.absolute_timeout_s")
     if server.tls_client_ca and not server.tls_cert:
         raise ConfigError(f"{where('server.tls_client_ca')}: server.tls_client_ca (mutual TLS) needs server.tls_cert and server.tls_key")
 
@@ -301,4 +321,11 @@ publish = true                       # publish published/retired events to exnod
 checkpoint_every = 1000              # a signed checkpoint every N entries...
 checkpoint_interval_s = 60.0         # ...or every T seconds, whichever comes first
 retention_days = 180                 # at least 180 (网络安全法 第二十一条)
+
+[console]
+enabled = true                       # the web console (exnode serve --console-listen overrides listen)
+listen = "127.0.0.1:8080"
+idle_timeout_s = 900.0               # sign-in again after 15 minutes unused (等保 2.0)...
+absolute_timeout_s = 28800.0         # ...and 8 hours after sign-in in any case
+tls = false                          # true behind a TLS proxy: session cookies are sent over HTTPS only
 '''
