@@ -46,7 +46,7 @@ from node.storage.database import make_engine, migrate, normalise_url
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.identity import Principal
 
-SAMPLE = Path(__file__).resolve().parent / "sample" / "catalog.json"
+SAMPLE = Path(__file__).resolve().parent.parent / "sample" / "catalog.json"
 POSTGRES_ADMIN = os.environ.get("EXNODE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 """Admin connection used to create (and drop) the run's own PostgreSQL database."""
 SEED = 20260302

@@ -22,11 +22,14 @@ from node.cli import (
     lists_commands,
     node_commands,
     pull_commands,
+    records_commands,
     security_commands,
     tier_commands,
 )
 from node.cli.common import UsageError
 from node.ops import logs
+
+MAX_ERROR_CHARS = 800
 
 
 def version() -> str:
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     lists_commands.register(sub)
     security_commands.register(sub)
     pull_commands.register(sub)
+    records_commands.register(sub)
     tier_commands.register(sub)
     bench.register(sub)
     return parser
@@ -69,7 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except grpc.RpcError as error:
         code = error.code()
-        print(f"exnode: {code.name if code else 'ERROR'}: {error.details()}", file=sys.stderr)
+        details = error.details() or ""
+        if len(details) > MAX_ERROR_CHARS:  # e.g. one problem per record of a 500-record batch
+            details = f"{details[:MAX_ERROR_CHARS]}… ({len(details)} characters; the first problems shown)"
+        print(f"exnode: {code.name if code else 'ERROR'}: {details}", file=sys.stderr)
         return 1
     except UsageError as error:
         print(f"exnode: {error}", file=sys.stderr)

@@ -40,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pull.add_argument("--counts", type=_counts, default=None,
                       help="with --ingest: record counts, comma-separated (default 100000,1000000)")
     pull.set_defaults(handler=run_pull)
+    console = commands.add_parser("console", help="the console's audit and catalog search pages: p50/p99 from 8 "
+                                                  "concurrent signed-in sessions")
+    console.add_argument("--audit-entries", type=int, default=1_000_000, help="default 1000000")
+    console.add_argument("--resources", type=int, default=100_000, help="default 100000")
+    console.add_argument("--requests", type=int, default=60, help="page loads per session and page kind (default 60)")
+    console.add_argument("--database-url", default="", help="an empty database (default: a temporary SQLite)")
+    console.set_defaults(handler=run_console)
 
 
 def run_catalog(args: argparse.Namespace) -> int:
@@ -59,6 +66,14 @@ def run_relay(args: argparse.Namespace) -> int:
 
     return bench_main(records=args.records, batch=args.batch, rate=args.rate, latency_seconds=args.latency_seconds,
                       database_url=args.database_url, dispatch_process=args.dispatcher == "process")
+
+
+def run_console(args: argparse.Namespace) -> int:
+    from node.bench.console import main as bench_main
+    from node.cli.output import progress_wanted
+
+    return bench_main(audit_entries=args.audit_entries, resources=args.resources, requests=args.requests,
+                      database_url=args.database_url, show_progress=progress_wanted())
 
 
 def _counts(value: str) -> list[int]:

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 from tests.e2e.test_cli import EXNODE, Served, exnode
-from tests.e2e.test_cli import sample_node as sample_node_fixture  # noqa: F401  (registers the fixture)
 
 
 def test_version_names_the_installed_distribution():
