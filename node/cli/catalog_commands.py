@@ -19,7 +19,7 @@ from catalog.errors import InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.model import ResourceMetadata
 from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
-from node.cli.output import DEFAULT_MAX_CELL, print_fields, print_table
+from node.cli.output import DEFAULT_MAX_CELL, print_fields, print_table, progress_wanted, status
 from node.files.catalog import CatalogFileError, read_catalog_file, write_catalog_file
 from node.grpc import convert
 
@@ -235,10 +235,12 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         if local:
             raise _LocalProblems()
-        result = _stub(args).ImportResources(
-            pb.ImportResourcesRequest(resources=messages, publish=args.publish, replace_drafts=args.replace_drafts,
-                                      upsert=args.upsert),
-            metadata=call_metadata(args))
+        with status(f"importing {len(messages)} entries of {args.file} (one transaction)…",
+                    enabled=progress_wanted(args.json)):
+            result = _stub(args).ImportResources(
+                pb.ImportResourcesRequest(resources=messages, publish=args.publish, replace_drafts=args.replace_drafts,
+                                          upsert=args.upsert),
+                metadata=call_metadata(args))
     except _LocalProblems:
         _report(args.file, entries, {i: [str(p) for p in e.parsed.problems] for i, e in local.items()})
         return 1

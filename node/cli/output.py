@@ -128,3 +128,16 @@ def progress(description: str, total: int | None = None, *, enabled: bool = True
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield _Bar(bar, task)
+
+
+@contextlib.contextmanager
+def status(text: str, *, enabled: bool = True) -> Iterator[None]:
+    """A spinner with a line of text on stderr while one long call runs (an import, a backup) whose
+    progress the node does not report; nothing when not enabled."""
+    if not enabled:
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(text):
+        yield
