@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from node.cli.common import UsageError
 
@@ -46,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     console.add_argument("--resources", type=int, default=100_000, help="default 100000")
     console.add_argument("--requests", type=int, default=60, help="page loads per session and page kind (default 60)")
     console.add_argument("--database-url", default="", help="an empty database (default: a temporary SQLite)")
+    console.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                         help="keep the populated node in DIR and reuse it next time (populating takes minutes)")
     console.set_defaults(handler=run_console)
 
 
@@ -70,10 +73,11 @@ def run_relay(args: argparse.Namespace) -> int:
 
 def run_console(args: argparse.Namespace) -> int:
     from node.bench.console import main as bench_main
-    from node.cli.output import progress_wanted
+    from node.cli.output import progress, progress_wanted
 
     return bench_main(audit_entries=args.audit_entries, resources=args.resources, requests=args.requests,
-                      database_url=args.database_url, show_progress=progress_wanted())
+                      database_url=args.database_url, keep=args.keep,
+                      bar=(lambda text, total: progress(text, total, unit="rows")) if progress_wanted() else None)
 
 
 def _counts(value: str) -> list[int]:
