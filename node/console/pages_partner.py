@@ -71,7 +71,9 @@ def demands(context: Context, request: Request, form: FormData | None) -> Page:
     now = node.catalog.clock()
     platforms = [name for name, p in sorted(node.exchange.platforms.items())
                  if p.consumer_code == context.principal.department_code]
+    deliveries = node.lists.deliveries(context.principal, 30)
     return Page("demands.html", {"demands": page.rows, "next_token": page.next_page_token, "state": q.get("state", ""),
+                                 "deliveries": deliveries,
                                  "grants": [(g, g.state(now)) for g in grants.rows], "platforms": platforms,
                                  "state_names": STATE_NAMES, "states": [s.name for s in DemandState]})
 
