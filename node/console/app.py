@@ -231,28 +231,26 @@ class Console:
                             path="/login")
         return response
 
-    async def _login_form(self, request: Request) -> FormData:
+    async def _login_form(self, request: Request) -> FormData | Response:
+        """The sign-in form, or the refusal page when its CSRF token is not the one this browser was given."""
         form = await request.form()
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         if not expected or not hmac.compare_digest(str(form.get("csrf_token", "")), expected):
-            raise ConsoleError(403, "PERMISSION_DENIED", "登录表单已失效（CSRF 校验失败），请刷新页面")
+            return self.render("error.html", {"status": 403, "result": "PERMISSION_DENIED",
+                                              "message": "登录表单已失效（CSRF 校验失败），请刷新页面"}, status=403)
         return form
 
     async def login_token(self, request: Request) -> Response:
-        try:
-            form = await self._login_form(request)
-        except ConsoleError as error:
-            return self.render("error.html", {"status": 403, "message": str(error), "result": error.result},
-                               status=403)
+        form = await self._login_form(request)
+        if isinstance(form, Response):
+            return form
         return await self._sign_in(request, str(form.get("token", "")).strip().removeprefix("Bearer ").strip(),
                                    "jwt", _safe_next(str(form.get("next", "/"))))
 
     async def login_dev(self, request: Request) -> Response:
-        try:
-            form = await self._login_form(request)
-        except ConsoleError as error:
-            return self.render("error.html", {"status": 403, "message": str(error), "result": error.result},
-                               status=403)
+        form = await self._login_form(request)
+        if isinstance(form, Response):
+            return form
         if not self.dev:
             return self.render("error.html", {"status": 403, "result": "PERMISSION_DENIED",
                                               "message": "本节点不信任开发签发者，开发登录不可用"}, status=403)

@@ -4,6 +4,8 @@ or reject with a reason); the responsibility list with each department's complia
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
+from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -22,6 +24,24 @@ COMPLIANCE_NAMES = {"ON_TIME": "按时", "OVERDUE": "逾期", "NEVER_DELIVERED":
                     "UNSCHEDULED": "不定期"}
 
 
+def _catalog_page(page: Any) -> tuple[list, str]:
+    return page.resources, page.next_page_token
+
+
+def _lists_page(page: Any) -> tuple[list, str]:
+    return page.rows, page.next_page_token
+
+
+def _every_page(fetch: Callable[[str], tuple[list, str]]) -> list:
+    """All rows of a paged use case (a department's own resources or demands: hundreds at most)."""
+    found, token = [], ""
+    while True:
+        rows, token = fetch(token)
+        found.extend(rows)
+        if not token:
+            return found
+
+
 def _require_admin(context: Context) -> None:
     """The administrator's area: the policy's catalog.create for the person's own department."""
     assert context.node is not None
@@ -35,13 +55,8 @@ def drafts(context: Context, request: Request, form: FormData | None) -> Page:
     assert node is not None
     context.target = "catalog"
     department = context.principal.department_code
-    found, token = [], ""
-    while True:
-        page = node.catalog.list(context.principal, ResourceFilter(provider_code=department), 200, token)
-        found.extend(page.resources)
-        token = page.next_page_token
-        if not token:
-            break
+    found = _every_page(lambda token: _catalog_page(node.catalog.list(
+        context.principal, ResourceFilter(provider_code=department), 200, token)))
     pending = [r for r in found if r.latest.state is VersionState.DRAFT]
     return Page("drafts.html", {"pending": pending, "resources": found, "department": department})
 
@@ -69,13 +84,8 @@ def review(context: Context, request: Request, form: FormData | None) -> Page:
     assert node is not None
     context.target = "lists:demands"
     department = context.principal.department_code
-    found, token = [], ""
-    while True:
-        page = node.lists.list_demands(context.principal, DemandFilter(provider_code=department), 500, token)
-        found.extend(page.rows)
-        token = page.next_page_token
-        if not token:
-            break
+    found = _every_page(lambda token: _lists_page(node.lists.list_demands(
+        context.principal, DemandFilter(provider_code=department), 500, token)))
     queue = [d for d in found if d.state in OPEN_STATES]
     decided = [d for d in found if d.state not in OPEN_STATES][:50]
     may_decide = bool(node.policy.decide(context.principal, Action.DEMAND_DECIDE, Target.demand("", "", department)))
