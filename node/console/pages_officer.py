@@ -167,7 +167,10 @@ def _personal_resources(context: Context) -> dict[str, str]:
 
 def charts(context: Context, request: Request, form: FormData | None) -> Page:
     _require(context)
-    days = max(1, min(int(request.query_params.get("days", "7") or 7), 90))
+    text = request.query_params.get("days", "7").strip() or "7"
+    if not text.isdigit() or not 1 <= int(text) <= 90:
+        raise InvalidField.one("days", f"{text!r} is not a number of days from 1 to 90")
+    days = int(text)
     now = dt.datetime.now(BEIJING)
     since = (now - dt.timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     entries = _recent(context, since)

@@ -328,3 +328,15 @@ def test_an_expired_session_is_sent_to_sign_in(tmp_path: Path, browser: Browser)
         expect(page.locator(".flash")).to_contain_text("会话已超时")
     finally:
         quick.stop()
+
+
+def test_bad_input_is_a_page_naming_the_field_and_never_an_internal_error(node: ConsoleNode, browser: Browser):
+    page = sign_in(browser, node, ADMIN_DEPT, "security_officer", "consumer")
+    for path, status, words in (("/audit?since=garbage", 400, "since"), ("/audit?page=forged", 400, "page_token"),
+                                ("/audit/charts?days=abc", 400, "days"), ("/audit/entry/99999999", 404, "99999999"),
+                                ("/catalog?share=BOGUS", 400, "share"), ("/catalog/r/nope/1", 404, "nope/1")):
+        response = page.goto(node.url + path)
+        assert response.status == status, path
+        expect(page.locator(".error")).to_contain_text(words)
+    assert "Traceback" not in node.log.read_text(errors="replace")
+    page.close()
