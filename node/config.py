@@ -124,6 +124,15 @@ class ConsoleSection:
     """A session ends this long after sign-in however busy it is."""
     tls: bool = False
     """The console is behind a TLS-terminating proxy: session cookies get ``Secure``."""
+    oidc_authorization_endpoint: str = ""
+    """The identity service's OIDC authorization endpoint: with it, 「统一身份认证登录」 runs the
+    authorization-code flow (PKCE); the token it returns is verified like any bearer token (auth.*)."""
+    oidc_token_endpoint: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_redirect_uri: str = ""
+    """This console's callback as registered with the identity service, e.g. https://node.example/login/oidc/callback."""
+    oidc_scope: str = "openid"
 
 
 LEGAL_MINIMUM_RETENTION_DAYS = 180
@@ -263,6 +272,11 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
     if console.idle_timeout_s <= 0 or console.absolute_timeout_s < console.idle_timeout_s:
         raise ConfigError(f"{where('console.idle_timeout_s', 'console.absolute_timeout_s')}: console.idle_timeout_s "
                           "must be positive and at most console.absolute_timeout_s")
+    oidc = (console.oidc_authorization_endpoint, console.oidc_token_endpoint, console.oidc_client_id,
+            console.oidc_redirect_uri)
+    if any(oidc) and not all(oidc):
+        raise ConfigError(f"{path}: console.oidc_authorization_endpoint, oidc_token_endpoint, oidc_client_id and "
+                          "oidc_redirect_uri go together (some are set, others not)")
     if server.tls_client_ca and not server.tls_cert:
         raise ConfigError(f"{where('server.tls_client_ca')}: server.tls_client_ca (mutual TLS) needs server.tls_cert and server.tls_key")
 

@@ -35,6 +35,7 @@ from security.audit import AuditRecord
 from security.identity import ROLES, AuthenticationError, Principal, issue_dev_token
 from security.policy import AUDIT_TRAIL, CATALOG, NODE_STATE, Action, PermissionDenied, Target
 
+from . import oidc
 from .sessions import COOKIE, Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class Console:
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login_token, methods=["POST"]),
             Route("/login/dev", self.login_dev, methods=["POST"]),
+            Route("/login/oidc", self.login_oidc, methods=["GET"]),
+            Route("/login/oidc/callback", self.login_oidc_callback, methods=["GET"]),
             Route("/logout", self.logout, methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             Route("/favicon.ico", lambda request: Response(status_code=204)),
@@ -192,7 +195,7 @@ class Console:
         html = self.templates.get_template(template).render(
             **values, areas=self.areas(context.principal) if context else set(), principal=context.principal if context else None, request_id=context.request_id if context
             else "", csrf_token=session.csrf_token if session else "", flash=flash, node_name=self.node.config.node.name,
-            node_id=self.node.config.node.id, dev=self.dev)
+            node_id=self.node.config.node.id, dev=self.dev, oidc=oidc.configured(self.settings))
         response = HTMLResponse(html, status_code=status)
         if context:
             response.headers["x-request-id"] = context.request_id
@@ -217,7 +220,8 @@ class Console:
     async def _not_found(self, request: Request, error: Exception) -> Response:
         return HTMLResponse(self.templates.get_template("error.html").render(
             status=404, message="页面不存在", result="NOT_FOUND", principal=None, areas=set(), request_id="", csrf_token="",
-            flash=[], node_name=self.node.config.node.name, node_id=self.node.config.node.id, dev=self.dev),
+            flash=[], node_name=self.node.config.node.name, node_id=self.node.config.node.id, dev=self.dev,
+            oidc=False),
             status_code=404)
 
     # -- sign-in and sign-out ---------------------------------------------------------------------------
@@ -265,7 +269,38 @@ class Console:
             return await self._refuse_sign_in(request, f"开发登录失败：{error}", "dev", str(form.get("next", "/")))
         return await self._sign_in(request, token, "dev", _safe_next(str(form.get("next", "/"))))
 
-    async def _sign_in(self, request: Request, token: str, via: str, next_path: str) -> Response:
+    async def login_oidc(self, request: Request) -> Response:
+        """Off to the identity service (the authorization-code flow); back at the callback."""
+        if not oidc.configured(self.settings):
+            return self.render("error.html", {"status": 404, "result": "NOT_FOUND",
+                                              "message": "本节点未配置统一身份认证登录（console.oidc_*）"}, status=404)
+        started = oidc.start(self.settings, _safe_next(request.query_params.get("next", "/")))
+        response = RedirectResponse(started.redirect, status_code=303)
+        # Lax: the identity service's redirect back is a cross-site navigation that must carry it
+        response.set_cookie(oidc.STATE_COOKIE, started.cookie, httponly=True, samesite="lax",
+                            secure=self.settings.tls, path="/login/oidc", max_age=600)
+        return response
+
+    async def login_oidc_callback(self, request: Request) -> Response:
+        q = request.query_params
+        if q.get("error"):
+            return await self._refuse_sign_in(request, f"统一身份认证拒绝了登录：{q.get('error')}", "oidc", "/")
+        try:
+            token, next_path = await asyncio.to_thread(oidc.finish, self.settings,
+                                                       request.cookies.get(oidc.STATE_COOKIE, ""),
+                                                       q.get("state", ""), q.get("code", ""))
+        except oidc.OidcError as error:
+            return await self._refuse_sign_in(request, f"统一身份认证登录失败：{error}", "oidc", "/",
+                                              reason=f"oidc: {error}")
+        response = await self._sign_in(request, token, "oidc", _safe_next(next_path), bounce=True)
+        response.delete_cookie(oidc.STATE_COOKIE, path="/login/oidc")
+        return response
+
+    async def _sign_in(self, request: Request, token: str, via: str, next_path: str, *, bounce: bool = False
+                       ) -> Response:
+        """``bounce``: arriving from the identity service, a redirect would still be part of a cross-site
+        navigation, on which browsers withhold the SameSite=Strict session cookie; a page of this site
+        that moves on by itself (meta refresh, no script) starts a same-site one."""
         try:
             principal = self.node.verifier.verify(token)
         except AuthenticationError as error:
@@ -274,7 +309,9 @@ class Console:
         session = self.sessions.open(principal, via)
         context = Context(principal, uuid.uuid4().hex, session)
         await self.audit(context, request, "Console/SignIn", "OK", f"signed in ({via})")
-        response = RedirectResponse(next_path, status_code=303)
+        response: Response = RedirectResponse(next_path, status_code=303)
+        if bounce:
+            response = self.render("signed_in.html", {"next": next_path})
         response.set_cookie(COOKIE, session.id, httponly=True, samesite="strict", secure=self.settings.tls, path="/")
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
         return response

@@ -27,11 +27,12 @@ SCRIPT_NAME = "<script>alert(1)</script>"
 
 
 class ConsoleNode:
-    def __init__(self, root: Path, *, sample: bool = True, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *, sample: bool = True, env: dict[str, str] | None = None,
+                 console_port: int = 0) -> None:
         self.data = root / "node"
         exnode("init", "--data", str(self.data), "--dev", *(["--sample"] if sample else []))
         self.grpc = f"127.0.0.1:{free_port()}"
-        self.url = f"http://127.0.0.1:{free_port()}"
+        self.url = f"http://127.0.0.1:{console_port or free_port()}"
         self.log = root / "serve.log"
         self.out = root / "serve.out"
         with self.log.open("ab") as log, self.out.open("ab") as out:
@@ -340,3 +341,86 @@ def test_bad_input_is_a_page_naming_the_field_and_never_an_internal_error(node: 
         expect(page.locator(".error")).to_contain_text(words)
     assert "Traceback" not in node.log.read_text(errors="replace")
     page.close()
+
+
+class FakeIdentityService:
+    """The unified identity service's two OIDC endpoints on loopback: /authorize sends the browser back
+    with a code; /token checks the code and the PKCE verifier and answers with a token the node trusts."""
+
+    def __init__(self, keys_dir: Path, department: str, roles: list[str]) -> None:
+        import base64
+        import hashlib
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlencode, urlsplit
+
+        from security.identity import issue_dev_token
+
+        issued: dict[str, str] = {}
+        self.token_requests: list[dict[str, list[str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                code = os.urandom(8).hex()
+                issued[code] = query["code_challenge"][0]
+                self.send_response(302)
+                self.send_header("location", query["redirect_uri"][0] + "?" + urlencode(
+                    {"code": code, "state": query["state"][0]}))
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                form = parse_qs(self.rfile.read(int(self.headers["content-length"])).decode())
+                outer.token_requests.append(form)
+                challenge = issued.pop(form["code"][0], None)
+                verifier = form["code_verifier"][0].encode()
+                expected = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=").decode()
+                if challenge != expected:
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                token = issue_dev_token(keys_dir, "node", "exnode:node", subject="oidc-user",
+                                        department_code=department, roles=roles)
+                body = json.dumps({"id_token": token, "token_type": "Bearer"}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_sign_in_through_the_identity_services_authorization_code_flow(tmp_path: Path, browser: Browser):
+    console_port = free_port()
+    redirect = f"http://127.0.0.1:{console_port}/login/oidc/callback"
+    idp = None
+    env = {"EXNODE_CONSOLE_LISTEN": f"127.0.0.1:{console_port}", "EXNODE_CONSOLE_OIDC_CLIENT_ID": "exnode-console",
+           "EXNODE_CONSOLE_OIDC_REDIRECT_URI": redirect}
+    exnode("init", "--data", str(tmp_path / "node"), "--dev")
+    idp = FakeIdentityService(tmp_path / "node" / "keys", ADMIN_DEPT, ["security_officer"])
+    env |= {"EXNODE_CONSOLE_OIDC_AUTHORIZATION_ENDPOINT": idp.url + "/authorize",
+            "EXNODE_CONSOLE_OIDC_TOKEN_ENDPOINT": idp.url + "/token"}
+    quick = ConsoleNode(tmp_path, sample=False, env=env, console_port=console_port)
+    try:
+        page = browser.new_context().new_page()
+        page.goto(quick.url + "/audit/chain")
+        page.get_by_role("link", name="统一身份认证登录").click()
+        expect(page.locator("h1")).to_have_text("审计链状态")  # back where the person was going, signed in
+        assert "oidc-user" in page.locator(".who").inner_text()
+        assert idp.token_requests[0]["client_id"] == ["exnode-console"]
+        # a callback with a state this browser did not start is refused, and audited
+        response = page.goto(quick.url + "/login/oidc/callback?code=x&state=forged")
+        assert response.status == 401 and "state" in page.content()
+    finally:
+        quick.stop()
+        idp.close()
