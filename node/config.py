@@ -145,6 +145,29 @@ class ListsSection:
     """Working days for the provider to check a record objected to (校核纠错)."""
 
 
+@dataclass(frozen=True)
+class ConsoleSection:
+    """The web console (网页控制台) ``exnode serve`` runs on a listener of its own."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    idle_timeout_s: float = 900.0
+    """A session unused this long is over (等保 2.0 level 3 asks for session timeouts): 15 minutes."""
+    absolute_timeout_s: float = 8 * 3600.0
+    """A session ends this long after sign-in however busy it is."""
+    tls: bool = False
+    """The console is behind a TLS-terminating proxy: session cookies get ``Secure``."""
+    oidc_authorization_endpoint: str = ""
+    """The identity service's OIDC authorization endpoint: with it, 「统一身份认证登录」 runs the
+    authorization-code flow (PKCE); the token it returns is verified like any bearer token (auth.*)."""
+    oidc_token_endpoint: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_redirect_uri: str = ""
+    """This console's callback as registered with the identity service, e.g. https://node.example/login/oidc/callback."""
+    oidc_scope: str = "openid"
+
+
 LEGAL_MINIMUM_RETENTION_DAYS = 180
 """网络安全法 第二十一条: network logs are kept for no less than six months."""
 
@@ -161,6 +184,7 @@ class Config:
     exchange: ExchangeSection = field(default_factory=ExchangeSection)
     feed: FeedSection = field(default_factory=FeedSection)
     lists: ListsSection = field(default_factory=ListsSection)
+    console: ConsoleSection = field(default_factory=ConsoleSection)
 
     @property
     def audience(self) -> str:
@@ -181,7 +205,7 @@ class Config:
 
 SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection,
             "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection,
-            "lists": ListsSection}
+            "lists": ListsSection, "console": ConsoleSection}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -289,6 +313,15 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
         raise ConfigError(f"{where('server.tls_cert', 'server.tls_key')}: server.tls_cert and server.tls_key go together (one is set, the other is not)")
     if server.log_format not in ("json", "text"):
         raise ConfigError(f"{where('server.log_format')}: server.log_format = {server.log_format!r}: expected \"json\" or \"text\"")
+    console = config.console
+    if console.idle_timeout_s <= 0 or console.absolute_timeout_s < console.idle_timeout_s:
+        raise ConfigError(f"{where('console.idle_timeout_s', 'console.absolute_timeout_s')}: console.idle_timeout_s "
+                          "must be positive and at most console.absolute_timeout_s")
+    oidc = (console.oidc_authorization_endpoint, console.oidc_token_endpoint, console.oidc_client_id,
+            console.oidc_redirect_uri)
+    if any(oidc) and not all(oidc):
+        raise ConfigError(f"{path}: console.oidc_authorization_endpoint, oidc_token_endpoint, oidc_client_id and "
+                          "oidc_redirect_uri go together (some are set, others not)")
     if server.tls_client_ca and not server.tls_cert:
         raise ConfigError(f"{where('server.tls_client_ca')}: server.tls_client_ca (mutual TLS) needs server.tls_cert and server.tls_key")
 
@@ -359,4 +392,11 @@ objection_days = 5                   # working days for the provider to check a 
 checkpoint_every = 1000              # a signed checkpoint every N entries...
 checkpoint_interval_s = 60.0         # ...or every T seconds, whichever comes first
 retention_days = 180                 # at least 180 (网络安全法 第二十一条)
+
+[console]
+enabled = true                       # the web console (exnode serve --console-listen overrides listen)
+listen = "127.0.0.1:8080"
+idle_timeout_s = 900.0               # sign-in again after 15 minutes unused (等保 2.0)...
+absolute_timeout_s = 28800.0         # ...and 8 hours after sign-in in any case
+tls = false                          # true behind a TLS proxy: session cookies are sent over HTTPS only
 '''

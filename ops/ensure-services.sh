@@ -38,4 +38,11 @@ if ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_shovel; then
     echo "ensure-services: enabling the rabbitmq_shovel plugin"
     rabbitmq-plugins enable -q rabbitmq_shovel >/dev/null
 fi
-echo "ensure-services: PostgreSQL (5432) and RabbitMQ (5672, shovel plugin) are up"
+# The console's browser tests drive Debian's headless Chromium through Playwright (whose own browser
+# download cannot work here); CJK fonts so the screenshots show the Chinese pages as people see them.
+if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "noto sans cjk"; then
+    echo "ensure-services: installing chromium and CJK fonts (console browser tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+        fonts-noto-cjk >/dev/null
+fi
+echo "ensure-services: PostgreSQL (5432), RabbitMQ (5672, shovel plugin) and chromium are up"

@@ -372,3 +372,40 @@ def parse_public_key(algorithm: str, public_pem: str) -> PublicKey:
     key = PublicKey(key_id(der), algorithm, public_pem, "")
     _ = key._key  # parses, or raises UnusableKey naming what is wrong
     return key
+
+
+PROVIDER_KEY_FILE = "provider-key.pem"
+PROVIDER_KEY_INFO = "provider-key.json"
+"""A data provider's signing key (``exnode records keygen``): the private key in PEM (mode 0600), and
+beside it its key id, algorithm and public key — what ``exnode records register`` sends to the node."""
+
+
+def create_provider_key(directory: Path, algorithm: str = "Ed25519") -> tuple[SigningKey, str]:
+    """A new provider key in ``directory``; never overwrites one (its records' signatures depend on it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / PROVIDER_KEY_FILE).exists():
+        raise UnusableKey(f"{directory / PROVIDER_KEY_FILE} exists: a provider keeps its key (use another directory)")
+    private = _generate(algorithm)
+    public_der = _public_der(private)
+    kid, public_pem = key_id(public_der), _pem("PUBLIC KEY", public_der).decode()
+    _write_private(directory / PROVIDER_KEY_FILE, _private_pem(private))
+    (directory / PROVIDER_KEY_INFO).write_text(json.dumps({"kid": kid, "algorithm": algorithm,
+                                                           "public_pem": public_pem}, indent=2), encoding="utf-8")
+    return SigningKey(kid, algorithm, private), public_pem
+
+
+def load_provider_key(directory: Path) -> tuple[SigningKey, str]:
+    """The provider key of ``directory`` and its public PEM; UnusableKey naming the file otherwise."""
+    try:
+        info = json.loads((directory / PROVIDER_KEY_INFO).read_text(encoding="utf-8"))
+        algorithm, public_pem = info["algorithm"], info["public_pem"]
+        private = _load_private((directory / PROVIDER_KEY_FILE).read_bytes(), algorithm)
+    except FileNotFoundError as error:
+        raise UnusableKey(f"{error.filename} is missing: make the key with `exnode records keygen --key-dir "
+                          f"{directory}`") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UnusableKey(f"the provider key in {directory} is unreadable: {error}") from None
+    public_der = _public_der(private)
+    if _pem("PUBLIC KEY", public_der).decode() != public_pem:
+        raise UnusableKey(f"{directory / PROVIDER_KEY_INFO} does not describe {directory / PROVIDER_KEY_FILE}")
+    return SigningKey(key_id(public_der), algorithm, private), public_pem

@@ -50,6 +50,8 @@ class Action(StrEnum):
     EXCHANGE_RECEIPT = "exchange.receipt"
     EXCHANGE_STATUS = "exchange.status"
     PROVIDER_KEY_WRITE = "provider_key.write"
+    NODE_OPERATE = "node.operate"
+    """The node's running state: health, outbox, dead letters, tier links (the console's operator pages)."""
 
 
 CATALOG_WRITES = frozenset({Action.CATALOG_CREATE, Action.CATALOG_UPDATE, Action.CATALOG_PUBLISH,
@@ -118,6 +120,8 @@ class Target:
 
 AUDIT_TRAIL = Target("audit")
 NODE_KEYS = Target("keys")
+NODE_STATE = Target("node")
+CATALOG = Target("catalog")
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,10 @@ class Policy:
             return self._pull(principal, target)
         if action in _LIST_RULES:
             return _LIST_RULES[action](self, principal, target)
+        if action is Action.NODE_OPERATE:
+            if principal.has("operator"):
+                return _allow("an operator watches the node's running state")
+            return _deny("the node's running state is for the operator role")
         return _deny(f"no rule allows {action.value}")
 
     def lists_visibility(self, principal: Principal) -> str | None:

@@ -12,6 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+# Every node a test starts serves its web console on a port of its own choosing: the default 8080 is for
+# `make run`, and nodes of parallel test runs (and of other worktrees) must not contend for it.
+os.environ.setdefault("EXNODE_CONSOLE_LISTEN", "127.0.0.1:0")
+
 from catalog.codes import credit_code_check_character
 from catalog.model import (
     Classification,

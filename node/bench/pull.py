@@ -185,7 +185,7 @@ def _wait_for(address: str, process: subprocess.Popen, log: Path) -> None:
 def _serving(data: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """``exnode serve`` of ``data`` as its own process (dispatcher off), until the block ends."""
     address = f"127.0.0.1:{_free_port()}"
-    environment = {**os.environ, "EXNODE_EXCHANGE_DISPATCH": "false"}
+    environment = {**os.environ, "EXNODE_EXCHANGE_DISPATCH": "false", "EXNODE_CONSOLE_LISTEN": "off"}
     with open(log, "wb") as log_file:
         server = subprocess.Popen([sys.executable, "-m", "node.cli", "serve", "--data", str(data), "--listen", address,
                                    "--metrics-listen", f"127.0.0.1:{_free_port()}"], stdout=log_file,

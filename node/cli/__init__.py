@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 import grpc
 
@@ -22,15 +23,27 @@ from node.cli import (
     node_commands,
     pull_commands,
     report_commands,
+    records_commands,
     security_commands,
     tier_commands,
 )
 from node.cli.common import UsageError
 from node.ops import logs
 
+MAX_ERROR_CHARS = 800
+
+
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), so a bug report names what ran."""
+    try:
+        return metadata.version("exnode")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exnode", description="民政数据共享交换节点 — exchange node")
+    parser.add_argument("--version", action="version", version=f"exnode {version()}")
     parser.add_argument("--log-level", default=None,
                         help="logging level (default WARNING; INFO for serve)")
     parser.add_argument("--log-format", default=None, choices=logs.FORMATS,
@@ -44,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     security_commands.register(sub)
     pull_commands.register(sub)
     report_commands.register(sub)
+    records_commands.register(sub)
     tier_commands.register(sub)
     bench.register(sub)
     return parser
@@ -61,7 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except grpc.RpcError as error:
         code = error.code()
-        print(f"exnode: {code.name if code else 'ERROR'}: {error.details()}", file=sys.stderr)
+        details = error.details() or ""
+        if len(details) > MAX_ERROR_CHARS:  # e.g. one problem per record of a 500-record batch
+            details = f"{details[:MAX_ERROR_CHARS]}… ({len(details)} characters; the first problems shown)"
+        print(f"exnode: {code.name if code else 'ERROR'}: {details}", file=sys.stderr)
         return 1
     except UsageError as error:
         print(f"exnode: {error}", file=sys.stderr)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from node.cli.common import add_data, data_dir, print_json
+from node.cli.output import progress_wanted, status
 from node.config import load_config
 from node.ops.backup import BackupError, Outcome, backup, restore, verify
 
@@ -44,7 +45,8 @@ def _report(outcome: Outcome, verb: str, as_json: bool) -> None:
 
 def run_backup(args: argparse.Namespace) -> int:
     try:
-        outcome = backup(load_config(data_dir(args)), args.directory)
+        with status(f"backing up to {args.directory}…", enabled=progress_wanted(args.json)):
+            outcome = backup(load_config(data_dir(args)), args.directory)
     except BackupError as error:
         return _fail(error)
     _report(outcome, "backed up", args.json)
@@ -62,7 +64,8 @@ def run_restore(args: argparse.Namespace) -> int:
                       f"{manifest['database']['kind']} schema {manifest['database']['revision']}, "
                       f"{len(manifest['files'])} files match the manifest")
             return 0
-        outcome = restore(args.directory, data_dir(args), force=args.force)
+        with status(f"restoring {args.directory}…", enabled=progress_wanted(args.json)):
+            outcome = restore(args.directory, data_dir(args), force=args.force)
     except BackupError as error:
         return _fail(error)
     _report(outcome, "restored", args.json)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from node.cli.common import UsageError
 
@@ -56,6 +57,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     scale.add_argument("--audit-sizes", type=_sizes, default=None,
                        help="audit entries, comma-separated (default 100000,1000000; then 10000000); empty skips")
     scale.set_defaults(handler=run_scale)
+    console = commands.add_parser("console", help="the console's audit and catalog search pages: p50/p99 from 8 "
+                                                  "concurrent signed-in sessions")
+    console.add_argument("--audit-entries", type=int, default=1_000_000, help="default 1000000")
+    console.add_argument("--resources", type=int, default=100_000, help="default 100000")
+    console.add_argument("--requests", type=int, default=60, help="page loads per session and page kind (default 60)")
+    console.add_argument("--database-url", default="", help="an empty database (default: a temporary SQLite)")
+    console.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                         help="keep the populated node in DIR and reuse it next time (populating takes minutes)")
+    console.set_defaults(handler=run_console)
 
 
 def run_catalog(args: argparse.Namespace) -> int:
@@ -75,6 +85,15 @@ def run_relay(args: argparse.Namespace) -> int:
 
     return bench_main(records=args.records, batch=args.batch, rate=args.rate, latency_seconds=args.latency_seconds,
                       database_url=args.database_url, dispatch_process=args.dispatcher == "process")
+
+
+def run_console(args: argparse.Namespace) -> int:
+    from node.bench.console import main as bench_main
+    from node.cli.output import progress, progress_wanted
+
+    return bench_main(audit_entries=args.audit_entries, resources=args.resources, requests=args.requests,
+                      database_url=args.database_url, keep=args.keep,
+                      bar=(lambda text, total: progress(text, total, unit="rows")) if progress_wanted() else None)
 
 
 def _counts(value: str) -> list[int]:

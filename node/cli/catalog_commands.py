@@ -1,10 +1,11 @@
-"""``exnode catalog list|show|history|import|export|publish|retire`` against a running node."""
+"""``exnode catalog list|show|create|edit|import|export|publish|retire|watch`` against a running node."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,11 @@ from exnode.v1 import catalog_pb2_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from catalog.interchange import metadata_to_dict
+from catalog.errors import InvalidField
+from catalog.interchange import metadata_from_dict, metadata_to_dict
+from catalog.model import ResourceMetadata
 from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
+from node.cli.output import DEFAULT_MAX_CELL, print_fields, print_table, progress_wanted, status
 from node.files.catalog import CatalogFileError, read_catalog_file, write_catalog_file
 from node.grpc import convert
 
@@ -39,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--provider", default="", help="provider's 统一社会信用代码")
     listing.add_argument("--code-prefix", default="", help="classification code prefix")
     listing.add_argument("--limit", type=int, default=0, help="stop after N resources (default: all)")
+    listing.add_argument("--full", action="store_true", help="show long names whole instead of cut with …")
     listing.set_defaults(handler=run_list)
 
     show = commands.add_parser("show", help="one resource (latest version, or --version N)")
@@ -53,7 +58,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("file", type=Path)
     imp.add_argument("--publish", action="store_true", help="publish every imported resource")
     imp.add_argument("--replace-drafts", action="store_true", help="update existing drafts instead of failing")
+    imp.add_argument("--upsert", action="store_true",
+                     help="update existing resources: unchanged entries are left alone, changed published ones "
+                          "open a new draft (published at once with --publish)")
     imp.set_defaults(handler=run_import)
+
+    for action, helptext in (("create", "register a new resource (a draft) from a JSON or TOML file"),
+                             ("edit", "change a resource from a JSON or TOML file (a published one gets a new draft)")):
+        command = commands.add_parser(action, help=helptext)
+        add_client(command)
+        command.add_argument("file", type=Path, help="one resource's metadata: the `metadata` of `catalog show "
+                                                     "CODE --json`, or that whole document")
+        if action == "edit":
+            command.add_argument("--expected-version", type=int, default=0,
+                                 help="refuse if the latest version is not this one (someone else edited it)")
+        command.set_defaults(handler=run_create if action == "create" else run_edit)
 
     exp = commands.add_parser("export", help="export the catalog as XML or JSON")
     add_client(exp)
@@ -125,11 +144,14 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"total_size": total, "total_is_lower_bound": lower_bound, "resources": [resource_dict(r) for r in found]})
         return 0
+    rows = []
     for r in found:
         meta = r.version.metadata
-        share = pb.ShareType.Name(meta.share_type).removeprefix("SHARE_")
-        print(f"{r.code:<24} {pb.ResourceStatus.Name(r.status):<9} v{r.version.version:<3} {share:<14} "
-              f"{pb.UpdateCycle.Name(meta.update_cycle):<11} {meta.name}  [{meta.provider_name}]")
+        rows.append((r.code, pb.ResourceStatus.Name(r.status), f"v{r.version.version}",
+                     pb.ShareType.Name(meta.share_type).removeprefix("SHARE_"),
+                     pb.UpdateCycle.Name(meta.update_cycle), meta.name, meta.provider_name))
+    print_table(("代码 code", "状态 status", "版本", "共享 share", "更新周期 cycle", "名称 name", "提供方 provider"),
+                rows, max_cell=0 if args.full else DEFAULT_MAX_CELL)
     print(f"{len(found)} of {total}{'+' if lower_bound else ''} resources", file=sys.stderr)
     return 0
 
@@ -145,8 +167,9 @@ def run_show(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"code": args.code, "versions": rows})
         else:
-            for row in rows:
-                print(f"v{row['version']:<3} {row['state']:<10} {row['created_at']}  {row['name']}")
+            print_table(("版本 version", "状态 state", "创建 created", "发布 published", "名称 name"),
+                        [(f"v{r['version']}", r["state"], r["created_at"], r["published_at"] or "—", r["name"])
+                         for r in rows], max_cell=0)
         return 0
     resource = stub.GetResource(pb.GetResourceRequest(code=args.code, version=args.version),
                                 metadata=call_metadata(args))
@@ -154,16 +177,42 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(document)
         return 0
-    meta = document["metadata"]
-    print(f"{meta['name']}  ({resource.code}, {document['status']}, version {document['version']} "
-          f"{document['version_state']}, latest {document['latest_version']})")
-    for key, value in meta.items():
-        if key != "items":
-            print(f"  {key:<20} {value}")
-    print("  items:")
-    for item in meta["items"]:
-        print(f"    - {item['name']} {item['data_type']}({item['length']}){' required' if item['required'] else ''}")
+    print_resource_page(document)
     return 0
+
+
+FIELD_LABELS = (
+    ("code", "代码 code"), ("classification", "分类 classification"), ("provider_name", "提供方 provider"),
+    ("provider_code", "提供方代码 provider code"), ("summary", "摘要 summary"), ("format_class", "格式 format"),
+    ("format_type", "格式类型 format type"), ("format_description", "格式说明"), ("share_type", "共享属性 share"),
+    ("share_condition", "共享条件 condition"), ("share_method_class", "共享方式 method"),
+    ("share_method_type", "共享方式类型 method type"), ("open_type", "开放属性 open"),
+    ("open_condition", "开放条件"), ("update_cycle", "更新周期 cycle"), ("publish_date", "发布日期 published"),
+    ("related_codes", "关联资源 related"), ("keywords", "关键字 keywords"),
+)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "、".join(str(v) for v in value) if value else "—"
+    return str(value) if value not in ("", None) else "—"
+
+
+def item_type(item: dict[str, Any]) -> str:
+    """``C(18)`` for strings with a length; dates and other length-less types as their name alone."""
+    return f"{item['data_type']}({item['length']})" if item.get("length") else str(item["data_type"])
+
+
+def print_resource_page(document: dict[str, Any]) -> None:
+    meta = document["metadata"]
+    print(f"{meta['name']}  ({document['code']}, {document['status']}, version {document['version']} "
+          f"{document['version_state']}, latest {document['latest_version']})")
+    print_fields([(label, _value(meta.get(key))) for key, label in FIELD_LABELS
+                  if meta.get(key) not in (None, "", [])])
+    print()
+    print_table(("信息项 item", "类型 type", "必填 required", "说明 description"),
+                [(i["name"], item_type(i), "是" if i["required"] else "", i.get("description", ""))
+                 for i in meta["items"]], max_cell=0)
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -186,9 +235,12 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         if local:
             raise _LocalProblems()
-        result = _stub(args).ImportResources(
-            pb.ImportResourcesRequest(resources=messages, publish=args.publish, replace_drafts=args.replace_drafts),
-            metadata=call_metadata(args))
+        with status(f"importing {len(messages)} entries of {args.file} (one transaction)…",
+                    enabled=progress_wanted(args.json)):
+            result = _stub(args).ImportResources(
+                pb.ImportResourcesRequest(resources=messages, publish=args.publish, replace_drafts=args.replace_drafts,
+                                          upsert=args.upsert),
+                metadata=call_metadata(args))
     except _LocalProblems:
         _report(args.file, entries, {i: [str(p) for p in e.parsed.problems] for i, e in local.items()})
         return 1
@@ -199,12 +251,12 @@ def run_import(args: argparse.Namespace) -> int:
         _report(args.file, entries, problems)
         return 1
     summary = {"file": str(args.file), "created": result.created, "updated": result.updated,
-               "published": result.published}
+               "published": result.published, "unchanged": result.unchanged}
     if args.json:
         print_json(summary)
     else:
         print(f"imported {args.file}: {result.created} created, {result.updated} updated, "
-              f"{result.published} published")
+              f"{result.published} published, {result.unchanged} unchanged")
     return 0
 
 
@@ -214,7 +266,10 @@ class _LocalProblems(Exception):
 
 def _violations(error: grpc.RpcError) -> dict[int, list[str]]:
     """Per-entry problems from the BadRequest details of an INVALID_ARGUMENT import error."""
-    status = rpc_status.from_call(error)
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:  # the details did not fit the trailers: the status code says what happened
+        return {}
     out: dict[int, list[str]] = {}
     for detail in status.details if status else []:
         bad = error_details_pb2.BadRequest()
@@ -234,6 +289,44 @@ def _report(path: Path, entries: list, problems: dict[int, list[str]]) -> None:
         label = f"{entry.location}" + (f" ({entry.code})" if entry.code else "")
         for problem in problems[index]:
             print(f"  {label}: {problem}", file=sys.stderr)
+    if any("already exists" in p for found in problems.values() for p in found):
+        print("  (to update resources that exist, import with --upsert)", file=sys.stderr)
+
+
+def read_metadata_file(path: Path) -> ResourceMetadata:
+    """One resource from JSON or TOML (by content): the metadata dict, or a ``catalog show --json``
+    document holding it under ``metadata``. Problems are one usage error naming the fields."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    try:
+        data = json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        raise UsageError(f"{path}: neither a JSON object nor TOML: {error}") from None
+    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
+        data = data["metadata"]
+    try:
+        return metadata_from_dict(data)
+    except InvalidField as error:
+        raise UsageError(f"{path}: " + "; ".join(str(p) for p in error.problems)) from None
+
+
+def run_create(args: argparse.Namespace) -> int:
+    meta = read_metadata_file(args.file)
+    resource = _stub(args).CreateResource(pb.CreateResourceRequest(metadata=convert.metadata_to_proto(meta)),
+                                          metadata=call_metadata(args))
+    return _print_resource(args, resource, "created")
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    meta = read_metadata_file(args.file)
+    resource = _stub(args).UpdateResource(
+        pb.UpdateResourceRequest(metadata=convert.metadata_to_proto(meta), expected_version=args.expected_version),
+        metadata=call_metadata(args))
+    return _print_resource(args, resource, "edited")
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -59,7 +59,8 @@ def _tls_file(args: argparse.Namespace, name: str) -> bytes | None:
 
 
 def channel(args: argparse.Namespace) -> grpc.Channel:
-    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # Import refusals carry one violation per entry in the trailers: more than the default 8 KB.
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_metadata_size", 1024 * 1024),
                ("grpc.max_send_message_length", 64 * 1024 * 1024)]
     ca = _tls_file(args, "ca")
     if ca is None:

@@ -13,6 +13,7 @@ from exnode.v1 import lists_pb2 as pb
 from exnode.v1 import lists_pb2_grpc
 
 from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
+from node.cli.output import print_table
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 STATES = [s for s in pb.DemandState.keys() if s != "DEMAND_STATE_UNSPECIFIED"]
@@ -289,10 +290,10 @@ def run_responsibilities(args: argparse.Namespace) -> int:
     if args.json:
         print_json([obligation_dict(o) for o in lines])
         return 0
-    for o in lines:
-        late = f" {o.overdue_seconds / 86400:.0f}d late" if o.overdue_seconds else ""
-        print(f"{o.department_code} {o.resource_code:<22} {pb.Compliance.Name(o.compliance):<15}{late:<10} "
-              f"{o.resource_name}  [{o.due_rule}]")
+    print_table(("部门 department", "资源 resource", "状态 compliance", "逾期 late", "名称 name", "规则 due rule"),
+                [(o.department_code, o.resource_code, pb.Compliance.Name(o.compliance),
+                  f"{o.overdue_seconds / 86400:.0f}d" if o.overdue_seconds else "", o.resource_name, o.due_rule)
+                 for o in lines])
     print(f"{len(lines)} obligations", file=sys.stderr)
     return 0
 
@@ -325,9 +326,9 @@ def run_demands(args: argparse.Namespace) -> int:
     if args.json:
         print_json([demand_dict(d) for d in found])
         return 0
-    for d in found:
-        print(f"{d.id} {pb.DemandState.Name(d.state):<17} {d.requester_code} → {d.provider_code or '?':<18} "
-              f"{d.resource_code or '(unmatched)':<22} {d.resource_name or d.description[:30]}{_deadline(d)}")
+    print_table(("需求 demand", "状态 state", "申请方 requester", "提供方 provider", "资源 resource", "名称 name", "期限 due"),
+                [(d.id, pb.DemandState.Name(d.state), d.requester_code, d.provider_code or "?",
+                  d.resource_code or "(unmatched)", d.resource_name or d.description, _deadline(d).strip()) for d in found])
     print(f"{len(found)} demands", file=sys.stderr)
     return 0
 
@@ -417,9 +418,9 @@ def run_suggest(args: argparse.Namespace) -> int:
                      "share_type": s.share_type, "score": s.score, "matched_items": list(s.matched_items)}
                     for s in response.suggestions])
         return 0
-    for s in response.suggestions:
-        items = f"  items: {'、'.join(s.matched_items)}" if s.matched_items else ""
-        print(f"{s.score:6.3f} {s.resource_code:<22} {s.name}  [{s.provider_name}, {s.share_type}]{items}")
+    print_table(("得分 score", "资源 resource", "名称 name", "提供方 provider", "共享 share", "匹配信息项 items"),
+                [(f"{s.score:.3f}", s.resource_code, s.name, s.provider_name, s.share_type, "、".join(s.matched_items))
+                 for s in response.suggestions], align=(">",))
     return 0
 
 
@@ -429,9 +430,10 @@ def run_grants(args: argparse.Namespace) -> int:
     if args.json:
         print_json([grant_dict(g) for g in found])
         return 0
-    for g in found:
-        print(f"{g.id} {g.state:<8} {g.consumer_code} ← {g.provider_code} {g.resource_code} until "
-              f"{_time(g.expires_at)} items: {'、'.join(g.items)}")
+    print_table(("授权 grant", "状态 state", "使用方 consumer", "提供方 provider", "资源 resource", "到期 expires",
+                 "信息项 items"),
+                [(g.id, g.state, g.consumer_code, g.provider_code, g.resource_code, _time(g.expires_at),
+                  "、".join(g.items)) for g in found])
     return 0
 
 

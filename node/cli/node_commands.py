@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data(serve)
     serve.add_argument("--listen", default=None, help="gRPC HOST:PORT (default: server.listen in the config)")
     serve.add_argument("--metrics-listen", default=None, help="metrics HOST:PORT (default: server.metrics_listen)")
+    serve.add_argument("--console-listen", default=None,
+                       help="web console HOST:PORT (default: console.listen; 'off' for none)")
     serve.set_defaults(handler=run_serve)
 
 
@@ -85,11 +87,17 @@ def run_serve(args: argparse.Namespace) -> int:
         node = bootstrap.build(config)
         try:
             check_broker(config.rabbitmq.addresses)
+            console_listen = args.console_listen or config.console.listen
+            listeners = []
+            if config.console.enabled and console_listen != "off" and console_listen:
+                from node.console import ConsoleServer
+
+                listeners.append(ConsoleServer(node, config.console, console_listen))
         except BaseException:
             node.close()
             raise
         asyncio.run(serve(node, args.listen or config.server.listen,
-                          args.metrics_listen or config.server.metrics_listen))
+                          args.metrics_listen or config.server.metrics_listen, listeners))
     except Exception as error:
         message = explain(error, database_url)
         if message is None:

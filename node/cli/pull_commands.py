@@ -11,6 +11,7 @@ from pathlib import Path
 from exnode.v1 import exchange_pb2_grpc, keys_pb2, keys_pb2_grpc
 
 from node.cli.common import UsageError, add_client, add_data, call_metadata, channel, data_dir, print_json
+from node.cli.output import progress, progress_wanted
 from node.config import load_config
 
 
@@ -74,9 +75,10 @@ def run_pull(args: argparse.Namespace) -> int:
     stub = exchange_pb2_grpc.ExchangeServiceStub(channel(args))
     metadata = call_metadata(args)
     try:
-        outcome = pull(lambda requests: stub.Pull(requests, metadata=metadata), trusted, args.out, since=args.since,
-                       replay=args.replay, until_day=args.until_day,
-                       report=lambda line: print(f"exnode: pull: {line}", file=sys.stderr))
+        with progress("pull", None, enabled=progress_wanted(args.json), unit="records verified") as bar:
+            outcome = pull(lambda requests: stub.Pull(requests, metadata=metadata), trusted, args.out,
+                           since=args.since, replay=args.replay, until_day=args.until_day,
+                           report=lambda line: print(f"exnode: pull: {line}", file=sys.stderr), on_batch=bar.advance)
     except PullProblem as error:
         print(f"exnode: pull refused: {error}", file=sys.stderr)
         return 1

@@ -22,11 +22,13 @@ from node.cli.common import (
     print_json,
     server_address,
 )
+from node.cli.output import display_width, print_table
 from node.config import load_config
 from security.audit import VerifyResult
 from security.identity import issue_dev_token
 from security.keys import ALGORITHMS, PUBLIC_KEYS_FILE, KeyStore, read_public_keys, write_public_keys
 
+DETAIL_WIDTH = 48
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -63,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--since", default=None, help="ISO time, e.g. 2026-11-23T00:00:00+08:00")
     query.add_argument("--until", default=None)
     query.add_argument("--limit", type=int, default=100)
+    query.add_argument("--full", action="store_true", help="show long details whole instead of cut with …")
     query.set_defaults(handler=run_audit_query)
     export = audit_commands.add_parser("export", help="JSON lines with the checkpoints, verifiable offline")
     add_client(export)
@@ -121,8 +124,8 @@ def run_keys_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"node_id": node_id, "keys": keys})
         return 0
-    for key in keys:
-        print(f"{key['kid']}  {key['algorithm']:<11} {key['created_at']}{'  (active)' if key['active'] else ''}")
+    print_table(("kid", "algorithm", "created_at", "active"),
+                [(k["kid"], k["algorithm"], k["created_at"], "active" if k["active"] else "") for k in keys], max_cell=0)
     return 0
 
 
@@ -170,9 +173,12 @@ def run_audit_query(args: argparse.Namespace) -> int:
                      "action": e.action, "target": e.target, "result": e.result, "peer": e.peer, "detail": e.detail}
                     for e in found])
         return 0
-    for e in found:
-        print(f"{e.sequence:>8} {e.at.ToJsonString()} {e.result:<17} {e.action:<36} {e.subject}@{e.department_code} "
-              f"{e.target} {e.detail}".rstrip())
+    print_table(("序号 seq", "时间 at", "结果 result", "操作 action", "主体 subject", "目标 target", "详情 detail"),
+                [(e.sequence, e.at.ToJsonString(), e.result, e.action,
+                  f"{e.subject}@{e.department_code}" if e.department_code else e.subject, e.target, e.detail)
+                 for e in found], max_cell=0 if args.full else DETAIL_WIDTH, align=(">",))
+    if not args.full and any(display_width(e.detail) > DETAIL_WIDTH for e in found):
+        print("(long fields cut with …; --full shows them whole, --json as data)", file=sys.stderr)
     return 0
 
 

@@ -299,10 +299,12 @@ PullCall = Callable[[Iterator[pb.PullRequest]], Iterator[pb.PullItem]]
 
 
 def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", replay: bool = False,
-         until_day: str = "", acknowledge: bool = True, report: Report | None = None) -> PullOutcome:
+         until_day: str = "", acknowledge: bool = True, report: Report | None = None,
+         on_batch: Callable[[int], None] | None = None) -> PullOutcome:
     """Run one pull into ``out``; raises PullProblem (or grpc.RpcError from the node) on failure.
 
-    ``report`` gets one line for each staged batch or file this run discarded (the CLI prints it on stderr).
+    ``report`` gets one line for each staged batch or file this run discarded (the CLI prints it on stderr);
+    ``on_batch`` the record count of each batch verified and staged (the CLI's progress bar).
     """
     out.mkdir(parents=True, exist_ok=True)
     report = report or (lambda line: None)
@@ -314,7 +316,8 @@ def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", re
     requests = _Requests(start)
     responses = call(iter(requests))
     try:
-        return _receive(responses, requests, staging, trusted, out, until_day, acknowledge, report)
+        return _receive(responses, requests, staging, trusted, out, until_day, acknowledge, report,
+                        on_batch or (lambda count: None))
     finally:
         requests.close()
         cancel = getattr(responses, "cancel", None)
@@ -323,7 +326,8 @@ def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", re
 
 
 def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _Staging, trusted: TrustedNode,
-             out: Path, until_day: str, acknowledge: bool, report: Report) -> PullOutcome:
+             out: Path, until_day: str, acknowledge: bool, report: Report, on_batch: Callable[[int], None]
+             ) -> PullOutcome:
     node, keys = trusted.node_id, trusted.keys
     first = next(responses, None)
     if first is None or first.WhichOneof("item") != "header":
@@ -370,6 +374,7 @@ def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _St
                 requests.ack(batch.to_cursor)
             expected_from = batch.to_cursor
             batches += 1
+            on_batch(len(batch.records))
         elif kind == "manifest":
             manifest = item.manifest
             if manifest.from_cursor != header.from_cursor:

@@ -84,8 +84,10 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 entries.append(error)
         current().target = f"catalog:import {len(entries)} resources"
         result = await asyncio.to_thread(
-            self.app.import_resources, principal(), entries, publish=request.publish, replace_drafts=request.replace_drafts)
-        return pb.ImportResourcesResponse(created=result.created, updated=result.updated, published=result.published)
+            self.app.import_resources, principal(), entries, publish=request.publish, replace_drafts=request.replace_drafts,
+            upsert=request.upsert)
+        return pb.ImportResourcesResponse(created=result.created, updated=result.updated, published=result.published,
+                                          unchanged=result.unchanged)
 
     async def ExportResources(
         self, request: pb.ExportResourcesRequest, context: grpc.aio.ServicerContext

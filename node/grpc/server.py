@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
+from collections.abc import Sequence
+from typing import Protocol
 
 import grpc
 from exnode.v1 import (
@@ -82,6 +86,7 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     reflection.enable_server_reflection(
         (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
     credentials = server_credentials(node)
+    ensure_free(listen, "server.listen")
     port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"server.listen: cannot listen on {listen}")
@@ -93,6 +98,27 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     for name in (READINESS, BROKER):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     return server, port, health_servicer
+
+
+def ensure_free(address: str, key: str) -> None:
+    """A port another process holds is one line naming the key and the address. gRPC's own bind failure
+    is a RuntimeError plus a C-core log line on stderr, so the node tries the address itself first."""
+    host, port = split_host_port(address, key)
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise StartupError(f"{key} {address}: cannot resolve {host!r}: {error.strerror}") from None
+    for family, kind, proto, _, where in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as error:
+                held = " (another exnode serve, or another program, is listening there)" \
+                    if error.errno == errno.EADDRINUSE else ""
+                raise StartupError(f"{key} {address}: {error.strerror}{held}") from None
 
 
 def server_credentials(node: Node) -> grpc.ServerCredentials | None:
@@ -132,7 +158,17 @@ async def _daily(node: Node) -> None:
         await asyncio.sleep(PURGE_INTERVAL_S)
 
 
-async def serve(node: Node, listen: str, metrics_listen: str) -> None:
+class Listener(Protocol):
+    """Another listener served beside gRPC (the web console): started after it, stopped before it."""
+
+    url: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def serve(node: Node, listen: str, metrics_listen: str, also: Sequence[Listener] = ()) -> None:
     """Run until SIGINT or SIGTERM, then stop accepting calls and let running ones finish."""
     host, port = split_host_port(metrics_listen, "server.metrics_listen")
     disable_created_metrics()  # a *_created series beside every counter doubles the scrape; nothing reads them
@@ -155,12 +191,18 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
         node.start_uplink()
     if node.config.feed.publish:
         node.start_fanout()
+    for listener in also:
+        await listener.start()
     monitor = HealthMonitor(node, health_servicer, SERVICES)
     await monitor.check()
     tune_gc()
     log.info("serving", extra={"listen": listen, "port": bound, "metrics": metrics_listen})
     print(f"exnode: node {node.config.node.id!r} serving gRPC on {listen} (metrics on http://{metrics_listen}/metrics)",
           flush=True)
+    for listener in also:
+        print(f"exnode: console on {listener.url} (sign in with a token of the identity service"
+              f"{'; this development node also offers a development sign-in' if node.config.auth.trust_dev_issuer else ''})",
+              flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -169,6 +211,8 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
     await stop.wait()
     print("exnode: shutting down", flush=True)
     await health_servicer.enter_graceful_shutdown()
+    for listener in also:
+        await listener.stop()
     for task in tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -232,6 +232,18 @@ class PurgeResult:
     anchor_sequence: int
 
 
+@dataclass(frozen=True)
+class ChainStatus:
+    """Where the trail stands: its first and last entries and the newest signed checkpoint."""
+
+    first_sequence: int | None
+    last_sequence: int
+    last_hash: str
+    checkpoint_sequence: int
+    checkpoint_at: dt.datetime | None
+    checkpoint_kid: str
+
+
 class AuditApplication:
     """Reading the trail (officers) and keeping it (retention); nothing here edits an entry."""
 
@@ -263,6 +275,20 @@ class AuditApplication:
             token = base64.urlsafe_b64encode(
                 json.dumps({"before": entries[-1].sequence, "filter": repr(flt)}).encode()).decode()
         return AuditPage(entries, token)
+
+    def entry(self, sequence: int) -> AuditEntry | None:
+        """One entry by its sequence number (the console's detail page)."""
+        with self.uow() as uow:
+            return next(iter(uow.audit.entries(sequence, sequence)), None)
+
+    def status(self) -> ChainStatus:
+        with self.uow() as uow:
+            repo = uow.audit
+            head = repo.head()
+            checkpoint = repo.checkpoint_at_or_before(head.last_sequence) if head.last_sequence else None
+            first = repo.first_sequence()
+        return ChainStatus(first, head.last_sequence, head.last_hash.hex(), checkpoint.sequence if checkpoint else 0,
+                           checkpoint.at if checkpoint else None, checkpoint.kid if checkpoint else "")
 
     def public_keys(self) -> dict[str, audit.Verifier]:
         return dict(self.verifiers)

@@ -55,6 +55,8 @@ class ImportResult:
     created: int
     updated: int
     published: int
+    unchanged: int = 0
+    """Entries equal to the resource's latest version (an upsert leaves them alone)."""
 
 
 class CatalogApplication:
@@ -123,10 +125,14 @@ class CatalogApplication:
 
     def import_resources(
         self, principal: Principal, entries: Sequence[ResourceMetadata | InvalidField], *, publish: bool = False,
-        replace_drafts: bool = False,
+        replace_drafts: bool = False, upsert: bool = False,
     ) -> ImportResult:
         """Atomic import: every entry is checked first and all problems reported together; only a
-        clean batch is written, in one transaction. Entries that failed parsing arrive as their error."""
+        clean batch is written, in one transaction. Entries that failed parsing arrive as their error.
+
+        ``upsert`` makes an export → import round trip work: an entry equal to its resource's latest
+        version is unchanged; a changed draft is updated; a changed published resource gets a new draft
+        (published versions are immutable), published at once only with ``publish``."""
         if len(entries) > MAX_IMPORT:
             raise InvalidField.one("resources", f"{len(entries)} entries; at most {MAX_IMPORT} per import")
         now = self.clock()
@@ -152,11 +158,24 @@ class CatalogApplication:
             known = uow.catalog.existing_codes(related_wanted - set(first_index)) | set(first_index)
             new: list[Resource] = []
             changed: list[tuple[Resource, Resource]] = []
+            unchanged = 0
+            written: list[tuple[int, ResourceMetadata]] = []
             for index, meta in valid:
                 problems = [FieldProblem(f"related_codes[{i}]", f"{c} is not in the catalog or this file")
                             for i, c in enumerate(meta.related_codes) if c not in known]
                 current = existing.get(meta.code)
-                if current is not None and not (replace_drafts and current.status is model.ResourceStatus.DRAFT):
+                if current is not None and upsert:
+                    if current.status is model.ResourceStatus.RETIRED:
+                        problems.append(FieldProblem("code", f"{meta.code} is retired; a retired resource is "
+                                                             "closed (register it under a new code)"))
+                    elif current.provider_code != meta.provider_code:
+                        problems.append(FieldProblem("provider_code", f"{meta.code} belongs to provider "
+                                                                      f"{current.provider_code}"))
+                    elif current.latest.metadata == meta:
+                        if not problems:
+                            unchanged += 1
+                            continue
+                elif current is not None and not (replace_drafts and current.status is model.ResourceStatus.DRAFT):
                     problems.append(FieldProblem("code", f"{meta.code} already exists ({current.status.value})"))
                 if problems:
                     bad.append(EntryProblems(index, meta.code, problems))
@@ -165,13 +184,14 @@ class CatalogApplication:
                             else model.edit(current, meta, now))
                 if publish:
                     resource = model.publish(resource, now)
+                written.append((index, meta))
                 if current is None:
                     new.append(resource)
                 else:
                     changed.append((resource, current))
             if bad:
                 raise InvalidBatch(sorted(bad, key=lambda e: e.index))
-            self._require_import(principal, valid, publish)
+            self._require_import(principal, written, publish)  # unchanged entries need no right to change
             uow.catalog.add_many(new, now)
             for resource, current in changed:
                 uow.catalog.save(resource, current, now)
@@ -181,7 +201,7 @@ class CatalogApplication:
             uow.catalog.append_events(events, now)
             uow.commit()
         self.changed()
-        return ImportResult(len(new), len(changed), len(new) + len(changed) if publish else 0)
+        return ImportResult(len(new), len(changed), len(new) + len(changed) if publish else 0, unchanged)
 
     def _require_import(self, principal: Principal, entries: Sequence[tuple[int, ResourceMetadata]],
                         publish: bool) -> None:

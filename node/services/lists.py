@@ -31,7 +31,7 @@ from catalog.model import Resource, ResourceStatus, UpdateCycle
 from catalog.workdays import WorkingCalendar, beijing_date, start_of
 from node.files import lists as lists_files
 from node.storage.catalog_repository import ResourceFilter
-from node.storage.lists_repository import DemandFilter, GrantFilter, StaleDemand
+from node.storage.lists_repository import DeliveryRow, DemandFilter, GrantFilter, StaleDemand
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security.identity import Principal
 from security.policy import Action, Decision, PermissionDenied, Policy, Target
@@ -387,6 +387,13 @@ class ListsApplication:
         with self.uow() as uow:
             resources = _published(uow)
         return suggest(description, items, resources, limit=max(1, min(limit, 50)))
+
+    def deliveries(self, principal: Principal, limit: int = 50) -> list[DeliveryRow]:
+        """A department's newest deliveries, sent and received, with their receipts (the node's department
+        and operators see every department's)."""
+        self.policy.require(principal, Action.LISTS_READ, LISTS)
+        with self.uow() as uow:
+            return uow.lists.recent_deliveries(self.policy.lists_visibility(principal), max(1, min(limit, 500)))
 
     # -- grants -----------------------------------------------------------------------------------------
     def list_grants(self, principal: Principal, flt: GrantFilter, page_size: int = 0, page_token: str = ""

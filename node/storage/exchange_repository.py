@@ -287,6 +287,14 @@ class ExchangeRepository:
         waiting = select(outbox.c.id).where(outbox.c.state == PENDING).limit(bound).subquery()
         return int(self.connection.execute(select(func.count()).select_from(waiting)).scalar_one()) >= bound
 
+    def dead_letters(self, limit: int = 50) -> list[tuple[int, str, str, str, int, str, dt.datetime]]:
+        """The newest dead-lettered outbox rows: (id, batch, platform, consumer, attempts, reason, created)."""
+        o = outbox.c
+        rows = self.connection.execute(
+            select(o.id, o.batch_id, o.platform, o.consumer_code, o.attempts, o.last_error, o.created_at)
+            .where(o.state == DEAD).order_by(o.id.desc()).limit(limit))
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
     def depth(self) -> tuple[int, dt.datetime | None]:
         o = outbox.c
         row = self.connection.execute(select(func.count(), func.min(o.created_at)).where(o.state == PENDING)).one()

@@ -13,7 +13,7 @@ from catalog.disputes import Dispute, DisputeState
 from catalog.lists import OPEN_STATES, STAGE_STATES, Demand, DemandRequest, DemandState, Grant, Obligation
 from catalog.model import UpdateCycle
 from node.storage.errors import StorageError
-from node.storage.tables import deliveries, demands, disputes, grants, obligations
+from node.storage.tables import deliveries, demands, disputes, grants, obligations, receipts
 
 
 class StaleDemand(StorageError):
@@ -41,6 +41,19 @@ class GrantFilter:
     department_code: str = ""
     resource_code: str = ""
     visible_to: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """One delivery (records received from a provider, or relayed to a consumer) and its receipt."""
+
+    provider_code: str
+    resource_code: str
+    consumer_code: str
+    delivered_at: dt.datetime
+    batch_id: str
+    records: int
+    receipted_at: dt.datetime | None
 
 
 def _demand(row: Row) -> Demand:
@@ -148,6 +161,19 @@ class ListsRepository:
         self.connection.execute(insert(deliveries).values(
             provider_code=provider_code, resource_code=resource_code, consumer_code=consumer_code, delivered_at=at,
             batch_id=batch_id, records=records))
+
+    def recent_deliveries(self, department_code: str | None, limit: int = 50) -> list[DeliveryRow]:
+        """The newest deliveries to or from a department (None: all), each with whether its receiver sent
+        a signed receipt for the batch (records from a provider have no receiver)."""
+        d, r = deliveries.c, receipts.c
+        query = (select(d.provider_code, d.resource_code, d.consumer_code, d.delivered_at, d.batch_id, d.records,
+                        r.received_at)
+                 .select_from(deliveries.outerjoin(receipts, and_(r.batch_id == d.batch_id,
+                                                                  r.receiver_code == d.consumer_code)))
+                 .order_by(d.id.desc()).limit(limit))
+        if department_code is not None:
+            query = query.where(or_(d.consumer_code == department_code, d.provider_code == department_code))
+        return [DeliveryRow(*row) for row in self.connection.execute(query)]
 
     # -- demands ----------------------------------------------------------------------------------------
     def add_demand(self, demand: Demand) -> None:

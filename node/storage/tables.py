@@ -146,7 +146,6 @@ audit_entries = Table(
     Column("previous_hash", String(64), nullable=False),
     Column("entry_hash", String(64), nullable=False),
 )
-
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,

@@ -150,7 +150,8 @@ def test_the_image_build_steps_install_a_node_that_starts_and_reports_healthy(st
     node_env.update(PATH=f"{venv / 'bin'}{os.pathsep}/usr/bin:/bin", EXNODE_DATA=str(tmp_path / "data"),
                     EXNODE_NODE_ID=f"t{uuid.uuid4().hex[:10]}", EXNODE_SERVER_LISTEN=listen,
                     EXNODE_SERVER_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
-                    EXNODE_EXCHANGE_DISPATCH="false")  # no broker queues for a throwaway node id
+                    EXNODE_EXCHANGE_DISPATCH="false",  # no broker queues for a throwaway node id
+                    EXNODE_CONSOLE_LISTEN="127.0.0.1:0")  # the console's 8080 is for make run
     log = (tmp_path / "start.log").open("w")
     node = subprocess.Popen([scripts / "start.sh"], env=node_env, stdout=log, stderr=subprocess.STDOUT)
     try:

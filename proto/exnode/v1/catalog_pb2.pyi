@@ -321,24 +321,28 @@ class ListResourcesResponse(_message.Message):
     def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ..., total_is_lower_bound: _Optional[bool] = ...) -> None: ...
 
 class ImportResourcesRequest(_message.Message):
-    __slots__ = ("resources", "publish", "replace_drafts")
+    __slots__ = ("resources", "publish", "replace_drafts", "upsert")
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
     REPLACE_DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    UPSERT_FIELD_NUMBER: _ClassVar[int]
     resources: _containers.RepeatedCompositeFieldContainer[ResourceMetadata]
     publish: bool
     replace_drafts: bool
-    def __init__(self, resources: _Optional[_Iterable[_Union[ResourceMetadata, _Mapping]]] = ..., publish: _Optional[bool] = ..., replace_drafts: _Optional[bool] = ...) -> None: ...
+    upsert: bool
+    def __init__(self, resources: _Optional[_Iterable[_Union[ResourceMetadata, _Mapping]]] = ..., publish: _Optional[bool] = ..., replace_drafts: _Optional[bool] = ..., upsert: _Optional[bool] = ...) -> None: ...
 
 class ImportResourcesResponse(_message.Message):
-    __slots__ = ("created", "updated", "published")
+    __slots__ = ("created", "updated", "published", "unchanged")
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     created: int
     updated: int
     published: int
-    def __init__(self, created: _Optional[int] = ..., updated: _Optional[int] = ..., published: _Optional[int] = ...) -> None: ...
+    unchanged: int
+    def __init__(self, created: _Optional[int] = ..., updated: _Optional[int] = ..., published: _Optional[int] = ..., unchanged: _Optional[int] = ...) -> None: ...
 
 class ExportResourcesRequest(_message.Message):
     __slots__ = ("status",)
