@@ -31,6 +31,7 @@ from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
 from node.services.pull import PullApplication, PullSettings
 from node.storage.database import make_engine, migrate
+from node.storage.secrecy import Sealer
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.audit import AuditRecord
 from security.identity import (
@@ -197,7 +198,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         migrate(config.database_url)
     engine = make_engine(config.database_url)
     keys = KeyStore.load(config.keys_dir)
-    uow = SqlUnitOfWorkFactory(engine)
+    uow = SqlUnitOfWorkFactory(engine, Sealer(keys))
     policy = Policy(node_department=config.node.department_code)
     lists = ListsApplication(uow, clock, policy)
     policy.grants = lists  # subscriptions and pulls are decided against the live grants

@@ -20,7 +20,7 @@ import json
 import os
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -31,9 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from security.errors import SecurityError
+from security.secrecy import Cipher, cipher_for_suite, new_key
 
 ALGORITHMS = ("Ed25519", "ECDSA-P256", "SM2-SM3")
 KEYRING = "keyring.json"
+KEK_RING = "kek.json"
+"""The key-encryption keys (KEK) beside the keyring: ``{"active": id, "keys": [{kid, algorithm, created_at}]}``,
+each key's bytes in ``kek-<kid>.key`` (mode 0600). They wrap the data keys that encrypt personal data at rest."""
 
 SM2_SIGNER_ID = b"1234567812345678"
 """The default user id (ID_A) of GM/T 0009-2012 §10, which enters every SM2 signature through Z_A."""
@@ -239,11 +243,85 @@ class MacKeys:
         return self.derive(purpose, kid)
 
 
+@dataclass(frozen=True)
+class KeyEncryptionKey:
+    """A key-encryption key: it wraps data keys (``security.secrecy.wrap``) and never touches records."""
+
+    kid: str
+    algorithm: str
+    created_at: str
+    cipher: Cipher = field(repr=False)
+
+
+def _add_kek(directory: Path, algorithm: str) -> str:
+    """A new random KEK, made the active one; the ones before stay to unwrap what they wrapped."""
+    ring_path = directory / KEK_RING
+    ring = json.loads(ring_path.read_text(encoding="utf-8")) if ring_path.exists() else {"active": "", "keys": []}
+    material = new_key(algorithm)
+    kid = hashlib.sha256(b"exnode kek " + material).hexdigest()[:16]
+    _write_private(directory / f"kek-{kid}.key", base64.b64encode(material) + b"\n")
+    ring["keys"].append({"kid": kid, "algorithm": algorithm,
+                         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+    ring["active"] = kid
+    tmp = directory / (KEK_RING + ".tmp")
+    tmp.write_text(json.dumps(ring, indent=2), encoding="utf-8")
+    os.replace(tmp, ring_path)
+    return kid
+
+
+def _load_keks(directory: Path) -> tuple[str, dict[str, KeyEncryptionKey]]:
+    """The active KEK's id and every KEK whose file is present; UnusableKey naming the file when the
+    ring or the active key's file is missing or unreadable."""
+    ring_path = directory / KEK_RING
+    try:
+        ring = json.loads(ring_path.read_text(encoding="utf-8"))
+        entries = {k["kid"]: k for k in ring["keys"]}
+        active = ring["active"]
+        entries[active]
+    except FileNotFoundError:
+        raise UnusableKey(f"{ring_path} (the key-encryption keys) is missing; run `exnode init` to create it, "
+                          "or restore the node's keys") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UnusableKey(f"{ring_path} is unreadable or malformed: {error!r}") from None
+    keks: dict[str, KeyEncryptionKey] = {}
+    for kid, entry in entries.items():
+        path = directory / f"kek-{kid}.key"
+        try:
+            material = base64.b64decode(path.read_bytes().strip(), validate=True)
+            keks[kid] = KeyEncryptionKey(kid, entry["algorithm"], entry.get("created_at", ""),
+                                         Cipher(entry["algorithm"], material))
+        except FileNotFoundError:
+            if kid == active:
+                raise UnusableKey(f"{path} (the active key-encryption key) is missing: the node cannot read "
+                                  "its encrypted data without it; restore it from where the keys are kept") from None
+        except (OSError, ValueError, KeyError, SecurityError) as error:
+            raise UnusableKey(f"{path} is unreadable: {error}") from None
+    return active, keks
+
+
 class KeyStore:
-    def __init__(self, directory: Path, active: SigningKey, public: dict[str, PublicKey]) -> None:
+    def __init__(self, directory: Path, active: SigningKey, public: dict[str, PublicKey],
+                 kek_active: str = "", keks: dict[str, KeyEncryptionKey] | None = None) -> None:
         self.directory = directory
         self.active = active
         self.public = public
+        self.kek_active = kek_active
+        self.keks = keks or {}
+
+    @property
+    def kek(self) -> KeyEncryptionKey:
+        """The active key-encryption key: new data keys are wrapped by it."""
+        return self.keks[self.kek_active]
+
+    @property
+    def data_cipher(self) -> str:
+        """The cipher of data at rest and of keyed hashes, by the node's suite."""
+        return cipher_for_suite(self.active.algorithm)
+
+    def rotate_kek(self) -> KeyStore:
+        """A new active KEK (``exnode keys rotate-data``); the caller re-wraps the data keys with it."""
+        _add_kek(self.directory, self.data_cipher)
+        return KeyStore.load(self.directory)
 
     @classmethod
     def create(cls, directory: Path, algorithm: str = "Ed25519") -> KeyStore:
@@ -252,7 +330,19 @@ class KeyStore:
         if (directory / KEYRING).exists():
             raise UnusableKey(f"{directory / KEYRING} already exists; use `exnode keys rotate` for a new key")
         cls._add_key(directory, algorithm, {"active": "", "keys": []})
+        if not (directory / KEK_RING).exists():
+            _add_kek(directory, cipher_for_suite(algorithm))
         return cls.load(directory)
+
+    @staticmethod
+    def ensure_kek(directory: Path) -> str | None:
+        """Create the KEK of a node made before encryption at rest (``exnode init``); the new id, or None
+        when there is one already."""
+        if (directory / KEK_RING).exists():
+            return None
+        ring = json.loads((directory / KEYRING).read_text(encoding="utf-8"))
+        algorithm = {k["kid"]: k["algorithm"] for k in ring["keys"]}[ring["active"]]
+        return _add_kek(directory, cipher_for_suite(algorithm))
 
     @staticmethod
     def _add_key(directory: Path, algorithm: str, ring: dict) -> str:
@@ -290,7 +380,8 @@ class KeyStore:
             raise UnusableKey(f"{private_path} is unreadable: {error}") from None
         if key_id(_public_der(private)) != active_kid:
             raise UnusableKey(f"{private_path} does not match key id {active_kid} in {ring_path}")
-        return cls(directory, SigningKey(active_kid, algorithm, private), public)
+        kek_active, keks = _load_keks(directory)
+        return cls(directory, SigningKey(active_kid, algorithm, private), public, kek_active, keks)
 
     def mac_keys(self) -> MacKeys:
         return MacKeys(self.active.kid, self.mac_key)

@@ -55,6 +55,8 @@ def run_init(args: argparse.Namespace) -> int:
     if not (config.keys_dir / KEYRING).exists():
         keys = KeyStore.create(config.keys_dir, args.algorithm)
         print(f"created signing key {keys.active.kid} ({keys.active.algorithm}) in {config.keys_dir}")
+    elif (kek := KeyStore.ensure_kek(config.keys_dir)) is not None:
+        print(f"created key-encryption key {kek} in {config.keys_dir} (records are encrypted at rest)")
     write_public_keys(KeyStore.load(config.keys_dir), config.node.id)
     create_dev_issuer_key(config.keys_dir)
     migrate(config.database_url)

@@ -28,8 +28,10 @@ from node.services.errors import (
     NotReady,
     RequestTooLarge,
 )
+from node.storage.secrecy import MissingDataKey
 from security.identity import AuthenticationError
 from security.policy import PermissionDenied
+from security.secrecy import TamperedCiphertext
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     # security: who the caller is, and what it may do
     (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    # secrecy: a stored row whose tag fails is corrupt or forged; one whose key is gone cannot be read
+    (TamperedCiphertext, grpc.StatusCode.DATA_LOSS),
+    (MissingDataKey, grpc.StatusCode.FAILED_PRECONDITION),
     # the use cases (node.services.errors)
     (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),

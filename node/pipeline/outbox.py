@@ -20,7 +20,7 @@ from catalog.records import Record
 from node.config import Config
 from node.pipeline.batches import IncomingBatch
 from node.services.lists import ListsApplication, record_deliveries
-from node.storage.exchange_repository import Subscription
+from node.storage.exchange_repository import OutboxMessage, Subscription
 from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory
 from security.keys import SigningKey
 
@@ -134,9 +134,22 @@ class SqlOutbox(OutboxPort):
             with self.uow(write=True) as uow:
                 rows = uow.exchange.claim(self.claimant, now, self.lease, limit, exclude)
                 uow.commit()
-        out = [Outgoing(r.id, r.queue, r.body, r.content_type, r.headers, f"{r.batch_id}:{r.platform}", r.attempts)
-               for r in rows]
-        return out
+        unreadable = [r for r in rows if r.unreadable]
+        if unreadable:
+            self._dead_letter_unreadable(unreadable)
+        return [Outgoing(r.id, r.queue, r.body, r.content_type, r.headers, f"{r.batch_id}:{r.platform}", r.attempts)
+                for r in rows if not r.unreadable]
+
+    def _dead_letter_unreadable(self, rows: Sequence[OutboxMessage]) -> None:
+        """A body whose tag fails (changed in the database) or whose data key is gone is never published:
+        the row goes dead with the reason, which names it (``exnode`` dead-letter tools show it)."""
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            for row in rows:
+                uow.exchange.mark_failed(row.id, row.attempts + 1, now, row.unreadable, dead=True)
+            uow.commit()
+        for row in rows:
+            log.error("outbox row not published: %s", row.unreadable)
 
     def _release_dead_claims(self, now: dt.datetime) -> None:
         self._released_at = now

@@ -12,7 +12,10 @@ from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record, canonical_payload
+from node.storage.errors import MissingKeys
+from node.storage.secrecy import Sealer
 from node.storage.tables import batches, outbox, provider_keys, receipts, records, subscriptions
+from security.errors import SecurityError
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class OutboxMessage:
     headers: dict[str, str]
     body: bytes
     attempts: int
+    unreadable: str = ""
+    """Why the body could not be opened (its tag failed, its key is gone); the dispatcher dead-letters it."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class Subscription:
 PENDING, CONFIRMED, DEAD = "PENDING", "CONFIRMED", "DEAD"
 
 _RECORD_COLUMNS = ("provider_code", "resource_code", "record_id", "sequence", "operation", "payload", "content_hash",
-                   "batch_id", "received_at", "position")
+                   "batch_id", "received_at", "position", "payload_key")
 
 
 def _insert_records_sql(paramstyle: str) -> str:
@@ -74,8 +79,12 @@ def _insert_records_sql(paramstyle: str) -> str:
 
 
 class ExchangeRepository:
-    def __init__(self, connection: Connection) -> None:
+    """``sealer``: payloads and outbox bodies are stored sealed under the node's data keys and opened when
+    read (``node.storage.secrecy``); None only for tools that read a database without the node's keys."""
+
+    def __init__(self, connection: Connection, sealer: Sealer | None = None) -> None:
         self.connection = connection
+        self.sealer = sealer
 
     # -- provider keys ----------------------------------------------------------------------------------
     def add_key(self, key: ProviderKey) -> None:
@@ -135,9 +144,15 @@ class ExchangeRepository:
         if first_position is not None:
             ordered = sorted(rows, key=lambda row: (row[0].sequence, row[0].id))
             positions = {record.id: first_position + rank for rank, (record, _) in enumerate(ordered)}
-        values = [(provider_code, resource_code, record.id, record.sequence, record.operation.value,
-                   record.payload_json if record.payload_json is not None else canonical_payload(record.payload),
-                   digest.hex(), batch_id, received, positions.get(record.id)) for record, digest in rows]
+        texts = [(record.id, record.payload_json if record.payload_json is not None
+                  else canonical_payload(record.payload)) for record, _ in rows]
+        key_id: str | None = None
+        stored = [text for _, text in texts]
+        if self.sealer is not None and texts:
+            key_id, stored = self.sealer.seal_records(self.connection, provider_code, resource_code, texts, now)
+        values = [(provider_code, resource_code, record.id, record.sequence, record.operation.value, payload,
+                   digest.hex(), batch_id, received, positions.get(record.id), key_id)
+                  for (record, digest), payload in zip(rows, stored, strict=True)]
         if values:
             self.connection.exec_driver_sql(_insert_records_sql(dialect.paramstyle), values)
             if dialect.name == "postgresql":
@@ -165,7 +180,19 @@ class ExchangeRepository:
     def batch_records(self, batch_id: str) -> list[Record]:
         rows = self.connection.execute(select(records).where(records.c.batch_id == batch_id)
                                        .order_by(records.c.sequence))
-        return [Record(row.record_id, row.sequence, Operation(row.operation), json.loads(row.payload)) for row in rows]
+        return [Record(row.record_id, row.sequence, Operation(row.operation), json.loads(self.open_payload(row)))
+                for row in rows]
+
+    def open_payload(self, row: Any) -> str:
+        """The canonical JSON of a records row (with provider_code, resource_code, record_id, payload and
+        payload_key): opened under its data key; TamperedCiphertext naming the row when its tag fails."""
+        if row.payload_key is None:
+            return row.payload
+        if self.sealer is None:
+            raise MissingKeys(f"record {row.provider_code}/{row.resource_code}/{row.record_id} is encrypted and "
+                              "this reader was given no keys")
+        return self.sealer.open_record(self.connection, row.payload_key, row.provider_code, row.resource_code,
+                                       row.record_id, row.payload)
 
     # -- subscriptions ----------------------------------------------------------------------------------
     def subscriptions_for(self, resource_code: str) -> list[Subscription]:
@@ -186,9 +213,19 @@ class ExchangeRepository:
     def add_outbox(self, rows: Sequence[dict], now: dt.datetime) -> None:
         if rows:
             self.connection.execute(insert(outbox), [
-                {**row, "headers": json.dumps(row["headers"], ensure_ascii=False), "state": PENDING, "attempts": 0,
-                 "next_attempt_at": now, "last_error": "", "created_at": now, "delivered_at": None}
+                {**row, **self._sealed_body(row, now), "headers": json.dumps(row["headers"], ensure_ascii=False),
+                 "state": PENDING, "attempts": 0, "next_attempt_at": now, "last_error": "", "created_at": now,
+                 "delivered_at": None}
                 for row in rows])
+
+    def _sealed_body(self, row: dict, now: dt.datetime) -> dict:
+        """An outbox body holds the masked records in clear until it is sealed here, under the data key of
+        its batch's resource (``x-exnode-resource``)."""
+        if self.sealer is None:
+            return {"body_key": None}
+        key_id, body = self.sealer.seal_body(self.connection, row["headers"]["x-exnode-resource"], row["batch_id"],
+                                             row["platform"], row["consumer_code"], row["body"], now)
+        return {"body": body, "body_key": key_id}
 
     def due(self, now: dt.datetime, limit: int, exclude: Iterable[int] = ()) -> list[OutboxMessage]:
         """Pending rows whose next attempt is due, oldest first (rows already in flight excluded)."""
@@ -197,7 +234,7 @@ class ExchangeRepository:
         skip = list(exclude)
         if skip:
             query = query.where(o.id.not_in(skip))
-        return [_outbox_message(row) for row in self.connection.execute(query)]
+        return [self._message(row) for row in self.connection.execute(query)]
 
     def any_due(self, now: dt.datetime, exclude: Iterable[int] = ()) -> bool:
         """Whether a pending row is due (ids only: no bodies read)."""
@@ -231,7 +268,7 @@ class ExchangeRepository:
         self.connection.execute(update(outbox).where(o.id.in_(ids)).values(claimed_by=claimant,
                                                                            claimed_until=now + lease))
         rows = self.connection.execute(select(outbox).where(o.id.in_(ids)).order_by(o.id))
-        return [_outbox_message(row) for row in rows]
+        return [self._message(row) for row in rows]
 
     def live_claimants(self, now: dt.datetime) -> list[str]:
         """Claimants holding unexpired claims on pending rows."""
@@ -319,6 +356,17 @@ class ExchangeRepository:
                                            .where(records.c.batch_id == batch_id)).scalars())
 
 
-def _outbox_message(row: Any) -> OutboxMessage:
-    return OutboxMessage(row.id, row.batch_id, row.platform, row.queue, row.consumer_code, row.content_type,
-                         json.loads(row.headers), row.body, row.attempts)
+    def _message(self, row: Any) -> OutboxMessage:
+        body = bytes(row.body)
+        if row.body_key is not None:
+            if self.sealer is None:
+                raise MissingKeys(f"outbox row {row.id} is encrypted and this reader was given no keys")
+            try:
+                body = self.sealer.open_body(self.connection, row.body_key, row.id, row.batch_id, row.platform,
+                                             row.consumer_code, body)
+            except SecurityError as error:
+                return OutboxMessage(row.id, row.batch_id, row.platform, row.queue, row.consumer_code,
+                                     row.content_type, json.loads(row.headers), b"", row.attempts, str(error))
+        return OutboxMessage(row.id, row.batch_id, row.platform, row.queue, row.consumer_code, row.content_type,
+                             json.loads(row.headers), body, row.attempts)
+

@@ -266,7 +266,10 @@ records = Table(
     Column("batch_id", String(64), nullable=False, index=True),
     Column("received_at", UTCDateTime, nullable=False),
     Column("position", _BIGINT, nullable=True),
+    Column("payload_key", String(32), nullable=True),
 )
+"""``payload``: the record's canonical JSON sealed under the data key ``payload_key`` (base64 of nonce,
+ciphertext and tag; ``node.storage.secrecy``); a row without a key id was written before encryption at rest."""
 Index("ix_records_sequence", records.c.provider_code, records.c.resource_code, records.c.sequence)
 Index("ux_records_position", records.c.position, unique=True)
 """``position``: the stored-records order the nightly pull's cursors refer to. Ingest leaves it empty; the
@@ -305,6 +308,7 @@ outbox = Table(
     Column("delivered_at", UTCDateTime, nullable=True),
     Column("claimed_by", String(128), nullable=True),
     Column("claimed_until", UTCDateTime, nullable=True),
+    Column("body_key", String(32), nullable=True),
 )
 """One row per (batch, subscriber), written in the ingest transaction; the dispatcher drains it. A
 dispatcher claims rows for ``claimed_until`` before it publishes them (replicas of one node share the
@@ -351,6 +355,23 @@ day_manifests = Table(
     Column("closed_at", UTCDateTime, nullable=False),
 )
 """One signed manifest per closed (Beijing) day: ``exnode batch nightly``; ``document`` is canonical JSON."""
+
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("scope", String(64), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("kek_id", String(32), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+)
+"""Envelope encryption: one data key per scope (a resource, or ``index`` for keyed hashes) and month,
+kept wrapped by the node's key-encryption key ``kek_id`` (in the node's key files, never here). A retired
+key still opens what it sealed until the re-encryption job has moved its rows to a live key."""
+Index("ix_data_keys_scope", data_keys.c.scope, data_keys.c.period)
 
 relayed_records = Table(
     "relayed_records",

@@ -19,6 +19,7 @@ from node.storage.catalog_repository import CatalogRepository
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
 from node.storage.pull_repository import PullRepository
+from node.storage.secrecy import DataKeysRepository, Sealer
 from node.storage.tier_repository import TierRepository
 
 
@@ -35,6 +36,7 @@ class UnitOfWork(abc.ABC):
     pull: PullRepository
     tiers: TierRepository
     audit: AuditRepository
+    data_keys: DataKeysRepository
 
     @abc.abstractmethod
     def __enter__(self) -> UnitOfWork: ...
@@ -52,8 +54,9 @@ class UnitOfWork(abc.ABC):
 
 
 class SqlUnitOfWork(UnitOfWork):
-    def __init__(self, engine: Engine, *, write: bool = False) -> None:
+    def __init__(self, engine: Engine, *, write: bool = False, sealer: Sealer | None = None) -> None:
         self._engine = engine
+        self._sealer = sealer
         self._write = write
         self._connection: Connection | None = None
 
@@ -65,10 +68,11 @@ class SqlUnitOfWork(UnitOfWork):
         self._connection = connection
         self.catalog = CatalogRepository(connection)
         self.lists = ListsRepository(connection)
-        self.exchange = ExchangeRepository(connection)
-        self.pull = PullRepository(connection)
-        self.tiers = TierRepository(connection)
+        self.exchange = ExchangeRepository(connection, self._sealer)
+        self.pull = PullRepository(connection, self._sealer)
+        self.tiers = TierRepository(connection, self._sealer)
         self.audit = AuditRepository(connection)
+        self.data_keys = DataKeysRepository(connection, self._sealer)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -103,11 +107,16 @@ UnitOfWorkFactory = Callable[..., UnitOfWork]
 class SqlUnitOfWorkFactory:
     """Hands out units of work on one engine; the bootstrap builds it, tests build it on their database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sealer: Sealer | None = None) -> None:
+        """``sealer``: the node's data keys; every node builds one (bootstrap), so what is written is sealed.
+        Without it rows are written in clear, as only catalog and audit tools without personal data do."""
         self.engine = engine
+        self.sealer = sealer
+        if sealer is not None:
+            sealer.attach(engine)
 
     def __call__(self, *, write: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, write=write)
+        return SqlUnitOfWork(self.engine, write=write, sealer=self.sealer)
 
     def ping(self) -> None:
         """A trivial query: raises when the database does not answer (health checks)."""

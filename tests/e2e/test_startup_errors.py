@@ -74,6 +74,16 @@ def test_an_unreadable_signing_key_file_is_named(initialised: Path, tmp_path: Pa
     assert_one_line_error(serve(data), str(key), "unreadable")
 
 
+def test_a_missing_key_encryption_key_is_named(initialised: Path, tmp_path: Path):
+    """Records at rest are sealed under data keys only the KEK unwraps: without it the node cannot start."""
+    data = copy_of(initialised, tmp_path)
+    [kek] = (data / "keys").glob("kek-*.key")
+    kek.unlink()
+    assert_one_line_error(serve(data), str(kek), "key-encryption key", "missing")
+    (data / "keys" / "kek.json").unlink()
+    assert_one_line_error(serve(data), "kek.json", "exnode init")
+
+
 def test_a_missing_trusted_issuer_key_file_is_named(initialised: Path, tmp_path: Path):
     data = copy_of(initialised, tmp_path)
     assert_one_line_error(serve(data, EXNODE_AUTH_JWKS_FILE="trust/iam-jwks.json", EXNODE_AUTH_ISSUERS="https://iam"),
