@@ -60,13 +60,13 @@ def key_id(public_der: bytes) -> str:
     return hashlib.sha256(public_der).hexdigest()[:16]
 
 
-def _pem(label: str, der: bytes) -> bytes:
+def pem(label: str, der: bytes) -> bytes:
     body = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
     return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n".encode()
 
 
-def _unpem(label: str, pem: bytes) -> bytes:
-    lines = pem.decode("ascii").strip().splitlines()
+def unpem(label: str, text: bytes) -> bytes:
+    lines = text.decode("ascii").strip().splitlines()
     if len(lines) < 3 or lines[0] != f"-----BEGIN {label}-----" or lines[-1] != f"-----END {label}-----":
         raise ValueError(f"not a PEM {label}")
     return base64.b64decode("".join(lines[1:-1]), validate=True)
@@ -146,7 +146,7 @@ def _public_der(private: PrivateKey) -> bytes:
 
 def _private_pem(private: PrivateKey) -> bytes:
     if isinstance(private, Sm2PrivateKey):
-        return _pem("PRIVATE KEY", private.pkcs8())
+        return pem("PRIVATE KEY", private.pkcs8())
     return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
 
@@ -154,7 +154,7 @@ def _private_pem(private: PrivateKey) -> bytes:
 def _load_private(pem: bytes, algorithm: str) -> PrivateKey:
     """Raises ValueError when the file does not hold a key of ``algorithm``."""
     if algorithm == "SM2-SM3":
-        return Sm2PrivateKey.from_pkcs8(_unpem("PRIVATE KEY", pem))
+        return Sm2PrivateKey.from_pkcs8(unpem("PRIVATE KEY", pem))
     private = serialization.load_pem_private_key(pem, password=None)
     if algorithm == "Ed25519" and isinstance(private, ed25519.Ed25519PrivateKey):
         return private
@@ -176,7 +176,7 @@ class PublicKey:
         """Parsed once per keyring entry, since verification is on the hot path (DESIGN.md §12)."""
         try:
             if self.algorithm == "SM2-SM3":
-                return _sm2_point_from_spki(_unpem("PUBLIC KEY", self.public_pem.encode()))
+                return _sm2_point_from_spki(unpem("PUBLIC KEY", self.public_pem.encode()))
             key = serialization.load_pem_public_key(self.public_pem.encode())
         except ValueError as error:
             raise UnusableKey(f"public key {self.kid} ({self.algorithm}) is unreadable: {error}") from None
@@ -350,7 +350,7 @@ class KeyStore:
         der = _public_der(private)
         kid = key_id(der)
         _write_private(directory / f"node-{kid}.key.pem", _private_pem(private))
-        ring["keys"].append({"kid": kid, "algorithm": algorithm, "public_pem": _pem("PUBLIC KEY", der).decode(),
+        ring["keys"].append({"kid": kid, "algorithm": algorithm, "public_pem": pem("PUBLIC KEY", der).decode(),
                              "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
         ring["active"] = kid
         tmp = directory / (KEYRING + ".tmp")
@@ -457,7 +457,7 @@ def parse_public_key(algorithm: str, public_pem: str) -> PublicKey:
     if algorithm not in ALGORITHMS:
         raise UnusableKey(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
     try:
-        der = _unpem("PUBLIC KEY", public_pem.encode())
+        der = unpem("PUBLIC KEY", public_pem.encode())
     except (ValueError, UnusableKey) as error:
         raise UnusableKey(f"not a PEM public key: {error}") from None
     key = PublicKey(key_id(der), algorithm, public_pem, "")

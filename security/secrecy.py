@@ -107,3 +107,4 @@ def keyed_hash(algorithm: str, key: bytes, value: str) -> str:
     if algorithm == SM4_GCM:
         return gmssl_pyx.sm3_hmac(key, data).hex()
     return hmac.new(key, data, hashlib.sha256).hexdigest()
+

@@ -80,6 +80,14 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         current().detail = f"key {key.kid}"
         return pb.RegisteredKey(key_id=key.kid, department_code=key.department_code, algorithm=key.algorithm)
 
+    async def RegisterEncryptionKey(self, request: pb.RegisterEncryptionKeyRequest,
+                                    context: grpc.aio.ServicerContext) -> pb.RegisteredKey:
+        current().target = f"department:{request.department_code}"
+        key = await asyncio.to_thread(self.app.register_encryption_key, principal(), request.department_code,
+                                      request.algorithm or "X25519-HPKE", request.public_pem)
+        current().detail = f"encryption key {key.kid} ({key.algorithm})"
+        return pb.RegisteredKey(key_id=key.kid, department_code=key.department_code, algorithm=key.algorithm)
+
     async def Ingest(self, request: pb.RecordBatch, context: grpc.aio.ServicerContext) -> pb.IngestResponse:
         current().target = f"resource:{request.resource_code}"
         result = await asyncio.to_thread(self.ingest.ingest, principal(), batch_from_proto(request))

@@ -14,7 +14,15 @@ from sqlalchemy.engine import Connection
 from catalog.records import Operation, Record, canonical_payload
 from node.storage.errors import MissingKeys
 from node.storage.secrecy import Sealer
-from node.storage.tables import batches, outbox, provider_keys, receipts, records, subscriptions
+from node.storage.tables import (
+    batches,
+    consumer_keys,
+    outbox,
+    provider_keys,
+    receipts,
+    records,
+    subscriptions,
+)
 from security.errors import SecurityError
 
 
@@ -94,6 +102,26 @@ class ExchangeRepository:
 
     def get_key(self, kid: str) -> ProviderKey | None:
         row = self.connection.execute(select(provider_keys).where(provider_keys.c.kid == kid)).first()
+        return ProviderKey(row.kid, row.department_code, row.algorithm, row.public_pem, row.created_at,
+                           row.revoked_at) if row else None
+
+    # -- consumer encryption keys -----------------------------------------------------------------------
+    def add_consumer_key(self, key: ProviderKey) -> None:
+        self.connection.execute(insert(consumer_keys).values(
+            kid=key.kid, department_code=key.department_code, algorithm=key.algorithm, public_pem=key.public_pem,
+            created_at=key.created_at, revoked_at=key.revoked_at))
+
+    def get_consumer_key(self, kid: str) -> ProviderKey | None:
+        row = self.connection.execute(select(consumer_keys).where(consumer_keys.c.kid == kid)).first()
+        return ProviderKey(row.kid, row.department_code, row.algorithm, row.public_pem, row.created_at,
+                           row.revoked_at) if row else None
+
+    def consumer_key(self, department_code: str) -> ProviderKey | None:
+        """The newest live encryption key of a consumer department: what its messages are sealed to."""
+        c = consumer_keys.c
+        row = self.connection.execute(select(consumer_keys).where(
+            c.department_code == department_code, c.revoked_at.is_(None)).order_by(c.created_at.desc(), c.kid)
+            .limit(1)).first()
         return ProviderKey(row.kid, row.department_code, row.algorithm, row.public_pem, row.created_at,
                            row.revoked_at) if row else None
 

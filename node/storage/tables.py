@@ -239,6 +239,19 @@ provider_keys = Table(
 )
 """Providers' public keys: a batch's signature must verify with a live key of its provider department."""
 
+consumer_keys = Table(
+    "consumer_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("department_code", String(18), nullable=False, index=True),
+    Column("algorithm", String(32), nullable=False),
+    Column("public_pem", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+"""Consumers' encryption public keys: the newest live one of a department seals every message relayed to it
+(``security.sealing``)."""
+
 batches = Table(
     "batches",
     metadata,

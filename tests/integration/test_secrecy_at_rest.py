@@ -54,6 +54,11 @@ def personal_record(n: int) -> Record:
 
 @pytest.fixture
 def node(tmp_path: Path, database_url: str) -> Iterator[RunningNode]:
+    yield from running_node(tmp_path, database_url)
+
+
+def running_node(tmp_path: Path, database_url: str) -> Iterator[RunningNode]:
+    """A node relaying to one regional platform of CONSUMER, with the sample catalog and its dispatcher."""
     node_id = f"t{uuid.uuid4().hex[:10]}"
     data = tmp_path / "node"
     config = make_config(data, database_url)

@@ -85,6 +85,16 @@ class RegisteredKey(_message.Message):
     algorithm: str
     def __init__(self, key_id: _Optional[str] = ..., department_code: _Optional[str] = ..., algorithm: _Optional[str] = ...) -> None: ...
 
+class RegisterEncryptionKeyRequest(_message.Message):
+    __slots__ = ("department_code", "algorithm", "public_pem")
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_PEM_FIELD_NUMBER: _ClassVar[int]
+    department_code: str
+    algorithm: str
+    public_pem: str
+    def __init__(self, department_code: _Optional[str] = ..., algorithm: _Optional[str] = ..., public_pem: _Optional[str] = ...) -> None: ...
+
 class SubscribeRequest(_message.Message):
     __slots__ = ("resource_code", "platform")
     RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
