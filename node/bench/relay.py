@@ -372,7 +372,7 @@ def _set_up(node: _Node) -> tuple[bytes, str, str]:
         demand = lists.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
             resource_code=LOW_INCOME, purpose="低保资格复核", legal_basis="社会救助暂行办法", contact="王芳")),
             metadata=auth(CONSUMER, "consumer"))
-        lists.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True),
+        lists.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True, clear_delivery=True),
                            metadata=auth(PROVIDER, "reviewer"))
         kid = exchange.RegisterKey(pb.RegisterKeyRequest(department_code=PROVIDER, algorithm="Ed25519",
                                                          public_pem=pem), metadata=auth(PROVIDER, "catalog_admin")).key_id

@@ -167,10 +167,13 @@ class Ingest:
                 raise InvalidField(order)
             prepared = checked.outbox if len(found.fresh) == len(batch.records) else None
             subscribers = self.write_records(uow, batch, found.fresh, now, gaps=gaps, prepared=prepared, numbered=True)
-            clear = sorted({target[0] for target in checked.outbox.targets if not target[-1]}) if subscribers else []
+            clear, withheld = outbox.unsealed(checked.outbox.targets)
             detail = (f"batch {batch.batch_id}: {len(found.fresh)} records stored, {found.duplicates} duplicates, "
                       f"{subscribers} subscribers" + (f"; sequence gaps {', '.join(gaps)}" if gaps else "")
-                      + (f"; sent in clear (no encryption key registered) to {', '.join(clear)}" if clear else ""))
+                      + (f"; sent in clear (no encryption key registered; the grant allows it) to {', '.join(clear)}"
+                         if clear and found.fresh else "")
+                      + (f"; withheld from {', '.join(withheld)} (no encryption key registered; the grant does not "
+                         "allow clear delivery)" if withheld and found.fresh else ""))
             self.audit_writer.append_in(uow, [AuditRecord(
                 at=now, request_id=batch.batch_id, subject=principal.subject, department_code=principal.department_code,
                 roles=tuple(sorted(principal.roles)), action="exchange/store-batch", target=f"resource:{resource_code}",

@@ -52,13 +52,15 @@ def targets_key(found: Sequence[Target]) -> tuple:
     """What decides the outbox rows of a batch: who subscribes, where, under which grant and masking, sealed
     to which key."""
     return tuple((s.consumer_code, s.platform, p.kind, p.queue, g.id, tuple(g.items), tuple(sorted(g.masking.items())),
-                  k.kid if k else "") for s, p, g, k in found)
+                  k.kid if k else "", g.clear_delivery) for s, p, g, k in found)
 
 
-def in_clear(found: Sequence[Target]) -> list[str]:
-    """The consumers of these targets that registered no encryption key: their messages go unsealed, and the
-    ingest's audit entry names them."""
-    return sorted({s.consumer_code for s, _, _, k in found if k is None})
+def unsealed(targets: tuple) -> tuple[list[str], list[str]]:
+    """Of a ``targets_key``: the consumers with no encryption key that get records in clear (their grant
+    allows it) and those whose records are withheld (it does not). The ingest's audit entry names both."""
+    clear = sorted({t[0] for t in targets if not t[-2] and t[-1]})
+    withheld = sorted({t[0] for t in targets if not t[-2] and not t[-1]})
+    return clear, withheld
 
 
 def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime, *,
@@ -70,6 +72,8 @@ def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record],
     envelope carries them when the grant left its record unchanged (node/pipeline/tiers.py)."""
     out = []
     for subscription, platform, grant, consumer_key in found:
+        if consumer_key is None and not grant.clear_delivery:
+            continue  # no key to seal to, and the grant does not allow clear text: withheld
         records = envelopes.masked(fresh, grant.items, grant.masking)
         parts = envelopes.seal_split(
             batch_id=batch.batch_id, node_id=node_id, provider_code=batch.provider_code,

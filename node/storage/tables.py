@@ -7,6 +7,7 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKeyConstraint,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import false
 
 metadata = MetaData(
     naming_convention={
@@ -208,6 +210,7 @@ grants = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("revoked_reason", Text, nullable=False),
+    Column("clear_delivery", Boolean, nullable=False, server_default=false()),
 )
 
 deliveries = Table(

@@ -53,14 +53,15 @@ def drain_raw(node: RunningNode, expected: int, timeout: float = 30.0) -> list[t
     return out
 
 
-def grant_in_clear_and_subscribe(node: RunningNode) -> None:
+def grant_in_clear_and_subscribe(node: RunningNode, *, clear_delivery: bool = False) -> None:
     """A grant that leaves the ID numbers and the address unmasked (only the phone number is masked): what
     the consumer's queue would then show in clear is what the sealing must hide."""
     consumer = lists_pb2_grpc.ListsServiceStub(node.channel_as(CONSUMER, ["consumer"]))
     reviewer = lists_pb2_grpc.ListsServiceStub(node.channel_as(PROVIDER, ["reviewer"]))
     demand = consumer.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
         resource_code=LOW_INCOME, purpose="低保资格复核", legal_basis="社会救助暂行办法", contact="王芳")))
-    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True, masking={"联系电话": "keep:3,4"}))
+    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True, masking={"联系电话": "keep:3,4"},
+                                                        clear_delivery=clear_delivery))
     exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(CONSUMER, ["consumer"])).Subscribe(
         pb.SubscribeRequest(resource_code=LOW_INCOME, platform="hhht"))
 
@@ -107,8 +108,18 @@ def test_messages_to_a_consumer_with_a_key_are_ciphertext_on_the_queue_and_open_
     assert "in clear" not in entries[0].record.detail
 
 
-def test_a_consumer_without_a_key_gets_clear_messages_and_the_audit_entry_says_so(node: RunningNode):
+def test_a_consumer_without_a_key_gets_nothing_unless_its_grant_allows_clear_delivery(node: RunningNode):
     grant_in_clear_and_subscribe(node)
+    sent = ingest_unmasked(node, range(1, 4))
+    assert drain_raw(node, 1, timeout=3) == []
+    entries = node.node.audit.query(AuditFilter(action="exchange/store-batch")).entries
+    assert f"withheld from {CONSUMER} (no encryption key registered" in entries[0].record.detail
+    assert len(sent) == 3
+
+
+def test_a_consumer_without_a_key_gets_clear_messages_when_its_grant_says_so_and_the_audit_entry_says_so(
+        node: RunningNode):
+    grant_in_clear_and_subscribe(node, clear_delivery=True)
     sent = ingest_unmasked(node, range(1, 4))
     messages = drain_raw(node, 3)
     assert sent[0].payload["公民身份号码"].encode() in b"".join(body for _, _, body in messages)  # the control
@@ -116,7 +127,8 @@ def test_a_consumer_without_a_key_gets_clear_messages_and_the_audit_entry_says_s
     received = [read_message(None, "regional", trusted, *message) for message in messages]
     assert not any(r.sealed for r in received) and len(received) == len(sent)
     entries = node.node.audit.query(AuditFilter(action="exchange/store-batch")).entries
-    assert f"sent in clear (no encryption key registered) to {CONSUMER}" in entries[0].record.detail
+    assert f"sent in clear (no encryption key registered; the grant allows it) to {CONSUMER}" in \
+        entries[0].record.detail
 
 
 @pytest.mark.parametrize(("algorithm", "pem", "words"), [
