@@ -84,11 +84,12 @@ def _postgres_database() -> Iterator[str]:
         yield url
 
 
-def _prepare(data: Path, url: str, count: int, node_id: str) -> None:
-    """A node data directory with the sample catalog and ``count`` positioned records (none: 0)."""
+def _prepare(data: Path, url: str, count: int, node_id: str, sealed: bool = True) -> None:
+    """A node data directory with the sample catalog and ``count`` positioned records (none: 0), encrypted
+    at rest as ingest stores them (``sealed``), or in clear as rows from before encryption at rest are: the
+    same run measures the pull over both, so the cost of opening every payload is a ratio."""
     from node import bootstrap
     from node.bootstrap import load_sample
-    from node.storage.pull_repository import PullRepository
     from security.identity import create_dev_issuer_key
     from security.keys import KeyStore, write_public_keys
 
@@ -108,8 +109,11 @@ def _prepare(data: Path, url: str, count: int, node_id: str) -> None:
         at = dt.datetime.now(dt.UTC)
         started = time.perf_counter()
         for start in range(1, count + 1, CHUNK):
-            with node.engine.begin() as connection:
-                PullRepository(connection).add_positioned(_rows(start, min(start + CHUNK, count + 1), at))
+            with node.uow(write=True) as uow:
+                if not sealed:
+                    uow.pull.sealer = None
+                uow.pull.add_positioned(_rows(start, min(start + CHUNK, count + 1), at))
+                uow.commit()
         if count:
             _log(f"inserted {count} records in {time.perf_counter() - started:.1f} s")
     finally:
@@ -214,10 +218,10 @@ def _pull(address: str, data: Path, node_id: str, out: Path) -> dict[str, Any]:
     return figures
 
 
-def _run_backend(prefix: str, url: str, count: int, directory: Path) -> None:
+def _run_backend(prefix: str, url: str, count: int, directory: Path, sealed: bool = True) -> float:
     node_id = f"b{uuid.uuid4().hex[:10]}"
     data = directory / f"{prefix}-node"
-    _prepare(data, url, count, node_id)
+    _prepare(data, url, count, node_id, sealed)
     with _serving(data, directory / f"{prefix}-serve.log") as (address, server):
         figures = _pull(address, data, node_id, directory / f"{prefix}-out")
         node_rss = _peak_rss_mb(server.pid)
@@ -228,6 +232,7 @@ def _run_backend(prefix: str, url: str, count: int, directory: Path) -> None:
     _emit(f"{prefix}_pull_batches", figures["batches"])
     _emit(f"{prefix}_client_peak_rss_mb", float(figures["rss_mb"]))
     _emit(f"{prefix}_node_peak_rss_mb", float(node_rss))
+    return count / figures["seconds"]
 
 
 def main(count: int = 1_000_000, urls: list[str] | None = None) -> int:
@@ -247,8 +252,13 @@ def main(count: int = 1_000_000, urls: list[str] | None = None) -> int:
             if prefix in used:
                 prefix = f"{prefix}{len(used) + 1}"
             used.add(prefix)
-            _log(f"{prefix}: {count} records")
-            _run_backend(prefix, url, count, directory)
+            _log(f"{prefix}: {count} records, encrypted at rest")
+            sealed = _run_backend(prefix, url, count, directory)
+            if make_url(url).get_backend_name() == "sqlite":  # a given PostgreSQL database is used once
+                _log(f"{prefix}: {count} records stored in clear (the same pull without decryption)")
+                clear = _run_backend(f"{prefix}_clear", f"sqlite:///{directory / f'{prefix}-clear.db'}", count,
+                                     directory, sealed=False)
+                _emit(f"{prefix}_encrypted_vs_clear_ratio", sealed / clear, 3)
     _emit("records", count)
     return 0
 

@@ -116,6 +116,13 @@ class ExchangeRepository:
         return ProviderKey(row.kid, row.department_code, row.algorithm, row.public_pem, row.created_at,
                            row.revoked_at) if row else None
 
+    def revoke_consumer_keys(self, department_code: str, now: dt.datetime) -> int:
+        """Revoke every live encryption key of a department: messages to it are no longer sealed (and go
+        only where its grant allows clear delivery)."""
+        c = consumer_keys.c
+        return self.connection.execute(update(consumer_keys).where(
+            c.department_code == department_code, c.revoked_at.is_(None)).values(revoked_at=now)).rowcount
+
     def consumer_key(self, department_code: str) -> ProviderKey | None:
         """The newest live encryption key of a consumer department: what its messages are sealed to."""
         c = consumer_keys.c
