@@ -39,6 +39,9 @@ class ServerSection:
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
     log_format: str = "json"
     """``exnode serve``'s log lines on stderr: ``json`` (one object per line) or ``text`` (for people)."""
+    allow_plain_links: bool = False
+    """Start although the broker or the database is reached over plain TCP on a host other than loopback
+    (a node that does not trust the development issuer refuses to otherwise); said at start-up."""
     worker_stall_s: float = 60.0
     """A background worker (audit writer, dispatcher, inbound consumer, catalog publishers) whose loop has
     not turned for this long counts as stuck: liveness turns NOT_SERVING so the node is restarted."""
@@ -48,11 +51,22 @@ class ServerSection:
 class DatabaseSection:
     url: str = ""
     """Empty: SQLite (WAL) at ``<data>/exnode.db``. ``postgresql://…`` uses psycopg 3."""
+    tls_ca: str = ""
+    """PEM CA of the PostgreSQL server's certificate: the link is ``sslmode=verify-full`` (the certificate
+    must name the URL's host)."""
+    tls_cert: str = ""
+    """A client certificate (PEM) for PostgreSQL ``cert`` authentication, with tls_key."""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
 class RabbitSection:
     url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    tls_ca: str = ""
+    """PEM CA of the broker's certificate, for an ``amqps://`` URL: the certificate must name the URL's host."""
+    tls_cert: str = ""
+    """A client certificate (PEM) for the broker, with tls_key (RabbitMQ ``ssl_options.verify``)."""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -216,7 +230,41 @@ def load_config(data_dir: Path, environ: dict[str, str] | None = None) -> Config
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(raw))} (known: {', '.join(SECTIONS)})")
     config = Config(data_dir=data_dir, **sections)
     _validate(config, path, overridden)
-    return config
+    return _with_tls(config, path)
+
+
+def _with_tls(config: Config, path: Path) -> Config:
+    """The broker and database URLs with their TLS settings in them, so that every connection the node
+    opens (pika's URL ``ssl_options``, libpq's ``sslmode=verify-full``) verifies the peer the same way."""
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+    rabbit, database = config.rabbitmq, config.database
+    if rabbit.tls_ca or rabbit.tls_cert:
+        parts = urlsplit(rabbit.url)
+        if parts.scheme != "amqps":
+            raise ConfigError(f"{path}: rabbitmq.tls_ca / tls_cert need an amqps:// rabbitmq.url, not {parts.scheme}://")
+        if bool(rabbit.tls_cert) != bool(rabbit.tls_key):
+            raise ConfigError(f"{path}: rabbitmq.tls_cert and rabbitmq.tls_key go together")
+        options: dict[str, str] = {"server_hostname": parts.hostname or ""}
+        if rabbit.tls_ca:
+            options["ca_certs"] = str(config.path(rabbit.tls_ca))
+        if rabbit.tls_cert:
+            options["certfile"], options["keyfile"] = str(config.path(rabbit.tls_cert)), str(config.path(rabbit.tls_key))
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "ssl_options"] + [("ssl_options", repr(options))]
+        rabbit = replace(rabbit, url=urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))))
+    if database.tls_ca or database.tls_cert:
+        parts = urlsplit(database.url)
+        if not parts.scheme.startswith("postgres"):
+            raise ConfigError(f"{path}: database.tls_ca / tls_cert need a postgresql:// database.url")
+        if bool(database.tls_cert) != bool(database.tls_key):
+            raise ConfigError(f"{path}: database.tls_cert and database.tls_key go together")
+        query = [(k, v) for k, v in parse_qsl(parts.query) if not k.startswith("ssl")] + [("sslmode", "verify-full")]
+        if database.tls_ca:
+            query.append(("sslrootcert", str(config.path(database.tls_ca))))
+        if database.tls_cert:
+            query += [("sslcert", str(config.path(database.tls_cert))), ("sslkey", str(config.path(database.tls_key)))]
+        database = replace(database, url=urlunsplit(parts._replace(query=urlencode(query, safe="/"))))
+    return replace(config, rabbitmq=rabbit, database=database)
 
 
 def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:

@@ -77,13 +77,14 @@ def run_serve(args: argparse.Namespace) -> int:
     broker that refuses the credentials) are one line on stderr naming the key or file, and exit 1."""
     from node.grpc.server import serve
     from node.ops import logs
-    from node.ops.startup import check_broker, explain
+    from node.ops.startup import check_broker, check_links, explain
 
     database_url = ""
     try:
         config = load_config(data_dir(args))
         database_url = config.database_url
         logs.configure(args.log_level or "INFO", args.log_format or config.server.log_format)
+        check_links(config)
         node = bootstrap.build(config)
         try:
             check_broker(config.rabbitmq.url)

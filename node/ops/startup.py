@@ -9,6 +9,7 @@ not change its mind, and an operator should learn of it at once rather than from
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 from urllib.parse import unquote, urlsplit
 
@@ -17,7 +18,7 @@ import pika.exceptions
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from node.config import ConfigError
+from node.config import Config, ConfigError
 from security.keys import UnusableKey
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,47 @@ def check_broker(url: str) -> bool:
     except pika.exceptions.ProbableAccessDeniedError as error:
         raise StartupError(f"rabbitmq.url: the broker refused access for {broker_location(url)}: "
                            f"{_first_line(error)}") from None
-    except pika.exceptions.AMQPError as error:
+    except (pika.exceptions.AMQPError, OSError) as error:  # OSError: ssl.SSLError, a wrong or expired certificate
         log.warning("the broker at %s does not answer (%s); serving without relaying until it does",
                     broker_location(url), _first_line(error) or type(error).__name__)
         return False
+
+
+def _loopback(host: str | None) -> bool:
+    """A host this machine alone reaches: localhost, 127.0.0.0/8, ::1, or a Unix socket (no host)."""
+    if not host or host == "localhost" or host.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_links(config: Config) -> list[str]:
+    """The links to the broker and the database that cross the network without verified TLS."""
+    found = []
+    broker = urlsplit(config.rabbitmq.url)
+    if broker.scheme != "amqps" and not _loopback(broker.hostname):
+        found.append(f"rabbitmq.url reaches {broker.hostname} over plain AMQP (use amqps:// and rabbitmq.tls_ca)")
+    database = make_url(config.database_url)
+    if database.get_backend_name() == "postgresql":
+        host = database.host or str(database.query.get("host", "") or "")
+        mode = str(database.query.get("sslmode", "") or "")
+        if mode != "verify-full" and not _loopback(host):
+            found.append(f"database.url reaches {host} without sslmode=verify-full (set database.tls_ca)")
+    return found
+
+
+def check_links(config: Config) -> None:
+    """A node that does not trust the development issuer refuses plain links off this machine (StartupError
+    naming them) unless server.allow_plain_links says so, which is then said at start-up."""
+    found = plain_links(config)
+    if not found:
+        return
+    if config.server.allow_plain_links:
+        log.warning("server.allow_plain_links = true: starting with plain links: %s", "; ".join(found))
+    elif not config.auth.trust_dev_issuer:
+        raise StartupError(f"{'; '.join(found)}; or set server.allow_plain_links = true to accept plain links")
 
 
 def explain(error: BaseException, database_url: str = "") -> str | None:

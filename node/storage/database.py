@@ -63,7 +63,9 @@ def _configure_sqlite(engine: Engine) -> None:
 def alembic_config(url: str) -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", normalise_url(url).render_as_string(hide_password=False))
+    # configparser interpolates "%": a quoted password or a TLS file path in the query would break it
+    config.set_main_option("sqlalchemy.url",
+                           normalise_url(url).render_as_string(hide_password=False).replace("%", "%%"))
     return config
 
 
