@@ -30,6 +30,7 @@ from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
 from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
 from node.services.pull import PullApplication, PullSettings
+from node.services.timestamps import Timestamps
 from node.storage.database import make_engine, migrate
 from node.storage.secrecy import Sealer
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
@@ -44,6 +45,7 @@ from security.identity import (
 )
 from security.keys import KeyStore
 from security.policy import Policy
+from security.timestamps import TimestampInvalid, load_roots
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class Node:
     feed: CatalogFeed
     pull: PullApplication
     tiers: TierApplication
+    timestamps: Timestamps | None = None
     dispatcher: Dispatcher | DispatcherProcess | None = None
     inbound: InboundConsumer | None = None
     fanout: CatalogFanoutPublisher | None = None
@@ -137,6 +140,8 @@ class Node:
         return {name: worker for name, worker in running.items() if worker is not None}
 
     def close(self) -> None:
+        if self.timestamps is not None:
+            self.timestamps.stop()
         if self.uplink is not None:
             self.uplink.stop()
         if self.inbound is not None:
@@ -211,8 +216,15 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         peers = load_peers(config.path(config.exchange.peers_dir))
     except PeerConfigError as error:
         raise ConfigError(str(error)) from None
+    timestamps = None
+    if config.tsa.url:
+        try:
+            roots = load_roots(config.path(config.tsa.roots_file))
+        except TimestampInvalid as error:
+            raise ConfigError(f"tsa.roots_file: {error}") from None
+        timestamps = Timestamps(uow, clock, config.tsa, roots)
     ingest = MeteredIngest(uow, clock, policy, keys.active, config.node.id, platforms, writer,
-                           Limits(max_records=config.exchange.max_batch_records))
+                           Limits(max_records=config.exchange.max_batch_records), timestamps=timestamps)
     exchange = MeteredExchange(uow, clock, policy, config.node.id, platforms,
                                declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
@@ -225,7 +237,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s)),
-        tiers=TierApplication(ingest, peers, platforms))
+        tiers=TierApplication(ingest, peers, platforms), timestamps=timestamps)
 
 
 def run_housekeeping(node: Node) -> dict[str, object]:

@@ -126,6 +126,21 @@ class FeedSection:
     """Publish published/retired events to the fanout exchange exnode.<node>.catalog from this process."""
 
 
+@dataclass(frozen=True)
+class TsaSection:
+    url: str = ""
+    """The time-stamping authority (RFC 3161 over HTTP). Empty: no trusted timestamps."""
+    roots_file: str = ""
+    """PEM root certificate(s) the TSA's certificate must chain to (checked on every reply and offline)."""
+    interval_s: float = 60.0
+    """How often the roots waiting are stamped together (one token for up to max_roots)."""
+    max_roots: int = 10_000
+    timeout_s: float = 10.0
+    max_unstamped_age_s: float = 4 * 3600.0
+    """After a TSA outage this long (the oldest root still unstamped), ingest is refused with UNAVAILABLE
+    (X-Road's default: 4 h)."""
+
+
 LEGAL_MINIMUM_RETENTION_DAYS = 180
 """网络安全法 第二十一条: network logs are kept for no less than six months."""
 
@@ -141,6 +156,7 @@ class Config:
     audit: AuditSection = field(default_factory=AuditSection)
     exchange: ExchangeSection = field(default_factory=ExchangeSection)
     feed: FeedSection = field(default_factory=FeedSection)
+    tsa: TsaSection = field(default_factory=TsaSection)
 
     @property
     def audience(self) -> str:
@@ -160,7 +176,8 @@ class Config:
 
 
 SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection,
-            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection}
+            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection,
+            "tsa": TsaSection}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -286,6 +303,9 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
                  "pull_ack_timeout_s"):
         if getattr(exchange, name) <= 0:
             raise ConfigError(f"{where('exchange.' + name)}: exchange.{name} = {getattr(exchange, name)} must be positive")
+    if config.tsa.url and not config.tsa.roots_file:
+        raise ConfigError(f"{where('tsa.url', 'tsa.roots_file')}: tsa.url needs tsa.roots_file (the TSA's root "
+                          "certificates): a token that cannot be checked proves nothing")
     server = config.server
     if bool(server.tls_cert) != bool(server.tls_key):
         raise ConfigError(f"{where('server.tls_cert', 'server.tls_key')}: server.tls_cert and server.tls_key go together (one is set, the other is not)")

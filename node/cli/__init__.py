@@ -23,6 +23,7 @@ from node.cli import (
     pull_commands,
     security_commands,
     tier_commands,
+    tsa_commands,
 )
 from node.cli.common import UsageError
 from node.ops import logs
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     security_commands.register(sub)
     pull_commands.register(sub)
     tier_commands.register(sub)
+    tsa_commands.register(sub)
     bench.register(sub)
     return parser
 

@@ -27,6 +27,7 @@ from node.services.errors import (
     BrokerUnavailable,
     NotReady,
     RequestTooLarge,
+    TimestampsUnavailable,
 )
 from node.storage.secrecy import MissingDataKey
 from security.identity import AuthenticationError
@@ -54,6 +55,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (TimestampsUnavailable, grpc.StatusCode.UNAVAILABLE),
     (NotReady, grpc.StatusCode.FAILED_PRECONDITION),
     (AckTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
 ]

@@ -151,6 +151,8 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
         node.start_uplink()
     if node.config.feed.publish:
         node.start_fanout()
+    if node.timestamps is not None:
+        node.timestamps.start()
     monitor = HealthMonitor(node, health_servicer, SERVICES)
     await monitor.check()
     tune_gc()

@@ -37,3 +37,8 @@ class BadSignature(ExchangeError):
 
 class BrokerUnavailable(ExchangeError):
     """RabbitMQ could not be reached for a step that needs it now (declaring a subscriber's queue)."""
+
+
+class TimestampsUnavailable(ExchangeError):
+    """The time-stamping authority has not answered for longer than tsa.max_unstamped_age_s: the node takes
+    no new records until it does (records it took are safe; their roots wait for their timestamp)."""

@@ -389,6 +389,33 @@ kept wrapped by the node's key-encryption key ``kek_id`` (in the node's key file
 key still opens what it sealed until the re-encryption job has moved its rows to a live key."""
 Index("ix_data_keys_scope", data_keys.c.scope, data_keys.c.period)
 
+tsa_pending = Table(
+    "tsa_pending",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("ref", String(128), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("timestamp_id", _BIGINT, nullable=True),
+    Column("leaf", Integer, nullable=True),
+)
+"""Roots waiting for (or covered by) a trusted timestamp: a batch's Merkle root (kind ``batch``, ref its
+id); ``timestamp_id`` and ``leaf`` say which token covers it and where in its root of roots."""
+Index("ix_tsa_pending_timestamp_id", tsa_pending.c.timestamp_id, tsa_pending.c.created_at)
+
+tsa_tokens = Table(
+    "tsa_tokens",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("root", String(64), nullable=False),
+    Column("roots", Integer, nullable=False),
+    Column("reply", LargeBinary, nullable=False),
+    Column("gen_time", UTCDateTime, nullable=False),
+    Column("stamped_at", UTCDateTime, nullable=False),
+)
+"""RFC 3161 replies, each over the Merkle root of the roots it covers (``tsa_pending``, in leaf order)."""
+
 relayed_records = Table(
     "relayed_records",
     metadata,

@@ -21,6 +21,7 @@ from node.storage.lists_repository import ListsRepository
 from node.storage.pull_repository import PullRepository
 from node.storage.secrecy import DataKeysRepository, Sealer
 from node.storage.tier_repository import TierRepository
+from node.storage.timestamp_repository import TimestampRepository
 
 
 class UnitOfWork(abc.ABC):
@@ -37,6 +38,7 @@ class UnitOfWork(abc.ABC):
     tiers: TierRepository
     audit: AuditRepository
     data_keys: DataKeysRepository
+    timestamps: TimestampRepository
 
     @abc.abstractmethod
     def __enter__(self) -> UnitOfWork: ...
@@ -73,6 +75,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.tiers = TierRepository(connection, self._sealer)
         self.audit = AuditRepository(connection)
         self.data_keys = DataKeysRepository(connection, self._sealer)
+        self.timestamps = TimestampRepository(connection)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -43,13 +43,15 @@ class OpenSslCA:
         _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
                  str(self.key), "-out", str(self.cert), "-days", "3", "-subj", f"/CN={name}", cwd=directory)
 
-    def issue(self, name: str, san: str = "DNS:localhost", days: int = 2, client: bool = False) -> Issued:
-        """A certificate for ``san``; ``days=-1`` gives one that expired yesterday."""
+    def issue(self, name: str, san: str = "DNS:localhost", days: int = 2, client: bool = False,
+              usage: str = "") -> Issued:
+        """A certificate for ``san``; ``days=-1`` gives one that expired yesterday; ``usage`` overrides the
+        extended key usage (``critical,timeStamping`` for a TSA)."""
         key, csr, cert = (self.directory / f"{name}.{suffix}" for suffix in ("key", "csr", "pem"))
         _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
                  "-out", str(csr), "-subj", f"/CN={name}", cwd=self.directory)
         extensions = self.directory / f"{name}.ext"
-        usage = "clientAuth" if client else "serverAuth"
+        usage = usage or ("clientAuth" if client else "serverAuth")
         extensions.write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n", encoding="utf-8")
         _openssl("x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key), "-CAcreateserial",
                  "-out", str(cert), "-days", str(days), "-extfile", str(extensions), cwd=self.directory)

@@ -30,9 +30,33 @@ def upgrade() -> None:
     # grants deliver in clear only when the reviewer says so (DecideDemand clear_delivery).
     op.add_column("grants", sa.Column("clear_delivery", sa.Boolean, nullable=False, server_default=sa.false()))
     op.execute(sa.text("UPDATE grants SET clear_delivery = :yes").bindparams(yes=True))
+    # Trusted time (RFC 3161): roots waiting for a timestamp, and the tokens that cover them in batches.
+    op.create_table(
+        "tsa_pending",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("ref", sa.String(128), nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("timestamp_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=True),
+        sa.Column("leaf", sa.Integer, nullable=True),
+    )
+    op.create_index("ix_tsa_pending_timestamp_id", "tsa_pending", ["timestamp_id", "created_at"])
+    op.create_table(
+        "tsa_tokens",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("root", sa.String(64), nullable=False),
+        sa.Column("roots", sa.Integer, nullable=False),
+        sa.Column("reply", sa.LargeBinary, nullable=False),
+        sa.Column("gen_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("stamped_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("tsa_tokens")
+    op.drop_index("ix_tsa_pending_timestamp_id", table_name="tsa_pending")
+    op.drop_table("tsa_pending")
     with op.batch_alter_table("grants") as batch:
         batch.drop_column("clear_delivery")
     op.drop_index("ix_consumer_keys_department_code", table_name="consumer_keys")
