@@ -193,7 +193,7 @@ def load_node_platforms(config: Config) -> list[Platform]:
 def audit_settings(config: Config) -> AuditSettings:
     return AuditSettings(node_id=config.node.id, checkpoint_every=config.audit.checkpoint_every,
                          checkpoint_interval_s=config.audit.checkpoint_interval_s,
-                         retention_days=config.audit.retention_days)
+                         retention_days=config.audit.retention_days, timestamps=bool(config.tsa.url))
 
 
 def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = True, start_audit: bool = True) -> Node:

@@ -36,6 +36,12 @@ class TimestampInvalid(SecurityError):
     """A time-stamp reply or stored token that does not prove what it should; the message names why."""
 
 
+def checkpoint_digest(message: bytes, signature: bytes) -> bytes:
+    """What a timestamp of a signed audit checkpoint covers: SHA-256 of its signed message and signature,
+    so the token proves the signed checkpoint existed by then."""
+    return hashlib.sha256(message + signature).digest()
+
+
 def root_of_roots(roots: Sequence[bytes]) -> bytes:
     """The Merkle root (RFC 6962 hashing, security.merkle) over the covered roots, in their order."""
     if not roots:

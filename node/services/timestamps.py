@@ -18,7 +18,7 @@ from adapters.tsa import TsaUnreachable, post_request
 from node.config import TsaSection
 from node.services.errors import TimestampsUnavailable
 from node.storage.unit_of_work import UnitOfWorkFactory
-from security.timestamps import TimestampInvalid, check, request_for, root_of_roots
+from security.timestamps import TimestampInvalid, check, checkpoint_digest, request_for, root_of_roots
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
@@ -114,9 +114,16 @@ class Timestamps:
                     check(token.reply, message, self.roots, what=what)
                 except (TimestampInvalid, ValueError) as error:
                     problems.append(str(error))
+                checkpoints = {c.sequence: c for c in uow.audit.checkpoints()} if any(
+                    p.kind == "checkpoint" for p in token.covered) else {}
                 for pending in token.covered:
                     if pending.kind == "batch":
                         batch = uow.exchange.get_batch(pending.ref)
                         if batch is None or batch.merkle_root != pending.digest:
                             problems.append(f"{what}: batch {pending.ref}'s stored Merkle root is not the one stamped")
+                    elif pending.kind == "checkpoint":
+                        checkpoint = checkpoints.get(int(pending.ref))
+                        if checkpoint is not None and checkpoint_digest(
+                                checkpoint.message(), checkpoint.signature) != pending.digest:
+                            problems.append(f"{what}: audit checkpoint {pending.ref} is not the one stamped")
         return count, problems

@@ -87,9 +87,13 @@ def gauges(node: RunningNode) -> dict[str, float]:
 def test_many_batch_roots_are_stamped_by_one_token_that_verifies_offline(node: RunningNode, tsa: OpenSslTsa,
                                                                          capsys: pytest.CaptureFixture[str]):
     ingest(node, 5)
-    assert gauges(node)["exnode_tsa_unstamped_roots"] == 5
+    node.node.audit_writer.checkpoint_if_due(force=True)
+    with node.node.uow() as uow:
+        kinds = [p.kind for p in uow.timestamps.pending(100)]
+    assert kinds.count("batch") == 5 and "checkpoint" in kinds  # batch roots and signed audit checkpoints
+    assert gauges(node)["exnode_tsa_unstamped_roots"] == len(kinds)
     timestamps = node.node.timestamps
-    assert timestamps is not None and timestamps.stamp_once() == 5 and tsa.requests == 1
+    assert timestamps is not None and timestamps.stamp_once() == len(kinds) and tsa.requests == 1
     assert gauges(node) == {"exnode_tsa_unstamped_roots": 0, "exnode_tsa_oldest_unstamped_age_seconds": 0}
     code, out, err = tsa_verify(node, capsys)
     assert code == 0 and "tsa verify: OK, 1 tokens" in out, err
@@ -98,7 +102,7 @@ def test_many_batch_roots_are_stamped_by_one_token_that_verifies_offline(node: R
 def test_a_token_over_other_data_or_from_an_untrusted_tsa_fails_verification_naming_it(
         node: RunningNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     ingest(node, 2)
-    assert node.node.timestamps.stamp_once() == 2
+    assert node.node.timestamps.stamp_once() >= 2
     with node.node.uow(write=True) as uow:  # the token of another TSA session, over another root
         other = OpenSslCA(tmp_path / "other", "another CA")
         stranger = OpenSslTsa(other, "stranger")
@@ -126,20 +130,20 @@ def test_a_tsa_outside_the_trusted_roots_is_refused_and_the_roots_keep_waiting(
         ingest(running, 2)
         assert running.node.timestamps.stamp_once() == 0
         assert "certificate chain does not verify against the trusted roots" in running.node.timestamps.last_error
-        assert gauges(running)["exnode_tsa_unstamped_roots"] == 2
+        assert gauges(running)["exnode_tsa_unstamped_roots"] >= 2
     finally:
         running.close()
 
 
 def test_a_replayed_token_is_refused(node: RunningNode, tsa: OpenSslTsa):
     ingest(node, 1)
-    assert node.node.timestamps.stamp_once() == 1
+    assert node.node.timestamps.stamp_once() >= 1
     ingest(node, 1, first=100)
     tsa.replay = True  # the TSA (or someone between) answers with the previous token
     assert node.node.timestamps.stamp_once() == 0
     assert "a replayed token" in node.node.timestamps.last_error
     tsa.replay = False
-    assert node.node.timestamps.stamp_once() == 1
+    assert node.node.timestamps.stamp_once() >= 1
 
 
 def test_during_an_outage_records_are_taken_until_the_limit_then_ingest_is_unavailable_naming_it(
@@ -150,7 +154,7 @@ def test_during_an_outage_records_are_taken_until_the_limit_then_ingest_is_unava
         ingest(running, 2)  # the TSA is down: the records are taken, their roots wait
         assert running.node.timestamps.stamp_once() == 0 and "did not answer" in running.node.timestamps.last_error
         waiting = gauges(running)
-        assert waiting["exnode_tsa_unstamped_roots"] == 2
+        assert waiting["exnode_tsa_unstamped_roots"] >= 2
         time.sleep(2.5)
         assert gauges(running)["exnode_tsa_oldest_unstamped_age_seconds"] > 2.0
         with pytest.raises(grpc.RpcError) as caught:
@@ -158,7 +162,7 @@ def test_during_an_outage_records_are_taken_until_the_limit_then_ingest_is_unava
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "time-stamping authority" in caught.value.details() and "tsa.max_unstamped_age_s" in caught.value.details()
         tsa.down = False
-        assert running.node.timestamps.stamp_once() == 2
+        assert running.node.timestamps.stamp_once() == waiting["exnode_tsa_unstamped_roots"]
         ingest(running, 1, first=60)  # stamped again: ingest goes on
     finally:
         running.close()
