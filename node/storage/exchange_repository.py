@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record, canonical_payload
 from node.storage.errors import MissingKeys
-from node.storage.secrecy import Sealer
+from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import (
     batches,
     consumer_keys,
@@ -219,15 +219,7 @@ class ExchangeRepository:
                 for row in rows]
 
     def open_payload(self, row: Any) -> str:
-        """The canonical JSON of a records row (with provider_code, resource_code, record_id, payload and
-        payload_key): opened under its data key; TamperedCiphertext naming the row when its tag fails."""
-        if row.payload_key is None:
-            return row.payload
-        if self.sealer is None:
-            raise MissingKeys(f"record {row.provider_code}/{row.resource_code}/{row.record_id} is encrypted and "
-                              "this reader was given no keys")
-        return self.sealer.open_record(self.connection, row.payload_key, row.provider_code, row.resource_code,
-                                       row.record_id, row.payload)
+        return open_payload(self.sealer, self.connection, row)
 
     # -- subscriptions ----------------------------------------------------------------------------------
     def subscriptions_for(self, resource_code: str) -> list[Subscription]:

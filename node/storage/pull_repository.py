@@ -14,8 +14,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from node.storage.errors import MissingKeys
-from node.storage.secrecy import Sealer
+from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import day_manifests, pull_acks, pull_secrets, records
 
 _SEQUENCER_LOCK = 0x65786E6F6465  # "exnode": the advisory lock the PostgreSQL sequencer holds to commit
@@ -195,13 +194,7 @@ class PullRepository:
         return [PulledRow(*row[:6], self._open(row)) for row in self.connection.execute(query).all()]
 
     def _open(self, row: Any) -> str:
-        if row.payload_key is None:
-            return row.payload
-        if self.sealer is None:
-            raise MissingKeys(f"record {row.provider_code}/{row.resource_code}/{row.record_id} is encrypted and "
-                              "this reader was given no keys")
-        return self.sealer.open_record(self.connection, row.payload_key, row.provider_code, row.resource_code,
-                                       row.record_id, row.payload)
+        return open_payload(self.sealer, self.connection, row)
 
     def day_bounds(self, start: dt.datetime, end: dt.datetime) -> tuple[int, int]:
         """The lowest and highest positions of the records received in [start, end) (0, 0 when none)."""

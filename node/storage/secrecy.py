@@ -18,10 +18,12 @@ import datetime as dt
 import secrets
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from node.storage.errors import MissingKeys
 from node.storage.tables import batches, data_keys, outbox, records
 from security.errors import SecurityError
 from security.keys import KeyStore
@@ -166,6 +168,18 @@ class Sealer:
         else:
             cipher = self._cipher(connection, key_id, "the identifier index key")
         return keyed_hash(cipher.algorithm, cipher.key, value)
+
+
+def open_payload(sealer: Sealer | None, connection: Connection, row: Any) -> str:
+    """The canonical JSON of a records row (with provider_code, resource_code, record_id, payload and
+    payload_key), opened under its data key; TamperedCiphertext naming the row when its tag fails."""
+    if row.payload_key is None:
+        return row.payload
+    if sealer is None:
+        raise MissingKeys(f"record {row.provider_code}/{row.resource_code}/{row.record_id} is encrypted and this "
+                          "reader was given no keys")
+    return sealer.open_record(connection, row.payload_key, row.provider_code, row.resource_code, row.record_id,
+                              row.payload)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record
-from node.storage.errors import MissingKeys
-from node.storage.secrecy import Sealer
+from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import records, relayed_records, tier_cursors
 
 
@@ -54,13 +53,7 @@ class TierRepository:
                                 json.loads(row.hops))
 
     def _open(self, row: Any) -> str:
-        if row.payload_key is None:
-            return row.payload
-        if self.sealer is None:
-            raise MissingKeys(f"record {row.provider_code}/{row.resource_code}/{row.record_id} is encrypted and "
-                              "this reader was given no keys")
-        return self.sealer.open_record(self.connection, row.payload_key, row.provider_code, row.resource_code,
-                                       row.record_id, row.payload)
+        return open_payload(self.sealer, self.connection, row)
 
     def cursor(self, name: str) -> int:
         value = self.connection.execute(select(tier_cursors.c.position).where(tier_cursors.c.name == name)).scalar()
