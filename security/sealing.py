@@ -96,6 +96,22 @@ def sealing_context(batch_id: str, kid: str) -> str:
     return f"{batch_id}\x00{kid}"
 
 
+def pack_records(records: list[bytes]) -> bytes:
+    """Length-prefixed records: what a sealed pull batch seals as one message."""
+    return b"".join(len(record).to_bytes(4, "big") + record for record in records)
+
+
+def unpack_records(blob: bytes) -> list[bytes]:
+    out, at = [], 0
+    while at < len(blob):
+        size = int.from_bytes(blob[at:at + 4], "big")
+        out.append(blob[at + 4:at + 4 + size])
+        at += 4 + size
+    if at != len(blob):
+        raise TamperedCiphertext("a sealed batch's records are truncated")
+    return out
+
+
 def message_aad(record_id: str) -> bytes:
     return b"exnode message " + record_id.encode("utf-8")
 

@@ -179,7 +179,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         if first.WhichOneof("kind") != "start":
             raise InvalidField.one("start", "a pull begins with a start message, not an acknowledgement")
         session = await asyncio.to_thread(self.pull.open, principal(), first.start.cursor, replay=first.start.replay,
-                                          until_day=first.start.until_day)
+                                          until_day=first.start.until_day, sealed=first.start.sealed)
         current().target = f"platform:{session.scope.platform}"
         settings = self.pull.settings
         acks: asyncio.Queue[pb.PullRequest | None] = asyncio.Queue(maxsize=settings.window + 2)
@@ -208,8 +208,10 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
                 session.sent(batch.to_cursor, batch.position)
                 yield pb.PullItem(batch=pb.PullBatch(
                     index=batch.index, from_cursor=batch.from_cursor, to_cursor=batch.to_cursor, records=batch.records,
-                    merkle_root=batch.root, key_id=batch.kid, signature=batch.signature))
-                current().detail = f"{session.records} records in {session.batches} batches sent"
+                    merkle_root=batch.root, key_id=batch.kid, signature=batch.signature,
+                    sealed_records=batch.sealed, sealing=batch.sealing or {}))
+                current().detail = (f"{session.records} records in {session.batches} batches sent"
+                                    + (f", sealed to key {session.seal_key.kid}" if session.seal_key else ""))
             manifest = await asyncio.to_thread(session.manifest)
             session.sent(manifest.to_cursor, manifest.position)
             yield pb.PullItem(manifest=pb.Manifest(

@@ -20,7 +20,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.exc import IntegrityError
 
@@ -40,6 +40,7 @@ from security.identity import Principal
 from security.keys import SigningKey
 from security.policy import Action, PermissionDenied, Policy, Target
 from security.pull import CursorCodec, CursorError, batch_signing_input, manifest_signing_input
+from security.sealing import ConsumerKey, pack_records, seal_to, sealing_context
 
 Clock = Callable[[], dt.datetime]
 
@@ -77,6 +78,9 @@ class SignedPullBatch:
     kid: str
     signature: bytes
     position: int
+    sealed: bytes = b""
+    """A sealed pull: the records packed and sealed to the platform's department key (records is empty)."""
+    sealing: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ class PullSession:
         self._unacknowledged: deque[tuple[str, int]] = deque()
         self._done = start >= until
         self.resumed = False
+        self.seal_key: ConsumerKey | None = None
+        """Set by ``open(sealed=True)``: each batch is sealed to this key of the platform's department."""
 
     @property
     def unacknowledged(self) -> int:
@@ -169,6 +175,10 @@ class PullSession:
             to_cursor=to_cursor, record_count=len(leaves), root=root))
         batch = SignedPullBatch(self.batches, from_cursor, to_cursor, leaves, root, signer.kid, signature,
                                 self.position)
+        if self.seal_key is not None:
+            seal = seal_to(self.seal_key, sealing_context(f"pull {to_cursor}", self.seal_key.kid))
+            batch = replace(batch, records=[], sealed=seal.seal(f"batch {batch.index}", pack_records(leaves)),
+                            sealing=seal.headers)
         self.batches += 1
         self.records += len(leaves)
         return batch
@@ -245,7 +255,8 @@ class PullApplication:
         self.policy.require(principal, Action.EXCHANGE_PULL, Target.pull(department, frozenset(grants)))
         return Scope(f"{department}/granted", frozenset(grants), grants=grants)
 
-    def open(self, principal: Principal, cursor: str, *, replay: bool = False, until_day: str = "") -> PullSession:
+    def open(self, principal: Principal, cursor: str, *, replay: bool = False, until_day: str = "",
+             sealed: bool = False) -> PullSession:
         """Check the cursor and fix the pull's range: from the cursor, or from the platform's last
         acknowledgement if that is further (unless ``replay``), up to the high-water mark (or the close of
         ``until_day``)."""
@@ -281,6 +292,13 @@ class PullApplication:
         start = requested if replay else max(requested, min(acknowledged, high_water))
         session = PullSession(self, principal, scope, codec, start, max(until, start), until_day)
         session.resumed = start > requested
+        if sealed:
+            with self.uow() as uow:
+                stored = uow.exchange.consumer_key(principal.department_code)
+            if stored is None:
+                raise NotReady(f"sealed: department {principal.department_code} has registered no encryption key "
+                               "(ExchangeService.RegisterEncryptionKey) to seal the pull to")
+            session.seal_key = ConsumerKey(stored.kid, stored.algorithm, stored.public_pem)
         return session
 
     # -- the close of a day ----------------------------------------------------------------------------

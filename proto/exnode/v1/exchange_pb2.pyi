@@ -168,14 +168,16 @@ class DeliveryStatus(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ..., platforms: _Optional[_Iterable[_Union[PlatformDelivery, _Mapping]]] = ..., record_count: _Optional[int] = ...) -> None: ...
 
 class PullStart(_message.Message):
-    __slots__ = ("cursor", "replay", "until_day")
+    __slots__ = ("cursor", "replay", "until_day", "sealed")
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     REPLAY_FIELD_NUMBER: _ClassVar[int]
     UNTIL_DAY_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
     cursor: str
     replay: bool
     until_day: str
-    def __init__(self, cursor: _Optional[str] = ..., replay: _Optional[bool] = ..., until_day: _Optional[str] = ...) -> None: ...
+    sealed: bool
+    def __init__(self, cursor: _Optional[str] = ..., replay: _Optional[bool] = ..., until_day: _Optional[str] = ..., sealed: _Optional[bool] = ...) -> None: ...
 
 class PullAck(_message.Message):
     __slots__ = ("cursor",)
@@ -206,7 +208,14 @@ class PullHeader(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., platform: _Optional[str] = ..., from_cursor: _Optional[str] = ..., window: _Optional[int] = ..., resumed: _Optional[bool] = ...) -> None: ...
 
 class PullBatch(_message.Message):
-    __slots__ = ("index", "from_cursor", "to_cursor", "records", "merkle_root", "key_id", "signature")
+    __slots__ = ("index", "from_cursor", "to_cursor", "records", "merkle_root", "key_id", "signature", "sealed_records", "sealing")
+    class SealingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     INDEX_FIELD_NUMBER: _ClassVar[int]
     FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
     TO_CURSOR_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +223,8 @@ class PullBatch(_message.Message):
     MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SEALED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    SEALING_FIELD_NUMBER: _ClassVar[int]
     index: int
     from_cursor: str
     to_cursor: str
@@ -221,7 +232,9 @@ class PullBatch(_message.Message):
     merkle_root: bytes
     key_id: str
     signature: bytes
-    def __init__(self, index: _Optional[int] = ..., from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., records: _Optional[_Iterable[bytes]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    sealed_records: bytes
+    sealing: _containers.ScalarMap[str, str]
+    def __init__(self, index: _Optional[int] = ..., from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., records: _Optional[_Iterable[bytes]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., sealed_records: _Optional[bytes] = ..., sealing: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Manifest(_message.Message):
     __slots__ = ("from_cursor", "to_cursor", "record_count", "merkle_root", "key_id", "signature", "batch_count", "until_day")
