@@ -316,7 +316,15 @@ def _verify_local(args: argparse.Namespace) -> int:
 
     node = bootstrap.build(load_config(data_dir(args)), apply_migrations=False, start_audit=False)
     try:
-        return _report(node.audit.verify(), "database", args.json)
+        code = _report(node.audit.verify(), "database", args.json)
+        if node.timestamps is None:
+            return code
+        count, problems = node.timestamps.verify()  # the RFC 3161 tokens over checkpoints and batch roots
+        for problem in problems:
+            print(f"audit verify: timestamp FAILED: {problem}", file=sys.stderr)
+        if not problems and not args.json:
+            print(f"audit verify: {count} RFC 3161 timestamps verify (signature, TSA chain, imprint)")
+        return code or (1 if problems else 0)
     finally:
         node.engine.dispose()
 

@@ -47,9 +47,11 @@ def node_with_tsa(tmp_path: Path, database_url: str, tsa: OpenSslTsa, ca: OpenSs
                   ) -> RunningNode:
     data = tmp_path / "node"
     config = make_config(data, database_url)
-    (data / "exnode.toml").write_text(f'[database]\nurl = "{database_url}"\n[tsa]\nurl = "{tsa.url}"\n'
-                                      f'roots_file = "{ca.cert}"\n', encoding="utf-8")  # for `exnode tsa verify`
-    config = replace(config, node=replace(config.node, id=f"t{uuid.uuid4().hex[:10]}"),
+    node_id = f"t{uuid.uuid4().hex[:10]}"
+    (data / "exnode.toml").write_text(f'[node]\nid = "{node_id}"\n[database]\nurl = "{database_url}"\n'
+                                      f'[tsa]\nurl = "{tsa.url}"\nroots_file = "{ca.cert}"\n',
+                                      encoding="utf-8")  # for the CLI's local verification
+    config = replace(config, node=replace(config.node, id=node_id),
                      tsa=replace(config.tsa, url=tsa.url, roots_file=str(ca.cert), **settings),
                      exchange=replace(config.exchange, dispatch=False))
     running = RunningNode(config)
@@ -97,6 +99,9 @@ def test_many_batch_roots_are_stamped_by_one_token_that_verifies_offline(node: R
     assert gauges(node) == {"exnode_tsa_unstamped_roots": 0, "exnode_tsa_oldest_unstamped_age_seconds": 0}
     code, out, err = tsa_verify(node, capsys)
     assert code == 0 and "tsa verify: OK, 1 tokens" in out, err
+    code = main(["audit", "verify", "--local", "--data", str(node.config.data_dir)])
+    out, err = capsys.readouterr()
+    assert code == 0 and "1 RFC 3161 timestamps verify" in out, out + err
 
 
 def test_a_token_over_other_data_or_from_an_untrusted_tsa_fails_verification_naming_it(
@@ -114,6 +119,9 @@ def test_a_token_over_other_data_or_from_an_untrusted_tsa_fails_verification_nam
         uow.commit()
     code, out, err = tsa_verify(node, capsys)
     assert code == 1 and "timestamp 1: the token is over other data" in err, err
+    code = main(["audit", "verify", "--local", "--data", str(node.config.data_dir)])
+    out, err = capsys.readouterr()
+    assert code == 1 and "timestamp FAILED: timestamp 1: the token is over other data" in err, out + err
     with node.node.uow(write=True) as uow:
         uow.connection.execute(update(tsa_tokens).values(reply=b"not a reply"))
         uow.commit()
