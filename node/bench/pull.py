@@ -120,12 +120,17 @@ def _prepare(data: Path, url: str, count: int, node_id: str, sealed: bool = True
         node.close()
 
 
-def _client(address: str, token: str, keys_file: str, out: str, results: Any) -> None:
-    """The reference client in its own process: pull everything, verified, into ``out``."""
+def _client(address: str, token: str, keys_file: str, out: str, results: Any,
+            sealing: tuple[str, bytes] | None = None) -> None:
+    """The reference client in its own process: pull everything, verified, into ``out`` (``sealing``: ask
+    for batches sealed to the department's key and open them with this private key, from the beginning)."""
     import grpc
     from exnode.v1 import exchange_pb2_grpc
 
     from node.clients.pull import pull, trusted_from_document
+    from security.sealing import ConsumerPrivateKey
+
+    key = ConsumerPrivateKey(*sealing) if sealing else None
 
     trusted = trusted_from_document(json.loads(Path(keys_file).read_text(encoding="utf-8")))
     channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
@@ -133,7 +138,8 @@ def _client(address: str, token: str, keys_file: str, out: str, results: Any) ->
     metadata = [("authorization", f"Bearer {token}")]
     first: list[float] = []
     started = time.perf_counter()
-    outcome = pull(lambda requests: _FirstTimed(stub.Pull(requests, metadata=metadata), first), trusted, Path(out))
+    outcome = pull(lambda requests: _FirstTimed(stub.Pull(requests, metadata=metadata), first), trusted, Path(out),
+                   key=key, replay=key is not None)
     elapsed = time.perf_counter() - started
     results.put({"seconds": elapsed, "header_seconds": first[0] - started if first else 0.0,
                  "records": outcome.records, "batches": outcome.batches,
@@ -202,7 +208,28 @@ def _serving(data: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
         server.wait(30)
 
 
-def _pull(address: str, data: Path, node_id: str, out: Path) -> dict[str, Any]:
+def _register_encryption_key(address: str, data: Path, node_id: str) -> tuple[str, bytes]:
+    """An encryption key for the pulling department, registered with the node (a sealed pull's key)."""
+    import grpc
+    from exnode.v1 import exchange_pb2 as pb
+    from exnode.v1 import exchange_pb2_grpc
+
+    from security.identity import issue_dev_token
+    from security.sealing import ConsumerPrivateKey
+
+    key = ConsumerPrivateKey.generate()
+    token = issue_dev_token(data / "keys", node_id, f"exnode:{node_id}", subject="bench", department_code=PROVIDER,
+                            roles=["catalog_admin"])
+    with grpc.insecure_channel(address) as channel:
+        exchange_pb2_grpc.ExchangeServiceStub(channel).RegisterEncryptionKey(
+            pb.RegisterEncryptionKeyRequest(department_code=PROVIDER, algorithm=key.algorithm,
+                                            public_pem=key.public_pem),
+            metadata=[("authorization", f"Bearer {token}")])
+    return key.algorithm, key.private_pem
+
+
+def _pull(address: str, data: Path, node_id: str, out: Path, sealing: tuple[str, bytes] | None = None
+          ) -> dict[str, Any]:
     """The reference client's verified pull of everything, in a spawned process; its figures."""
     from security.identity import issue_dev_token
 
@@ -211,7 +238,7 @@ def _pull(address: str, data: Path, node_id: str, out: Path) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     client = context.Process(target=_client, args=(address, token, str(data / "keys" / "public-keys.json"),
-                                                    str(out), results))
+                                                    str(out), results, sealing))
     client.start()
     figures = results.get(timeout=3600)
     client.join(60)
@@ -219,11 +246,22 @@ def _pull(address: str, data: Path, node_id: str, out: Path) -> dict[str, Any]:
 
 
 def _run_backend(prefix: str, url: str, count: int, directory: Path, sealed: bool = True) -> float:
+    """The pull of ``count`` records; with ``sealed`` (records encrypted at rest) a second pull of the same
+    records follows with every batch sealed to the department's key (``<prefix>_sealed_pull_*``)."""
     node_id = f"b{uuid.uuid4().hex[:10]}"
     data = directory / f"{prefix}-node"
     _prepare(data, url, count, node_id, sealed)
     with _serving(data, directory / f"{prefix}-serve.log") as (address, server):
         figures = _pull(address, data, node_id, directory / f"{prefix}-out")
+        if sealed:
+            _log(f"{prefix}: the same {count} records, every batch sealed to the department's key")
+            to_consumer = _pull(address, data, node_id, directory / f"{prefix}-sealed-out",
+                                _register_encryption_key(address, data, node_id))
+            if to_consumer["records"] != count:
+                raise RuntimeError(f"{prefix}: the sealed pull gave {to_consumer['records']} records, expected {count}")
+            _emit(f"{prefix}_sealed_pull_records_per_s", float(count / to_consumer["seconds"]))
+            _emit(f"{prefix}_sealed_pull_seconds", float(to_consumer["seconds"]))
+            _emit(f"{prefix}_sealed_vs_unsealed_pull_ratio", figures["seconds"] / to_consumer["seconds"], 3)
         node_rss = _peak_rss_mb(server.pid)
     if figures["records"] != count:
         raise RuntimeError(f"{prefix}: pulled {figures['records']} records, expected {count}")

@@ -84,7 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
         config = load_config(data_dir(args))
         database_url = config.database_url
         logs.configure(args.log_level or "INFO", args.log_format or config.server.log_format)
-        check_links(config)
+        check_links(config, args.listen or "")
         node = bootstrap.build(config)
         try:
             check_broker(config.rabbitmq.url)

@@ -68,9 +68,14 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
-def plain_links(config: Config) -> list[str]:
-    """The links to the broker and the database that cross the network without verified TLS."""
+def plain_links(config: Config, listen: str = "") -> list[str]:
+    """The links that cross the network without TLS: the broker's, the database's, and the gRPC port when it
+    listens beyond loopback without ``server.tls_cert``."""
     found = []
+    host = (listen or config.server.listen).rsplit(":", 1)[0].strip("[]")
+    if not config.server.tls_cert and not _loopback(host):
+        found.append(f"the gRPC port listens on {host or 'every address'} without TLS (set server.tls_cert and "
+                     "server.tls_key)")
     broker = urlsplit(config.rabbitmq.url)
     if broker.scheme != "amqps" and not _loopback(broker.hostname):
         found.append(f"rabbitmq.url reaches {broker.hostname} over plain AMQP (use amqps:// and rabbitmq.tls_ca)")
@@ -83,10 +88,10 @@ def plain_links(config: Config) -> list[str]:
     return found
 
 
-def check_links(config: Config) -> None:
+def check_links(config: Config, listen: str = "") -> None:
     """A node that does not trust the development issuer refuses plain links off this machine (StartupError
     naming them) unless server.allow_plain_links says so, which is then said at start-up."""
-    found = plain_links(config)
+    found = plain_links(config, listen)
     if not found:
         return
     if config.server.allow_plain_links:

@@ -60,3 +60,12 @@ def test_a_production_node_refuses_plain_links_off_this_machine_unless_allowed(t
     check_links(config(tmp_path, rabbitmq_url="amqp://guest:guest@localhost:5672/",
                        database_url="postgresql://exnode@127.0.0.1/exnode"))  # loopback: allowed
     check_links(config(tmp_path, database_url="postgresql://exnode@/exnode?host=/var/run/postgresql"))
+
+
+def test_a_production_node_refuses_a_grpc_port_beyond_loopback_without_tls(tmp_path: Path):
+    with pytest.raises(StartupError, match="the gRPC port listens on 0.0.0.0 without TLS"):
+        check_links(config(tmp_path, server_listen="0.0.0.0:50051"))
+    with pytest.raises(StartupError, match="listens on 10.0.0.5 without TLS"):
+        check_links(config(tmp_path), "10.0.0.5:50051")  # exnode serve --listen
+    check_links(config(tmp_path, server_listen="0.0.0.0:50051", server_tls_cert="c.pem", server_tls_key="k.pem"))
+    check_links(config(tmp_path, server_listen="[::1]:50051"))
