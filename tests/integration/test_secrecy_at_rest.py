@@ -191,3 +191,19 @@ def test_a_retired_data_key_still_reads_and_reencryption_moves_its_records(node:
     assert len(live) == 1 and live[0].records == 7
     with fresh() as uow:
         assert [r.payload for r in uow.exchange.batch_records(_batch_of(uow))] == [r.payload for r in sent]
+
+
+def test_the_keyed_hash_of_an_identifier_is_stable_across_kek_rotation_and_reveals_nothing(node: RunningNode):
+    """What an index keeps instead of a 公民身份号码: HMAC under the node's index data key."""
+    number = id_number(7)
+    sealer = node.node.uow.sealer
+    assert sealer is not None
+    with node.node.uow(write=True) as uow:
+        first = sealer.identifier_hash(uow.connection, number, node.node.catalog.clock())
+        uow.commit()
+    assert len(first) == 64 and number not in first and first != id_number(8)
+    rotate_data(KeyStore.load(node.config.keys_dir), node.node.uow)
+    again = Sealer(KeyStore.load(node.config.keys_dir))
+    with node.node.uow() as uow:
+        assert again.identifier_hash(uow.connection, number, node.node.catalog.clock()) == first
+        assert again.identifier_hash(uow.connection, id_number(8), node.node.catalog.clock()) != first
