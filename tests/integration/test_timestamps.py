@@ -21,7 +21,7 @@ from node.cli import main
 from node.ops.metrics import NodeCollector
 from node.pipeline import provider_batch
 from node.storage.tables import tsa_tokens
-from security.timestamps import request_for
+from security.timestamps import load_roots, request_for
 from tests.fault.support import LOW_INCOME, PROVIDER, Key, as_proto, low_income_record
 from tests.integration.grpc_node import RunningNode, make_config
 from tests.integration.test_exchange_relay import register
@@ -87,6 +87,7 @@ def gauges(node: RunningNode) -> dict[str, float]:
 
 
 def test_many_batch_roots_are_stamped_by_one_token_that_verifies_offline(node: RunningNode, tsa: OpenSslTsa,
+                                                                         tmp_path: Path,
                                                                          capsys: pytest.CaptureFixture[str]):
     ingest(node, 5)
     node.node.audit_writer.checkpoint_if_due(force=True)
@@ -102,6 +103,10 @@ def test_many_batch_roots_are_stamped_by_one_token_that_verifies_offline(node: R
     code = main(["audit", "verify", "--local", "--data", str(node.config.data_dir)])
     out, err = capsys.readouterr()
     assert code == 0 and "1 RFC 3161 timestamps verify" in out, out + err
+    timestamps.roots = load_roots(OpenSslCA(tmp_path / "elsewhere", "another root").cert)  # not the TSA's
+    count, problems = timestamps.verify()
+    assert count == 1 and problems and "timestamp 1: the token's signature or the TSA's certificate chain does " \
+        "not verify against the trusted roots" in problems[0]
 
 
 def test_a_token_over_other_data_or_from_an_untrusted_tsa_fails_verification_naming_it(
