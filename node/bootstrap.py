@@ -236,7 +236,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         audit_writer=writer,
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
-            ack_timeout_s=config.exchange.pull_ack_timeout_s)),
+            ack_timeout_s=config.exchange.pull_ack_timeout_s, stamp_days=bool(config.tsa.url))),
         tiers=TierApplication(ingest, peers, platforms), timestamps=timestamps)
 
 

@@ -36,9 +36,9 @@ class TimestampInvalid(SecurityError):
     """A time-stamp reply or stored token that does not prove what it should; the message names why."""
 
 
-def checkpoint_digest(message: bytes, signature: bytes) -> bytes:
-    """What a timestamp of a signed audit checkpoint covers: SHA-256 of its signed message and signature,
-    so the token proves the signed checkpoint existed by then."""
+def signed_digest(message: bytes, signature: bytes) -> bytes:
+    """What a timestamp of a signed statement (an audit checkpoint, a day's pull manifest) covers: SHA-256 of
+    its signed message and signature, so the token proves the signed statement existed by then."""
     return hashlib.sha256(message + signature).digest()
 
 

@@ -28,7 +28,7 @@ from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import audit
 from security.audit import AuditEntry, AuditRecord, VerifyResult
 from security.keys import PublicKey, SigningKey
-from security.timestamps import checkpoint_digest
+from security.timestamps import signed_digest
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
@@ -197,7 +197,7 @@ class AuditWriter:
         repo.add_checkpoint(checkpoint)
         if self.settings.timestamps:
             TimestampRepository(repo.connection).add_pending(
-                "checkpoint", str(checkpoint.sequence), checkpoint_digest(checkpoint.message(), checkpoint.signature),
+                "checkpoint", str(checkpoint.sequence), signed_digest(checkpoint.message(), checkpoint.signature),
                 now)
         return Head(head.last_sequence, head.last_hash, head.last_sequence, now)
 

@@ -41,6 +41,7 @@ from security.keys import SigningKey
 from security.policy import Action, PermissionDenied, Policy, Target
 from security.pull import CursorCodec, CursorError, batch_signing_input, manifest_signing_input
 from security.sealing import ConsumerKey, pack_records, seal_to, sealing_context
+from security.timestamps import signed_digest
 
 Clock = Callable[[], dt.datetime]
 
@@ -55,6 +56,8 @@ class PullSettings:
     window: int = 4
     """Batches sent ahead of the client's acknowledgements: all the state a silent client costs."""
     ack_timeout_s: float = 60.0
+    stamp_days: bool = False
+    """A TSA is configured: each day's signed manifest waits for its RFC 3161 timestamp."""
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,9 @@ class PullApplication:
         try:
             with self.uow(write=True) as uow:
                 uow.pull.add_day(manifest)
+                if self.settings.stamp_days:
+                    uow.timestamps.add_pending("day", key, signed_digest(
+                        DAY_SIGNATURE_CONTEXT + text.encode(), manifest.signature), now)
                 self.audit_writer.append_in(uow, [AuditRecord(
                     at=now, request_id=f"close-day-{key}", subject=f"system:{self.node_id}", department_code="",
                     roles=("system",), action="pull/close-day", target=f"day:{key}", result="OK",

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from adapters.tsa import TsaUnreachable, post_request
 from node.config import TsaSection
 from node.services.errors import TimestampsUnavailable
+from node.services.pull import DAY_SIGNATURE_CONTEXT
 from node.storage.unit_of_work import UnitOfWorkFactory
-from security.timestamps import TimestampInvalid, check, checkpoint_digest, request_for, root_of_roots
+from security.timestamps import TimestampInvalid, check, request_for, root_of_roots, signed_digest
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
@@ -121,9 +122,14 @@ class Timestamps:
                         batch = uow.exchange.get_batch(pending.ref)
                         if batch is None or batch.merkle_root != pending.digest:
                             problems.append(f"{what}: batch {pending.ref}'s stored Merkle root is not the one stamped")
+                    elif pending.kind == "day":
+                        day = uow.pull.get_day(pending.ref)
+                        if day is not None and signed_digest(DAY_SIGNATURE_CONTEXT + day.document.encode(),
+                                                                 day.signature) != pending.digest:
+                            problems.append(f"{what}: the manifest of day {pending.ref} is not the one stamped")
                     elif pending.kind == "checkpoint":
                         checkpoint = checkpoints.get(int(pending.ref))
-                        if checkpoint is not None and checkpoint_digest(
+                        if checkpoint is not None and signed_digest(
                                 checkpoint.message(), checkpoint.signature) != pending.digest:
                             problems.append(f"{what}: audit checkpoint {pending.ref} is not the one stamped")
         return count, problems

@@ -5,6 +5,7 @@ the node keeps taking records, counts what waits, and after the limit refuses in
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from node.bootstrap import load_sample
 from node.cli import main
 from node.ops.metrics import NodeCollector
 from node.pipeline import provider_batch
+from node.services.pull import BEIJING
 from node.storage.tables import tsa_tokens
 from security.timestamps import load_roots, request_for
 from tests.fault.support import LOW_INCOME, PROVIDER, Key, as_proto, low_income_record
@@ -91,9 +93,10 @@ def test_many_batch_roots_are_stamped_by_one_token_that_verifies_offline(node: R
                                                                          capsys: pytest.CaptureFixture[str]):
     ingest(node, 5)
     node.node.audit_writer.checkpoint_if_due(force=True)
+    node.node.pull.close_day(dt.datetime.now(BEIJING).date() - dt.timedelta(days=1))  # a pull manifest
     with node.node.uow() as uow:
         kinds = [p.kind for p in uow.timestamps.pending(100)]
-    assert kinds.count("batch") == 5 and "checkpoint" in kinds  # batch roots and signed audit checkpoints
+    assert kinds.count("batch") == 5 and "checkpoint" in kinds and kinds.count("day") == 1
     assert gauges(node)["exnode_tsa_unstamped_roots"] == len(kinds)
     timestamps = node.node.timestamps
     assert timestamps is not None and timestamps.stamp_once() == len(kinds) and tsa.requests == 1
