@@ -588,6 +588,9 @@ class Grant:
     created_at: dt.datetime | None = None
     revoked_at: dt.datetime | None = None
     revoked_reason: str = ""
+    clear_delivery: bool = False
+    """明文交付: the consumer may get records in clear when it registered no encryption key. Without it, a
+    consumer with no key gets nothing relayed (the ingest's audit entry says it was withheld)."""
 
     def live(self, now: dt.datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at
@@ -599,7 +602,8 @@ class Grant:
 
 
 def grant_for(grant_id: str, demand: Demand, now: dt.datetime, *, expires_at: dt.datetime | None = None,
-              masking: Mapping[str, str] | None = None, items: Sequence[str] | None = None) -> Grant:
+              masking: Mapping[str, str] | None = None, items: Sequence[str] | None = None,
+              clear_delivery: bool = False) -> Grant:
     """The grant an approval creates: the demanded items (or a subset the reviewer chose)."""
     chosen = tuple(items) if items else demand.request.items
     problems = [FieldProblem(f"items[{n}]", f"{item!r} was not demanded") for n, item in enumerate(chosen)
@@ -617,7 +621,7 @@ def grant_for(grant_id: str, demand: Demand, now: dt.datetime, *, expires_at: dt
     if problems:
         raise InvalidField(problems)
     return Grant(grant_id, demand.requester_code, demand.provider_code, demand.resource_code, chosen, expiry, rules,
-                 demand.id, now)
+                 demand.id, now, clear_delivery=clear_delivery)
 
 
 def revoke(grant: Grant, reason: str, now: dt.datetime) -> Grant:

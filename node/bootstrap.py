@@ -37,7 +37,9 @@ from node.services.lists import ListsApplication
 from node.services.objections import ObjectionsApplication
 from node.services.pull import PullApplication, PullSettings
 from node.services.report import ReportApplication
+from node.services.timestamps import Timestamps
 from node.storage.database import make_engine, migrate
+from node.storage.secrecy import Sealer
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.audit import AuditRecord
 from security.identity import (
@@ -50,6 +52,7 @@ from security.identity import (
 )
 from security.keys import KeyStore
 from security.policy import Policy
+from security.timestamps import TimestampInvalid, load_roots
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class Node:
     feed: CatalogFeed
     pull: PullApplication
     tiers: TierApplication
+    timestamps: Timestamps | None = None
     dispatcher: Dispatcher | DispatcherProcess | None = None
     inbound: InboundConsumer | None = None
     fanout: CatalogFanoutPublisher | None = None
@@ -146,6 +150,8 @@ class Node:
         return {name: worker for name, worker in running.items() if worker is not None}
 
     def close(self) -> None:
+        if self.timestamps is not None:
+            self.timestamps.stop()
         if self.uplink is not None:
             self.uplink.stop()
         if self.inbound is not None:
@@ -217,7 +223,7 @@ def build_deadlines(config: Config, clock: Clock) -> Deadlines:
 def audit_settings(config: Config) -> AuditSettings:
     return AuditSettings(node_id=config.node.id, checkpoint_every=config.audit.checkpoint_every,
                          checkpoint_interval_s=config.audit.checkpoint_interval_s,
-                         retention_days=config.audit.retention_days)
+                         retention_days=config.audit.retention_days, timestamps=bool(config.tsa.url))
 
 
 def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = True, start_audit: bool = True) -> Node:
@@ -227,7 +233,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         migrate(config.database_url)
     engine = make_engine(config.database_url)
     keys = KeyStore.load(config.keys_dir)
-    uow = SqlUnitOfWorkFactory(engine)
+    uow = SqlUnitOfWorkFactory(engine, Sealer(keys))
     policy = Policy(node_department=config.node.department_code)
     lists = ListsApplication(uow, clock, policy, build_deadlines(config, clock))
     policy.grants = lists  # subscriptions and pulls are decided against the live grants
@@ -240,9 +246,16 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         peers = load_peers(config.path(config.exchange.peers_dir))
     except PeerConfigError as error:
         raise ConfigError(str(error)) from None
+    timestamps = None
+    if config.tsa.url:
+        try:
+            roots = load_roots(config.path(config.tsa.roots_file))
+        except TimestampInvalid as error:
+            raise ConfigError(f"tsa.roots_file: {error}") from None
+        timestamps = Timestamps(uow, clock, config.tsa, roots)
     ingest = MeteredIngest(uow, clock, policy, keys.active, config.node.id, platforms, writer,
                            Limits(max_records=config.exchange.max_batch_records,
-                                  max_outbox_rows=config.exchange.max_outbox_rows))
+                                  max_outbox_rows=config.exchange.max_outbox_rows), timestamps=timestamps)
     exchange = MeteredExchange(uow, clock, policy, config.node.id, platforms,
                                declare_queue=functools.partial(declare_queue, config.rabbitmq.addresses, config.node.id))
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
@@ -258,8 +271,8 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         audit_writer=writer,
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
-            ack_timeout_s=config.exchange.pull_ack_timeout_s)),
-        tiers=TierApplication(ingest, peers, platforms))
+            ack_timeout_s=config.exchange.pull_ack_timeout_s, stamp_days=bool(config.tsa.url))),
+        tiers=TierApplication(ingest, peers, platforms), timestamps=timestamps)
 
 
 def run_housekeeping(node: Node) -> dict[str, object]:

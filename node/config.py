@@ -44,6 +44,9 @@ class ServerSection:
     department_requests_per_s: float = 0.0
     """Requests per second one department may send (a token bucket of ``department_burst``); 0: no limit."""
     department_burst: int = 200
+    allow_plain_links: bool = False
+    """Start although the broker or the database is reached over plain TCP on a host other than loopback
+    (a node that does not trust the development issuer refuses to otherwise); said at start-up."""
     worker_stall_s: float = 60.0
     """A background worker (audit writer, dispatcher, inbound consumer, catalog publishers) whose loop has
     not turned for this long counts as stuck: liveness turns NOT_SERVING so the node is restarted."""
@@ -53,6 +56,12 @@ class ServerSection:
 class DatabaseSection:
     url: str = ""
     """Empty: SQLite (WAL) at ``<data>/exnode.db``. ``postgresql://…`` uses psycopg 3."""
+    tls_ca: str = ""
+    """PEM CA of the PostgreSQL server's certificate: the link is ``sslmode=verify-full`` (the certificate
+    must name the URL's host)."""
+    tls_cert: str = ""
+    """A client certificate (PEM) for PostgreSQL ``cert`` authentication, with tls_key."""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,11 @@ class RabbitSection:
     def addresses(self) -> tuple[str, ...]:
         """Every broker address, ``url`` first, without repeats."""
         return tuple(dict.fromkeys((self.url, *self.urls)))
+    tls_ca: str = ""
+    """PEM CA of the broker's certificate, for an ``amqps://`` URL: the certificate must name the URL's host."""
+    tls_cert: str = ""
+    """A client certificate (PEM) for the broker, with tls_key (RabbitMQ ``ssl_options.verify``)."""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,21 @@ class ConsoleSection:
     oidc_scope: str = "openid"
 
 
+@dataclass(frozen=True)
+class TsaSection:
+    url: str = ""
+    """The time-stamping authority (RFC 3161 over HTTP). Empty: no trusted timestamps."""
+    roots_file: str = ""
+    """PEM root certificate(s) the TSA's certificate must chain to (checked on every reply and offline)."""
+    interval_s: float = 60.0
+    """How often the roots waiting are stamped together (one token for up to max_roots)."""
+    max_roots: int = 10_000
+    timeout_s: float = 10.0
+    max_unstamped_age_s: float = 4 * 3600.0
+    """After a TSA outage this long (the oldest root still unstamped), ingest is refused with UNAVAILABLE
+    (X-Road's default: 4 h)."""
+
+
 LEGAL_MINIMUM_RETENTION_DAYS = 180
 """网络安全法 第二十一条: network logs are kept for no less than six months."""
 
@@ -185,6 +214,7 @@ class Config:
     feed: FeedSection = field(default_factory=FeedSection)
     lists: ListsSection = field(default_factory=ListsSection)
     console: ConsoleSection = field(default_factory=ConsoleSection)
+    tsa: TsaSection = field(default_factory=TsaSection)
 
     @property
     def audience(self) -> str:
@@ -205,7 +235,9 @@ class Config:
 
 SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection,
             "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection,
-            "lists": ListsSection, "console": ConsoleSection}
+            "lists": ListsSection, "console": ConsoleSection,
+
+            "tsa": TsaSection}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -275,7 +307,41 @@ def load_config(data_dir: Path, environ: dict[str, str] | None = None) -> Config
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(raw))} (known: {', '.join(SECTIONS)})")
     config = Config(data_dir=data_dir, **sections)
     _validate(config, path, overridden)
-    return config
+    return _with_tls(config, path)
+
+
+def _with_tls(config: Config, path: Path) -> Config:
+    """The broker and database URLs with their TLS settings in them, so that every connection the node
+    opens (pika's URL ``ssl_options``, libpq's ``sslmode=verify-full``) verifies the peer the same way."""
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+    rabbit, database = config.rabbitmq, config.database
+    if rabbit.tls_ca or rabbit.tls_cert:
+        parts = urlsplit(rabbit.url)
+        if parts.scheme != "amqps":
+            raise ConfigError(f"{path}: rabbitmq.tls_ca / tls_cert need an amqps:// rabbitmq.url, not {parts.scheme}://")
+        if bool(rabbit.tls_cert) != bool(rabbit.tls_key):
+            raise ConfigError(f"{path}: rabbitmq.tls_cert and rabbitmq.tls_key go together")
+        options: dict[str, str] = {"server_hostname": parts.hostname or ""}
+        if rabbit.tls_ca:
+            options["ca_certs"] = str(config.path(rabbit.tls_ca))
+        if rabbit.tls_cert:
+            options["certfile"], options["keyfile"] = str(config.path(rabbit.tls_cert)), str(config.path(rabbit.tls_key))
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "ssl_options"] + [("ssl_options", repr(options))]
+        rabbit = replace(rabbit, url=urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))))
+    if database.tls_ca or database.tls_cert:
+        parts = urlsplit(database.url)
+        if not parts.scheme.startswith("postgres"):
+            raise ConfigError(f"{path}: database.tls_ca / tls_cert need a postgresql:// database.url")
+        if bool(database.tls_cert) != bool(database.tls_key):
+            raise ConfigError(f"{path}: database.tls_cert and database.tls_key go together")
+        query = [(k, v) for k, v in parse_qsl(parts.query) if not k.startswith("ssl")] + [("sslmode", "verify-full")]
+        if database.tls_ca:
+            query.append(("sslrootcert", str(config.path(database.tls_ca))))
+        if database.tls_cert:
+            query += [("sslcert", str(config.path(database.tls_cert))), ("sslkey", str(config.path(database.tls_key)))]
+        database = replace(database, url=urlunsplit(parts._replace(query=urlencode(query, safe="/"))))
+    return replace(config, rabbitmq=rabbit, database=database)
 
 
 def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
@@ -304,6 +370,9 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
         value = getattr(config.lists, name)
         if not 1 <= value <= 366:
             raise ConfigError(f"{where('lists.' + name)}: lists.{name} = {value} must be 1-366 days")
+    if config.tsa.url and not config.tsa.roots_file:
+        raise ConfigError(f"{where('tsa.url', 'tsa.roots_file')}: tsa.url needs tsa.roots_file (the TSA's root "
+                          "certificates): a token that cannot be checked proves nothing")
     server = config.server
     if server.department_max_streams < 0 or server.department_requests_per_s < 0 or server.department_burst < 1:
         raise ConfigError(f"{where('server.department_max_streams', 'server.department_requests_per_s', 'server.department_burst')}: "

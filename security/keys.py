@@ -20,7 +20,7 @@ import json
 import os
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -31,9 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from security.errors import SecurityError
+from security.secrecy import Cipher, cipher_for_suite, new_key
 
 ALGORITHMS = ("Ed25519", "ECDSA-P256", "SM2-SM3")
 KEYRING = "keyring.json"
+KEK_RING = "kek.json"
+"""The key-encryption keys (KEK) beside the keyring: ``{"active": id, "keys": [{kid, algorithm, created_at}]}``,
+each key's bytes in ``kek-<kid>.key`` (mode 0600). They wrap the data keys that encrypt personal data at rest."""
 
 SM2_SIGNER_ID = b"1234567812345678"
 """The default user id (ID_A) of GM/T 0009-2012 §10, which enters every SM2 signature through Z_A."""
@@ -56,13 +60,13 @@ def key_id(public_der: bytes) -> str:
     return hashlib.sha256(public_der).hexdigest()[:16]
 
 
-def _pem(label: str, der: bytes) -> bytes:
+def pem(label: str, der: bytes) -> bytes:
     body = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
     return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n".encode()
 
 
-def _unpem(label: str, pem: bytes) -> bytes:
-    lines = pem.decode("ascii").strip().splitlines()
+def unpem(label: str, text: bytes) -> bytes:
+    lines = text.decode("ascii").strip().splitlines()
     if len(lines) < 3 or lines[0] != f"-----BEGIN {label}-----" or lines[-1] != f"-----END {label}-----":
         raise ValueError(f"not a PEM {label}")
     return base64.b64decode("".join(lines[1:-1]), validate=True)
@@ -142,7 +146,7 @@ def _public_der(private: PrivateKey) -> bytes:
 
 def _private_pem(private: PrivateKey) -> bytes:
     if isinstance(private, Sm2PrivateKey):
-        return _pem("PRIVATE KEY", private.pkcs8())
+        return pem("PRIVATE KEY", private.pkcs8())
     return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
 
@@ -150,7 +154,7 @@ def _private_pem(private: PrivateKey) -> bytes:
 def _load_private(pem: bytes, algorithm: str) -> PrivateKey:
     """Raises ValueError when the file does not hold a key of ``algorithm``."""
     if algorithm == "SM2-SM3":
-        return Sm2PrivateKey.from_pkcs8(_unpem("PRIVATE KEY", pem))
+        return Sm2PrivateKey.from_pkcs8(unpem("PRIVATE KEY", pem))
     private = serialization.load_pem_private_key(pem, password=None)
     if algorithm == "Ed25519" and isinstance(private, ed25519.Ed25519PrivateKey):
         return private
@@ -172,7 +176,7 @@ class PublicKey:
         """Parsed once per keyring entry, since verification is on the hot path (DESIGN.md §12)."""
         try:
             if self.algorithm == "SM2-SM3":
-                return _sm2_point_from_spki(_unpem("PUBLIC KEY", self.public_pem.encode()))
+                return _sm2_point_from_spki(unpem("PUBLIC KEY", self.public_pem.encode()))
             key = serialization.load_pem_public_key(self.public_pem.encode())
         except ValueError as error:
             raise UnusableKey(f"public key {self.kid} ({self.algorithm}) is unreadable: {error}") from None
@@ -239,11 +243,85 @@ class MacKeys:
         return self.derive(purpose, kid)
 
 
+@dataclass(frozen=True)
+class KeyEncryptionKey:
+    """A key-encryption key: it wraps data keys (``security.secrecy.wrap``) and never touches records."""
+
+    kid: str
+    algorithm: str
+    created_at: str
+    cipher: Cipher = field(repr=False)
+
+
+def _add_kek(directory: Path, algorithm: str) -> str:
+    """A new random KEK, made the active one; the ones before stay to unwrap what they wrapped."""
+    ring_path = directory / KEK_RING
+    ring = json.loads(ring_path.read_text(encoding="utf-8")) if ring_path.exists() else {"active": "", "keys": []}
+    material = new_key(algorithm)
+    kid = hashlib.sha256(b"exnode kek " + material).hexdigest()[:16]
+    _write_private(directory / f"kek-{kid}.key", base64.b64encode(material) + b"\n")
+    ring["keys"].append({"kid": kid, "algorithm": algorithm,
+                         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+    ring["active"] = kid
+    tmp = directory / (KEK_RING + ".tmp")
+    tmp.write_text(json.dumps(ring, indent=2), encoding="utf-8")
+    os.replace(tmp, ring_path)
+    return kid
+
+
+def _load_keks(directory: Path) -> tuple[str, dict[str, KeyEncryptionKey]]:
+    """The active KEK's id and every KEK whose file is present; UnusableKey naming the file when the
+    ring or the active key's file is missing or unreadable."""
+    ring_path = directory / KEK_RING
+    try:
+        ring = json.loads(ring_path.read_text(encoding="utf-8"))
+        entries = {k["kid"]: k for k in ring["keys"]}
+        active = ring["active"]
+        entries[active]
+    except FileNotFoundError:
+        raise UnusableKey(f"{ring_path} (the key-encryption keys) is missing; run `exnode init` to create it, "
+                          "or restore the node's keys") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UnusableKey(f"{ring_path} is unreadable or malformed: {error!r}") from None
+    keks: dict[str, KeyEncryptionKey] = {}
+    for kid, entry in entries.items():
+        path = directory / f"kek-{kid}.key"
+        try:
+            material = base64.b64decode(path.read_bytes().strip(), validate=True)
+            keks[kid] = KeyEncryptionKey(kid, entry["algorithm"], entry.get("created_at", ""),
+                                         Cipher(entry["algorithm"], material))
+        except FileNotFoundError:
+            if kid == active:
+                raise UnusableKey(f"{path} (the active key-encryption key) is missing: the node cannot read "
+                                  "its encrypted data without it; restore it from where the keys are kept") from None
+        except (OSError, ValueError, KeyError, SecurityError) as error:
+            raise UnusableKey(f"{path} is unreadable: {error}") from None
+    return active, keks
+
+
 class KeyStore:
-    def __init__(self, directory: Path, active: SigningKey, public: dict[str, PublicKey]) -> None:
+    def __init__(self, directory: Path, active: SigningKey, public: dict[str, PublicKey],
+                 kek_active: str = "", keks: dict[str, KeyEncryptionKey] | None = None) -> None:
         self.directory = directory
         self.active = active
         self.public = public
+        self.kek_active = kek_active
+        self.keks = keks or {}
+
+    @property
+    def kek(self) -> KeyEncryptionKey:
+        """The active key-encryption key: new data keys are wrapped by it."""
+        return self.keks[self.kek_active]
+
+    @property
+    def data_cipher(self) -> str:
+        """The cipher of data at rest and of keyed hashes, by the node's suite."""
+        return cipher_for_suite(self.active.algorithm)
+
+    def rotate_kek(self) -> KeyStore:
+        """A new active KEK (``exnode keys rotate-data``); the caller re-wraps the data keys with it."""
+        _add_kek(self.directory, self.data_cipher)
+        return KeyStore.load(self.directory)
 
     @classmethod
     def create(cls, directory: Path, algorithm: str = "Ed25519") -> KeyStore:
@@ -252,7 +330,19 @@ class KeyStore:
         if (directory / KEYRING).exists():
             raise UnusableKey(f"{directory / KEYRING} already exists; use `exnode keys rotate` for a new key")
         cls._add_key(directory, algorithm, {"active": "", "keys": []})
+        if not (directory / KEK_RING).exists():
+            _add_kek(directory, cipher_for_suite(algorithm))
         return cls.load(directory)
+
+    @staticmethod
+    def ensure_kek(directory: Path) -> str | None:
+        """Create the KEK of a node made before encryption at rest (``exnode init``); the new id, or None
+        when there is one already."""
+        if (directory / KEK_RING).exists():
+            return None
+        ring = json.loads((directory / KEYRING).read_text(encoding="utf-8"))
+        algorithm = {k["kid"]: k["algorithm"] for k in ring["keys"]}[ring["active"]]
+        return _add_kek(directory, cipher_for_suite(algorithm))
 
     @staticmethod
     def _add_key(directory: Path, algorithm: str, ring: dict) -> str:
@@ -260,7 +350,7 @@ class KeyStore:
         der = _public_der(private)
         kid = key_id(der)
         _write_private(directory / f"node-{kid}.key.pem", _private_pem(private))
-        ring["keys"].append({"kid": kid, "algorithm": algorithm, "public_pem": _pem("PUBLIC KEY", der).decode(),
+        ring["keys"].append({"kid": kid, "algorithm": algorithm, "public_pem": pem("PUBLIC KEY", der).decode(),
                              "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
         ring["active"] = kid
         tmp = directory / (KEYRING + ".tmp")
@@ -290,7 +380,8 @@ class KeyStore:
             raise UnusableKey(f"{private_path} is unreadable: {error}") from None
         if key_id(_public_der(private)) != active_kid:
             raise UnusableKey(f"{private_path} does not match key id {active_kid} in {ring_path}")
-        return cls(directory, SigningKey(active_kid, algorithm, private), public)
+        kek_active, keks = _load_keks(directory)
+        return cls(directory, SigningKey(active_kid, algorithm, private), public, kek_active, keks)
 
     def mac_keys(self) -> MacKeys:
         return MacKeys(self.active.kid, self.mac_key)
@@ -366,7 +457,7 @@ def parse_public_key(algorithm: str, public_pem: str) -> PublicKey:
     if algorithm not in ALGORITHMS:
         raise UnusableKey(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
     try:
-        der = _unpem("PUBLIC KEY", public_pem.encode())
+        der = unpem("PUBLIC KEY", public_pem.encode())
     except (ValueError, UnusableKey) as error:
         raise UnusableKey(f"not a PEM public key: {error}") from None
     key = PublicKey(key_id(der), algorithm, public_pem, "")
@@ -387,7 +478,7 @@ def create_provider_key(directory: Path, algorithm: str = "Ed25519") -> tuple[Si
         raise UnusableKey(f"{directory / PROVIDER_KEY_FILE} exists: a provider keeps its key (use another directory)")
     private = _generate(algorithm)
     public_der = _public_der(private)
-    kid, public_pem = key_id(public_der), _pem("PUBLIC KEY", public_der).decode()
+    kid, public_pem = key_id(public_der), pem("PUBLIC KEY", public_der).decode()
     _write_private(directory / PROVIDER_KEY_FILE, _private_pem(private))
     (directory / PROVIDER_KEY_INFO).write_text(json.dumps({"kid": kid, "algorithm": algorithm,
                                                            "public_pem": public_pem}, indent=2), encoding="utf-8")
@@ -406,6 +497,6 @@ def load_provider_key(directory: Path) -> tuple[SigningKey, str]:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UnusableKey(f"the provider key in {directory} is unreadable: {error}") from None
     public_der = _public_der(private)
-    if _pem("PUBLIC KEY", public_der).decode() != public_pem:
+    if pem("PUBLIC KEY", public_der).decode() != public_pem:
         raise UnusableKey(f"{directory / PROVIDER_KEY_INFO} does not describe {directory / PROVIDER_KEY_FILE}")
     return SigningKey(key_id(public_der), algorithm, private), public_pem

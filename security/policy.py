@@ -52,6 +52,7 @@ class Action(StrEnum):
     PROVIDER_KEY_WRITE = "provider_key.write"
     NODE_OPERATE = "node.operate"
     """The node's running state: health, outbox, dead letters, tier links (the console's operator pages)."""
+    CONSUMER_KEY_WRITE = "consumer_key.write"
 
 
 CATALOG_WRITES = frozenset({Action.CATALOG_CREATE, Action.CATALOG_UPDATE, Action.CATALOG_PUBLISH,
@@ -407,6 +408,15 @@ class Policy:
         return _deny(f"keys of department {target.owner_department} are registered by its catalog_admin or an "
                      "operator")
 
+    def _consumer_key_write(self, principal: Principal, target: Target) -> Decision:
+        if principal.department_code == target.owner_department and (principal.has("consumer")
+                                                                      or principal.has("catalog_admin")):
+            return _allow("a consumer department registers the key its messages are sealed to")
+        if principal.has("operator"):
+            return _allow("an operator registers departments' keys")
+        return _deny(f"encryption keys of department {target.owner_department} are registered by its consumer "
+                     "or catalog_admin, or an operator")
+
     @staticmethod
     def _catalog_read(principal: Principal, target: Target) -> Decision:
         if target.published:
@@ -449,4 +459,5 @@ _LIST_RULES = {
     Action.EXCHANGE_RECEIPT: Policy._exchange_receipt,
     Action.EXCHANGE_STATUS: Policy._exchange_status,
     Action.PROVIDER_KEY_WRITE: Policy._provider_key_write,
+    Action.CONSUMER_KEY_WRITE: Policy._consumer_key_write,
 }

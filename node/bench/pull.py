@@ -84,11 +84,12 @@ def _postgres_database() -> Iterator[str]:
         yield url
 
 
-def _prepare(data: Path, url: str, count: int, node_id: str) -> None:
-    """A node data directory with the sample catalog and ``count`` positioned records (none: 0)."""
+def _prepare(data: Path, url: str, count: int, node_id: str, sealed: bool = True) -> None:
+    """A node data directory with the sample catalog and ``count`` positioned records (none: 0), encrypted
+    at rest as ingest stores them (``sealed``), or in clear as rows from before encryption at rest are: the
+    same run measures the pull over both, so the cost of opening every payload is a ratio."""
     from node import bootstrap
     from node.bootstrap import load_sample
-    from node.storage.pull_repository import PullRepository
     from security.identity import create_dev_issuer_key
     from security.keys import KeyStore, write_public_keys
 
@@ -108,20 +109,28 @@ def _prepare(data: Path, url: str, count: int, node_id: str) -> None:
         at = dt.datetime.now(dt.UTC)
         started = time.perf_counter()
         for start in range(1, count + 1, CHUNK):
-            with node.engine.begin() as connection:
-                PullRepository(connection).add_positioned(_rows(start, min(start + CHUNK, count + 1), at))
+            with node.uow(write=True) as uow:
+                if not sealed:
+                    uow.pull.sealer = None
+                uow.pull.add_positioned(_rows(start, min(start + CHUNK, count + 1), at))
+                uow.commit()
         if count:
             _log(f"inserted {count} records in {time.perf_counter() - started:.1f} s")
     finally:
         node.close()
 
 
-def _client(address: str, token: str, keys_file: str, out: str, results: Any) -> None:
-    """The reference client in its own process: pull everything, verified, into ``out``."""
+def _client(address: str, token: str, keys_file: str, out: str, results: Any,
+            sealing: tuple[str, bytes] | None = None) -> None:
+    """The reference client in its own process: pull everything, verified, into ``out`` (``sealing``: ask
+    for batches sealed to the department's key and open them with this private key, from the beginning)."""
     import grpc
     from exnode.v1 import exchange_pb2_grpc
 
     from node.clients.pull import pull, trusted_from_document
+    from security.sealing import ConsumerPrivateKey
+
+    key = ConsumerPrivateKey(*sealing) if sealing else None
 
     trusted = trusted_from_document(json.loads(Path(keys_file).read_text(encoding="utf-8")))
     channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
@@ -129,7 +138,8 @@ def _client(address: str, token: str, keys_file: str, out: str, results: Any) ->
     metadata = [("authorization", f"Bearer {token}")]
     first: list[float] = []
     started = time.perf_counter()
-    outcome = pull(lambda requests: _FirstTimed(stub.Pull(requests, metadata=metadata), first), trusted, Path(out))
+    outcome = pull(lambda requests: _FirstTimed(stub.Pull(requests, metadata=metadata), first), trusted, Path(out),
+                   key=key, replay=key is not None)
     elapsed = time.perf_counter() - started
     results.put({"seconds": elapsed, "header_seconds": first[0] - started if first else 0.0,
                  "records": outcome.records, "batches": outcome.batches,
@@ -198,7 +208,28 @@ def _serving(data: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
         server.wait(30)
 
 
-def _pull(address: str, data: Path, node_id: str, out: Path) -> dict[str, Any]:
+def _register_encryption_key(address: str, data: Path, node_id: str) -> tuple[str, bytes]:
+    """An encryption key for the pulling department, registered with the node (a sealed pull's key)."""
+    import grpc
+    from exnode.v1 import exchange_pb2 as pb
+    from exnode.v1 import exchange_pb2_grpc
+
+    from security.identity import issue_dev_token
+    from security.sealing import ConsumerPrivateKey
+
+    key = ConsumerPrivateKey.generate()
+    token = issue_dev_token(data / "keys", node_id, f"exnode:{node_id}", subject="bench", department_code=PROVIDER,
+                            roles=["catalog_admin"])
+    with grpc.insecure_channel(address) as channel:
+        exchange_pb2_grpc.ExchangeServiceStub(channel).RegisterEncryptionKey(
+            pb.RegisterEncryptionKeyRequest(department_code=PROVIDER, algorithm=key.algorithm,
+                                            public_pem=key.public_pem),
+            metadata=[("authorization", f"Bearer {token}")])
+    return key.algorithm, key.private_pem
+
+
+def _pull(address: str, data: Path, node_id: str, out: Path, sealing: tuple[str, bytes] | None = None
+          ) -> dict[str, Any]:
     """The reference client's verified pull of everything, in a spawned process; its figures."""
     from security.identity import issue_dev_token
 
@@ -207,19 +238,30 @@ def _pull(address: str, data: Path, node_id: str, out: Path) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     client = context.Process(target=_client, args=(address, token, str(data / "keys" / "public-keys.json"),
-                                                    str(out), results))
+                                                    str(out), results, sealing))
     client.start()
     figures = results.get(timeout=3600)
     client.join(60)
     return figures
 
 
-def _run_backend(prefix: str, url: str, count: int, directory: Path) -> None:
+def _run_backend(prefix: str, url: str, count: int, directory: Path, sealed: bool = True) -> float:
+    """The pull of ``count`` records; with ``sealed`` (records encrypted at rest) a second pull of the same
+    records follows with every batch sealed to the department's key (``<prefix>_sealed_pull_*``)."""
     node_id = f"b{uuid.uuid4().hex[:10]}"
     data = directory / f"{prefix}-node"
-    _prepare(data, url, count, node_id)
+    _prepare(data, url, count, node_id, sealed)
     with _serving(data, directory / f"{prefix}-serve.log") as (address, server):
         figures = _pull(address, data, node_id, directory / f"{prefix}-out")
+        if sealed:
+            _log(f"{prefix}: the same {count} records, every batch sealed to the department's key")
+            to_consumer = _pull(address, data, node_id, directory / f"{prefix}-sealed-out",
+                                _register_encryption_key(address, data, node_id))
+            if to_consumer["records"] != count:
+                raise RuntimeError(f"{prefix}: the sealed pull gave {to_consumer['records']} records, expected {count}")
+            _emit(f"{prefix}_sealed_pull_records_per_s", float(count / to_consumer["seconds"]))
+            _emit(f"{prefix}_sealed_pull_seconds", float(to_consumer["seconds"]))
+            _emit(f"{prefix}_sealed_vs_unsealed_pull_ratio", figures["seconds"] / to_consumer["seconds"], 3)
         node_rss = _peak_rss_mb(server.pid)
     if figures["records"] != count:
         raise RuntimeError(f"{prefix}: pulled {figures['records']} records, expected {count}")
@@ -228,6 +270,7 @@ def _run_backend(prefix: str, url: str, count: int, directory: Path) -> None:
     _emit(f"{prefix}_pull_batches", figures["batches"])
     _emit(f"{prefix}_client_peak_rss_mb", float(figures["rss_mb"]))
     _emit(f"{prefix}_node_peak_rss_mb", float(node_rss))
+    return count / figures["seconds"]
 
 
 def main(count: int = 1_000_000, urls: list[str] | None = None) -> int:
@@ -247,8 +290,13 @@ def main(count: int = 1_000_000, urls: list[str] | None = None) -> int:
             if prefix in used:
                 prefix = f"{prefix}{len(used) + 1}"
             used.add(prefix)
-            _log(f"{prefix}: {count} records")
-            _run_backend(prefix, url, count, directory)
+            _log(f"{prefix}: {count} records, encrypted at rest")
+            sealed = _run_backend(prefix, url, count, directory)
+            if make_url(url).get_backend_name() == "sqlite":  # a given PostgreSQL database is used once
+                _log(f"{prefix}: {count} records stored in clear (the same pull without decryption)")
+                clear = _run_backend(f"{prefix}_clear", f"sqlite:///{directory / f'{prefix}-clear.db'}", count,
+                                     directory, sealed=False)
+                _emit(f"{prefix}_encrypted_vs_clear_ratio", sealed / clear, 3)
     _emit("records", count)
     return 0
 

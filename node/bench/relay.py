@@ -20,6 +20,12 @@ Runs: relay and raw baseline alternate, three of each (relay, raw, relay, raw, r
 medians are compared: on a shared machine the speed drifts, and alternating puts both medians in the same
 stretch of time. Each pair's own ratio is printed as a range.
 
+Encryption: records are encrypted at rest in every run (no node runs without it). The messages to the
+subscriber are sealed to its registered key (HPKE X25519 / AES-256-GCM) in the ``relay_*`` runs — the
+figures with encryption on — and sent in clear (its key revoked, its grant allowing clear delivery) in the
+``relay_clear_*`` runs interleaved with them: ``relay_sealed_vs_clear_ratio`` is the cost of sealing. The
+sealed runs' subscriber opens every message, as a consumer must.
+
 Latency: ``rate`` records/s as batches of ``rate // 20`` every 50 ms on one stream. Each record id carries
 its send time (``L<sequence>-<monotonic ns>``): the payload's 家庭住址 is masked by the grant, the id is not.
 """
@@ -182,7 +188,7 @@ def _provider(address_: str, token: str, private: bytes, kid: str, plan: dict[st
 
 
 def _consumer(url: str, queue: str, mode: str, expected: int, timeout: float, keys: tuple[str, str] | None,
-              ready: Any, results: Any) -> None:
+              ready: Any, results: Any, sealing: tuple[str, bytes] | None = None) -> None:
     """A subscriber: manual acks, prefetch ``PREFETCH``. ``relay``: counts distinct record ids (the
     ``x-exnode-record-id`` header every relayed message carries) and decodes and verifies one message in
     ``VERIFY_EVERY`` against the node's published keys (``latency``: also the send time in each id);
@@ -192,8 +198,11 @@ def _consumer(url: str, queue: str, mode: str, expected: int, timeout: float, ke
 
     from adapters.codecs import envelope as envelopes
     from adapters.codecs import regional
+    from adapters.consumer import open_message
     from security.keys import read_public_keys
+    from security.sealing import ConsumerPrivateKey
 
+    opener = ConsumerPrivateKey(*sealing) if sealing else None
     trusted = {keys[0]: read_public_keys(Path(keys[1]))} if keys else {}
     params = pika.URLParameters(url)
     params.heartbeat = 60
@@ -225,6 +234,10 @@ def _consumer(url: str, queue: str, mode: str, expected: int, timeout: float, ke
                 state["count"] += 1
             else:
                 record_id = headers.get("x-exnode-record-id", "")
+                if opener is not None:  # a consumer opens every message it is sent
+                    _, body, sealed = open_message(opener, properties.content_type, headers, body)
+                    if not sealed:
+                        problems.append(f"record {record_id}: came in clear to a consumer with a key")
                 if state["messages"] % VERIFY_EVERY == 1:
                     envelope = regional.decode(body)
                     problems.extend(envelopes.verify(envelope, trusted))
@@ -372,7 +385,7 @@ def _set_up(node: _Node) -> tuple[bytes, str, str]:
         demand = lists.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
             resource_code=LOW_INCOME, purpose="低保资格复核", legal_basis="社会救助暂行办法", contact="王芳")),
             metadata=auth(CONSUMER, "consumer"))
-        lists.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True),
+        lists.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True, clear_delivery=True),
                            metadata=auth(PROVIDER, "reviewer"))
         kid = exchange.RegisterKey(pb.RegisterKeyRequest(department_code=PROVIDER, algorithm="Ed25519",
                                                          public_pem=pem), metadata=auth(PROVIDER, "catalog_admin")).key_id
@@ -414,12 +427,12 @@ def _result(results: Any, process: Any, timeout: float, what: str) -> dict[str, 
     raise RuntimeError(f"the bench's {what} process gave no figures in {timeout:.0f} s")
 
 
-def _phase(context: Any, provider_args: tuple, consumer_args: tuple, timeout: float
-           ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _phase(context: Any, provider_args: tuple, consumer_args: tuple, timeout: float,
+           sealing: tuple[str, bytes] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Start the consumer, then the provider (which builds its batches first), then say go."""
     ready_c, ready_p, go = context.Event(), context.Event(), context.Event()
     out_c, out_p = context.Queue(), context.Queue()
-    consumer = context.Process(target=_consumer, args=(*consumer_args, ready_c, out_c), daemon=True)
+    consumer = context.Process(target=_consumer, args=(*consumer_args, ready_c, out_c, sealing), daemon=True)
     provider = context.Process(target=_provider, args=(*provider_args, ready_p, go, out_p), daemon=True)
     consumer.start()
     provider.start()
@@ -460,9 +473,32 @@ def _raw_baseline(context: Any, url: str, queue: str, node_id: str, messages: in
     return published, consumed
 
 
+def _seal_to_subscriber(node: _Node, on: bool) -> tuple[str, bytes] | None:
+    """Register a fresh encryption key for the subscriber (``on``), or revoke its keys: the next batches'
+    messages are sealed to it, or go in clear (its grant allows clear delivery)."""
+    import grpc
+    from exnode.v1 import exchange_pb2 as pb
+    from exnode.v1 import exchange_pb2_grpc
+
+    from security.sealing import ConsumerPrivateKey
+
+    if not on:
+        with node.node.uow(write=True) as uow:
+            uow.exchange.revoke_consumer_keys(CONSUMER, node.node.catalog.clock())
+            uow.commit()
+        return None
+    key = ConsumerPrivateKey.generate()
+    with grpc.insecure_channel(node.address) as channel:
+        exchange_pb2_grpc.ExchangeServiceStub(channel).RegisterEncryptionKey(
+            pb.RegisterEncryptionKeyRequest(department_code=CONSUMER, algorithm=key.algorithm,
+                                            public_pem=key.public_pem),
+            metadata=(("authorization", f"Bearer {node.token(CONSUMER, ['consumer'])}"),))
+    return key.algorithm, key.private_pem
+
+
 def _relay_run(context: Any, node: _Node, token: str, private: bytes, kid: str, queue: str, url: str,
-               keys: tuple[str, str], records: int, batch: int, first_sequence: int, chars: int, timeout: float
-               ) -> dict[str, Any]:
+               keys: tuple[str, str], records: int, batch: int, first_sequence: int, chars: int, timeout: float,
+               sealing: tuple[str, bytes] | None = None) -> dict[str, Any]:
     """One throughput run: ``records`` records over one pipelined IngestStream, timed from the provider's
     first send to the subscriber's last record. CPU counts both node processes (node and dispatcher)."""
     from node.pipeline.dispatcher_process import DispatcherProcess
@@ -474,7 +510,7 @@ def _relay_run(context: Any, node: _Node, token: str, private: bytes, kid: str, 
     plan = {"mode": "throughput", "records": records, "batch": batch, "first_sequence": first_sequence,
             "address_chars": chars}
     sent, consumed = _phase(context, (node.address, token, private, kid, plan),
-                            (url, queue, "relay", records, timeout, keys), timeout)
+                            (url, queue, "relay", records, timeout, keys), timeout, sealing)
     if consumed["count"] < records or not consumed["last_ns"]:
         raise RuntimeError(f"the subscriber received {consumed['count']} of {records} records")
     if consumed["problems"] or not consumed["verified"]:
@@ -499,7 +535,10 @@ ORDER = ("records", "batch", "payload_bytes", "relay_runs", "relay_records_per_s
          "relay_messages", "relay_messages_published", "relay_message_bytes_avg", "relay_header_bytes_avg",
          "relay_node_cpu_s", "relay_provider_cpu_s", "relay_consumer_cpu_s", "relay_messages_verified",
          "raw_runs", "raw_messages_per_s", "raw_messages_per_s_min", "raw_messages_per_s_max", "raw_records_per_s",
-         "relay_vs_raw_ratio", "relay_vs_raw_ratio_pairs_min", "relay_vs_raw_ratio_pairs_max", "latency_rate_per_s",
+         "relay_vs_raw_ratio", "relay_vs_raw_ratio_pairs_min", "relay_vs_raw_ratio_pairs_max",
+         "relay_clear_records_per_s", "relay_clear_records_per_s_min", "relay_clear_records_per_s_max",
+         "relay_clear_node_cpu_s", "relay_clear_message_bytes_avg", "relay_clear_vs_raw_ratio",
+         "relay_sealed_vs_clear_ratio", "latency_rate_per_s",
          "latency_batch_size", "latency_records", "latency_p50_ms", "latency_p99_ms", "latency_max_ms",
          "latency_late_sends", "peak_rss_mb", "peak_rss_node_process_mb", "peak_rss_dispatcher_process_mb")
 """The figures, in the order printed."""
@@ -538,11 +577,17 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
             # 1. throughput, interleaved with the raw baseline: relay, raw, relay, raw … so that both medians
             # come from the same stretch of time on a shared machine.
             relay_runs: list[dict[str, Any]] = []
+            clear_runs: list[dict[str, Any]] = []
             raw_rates: list[float] = []
             for run in range(RUNS):
-                _log(f"relay run {run + 1}/{RUNS}: {records} records in batches of {batch} → {queue}")
+                _seal_to_subscriber(node, False)
+                _log(f"relay run {run + 1}/{RUNS}, messages in clear: {records} records in batches of {batch}")
+                clear_runs.append(_relay_run(context, node, token, private, kid, queue, url, keys, records, batch,
+                                             2 * run * records + 1, chars, timeout))
+                sealing = _seal_to_subscriber(node, True)
+                _log(f"relay run {run + 1}/{RUNS}, messages sealed to the subscriber: {records} records → {queue}")
                 relay_runs.append(_relay_run(context, node, token, private, kid, queue, url, keys, records, batch,
-                                             run * records + 1, chars, timeout))
+                                             (2 * run + 1) * records + 1, chars, timeout, sealing))
                 first = relay_runs[0]
                 body, header = round(first["relay_message_bytes_avg"]), round(first["relay_header_bytes_avg"])
                 messages = first["relay_messages"]
@@ -557,11 +602,11 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
             # 2. latency: a steady `rate` on one stream; record ids carry their send time.
             _log(f"latency: {latency_batches} batches of {latency_batch} every {interval * 1000:.0f} ms")
             plan = {"mode": "latency", "batch": latency_batch, "batches": latency_batches, "interval": interval,
-                    "first_sequence": RUNS * records + 1, "address_chars": chars}
+                    "first_sequence": 2 * RUNS * records + 1, "address_chars": chars}
             expected = latency_batches * latency_batch
             sent, consumed = _phase(context, (node.address, token, private, kid, plan),
                                     (url, queue, "latency", expected, latency_seconds + timeout, keys),
-                                    latency_seconds + timeout)
+                                    latency_seconds + timeout, sealing)
             if consumed["count"] < expected:
                 raise RuntimeError(f"the subscriber received {consumed['count']} of {expected} records")
             figures.update({
@@ -595,6 +640,16 @@ def main(records: int = 100_000, batch: int = 500, rate: int = 1000, latency_sec
         "relay_vs_raw_ratio": figures["relay_records_per_s"] / raw_records_per_s,
         "relay_vs_raw_ratio_pairs_min": min(pairs),
         "relay_vs_raw_ratio_pairs_max": max(pairs),
+    })
+    median_clear = sorted(clear_runs, key=lambda r: r["relay_records_per_s"])[len(clear_runs) // 2]
+    figures.update({
+        "relay_clear_records_per_s": median_clear["relay_records_per_s"],
+        "relay_clear_records_per_s_min": min(r["relay_records_per_s"] for r in clear_runs),
+        "relay_clear_records_per_s_max": max(r["relay_records_per_s"] for r in clear_runs),
+        "relay_clear_node_cpu_s": median_clear["relay_node_cpu_s"],
+        "relay_clear_message_bytes_avg": median_clear["relay_message_bytes_avg"],
+        "relay_clear_vs_raw_ratio": median_clear["relay_records_per_s"] / raw_records_per_s,
+        "relay_sealed_vs_clear_ratio": figures["relay_records_per_s"] / median_clear["relay_records_per_s"],
     })
     for name in ORDER:
         value = figures[name]

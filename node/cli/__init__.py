@@ -22,10 +22,11 @@ from node.cli import (
     lists_commands,
     node_commands,
     pull_commands,
-    report_commands,
     records_commands,
+    report_commands,
     security_commands,
     tier_commands,
+    tsa_commands,
 )
 from node.cli.common import UsageError
 from node.ops import logs
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_commands.register(sub)
     records_commands.register(sub)
     tier_commands.register(sub)
+    tsa_commands.register(sub)
     bench.register(sub)
     return parser
 

@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     make = sub.add_parser("backup", help="back up the node (database, keys, config) while it runs")
     make.add_argument("directory", type=Path, help="new or empty directory outside the data directory")
     add_data(make)
+    make.add_argument("--with-kek", action="store_true",
+                      help="also copy the key-encryption keys (by default left out: the backup stays unreadable "
+                           "without them)")
     make.add_argument("--json", action="store_true", help="machine-readable output")
     make.set_defaults(handler=run_backup)
 
@@ -24,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data(back)
     back.add_argument("--force", action="store_true",
                       help="replace a non-empty data directory or database (its contents are deleted)")
+    back.add_argument("--keys", type=Path, default=None,
+                      help="directory holding the key-encryption keys (kek-*.key) the backup leaves out")
     back.add_argument("--verify-only", action="store_true",
                       help="check the backup against its manifest and change nothing")
     back.add_argument("--json", action="store_true", help="machine-readable output")
@@ -46,7 +51,7 @@ def _report(outcome: Outcome, verb: str, as_json: bool) -> None:
 def run_backup(args: argparse.Namespace) -> int:
     try:
         with status(f"backing up to {args.directory}…", enabled=progress_wanted(args.json)):
-            outcome = backup(load_config(data_dir(args)), args.directory)
+            outcome = backup(load_config(data_dir(args)), args.directory, with_kek=args.with_kek)
     except BackupError as error:
         return _fail(error)
     _report(outcome, "backed up", args.json)
@@ -65,7 +70,7 @@ def run_restore(args: argparse.Namespace) -> int:
                       f"{len(manifest['files'])} files match the manifest")
             return 0
         with status(f"restoring {args.directory}…", enabled=progress_wanted(args.json)):
-            outcome = restore(args.directory, data_dir(args), force=args.force)
+            outcome = restore(args.directory, data_dir(args), force=args.force, keys_from=args.keys)
     except BackupError as error:
         return _fail(error)
     _report(outcome, "restored", args.json)

@@ -82,6 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "approve":
             decide.add_argument("--items", default="", help="comma-separated subset of the demanded items")
             decide.add_argument("--expires", default="", help="grant expiry, ISO date (default: one year)")
+            decide.add_argument("--clear-delivery", action="store_true",
+                                help="the consumer may get records in clear if it registers no encryption key")
             decide.add_argument("--mask", action="append", default=[], metavar="ITEM=RULE",
                                 help="masking rule, e.g. 公民身份号码=keep:6,4 (repeatable; default rules otherwise)")
         decide.set_defaults(handler=run_decide, approve=name == "approve")
@@ -354,6 +356,7 @@ def run_link(args: argparse.Namespace) -> int:
 def run_decide(args: argparse.Namespace) -> int:
     request = pb.DecideDemandRequest(id=args.id, approve=args.approve, reason=args.reason)
     if args.approve:
+        request.clear_delivery = args.clear_delivery
         request.items.extend(_split(args.items))
         if args.expires:
             try:

@@ -57,6 +57,8 @@ def run_init(args: argparse.Namespace) -> int:
     if not (config.keys_dir / KEYRING).exists():
         keys = KeyStore.create(config.keys_dir, args.algorithm)
         print(f"created signing key {keys.active.kid} ({keys.active.algorithm}) in {config.keys_dir}")
+    elif (kek := KeyStore.ensure_kek(config.keys_dir)) is not None:
+        print(f"created key-encryption key {kek} in {config.keys_dir} (records are encrypted at rest)")
     write_public_keys(KeyStore.load(config.keys_dir), config.node.id)
     create_dev_issuer_key(config.keys_dir)
     migrate(config.database_url)
@@ -77,13 +79,14 @@ def run_serve(args: argparse.Namespace) -> int:
     broker that refuses the credentials) are one line on stderr naming the key or file, and exit 1."""
     from node.grpc.server import serve
     from node.ops import logs
-    from node.ops.startup import check_broker, explain
+    from node.ops.startup import check_broker, check_links, explain
 
     database_url = ""
     try:
         config = load_config(data_dir(args))
         database_url = config.database_url
         logs.configure(args.log_level or "INFO", args.log_format or config.server.log_format)
+        check_links(config, args.listen or "")
         node = bootstrap.build(config)
         try:
             check_broker(config.rabbitmq.addresses)

@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="the node's published public-keys.json (default: ask the node, KeysService)")
     pull.add_argument("--until-day", default="", metavar="YYYY-MM-DD",
                       help="only up to the close of that Beijing day (exnode batch nightly)")
+    pull.add_argument("--decrypt-key", type=Path, default=None, metavar="FILE",
+                      help="ask for batches sealed to the department's registered encryption key and open them with "
+                           "this private key (PKCS#8 PEM; --key-algorithm)")
+    pull.add_argument("--key-algorithm", default="X25519-HPKE", choices=("X25519-HPKE", "SM2-SM4"))
     pull.add_argument("--replay", action="store_true",
                       help="start at --since even if this platform acknowledged past it")
     pull.set_defaults(handler=run_pull)
@@ -72,12 +76,20 @@ def run_pull(args: argparse.Namespace) -> int:
     if args.until_day:
         _day(args.until_day, "--until-day")
     trusted = _trusted(args)
+    key = None
+    if args.decrypt_key is not None:
+        from security.sealing import ConsumerPrivateKey
+        try:
+            key = ConsumerPrivateKey(args.key_algorithm, args.decrypt_key.read_bytes())
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--decrypt-key {args.decrypt_key}: not a {args.key_algorithm} private key: {error}") \
+                from None
     stub = exchange_pb2_grpc.ExchangeServiceStub(channel(args))
     metadata = call_metadata(args)
     try:
         with progress("pull", None, enabled=progress_wanted(args.json), unit="records verified") as bar:
             outcome = pull(lambda requests: stub.Pull(requests, metadata=metadata), trusted, args.out,
-                           since=args.since, replay=args.replay, until_day=args.until_day,
+                           since=args.since, replay=args.replay, until_day=args.until_day, key=key,
                            report=lambda line: print(f"exnode: pull: {line}", file=sys.stderr), on_batch=bar.advance)
     except PullProblem as error:
         print(f"exnode: pull refused: {error}", file=sys.stderr)

@@ -24,6 +24,10 @@ from node.cli.common import (
 )
 from node.cli.output import display_width, print_table
 from node.config import load_config
+from node.services.secrecy import list_data_keys, reencrypt, retire_data_key, rotate_data
+from node.storage.database import make_engine, migrate
+from node.storage.secrecy import Sealer
+from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.audit import VerifyResult
 from security.identity import issue_dev_token
 from security.keys import ALGORITHMS, PUBLIC_KEYS_FILE, KeyStore, read_public_keys, write_public_keys
@@ -55,6 +59,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data(rotate)
     rotate.add_argument("--algorithm", choices=ALGORITHMS, default=None, help="default: the active key's")
     rotate.set_defaults(handler=run_keys_rotate)
+    rotate_data = key_commands.add_parser("rotate-data", help="new key-encryption key; re-wrap the data keys "
+                                                              "(records are not re-encrypted)")
+    add_data(rotate_data)
+    rotate_data.add_argument("--json", action="store_true", help="machine-readable output")
+    rotate_data.set_defaults(handler=run_keys_rotate_data)
+    data_keys = key_commands.add_parser("data", help="the data keys that encrypt records at rest")
+    add_data(data_keys)
+    data_keys.add_argument("--json", action="store_true", help="machine-readable output")
+    data_keys.set_defaults(handler=run_keys_data)
+    retire = key_commands.add_parser("retire-data", help="retire a data key (then run `exnode keys reencrypt`)")
+    add_data(retire)
+    retire.add_argument("key_id", help="a data key id from `exnode keys data`")
+    retire.set_defaults(handler=run_keys_retire_data)
+    again = key_commands.add_parser("reencrypt", help="seal records under retired keys (or in clear) with live ones")
+    add_data(again)
+    again.set_defaults(handler=run_keys_reencrypt)
 
     audit = sub.add_parser("audit", help="the audit trail (security_officer)")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -135,6 +155,55 @@ def run_keys_rotate(args: argparse.Namespace) -> int:
     path = write_public_keys(store, config.node.id)
     print(f"new active key {store.active.kid} ({store.active.algorithm}); {len(store.public)} keys kept for "
           f"verification; published in {path}. A running node signs with the new key after a restart.")
+    return 0
+
+
+def _data_keys_uow(args: argparse.Namespace) -> tuple[KeyStore, SqlUnitOfWorkFactory]:
+    config = load_config(data_dir(args))
+    keys = KeyStore.load(config.keys_dir)
+    migrate(config.database_url)
+    return keys, SqlUnitOfWorkFactory(make_engine(config.database_url, pool_size=1), Sealer(keys))
+
+
+def run_keys_rotate_data(args: argparse.Namespace) -> int:
+    keys, uow = _data_keys_uow(args)
+    rotation = rotate_data(keys, uow)
+    if args.json:
+        print_json({"kek_id": rotation.kek_id, "previous_kek_id": rotation.previous_kek_id,
+                    "rewrapped": rotation.rewrapped})
+    else:
+        print(f"new key-encryption key {rotation.kek_id}; {rotation.rewrapped} data keys re-wrapped (records "
+              f"unchanged). Keep kek-{rotation.previous_kek_id}.key for backups taken before now.")
+    return 0
+
+
+def run_keys_data(args: argparse.Namespace) -> int:
+    _, uow = _data_keys_uow(args)
+    found, clear = list_data_keys(uow)
+    if args.json:
+        print_json({"clear_records": clear, "keys": [
+            {"key_id": k.key_id, "scope": k.scope, "period": k.period, "algorithm": k.algorithm, "kek_id": k.kek_id,
+             "created_at": k.created_at.isoformat(), "retired": k.retired_at is not None, "records": k.records}
+            for k in found]})
+        return 0
+    for k in found:
+        print(f"{k.key_id}  {k.algorithm:<11} {k.scope:<24} {k.period}  kek {k.kek_id}  {k.records} records"
+              + ("  (retired)" if k.retired_at else ""))
+    print(f"{clear} records stored in clear (from before encryption at rest)")
+    return 0
+
+
+def run_keys_retire_data(args: argparse.Namespace) -> int:
+    _, uow = _data_keys_uow(args)
+    retire_data_key(uow, args.key_id, dt.datetime.now(dt.UTC))
+    print(f"data key {args.key_id} retired; `exnode keys reencrypt` moves its records to live keys")
+    return 0
+
+
+def run_keys_reencrypt(args: argparse.Namespace) -> int:
+    _, uow = _data_keys_uow(args)
+    moved = reencrypt(uow, lambda: dt.datetime.now(dt.UTC))
+    print(f"{moved} rows sealed again under live data keys")
     return 0
 
 
@@ -253,7 +322,15 @@ def _verify_local(args: argparse.Namespace) -> int:
 
     node = bootstrap.build(load_config(data_dir(args)), apply_migrations=False, start_audit=False)
     try:
-        return _report(node.audit.verify(), "database", args.json)
+        code = _report(node.audit.verify(), "database", args.json)
+        if node.timestamps is None:
+            return code
+        count, problems = node.timestamps.verify()  # the RFC 3161 tokens over checkpoints and batch roots
+        for problem in problems:
+            print(f"audit verify: timestamp FAILED: {problem}", file=sys.stderr)
+        if not problems and not args.json:
+            print(f"audit verify: {count} RFC 3161 timestamps verify (signature, TSA chain, imprint)")
+        return code or (1 if problems else 0)
     finally:
         node.engine.dispose()
 

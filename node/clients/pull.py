@@ -43,8 +43,10 @@ from node.clients.pull_evidence import (
     starts_the_pull,
 )
 from security import merkle
+from security.errors import SecurityError
 from security.keys import PublicKey
 from security.pull import batch_signing_input, manifest_signing_input
+from security.sealing import ConsumerPrivateKey, sealing_context, unpack_records
 
 STAGING = ".pull-staging"
 STATE_FILE = "state.json"
@@ -300,7 +302,7 @@ PullCall = Callable[[Iterator[pb.PullRequest]], Iterator[pb.PullItem]]
 
 def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", replay: bool = False,
          until_day: str = "", acknowledge: bool = True, report: Report | None = None,
-         on_batch: Callable[[int], None] | None = None) -> PullOutcome:
+         on_batch: Callable[[int], None] | None = None, key: ConsumerPrivateKey | None = None) -> PullOutcome:
     """Run one pull into ``out``; raises PullProblem (or grpc.RpcError from the node) on failure.
 
     ``report`` gets one line for each staged batch or file this run discarded (the CLI prints it on stderr);
@@ -310,14 +312,14 @@ def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", re
     report = report or (lambda line: None)
     staging = _Staging(out, since, trusted, report)
     if staging.discarded:  # fetch again from the last batch that verified, wherever the node's ack is
-        start = pb.PullStart(cursor=staging.last, replay=True, until_day=until_day)
+        start = pb.PullStart(cursor=staging.last, replay=True, until_day=until_day, sealed=key is not None)
     else:
-        start = pb.PullStart(cursor=since, replay=replay, until_day=until_day)
+        start = pb.PullStart(cursor=since, replay=replay, until_day=until_day, sealed=key is not None)
     requests = _Requests(start)
     responses = call(iter(requests))
     try:
         return _receive(responses, requests, staging, trusted, out, until_day, acknowledge, report,
-                        on_batch or (lambda count: None))
+                        on_batch or (lambda count: None), key)
     finally:
         requests.close()
         cancel = getattr(responses, "cancel", None)
@@ -326,8 +328,8 @@ def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", re
 
 
 def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _Staging, trusted: TrustedNode,
-             out: Path, until_day: str, acknowledge: bool, report: Report, on_batch: Callable[[int], None]
-             ) -> PullOutcome:
+             out: Path, until_day: str, acknowledge: bool, report: Report, on_batch: Callable[[int], None],
+             key: ConsumerPrivateKey | None = None) -> PullOutcome:
     node, keys = trusted.node_id, trusted.keys
     first = next(responses, None)
     if first is None or first.WhichOneof("item") != "header":
@@ -360,6 +362,21 @@ def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _St
                 raise PullProblem(f"{what}: index {batch.index}, expected {batches} (a batch is missing or repeated)")
             if batch.from_cursor != expected_from:
                 raise PullProblem(f"{what}: does not start where the previous batch ended (a hole in the pull)")
+            if batch.sealing:  # sealed to our key: open, then verify the records as they came
+                if key is None:
+                    raise PullProblem(f"{what}: sealed to key {batch.sealing.get('x-exnode-enc-kid')!r}; give its "
+                                      "private key to open it")
+                try:
+                    opened = unpack_records(key.open(dict(batch.sealing), sealing_context(
+                        f"pull {batch.to_cursor}", batch.sealing.get("x-exnode-enc-kid", "")),
+                        f"batch {batch.index}", batch.sealed_records))
+                except SecurityError as error:
+                    raise PullProblem(f"{what}: {error}") from None
+                batch = pb.PullBatch(index=batch.index, from_cursor=batch.from_cursor, to_cursor=batch.to_cursor,
+                                     records=opened, merkle_root=batch.merkle_root, key_id=batch.key_id,
+                                     signature=batch.signature)
+            elif key is not None:
+                raise PullProblem(f"{what}: came in clear although the pull asked for sealed batches")
             leaf_hashes = [merkle.leaf_hash(record) for record in batch.records]
             root = merkle.root_from_leaf_hashes(leaf_hashes)
             if root != batch.merkle_root:

@@ -29,10 +29,13 @@ from node.services.errors import (
     OutboxFull,
     RequestTooLarge,
     Throttled,
+    TimestampsUnavailable,
 )
 from node.storage.errors import StorageFull, StorageUnavailable
+from node.storage.secrecy import MissingDataKey
 from security.identity import AuthenticationError
 from security.policy import PermissionDenied
+from security.secrecy import TamperedCiphertext
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,9 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     # security: who the caller is, and what it may do
     (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    # secrecy: a stored row whose tag fails is corrupt or forged; one whose key is gone cannot be read
+    (TamperedCiphertext, grpc.StatusCode.DATA_LOSS),
+    (MissingDataKey, grpc.StatusCode.FAILED_PRECONDITION),
     # the use cases (node.services.errors)
     (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Throttled, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -54,6 +60,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),
     (OutboxFull, grpc.StatusCode.UNAVAILABLE),
+    (TimestampsUnavailable, grpc.StatusCode.UNAVAILABLE),
     (NotReady, grpc.StatusCode.FAILED_PRECONDITION),
     (AckTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     # the database (node.storage.errors): a failover in progress, a full disk

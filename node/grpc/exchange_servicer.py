@@ -80,6 +80,14 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         current().detail = f"key {key.kid}"
         return pb.RegisteredKey(key_id=key.kid, department_code=key.department_code, algorithm=key.algorithm)
 
+    async def RegisterEncryptionKey(self, request: pb.RegisterEncryptionKeyRequest,
+                                    context: grpc.aio.ServicerContext) -> pb.RegisteredKey:
+        current().target = f"department:{request.department_code}"
+        key = await asyncio.to_thread(self.app.register_encryption_key, principal(), request.department_code,
+                                      request.algorithm or "X25519-HPKE", request.public_pem)
+        current().detail = f"encryption key {key.kid} ({key.algorithm})"
+        return pb.RegisteredKey(key_id=key.kid, department_code=key.department_code, algorithm=key.algorithm)
+
     async def Ingest(self, request: pb.RecordBatch, context: grpc.aio.ServicerContext) -> pb.IngestResponse:
         current().target = f"resource:{request.resource_code}"
         result = await asyncio.to_thread(self.ingest.ingest, principal(), batch_from_proto(request))
@@ -171,7 +179,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         if first.WhichOneof("kind") != "start":
             raise InvalidField.one("start", "a pull begins with a start message, not an acknowledgement")
         session = await asyncio.to_thread(self.pull.open, principal(), first.start.cursor, replay=first.start.replay,
-                                          until_day=first.start.until_day)
+                                          until_day=first.start.until_day, sealed=first.start.sealed)
         current().target = f"platform:{session.scope.platform}"
         settings = self.pull.settings
         acks: asyncio.Queue[pb.PullRequest | None] = asyncio.Queue(maxsize=settings.window + 2)
@@ -200,8 +208,10 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
                 session.sent(batch.to_cursor, batch.position)
                 yield pb.PullItem(batch=pb.PullBatch(
                     index=batch.index, from_cursor=batch.from_cursor, to_cursor=batch.to_cursor, records=batch.records,
-                    merkle_root=batch.root, key_id=batch.kid, signature=batch.signature, disputed=batch.disputed))
-                current().detail = f"{session.records} records in {session.batches} batches sent"
+                    merkle_root=batch.root, key_id=batch.kid, signature=batch.signature, disputed=batch.disputed,
+                    sealed_records=batch.sealed, sealing=batch.sealing or {}))
+                current().detail = (f"{session.records} records in {session.batches} batches sent"
+                                    + (f", sealed to key {session.seal_key.kid}" if session.seal_key else ""))
             manifest = await asyncio.to_thread(session.manifest)
             session.sent(manifest.to_cursor, manifest.position)
             yield pb.PullItem(manifest=pb.Manifest(

@@ -87,7 +87,8 @@ def grant_to_proto(grant: Grant, now: dt.datetime) -> pb.Grant:
     message = pb.Grant(
         id=grant.id, consumer_code=grant.consumer_code, resource_code=grant.resource_code, items=list(grant.items),
         masking=dict(grant.masking), revoked=grant.revoked_at is not None, provider_code=grant.provider_code,
-        demand_id=grant.demand_id, state=grant.state(now), revoked_reason=grant.revoked_reason)
+        demand_id=grant.demand_id, state=grant.state(now), revoked_reason=grant.revoked_reason,
+        clear_delivery=grant.clear_delivery)
     _stamp(message, "expires_at", grant.expires_at)
     _stamp(message, "created_at", grant.created_at)
     return message
@@ -306,7 +307,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         masking = None if (request.default_masking or not request.masking) else dict(request.masking)
         demand = await asyncio.to_thread(
             self.app.decide, principal(), request.id, request.approve, request.reason, expires_at=expires,
-            items=tuple(request.items), masking=masking)
+            items=tuple(request.items), masking=masking, clear_delivery=request.clear_delivery)
         current().detail = f"{demand.state.value}" + (f", grant {demand.grant_id}" if demand.grant_id else "") \
             + (", answered late" if demand.answer_late else "")
         return demand_to_proto(demand, self.app.clock())

@@ -193,6 +193,8 @@ async def serve(node: Node, listen: str, metrics_listen: str, also: Sequence[Lis
         node.start_fanout()
     for listener in also:
         await listener.start()
+    if node.timestamps is not None:
+        node.timestamps.start()
     monitor = HealthMonitor(node, health_servicer, SERVICES)
     await monitor.check()
     tune_gc()

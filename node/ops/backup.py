@@ -11,6 +11,11 @@ Layout of a backup directory::
 
 The database is copied before the files, so the keys in a backup are never older than the signatures
 its database holds (a key rotated during the backup is in it too).
+
+The key-encryption keys (``keys/kek-*.key``) are left out unless asked for (``--with-kek``): the records
+in a backup are sealed under data keys that only they unwrap, so a stolen backup reveals no personal data.
+``exnode restore --keys DIR`` takes them from where the operator keeps them, and refuses, naming the key,
+when the backup's active one is neither in the backup nor there.
 """
 
 from __future__ import annotations
@@ -191,7 +196,14 @@ def _data_files(config: Config) -> tuple[list[Path], list[Path]]:
     return files, directories
 
 
-def backup(config: Config, target: Path) -> Outcome:
+KEK_RING = "kek.json"
+
+
+def _is_kek(relative: Path) -> bool:
+    return relative.name.startswith("kek-") and relative.name.endswith(".key")
+
+
+def backup(config: Config, target: Path, *, with_kek: bool = False) -> Outcome:
     """Back up a node that may be serving: an online database snapshot, then config and keys, then the
     manifest (hashes of everything) written last, so that a directory with a manifest is a whole backup."""
     started = time.monotonic()
@@ -217,6 +229,8 @@ def backup(config: Config, target: Path) -> Outcome:
         (target / POSTGRES_FILE).chmod(0o600)
 
     files, directories = _data_files(config)
+    if not with_kek:
+        files = [relative for relative in files if not _is_kek(relative)]
     for relative in directories:
         (target / FILES / relative).mkdir(parents=True, exist_ok=True)
         (target / FILES / relative).chmod(stat.S_IMODE((config.data_dir / relative).stat().st_mode))
@@ -342,13 +356,40 @@ def verify(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def _needed_keks(backup_dir: Path, manifest: dict[str, Any], keys_from: Path | None) -> dict[str, bytes]:
+    """The key-encryption keys the restored node needs that the backup does not hold, by relative
+    destination → contents (read now: a forced restore may replace ``keys_from`` itself); BackupError
+    naming the active one when it is nowhere."""
+    rings = [e["path"] for e in manifest["files"] if PurePosixPath(e["path"]).name == KEK_RING]
+    if not rings:
+        return {}  # a node from before encryption at rest
+    ring_path = PurePosixPath(rings[0])
+    ring = json.loads((backup_dir / ring_path).read_text(encoding="utf-8"))
+    listed = {e["path"] for e in manifest["files"]}
+    found: dict[str, bytes] = {}
+    for entry in ring.get("keys", []):
+        relative = (ring_path.parent / f"kek-{entry['kid']}.key").as_posix()
+        if relative in listed:
+            continue
+        source = keys_from / f"kek-{entry['kid']}.key" if keys_from is not None else None
+        if source is not None and source.is_file():
+            found[str(PurePosixPath(relative).relative_to(FILES))] = source.read_bytes()
+        elif entry["kid"] == ring.get("active"):
+            where = f"{keys_from} has no kek-{entry['kid']}.key" if keys_from is not None else "no --keys DIR given"
+            raise BackupError(f"the backup's records are encrypted under key-encryption key {entry['kid']}, which "
+                              f"the backup does not hold ({where}): pass --keys DIR, a directory with "
+                              f"kek-{entry['kid']}.key (the node's keys directory, or where its KEK is kept)")
+    return found
+
+
 def restore(backup_dir: Path, data_dir: Path, *, force: bool = False,
-            environ: dict[str, str] | None = None) -> Outcome:
+            environ: dict[str, str] | None = None, keys_from: Path | None = None) -> Outcome:
     """Restore a verified backup into ``data_dir``. The target (the directory, and the SQLite file or
     PostgreSQL database the restored config names, after ``EXNODE_*`` overrides) must be empty unless
     ``force``; nothing is changed before the whole backup has verified."""
     started = time.monotonic()
     manifest = verify(backup_dir)
+    keks = _needed_keks(backup_dir, manifest, keys_from)
     kind, revision = manifest["database"]["kind"], manifest["database"]["revision"]
     config = replace(load_config(backup_dir / FILES, environ), data_dir=data_dir)
     configured = database_kind(config.database_url)
@@ -422,5 +463,12 @@ def restore(backup_dir: Path, data_dir: Path, *, force: bool = False,
         shutil.copyfile(backup_dir / entry["path"], destination)
         destination.chmod(int(entry["mode"], 8))
         total += entry["size"]
-    return Outcome(data_dir, manifest.get("node_id", ""), kind, revision, len(entries) + 1, total,
+    for relative, material in keks.items():
+        destination = data_dir / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.unlink(missing_ok=True)
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(material)
+    return Outcome(data_dir, manifest.get("node_id", ""), kind, revision, len(entries) + len(keks) + 1, total,
                    time.monotonic() - started)

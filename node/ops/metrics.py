@@ -140,11 +140,17 @@ class NodeCollector(Collector):
             depth, oldest = uow.exchange.depth()
             dead_rows = uow.exchange.dead_count()
             head = uow.audit.head()
+            unstamped, oldest_unstamped = uow.timestamps.backlog()
         counts = node.catalog.counts()
         yield GaugeMetricFamily("exnode_outbox_pending_messages", "Outbox messages waiting for a broker confirm", depth)
         yield GaugeMetricFamily("exnode_outbox_oldest_pending_age_seconds",
                                 "Age of the oldest message still waiting in the outbox (0 when empty)",
                                 max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+        yield GaugeMetricFamily("exnode_tsa_unstamped_roots", "Merkle roots waiting for an RFC 3161 timestamp",
+                                unstamped)
+        yield GaugeMetricFamily("exnode_tsa_oldest_unstamped_age_seconds",
+                                "Age of the oldest root still waiting for a timestamp (0 when none waits)",
+                                max(0.0, (now - oldest_unstamped).total_seconds()) if oldest_unstamped else 0.0)
         yield GaugeMetricFamily("exnode_outbox_dead_messages", "Outbox messages dead-lettered after max_attempts",
                                 dead_rows)
         yield GaugeMetricFamily("exnode_audit_chain_last_sequence", "Sequence number of the newest audit entry",

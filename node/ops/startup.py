@@ -9,6 +9,7 @@ not change its mind, and an operator should learn of it at once rather than from
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
@@ -18,7 +19,7 @@ import pika.exceptions
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from node.config import ConfigError
+from node.config import Config, ConfigError
 from security.keys import UnusableKey
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,52 @@ def _check_one_broker(url: str) -> bool:
     except pika.exceptions.ProbableAccessDeniedError as error:
         raise StartupError(f"rabbitmq.url: the broker refused access for {broker_location(url)}: "
                            f"{_first_line(error)}") from None
-    except pika.exceptions.AMQPError as error:
-        log.warning("the broker at %s does not answer (%s)", broker_location(url),
-                    _first_line(error) or type(error).__name__)
+    except (pika.exceptions.AMQPError, OSError) as error:  # OSError: ssl.SSLError, a wrong or expired certificate
+        log.warning("the broker at %s does not answer (%s); serving without relaying until it does",
+                    broker_location(url), _first_line(error) or type(error).__name__)
         return False
+
+
+def _loopback(host: str | None) -> bool:
+    """A host this machine alone reaches: localhost, 127.0.0.0/8, ::1, or a Unix socket (no host)."""
+    if not host or host == "localhost" or host.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_links(config: Config, listen: str = "") -> list[str]:
+    """The links that cross the network without TLS: the broker's, the database's, and the gRPC port when it
+    listens beyond loopback without ``server.tls_cert``."""
+    found = []
+    host = (listen or config.server.listen).rsplit(":", 1)[0].strip("[]")
+    if not config.server.tls_cert and not _loopback(host):
+        found.append(f"the gRPC port listens on {host or 'every address'} without TLS (set server.tls_cert and "
+                     "server.tls_key)")
+    broker = urlsplit(config.rabbitmq.url)
+    if broker.scheme != "amqps" and not _loopback(broker.hostname):
+        found.append(f"rabbitmq.url reaches {broker.hostname} over plain AMQP (use amqps:// and rabbitmq.tls_ca)")
+    database = make_url(config.database_url)
+    if database.get_backend_name() == "postgresql":
+        host = database.host or str(database.query.get("host", "") or "")
+        mode = str(database.query.get("sslmode", "") or "")
+        if mode != "verify-full" and not _loopback(host):
+            found.append(f"database.url reaches {host} without sslmode=verify-full (set database.tls_ca)")
+    return found
+
+
+def check_links(config: Config, listen: str = "") -> None:
+    """A node that does not trust the development issuer refuses plain links off this machine (StartupError
+    naming them) unless server.allow_plain_links says so, which is then said at start-up."""
+    found = plain_links(config, listen)
+    if not found:
+        return
+    if config.server.allow_plain_links:
+        log.warning("server.allow_plain_links = true: starting with plain links: %s", "; ".join(found))
+    elif not config.auth.trust_dev_issuer:
+        raise StartupError(f"{'; '.join(found)}; or set server.allow_plain_links = true to accept plain links")
 
 
 def explain(error: BaseException, database_url: str = "") -> str | None:

@@ -187,13 +187,15 @@ def _main(config: Any, counters: Any, wake: Connection, log_level: str, log_form
     from node.services.catalog import utc_now
     from node.services.lists import ListsApplication
     from node.storage.database import make_engine
+    from node.storage.secrecy import Sealer
     from node.storage.unit_of_work import SqlUnitOfWorkFactory
+    from security.keys import KeyStore
     from security.policy import Policy
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the node decides
     configure(log_level, log_format)
     engine = make_engine(config.database_url, pool_size=2)
-    uow = SqlUnitOfWorkFactory(engine)
+    uow = SqlUnitOfWorkFactory(engine, Sealer(KeyStore.load(config.keys_dir)))  # outbox bodies are sealed
     lists = ListsApplication(uow, utc_now, Policy(node_department=config.node.department_code))
     dispatcher = build_dispatcher(config, uow, utc_now, lists, stats=SharedStats(counters))  # type: ignore[arg-type]
     signal.signal(signal.SIGTERM, _terminated)

@@ -37,6 +37,7 @@ from node.pipeline.batches import (
 )
 from node.services.audit import AuditWriter
 from node.services.errors import BadSignature, OutboxFull, RequestTooLarge
+from node.services.timestamps import Timestamps
 from node.storage.exchange_repository import StoredBatch
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import merkle
@@ -52,7 +53,8 @@ class Ingest:
     """The record's path into the node, up to the commit that makes it the dispatcher's."""
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy, signer: SigningKey, node_id: str,
-                 platforms: Sequence[Platform], audit_writer: AuditWriter, limits: Limits | None = None) -> None:
+                 platforms: Sequence[Platform], audit_writer: AuditWriter, limits: Limits | None = None,
+                 timestamps: Timestamps | None = None) -> None:
         self.uow = uow
         self.clock = clock
         self.policy = policy
@@ -61,6 +63,9 @@ class Ingest:
         self.platforms = {p.name: p for p in platforms}
         self.audit_writer = audit_writer
         self.limits = limits or Limits()
+        self.timestamps = timestamps
+        """With a TSA configured: each stored batch's Merkle root waits for its timestamp, and ingest is
+        refused once the TSA has been out longer than the limit."""
         self._schemas: dict[tuple[Item, ...], PayloadSchema] = {}
         self._outbox_checked = (-1e9, False)
         """(monotonic time, over the bound) of the last look at the outbox's size: once a second at most."""
@@ -75,6 +80,8 @@ class Ingest:
     def check(self, principal: Principal, batch: IncomingBatch) -> CheckedBatch:
         # 1. identity: a provider (or its platform) of the department the batch is from.
         self.policy.require(principal, Action.EXCHANGE_INGEST, Target.department(batch.provider_code))
+        if self.timestamps is not None:
+            self.timestamps.require_fresh()
         if not batch.batch_id or len(batch.batch_id) > 64:
             raise InvalidField.one("batch_id", "is required, at most 64 characters")
         with self.uow() as uow:
@@ -171,8 +178,13 @@ class Ingest:
                 raise InvalidField(order)
             prepared = checked.outbox if len(found.fresh) == len(batch.records) else None
             subscribers = self.write_records(uow, batch, found.fresh, now, gaps=gaps, prepared=prepared, numbered=True)
+            clear, withheld = outbox.unsealed(checked.outbox.targets)
             detail = (f"batch {batch.batch_id}: {len(found.fresh)} records stored, {found.duplicates} duplicates, "
-                      f"{subscribers} subscribers" + (f"; sequence gaps {', '.join(gaps)}" if gaps else ""))
+                      f"{subscribers} subscribers" + (f"; sequence gaps {', '.join(gaps)}" if gaps else "")
+                      + (f"; sent in clear (no encryption key registered; the grant allows it) to {', '.join(clear)}"
+                         if clear and found.fresh else "")
+                      + (f"; withheld from {', '.join(withheld)} (no encryption key registered; the grant does not "
+                         "allow clear delivery)" if withheld and found.fresh else ""))
             self.audit_writer.append_in(uow, [AuditRecord(
                 at=now, request_id=batch.batch_id, subject=principal.subject, department_code=principal.department_code,
                 roles=tuple(sorted(principal.roles)), action="exchange/store-batch", target=f"resource:{resource_code}",
@@ -215,6 +227,8 @@ class Ingest:
                                            batch.kid, now, list(gaps)), batch.signature)
         if not fresh:
             return 0
+        if self.timestamps is not None:
+            uow.timestamps.add_pending("batch", batch.batch_id, batch.merkle_root, now)
         found = outbox.targets(uow, self.platforms, resource_code, now)
         if prepared is not None and prepared.targets == outbox.targets_key(found) and hops is None:
             rows = prepared.rows

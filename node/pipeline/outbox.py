@@ -20,30 +20,47 @@ from catalog.records import Record
 from node.config import Config
 from node.pipeline.batches import IncomingBatch
 from node.services.lists import ListsApplication, record_deliveries
-from node.storage.exchange_repository import Subscription
+from node.storage.exchange_repository import OutboxMessage, Subscription
 from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory
 from security.keys import SigningKey
+from security.sealing import HEADER_INNER, SEALED_CONTENT_TYPE, ConsumerKey, seal_to, sealing_context
 
-Target = tuple[Subscription, Platform, Grant]
-"""A live subscription to a resource, the platform it delivers to and the grant that decides its view."""
+Target = tuple[Subscription, Platform, Grant, ConsumerKey | None]
+"""A live subscription to a resource, the platform it delivers to, the grant that decides its view and the
+consumer's encryption key its messages are sealed to (None: it registered none, and they go in clear)."""
 
 
 def targets(uow: UnitOfWork, platforms: Mapping[str, Platform], resource_code: str, now: dt.datetime
             ) -> list[Target]:
-    """Each live subscription to the resource with its platform and the latest-expiring live grant."""
+    """Each live subscription to the resource with its platform, the latest-expiring live grant and the
+    consumer's newest live encryption key."""
     found = []
+    keys: dict[str, ConsumerKey | None] = {}
     for subscription in uow.exchange.subscriptions_for(resource_code):
         platform = platforms.get(subscription.platform)
         grants = [g for g in uow.lists.grants_for(subscription.consumer_code, resource_code) if g.live(now)]
         if platform is not None and grants:
-            found.append((subscription, platform, max(grants, key=lambda g: g.expires_at)))
+            consumer = subscription.consumer_code
+            if consumer not in keys:
+                stored = uow.exchange.consumer_key(consumer)
+                keys[consumer] = ConsumerKey(stored.kid, stored.algorithm, stored.public_pem) if stored else None
+            found.append((subscription, platform, max(grants, key=lambda g: g.expires_at), keys[consumer]))
     return found
 
 
 def targets_key(found: Sequence[Target]) -> tuple:
-    """What decides the outbox rows of a batch: who subscribes, where, under which grant and masking."""
-    return tuple((s.consumer_code, s.platform, p.kind, p.queue, g.id, tuple(g.items), tuple(sorted(g.masking.items())))
-                 for s, p, g in found)
+    """What decides the outbox rows of a batch: who subscribes, where, under which grant and masking, sealed
+    to which key."""
+    return tuple((s.consumer_code, s.platform, p.kind, p.queue, g.id, tuple(g.items), tuple(sorted(g.masking.items())),
+                  k.kid if k else "", g.clear_delivery) for s, p, g, k in found)
+
+
+def unsealed(targets: tuple) -> tuple[list[str], list[str]]:
+    """Of a ``targets_key``: the consumers with no encryption key that get records in clear (their grant
+    allows it) and those whose records are withheld (it does not). The ingest's audit entry names both."""
+    clear = sorted({t[0] for t in targets if not t[-2] and t[-1]})
+    withheld = sorted({t[0] for t in targets if not t[-2] and not t[-1]})
+    return clear, withheld
 
 
 def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime, *,
@@ -54,7 +71,9 @@ def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record],
     ``hops``: for records relayed by a lower tier, record id → every earlier node's signature over it; each
     envelope carries them when the grant left its record unchanged (node/pipeline/tiers.py)."""
     out = []
-    for subscription, platform, grant in found:
+    for subscription, platform, grant, consumer_key in found:
+        if consumer_key is None and not grant.clear_delivery:
+            continue  # no key to seal to, and the grant does not allow clear text: withheld
         records = envelopes.masked(fresh, grant.items, grant.masking)
         parts = envelopes.seal_split(
             batch_id=batch.batch_id, node_id=node_id, provider_code=batch.provider_code,
@@ -64,13 +83,18 @@ def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record],
             parts = [envelopes.with_hops(part, hops.get(part.records[0].id, ())) if part.records[0] == original
                      else part for part, original in zip(parts, fresh, strict=True)]
         codec = codec_for(platform.kind)
+        messages = [(part.records[0].id, codec.encode(part, checked=True)) for part in parts]
+        content_type, sealed_headers = codec.CONTENT_TYPE, {}
+        if consumer_key is not None:
+            seal = seal_to(consumer_key, sealing_context(batch.batch_id, consumer_key.kid))
+            messages = [(record_id, seal.seal(record_id, body)) for record_id, body in messages]
+            content_type, sealed_headers = SEALED_CONTENT_TYPE, {**seal.headers, HEADER_INNER: codec.CONTENT_TYPE}
         headers, body = row_message(
             batch_id=batch.batch_id, resource_code=batch.resource_code, provider_code=batch.provider_code,
-            consumer_code=subscription.consumer_code, node_id=node_id, signed=parts[0].signed,
-            messages=[(part.records[0].id, codec.encode(part, checked=True)) for part in parts])
+            consumer_code=subscription.consumer_code, node_id=node_id, signed=parts[0].signed, messages=messages)
         out.append({"batch_id": batch.batch_id, "platform": platform.name, "queue": platform.queue,
-                    "consumer_code": subscription.consumer_code, "content_type": codec.CONTENT_TYPE,
-                    "headers": headers, "body": body})
+                    "consumer_code": subscription.consumer_code, "content_type": content_type,
+                    "headers": {**headers, **sealed_headers}, "body": body})
     return out
 
 log = logging.getLogger(__name__)
@@ -134,9 +158,22 @@ class SqlOutbox(OutboxPort):
             with self.uow(write=True) as uow:
                 rows = uow.exchange.claim(self.claimant, now, self.lease, limit, exclude)
                 uow.commit()
-        out = [Outgoing(r.id, r.queue, r.body, r.content_type, r.headers, f"{r.batch_id}:{r.platform}", r.attempts)
-               for r in rows]
-        return out
+        unreadable = [r for r in rows if r.unreadable]
+        if unreadable:
+            self._dead_letter_unreadable(unreadable)
+        return [Outgoing(r.id, r.queue, r.body, r.content_type, r.headers, f"{r.batch_id}:{r.platform}", r.attempts)
+                for r in rows if not r.unreadable]
+
+    def _dead_letter_unreadable(self, rows: Sequence[OutboxMessage]) -> None:
+        """A body whose tag fails (changed in the database) or whose data key is gone is never published:
+        the row goes dead with the reason, which names it (``exnode`` dead-letter tools show it)."""
+        now = self.clock()
+        with self.uow(write=True) as uow:
+            for row in rows:
+                uow.exchange.mark_failed(row.id, row.attempts + 1, now, row.unreadable, dead=True)
+            uow.commit()
+        for row in rows:
+            log.error("outbox row not published: %s", row.unreadable)
 
     def _release_dead_claims(self, now: dt.datetime) -> None:
         self._released_at = now

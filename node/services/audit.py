@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from catalog.errors import InvalidField
 from node.services.errors import AuditUnavailable
 from node.storage.audit_repository import AuditFilter, AuditRepository, Head
+from node.storage.timestamp_repository import TimestampRepository
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import audit
 from security.audit import AuditEntry, AuditRecord, VerifyResult
 from security.keys import PublicKey, SigningKey
+from security.timestamps import signed_digest
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
@@ -41,6 +43,8 @@ class AuditSettings:
     checkpoint_interval_s: float = 60.0
     retention_days: int = 180
     max_batch: int = 2000
+    timestamps: bool = False
+    """A TSA is configured: each signed checkpoint waits for its RFC 3161 timestamp (node/services/timestamps.py)."""
 
 
 def _utc_now() -> dt.datetime:
@@ -191,6 +195,10 @@ class AuditWriter:
         checkpoint = audit.sign_checkpoint(self.signer, self.settings.node_id, head.last_sequence,
                                            head.last_hash, now)
         repo.add_checkpoint(checkpoint)
+        if self.settings.timestamps:
+            TimestampRepository(repo.connection).add_pending(
+                "checkpoint", str(checkpoint.sequence), signed_digest(checkpoint.message(), checkpoint.signature),
+                now)
         return Head(head.last_sequence, head.last_hash, head.last_sequence, now)
 
     def checkpoint_if_due(self, *, force: bool = False) -> None:

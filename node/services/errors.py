@@ -58,3 +58,8 @@ class RateLimited(Throttled):
 
 class TooManyStreams(Throttled):
     """The department holds as many open streams (ingest, pull, catalog watch, exports) as it may."""
+
+
+class TimestampsUnavailable(ExchangeError):
+    """The time-stamping authority has not answered for longer than tsa.max_unstamped_age_s: the node takes
+    no new records until it does (records it took are safe; their roots wait for their timestamp)."""

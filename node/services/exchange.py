@@ -16,6 +16,7 @@ from node.storage.unit_of_work import UnitOfWorkFactory
 from security.identity import Principal
 from security.keys import PublicKey, UnusableKey, parse_public_key
 from security.policy import Action, Policy, Target
+from security.sealing import BadConsumerKey, parse_consumer_key
 
 Clock = Callable[[], dt.datetime]
 
@@ -49,6 +50,26 @@ class ExchangeApplication:
                     raise AlreadyExists("key", f"{kid} (registered for {existing.department_code})")
                 return existing
             uow.exchange.add_key(key)
+            uow.commit()
+        return key
+
+    def register_encryption_key(self, principal: Principal, department_code: str, algorithm: str, public_pem: str
+                                ) -> ProviderKey:
+        """A consumer department's encryption key: from now on every message relayed to it is sealed to it
+        (``node.pipeline.outbox``), and the broker and the tiers between see ciphertext."""
+        self.policy.require(principal, Action.CONSUMER_KEY_WRITE, Target.department(department_code))
+        try:
+            public = parse_consumer_key(algorithm, public_pem)
+        except BadConsumerKey as error:
+            raise InvalidField.one("public_pem", f"not a {algorithm} public key: {error}") from None
+        key = ProviderKey(public.kid, department_code, algorithm, public_pem, self.clock())
+        with self.uow(write=True) as uow:
+            existing = uow.exchange.get_consumer_key(public.kid)
+            if existing is not None:
+                if existing.department_code != department_code:
+                    raise AlreadyExists("key", f"{public.kid} (registered for {existing.department_code})")
+                return existing
+            uow.exchange.add_consumer_key(key)
             uow.commit()
         return key
 

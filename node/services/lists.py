@@ -260,7 +260,7 @@ class ListsApplication:
 
     def decide(self, principal: Principal, demand_id: str, approve: bool, reason: str = "", *,
                expires_at: dt.datetime | None = None, items: Sequence[str] = (),
-               masking: Mapping[str, str] | None = None) -> Demand:
+               masking: Mapping[str, str] | None = None, clear_delivery: bool = False) -> Demand:
         """A reviewer of the providing department approves (creating the grant) or rejects with a reason.
         Of two reviewers deciding at once exactly one wins; the other is told the demand's new state."""
         now = self.clock()
@@ -270,7 +270,7 @@ class ListsApplication:
             if approve:
                 decided = domain.approve(demand, principal.subject, now, reason)
                 decided = self.grant_if_approved(uow, decided, now, expires_at=expires_at, items=items,
-                                                  masking=masking)
+                                                  masking=masking, clear_delivery=clear_delivery)
             else:
                 decided = domain.reject(demand, principal.subject, reason, now)
             self.save(uow, decided, demand)

@@ -20,7 +20,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.exc import IntegrityError
 
@@ -40,6 +40,8 @@ from security.identity import Principal
 from security.keys import SigningKey
 from security.policy import Action, PermissionDenied, Policy, Target
 from security.pull import CursorCodec, CursorError, batch_signing_input, manifest_signing_input
+from security.sealing import ConsumerKey, pack_records, seal_to, sealing_context
+from security.timestamps import signed_digest
 
 Clock = Callable[[], dt.datetime]
 
@@ -54,6 +56,8 @@ class PullSettings:
     window: int = 4
     """Batches sent ahead of the client's acknowledgements: all the state a silent client costs."""
     ack_timeout_s: float = 60.0
+    stamp_days: bool = False
+    """A TSA is configured: each day's signed manifest waits for its RFC 3161 timestamp."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class SignedPullBatch:
     position: int
     disputed: tuple[int, ...] = ()
     """Indexes of records under an open objection (校核纠错): status, not content, so not signed."""
+    sealed: bytes = b""
+    """A sealed pull: the records packed and sealed to the platform's department key (records is empty)."""
+    sealing: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,8 @@ class PullSession:
         self._unacknowledged: deque[tuple[str, int]] = deque()
         self._done = start >= until
         self.resumed = False
+        self.seal_key: ConsumerKey | None = None
+        """Set by ``open(sealed=True)``: each batch is sealed to this key of the platform's department."""
 
     @property
     def unacknowledged(self) -> int:
@@ -173,6 +182,10 @@ class PullSession:
         flagged = tuple(i for i, r in enumerate(rows) if (r.provider_code, r.resource_code, r.record_id) in disputed)
         batch = SignedPullBatch(self.batches, from_cursor, to_cursor, leaves, root, signer.kid, signature,
                                 self.position, flagged)
+        if self.seal_key is not None:
+            seal = seal_to(self.seal_key, sealing_context(f"pull {to_cursor}", self.seal_key.kid))
+            batch = replace(batch, records=[], sealed=seal.seal(f"batch {batch.index}", pack_records(leaves)),
+                            sealing=seal.headers)
         self.batches += 1
         self.records += len(leaves)
         return batch
@@ -249,7 +262,8 @@ class PullApplication:
         self.policy.require(principal, Action.EXCHANGE_PULL, Target.pull(department, frozenset(grants)))
         return Scope(f"{department}/granted", frozenset(grants), grants=grants)
 
-    def open(self, principal: Principal, cursor: str, *, replay: bool = False, until_day: str = "") -> PullSession:
+    def open(self, principal: Principal, cursor: str, *, replay: bool = False, until_day: str = "",
+             sealed: bool = False) -> PullSession:
         """Check the cursor and fix the pull's range: from the cursor, or from the platform's last
         acknowledgement if that is further (unless ``replay``), up to the high-water mark (or the close of
         ``until_day``)."""
@@ -285,6 +299,13 @@ class PullApplication:
         start = requested if replay else max(requested, min(acknowledged, high_water))
         session = PullSession(self, principal, scope, codec, start, max(until, start), until_day)
         session.resumed = start > requested
+        if sealed:
+            with self.uow() as uow:
+                stored = uow.exchange.consumer_key(principal.department_code)
+            if stored is None:
+                raise NotReady(f"sealed: department {principal.department_code} has registered no encryption key "
+                               "(ExchangeService.RegisterEncryptionKey) to seal the pull to")
+            session.seal_key = ConsumerKey(stored.kid, stored.algorithm, stored.public_pem)
         return session
 
     # -- the close of a day ----------------------------------------------------------------------------
@@ -336,6 +357,9 @@ class PullApplication:
         try:
             with self.uow(write=True) as uow:
                 uow.pull.add_day(manifest)
+                if self.settings.stamp_days:
+                    uow.timestamps.add_pending("day", key, signed_digest(
+                        DAY_SIGNATURE_CONTEXT + text.encode(), manifest.signature), now)
                 self.audit_writer.append_in(uow, [AuditRecord(
                     at=now, request_id=f"close-day-{key}", subject=f"system:{self.node_id}", department_code="",
                     roles=("system",), action="pull/close-day", target=f"day:{key}", result="OK",

@@ -63,7 +63,7 @@ def _configure_sqlite(engine: Engine) -> None:
 def alembic_config(url: str) -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
-    # ConfigParser interpolates "%": a multi-host URL (host=127.0.0.1%3A5432&host=…) or a quoted password has one
+    # configparser interpolates "%": a multi-host URL (host=127.0.0.1%3A5432&host=…), a quoted password or a TLS file path has one
     config.set_main_option("sqlalchemy.url",
                            normalise_url(url).render_as_string(hide_password=False).replace("%", "%%"))
     return config

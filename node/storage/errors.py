@@ -17,3 +17,8 @@ class StorageUnavailable(StorageError):
 class StorageFull(StorageError):
     """The database's disk is full: the write was refused whole; the message names the disk so that an
     operator knows what to free."""
+
+
+class MissingKeys(StorageError):
+    """An encrypted row read by a repository built without the node's keys (a wiring bug, or a tool that
+    must be given ``--data``)."""

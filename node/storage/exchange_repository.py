@@ -12,7 +12,18 @@ from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record, canonical_payload
-from node.storage.tables import batches, outbox, provider_keys, receipts, records, subscriptions
+from node.storage.errors import MissingKeys
+from node.storage.secrecy import Sealer, open_payload
+from node.storage.tables import (
+    batches,
+    consumer_keys,
+    outbox,
+    provider_keys,
+    receipts,
+    records,
+    subscriptions,
+)
+from security.errors import SecurityError
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class OutboxMessage:
     headers: dict[str, str]
     body: bytes
     attempts: int
+    unreadable: str = ""
+    """Why the body could not be opened (its tag failed, its key is gone); the dispatcher dead-letters it."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ class Subscription:
 PENDING, CONFIRMED, DEAD = "PENDING", "CONFIRMED", "DEAD"
 
 _RECORD_COLUMNS = ("provider_code", "resource_code", "record_id", "sequence", "operation", "payload", "content_hash",
-                   "batch_id", "received_at", "position")
+                   "batch_id", "received_at", "position", "payload_key")
 
 
 def _insert_records_sql(paramstyle: str) -> str:
@@ -74,8 +87,12 @@ def _insert_records_sql(paramstyle: str) -> str:
 
 
 class ExchangeRepository:
-    def __init__(self, connection: Connection) -> None:
+    """``sealer``: payloads and outbox bodies are stored sealed under the node's data keys and opened when
+    read (``node.storage.secrecy``); None only for tools that read a database without the node's keys."""
+
+    def __init__(self, connection: Connection, sealer: Sealer | None = None) -> None:
         self.connection = connection
+        self.sealer = sealer
 
     # -- provider keys ----------------------------------------------------------------------------------
     def add_key(self, key: ProviderKey) -> None:
@@ -85,6 +102,33 @@ class ExchangeRepository:
 
     def get_key(self, kid: str) -> ProviderKey | None:
         row = self.connection.execute(select(provider_keys).where(provider_keys.c.kid == kid)).first()
+        return ProviderKey(row.kid, row.department_code, row.algorithm, row.public_pem, row.created_at,
+                           row.revoked_at) if row else None
+
+    # -- consumer encryption keys -----------------------------------------------------------------------
+    def add_consumer_key(self, key: ProviderKey) -> None:
+        self.connection.execute(insert(consumer_keys).values(
+            kid=key.kid, department_code=key.department_code, algorithm=key.algorithm, public_pem=key.public_pem,
+            created_at=key.created_at, revoked_at=key.revoked_at))
+
+    def get_consumer_key(self, kid: str) -> ProviderKey | None:
+        row = self.connection.execute(select(consumer_keys).where(consumer_keys.c.kid == kid)).first()
+        return ProviderKey(row.kid, row.department_code, row.algorithm, row.public_pem, row.created_at,
+                           row.revoked_at) if row else None
+
+    def revoke_consumer_keys(self, department_code: str, now: dt.datetime) -> int:
+        """Revoke every live encryption key of a department: messages to it are no longer sealed (and go
+        only where its grant allows clear delivery)."""
+        c = consumer_keys.c
+        return self.connection.execute(update(consumer_keys).where(
+            c.department_code == department_code, c.revoked_at.is_(None)).values(revoked_at=now)).rowcount
+
+    def consumer_key(self, department_code: str) -> ProviderKey | None:
+        """The newest live encryption key of a consumer department: what its messages are sealed to."""
+        c = consumer_keys.c
+        row = self.connection.execute(select(consumer_keys).where(
+            c.department_code == department_code, c.revoked_at.is_(None)).order_by(c.created_at.desc(), c.kid)
+            .limit(1)).first()
         return ProviderKey(row.kid, row.department_code, row.algorithm, row.public_pem, row.created_at,
                            row.revoked_at) if row else None
 
@@ -135,9 +179,15 @@ class ExchangeRepository:
         if first_position is not None:
             ordered = sorted(rows, key=lambda row: (row[0].sequence, row[0].id))
             positions = {record.id: first_position + rank for rank, (record, _) in enumerate(ordered)}
-        values = [(provider_code, resource_code, record.id, record.sequence, record.operation.value,
-                   record.payload_json if record.payload_json is not None else canonical_payload(record.payload),
-                   digest.hex(), batch_id, received, positions.get(record.id)) for record, digest in rows]
+        texts = [(record.id, record.payload_json if record.payload_json is not None
+                  else canonical_payload(record.payload)) for record, _ in rows]
+        key_id: str | None = None
+        stored = [text for _, text in texts]
+        if self.sealer is not None and texts:
+            key_id, stored = self.sealer.seal_records(self.connection, provider_code, resource_code, texts, now)
+        values = [(provider_code, resource_code, record.id, record.sequence, record.operation.value, payload,
+                   digest.hex(), batch_id, received, positions.get(record.id), key_id)
+                  for (record, digest), payload in zip(rows, stored, strict=True)]
         if values:
             self.connection.exec_driver_sql(_insert_records_sql(dialect.paramstyle), values)
             if dialect.name == "postgresql":
@@ -165,7 +215,11 @@ class ExchangeRepository:
     def batch_records(self, batch_id: str) -> list[Record]:
         rows = self.connection.execute(select(records).where(records.c.batch_id == batch_id)
                                        .order_by(records.c.sequence))
-        return [Record(row.record_id, row.sequence, Operation(row.operation), json.loads(row.payload)) for row in rows]
+        return [Record(row.record_id, row.sequence, Operation(row.operation), json.loads(self.open_payload(row)))
+                for row in rows]
+
+    def open_payload(self, row: Any) -> str:
+        return open_payload(self.sealer, self.connection, row)
 
     # -- subscriptions ----------------------------------------------------------------------------------
     def subscriptions_for(self, resource_code: str) -> list[Subscription]:
@@ -186,9 +240,19 @@ class ExchangeRepository:
     def add_outbox(self, rows: Sequence[dict], now: dt.datetime) -> None:
         if rows:
             self.connection.execute(insert(outbox), [
-                {**row, "headers": json.dumps(row["headers"], ensure_ascii=False), "state": PENDING, "attempts": 0,
-                 "next_attempt_at": now, "last_error": "", "created_at": now, "delivered_at": None}
+                {**row, **self._sealed_body(row, now), "headers": json.dumps(row["headers"], ensure_ascii=False),
+                 "state": PENDING, "attempts": 0, "next_attempt_at": now, "last_error": "", "created_at": now,
+                 "delivered_at": None}
                 for row in rows])
+
+    def _sealed_body(self, row: dict, now: dt.datetime) -> dict:
+        """An outbox body holds the masked records in clear until it is sealed here, under the data key of
+        its batch's resource (``x-exnode-resource``)."""
+        if self.sealer is None:
+            return {"body_key": None}
+        key_id, body = self.sealer.seal_body(self.connection, row["headers"]["x-exnode-resource"], row["batch_id"],
+                                             row["platform"], row["consumer_code"], row["body"], now)
+        return {"body": body, "body_key": key_id}
 
     def due(self, now: dt.datetime, limit: int, exclude: Iterable[int] = ()) -> list[OutboxMessage]:
         """Pending rows whose next attempt is due, oldest first (rows already in flight excluded)."""
@@ -197,7 +261,7 @@ class ExchangeRepository:
         skip = list(exclude)
         if skip:
             query = query.where(o.id.not_in(skip))
-        return [_outbox_message(row) for row in self.connection.execute(query)]
+        return [self._message(row) for row in self.connection.execute(query)]
 
     def any_due(self, now: dt.datetime, exclude: Iterable[int] = ()) -> bool:
         """Whether a pending row is due (ids only: no bodies read)."""
@@ -231,7 +295,7 @@ class ExchangeRepository:
         self.connection.execute(update(outbox).where(o.id.in_(ids)).values(claimed_by=claimant,
                                                                            claimed_until=now + lease))
         rows = self.connection.execute(select(outbox).where(o.id.in_(ids)).order_by(o.id))
-        return [_outbox_message(row) for row in rows]
+        return [self._message(row) for row in rows]
 
     def live_claimants(self, now: dt.datetime) -> list[str]:
         """Claimants holding unexpired claims on pending rows."""
@@ -333,6 +397,17 @@ class ExchangeRepository:
                                            .where(records.c.batch_id == batch_id)).scalars())
 
 
-def _outbox_message(row: Any) -> OutboxMessage:
-    return OutboxMessage(row.id, row.batch_id, row.platform, row.queue, row.consumer_code, row.content_type,
-                         json.loads(row.headers), row.body, row.attempts)
+    def _message(self, row: Any) -> OutboxMessage:
+        body = bytes(row.body)
+        if row.body_key is not None:
+            if self.sealer is None:
+                raise MissingKeys(f"outbox row {row.id} is encrypted and this reader was given no keys")
+            try:
+                body = self.sealer.open_body(self.connection, row.body_key, row.id, row.batch_id, row.platform,
+                                             row.consumer_code, body)
+            except SecurityError as error:
+                return OutboxMessage(row.id, row.batch_id, row.platform, row.queue, row.consumer_code,
+                                     row.content_type, json.loads(row.headers), b"", row.attempts, str(error))
+        return OutboxMessage(row.id, row.batch_id, row.platform, row.queue, row.consumer_code, row.content_type,
+                             json.loads(row.headers), body, row.attempts)
+

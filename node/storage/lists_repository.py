@@ -113,7 +113,7 @@ class DisputeFilter:
 def _grant(row: Row) -> Grant:
     return Grant(row.id, row.consumer_code, row.provider_code, row.resource_code, tuple(json.loads(row.items)),
                  row.expires_at, json.loads(row.masking), row.demand_id, row.created_at, row.revoked_at,
-                 row.revoked_reason)
+                 row.revoked_reason, clear_delivery=bool(row.clear_delivery))
 
 
 def _obligation(row: Row) -> Obligation:
@@ -307,7 +307,7 @@ class ListsRepository:
             resource_code=grant.resource_code, items=json.dumps(list(grant.items), ensure_ascii=False),
             masking=json.dumps(dict(grant.masking), ensure_ascii=False), expires_at=grant.expires_at,
             demand_id=grant.demand_id, created_at=grant.created_at, revoked_at=grant.revoked_at,
-            revoked_reason=grant.revoked_reason))
+            revoked_reason=grant.revoked_reason, clear_delivery=grant.clear_delivery))
 
     def get_grant(self, grant_id: str) -> Grant | None:
         row = self.connection.execute(select(grants).where(grants.c.id == grant_id)).first()

@@ -8,11 +8,13 @@ import secrets
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import day_manifests, pull_acks, pull_secrets, records
 
 _SEQUENCER_LOCK = 0x65786E6F6465  # "exnode": the advisory lock the PostgreSQL sequencer holds to commit
@@ -66,7 +68,8 @@ class StoredDayManifest:
 
 
 class PullRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, sealer: Sealer | None = None) -> None:
+        self.sealer = sealer
         self.connection = connection
 
     # -- the stored-records order ----------------------------------------------------------------------
@@ -179,7 +182,8 @@ class PullRepository:
     def _window(self, after: int, until: int, limit: int, only: Collection[str] | None, excluding: Collection[str],
                 received: tuple[dt.datetime, dt.datetime] | None) -> list[PulledRow]:
         c = records.c
-        query = (select(c.position, c.provider_code, c.resource_code, c.record_id, c.sequence, c.operation, c.payload)
+        query = (select(c.position, c.provider_code, c.resource_code, c.record_id, c.sequence, c.operation, c.payload,
+                        c.payload_key)
                  .where(c.position > after, c.position <= until).order_by(c.position).limit(limit))
         if only is not None:
             query = query.where(c.resource_code.in_(sorted(only)))
@@ -187,7 +191,10 @@ class PullRepository:
             query = query.where(c.resource_code.not_in(sorted(excluding)))
         if received is not None:
             query = query.where(c.received_at >= received[0], c.received_at < received[1])
-        return [PulledRow(*row) for row in self.connection.execute(query).all()]
+        return [PulledRow(*row[:6], self._open(row)) for row in self.connection.execute(query).all()]
+
+    def _open(self, row: Any) -> str:
+        return open_payload(self.sealer, self.connection, row)
 
     def day_bounds(self, start: dt.datetime, end: dt.datetime) -> tuple[int, int]:
         """The lowest and highest positions of the records received in [start, end) (0, 0 when none)."""
@@ -245,6 +252,13 @@ class PullRepository:
         on PostgreSQL, executemany elsewhere."""
         if not rows:
             return
+        rows = [{"payload_key": None, **row} for row in rows]
+        if self.sealer is not None:
+            now = rows[0]["received_at"]
+            for row in rows:
+                row["payload_key"], (row["payload"],) = self.sealer.seal_records(
+                    self.connection, row["provider_code"], row["resource_code"], [(row["record_id"], row["payload"])],
+                    now)
         if self.connection.dialect.name != "postgresql":
             self.connection.execute(insert(records), list(rows))
             return

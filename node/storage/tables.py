@@ -7,6 +7,7 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKeyConstraint,
@@ -21,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import false
 
 metadata = MetaData(
     naming_convention={
@@ -301,6 +303,7 @@ grants = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("revoked_reason", Text, nullable=False),
+    Column("clear_delivery", Boolean, nullable=False, server_default=false()),
 )
 
 deliveries = Table(
@@ -336,6 +339,19 @@ provider_keys = Table(
 )
 """Providers' public keys: a batch's signature must verify with a live key of its provider department."""
 
+consumer_keys = Table(
+    "consumer_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("department_code", String(18), nullable=False, index=True),
+    Column("algorithm", String(32), nullable=False),
+    Column("public_pem", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+"""Consumers' encryption public keys: the newest live one of a department seals every message relayed to it
+(``security.sealing``)."""
+
 batches = Table(
     "batches",
     metadata,
@@ -363,7 +379,10 @@ records = Table(
     Column("batch_id", String(64), nullable=False, index=True),
     Column("received_at", UTCDateTime, nullable=False),
     Column("position", _BIGINT, nullable=True),
+    Column("payload_key", String(32), nullable=True),
 )
+"""``payload``: the record's canonical JSON sealed under the data key ``payload_key`` (base64 of nonce,
+ciphertext and tag; ``node.storage.secrecy``); a row without a key id was written before encryption at rest."""
 Index("ix_records_sequence", records.c.provider_code, records.c.resource_code, records.c.sequence)
 Index("ux_records_position", records.c.position, unique=True)
 """``position``: the stored-records order the nightly pull's cursors refer to. Ingest leaves it empty; the
@@ -402,6 +421,7 @@ outbox = Table(
     Column("delivered_at", UTCDateTime, nullable=True),
     Column("claimed_by", String(128), nullable=True),
     Column("claimed_until", UTCDateTime, nullable=True),
+    Column("body_key", String(32), nullable=True),
 )
 """One row per (batch, subscriber), written in the ingest transaction; the dispatcher drains it. A
 dispatcher claims rows for ``claimed_until`` before it publishes them (replicas of one node share the
@@ -448,6 +468,50 @@ day_manifests = Table(
     Column("closed_at", UTCDateTime, nullable=False),
 )
 """One signed manifest per closed (Beijing) day: ``exnode batch nightly``; ``document`` is canonical JSON."""
+
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("scope", String(64), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("kek_id", String(32), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+)
+"""Envelope encryption: one data key per scope (a resource, or ``index`` for keyed hashes) and month,
+kept wrapped by the node's key-encryption key ``kek_id`` (in the node's key files, never here). A retired
+key still opens what it sealed until the re-encryption job has moved its rows to a live key."""
+Index("ix_data_keys_scope", data_keys.c.scope, data_keys.c.period)
+
+tsa_pending = Table(
+    "tsa_pending",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("ref", String(128), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("timestamp_id", _BIGINT, nullable=True),
+    Column("leaf", Integer, nullable=True),
+)
+"""Roots waiting for (or covered by) a trusted timestamp: a batch's Merkle root (kind ``batch``, ref its
+id); ``timestamp_id`` and ``leaf`` say which token covers it and where in its root of roots."""
+Index("ix_tsa_pending_timestamp_id", tsa_pending.c.timestamp_id, tsa_pending.c.created_at)
+
+tsa_tokens = Table(
+    "tsa_tokens",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("root", String(64), nullable=False),
+    Column("roots", Integer, nullable=False),
+    Column("reply", LargeBinary, nullable=False),
+    Column("gen_time", UTCDateTime, nullable=False),
+    Column("stamped_at", UTCDateTime, nullable=False),
+)
+"""RFC 3161 replies, each over the Merkle root of the roots it covers (``tsa_pending``, in leaf order)."""
 
 relayed_records = Table(
     "relayed_records",

@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record
+from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import records, relayed_records, tier_cursors
 
 
@@ -25,7 +26,8 @@ class RelayedRecord:
 
 
 class TierRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, sealer: Sealer | None = None) -> None:
+        self.sealer = sealer
         self.connection = connection
 
     def add_relayed(self, provider_code: str, resource_code: str, sender_node: str, sender_batch_id: str,
@@ -40,13 +42,18 @@ class TierRepository:
     def relayed(self) -> Iterator[RelayedRecord]:
         """Every relayed record stored here with its provenance."""
         r, p = records.c, relayed_records.c
-        query = select(r.provider_code, r.resource_code, r.record_id, r.sequence, r.operation, r.payload, p.hops) \
+        query = select(r.provider_code, r.resource_code, r.record_id, r.sequence, r.operation, r.payload,
+                       r.payload_key, p.hops) \
             .select_from(records.join(relayed_records, (r.provider_code == p.provider_code)
                                       & (r.resource_code == p.resource_code) & (r.record_id == p.record_id)))
         for row in self.connection.execute(query):
             yield RelayedRecord(row.provider_code, row.resource_code,
-                                Record(row.record_id, row.sequence, Operation(row.operation), json.loads(row.payload)),
+                                Record(row.record_id, row.sequence, Operation(row.operation),
+                                       json.loads(self._open(row))),
                                 json.loads(row.hops))
+
+    def _open(self, row: Any) -> str:
+        return open_payload(self.sealer, self.connection, row)
 
     def cursor(self, name: str) -> int:
         value = self.connection.execute(select(tier_cursors.c.position).where(tier_cursors.c.name == name)).scalar()

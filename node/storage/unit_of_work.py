@@ -25,7 +25,9 @@ from node.storage.lists_repository import ListsRepository
 from node.storage.objections_repository import ObjectionsRepository
 from node.storage.pull_repository import PullRepository
 from node.storage.report_repository import ReportRepository
+from node.storage.secrecy import DataKeysRepository, Sealer
 from node.storage.tier_repository import TierRepository
+from node.storage.timestamp_repository import TimestampRepository
 
 
 class UnitOfWork(abc.ABC):
@@ -43,6 +45,8 @@ class UnitOfWork(abc.ABC):
     pull: PullRepository
     tiers: TierRepository
     audit: AuditRepository
+    data_keys: DataKeysRepository
+    timestamps: TimestampRepository
 
     @abc.abstractmethod
     def __enter__(self) -> UnitOfWork: ...
@@ -60,8 +64,9 @@ class UnitOfWork(abc.ABC):
 
 
 class SqlUnitOfWork(UnitOfWork):
-    def __init__(self, engine: Engine, *, write: bool = False) -> None:
+    def __init__(self, engine: Engine, *, write: bool = False, sealer: Sealer | None = None) -> None:
         self._engine = engine
+        self._sealer = sealer
         self._write = write
         self._connection: Connection | None = None
 
@@ -78,10 +83,12 @@ class SqlUnitOfWork(UnitOfWork):
         self.lists = ListsRepository(connection)
         self.objections = ObjectionsRepository(connection)
         self.report = ReportRepository(connection)
-        self.exchange = ExchangeRepository(connection)
-        self.pull = PullRepository(connection)
-        self.tiers = TierRepository(connection)
+        self.exchange = ExchangeRepository(connection, self._sealer)
+        self.pull = PullRepository(connection, self._sealer)
+        self.tiers = TierRepository(connection, self._sealer)
         self.audit = AuditRepository(connection)
+        self.data_keys = DataKeysRepository(connection, self._sealer)
+        self.timestamps = TimestampRepository(connection)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None,
@@ -168,11 +175,16 @@ UnitOfWorkFactory = Callable[..., UnitOfWork]
 class SqlUnitOfWorkFactory:
     """Hands out units of work on one engine; the bootstrap builds it, tests build it on their database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sealer: Sealer | None = None) -> None:
+        """``sealer``: the node's data keys; every node builds one (bootstrap), so what is written is sealed.
+        Without it rows are written in clear, as only catalog and audit tools without personal data do."""
         self.engine = engine
+        self.sealer = sealer
+        if sealer is not None:
+            sealer.attach(engine)
 
     def __call__(self, *, write: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, write=write)
+        return SqlUnitOfWork(self.engine, write=write, sealer=self.sealer)
 
     def ping(self) -> None:
         """A trivial query: raises when the database does not answer (health checks)."""

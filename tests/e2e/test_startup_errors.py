@@ -74,6 +74,23 @@ def test_an_unreadable_signing_key_file_is_named(initialised: Path, tmp_path: Pa
     assert_one_line_error(serve(data), str(key), "unreadable")
 
 
+def test_a_missing_key_encryption_key_is_named(initialised: Path, tmp_path: Path):
+    """Records at rest are sealed under data keys only the KEK unwraps: without it the node cannot start."""
+    data = copy_of(initialised, tmp_path)
+    [kek] = (data / "keys").glob("kek-*.key")
+    kek.unlink()
+    assert_one_line_error(serve(data), str(kek), "key-encryption key", "missing")
+    (data / "keys" / "kek.json").unlink()
+    assert_one_line_error(serve(data), "kek.json", "exnode init")
+
+
+def test_a_production_node_refuses_a_plain_broker_link_off_this_machine(initialised: Path):
+    line = assert_one_line_error(serve(initialised, EXNODE_AUTH_TRUST_DEV_ISSUER="false",
+                                       EXNODE_RABBITMQ_URL="amqp://guest:guest@192.0.2.7:5672/%2F"),
+                                 "rabbitmq.url reaches 192.0.2.7 over plain AMQP", "server.allow_plain_links")
+    assert "amqps://" in line
+
+
 def test_a_missing_trusted_issuer_key_file_is_named(initialised: Path, tmp_path: Path):
     data = copy_of(initialised, tmp_path)
     assert_one_line_error(serve(data, EXNODE_AUTH_JWKS_FILE="trust/iam-jwks.json", EXNODE_AUTH_ISSUERS="https://iam"),

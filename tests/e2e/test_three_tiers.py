@@ -122,7 +122,7 @@ def _grant_and_subscribe(at: ServedNode, consumer: str, platform: str) -> None:
     demand = lists.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
         resource_code=LOW_INCOME, purpose="低保数据逐级汇交", legal_basis="社会救助暂行办法", contact="王芳")), timeout=30)
     reviewer = lists_pb2_grpc.ListsServiceStub(at.channel_as(PROVIDER, ("reviewer",)))
-    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True), timeout=30)
+    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True, clear_delivery=True), timeout=30)
     subscriber = exchange_pb2_grpc.ExchangeServiceStub(at.channel_as(consumer, ("consumer",)))
     subscriber.Subscribe(pb.SubscribeRequest(resource_code=LOW_INCOME, platform=platform), timeout=30)
 

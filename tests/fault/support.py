@@ -115,7 +115,7 @@ def set_up_exchange(channel_as: ChannelAs, key: Key) -> str:
     reviewer = lists_pb2_grpc.ListsServiceStub(channel_as(PROVIDER, ("reviewer",)))
     demand = consumer.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
         resource_code=LOW_INCOME, purpose="低保资格复核", legal_basis="社会救助暂行办法", contact="王芳")), timeout=30)
-    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True), timeout=30)
+    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True, clear_delivery=True), timeout=30)
     subscriber = exchange_pb2_grpc.ExchangeServiceStub(channel_as(CONSUMER, ("consumer",)))
     return subscriber.Subscribe(pb.SubscribeRequest(resource_code=LOW_INCOME, platform=PLATFORM), timeout=30).queue
 

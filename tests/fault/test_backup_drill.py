@@ -148,6 +148,10 @@ def test_drill_a_node_restored_from_a_backup_taken_under_load_verifies_and_deliv
         served.kill()
         disaster = True
         acknowledged_at_kill = provider.acknowledged_ids()
+        escrow = tmp_path / "kek-escrow"  # the key-encryption keys are kept apart from the backups
+        escrow.mkdir()
+        for kek in (data / "keys").glob("kek-*.key"):
+            shutil.copy2(kek, escrow / kek.name)
         shutil.rmtree(data)
         database.destroy()
         database.create()  # the replacement server's empty database
@@ -159,7 +163,7 @@ def test_drill_a_node_restored_from_a_backup_taken_under_load_verifies_and_deliv
 
         monkeypatch.setenv("EXNODE_RABBITMQ_URL", AMQP)  # the broker is reachable again
         started = time.monotonic()
-        restored = exnode("restore", str(backup), "--data", str(data))
+        restored = exnode("restore", str(backup), "--data", str(data), "--keys", str(escrow))
         restore_s = time.monotonic() - started
         assert restored.returncode == 0, restored.stderr
         served.start()

@@ -88,7 +88,12 @@ def test_a_restored_node_has_its_catalog_audit_chain_and_keys(node_data: Path, t
     target = tmp_path / "restored"
     if kind == "postgresql":  # a fresh, empty database, as after losing the server
         monkeypatch.setenv("EXNODE_DATABASE_URL", request.getfixturevalue("second_database"))
+    assert not list(backup_dir.rglob("kek-*.key")), "the key-encryption key stays out of a backup"
     code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(target))
+    assert code == 1 and err.count("\n") == 1 and "key-encryption key" in err and "--keys" in err, err
+    assert not target.exists(), "a refusal created the data directory"
+    code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(target), "--keys",
+                            str(node_data / "keys"))
     assert code == 0, err
 
     assert catalog_size(target) == SAMPLE_RESOURCES
@@ -114,12 +119,14 @@ def test_restore_into_a_non_empty_data_directory_refuses_unless_forced(node_data
     stray.write_text("the operator's notes", encoding="utf-8")
     database_before = (node_data / "exnode.db").read_bytes()
 
-    code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(node_data))
+    code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(node_data), "--keys",
+                            str(node_data / "keys"))
     assert code == 1
     assert err.count("\n") == 1 and "is not empty" in err and "--force" in err, err
     assert stray.exists() and (node_data / "exnode.db").read_bytes() == database_before, "a refusal changed files"
 
-    code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(node_data), "--force")
+    code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(node_data), "--force", "--keys",
+                            str(node_data / "keys"))
     assert code == 0, err
     assert not stray.exists(), "a forced restore leaves the directory as the backup had it"
     code, out, err = exnode(capsys, "audit", "verify", "--local", "--data", str(node_data))
@@ -135,11 +142,13 @@ def test_restore_over_a_non_empty_postgresql_database_refuses_unless_forced(node
     tamper_with_audit(node_data)
     target = tmp_path / "restored"  # an empty directory, but the configured database is the live one
 
-    code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(target))
+    code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(target), "--keys",
+                            str(node_data / "keys"))
     assert code == 1 and "is not empty" in err and "--force" in err, err
     assert not target.exists(), "a refusal created the data directory"
 
-    code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(target), "--force")
+    code, out, err = exnode(capsys, "restore", str(backup_dir), "--data", str(target), "--force", "--keys",
+                            str(node_data / "keys"))
     assert code == 0, err
     code, out, err = exnode(capsys, "audit", "verify", "--local", "--data", str(target))
     assert code == 0, "pg_restore --clean replaced the edited audit entry: " + out + err

@@ -53,7 +53,7 @@ def grant_and_subscribe(node: RunningNode, platforms: tuple[str, ...]) -> None:
     reviewer = lists_pb2_grpc.ListsServiceStub(node.channel_as(PROVIDER, ["reviewer"]))
     demand = consumer.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
         resource_code=LOW_INCOME, purpose="低保资格复核", legal_basis="社会救助暂行办法", contact="王芳")))
-    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True))
+    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True, clear_delivery=True))
     stub = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(CONSUMER, ["consumer"]))
     for platform in platforms:
         stub.Subscribe(pb.SubscribeRequest(resource_code=LOW_INCOME, platform=platform))

@@ -53,6 +53,10 @@ class FakeExchange:
     def get_key(self, kid: str) -> ProviderKey | None:
         return self.state.keys.get(kid)
 
+    def consumer_key(self, department_code: str) -> ProviderKey | None:
+        """Consumers of the unit tests register no encryption key: their rows go in clear."""
+        return None
+
     def get_batch(self, batch_id: str) -> StoredBatch | None:
         return self.state.batches.get(batch_id)
 

@@ -130,12 +130,20 @@ def test_a_subscriber_with_a_live_grant_gets_an_outbox_row_and_an_expired_grant_
     store, _, _, _ = world
     store.state.subscriptions.append(Subscription(CONSUMER, CODE, "hhht", "SQ-1"))
     store.state.grants.append(Grant("SQ-1", CONSUMER, PROVIDER, CODE, ("姓名", "公民身份号码"),
-                                    NOW + dt.timedelta(days=30), {"公民身份号码": "keep:6,4"}))
+                                    NOW + dt.timedelta(days=30), {"公民身份号码": "keep:6,4"}, clear_delivery=True))
     assert send(world, [record(1)], "b1").subscribers == 1
     [row] = store.state.outbox
     assert row["queue"] == "exnode.n1.out.hhht" and row["headers"]["x-exnode-record-count"] == "1"
     store.state.grants[0] = Grant("SQ-1", CONSUMER, PROVIDER, CODE, ("姓名",), NOW - dt.timedelta(days=1))
     assert send(world, [record(2)], "b2").subscribers == 0 and len(store.state.outbox) == 1
+
+
+def test_a_consumer_with_no_encryption_key_gets_nothing_unless_its_grant_allows_clear_delivery(world):
+    store, _, _, _ = world
+    store.state.subscriptions.append(Subscription(CONSUMER, CODE, "hhht", "SQ-1"))
+    store.state.grants.append(Grant("SQ-1", CONSUMER, PROVIDER, CODE, ("姓名", "公民身份号码"),
+                                    NOW + dt.timedelta(days=30), {"公民身份号码": "keep:6,4"}))
+    assert send(world, [record(1)], "b1").subscribers == 0 and store.state.outbox == []
 
 
 def test_records_for_a_resource_of_another_provider_are_refused_by_the_policy(world):

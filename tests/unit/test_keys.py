@@ -17,7 +17,7 @@ from security.keys import (
     SigningKey,
     Sm2PrivateKey,
     UnusableKey,
-    _pem,
+    pem,
 )
 
 # GM/T 0003.5-2012 Annex A (= GB/T 32918.5-2016 Annex A): SM2 signature on the recommended curve with the
@@ -61,7 +61,7 @@ def der_signature(r_hex, s_hex):
 
 def annex_a_public_key():
     der = bytes.fromhex(SM2_SPKI_PREFIX + ANNEX_A_PUBLIC_X + ANNEX_A_PUBLIC_Y)
-    return PublicKey("annex-a", "SM2-SM3", _pem("PUBLIC KEY", der).decode(), "2012-03-21T00:00:00+00:00")
+    return PublicKey("annex-a", "SM2-SM3", pem("PUBLIC KEY", der).decode(), "2012-03-21T00:00:00+00:00")
 
 
 def flip_last_bit(value):
@@ -133,7 +133,7 @@ def test_an_sm2_key_file_whose_public_half_was_swapped_is_refused(tmp_path):
     other = KeyStore.create(tmp_path / "b", "SM2-SM3")
     path = tmp_path / "a" / f"node-{first.active.kid}.key.pem"
     other_path = tmp_path / "b" / f"node-{other.active.kid}.key.pem"
-    mixed = _pem("PRIVATE KEY", pem_body(path.read_text())[:-64] + pem_body(other_path.read_text())[-64:])
+    mixed = pem("PRIVATE KEY", pem_body(path.read_text())[:-64] + pem_body(other_path.read_text())[-64:])
     path.write_bytes(mixed)
     with pytest.raises(UnusableKey, match="does not match the public key stored with it"):
         KeyStore.load(tmp_path / "a")

@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xnode/v1/exchange.proto\x12\texnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\'\n\toperation\x18\x03 \x01(\x0e\x32\x14.exnode.v1.Operation\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x01\n\x0bRecordBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x15\n\rprovider_code\x18\x02 \x01(\t\x12\x15\n\rresource_code\x18\x03 \x01(\t\x12\"\n\x07records\x18\x04 \x03(\x0b\x32\x11.exnode.v1.Record\x12\x13\n\x0bmerkle_root\x18\x05 \x01(\x0c\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"t\n\x0eIngestResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x15\n\rsequence_gaps\x18\x04 \x03(\t\x12\x13\n\x0bsubscribers\x18\x05 \x01(\r\"T\n\x12RegisterKeyRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_pem\x18\x03 \x01(\t\"K\n\rRegisteredKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65partment_code\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\";\n\x10SubscribeRequest\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\"X\n\x0cSubscription\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x15\n\rresource_code\x18\x02 \x01(\t\x12\x10\n\x08grant_id\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\"i\n\x07Receipt\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x12\n\nrecord_ids\x18\x02 \x03(\t\x12\x15\n\rreceiver_code\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x1e\n\nReceiptAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\")\n\x15\x44\x65liveryStatusRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\"Y\n\x10PlatformDelivery\x12\x10\n\x08platform\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\r\x12\x12\n\nlast_error\x18\x04 \x01(\t\"\x87\x01\n\x0e\x44\x65liveryStatus\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12.\n\tplatforms\x18\x04 \x03(\x0b\x32\x1b.exnode.v1.PlatformDelivery\x12\x14\n\x0crecord_count\x18\x05 \x01(\r\">\n\tPullStart\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x0e\n\x06replay\x18\x02 \x01(\x08\x12\x11\n\tuntil_day\x18\x03 \x01(\t\"\x19\n\x07PullAck\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"_\n\x0bPullRequest\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.exnode.v1.PullStartH\x00\x12!\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x12.exnode.v1.PullAckH\x00\x42\x06\n\x04kind\"e\n\nPullHeader\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x13\n\x0b\x66rom_cursor\x18\x03 \x01(\t\x12\x0e\n\x06window\x18\x04 \x01(\r\x12\x0f\n\x07resumed\x18\x05 \x01(\x08\"\x9d\x01\n\tPullBatch\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x13\n\x0b\x66rom_cursor\x18\x02 \x01(\t\x12\x11\n\tto_cursor\x18\x03 \x01(\t\x12\x0f\n\x07records\x18\x04 \x03(\x0c\x12\x13\n\x0bmerkle_root\x18\x05 \x01(\x0c\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x10\n\x08\x64isputed\x18\x08 \x03(\r\"\xa8\x01\n\x08Manifest\x12\x13\n\x0b\x66rom_cursor\x18\x01 \x01(\t\x12\x11\n\tto_cursor\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x04\x12\x13\n\x0bmerkle_root\x18\x04 \x01(\x0c\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x13\n\x0b\x62\x61tch_count\x18\x07 \x01(\x04\x12\x11\n\tuntil_day\x18\x08 \x01(\t\"\x8b\x01\n\x08PullItem\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.exnode.v1.PullHeaderH\x00\x12%\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x14.exnode.v1.PullBatchH\x00\x12\'\n\x08manifest\x18\x03 \x01(\x0b\x32\x13.exnode.v1.ManifestH\x00\x42\x06\n\x04item*>\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\n\n\x06UPSERT\x10\x01\x12\n\n\x06\x44\x45LETE\x10\x02\x32\xe5\x03\n\x0f\x45xchangeService\x12\x46\n\x0bRegisterKey\x12\x1d.exnode.v1.RegisterKeyRequest\x1a\x18.exnode.v1.RegisteredKey\x12;\n\x06Ingest\x12\x16.exnode.v1.RecordBatch\x1a\x19.exnode.v1.IngestResponse\x12\x45\n\x0cIngestStream\x12\x16.exnode.v1.RecordBatch\x1a\x19.exnode.v1.IngestResponse(\x01\x30\x01\x12\x41\n\tSubscribe\x12\x1b.exnode.v1.SubscribeRequest\x1a\x17.exnode.v1.Subscription\x12\x38\n\x0bSendReceipt\x12\x12.exnode.v1.Receipt\x1a\x15.exnode.v1.ReceiptAck\x12P\n\x11GetDeliveryStatus\x12 .exnode.v1.DeliveryStatusRequest\x1a\x19.exnode.v1.DeliveryStatus\x12\x37\n\x04Pull\x12\x16.exnode.v1.PullRequest\x1a\x13.exnode.v1.PullItem(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xnode/v1/exchange.proto\x12\texnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\'\n\toperation\x18\x03 \x01(\x0e\x32\x14.exnode.v1.Operation\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x01\n\x0bRecordBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x15\n\rprovider_code\x18\x02 \x01(\t\x12\x15\n\rresource_code\x18\x03 \x01(\t\x12\"\n\x07records\x18\x04 \x03(\x0b\x32\x11.exnode.v1.Record\x12\x13\n\x0bmerkle_root\x18\x05 \x01(\x0c\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"t\n\x0eIngestResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x15\n\rsequence_gaps\x18\x04 \x03(\t\x12\x13\n\x0bsubscribers\x18\x05 \x01(\r\"T\n\x12RegisterKeyRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_pem\x18\x03 \x01(\t\"K\n\rRegisteredKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65partment_code\x18\x02 \x01(\t\x12\x11\n\talgorithm\x18\x03 \x01(\t\"^\n\x1cRegisterEncryptionKeyRequest\x12\x17\n\x0f\x64\x65partment_code\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_pem\x18\x03 \x01(\t\";\n\x10SubscribeRequest\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\"X\n\x0cSubscription\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x15\n\rresource_code\x18\x02 \x01(\t\x12\x10\n\x08grant_id\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\"i\n\x07Receipt\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x12\n\nrecord_ids\x18\x02 \x03(\t\x12\x15\n\rreceiver_code\x18\x03 \x01(\t\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x1e\n\nReceiptAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\")\n\x15\x44\x65liveryStatusRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\"Y\n\x10PlatformDelivery\x12\x10\n\x08platform\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\r\x12\x12\n\nlast_error\x18\x04 \x01(\t\"\x87\x01\n\x0e\x44\x65liveryStatus\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12.\n\tplatforms\x18\x04 \x03(\x0b\x32\x1b.exnode.v1.PlatformDelivery\x12\x14\n\x0crecord_count\x18\x05 \x01(\r\"N\n\tPullStart\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x0e\n\x06replay\x18\x02 \x01(\x08\x12\x11\n\tuntil_day\x18\x03 \x01(\t\x12\x0e\n\x06sealed\x18\x04 \x01(\x08\"\x19\n\x07PullAck\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\"_\n\x0bPullRequest\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.exnode.v1.PullStartH\x00\x12!\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x12.exnode.v1.PullAckH\x00\x42\x06\n\x04kind\"e\n\nPullHeader\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x13\n\x0b\x66rom_cursor\x18\x03 \x01(\t\x12\x0e\n\x06window\x18\x04 \x01(\r\x12\x0f\n\x07resumed\x18\x05 \x01(\x08\"\x99\x02\n\tPullBatch\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x13\n\x0b\x66rom_cursor\x18\x02 \x01(\t\x12\x11\n\tto_cursor\x18\x03 \x01(\t\x12\x0f\n\x07records\x18\x04 \x03(\x0c\x12\x13\n\x0bmerkle_root\x18\x05 \x01(\x0c\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x10\n\x08\x64isputed\x18\x08 \x03(\r\x12\x16\n\x0esealed_records\x18\t \x01(\x0c\x12\x32\n\x07sealing\x18\n \x03(\x0b\x32!.exnode.v1.PullBatch.SealingEntry\x1a.\n\x0cSealingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa8\x01\n\x08Manifest\x12\x13\n\x0b\x66rom_cursor\x18\x01 \x01(\t\x12\x11\n\tto_cursor\x18\x02 \x01(\t\x12\x14\n\x0crecord_count\x18\x03 \x01(\x04\x12\x13\n\x0bmerkle_root\x18\x04 \x01(\x0c\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x13\n\x0b\x62\x61tch_count\x18\x07 \x01(\x04\x12\x11\n\tuntil_day\x18\x08 \x01(\t\"\x8b\x01\n\x08PullItem\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.exnode.v1.PullHeaderH\x00\x12%\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x14.exnode.v1.PullBatchH\x00\x12\'\n\x08manifest\x18\x03 \x01(\x0b\x32\x13.exnode.v1.ManifestH\x00\x42\x06\n\x04item*>\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\n\n\x06UPSERT\x10\x01\x12\n\n\x06\x44\x45LETE\x10\x02\x32\xc1\x04\n\x0f\x45xchangeService\x12\x46\n\x0bRegisterKey\x12\x1d.exnode.v1.RegisterKeyRequest\x1a\x18.exnode.v1.RegisteredKey\x12Z\n\x15RegisterEncryptionKey\x12\'.exnode.v1.RegisterEncryptionKeyRequest\x1a\x18.exnode.v1.RegisteredKey\x12;\n\x06Ingest\x12\x16.exnode.v1.RecordBatch\x1a\x19.exnode.v1.IngestResponse\x12\x45\n\x0cIngestStream\x12\x16.exnode.v1.RecordBatch\x1a\x19.exnode.v1.IngestResponse(\x01\x30\x01\x12\x41\n\tSubscribe\x12\x1b.exnode.v1.SubscribeRequest\x1a\x17.exnode.v1.Subscription\x12\x38\n\x0bSendReceipt\x12\x12.exnode.v1.Receipt\x1a\x15.exnode.v1.ReceiptAck\x12P\n\x11GetDeliveryStatus\x12 .exnode.v1.DeliveryStatusRequest\x1a\x19.exnode.v1.DeliveryStatus\x12\x37\n\x04Pull\x12\x16.exnode.v1.PullRequest\x1a\x13.exnode.v1.PullItem(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exnode.v1.exchange_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATION']._serialized_start=1990
-  _globals['_OPERATION']._serialized_end=2052
+  _globals['_PULLBATCH_SEALINGENTRY']._loaded_options = None
+  _globals['_PULLBATCH_SEALINGENTRY']._serialized_options = b'8\001'
+  _globals['_OPERATION']._serialized_start=2226
+  _globals['_OPERATION']._serialized_end=2288
   _globals['_RECORD']._serialized_start=73
   _globals['_RECORD']._serialized_end=209
   _globals['_RECORDBATCH']._serialized_start=212
@@ -44,34 +46,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERKEYREQUEST']._serialized_end=585
   _globals['_REGISTEREDKEY']._serialized_start=587
   _globals['_REGISTEREDKEY']._serialized_end=662
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=664
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=723
-  _globals['_SUBSCRIPTION']._serialized_start=725
-  _globals['_SUBSCRIPTION']._serialized_end=813
-  _globals['_RECEIPT']._serialized_start=815
-  _globals['_RECEIPT']._serialized_end=920
-  _globals['_RECEIPTACK']._serialized_start=922
-  _globals['_RECEIPTACK']._serialized_end=952
-  _globals['_DELIVERYSTATUSREQUEST']._serialized_start=954
-  _globals['_DELIVERYSTATUSREQUEST']._serialized_end=995
-  _globals['_PLATFORMDELIVERY']._serialized_start=997
-  _globals['_PLATFORMDELIVERY']._serialized_end=1086
-  _globals['_DELIVERYSTATUS']._serialized_start=1089
-  _globals['_DELIVERYSTATUS']._serialized_end=1224
-  _globals['_PULLSTART']._serialized_start=1226
-  _globals['_PULLSTART']._serialized_end=1288
-  _globals['_PULLACK']._serialized_start=1290
-  _globals['_PULLACK']._serialized_end=1315
-  _globals['_PULLREQUEST']._serialized_start=1317
-  _globals['_PULLREQUEST']._serialized_end=1412
-  _globals['_PULLHEADER']._serialized_start=1414
-  _globals['_PULLHEADER']._serialized_end=1515
-  _globals['_PULLBATCH']._serialized_start=1518
-  _globals['_PULLBATCH']._serialized_end=1675
-  _globals['_MANIFEST']._serialized_start=1678
-  _globals['_MANIFEST']._serialized_end=1846
-  _globals['_PULLITEM']._serialized_start=1849
-  _globals['_PULLITEM']._serialized_end=1988
-  _globals['_EXCHANGESERVICE']._serialized_start=2055
-  _globals['_EXCHANGESERVICE']._serialized_end=2540
+  _globals['_REGISTERENCRYPTIONKEYREQUEST']._serialized_start=664
+  _globals['_REGISTERENCRYPTIONKEYREQUEST']._serialized_end=758
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=760
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=819
+  _globals['_SUBSCRIPTION']._serialized_start=821
+  _globals['_SUBSCRIPTION']._serialized_end=909
+  _globals['_RECEIPT']._serialized_start=911
+  _globals['_RECEIPT']._serialized_end=1016
+  _globals['_RECEIPTACK']._serialized_start=1018
+  _globals['_RECEIPTACK']._serialized_end=1048
+  _globals['_DELIVERYSTATUSREQUEST']._serialized_start=1050
+  _globals['_DELIVERYSTATUSREQUEST']._serialized_end=1091
+  _globals['_PLATFORMDELIVERY']._serialized_start=1093
+  _globals['_PLATFORMDELIVERY']._serialized_end=1182
+  _globals['_DELIVERYSTATUS']._serialized_start=1185
+  _globals['_DELIVERYSTATUS']._serialized_end=1320
+  _globals['_PULLSTART']._serialized_start=1322
+  _globals['_PULLSTART']._serialized_end=1400
+  _globals['_PULLACK']._serialized_start=1402
+  _globals['_PULLACK']._serialized_end=1427
+  _globals['_PULLREQUEST']._serialized_start=1429
+  _globals['_PULLREQUEST']._serialized_end=1524
+  _globals['_PULLHEADER']._serialized_start=1526
+  _globals['_PULLHEADER']._serialized_end=1627
+  _globals['_PULLBATCH']._serialized_start=1630
+  _globals['_PULLBATCH']._serialized_end=1911
+  _globals['_PULLBATCH_SEALINGENTRY']._serialized_start=1865
+  _globals['_PULLBATCH_SEALINGENTRY']._serialized_end=1911
+  _globals['_MANIFEST']._serialized_start=1914
+  _globals['_MANIFEST']._serialized_end=2082
+  _globals['_PULLITEM']._serialized_start=2085
+  _globals['_PULLITEM']._serialized_end=2224
+  _globals['_EXCHANGESERVICE']._serialized_start=2291
+  _globals['_EXCHANGESERVICE']._serialized_end=2868
 # @@protoc_insertion_point(module_scope)

@@ -85,6 +85,16 @@ class RegisteredKey(_message.Message):
     algorithm: str
     def __init__(self, key_id: _Optional[str] = ..., department_code: _Optional[str] = ..., algorithm: _Optional[str] = ...) -> None: ...
 
+class RegisterEncryptionKeyRequest(_message.Message):
+    __slots__ = ("department_code", "algorithm", "public_pem")
+    DEPARTMENT_CODE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_PEM_FIELD_NUMBER: _ClassVar[int]
+    department_code: str
+    algorithm: str
+    public_pem: str
+    def __init__(self, department_code: _Optional[str] = ..., algorithm: _Optional[str] = ..., public_pem: _Optional[str] = ...) -> None: ...
+
 class SubscribeRequest(_message.Message):
     __slots__ = ("resource_code", "platform")
     RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -158,14 +168,16 @@ class DeliveryStatus(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ..., platforms: _Optional[_Iterable[_Union[PlatformDelivery, _Mapping]]] = ..., record_count: _Optional[int] = ...) -> None: ...
 
 class PullStart(_message.Message):
-    __slots__ = ("cursor", "replay", "until_day")
+    __slots__ = ("cursor", "replay", "until_day", "sealed")
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     REPLAY_FIELD_NUMBER: _ClassVar[int]
     UNTIL_DAY_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
     cursor: str
     replay: bool
     until_day: str
-    def __init__(self, cursor: _Optional[str] = ..., replay: _Optional[bool] = ..., until_day: _Optional[str] = ...) -> None: ...
+    sealed: bool
+    def __init__(self, cursor: _Optional[str] = ..., replay: _Optional[bool] = ..., until_day: _Optional[str] = ..., sealed: _Optional[bool] = ...) -> None: ...
 
 class PullAck(_message.Message):
     __slots__ = ("cursor",)
@@ -196,7 +208,14 @@ class PullHeader(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., platform: _Optional[str] = ..., from_cursor: _Optional[str] = ..., window: _Optional[int] = ..., resumed: _Optional[bool] = ...) -> None: ...
 
 class PullBatch(_message.Message):
-    __slots__ = ("index", "from_cursor", "to_cursor", "records", "merkle_root", "key_id", "signature", "disputed")
+    __slots__ = ("index", "from_cursor", "to_cursor", "records", "merkle_root", "key_id", "signature", "disputed", "sealed_records", "sealing")
+    class SealingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     INDEX_FIELD_NUMBER: _ClassVar[int]
     FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
     TO_CURSOR_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +224,8 @@ class PullBatch(_message.Message):
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     DISPUTED_FIELD_NUMBER: _ClassVar[int]
+    SEALED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    SEALING_FIELD_NUMBER: _ClassVar[int]
     index: int
     from_cursor: str
     to_cursor: str
@@ -213,7 +234,9 @@ class PullBatch(_message.Message):
     key_id: str
     signature: bytes
     disputed: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, index: _Optional[int] = ..., from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., records: _Optional[_Iterable[bytes]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., disputed: _Optional[_Iterable[int]] = ...) -> None: ...
+    sealed_records: bytes
+    sealing: _containers.ScalarMap[str, str]
+    def __init__(self, index: _Optional[int] = ..., from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., records: _Optional[_Iterable[bytes]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., disputed: _Optional[_Iterable[int]] = ..., sealed_records: _Optional[bytes] = ..., sealing: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Manifest(_message.Message):
     __slots__ = ("from_cursor", "to_cursor", "record_count", "merkle_root", "key_id", "signature", "batch_count", "until_day")

@@ -39,6 +39,11 @@ class ExchangeServiceStub:
                 request_serializer=exnode_dot_v1_dot_exchange__pb2.RegisterKeyRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_exchange__pb2.RegisteredKey.FromString,
                 _registered_method=True)
+        self.RegisterEncryptionKey = channel.unary_unary(
+                '/exnode.v1.ExchangeService/RegisterEncryptionKey',
+                request_serializer=exnode_dot_v1_dot_exchange__pb2.RegisterEncryptionKeyRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_exchange__pb2.RegisteredKey.FromString,
+                _registered_method=True)
         self.Ingest = channel.unary_unary(
                 '/exnode.v1.ExchangeService/Ingest',
                 request_serializer=exnode_dot_v1_dot_exchange__pb2.RecordBatch.SerializeToString,
@@ -75,6 +80,12 @@ class ExchangeServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def RegisterKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterEncryptionKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +133,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
             'RegisterKey': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterKey,
                     request_deserializer=exnode_dot_v1_dot_exchange__pb2.RegisterKeyRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_exchange__pb2.RegisteredKey.SerializeToString,
+            ),
+            'RegisterEncryptionKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterEncryptionKey,
+                    request_deserializer=exnode_dot_v1_dot_exchange__pb2.RegisterEncryptionKeyRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_exchange__pb2.RegisteredKey.SerializeToString,
             ),
             'Ingest': grpc.unary_unary_rpc_method_handler(
@@ -181,6 +197,33 @@ class ExchangeService:
             target,
             '/exnode.v1.ExchangeService/RegisterKey',
             exnode_dot_v1_dot_exchange__pb2.RegisterKeyRequest.SerializeToString,
+            exnode_dot_v1_dot_exchange__pb2.RegisteredKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterEncryptionKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.ExchangeService/RegisterEncryptionKey',
+            exnode_dot_v1_dot_exchange__pb2.RegisterEncryptionKeyRequest.SerializeToString,
             exnode_dot_v1_dot_exchange__pb2.RegisteredKey.FromString,
             options,
             channel_credentials,

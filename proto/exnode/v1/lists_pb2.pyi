@@ -215,7 +215,7 @@ class Demand(_message.Message):
     def __init__(self, id: _Optional[str] = ..., requester_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., description: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., frequency: _Optional[str] = ..., contact: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., reason: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., decided_by: _Optional[str] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., compliance_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_by: _Optional[str] = ..., answer_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_late: _Optional[bool] = ..., answer_late: _Optional[bool] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_stage: _Optional[str] = ..., overdue: _Optional[bool] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("id", "consumer_code", "resource_code", "items", "expires_at", "masking", "revoked", "provider_code", "demand_id", "state", "revoked_reason", "created_at")
+    __slots__ = ("id", "consumer_code", "resource_code", "items", "expires_at", "masking", "revoked", "provider_code", "demand_id", "state", "revoked_reason", "created_at", "clear_delivery")
     class MaskingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +235,7 @@ class Grant(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     REVOKED_REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     id: str
     consumer_code: str
     resource_code: str
@@ -247,7 +248,8 @@ class Grant(_message.Message):
     state: str
     revoked_reason: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., consumer_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masking: _Optional[_Mapping[str, str]] = ..., revoked: _Optional[bool] = ..., provider_code: _Optional[str] = ..., demand_id: _Optional[str] = ..., state: _Optional[str] = ..., revoked_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    clear_delivery: bool
+    def __init__(self, id: _Optional[str] = ..., consumer_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masking: _Optional[_Mapping[str, str]] = ..., revoked: _Optional[bool] = ..., provider_code: _Optional[str] = ..., demand_id: _Optional[str] = ..., state: _Optional[str] = ..., revoked_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., clear_delivery: _Optional[bool] = ...) -> None: ...
 
 class ListObligationsRequest(_message.Message):
     __slots__ = ("department_code", "compliance")
@@ -292,7 +294,7 @@ class LinkDemandRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., resource_code: _Optional[str] = ...) -> None: ...
 
 class DecideDemandRequest(_message.Message):
-    __slots__ = ("id", "approve", "reason", "items", "expires_at", "masking", "default_masking")
+    __slots__ = ("id", "approve", "reason", "items", "expires_at", "masking", "default_masking", "clear_delivery")
     class MaskingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -307,6 +309,7 @@ class DecideDemandRequest(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     MASKING_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MASKING_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_DELIVERY_FIELD_NUMBER: _ClassVar[int]
     id: str
     approve: bool
     reason: str
@@ -314,7 +317,8 @@ class DecideDemandRequest(_message.Message):
     expires_at: _timestamp_pb2.Timestamp
     masking: _containers.ScalarMap[str, str]
     default_masking: bool
-    def __init__(self, id: _Optional[str] = ..., approve: _Optional[bool] = ..., reason: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masking: _Optional[_Mapping[str, str]] = ..., default_masking: _Optional[bool] = ...) -> None: ...
+    clear_delivery: bool
+    def __init__(self, id: _Optional[str] = ..., approve: _Optional[bool] = ..., reason: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masking: _Optional[_Mapping[str, str]] = ..., default_masking: _Optional[bool] = ..., clear_delivery: _Optional[bool] = ...) -> None: ...
 
 class WithdrawDemandRequest(_message.Message):
     __slots__ = ("id", "reason")

@@ -1,0 +1,64 @@
+"""The node's data keys as an operator handles them (``exnode keys rotate-data | retire-data | reencrypt |
+data``): envelope encryption at rest, DESIGN.md §13.
+
+Rotating the key-encryption key makes a new KEK file and re-wraps every data key in one transaction; the
+records are not touched. Retiring a data key stops new rows being sealed under it (at the node's next
+start, or the next month's key); the re-encryption job then moves its rows to a live key in bounded steps,
+each its own transaction, so a node can keep serving while it runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from catalog.errors import NotFound
+from node.storage.secrecy import DataKey
+from node.storage.unit_of_work import UnitOfWorkFactory
+from security.keys import KeyStore
+
+
+@dataclass(frozen=True)
+class Rotation:
+    kek_id: str
+    previous_kek_id: str
+    rewrapped: int
+
+
+def rotate_data(keys: KeyStore, uow: UnitOfWorkFactory) -> Rotation:
+    """A new active KEK, then every data key re-wrapped by it (one transaction). The old KEK file stays:
+    a backup taken before the rotation still needs it."""
+    previous = keys.kek_active
+    rotated = keys.rotate_kek()
+    with uow(write=True) as work:
+        count = work.data_keys.rewrap(rotated)
+        work.commit()
+    return Rotation(rotated.kek_active, previous, count)
+
+
+def list_data_keys(uow: UnitOfWorkFactory) -> tuple[list[DataKey], int]:
+    """The data keys with the number of records each seals, and the records still in clear."""
+    with uow() as work:
+        return work.data_keys.all(), work.data_keys.clear_records()
+
+
+def retire_data_key(uow: UnitOfWorkFactory, key_id: str, now: dt.datetime) -> None:
+    with uow(write=True) as work:
+        if not work.data_keys.retire(key_id, now):
+            known = {k.key_id: k for k in work.data_keys.all()}
+            if key_id not in known:
+                raise NotFound("data key", key_id)
+        work.commit()
+
+
+def reencrypt(uow: UnitOfWorkFactory, clock: Callable[[], dt.datetime], step: int = 2000) -> int:
+    """Seal again every record under a retired key (or in clear) with its resource's live key."""
+    total = 0
+    while True:
+        with uow(write=True) as work:
+            moved = work.data_keys.reencrypt(clock(), step)
+            work.commit()
+        total += moved
+        if not moved:
+            return total
