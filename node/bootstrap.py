@@ -41,6 +41,7 @@ from security.identity import (
     load_jwks,
     load_pem_public_key,
 )
+from security.keyed_hash import INDEX_PURPOSE, KeyHasher
 from security.keys import KeyStore
 from security.policy import Policy
 
@@ -211,7 +212,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     except PeerConfigError as error:
         raise ConfigError(str(error)) from None
     ingest = MeteredIngest(uow, clock, policy, keys.active, config.node.id, platforms, writer,
-                           Limits(max_records=config.exchange.max_batch_records))
+                           Limits(max_records=config.exchange.max_batch_records), key_hasher=key_hasher(keys))
     exchange = MeteredExchange(uow, clock, policy, config.node.id, platforms,
                                declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
@@ -225,6 +226,13 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s)),
         tiers=TierApplication(ingest, peers, platforms))
+
+
+def key_hasher(keys: KeyStore) -> KeyHasher:
+    """The current-record index's HMAC, keyed by a secret derived from the node's first key: the first
+    key stays in the keyring through rotations, so the index's hashes stay valid."""
+    first = next(iter(keys.public))
+    return KeyHasher(keys.mac_key(INDEX_PURPOSE, first))
 
 
 def run_housekeeping(node: Node) -> dict[str, object]:

@@ -373,3 +373,18 @@ tier_cursors = Table(
     Column("position", _BIGINT, nullable=False),
 )
 """How far the catalog uplink got in the catalog event log, per upper-node platform."""
+
+record_keys = Table(
+    "record_keys",
+    metadata,
+    Column("resource_code", String(40), primary_key=True),
+    Column("key_hash", String(64), primary_key=True),
+    Column("provider_code", String(18), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("sequence", _BIGINT, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+"""The current-record index of keyed resources (catalog items marked ``key``): per (resource, keyed hash of
+the key) the record that is current, written in the ingest transaction (an UPSERT replaces, a DELETE
+removes). ``key_hash`` is an HMAC with a node secret (security/keyed_hash.py), never the clear key."""
+Index("ix_record_keys_record", record_keys.c.provider_code, record_keys.c.resource_code, record_keys.c.record_id)

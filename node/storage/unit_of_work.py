@@ -19,6 +19,7 @@ from node.storage.catalog_repository import CatalogRepository
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
 from node.storage.pull_repository import PullRepository
+from node.storage.record_index_repository import RecordIndexRepository
 from node.storage.tier_repository import TierRepository
 
 
@@ -35,6 +36,7 @@ class UnitOfWork(abc.ABC):
     pull: PullRepository
     tiers: TierRepository
     audit: AuditRepository
+    record_index: RecordIndexRepository
 
     @abc.abstractmethod
     def __enter__(self) -> UnitOfWork: ...
@@ -69,6 +71,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.pull = PullRepository(connection)
         self.tiers = TierRepository(connection)
         self.audit = AuditRepository(connection)
+        self.record_index = RecordIndexRepository(connection)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
