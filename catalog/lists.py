@@ -228,6 +228,20 @@ def merge_obligations(derived: Iterable[Obligation], explicit: Iterable[Obligati
 
 # -- demands -------------------------------------------------------------------------------------------
 
+class GrantKind(StrEnum):
+    """What a grant lets its consumer do: receive copies (relay, pull, keyed queries), or only verify
+    claims about records (核验: MATCH / MISMATCH per asserted item, never the stored value)."""
+
+    COPY = "COPY"
+    VERIFY = "VERIFY"
+
+
+DEFAULT_DAILY_QUOTA = 1000
+MAX_DAILY_QUOTA = 1_000_000
+"""Verifications per grant and Beijing day: the quota is the enumeration defence (nobody may try every
+name against an ID number), so a verification grant always has one."""
+
+
 class DemandState(StrEnum):
     SUBMITTED = "SUBMITTED"
     UNDER_REVIEW = "UNDER_REVIEW"
@@ -272,9 +286,18 @@ class DemandRequest:
     legal_basis: str = ""
     frequency: UpdateCycle | None = None
     contact: str = ""
+    kind: GrantKind = GrantKind.COPY
+    """VERIFY: a verification demand; its items are the items the requester may assert."""
+    daily_quota: int = 0
+    """VERIFY: verifications per day asked for (0: the default)."""
 
     def problems(self) -> list[FieldProblem]:
         problems = []
+        if self.kind is GrantKind.VERIFY and not 0 <= self.daily_quota <= MAX_DAILY_QUOTA:
+            problems.append(FieldProblem("daily_quota", f"{self.daily_quota} is not 0-{MAX_DAILY_QUOTA} (0: the "
+                                                        f"default {DEFAULT_DAILY_QUOTA})"))
+        if self.kind is GrantKind.COPY and self.daily_quota:
+            problems.append(FieldProblem("daily_quota", "a quota belongs to a verification demand (kind VERIFY)"))
         if not self.resource_code and not self.description.strip():
             problems.append(FieldProblem("resource_code", "give a resource code, or a description to match"))
         for name, value, required in (("description", self.description, False), ("purpose", self.purpose, True),
@@ -357,6 +380,10 @@ def match(demand: Demand, resource: Resource | None, now: dt.datetime) -> Demand
                    updated_at=now, version=demand.version + 1)
     if meta.share_type is ShareType.UNCONDITIONAL:
         return replace(base, state=DemandState.APPROVED, reason="无条件共享：自动批准", decided_by="rule:无条件共享")
+    if demand.request.kind is GrantKind.VERIFY:
+        # 核验 answers match / no match and never hands out the record, so even a 不予共享 resource may be
+        # verified: but only when the provider's reviewer grants it explicitly, as for 有条件共享.
+        return replace(base, state=DemandState.UNDER_REVIEW)
     if not meta.share_type.leaves_the_node:
         basis = meta.share_condition or "未说明"
         return replace(base, state=DemandState.REJECTED, reason=f"不予共享：{basis}", decided_by="rule:不予共享")
@@ -474,6 +501,11 @@ class Grant:
     created_at: dt.datetime | None = None
     revoked_at: dt.datetime | None = None
     revoked_reason: str = ""
+    kind: GrantKind = GrantKind.COPY
+    daily_quota: int = 0
+    """VERIFY: verifications allowed per Beijing day."""
+    purpose: str = ""
+    legal_basis: str = ""
 
     def live(self, now: dt.datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at
@@ -502,8 +534,13 @@ def grant_for(grant_id: str, demand: Demand, now: dt.datetime, *, expires_at: dt
             problems.append(FieldProblem(f"masking[{item}]", problem))
     if problems:
         raise InvalidField(problems)
+    request = demand.request
+    if request.kind is GrantKind.VERIFY:
+        rules = {}  # a verification grant hands out no values: nothing to mask
     return Grant(grant_id, demand.requester_code, demand.provider_code, demand.resource_code, chosen, expiry, rules,
-                 demand.id, now)
+                 demand.id, now, kind=request.kind,
+                 daily_quota=(request.daily_quota or DEFAULT_DAILY_QUOTA) if request.kind is GrantKind.VERIFY else 0,
+                 purpose=request.purpose, legal_basis=request.legal_basis)
 
 
 def revoke(grant: Grant, reason: str, now: dt.datetime) -> Grant:

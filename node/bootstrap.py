@@ -22,7 +22,7 @@ from node.files.catalog import read_catalog_file
 from node.ops.workers import Worker
 from node.pipeline import Ingest, Limits, build_dispatcher, inbound_handler
 from node.pipeline.dispatcher_process import DispatcherProcess
-from node.pipeline.metered import MeteredExchange, MeteredIngest
+from node.pipeline.metered import MeteredExchange, MeteredIngest, MeteredQuery
 from node.pipeline.tiers import Message, PeerConfigError, TierApplication, load_peers
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
@@ -30,6 +30,7 @@ from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
 from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
 from node.services.pull import PullApplication, PullSettings
+from node.services.query import QueryApplication
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.audit import AuditRecord
@@ -65,6 +66,7 @@ class Node:
     feed: CatalogFeed
     pull: PullApplication
     tiers: TierApplication
+    query: QueryApplication
     dispatcher: Dispatcher | DispatcherProcess | None = None
     inbound: InboundConsumer | None = None
     fanout: CatalogFanoutPublisher | None = None
@@ -211,8 +213,9 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         peers = load_peers(config.path(config.exchange.peers_dir))
     except PeerConfigError as error:
         raise ConfigError(str(error)) from None
+    hasher = key_hasher(keys)
     ingest = MeteredIngest(uow, clock, policy, keys.active, config.node.id, platforms, writer,
-                           Limits(max_records=config.exchange.max_batch_records), key_hasher=key_hasher(keys))
+                           Limits(max_records=config.exchange.max_batch_records), key_hasher=hasher)
     exchange = MeteredExchange(uow, clock, policy, config.node.id, platforms,
                                declare_queue=functools.partial(declare_queue, config.rabbitmq.url, config.node.id))
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
@@ -225,7 +228,8 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s)),
-        tiers=TierApplication(ingest, peers, platforms))
+        tiers=TierApplication(ingest, peers, platforms),
+        query=MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id))
 
 
 def key_hasher(keys: KeyStore) -> KeyHasher:

@@ -41,6 +41,10 @@ class Action(StrEnum):
     EXCHANGE_RECEIPT = "exchange.receipt"
     EXCHANGE_STATUS = "exchange.status"
     PROVIDER_KEY_WRITE = "provider_key.write"
+    RECORDS_QUERY = "records.query"
+    """QueryRecords: the current record per key, under a (copy) grant."""
+    RECORDS_VERIFY = "records.verify"
+    """VerifyClaim: match / no match per asserted item, under a verification grant."""
 
 
 CATALOG_WRITES = frozenset({Action.CATALOG_CREATE, Action.CATALOG_UPDATE, Action.CATALOG_PUBLISH,
@@ -123,11 +127,19 @@ class GrantLookup(Protocol):
         ...
 
 
+    def verification_decision(self, department_code: str, resource_code: str) -> Decision:
+        """Whether the department holds a live verification grant (kind VERIFY) for the resource."""
+        ...
+
+
 class NoGrants:
     """Nobody holds a grant (a node without the lists, and unit tests)."""
 
     def grant_decision(self, department_code: str, resource_code: str) -> Decision:
         return Decision(False, f"department {department_code} holds no grant for {resource_code}")
+
+    def verification_decision(self, department_code: str, resource_code: str) -> Decision:
+        return Decision(False, f"department {department_code} holds no verification grant for {resource_code}")
 
 
 def _allow(reason: str) -> Decision:
@@ -167,6 +179,8 @@ class Policy:
             return self.grants.grant_decision(principal.department_code, target.code)
         if action is Action.EXCHANGE_PULL:
             return self._pull(principal, target)
+        if action in (Action.RECORDS_QUERY, Action.RECORDS_VERIFY):
+            return self._ask(principal, action, target)
         if action in _LIST_RULES:
             return _LIST_RULES[action](self, principal, target)
         return _deny(f"no rule allows {action.value}")
@@ -312,6 +326,15 @@ class Policy:
         elif principal.has("platform"):
             hint = f" (it is not this node's department, {self.node_department})"
         return _deny(f"department {principal.department_code} holds no live grant: there is nothing it may pull{hint}")
+
+    def _ask(self, principal: Principal, action: Action, target: Target) -> Decision:
+        """The request/response mode (接口): a consumer (or its platform) asks about records of a resource
+        it holds a live grant of the right kind for; a 不予共享 resource's records are never queried."""
+        if not (principal.has("consumer") or principal.has("platform")):
+            return _deny(f"{action.value} needs the consumer or platform role")
+        if action is Action.RECORDS_VERIFY:
+            return self.grants.verification_decision(principal.department_code, target.code)
+        return self.grants.grant_decision(principal.department_code, target.code)
 
     def _provider_key_write(self, principal: Principal, target: Target) -> Decision:
         if principal.has("catalog_admin") and principal.department_code == target.owner_department:

@@ -26,6 +26,7 @@ from node.services.errors import (
     BadSignature,
     BrokerUnavailable,
     NotReady,
+    QuotaExhausted,
     RequestTooLarge,
 )
 from security.identity import AuthenticationError
@@ -46,6 +47,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     # the use cases (node.services.errors)
     (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (QuotaExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),

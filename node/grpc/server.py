@@ -19,6 +19,8 @@ from exnode.v1 import (
     keys_pb2_grpc,
     lists_pb2,
     lists_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -33,6 +35,7 @@ from node.grpc.errors import ErrorMappingInterceptor
 from node.grpc.exchange_servicer import ExchangeServicer
 from node.grpc.lists_servicer import ListsServicer
 from node.grpc.metrics import MetricsInterceptor
+from node.grpc.query_servicer import QueryServicer
 from node.ops.health import BROKER, DATABASE, LIVENESS, READINESS, HealthMonitor
 from node.ops.metrics import NodeCollector, record_audit_verification
 from node.ops.startup import StartupError, tune_gc
@@ -45,6 +48,7 @@ SERVICES = (
     keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name,
     lists_pb2.DESCRIPTOR.services_by_name["ListsService"].full_name,
     exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
+    query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
 )
 PURGE_INTERVAL_S = 24 * 3600
 
@@ -72,6 +76,7 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node.audit, node.policy), server)
     lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(node.lists), server)
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node.exchange, node.ingest, node.pull), server)
+    query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(node.query), server)
     keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys.public, node.keys.active.kid, node.config.node.id, node.policy), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -23,6 +23,10 @@ class AckTimeout(ServiceError):
     """The client acknowledged nothing for too long; the next pull starts after its last acknowledgement."""
 
 
+class QuotaExhausted(ServiceError):
+    """A verification grant's daily quota is used up; the message says when it resets."""
+
+
 class ExchangeError(ServiceError):
     """Base of the exchange's errors."""
 

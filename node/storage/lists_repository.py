@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
-from catalog.lists import Demand, DemandRequest, DemandState, Grant, Obligation
+from catalog.lists import Demand, DemandRequest, DemandState, Grant, GrantKind, Obligation
 from catalog.model import UpdateCycle
 from node.storage.errors import StorageError
 from node.storage.tables import deliveries, demands, grants, obligations
@@ -41,7 +41,8 @@ def _demand(row: Row) -> Demand:
     request = DemandRequest(
         requester_code=row.requester_code, resource_code=row.resource_code, description=row.description,
         items=tuple(json.loads(row.items)), purpose=row.purpose, legal_basis=row.legal_basis,
-        frequency=UpdateCycle(row.frequency) if row.frequency else None, contact=row.contact)
+        frequency=UpdateCycle(row.frequency) if row.frequency else None, contact=row.contact,
+        kind=GrantKind(row.kind), daily_quota=row.daily_quota)
     return Demand(row.id, request, DemandState(row.state), row.created_at, row.updated_at, row.review_deadline,
                   row.provider_code, row.resource_name, row.reason, row.decided_by, row.grant_id, row.version)
 
@@ -55,14 +56,14 @@ def _demand_values(demand: Demand) -> dict:
         "frequency": r.frequency.value if r.frequency else "", "contact": r.contact, "state": demand.state.value,
         "reason": demand.reason, "decided_by": demand.decided_by, "grant_id": demand.grant_id,
         "created_at": demand.created_at, "updated_at": demand.updated_at, "review_deadline": demand.review_deadline,
-        "version": demand.version,
+        "version": demand.version, "kind": r.kind.value, "daily_quota": r.daily_quota,
     }
 
 
 def _grant(row: Row) -> Grant:
     return Grant(row.id, row.consumer_code, row.provider_code, row.resource_code, tuple(json.loads(row.items)),
                  row.expires_at, json.loads(row.masking), row.demand_id, row.created_at, row.revoked_at,
-                 row.revoked_reason)
+                 row.revoked_reason, GrantKind(row.kind), row.daily_quota, row.purpose, row.legal_basis)
 
 
 def _obligation(row: Row) -> Obligation:
@@ -159,7 +160,8 @@ class ListsRepository:
             resource_code=grant.resource_code, items=json.dumps(list(grant.items), ensure_ascii=False),
             masking=json.dumps(dict(grant.masking), ensure_ascii=False), expires_at=grant.expires_at,
             demand_id=grant.demand_id, created_at=grant.created_at, revoked_at=grant.revoked_at,
-            revoked_reason=grant.revoked_reason))
+            revoked_reason=grant.revoked_reason, kind=grant.kind.value, daily_quota=grant.daily_quota,
+            purpose=grant.purpose, legal_basis=grant.legal_basis))
 
     def get_grant(self, grant_id: str) -> Grant | None:
         row = self.connection.execute(select(grants).where(grants.c.id == grant_id)).first()
@@ -171,14 +173,18 @@ class ListsRepository:
         if result.rowcount != 1:
             raise StaleDemand(grant.id)
 
-    def grants_for(self, consumer_code: str, resource_code: str) -> list[Grant]:
+    def grants_for(self, consumer_code: str, resource_code: str, kind: GrantKind = GrantKind.COPY) -> list[Grant]:
+        """The consumer's grants of one kind for the resource: copies (relay, pull, queries) see COPY grants
+        only, so a verification grant never lets a record leave the node."""
         rows = self.connection.execute(select(grants).where(
-            grants.c.consumer_code == consumer_code, grants.c.resource_code == resource_code))
+            grants.c.consumer_code == consumer_code, grants.c.resource_code == resource_code,
+            grants.c.kind == kind.value))
         return [_grant(row) for row in rows]
 
     def grants_for_consumer(self, consumer_code: str) -> list[Grant]:
         """Every grant of one consumer department (the pull decides which are live)."""
-        rows = self.connection.execute(select(grants).where(grants.c.consumer_code == consumer_code))
+        rows = self.connection.execute(select(grants).where(grants.c.consumer_code == consumer_code,
+                                                            grants.c.kind == GrantKind.COPY.value))
         return [_grant(row) for row in rows]
 
     def list_grants(self, flt: GrantFilter, *, after_id: str, limit: int) -> list[Grant]:

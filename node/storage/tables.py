@@ -192,6 +192,8 @@ demands = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("review_deadline", UTCDateTime, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("kind", String(8), nullable=False, server_default="COPY"),
+    Column("daily_quota", Integer, nullable=False, server_default="0"),
 )
 
 grants = Table(
@@ -208,7 +210,12 @@ grants = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("revoked_reason", Text, nullable=False),
+    Column("kind", String(8), nullable=False, server_default="COPY"),
+    Column("daily_quota", Integer, nullable=False, server_default="0"),
+    Column("purpose", Text, nullable=False, server_default=""),
+    Column("legal_basis", Text, nullable=False, server_default=""),
 )
+"""``kind`` COPY: relay, pull and keyed queries; VERIFY: claim verification only, ``daily_quota`` a day."""
 
 deliveries = Table(
     "deliveries",
@@ -388,3 +395,14 @@ record_keys = Table(
 the key) the record that is current, written in the ingest transaction (an UPSERT replaces, a DELETE
 removes). ``key_hash`` is an HMAC with a node secret (security/keyed_hash.py), never the clear key."""
 Index("ix_record_keys_record", record_keys.c.provider_code, record_keys.c.resource_code, record_keys.c.record_id)
+
+verification_usage = Table(
+    "verification_usage",
+    metadata,
+    Column("grant_id", String(40), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("verifications", Integer, nullable=False),
+    Column("mismatches", Integer, nullable=False),
+)
+"""Verifications per verification grant and Beijing day: the daily quota counts here (the enumeration
+defence), in the transaction that answers the verification."""

@@ -21,6 +21,7 @@ from node.storage.lists_repository import ListsRepository
 from node.storage.pull_repository import PullRepository
 from node.storage.record_index_repository import RecordIndexRepository
 from node.storage.tier_repository import TierRepository
+from node.storage.verification_repository import VerificationRepository
 
 
 class UnitOfWork(abc.ABC):
@@ -37,6 +38,7 @@ class UnitOfWork(abc.ABC):
     tiers: TierRepository
     audit: AuditRepository
     record_index: RecordIndexRepository
+    verifications: VerificationRepository
 
     @abc.abstractmethod
     def __enter__(self) -> UnitOfWork: ...
@@ -72,6 +74,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.tiers = TierRepository(connection)
         self.audit = AuditRepository(connection)
         self.record_index = RecordIndexRepository(connection)
+        self.verifications = VerificationRepository(connection)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -79,7 +79,7 @@ class Obligation(_message.Message):
     def __init__(self, department_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., update_cycle: _Optional[str] = ..., due_rule: _Optional[str] = ..., grace_days: _Optional[int] = ..., contact: _Optional[str] = ..., explicit: _Optional[bool] = ..., compliance: _Optional[_Union[Compliance, str]] = ..., last_delivery: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_due: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue_seconds: _Optional[int] = ..., missed_periods: _Optional[int] = ..., deliveries: _Optional[int] = ..., provider_name: _Optional[str] = ...) -> None: ...
 
 class Demand(_message.Message):
-    __slots__ = ("id", "requester_code", "resource_code", "description", "items", "purpose", "legal_basis", "frequency", "contact", "state", "reason", "provider_code", "resource_name", "decided_by", "grant_id", "created_at", "updated_at", "review_deadline", "version")
+    __slots__ = ("id", "requester_code", "resource_code", "description", "items", "purpose", "legal_basis", "frequency", "contact", "state", "reason", "provider_code", "resource_name", "decided_by", "grant_id", "created_at", "updated_at", "review_deadline", "version", "kind", "daily_quota")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_CODE_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,8 @@ class Demand(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     REVIEW_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DAILY_QUOTA_FIELD_NUMBER: _ClassVar[int]
     id: str
     requester_code: str
     resource_code: str
@@ -118,10 +120,12 @@ class Demand(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     review_deadline: _timestamp_pb2.Timestamp
     version: int
-    def __init__(self, id: _Optional[str] = ..., requester_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., description: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., frequency: _Optional[str] = ..., contact: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., reason: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., decided_by: _Optional[str] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    kind: str
+    daily_quota: int
+    def __init__(self, id: _Optional[str] = ..., requester_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., description: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., frequency: _Optional[str] = ..., contact: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., reason: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., decided_by: _Optional[str] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., kind: _Optional[str] = ..., daily_quota: _Optional[int] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("id", "consumer_code", "resource_code", "items", "expires_at", "masking", "revoked", "provider_code", "demand_id", "state", "revoked_reason", "created_at")
+    __slots__ = ("id", "consumer_code", "resource_code", "items", "expires_at", "masking", "revoked", "provider_code", "demand_id", "state", "revoked_reason", "created_at", "kind", "daily_quota", "purpose", "legal_basis")
     class MaskingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +145,10 @@ class Grant(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     REVOKED_REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DAILY_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
     id: str
     consumer_code: str
     resource_code: str
@@ -153,7 +161,11 @@ class Grant(_message.Message):
     state: str
     revoked_reason: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., consumer_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masking: _Optional[_Mapping[str, str]] = ..., revoked: _Optional[bool] = ..., provider_code: _Optional[str] = ..., demand_id: _Optional[str] = ..., state: _Optional[str] = ..., revoked_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    kind: str
+    daily_quota: int
+    purpose: str
+    legal_basis: str
+    def __init__(self, id: _Optional[str] = ..., consumer_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masking: _Optional[_Mapping[str, str]] = ..., revoked: _Optional[bool] = ..., provider_code: _Optional[str] = ..., demand_id: _Optional[str] = ..., state: _Optional[str] = ..., revoked_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., daily_quota: _Optional[int] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ...) -> None: ...
 
 class ListObligationsRequest(_message.Message):
     __slots__ = ("department_code", "compliance")

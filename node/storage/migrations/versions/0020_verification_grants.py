@@ -1,0 +1,43 @@
+"""verification grants: a grant kind (COPY or VERIFY) with a daily quota, and the quota's counters
+
+Revision ID: 0020
+Revises: 0019
+Create Date: 2026-12-01 15:00:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0020"
+down_revision = "0019"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("demands") as batch:
+        batch.add_column(sa.Column("kind", sa.String(8), nullable=False, server_default="COPY"))
+        batch.add_column(sa.Column("daily_quota", sa.Integer(), nullable=False, server_default="0"))
+    with op.batch_alter_table("grants") as batch:
+        batch.add_column(sa.Column("kind", sa.String(8), nullable=False, server_default="COPY"))
+        batch.add_column(sa.Column("daily_quota", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("purpose", sa.Text(), nullable=False, server_default=""))
+        batch.add_column(sa.Column("legal_basis", sa.Text(), nullable=False, server_default=""))
+    op.create_table(
+        "verification_usage",
+        sa.Column("grant_id", sa.String(40), nullable=False),
+        sa.Column("day", sa.String(10), nullable=False),
+        sa.Column("verifications", sa.Integer(), nullable=False),
+        sa.Column("mismatches", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("grant_id", "day", name=op.f("pk_verification_usage")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("verification_usage")
+    with op.batch_alter_table("grants") as batch:
+        for column in ("legal_basis", "purpose", "daily_quota", "kind"):
+            batch.drop_column(column)
+    with op.batch_alter_table("demands") as batch:
+        batch.drop_column("daily_quota")
+        batch.drop_column("kind")
