@@ -21,6 +21,7 @@ from node.cli import (
     lists_commands,
     node_commands,
     pull_commands,
+    query_commands,
     security_commands,
     tier_commands,
 )
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     lists_commands.register(sub)
     security_commands.register(sub)
     pull_commands.register(sub)
+    query_commands.register(sub)
     tier_commands.register(sub)
     bench.register(sub)
     return parser

@@ -180,3 +180,33 @@ def test_the_daily_quota_refuses_with_when_it_resets_and_counts_mismatches(node)
     assert node.node.query.usage(grant) == (2, 1)
     node.node.catalog.clock.advance(days=1)  # the next Beijing day
     assert [a.result for a in claim(stub, 姓名="王芳").answers] == [pb.MATCH]
+
+
+def test_the_cli_queries_verifies_and_checks_the_verdict_offline(node, tmp_path, capsys):
+    from node.cli import main
+
+    demand(node, items=("姓名", "公民身份号码"))
+    demand(node, "VERIFY", ("姓名", "月保障金额"))
+    token = node.token(CONSUMER, ["consumer"])
+    client = ["--server", node.address, "--token", token]
+    assert main(["records", "query", *client, "--resource", LOW_INCOME, "--key", f"公民身份号码={WANG}",
+                 "--key", f"公民身份号码={NOBODY}", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in shown["results"]] == ["FOUND", "NOT_FOUND"]
+    assert shown["results"][0]["record"] == {"姓名": "王芳", "公民身份号码": "360426********0071"}
+    out = tmp_path / "verdict.json"
+    assert main(["verify", "claim", *client, "--resource", LOW_INCOME, "--key", f"公民身份号码={WANG.lower()}",
+                 "--assert", "姓名=王芳", "--assert", "月保障金额=<=1200", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["姓名: MATCH", "月保障金额: MISMATCH"]
+    keys = tmp_path / "public-keys.json"
+    keys.write_text(json.dumps(public_keys_document(node.node.keys, node.config.node.id)), encoding="utf-8")
+    assert main(["verdict", "verify", str(out), "--keys", str(keys)]) == 0
+    assert "OK, signed by node" in capsys.readouterr().out
+    tampered = json.loads(out.read_text(encoding="utf-8"))
+    tampered["verdict"]["answers"][1]["result"] = "MATCH"
+    out.write_text(json.dumps(tampered, ensure_ascii=False), encoding="utf-8")
+    assert main(["verdict", "verify", str(out), "--keys", str(keys)]) == 1
+    assert "does not verify" in capsys.readouterr().err
+    assert main(["verify", "claim", *client, "--resource", LOW_INCOME, "--key", "公民身份号码=123",
+                 "--assert", "姓名=王芳"]) == 1
+    assert "INVALID_ARGUMENT: key.公民身份号码" in capsys.readouterr().err
