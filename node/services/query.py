@@ -25,6 +25,7 @@ from catalog.lists import BEIJING, Grant, GrantKind
 from catalog.model import ResourceMetadata, ResourceStatus
 from node.services.errors import QuotaExhausted
 from node.services.lists import ListsApplication
+from node.services.quota import QuotaLedger
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security import verdicts
 from security.identity import Principal
@@ -108,6 +109,8 @@ class QueryApplication:
         self.hasher = hasher
         self.signer = signer
         self.node_id = node_id
+        self.quota = QuotaLedger(uow)
+        self._metadata: dict[tuple[str, int], ResourceMetadata] = {}
 
     # -- QueryRecords ---------------------------------------------------------------------------------------
     def query_records(self, principal: Principal, resource_code: str, keys: Sequence[Mapping[str, str]]
@@ -149,6 +152,10 @@ class QueryApplication:
         if not resource_code:
             raise InvalidField.one("resource_code", "is required")
         with self.uow() as uow:
+            published = uow.record_index.published_version(resource_code)
+            cached = self._metadata.get((resource_code, published)) if published is not None else None
+            if cached is not None:  # a published version never changes: one cheap read, not the resource
+                return cached
             resource = uow.catalog.get(resource_code)
             if resource is None:
                 raise NotFound("resource", resource_code)
@@ -158,6 +165,9 @@ class QueryApplication:
                                         "answers queries", what="resource")
             version = uow.catalog.get_version(resource_code, resource.published_version)
         assert version is not None
+        if len(self._metadata) >= 1024:
+            self._metadata.clear()
+        self._metadata[(resource_code, resource.published_version)] = version.metadata
         return version.metadata
 
     # -- VerifyClaim ----------------------------------------------------------------------------------------
@@ -186,18 +196,16 @@ class QueryApplication:
         now = self.clock()
         day, resets = _beijing_day(now)
         by_name = {item.name: item for item in meta.items}
-        with self.uow(write=True) as uow:
-            used = uow.verifications.take(grant.id, day, grant.daily_quota)
-            if used is None:
-                raise QuotaExhausted(
-                    f"verification grant {grant.id}: the daily quota of {grant.daily_quota} verifications is used "
-                    f"up; it resets at {resets:%Y-%m-%d %H:%M} Beijing time ({resets.astimezone(dt.UTC):%H:%M} UTC)")
+        with self.uow() as uow:
             record = uow.record_index.current(request.resource_code, [digest]).get(digest)
-            payload = json.loads(record.payload) if record is not None else None
-            answers = [(c.item, rules.answer(by_name[c.item], c.value, payload.get(c.item)) if payload is not None
-                        else Answer.NO_RECORD) for c in request.claims]
-            uow.verifications.add_mismatches(grant.id, day, sum(1 for _, a in answers if a is Answer.MISMATCH))
-            uow.commit()
+        payload = json.loads(record.payload) if record is not None else None
+        answers = [(c.item, rules.answer(by_name[c.item], c.value, payload.get(c.item)) if payload is not None
+                    else Answer.NO_RECORD) for c in request.claims]
+        used = self.quota.take(grant.id, day, grant.daily_quota, sum(1 for _, a in answers if a is Answer.MISMATCH))
+        if used is None:  # refused before anything is answered: the answers computed above are dropped
+            raise QuotaExhausted(
+                f"verification grant {grant.id}: the daily quota of {grant.daily_quota} verifications is used "
+                f"up; it resets at {resets:%Y-%m-%d %H:%M} Beijing time ({resets.astimezone(dt.UTC):%H:%M} UTC)")
         state: LicenceState | None = None
         if payload is not None:
             state = rules.licence_state(meta.items, payload, now.astimezone(BEIJING).date())

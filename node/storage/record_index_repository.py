@@ -91,9 +91,10 @@ class RecordIndexRepository:
         return found
 
     def published_version(self, resource_code: str) -> int | None:
-        """The resource's published version (the ingest's cache of key items is valid for one version)."""
+        """The resource's published version while it is published (None: not, or no longer, published): the
+        caches of a version's key items and metadata are valid for that version."""
         return self.connection.execute(select(resources.c.published_version).where(
-            resources.c.code == resource_code)).scalar()
+            resources.c.code == resource_code, resources.c.status == "PUBLISHED")).scalar()
 
     def count(self, resource_code: str) -> int:
         return self.connection.execute(select(func.count()).select_from(record_keys).where(
