@@ -54,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     file.add_argument("--basis", required=True, help="使用依据 (legal basis)")
     file.add_argument("--frequency", default="", help="update cycle wanted, e.g. MONTHLY")
     file.add_argument("--contact", required=True)
+    file.add_argument("--kind", default="COPY", choices=("COPY", "VERIFY"),
+                      help="COPY (default): records relayed, pulled, queried; VERIFY: 核验 only (--items: what may be "
+                           "asserted)")
+    file.add_argument("--daily-quota", type=int, default=0, help="VERIFY: verifications a day (default: the node's)")
     file.set_defaults(handler=run_file)
 
     show = actions.add_parser("show", help="one demand")
@@ -149,13 +153,15 @@ def demand_dict(d: pb.Demand) -> dict[str, Any]:
             "resource_code": d.resource_code, "resource_name": d.resource_name, "provider_code": d.provider_code,
             "description": d.description, "items": list(d.items), "purpose": d.purpose, "legal_basis": d.legal_basis,
             "frequency": d.frequency, "contact": d.contact, "reason": d.reason, "decided_by": d.decided_by,
-            "grant_id": d.grant_id, "created_at": _time(d.created_at), "review_deadline": _time(d.review_deadline)}
+            "grant_id": d.grant_id, "created_at": _time(d.created_at), "review_deadline": _time(d.review_deadline),
+            "kind": d.kind or "COPY", "daily_quota": d.daily_quota}
 
 
 def grant_dict(g: pb.Grant) -> dict[str, Any]:
     return {"id": g.id, "state": g.state, "consumer_code": g.consumer_code, "provider_code": g.provider_code,
             "resource_code": g.resource_code, "items": list(g.items), "masking": dict(g.masking),
-            "expires_at": _time(g.expires_at), "demand_id": g.demand_id, "revoked_reason": g.revoked_reason}
+            "expires_at": _time(g.expires_at), "demand_id": g.demand_id, "revoked_reason": g.revoked_reason,
+            "kind": g.kind or "COPY", "daily_quota": g.daily_quota}
 
 
 def run_responsibilities(args: argparse.Namespace) -> int:
@@ -219,7 +225,8 @@ def run_file(args: argparse.Namespace) -> int:
     if not args.resource and not args.description:
         raise UsageError("give --resource CODE, or --description TEXT to be matched")
     demand = pb.Demand(resource_code=args.resource, description=args.description, items=_split(args.items),
-                       purpose=args.purpose, legal_basis=args.basis, frequency=args.frequency, contact=args.contact)
+                       purpose=args.purpose, legal_basis=args.basis, frequency=args.frequency, contact=args.contact,
+                       kind=args.kind, daily_quota=args.daily_quota)
     return _print_demand(args, _stub(args).FileDemand(pb.FileDemandRequest(demand=demand),
                                                       metadata=call_metadata(args)))
 
@@ -287,8 +294,9 @@ def run_grants(args: argparse.Namespace) -> int:
         print_json([grant_dict(g) for g in found])
         return 0
     for g in found:
+        kind = f" {g.kind} {g.daily_quota}/day" if g.kind == "VERIFY" else ""
         print(f"{g.id} {g.state:<8} {g.consumer_code} ← {g.provider_code} {g.resource_code} until "
-              f"{_time(g.expires_at)} items: {'、'.join(g.items)}")
+              f"{_time(g.expires_at)}{kind} items: {'、'.join(g.items)}")
     return 0
 
 

@@ -210,3 +210,23 @@ def test_the_cli_queries_verifies_and_checks_the_verdict_offline(node, tmp_path,
     assert main(["verify", "claim", *client, "--resource", LOW_INCOME, "--key", "公民身份号码=123",
                  "--assert", "姓名=王芳"]) == 1
     assert "INVALID_ARGUMENT: key.公民身份号码" in capsys.readouterr().err
+
+
+def test_records_send_registers_the_key_and_stores_a_signed_batch(node, tmp_path, capsys):
+    from node.cli import main
+
+    lines = tmp_path / "records.jsonl"
+    record = low_income_record(3)
+    lines.write_text(json.dumps({"id": "DB-000003", "sequence": 3, "operation": "UPSERT",
+                                 "payload": {**record.payload, "公民身份号码": NOBODY}}, ensure_ascii=False) + "\n",
+                     encoding="utf-8")
+    token = node.token(PROVIDER, ["catalog_admin", "provider"])
+    args = ["records", "send", str(lines), "--resource", LOW_INCOME, "--provider", PROVIDER,
+            "--signing-key", str(tmp_path / "provider.key.pem"), "--server", node.address, "--token", token]
+    assert main(args) == 0
+    assert "1 records stored" in capsys.readouterr().out
+    assert main(args) == 0  # the same key file again: registered already, the batch a duplicate
+    assert "0 records stored, 1 duplicates" in capsys.readouterr().out
+    demand(node)
+    answer = query(node).QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=keys(NOBODY)))
+    assert answer.results[0].record_id == "DB-000003"
