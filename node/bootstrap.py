@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -16,6 +17,7 @@ from adapters.rabbit import Dispatcher, declare_queue
 from adapters.rabbit import names as rabbit_names
 from adapters.rabbit.fanout import CatalogFanoutPublisher
 from adapters.rabbit.inbound import InboundConsumer
+from adapters.rabbit.rpc import RpcClient, RpcResponder, Transient
 from adapters.rabbit.uplink import CatalogUplink
 from node.config import Config, ConfigError
 from node.files.catalog import read_catalog_file
@@ -31,6 +33,7 @@ from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
 from node.services.pull import PullApplication, PullSettings
 from node.services.query import QueryApplication
+from node.services.remote import RemoteAnswerer, RemoteQueries
 from node.storage.database import make_engine, migrate
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.audit import AuditRecord
@@ -67,6 +70,10 @@ class Node:
     pull: PullApplication
     tiers: TierApplication
     query: QueryApplication
+    peers: dict = field(default_factory=dict)
+    """node id → (kid → public key) of the trusted peers (exchange.peers_dir)."""
+    rpc_responder: RpcResponder | None = None
+    rpc_client: RpcClient | None = None
     dispatcher: Dispatcher | DispatcherProcess | None = None
     inbound: InboundConsumer | None = None
     fanout: CatalogFanoutPublisher | None = None
@@ -111,6 +118,20 @@ class Node:
         self.fanout.start()
         return self.fanout
 
+    def start_rpc(self, status_of: Callable[[Exception], str | None], timeout_s: float = 10.0) -> None:
+        """Answer other nodes' requests on exnode.<node>.rpc, and ask other nodes (reply queue
+        exnode.<node>.rpc-reply) about resources they hold. ``status_of`` names a refusal's gRPC status
+        (node/grpc/errors.py; wired by the entry point, which knows the gRPC layer)."""
+        url, node_id, clock = self.config.rabbitmq.url, self.config.node.id, self.catalog.clock
+        answerer = RemoteAnswerer(self.uow, self.query, node_id, self.keys.active, self.peers, clock,
+                                  self.audit_writer, status_of, Transient)
+        self.rpc_responder = RpcResponder(url, node_id, answerer.handle)
+        self.rpc_client = RpcClient(url, node_id)
+        self.rpc_responder.start()
+        self.rpc_client.start()
+        self.query.remote = RemoteQueries(node_id, self.keys.active, self.peers, self.rpc_client.call, clock,
+                                          timeout_s)
+
     def start_uplink(self) -> CatalogUplink | None:
         """Send the catalog's published and retired entries to every upper-node platform (tiers)."""
         upward = self.tiers.upward
@@ -135,10 +156,14 @@ class Node:
         """The background workers this node runs, by the name ``exnode_worker_up`` gives them."""
         running: dict[str, Worker | None] = {
             "audit_writer": self.audit_writer, "dispatcher": self.dispatcher, "inbound": self.inbound,
-            "catalog_fanout": self.fanout, "catalog_uplink": self.uplink}
+            "catalog_fanout": self.fanout, "catalog_uplink": self.uplink, "rpc": self.rpc_responder,
+            "rpc_client": self.rpc_client}
         return {name: worker for name, worker in running.items() if worker is not None}
 
     def close(self) -> None:
+        for worker in (self.rpc_client, self.rpc_responder):
+            if worker is not None:
+                worker.stop()
         if self.uplink is not None:
             self.uplink.stop()
         if self.inbound is not None:
@@ -229,7 +254,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s)),
         tiers=TierApplication(ingest, peers, platforms),
-        query=MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id))
+        query=MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id), peers=peers)
 
 
 def key_hasher(keys: KeyStore) -> KeyHasher:

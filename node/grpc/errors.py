@@ -27,6 +27,12 @@ from node.services.errors import (
     BrokerUnavailable,
     NotReady,
     QuotaExhausted,
+    RemoteDeadline,
+    RemoteDenied,
+    RemoteExhausted,
+    RemoteInvalid,
+    RemoteNotFound,
+    RemoteRefused,
     RequestTooLarge,
 )
 from security.identity import AuthenticationError
@@ -48,6 +54,13 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     # the use cases (node.services.errors)
     (RequestTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (QuotaExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # another node's refusal of a forwarded request (node/services/remote.py), as that node answered it
+    (RemoteDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (RemoteInvalid, grpc.StatusCode.INVALID_ARGUMENT),
+    (RemoteExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (RemoteNotFound, grpc.StatusCode.NOT_FOUND),
+    (RemoteDeadline, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (RemoteRefused, grpc.StatusCode.UNAVAILABLE),
     (BadSignature, grpc.StatusCode.INVALID_ARGUMENT),
     (AuditUnavailable, grpc.StatusCode.UNAVAILABLE),
     (BrokerUnavailable, grpc.StatusCode.UNAVAILABLE),

@@ -31,7 +31,7 @@ from node.config import ConfigError
 from node.grpc.audit_servicer import AuditServicer, KeysServicer
 from node.grpc.auth import AuthAuditInterceptor
 from node.grpc.catalog_servicer import CatalogServicer
-from node.grpc.errors import ErrorMappingInterceptor
+from node.grpc.errors import ErrorMappingInterceptor, status_for
 from node.grpc.exchange_servicer import ExchangeServicer
 from node.grpc.lists_servicer import ListsServicer
 from node.grpc.metrics import MetricsInterceptor
@@ -96,6 +96,12 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     return server, port, health_servicer
 
 
+def _status_name(error: Exception) -> str | None:
+    """A refusal's gRPC status name for answers to other nodes (None: not a refusal, a fault)."""
+    code = status_for(error)
+    return code.name if code is not None else None
+
+
 def server_credentials(node: Node) -> grpc.ServerCredentials | None:
     """TLS when server.tls_cert/tls_key are set; mutual TLS (client certificates required) with tls_client_ca."""
     server = node.config.server
@@ -154,6 +160,7 @@ async def serve(node: Node, listen: str, metrics_listen: str) -> None:
         node.start_dispatcher()
         node.start_inbound()
         node.start_uplink()
+        node.start_rpc(_status_name)
     if node.config.feed.publish:
         node.start_fanout()
     monitor = HealthMonitor(node, health_servicer, SERVICES)

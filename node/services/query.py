@@ -79,6 +79,8 @@ class VerifyAnswer:
     verdict as evidence)."""
     grant: Grant
     used_today: int
+    answered_by: str = ""
+    """The node that answered, when it was another (the verdict is that node's)."""
 
     @property
     def answers(self) -> list[tuple[str, Answer]]:
@@ -89,7 +91,8 @@ class VerifyAnswer:
         state = self.verdict.document.get("state") or ""
         return (f"grant {self.grant.id}; 1 key, hash {self.verdict.document['subject'][:AUDIT_HASH_CHARS]}; "
                 f"{results}" + (f"; state {state}" if state else "")
-                + f"; {self.used_today}/{self.grant.daily_quota} today")
+                + f"; {self.used_today}/{self.grant.daily_quota} today"
+                + (f"; answered by node {self.answered_by}" if self.answered_by else ""))
 
 
 def _beijing_day(now: dt.datetime) -> tuple[str, dt.datetime]:
@@ -110,7 +113,10 @@ class QueryApplication:
         self.signer = signer
         self.node_id = node_id
         self.quota = QuotaLedger(uow)
-        self._metadata: dict[tuple[str, int], ResourceMetadata] = {}
+        self._metadata: dict[tuple[str, int], tuple[ResourceMetadata, str]] = {}
+        self.remote: Any = None
+        """``node.services.remote.RemoteQueries`` when the node talks to others over RabbitMQ: claims about a
+        resource another node holds (its ``origin_node``) are asked of that node."""
 
     # -- QueryRecords ---------------------------------------------------------------------------------------
     def query_records(self, principal: Principal, resource_code: str, keys: Sequence[Mapping[str, str]]
@@ -149,6 +155,10 @@ class QueryApplication:
         return hashes
 
     def _published(self, resource_code: str) -> ResourceMetadata:
+        return self._published_entry(resource_code)[0]
+
+    def _published_entry(self, resource_code: str) -> tuple[ResourceMetadata, str]:
+        """The published metadata and the node that holds the records ("" for this one)."""
         if not resource_code:
             raise InvalidField.one("resource_code", "is required")
         with self.uow() as uow:
@@ -167,13 +177,15 @@ class QueryApplication:
         assert version is not None
         if len(self._metadata) >= 1024:
             self._metadata.clear()
-        self._metadata[(resource_code, resource.published_version)] = version.metadata
-        return version.metadata
+        self._metadata[(resource_code, resource.published_version)] = (version.metadata, resource.origin_node)
+        return version.metadata, resource.origin_node
 
     # -- VerifyClaim ----------------------------------------------------------------------------------------
     def verify_claim(self, principal: Principal, request: VerifyRequest) -> VerifyAnswer:
         """MATCH / MISMATCH / NO_RECORD per asserted item, in a verdict signed by the node."""
-        meta = self._published(request.resource_code)
+        meta, origin = self._published_entry(request.resource_code)
+        if origin and self.remote is not None:
+            return self.remote.verify_claim(principal, origin, request)  # its grants, quota and signature
         grant = self.lists.live_grant(principal, request.resource_code, Action.RECORDS_VERIFY, GrantKind.VERIFY)
         problems: list[FieldProblem] = []
         try:

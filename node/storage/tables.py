@@ -406,3 +406,14 @@ verification_usage = Table(
 )
 """Verifications per verification grant and Beijing day: the daily quota counts here (the enumeration
 defence), in the transaction that answers the verification."""
+
+rpc_answers = Table(
+    "rpc_answers",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("requester_node", String(128), nullable=False),
+    Column("answer", LargeBinary, nullable=False),
+    Column("answered_at", UTCDateTime, nullable=False),
+)
+"""Answers to other nodes' requests (``exnode.<node>.rpc``), by request id: a redelivered request gets the
+stored answer and is not processed again (at-most-once)."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from sqlalchemy import insert as plain_insert
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from node.storage.tables import verification_usage
+from node.storage.tables import rpc_answers, verification_usage
 
 
 class VerificationRepository:
@@ -40,3 +43,13 @@ class VerificationRepository:
         row = self.connection.execute(select(u.verifications, u.mismatches).where(
             u.grant_id == grant_id, u.day == day)).first()
         return (row.verifications, row.mismatches) if row else (0, 0)
+
+    # -- answers to other nodes' requests (at-most-once) ------------------------------------------------
+    def stored_answer(self, request_id: str) -> bytes | None:
+        row = self.connection.execute(select(rpc_answers.c.answer).where(
+            rpc_answers.c.request_id == request_id)).first()
+        return bytes(row.answer) if row else None
+
+    def store_answer(self, request_id: str, requester_node: str, answer: bytes, now: dt.datetime) -> None:
+        self.connection.execute(plain_insert(rpc_answers).values(
+            request_id=request_id, requester_node=requester_node, answer=answer, answered_at=now))

@@ -1,4 +1,5 @@
-"""verification grants: a grant kind (COPY or VERIFY) with a daily quota, and the quota's counters
+"""verification grants: a grant kind (COPY or VERIFY) with a daily quota, the quota's counters, and the
+answers to other nodes' requests (at-most-once)
 
 Revision ID: 0020
 Revises: 0019
@@ -31,9 +32,18 @@ def upgrade() -> None:
         sa.Column("mismatches", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("grant_id", "day", name=op.f("pk_verification_usage")),
     )
+    op.create_table(
+        "rpc_answers",
+        sa.Column("request_id", sa.String(64), nullable=False),
+        sa.Column("requester_node", sa.String(128), nullable=False),
+        sa.Column("answer", sa.LargeBinary(), nullable=False),
+        sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("request_id", name=op.f("pk_rpc_answers")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("rpc_answers")
     op.drop_table("verification_usage")
     with op.batch_alter_table("grants") as batch:
         for column in ("legal_basis", "purpose", "daily_quota", "kind"):
