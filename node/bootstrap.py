@@ -29,6 +29,7 @@ from node.pipeline.tiers import Message, PeerConfigError, TierApplication, load_
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
+from node.services.checks import CORRELATION_PREFIX, CheckApplication
 from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
 from node.services.pull import PullApplication, PullSettings
@@ -70,6 +71,7 @@ class Node:
     pull: PullApplication
     tiers: TierApplication
     query: QueryApplication
+    checks: CheckApplication
     peers: dict = field(default_factory=dict)
     """node id → (kid → public key) of the trusted peers (exchange.peers_dir)."""
     rpc_responder: RpcResponder | None = None
@@ -126,7 +128,14 @@ class Node:
         answerer = RemoteAnswerer(self.uow, self.query, node_id, self.keys.active, self.peers, clock,
                                   self.audit_writer, status_of, Transient)
         self.rpc_responder = RpcResponder(url, node_id, answerer.handle)
-        self.rpc_client = RpcClient(url, node_id)
+        checks = self.checks
+
+        def on_reply(correlation: str, body: bytes) -> None:
+            if correlation.startswith(CORRELATION_PREFIX):
+                checks.receive(correlation, body)
+
+        self.rpc_client = RpcClient(url, node_id, on_reply=on_reply)
+        checks.publish = self.rpc_client.send
         self.rpc_responder.start()
         self.rpc_client.start()
         self.query.remote = RemoteQueries(node_id, self.keys.active, self.peers, self.rpc_client.call, clock,
@@ -254,7 +263,8 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s)),
         tiers=TierApplication(ingest, peers, platforms),
-        query=MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id), peers=peers)
+        query=MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id), peers=peers,
+        checks=CheckApplication(uow, clock, policy, keys.active, config.node.id, peers))
 
 
 def key_hasher(keys: KeyStore) -> KeyHasher:

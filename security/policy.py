@@ -43,6 +43,9 @@ class Action(StrEnum):
     PROVIDER_KEY_WRITE = "provider_key.write"
     RECORDS_QUERY = "records.query"
     """QueryRecords: the current record per key, under a (copy) grant."""
+    CHECK_FILE = "check.file"
+    """家庭经济状况核对: file a household check (the 核对 centre's consumer)."""
+    CHECK_READ = "check.read"
     RECORDS_VERIFY = "records.verify"
     """VerifyClaim: match / no match per asserted item, under a verification grant."""
 
@@ -181,6 +184,8 @@ class Policy:
             return self._pull(principal, target)
         if action in (Action.RECORDS_QUERY, Action.RECORDS_VERIFY):
             return self._ask(principal, action, target)
+        if action in (Action.CHECK_FILE, Action.CHECK_READ):
+            return self._check(principal, action, target)
         if action in _LIST_RULES:
             return _LIST_RULES[action](self, principal, target)
         return _deny(f"no rule allows {action.value}")
@@ -335,6 +340,14 @@ class Policy:
         if action is Action.RECORDS_VERIFY:
             return self.grants.verification_decision(principal.department_code, target.code)
         return self.grants.grant_decision(principal.department_code, target.code)
+
+    def _check(self, principal: Principal, action: Action, target: Target) -> Decision:
+        """A household check is filed by a consumer of its department and read by that department."""
+        if action is Action.CHECK_FILE and not principal.has("consumer"):
+            return _deny("filing a household check needs the consumer role")
+        if target.owner_department != principal.department_code and not self._whole_node(principal):
+            return _deny(f"the check belongs to department {target.owner_department}")
+        return _allow("the checking department")
 
     def _provider_key_write(self, principal: Principal, target: Target) -> Decision:
         if principal.has("catalog_admin") and principal.department_code == target.owner_department:

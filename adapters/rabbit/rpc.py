@@ -120,6 +120,19 @@ class RpcClient(BlockingWorker):
             self.on_reply(correlation, body)
         channel.basic_ack(method.delivery_tag)
 
+    def send(self, target_node: str, body: bytes, correlation_id: str) -> None:
+        """Publish a request whose answer is not awaited here: it comes to ``on_reply`` (household checks)."""
+        if not self._ready.wait(10.0):
+            raise ConnectionError(f"the broker is not reachable for the reply queue {reply_queue(self.node_id)}")
+        connection, channel = self._connection, self._channel
+        if connection is None or channel is None:
+            raise ConnectionError("the broker connection was lost")
+        properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, content_type=CONTENT_TYPE,
+                                          correlation_id=correlation_id, reply_to=reply_queue(self.node_id),
+                                          app_id=self.node_id)
+        connection.add_callback_threadsafe(
+            lambda: channel.basic_publish("", rpc_queue(target_node), body, properties))
+
     def call(self, target_node: str, body: bytes, timeout: float, correlation_id: str = "") -> bytes:
         """Publish the request to ``exnode.<target>.rpc`` and wait for its reply; TimeoutError at the
         deadline (the answering node never processes an expired request: it checks the deadline too)."""

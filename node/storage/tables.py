@@ -417,3 +417,34 @@ rpc_answers = Table(
 )
 """Answers to other nodes' requests (``exnode.<node>.rpc``), by request id: a redelivered request gets the
 stored answer and is not processed again (at-most-once)."""
+
+household_checks = Table(
+    "household_checks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("requester_code", String(18), nullable=False, index=True),
+    Column("subject", String(200), nullable=False),
+    Column("members", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("authorisation", String(64), nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""家庭经济状况核对: one row per check; ``members`` JSON [{id_number, name}]."""
+
+check_targets = Table(
+    "check_targets",
+    metadata,
+    Column("check_id", String(40), primary_key=True),
+    Column("target", String(64), primary_key=True),
+    Column("category", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("findings", Text, nullable=False),
+    Column("answered_at", UTCDateTime, nullable=True),
+    Column("kid", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("answer", LargeBinary, nullable=True),
+    Column("version", Integer, nullable=False),
+)
+"""Per check and target: its state and the signed answer as received (kept for the report's evidence)."""

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from node.storage.audit_repository import AuditRepository
 from node.storage.catalog_repository import CatalogRepository
+from node.storage.check_repository import CheckRepository
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
 from node.storage.pull_repository import PullRepository
@@ -39,6 +40,7 @@ class UnitOfWork(abc.ABC):
     audit: AuditRepository
     record_index: RecordIndexRepository
     verifications: VerificationRepository
+    checks: CheckRepository
 
     @abc.abstractmethod
     def __enter__(self) -> UnitOfWork: ...
@@ -75,6 +77,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.audit = AuditRepository(connection)
         self.record_index = RecordIndexRepository(connection)
         self.verifications = VerificationRepository(connection)
+        self.checks = CheckRepository(connection)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
