@@ -17,6 +17,7 @@ from node.cli import (
     backup_commands,
     bench,
     catalog_commands,
+    check_commands,
     health_commands,
     lists_commands,
     node_commands,
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     security_commands.register(sub)
     pull_commands.register(sub)
     query_commands.register(sub)
+    check_commands.register(sub)
     tier_commands.register(sub)
     bench.register(sub)
     return parser

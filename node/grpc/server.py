@@ -13,6 +13,8 @@ from exnode.v1 import (
     audit_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
+    checks_pb2,
+    checks_pb2_grpc,
     exchange_pb2,
     exchange_pb2_grpc,
     keys_pb2,
@@ -31,6 +33,7 @@ from node.config import ConfigError
 from node.grpc.audit_servicer import AuditServicer, KeysServicer
 from node.grpc.auth import AuthAuditInterceptor
 from node.grpc.catalog_servicer import CatalogServicer
+from node.grpc.check_servicer import CheckServicer
 from node.grpc.errors import ErrorMappingInterceptor, status_for
 from node.grpc.exchange_servicer import ExchangeServicer
 from node.grpc.lists_servicer import ListsServicer
@@ -49,6 +52,7 @@ SERVICES = (
     lists_pb2.DESCRIPTOR.services_by_name["ListsService"].full_name,
     exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
     query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
+    checks_pb2.DESCRIPTOR.services_by_name["CheckService"].full_name,
 )
 PURGE_INTERVAL_S = 24 * 3600
 
@@ -77,6 +81,7 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(node.lists), server)
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node.exchange, node.ingest, node.pull), server)
     query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(node.query), server)
+    checks_pb2_grpc.add_CheckServiceServicer_to_server(CheckServicer(node.checks), server)
     keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys.public, node.keys.active.kid, node.config.node.id, node.policy), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -133,3 +133,26 @@ def test_bad_input_files_no_check_and_names_the_field(setup, change, field):
     with running.node.uow() as uow:
         from node.storage.tables import household_checks
         assert uow.connection.execute(household_checks.select()).first() is None
+
+
+def test_the_cli_files_watches_and_exports_a_check_through_grpc(setup, tmp_path, capsys):
+    from node.cli import main
+
+    running, names = setup
+    client = ["--server", running.address, "--token", running.token(CONSUMER, ["consumer"])]
+    assert main(["check", "file", *client, "--member", f"{WANG}=王芳", "--member", f"{LI}=李娜",
+                 "--target", f"{names['bank']}=银行", "--target", f"{names['house']}=住建/房产",
+                 "--purpose", "低保申请核对", "--authorisation", "SQ2026-003", "--deadline-minutes", "0.1",
+                 "--json"]) == 0
+    filed = json.loads(capsys.readouterr().out)
+    assert [t["state"] for t in filed["targets"]] == ["PENDING", "PENDING"]
+    assert main(["check", "watch", *client, filed["id"], "--json"]) == 0
+    states = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    last = {t["name"]: t["state"] for t in states[-1]["targets"]}
+    assert states[-1]["complete"] and last == {names["bank"]: "ANSWERED", names["house"]: "LATE"}
+    out = tmp_path / "report.csv"
+    assert main(["check", "export", *client, filed["id"], "--out", str(out)]) == 0
+    assert out.read_bytes().startswith("\ufeff核对编号".encode())
+    assert main(["check", "file", *client, "--member", f"{WANG}=王芳", "--target", f"{names['bank']}=银行",
+                 "--purpose", "低保申请核对"]) == 1
+    assert "INVALID_ARGUMENT: authorisation" in capsys.readouterr().err
