@@ -21,7 +21,9 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +184,50 @@ def _load(context: Any, address: str, token: str, count: int, duration: float, c
     return calls / duration, p50 * 1000, p99 * 1000
 
 
+CHECK_TARGETS = ("gat-cheliang", "zjt-fangchan", "rst-shebao", "swj-shui", "scj-gongshang", "bank-icbc")
+CHECK_CATEGORIES = ("公安/车辆", "住建/房产", "人社/社保", "税务", "市场监管/工商", "银行")
+CHECKS = 30
+
+
+def _responders(url: str, names: list[str], keys: str, members: list[str], ready: Any, stop: Any) -> None:
+    """A child process: one reference responder per target (threads), each holding every member."""
+    from adapters.responder import Responder
+
+    dataset = {"members": {m: {"存款余额": 1000.0 + i} for i, m in enumerate(members)}}
+    responders = [Responder(url, name, dataset, Path(keys) / name) for name in names]
+    threads = [threading.Thread(target=r.run, daemon=True) for r in responders]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)  # the queues are declared
+    ready.put(True)
+    stop.get()
+    for responder in responders:
+        responder.stop()
+    for thread in threads:
+        thread.join(5)
+
+
+def _checks(node: Any, suffix: str) -> tuple[float, float]:
+    """CHECKS household checks of 5 members × 6 targets, one after the other, each from FileCheck to the
+    last answer stored: (p50, p99) in ms."""
+    from catalog.checks import Member
+    from security.identity import Principal
+
+    centre = Principal("bench", CONSUMER, frozenset({"consumer"}))
+    members = [Member(id_number(n), f"王{n}") for n in range(1, 6)]
+    targets = [(f"{name}-{suffix}", category) for name, category in zip(CHECK_TARGETS, CHECK_CATEGORIES, strict=True)]
+    latencies = []
+    for _ in range(CHECKS):
+        started = time.perf_counter()
+        check = node.checks.file_check(centre, members, "bench", "SQ-BENCH", targets,
+                                       dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+        while not node.checks.get_check(centre, check.id).complete:
+            time.sleep(0.005)
+        latencies.append(time.perf_counter() - started)
+    latencies.sort()
+    return latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
+
+
 def _run_backend(prefix: str, url: str, count: int, duration: float, concurrency: int, directory: Path) -> None:
     from node import bootstrap
     from node.config import load_config
@@ -197,7 +243,17 @@ def _run_backend(prefix: str, url: str, count: int, duration: float, concurrency
     setup.join()
     if setup.exitcode != 0 or done.empty():
         raise RuntimeError(f"{prefix}: the setup process failed (exit {setup.exitcode}); see its traceback above")
+    from adapters.responder import load_key
+
+    suffix = uuid.uuid4().hex[:6]
+    names = [f"{name}-{suffix}" for name in CHECK_TARGETS]
+    (data / "peers").mkdir()
+    for name in names:
+        load_key(directory / "responders" / name, name)
+        (data / "peers" / f"{name}.json").write_text(
+            (directory / "responders" / name / "public-keys.json").read_text(), encoding="utf-8")
     config = load_config(data, environ={})
+    config = replace(config, node=replace(config.node, id=f"bench{suffix}"))
     node = bootstrap.build(config, apply_migrations=False)
     token = issue_dev_token(config.keys_dir, config.node.id, config.audience, subject="bench",
                             department_code=CONSUMER, roles=["consumer"])
@@ -213,6 +269,22 @@ def _run_backend(prefix: str, url: str, count: int, duration: float, concurrency
         verify, verify_p50, verify_p99 = _load(context, address, token, count, duration, concurrency, "verify")
         query, query_p50, query_p99 = _load(context, address, token, count, duration, concurrency, "query")
         asyncio.run_coroutine_threadsafe(server.stop(1), loop).result(30)
+        ready, stop = context.Queue(), context.Queue()
+        responders = context.Process(target=_responders, args=(
+            config.rabbitmq.url, names, str(directory / "responders"), [id_number(n) for n in range(1, 6)], ready,
+            stop))
+        responders.start()
+        ready.get(timeout=120)
+        from node.grpc.server import _status_name
+
+        node.start_rpc(_status_name)
+        try:
+            check_p50, check_p99 = _checks(node, suffix)
+        finally:
+            stop.put(True)
+            responders.join(30)
+            _delete_queues(config.rabbitmq.url, [f"exnode.{n}.rpc" for n in names] + [
+                f"exnode.{config.node.id}.{q}" for q in ("rpc", "rpc-reply", "dlq")], f"exnode.{config.node.id}.dlx")
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
@@ -221,10 +293,22 @@ def _run_backend(prefix: str, url: str, count: int, duration: float, concurrency
         "records": count, "verify_per_s": verify, "raw_unary_per_s": raw, "verify_vs_raw_ratio": verify / raw,
         "verify_p50_ms": verify_p50, "verify_p99_ms": verify_p99, "query_per_s": query,
         "query_keys_per_call": 10, "query_p50_ms": query_p50, "query_p99_ms": query_p99,
+        "checks": CHECKS, "check_members": 5, "check_targets": len(names), "check_p50_ms": check_p50,
+        "check_p99_ms": check_p99,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     for name, value in figures.items():
         print(f"{prefix}_{name}={value:.3f}" if isinstance(value, float) else f"{prefix}_{name}={value}", flush=True)
+
+
+def _delete_queues(url: str, queues: list[str], exchange: str) -> None:
+    import pika
+
+    with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+        channel = connection.channel()
+        for queue in queues:
+            channel.queue_delete(queue)
+        channel.exchange_delete(exchange)
 
 
 def main(count: int = 1_000_000, duration: float = 10.0, concurrency: int = 32, urls: list[str] | None = None) -> int:
