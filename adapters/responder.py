@@ -5,8 +5,9 @@ node: it consumes ``exnode.<name>.rpc``, looks each member up in a small dataset
 request's ``reply_to`` with the same correlation id, signed with its key, acking the request after the
 answer was confirmed by the broker.
 
-Dataset (JSON): ``{"members": {"<公民身份号码>": {"存款余额": 52000.0, …}}, "refuse": ""}`` — a non-empty
-``refuse`` answers every request REFUSED with that reason.
+Dataset (JSON): ``{"members": {"<公民身份号码>": {"存款余额": 52000.0, …}}, "refuse": "", "delay_s": 0}`` — a
+non-empty ``refuse`` answers every request REFUSED with that reason; ``delay_s`` waits that long before
+answering (a slow platform, for drills).
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class Responder:
             log.warning("not a check request; dropped")
             channel.basic_ack(method.delivery_tag)
             return
+        delay = float(self.dataset.get("delay_s") or 0)
+        if delay:
+            channel.connection.sleep(delay)  # keeps the connection's heartbeats going
         if properties.reply_to:
             channel.basic_publish("", properties.reply_to, signed(answer_for(request, self.dataset, self.name),
                                                                   self.private, self.kid),
