@@ -30,7 +30,7 @@ FIELDS = (
     "share_method_type", "open_type", "open_condition", "update_cycle", "publish_date", "related_codes",
     "keywords",
 )
-ITEM_FIELDS = ("name", "data_type", "length", "required", "description")
+ITEM_FIELDS = ("name", "data_type", "length", "required", "description", "key")
 
 
 def parse_date(value: str, field: str) -> dt.date:
@@ -101,11 +101,15 @@ def metadata_from_dict(data: Any) -> ResourceMetadata:
         if not isinstance(required, bool):
             problems.append(FieldProblem(f"{where}.required", "must be true or false"))
             required = False
+        key = raw.get("key", False)
+        if not isinstance(key, bool):
+            problems.append(FieldProblem(f"{where}.key", "must be true or false"))
+            key = False
         if not isinstance(name, str):
             problems.append(FieldProblem(f"{where}.name", "must be text"))
             name = ""
         if data_type is not None:
-            items.append(Item(name, data_type, length, required, str(raw.get("description", "") or "")))
+            items.append(Item(name, data_type, length, required, str(raw.get("description", "") or ""), key))
 
     publish_date = None
     if text("publish_date"):
@@ -150,6 +154,7 @@ def metadata_to_dict(meta: ResourceMetadata) -> dict[str, Any]:
         "items": [
             {"name": i.name, "data_type": i.data_type.value, "length": i.length, "required": i.required}
             | ({"description": i.description} if i.description else {})
+            | ({"key": True} if i.key else {})
             for i in meta.items
         ],
         "share_type": meta.share_type.value,
@@ -186,8 +191,8 @@ def metadata_from_trusted_dict(data: dict[str, Any]) -> ResourceMetadata:
         provider_name=data["provider_name"], provider_code=data["provider_code"], summary=data["summary"],
         format_class=FormatClass(data["format_class"]), format_type=data["format_type"],
         format_description=data.get("format_description", ""),
-        items=tuple(Item(i["name"], ItemDataType(i["data_type"]), i["length"], i["required"], i.get("description", ""))
-                    for i in data["items"]),
+        items=tuple(Item(i["name"], ItemDataType(i["data_type"]), i["length"], i["required"], i.get("description", ""),
+                         i.get("key", False)) for i in data["items"]),
         share_type=ShareType(data["share_type"]), share_condition=data.get("share_condition", ""),
         share_method_class=enum(ShareMethodClass, "share_method_class"),
         share_method_type=enum(ShareMethodType, "share_method_type"),

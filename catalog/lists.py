@@ -233,6 +233,20 @@ def merge_obligations(derived: Iterable[Obligation], explicit: Iterable[Obligati
 
 # -- demands -------------------------------------------------------------------------------------------
 
+class GrantKind(StrEnum):
+    """What a grant lets its consumer do: receive copies (relay, pull, keyed queries), or only verify
+    claims about records (核验: MATCH / MISMATCH per asserted item, never the stored value)."""
+
+    COPY = "COPY"
+    VERIFY = "VERIFY"
+
+
+DEFAULT_DAILY_QUOTA = 1000
+MAX_DAILY_QUOTA = 1_000_000
+"""Verifications per grant and Beijing day: the quota is the enumeration defence (nobody may try every
+name against an ID number), so a verification grant always has one."""
+
+
 class DemandState(StrEnum):
     SUBMITTED = "SUBMITTED"
     COMPLIANCE_REVIEW = "COMPLIANCE_REVIEW"
@@ -307,9 +321,18 @@ class DemandRequest:
     legal_basis: str = ""
     frequency: UpdateCycle | None = None
     contact: str = ""
+    kind: GrantKind = GrantKind.COPY
+    """VERIFY: a verification demand; its items are the items the requester may assert."""
+    daily_quota: int = 0
+    """VERIFY: verifications per day asked for (0: the default)."""
 
     def problems(self) -> list[FieldProblem]:
         problems = []
+        if self.kind is GrantKind.VERIFY and not 0 <= self.daily_quota <= MAX_DAILY_QUOTA:
+            problems.append(FieldProblem("daily_quota", f"{self.daily_quota} is not 0-{MAX_DAILY_QUOTA} (0: the "
+                                                        f"default {DEFAULT_DAILY_QUOTA})"))
+        if self.kind is GrantKind.COPY and self.daily_quota:
+            problems.append(FieldProblem("daily_quota", "a quota belongs to a verification demand (kind VERIFY)"))
         if not self.resource_code and not self.description.strip():
             problems.append(FieldProblem("resource_code", "give a resource code, or a description to match"))
         for name, value, required in (("description", self.description, False), ("purpose", self.purpose, True),
@@ -419,7 +442,10 @@ def match(demand: Demand, resource: Resource | None, now: dt.datetime, deadlines
     request = demand.request if demand.request.items else replace(demand.request, items=tuple(i.name for i in meta.items))
     base = replace(demand, request=request, provider_code=meta.provider_code, resource_name=meta.name,
                    updated_at=now, version=demand.version + 1)
-    if not meta.share_type.leaves_the_node:
+    # 核验 answers match / no match and never hands out the record, so even a 不予共享 resource may be
+    # verified: but only when the provider's reviewer grants it explicitly, as for 有条件共享.
+    verify = demand.request.kind is GrantKind.VERIFY
+    if not meta.share_type.leaves_the_node and not verify:
         basis = meta.share_condition or "未说明"
         return replace(base, state=DemandState.REJECTED, reason=f"不予共享：{basis}", decided_by="rule:不予共享")
     if deadlines.compliance_review:
@@ -591,6 +617,11 @@ class Grant:
     clear_delivery: bool = False
     """明文交付: the consumer may get records in clear when it registered no encryption key. Without it, a
     consumer with no key gets nothing relayed (the ingest's audit entry says it was withheld)."""
+    kind: GrantKind = GrantKind.COPY
+    daily_quota: int = 0
+    """VERIFY: verifications allowed per Beijing day."""
+    purpose: str = ""
+    legal_basis: str = ""
 
     def live(self, now: dt.datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at
@@ -620,8 +651,13 @@ def grant_for(grant_id: str, demand: Demand, now: dt.datetime, *, expires_at: dt
             problems.append(FieldProblem(f"masking[{item}]", problem))
     if problems:
         raise InvalidField(problems)
+    request = demand.request
+    if request.kind is GrantKind.VERIFY:
+        rules = {}  # a verification grant hands out no values: nothing to mask
     return Grant(grant_id, demand.requester_code, demand.provider_code, demand.resource_code, chosen, expiry, rules,
-                 demand.id, now, clear_delivery=clear_delivery)
+                 demand.id, now, clear_delivery=clear_delivery, kind=request.kind,
+                 daily_quota=(request.daily_quota or DEFAULT_DAILY_QUOTA) if request.kind is GrantKind.VERIFY else 0,
+                 purpose=request.purpose, legal_basis=request.legal_basis)
 
 
 def revoke(grant: Grant, reason: str, now: dt.datetime) -> Grant:

@@ -171,6 +171,16 @@ class Item:
     length: int = 0
     required: bool = False
     description: str = ""
+    key: bool = False
+    """Part of the record key (主键信息项, e.g. 公民身份号码, 登记证字号, 统一社会信用代码): the node keeps the
+    current record per key, so consumers can ask for one record (QueryRecords) or verify a claim about it
+    (VerifyClaim) instead of copying the resource."""
+
+
+MAX_KEY_ITEMS = 4
+KEY_DATA_TYPES = frozenset({ItemDataType.STRING, ItemDataType.NUMERIC, ItemDataType.INTEGER, ItemDataType.DATE})
+"""Types a key item may have: codes, numbers and dates compare exactly after normalisation; memo, general,
+logical and floating values do not identify a record."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,11 @@ class ResourceMetadata:
         for Chinese, which has no word separators)."""
         parts = [self.name, self.summary, *(i.name for i in self.items), *self.keywords]
         return "\n".join(parts).lower()
+
+    @property
+    def key_items(self) -> tuple[Item, ...]:
+        """The items that form the record key, in item order (empty: the resource is not keyed)."""
+        return tuple(item for item in self.items if item.key)
 
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -250,6 +265,18 @@ def item_problems(items: tuple[Item, ...]) -> list[FieldProblem]:
                 FieldProblem(f"{where}.length", f"a {item.data_type.label} ({item.data_type.value}) item has a fixed "
                                                f"format and takes no length, is {length}")
             )
+    keys = [index for index, item in enumerate(items) if item.key]
+    if len(keys) > MAX_KEY_ITEMS:
+        problems.append(FieldProblem("items", f"{len(keys)} key items, at most {MAX_KEY_ITEMS} form a record key"))
+    for index in keys:
+        item = items[index]
+        if not item.required:
+            problems.append(FieldProblem(f"items[{index}].key", f"key item {item.name!r} must be required: every "
+                                                                "record needs its key"))
+        if item.data_type not in KEY_DATA_TYPES:
+            allowed = ", ".join(sorted(t.value for t in KEY_DATA_TYPES))
+            problems.append(FieldProblem(f"items[{index}].key", f"a {item.data_type.label} ({item.data_type.value}) "
+                                                                f"item cannot be a key item (allowed: {allowed})"))
     return problems
 
 

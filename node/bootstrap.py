@@ -7,7 +7,8 @@ import datetime as dt
 import functools
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -17,6 +18,7 @@ from adapters.rabbit import Dispatcher, declare_queue, publish_confirmed
 from adapters.rabbit import names as rabbit_names
 from adapters.rabbit.fanout import CatalogFanoutPublisher
 from adapters.rabbit.inbound import InboundConsumer
+from adapters.rabbit.rpc import RpcClient, RpcResponder, Transient
 from adapters.rabbit.uplink import CatalogUplink
 from catalog.lists import Deadlines
 from catalog.workdays import BEIJING, beijing_date
@@ -26,16 +28,19 @@ from node.files.holidays import HolidayFileError, load_calendar
 from node.ops.workers import Worker
 from node.pipeline import Ingest, Limits, build_dispatcher, inbound_handler
 from node.pipeline.dispatcher_process import DispatcherProcess
-from node.pipeline.metered import MeteredExchange, MeteredIngest
+from node.pipeline.metered import MeteredExchange, MeteredIngest, MeteredQuery
 from node.pipeline.tiers import Message, PeerConfigError, TierApplication, load_peers
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
+from node.services.checks import CORRELATION_PREFIX, CheckApplication
 from node.services.disputes import DisputesApplication
 from node.services.exchange import ExchangeApplication
 from node.services.lists import ListsApplication
 from node.services.objections import ObjectionsApplication
 from node.services.pull import PullApplication, PullSettings
+from node.services.query import QueryApplication
+from node.services.remote import RemoteAnswerer, RemoteQueries
 from node.services.report import ReportApplication
 from node.services.timestamps import Timestamps
 from node.storage.database import make_engine, migrate
@@ -50,6 +55,7 @@ from security.identity import (
     load_jwks,
     load_pem_public_key,
 )
+from security.keyed_hash import INDEX_PURPOSE, KeyHasher
 from security.keys import KeyStore
 from security.policy import Policy
 from security.timestamps import TimestampInvalid, load_roots
@@ -78,6 +84,12 @@ class Node:
     pull: PullApplication
     tiers: TierApplication
     timestamps: Timestamps | None = None
+    query: QueryApplication
+    checks: CheckApplication
+    peers: dict = field(default_factory=dict)
+    """node id → (kid → public key) of the trusted peers (exchange.peers_dir)."""
+    rpc_responder: RpcResponder | None = None
+    rpc_client: RpcClient | None = None
     dispatcher: Dispatcher | DispatcherProcess | None = None
     inbound: InboundConsumer | None = None
     fanout: CatalogFanoutPublisher | None = None
@@ -122,6 +134,27 @@ class Node:
         self.fanout.start()
         return self.fanout
 
+    def start_rpc(self, status_of: Callable[[Exception], str | None], timeout_s: float = 10.0) -> None:
+        """Answer other nodes' requests on exnode.<node>.rpc, and ask other nodes (reply queue
+        exnode.<node>.rpc-reply) about resources they hold. ``status_of`` names a refusal's gRPC status
+        (node/grpc/errors.py; wired by the entry point, which knows the gRPC layer)."""
+        url, node_id, clock = self.config.rabbitmq.url, self.config.node.id, self.catalog.clock
+        answerer = RemoteAnswerer(self.uow, self.query, node_id, self.keys.active, self.peers, clock,
+                                  self.audit_writer, status_of, Transient)
+        self.rpc_responder = RpcResponder(url, node_id, answerer.handle)
+        checks = self.checks
+
+        def on_reply(correlation: str, body: bytes) -> None:
+            if correlation.startswith(CORRELATION_PREFIX):
+                checks.receive(correlation, body)
+
+        self.rpc_client = RpcClient(url, node_id, on_reply=on_reply)
+        checks.publish = self.rpc_client.send
+        self.rpc_responder.start()
+        self.rpc_client.start()
+        self.query.remote = RemoteQueries(node_id, self.keys.active, self.peers, self.rpc_client.call, clock,
+                                          timeout_s)
+
     def start_uplink(self) -> CatalogUplink | None:
         """Send the catalog's published and retired entries to every upper-node platform (tiers)."""
         upward = self.tiers.upward
@@ -146,12 +179,16 @@ class Node:
         """The background workers this node runs, by the name ``exnode_worker_up`` gives them."""
         running: dict[str, Worker | None] = {
             "audit_writer": self.audit_writer, "dispatcher": self.dispatcher, "inbound": self.inbound,
-            "catalog_fanout": self.fanout, "catalog_uplink": self.uplink}
+            "catalog_fanout": self.fanout, "catalog_uplink": self.uplink, "rpc": self.rpc_responder,
+            "rpc_client": self.rpc_client}
         return {name: worker for name, worker in running.items() if worker is not None}
 
     def close(self) -> None:
         if self.timestamps is not None:
             self.timestamps.stop()
+        for worker in (self.rpc_client, self.rpc_responder):
+            if worker is not None:
+                worker.stop()
         if self.uplink is not None:
             self.uplink.stop()
         if self.inbound is not None:
@@ -246,6 +283,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         peers = load_peers(config.path(config.exchange.peers_dir))
     except PeerConfigError as error:
         raise ConfigError(str(error)) from None
+    hasher = key_hasher(keys)
     timestamps = None
     if config.tsa.url:
         try:
@@ -255,7 +293,8 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         timestamps = Timestamps(uow, clock, config.tsa, roots)
     ingest = MeteredIngest(uow, clock, policy, keys.active, config.node.id, platforms, writer,
                            Limits(max_records=config.exchange.max_batch_records,
-                                  max_outbox_rows=config.exchange.max_outbox_rows), timestamps=timestamps)
+                                  max_outbox_rows=config.exchange.max_outbox_rows), timestamps=timestamps,
+                           key_hasher=hasher)
     exchange = MeteredExchange(uow, clock, policy, config.node.id, platforms,
                                declare_queue=functools.partial(declare_queue, config.rabbitmq.addresses, config.node.id))
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
@@ -272,7 +311,16 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s, stamp_days=bool(config.tsa.url))),
-        tiers=TierApplication(ingest, peers, platforms), timestamps=timestamps)
+        tiers=TierApplication(ingest, peers, platforms), timestamps=timestamps,
+        query=MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id), peers=peers,
+        checks=CheckApplication(uow, clock, policy, keys.active, config.node.id, peers))
+
+
+def key_hasher(keys: KeyStore) -> KeyHasher:
+    """The current-record index's HMAC, keyed by a secret derived from the node's first key: the first
+    key stays in the keyring through rotations, so the index's hashes stay valid."""
+    first = next(iter(keys.public))
+    return KeyHasher(keys.mac_key(INDEX_PURPOSE, first))
 
 
 def run_housekeeping(node: Node) -> dict[str, object]:

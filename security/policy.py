@@ -53,6 +53,13 @@ class Action(StrEnum):
     NODE_OPERATE = "node.operate"
     """The node's running state: health, outbox, dead letters, tier links (the console's operator pages)."""
     CONSUMER_KEY_WRITE = "consumer_key.write"
+    RECORDS_QUERY = "records.query"
+    """QueryRecords: the current record per key, under a (copy) grant."""
+    CHECK_FILE = "check.file"
+    """家庭经济状况核对: file a household check (the 核对 centre's consumer)."""
+    CHECK_READ = "check.read"
+    RECORDS_VERIFY = "records.verify"
+    """VerifyClaim: match / no match per asserted item, under a verification grant."""
 
 
 CATALOG_WRITES = frozenset({Action.CATALOG_CREATE, Action.CATALOG_UPDATE, Action.CATALOG_PUBLISH,
@@ -150,11 +157,19 @@ class GrantLookup(Protocol):
         ...
 
 
+    def verification_decision(self, department_code: str, resource_code: str) -> Decision:
+        """Whether the department holds a live verification grant (kind VERIFY) for the resource."""
+        ...
+
+
 class NoGrants:
     """Nobody holds a grant (a node without the lists, and unit tests)."""
 
     def grant_decision(self, department_code: str, resource_code: str) -> Decision:
         return Decision(False, f"department {department_code} holds no grant for {resource_code}")
+
+    def verification_decision(self, department_code: str, resource_code: str) -> Decision:
+        return Decision(False, f"department {department_code} holds no verification grant for {resource_code}")
 
 
 def _allow(reason: str) -> Decision:
@@ -194,6 +209,10 @@ class Policy:
             return self.grants.grant_decision(principal.department_code, target.code)
         if action is Action.EXCHANGE_PULL:
             return self._pull(principal, target)
+        if action in (Action.RECORDS_QUERY, Action.RECORDS_VERIFY):
+            return self._ask(principal, action, target)
+        if action in (Action.CHECK_FILE, Action.CHECK_READ):
+            return self._check(principal, action, target)
         if action in _LIST_RULES:
             return _LIST_RULES[action](self, principal, target)
         if action is Action.NODE_OPERATE:
@@ -399,6 +418,23 @@ class Policy:
         elif principal.has("platform"):
             hint = f" (it is not this node's department, {self.node_department})"
         return _deny(f"department {principal.department_code} holds no live grant: there is nothing it may pull{hint}")
+
+    def _ask(self, principal: Principal, action: Action, target: Target) -> Decision:
+        """The request/response mode (接口): a consumer (or its platform) asks about records of a resource
+        it holds a live grant of the right kind for; a 不予共享 resource's records are never queried."""
+        if not (principal.has("consumer") or principal.has("platform")):
+            return _deny(f"{action.value} needs the consumer or platform role")
+        if action is Action.RECORDS_VERIFY:
+            return self.grants.verification_decision(principal.department_code, target.code)
+        return self.grants.grant_decision(principal.department_code, target.code)
+
+    def _check(self, principal: Principal, action: Action, target: Target) -> Decision:
+        """A household check is filed by a consumer of its department and read by that department."""
+        if action is Action.CHECK_FILE and not principal.has("consumer"):
+            return _deny("filing a household check needs the consumer role")
+        if target.owner_department != principal.department_code and not self._whole_node(principal):
+            return _deny(f"the check belongs to department {target.owner_department}")
+        return _allow("the checking department")
 
     def _provider_key_write(self, principal: Principal, target: Target) -> Decision:
         if principal.has("catalog_admin") and principal.department_code == target.owner_department:

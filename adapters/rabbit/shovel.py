@@ -35,6 +35,24 @@ def definition(*, lower_vhost: str, lower_queue: str, upper_vhost: str, upper_qu
             "ack-mode": "on-confirm", "src-delete-after": "never", "reconnect-delay": reconnect_delay_s}
 
 
+def rpc_links(*, lower_vhost: str, lower_node: str, upper_vhost: str, upper_node: str, name: str
+              ) -> list[tuple[str, str, str, str, str, dict[str, Any]]]:
+    """The request/reply queues between the tiers (verification across nodes), carried like records:
+    requests the upper node puts on ``exnode.<lower>.rpc`` in its own vhost go to the lower node's request
+    queue; the lower node's answers to ``exnode.<upper>.rpc-reply`` in its vhost go to the upper node's
+    reply queue. Each: (shovel name, source vhost (where the shovel lives), destination vhost, the queue's
+    owner node, the queue (the same name in both vhosts), the shovel's value)."""
+    request_queue, reply_queue = f"exnode.{lower_node}.rpc", f"exnode.{upper_node}.rpc-reply"
+    return [
+        (f"{name}-rpc", upper_vhost, lower_vhost, lower_node, request_queue,
+         definition(lower_vhost=upper_vhost, lower_queue=request_queue, upper_vhost=lower_vhost,
+                    upper_queue=request_queue)),
+        (f"{name}-rpc-reply", lower_vhost, upper_vhost, upper_node, reply_queue,
+         definition(lower_vhost=lower_vhost, lower_queue=reply_queue, upper_vhost=upper_vhost,
+                    upper_queue=reply_queue)),
+    ]
+
+
 def _rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
     try:
         result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout)

@@ -18,10 +18,12 @@ from node.cli import (
     backup_commands,
     bench,
     catalog_commands,
+    check_commands,
     health_commands,
     lists_commands,
     node_commands,
     pull_commands,
+    query_commands,
     records_commands,
     report_commands,
     security_commands,
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     pull_commands.register(sub)
     report_commands.register(sub)
     records_commands.register(sub)
+    query_commands.register(sub)
+    check_commands.register(sub)
     tier_commands.register(sub)
     tsa_commands.register(sub)
     bench.register(sub)

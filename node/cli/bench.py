@@ -66,6 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     console.add_argument("--keep", type=Path, default=None, metavar="DIR",
                          help="keep the populated node in DIR and reuse it next time (populating takes minutes)")
     console.set_defaults(handler=run_console)
+    verify = commands.add_parser("verify", help="VerifyClaim and QueryRecords from 32 callers against N keyed "
+                                                "records, vs a raw grpc.aio unary echo server")
+    verify.add_argument("--count", type=int, default=1_000_000, help="keyed records stored (default 1000000)")
+    verify.add_argument("--duration", type=float, default=10.0, help="seconds per measured run (default 10)")
+    verify.add_argument("--concurrency", type=int, default=32, help="concurrent callers (default 32)")
+    verify.add_argument("--database-url", action="append", default=None,
+                        help="empty database to measure (repeatable; default: a temporary SQLite and PostgreSQL)")
+    verify.set_defaults(handler=run_verify)
 
 
 def run_catalog(args: argparse.Namespace) -> int:
@@ -153,3 +161,9 @@ def run_watchers(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise UsageError("bench watchers: --count must be at least 1")
     return bench_main(count=args.count)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from node.bench.verify import main as bench_main
+
+    return bench_main(count=args.count, duration=args.duration, concurrency=args.concurrency, urls=args.database_url)

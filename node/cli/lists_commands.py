@@ -60,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     file.add_argument("--basis", required=True, help="使用依据 (legal basis)")
     file.add_argument("--frequency", default="", help="update cycle wanted, e.g. MONTHLY")
     file.add_argument("--contact", required=True)
+    file.add_argument("--kind", default="COPY", choices=("COPY", "VERIFY"),
+                      help="COPY (default): records relayed, pulled, queried; VERIFY: 核验 only (--items: what may be "
+                           "asserted)")
+    file.add_argument("--daily-quota", type=int, default=0, help="VERIFY: verifications a day (default: the node's)")
     file.set_defaults(handler=run_file)
 
     show = actions.add_parser("show", help="one demand")
@@ -266,7 +270,7 @@ def demand_dict(d: pb.Demand) -> dict[str, Any]:
             "compliance_by": d.compliance_by, "compliance_late": d.compliance_late,
             "answer_deadline": _time(d.answer_deadline), "answered_at": _time(d.answered_at),
             "answer_late": d.answer_late, "escalated_at": _time(d.escalated_at), "escalated_stage": d.escalated_stage,
-            "overdue": d.overdue}
+            "overdue": d.overdue, "kind": d.kind or "COPY", "daily_quota": d.daily_quota}
 
 
 def _deadline(d: pb.Demand) -> str:
@@ -280,7 +284,8 @@ def _deadline(d: pb.Demand) -> str:
 def grant_dict(g: pb.Grant) -> dict[str, Any]:
     return {"id": g.id, "state": g.state, "consumer_code": g.consumer_code, "provider_code": g.provider_code,
             "resource_code": g.resource_code, "items": list(g.items), "masking": dict(g.masking),
-            "expires_at": _time(g.expires_at), "demand_id": g.demand_id, "revoked_reason": g.revoked_reason}
+            "expires_at": _time(g.expires_at), "demand_id": g.demand_id, "revoked_reason": g.revoked_reason,
+            "kind": g.kind or "COPY", "daily_quota": g.daily_quota}
 
 
 def run_responsibilities(args: argparse.Namespace) -> int:
@@ -339,7 +344,8 @@ def run_file(args: argparse.Namespace) -> int:
     if not args.resource and not args.description:
         raise UsageError("give --resource CODE, or --description TEXT to be matched")
     demand = pb.Demand(resource_code=args.resource, description=args.description, items=_split(args.items),
-                       purpose=args.purpose, legal_basis=args.basis, frequency=args.frequency, contact=args.contact)
+                       purpose=args.purpose, legal_basis=args.basis, frequency=args.frequency, contact=args.contact,
+                       kind=args.kind, daily_quota=args.daily_quota)
     return _print_demand(args, _stub(args).FileDemand(pb.FileDemandRequest(demand=demand),
                                                       metadata=call_metadata(args)))
 
@@ -433,10 +439,10 @@ def run_grants(args: argparse.Namespace) -> int:
     if args.json:
         print_json([grant_dict(g) for g in found])
         return 0
-    print_table(("授权 grant", "状态 state", "使用方 consumer", "提供方 provider", "资源 resource", "到期 expires",
+    print_table(("授权 grant", "状态 state", "种类 kind", "使用方 consumer", "提供方 provider", "资源 resource", "到期 expires",
                  "信息项 items"),
-                [(g.id, g.state, g.consumer_code, g.provider_code, g.resource_code, _time(g.expires_at),
-                  "、".join(g.items)) for g in found])
+                [(g.id, g.state, f"{g.kind} {g.daily_quota}/day" if g.kind == "VERIFY" else (g.kind or "COPY"),
+                  g.consumer_code, g.provider_code, g.resource_code, _time(g.expires_at), "、".join(g.items)) for g in found])
     return 0
 
 

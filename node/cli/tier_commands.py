@@ -34,11 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="AMQP URL of the broker without vhost, to declare both queues first")
     link.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the shovel to run (0: no wait)")
     link.add_argument("--json", action="store_true", help="machine-readable output")
+    link.add_argument("--rpc", action="store_true",
+                      help="also carry the request/reply queues (verification across nodes) between the vhosts")
     link.set_defaults(handler=run_link)
 
     unlink = commands.add_parser("unlink", help="remove a shovel made by `exnode tier link`")
     unlink.add_argument("--lower-vhost", required=True)
     unlink.add_argument("--name", required=True)
+    unlink.add_argument("--upper-vhost", default="", help="with a link made with --rpc: its upper vhost")
     unlink.set_defaults(handler=run_unlink)
 
     verify = commands.add_parser("verify-chain", help="check every hop's signature of every record relayed here")
@@ -76,6 +79,13 @@ def run_link(args: argparse.Namespace) -> int:
     value = shovel.definition(lower_vhost=args.lower_vhost, lower_queue=source, upper_vhost=args.upper_vhost,
                               upper_queue=target)
     shovel.set_shovel(name, args.lower_vhost, value)
+    if args.rpc:
+        for rpc_name, source_vhost, destination_vhost, owner, queue, rpc_value in shovel.rpc_links(
+                lower_vhost=args.lower_vhost, lower_node=args.lower_node, upper_vhost=args.upper_vhost,
+                upper_node=args.upper_node, name=name):
+            _declare(args.broker, source_vhost, owner, queue)
+            _declare(args.broker, destination_vhost, owner, queue)
+            shovel.set_shovel(rpc_name, source_vhost, rpc_value)
     state = ""
     deadline = time.monotonic() + max(0.0, args.wait)
     while args.wait > 0:
@@ -97,6 +107,10 @@ def run_link(args: argparse.Namespace) -> int:
 def run_unlink(args: argparse.Namespace) -> int:
     shovel.clear_shovel(args.name, args.lower_vhost)
     print(f"shovel {args.name} removed from vhost {args.lower_vhost}")
+    if args.upper_vhost:
+        shovel.clear_shovel(f"{args.name}-rpc", args.upper_vhost)
+        shovel.clear_shovel(f"{args.name}-rpc-reply", args.lower_vhost)
+        print(f"shovels {args.name}-rpc and {args.name}-rpc-reply removed")
     return 0
 
 

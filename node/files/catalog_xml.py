@@ -47,7 +47,7 @@ def _item(element: etree._Element) -> dict[str, Any]:
         value = _text(child)
         if name == "length":
             item[name] = int(value)  # the schema guarantees a non-negative integer
-        elif name == "required":
+        elif name in ("required", "key"):
             item[name] = value in ("true", "1")
         else:
             item[name] = value
@@ -102,7 +102,7 @@ def write_xml(metas: Sequence[ResourceMetadata]) -> bytes:
             if name == "items":
                 for item in value:
                     item_element = etree.SubElement(child, f"{_NS}item")
-                    for key in ("name", "data_type", "length", "required", "description"):
+                    for key in ("name", "data_type", "length", "required", "description", "key"):
                         if key in item:
                             text = item[key]
                             if isinstance(text, bool):

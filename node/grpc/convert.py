@@ -77,7 +77,7 @@ def metadata_from_proto(msg: pb.ResourceMetadata) -> ResourceMetadata:
         except InvalidField as error:
             problems.extend(error.problems)
             continue
-        items.append(Item(item.name, data_type, item.length, item.required, item.description))
+        items.append(Item(item.name, data_type, item.length, item.required, item.description, item.key))
     publish_date = None
     if msg.publish_date:
         try:
@@ -107,7 +107,7 @@ def metadata_to_proto(meta: ResourceMetadata) -> pb.ResourceMetadata:
         publish_date=meta.publish_date.isoformat() if meta.publish_date else "",
         related_codes=list(meta.related_codes), keywords=list(meta.keywords),
         items=[pb.Item(name=i.name, data_type=i.data_type.value, length=i.length, required=i.required,
-                       description=i.description) for i in meta.items],
+                       description=i.description, key=i.key) for i in meta.items],
     )
     for field in _ENUMS:
         value = getattr(meta, field)

@@ -12,7 +12,7 @@ from exnode.v1 import lists_pb2_grpc
 from catalog import lists as domain
 from catalog.disputes import Dispute, DisputeState
 from catalog.errors import InvalidField
-from catalog.lists import Demand, DemandRequest, DemandState, Grant
+from catalog.lists import Demand, DemandRequest, DemandState, Grant, GrantKind
 from catalog.model import UpdateCycle
 from catalog.objections import Objection, ObjectionState
 from catalog.workdays import beijing_date, start_of
@@ -61,7 +61,7 @@ def demand_to_proto(demand: Demand, now: dt.datetime | None = None) -> pb.Demand
         resource_name=demand.resource_name, decided_by=demand.decided_by, grant_id=demand.grant_id,
         version=demand.version, compliance_by=demand.compliance_by, compliance_late=demand.compliance_late,
         answer_late=demand.answer_late, escalated_stage=demand.escalated_stage,
-        overdue=now is not None and demand.overdue(now))
+        overdue=now is not None and demand.overdue(now), kind=r.kind.value, daily_quota=r.daily_quota)
     for name in ("created_at", "updated_at", "review_deadline", "compliance_deadline", "compliance_at",
                  "answer_deadline", "answered_at", "escalated_at"):
         _stamp(message, name, getattr(demand, name))
@@ -88,10 +88,19 @@ def grant_to_proto(grant: Grant, now: dt.datetime) -> pb.Grant:
         id=grant.id, consumer_code=grant.consumer_code, resource_code=grant.resource_code, items=list(grant.items),
         masking=dict(grant.masking), revoked=grant.revoked_at is not None, provider_code=grant.provider_code,
         demand_id=grant.demand_id, state=grant.state(now), revoked_reason=grant.revoked_reason,
-        clear_delivery=grant.clear_delivery)
+        clear_delivery=grant.clear_delivery, kind=grant.kind.value, daily_quota=grant.daily_quota, purpose=grant.purpose,
+        legal_basis=grant.legal_basis)
     _stamp(message, "expires_at", grant.expires_at)
     _stamp(message, "created_at", grant.created_at)
     return message
+
+
+def _kind(value: str) -> GrantKind:
+    """A demand's kind: empty is COPY (what every client before verification grants sent)."""
+    try:
+        return GrantKind(value.upper()) if value else GrantKind.COPY
+    except ValueError:
+        raise InvalidField.one("demand.kind", f"unknown kind {value!r} (COPY or VERIFY)") from None
 
 
 def _state(value: int) -> DemandState | None:
@@ -290,7 +299,8 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
         demand_request = DemandRequest(
             requester_code=d.requester_code, resource_code=d.resource_code, description=d.description,
             items=tuple(d.items), purpose=d.purpose, legal_basis=d.legal_basis,
-            frequency=_cycle(d.frequency, "demand.frequency"), contact=d.contact)
+            frequency=_cycle(d.frequency, "demand.frequency"), contact=d.contact,
+            kind=_kind(d.kind), daily_quota=d.daily_quota)
         demand = await asyncio.to_thread(self.app.file_demand, principal(), demand_request)
         current().target = f"demand:{demand.id}"
         current().detail = f"state {demand.state.value}" + (f", grant {demand.grant_id}" if demand.grant_id else "")

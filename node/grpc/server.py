@@ -17,12 +17,16 @@ from exnode.v1 import (
     audit_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
+    checks_pb2,
+    checks_pb2_grpc,
     exchange_pb2,
     exchange_pb2_grpc,
     keys_pb2,
     keys_pb2_grpc,
     lists_pb2,
     lists_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -33,11 +37,13 @@ from node.config import ConfigError
 from node.grpc.audit_servicer import AuditServicer, KeysServicer
 from node.grpc.auth import AuthAuditInterceptor
 from node.grpc.catalog_servicer import CatalogServicer
-from node.grpc.errors import ErrorMappingInterceptor
+from node.grpc.check_servicer import CheckServicer
+from node.grpc.errors import ErrorMappingInterceptor, status_for
 from node.grpc.exchange_servicer import ExchangeServicer
 from node.grpc.limits import DepartmentLimits, LimitsInterceptor
 from node.grpc.lists_servicer import ListsServicer
 from node.grpc.metrics import MetricsInterceptor
+from node.grpc.query_servicer import QueryServicer
 from node.ops.health import BROKER, DATABASE, LIVENESS, READINESS, HealthMonitor
 from node.ops.metrics import NodeCollector, record_audit_verification
 from node.ops.startup import StartupError, tune_gc
@@ -50,6 +56,8 @@ SERVICES = (
     keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name,
     lists_pb2.DESCRIPTOR.services_by_name["ListsService"].full_name,
     exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name,
+    query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
+    checks_pb2.DESCRIPTOR.services_by_name["CheckService"].full_name,
 )
 PURGE_INTERVAL_S = 24 * 3600
 
@@ -80,6 +88,8 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node.audit, node.policy), server)
     lists_pb2_grpc.add_ListsServiceServicer_to_server(ListsServicer(node.lists, node.disputes, node.objections, node.report), server)
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node.exchange, node.ingest, node.pull), server)
+    query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(node.query), server)
+    checks_pb2_grpc.add_CheckServiceServicer_to_server(CheckServicer(node.checks), server)
     keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys.public, node.keys.active.kid, node.config.node.id, node.policy), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -119,6 +129,12 @@ def ensure_free(address: str, key: str) -> None:
                 held = " (another exnode serve, or another program, is listening there)" \
                     if error.errno == errno.EADDRINUSE else ""
                 raise StartupError(f"{key} {address}: {error.strerror}{held}") from None
+
+
+def _status_name(error: Exception) -> str | None:
+    """A refusal's gRPC status name for answers to other nodes (None: not a refusal, a fault)."""
+    code = status_for(error)
+    return code.name if code is not None else None
 
 
 def server_credentials(node: Node) -> grpc.ServerCredentials | None:
@@ -189,6 +205,7 @@ async def serve(node: Node, listen: str, metrics_listen: str, also: Sequence[Lis
         node.start_dispatcher()
         node.start_inbound()
         node.start_uplink()
+        node.start_rpc(_status_name)
     if node.config.feed.publish:
         node.start_fanout()
     for listener in also:

@@ -31,6 +31,9 @@ RECORDS_STORED = Counter("exnode_records_stored_total", "New records stored (and
 RECORDS_DUPLICATE = Counter("exnode_records_duplicate_total", "Records received again with the same content")
 BATCHES = Counter("exnode_ingest_batches_total", "Batches offered for ingest, by result (OK or the refusal)",
                   ["result"])
+VERIFICATIONS = Counter("exnode_verifications_total", "Claims verified (核验), by consumer department and result "
+                        "(MATCH, MISMATCH, NO_RECORD, or REFUSED_<error> for a refused call)",
+                        ["consumer", "result"])
 RECORDS_RECEIPTED = Counter("exnode_records_receipted_total", "Records receivers acknowledged with a signed receipt")
 AUDIT_VERIFY_OK = Gauge("exnode_audit_verify_ok",
                         "1 when the last verification of the audit chain passed, 0 when it found a problem")

@@ -23,9 +23,10 @@ from dataclasses import replace
 
 from adapters.codecs import envelope as envelopes
 from adapters.platforms import Platform
+from catalog.claims import record_key
 from catalog.errors import AlreadyExists, FieldProblem, InvalidField, NotFound
 from catalog.model import Item, ResourceStatus
-from catalog.records import PayloadSchema, Record, with_canonical
+from catalog.records import Operation, PayloadSchema, Record, with_canonical
 from node.pipeline import outbox, rules
 from node.pipeline.batches import (
     CheckedBatch,
@@ -39,10 +40,12 @@ from node.services.audit import AuditWriter
 from node.services.errors import BadSignature, OutboxFull, RequestTooLarge
 from node.services.timestamps import Timestamps
 from node.storage.exchange_repository import StoredBatch
+from node.storage.record_index_repository import IndexEntry
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import merkle
 from security.audit import AuditRecord
 from security.identity import Principal
+from security.keyed_hash import KeyHasher
 from security.keys import PublicKey, SigningKey
 from security.policy import Action, Policy, Target
 
@@ -54,7 +57,7 @@ class Ingest:
 
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy, signer: SigningKey, node_id: str,
                  platforms: Sequence[Platform], audit_writer: AuditWriter, limits: Limits | None = None,
-                 timestamps: Timestamps | None = None) -> None:
+                 timestamps: Timestamps | None = None, key_hasher: KeyHasher | None = None) -> None:
         self.uow = uow
         self.clock = clock
         self.policy = policy
@@ -69,6 +72,9 @@ class Ingest:
         self._schemas: dict[tuple[Item, ...], PayloadSchema] = {}
         self._outbox_checked = (-1e9, False)
         """(monotonic time, over the bound) of the last look at the outbox's size: once a second at most."""
+        self.key_hasher = key_hasher
+        """HMAC of record keys for the current-record index (None: the index is not kept, as in old tests)."""
+        self._key_items: dict[str, tuple[int | None, tuple[Item, ...]]] = {}
         self.on_outbox: Callable[[], None] | None = None
         """Called after a commit that wrote outbox rows: the dispatcher publishes them now, not at its next poll."""
 
@@ -229,6 +235,7 @@ class Ingest:
             return 0
         if self.timestamps is not None:
             uow.timestamps.add_pending("batch", batch.batch_id, batch.merkle_root, now)
+        self.index_records(uow, provider, resource_code, [r for r, _ in fresh], now)
         found = outbox.targets(uow, self.platforms, resource_code, now)
         if prepared is not None and prepared.targets == outbox.targets_key(found) and hops is None:
             rows = prepared.rows
@@ -237,6 +244,49 @@ class Ingest:
         uow.exchange.add_outbox(rows, now)
         uow.lists.add_delivery(provider, resource_code, "", now, batch.batch_id, len(fresh))
         return len(rows)
+
+    def index_records(self, uow: UnitOfWork, provider: str, resource_code: str, fresh: Sequence[Record],
+                      now: dt.datetime) -> None:
+        """In the records' transaction: the current-record index of a keyed resource. An UPSERT makes its
+        record the key's current one; a DELETE removes the key it carries in its payload or, without one,
+        the index entries of the record its id names. Applied in sequence order within the batch."""
+        if self.key_hasher is None:
+            return
+        items = self._keyed(uow, resource_code)
+        if not items:
+            return
+        upserts: list[IndexEntry] = []
+        removals: list[tuple[str, int]] = []
+        by_id: list[str] = []
+        for record in sorted(fresh, key=lambda r: r.sequence):
+            key = record_key(items, record.payload) if record.payload else None
+            if record.operation is Operation.UPSERT:
+                if key is not None:
+                    upserts.append(IndexEntry(self.key_hasher(key), provider, record.id, record.sequence))
+            elif key is not None:
+                digest = self.key_hasher(key)
+                upserts = [e for e in upserts if e.key_hash != digest]
+                removals.append((digest, record.sequence))
+            else:
+                by_id.append(record.id)
+        if removals:
+            uow.record_index.remove(resource_code, removals)
+        if by_id:
+            uow.record_index.remove_records(provider, resource_code, by_id)
+        uow.record_index.put(resource_code, upserts, now)
+
+    def _keyed(self, uow: UnitOfWork, resource_code: str) -> tuple[Item, ...]:
+        """The key items of the resource's published version; cached per version (one cheap read a batch)."""
+        version = uow.record_index.published_version(resource_code)
+        cached = self._key_items.get(resource_code)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        published = uow.catalog.get_version(resource_code, version) if version is not None else None
+        items = published.metadata.key_items if published is not None else ()
+        if len(self._key_items) >= 1024:
+            self._key_items.clear()
+        self._key_items[resource_code] = (version, items)
+        return items
 
     def committed(self, subscribers: int) -> None:
         """After a commit: wake the dispatcher if the commit wrote outbox rows."""

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from node.ops.metrics import BATCHES, RECORDS_DUPLICATE, RECORDS_INGESTED, RECORDS_RECEIPTED, RECORDS_STORED
+from node.ops.metrics import (
+    BATCHES,
+    RECORDS_DUPLICATE,
+    RECORDS_INGESTED,
+    RECORDS_RECEIPTED,
+    RECORDS_STORED,
+    VERIFICATIONS,
+)
 from node.pipeline.batches import CheckedBatch, IncomingBatch, IngestResult
 from node.pipeline.ingest import Ingest
 from node.services.exchange import ExchangeApplication
+from node.services.query import QueryApplication, VerifyAnswer, VerifyRequest
 from security.identity import Principal
 
 
@@ -46,3 +54,18 @@ class MeteredExchange(ExchangeApplication):
         if fresh:
             RECORDS_RECEIPTED.inc(len(set(record_ids)))
         return fresh
+
+
+class MeteredQuery(QueryApplication):
+    """Verifications counted per consumer and result (``exnode_verifications_total``): the enumeration
+    defence's alert watches each consumer's MISMATCH ratio (ops/prometheus/alerts.yml)."""
+
+    def verify_claim(self, principal: Principal, request: VerifyRequest) -> VerifyAnswer:
+        try:
+            answer = super().verify_claim(principal, request)
+        except Exception as error:
+            VERIFICATIONS.labels(principal.department_code, f"REFUSED_{type(error).__name__}").inc()
+            raise
+        for _, result in answer.answers:
+            VERIFICATIONS.labels(principal.department_code, result.value).inc()
+        return answer

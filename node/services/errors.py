@@ -23,6 +23,51 @@ class AckTimeout(ServiceError):
     """The client acknowledged nothing for too long; the next pull starts after its last acknowledgement."""
 
 
+class QuotaExhausted(ServiceError):
+    """A verification grant's daily quota is used up; the message says when it resets."""
+
+
+class RemoteRefused(ServiceError):
+    """Another node answered a forwarded request with a refusal; ``code`` is its status name, the message
+    its reason (naming its grant, item or field). Subclasses by status, so the one error table maps them."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, node_id: str, message: str) -> None:
+        self.node_id = node_id
+        super().__init__(f"node {node_id}: {message}")
+
+
+class RemoteDenied(RemoteRefused):
+    code = "PERMISSION_DENIED"
+
+
+class RemoteInvalid(RemoteRefused):
+    code = "INVALID_ARGUMENT"
+
+
+class RemoteExhausted(RemoteRefused):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class RemoteNotFound(RemoteRefused):
+    code = "NOT_FOUND"
+
+
+class RemoteDeadline(RemoteRefused):
+    code = "DEADLINE_EXCEEDED"
+
+
+class RemoteUnavailable(RemoteRefused):
+    """No answer that could be used: none in time, the broker unreachable, or a bad signature."""
+
+    code = "UNAVAILABLE"
+
+
+REMOTE_REFUSALS = {kind.code: kind for kind in (RemoteDenied, RemoteInvalid, RemoteExhausted, RemoteNotFound,
+                                               RemoteDeadline, RemoteUnavailable)}
+
+
 class ExchangeError(ServiceError):
     """Base of the exchange's errors."""
 

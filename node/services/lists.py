@@ -440,16 +440,40 @@ class ListsApplication:
                                    f"{latest.revoked_at:%Y-%m-%d %H:%M}: {latest.revoked_reason}")
         return Decision(False, f"grant {latest.id} for {resource_code} expired at {latest.expires_at:%Y-%m-%d %H:%M}")
 
-    def live_grant(self, principal: Principal, resource_code: str, action: Action) -> Grant:
+    def verification_decision(self, department_code: str, resource_code: str) -> Decision:
+        """The policy's question for 核验: a live verification grant (kind VERIFY), or why not (naming an
+        expired or revoked one, and a copy grant that does not allow verification)."""
+        now = self.clock()
+        with self.uow() as uow:
+            found = uow.lists.grants_for(department_code, resource_code, domain.GrantKind.VERIFY)
+            copies = [] if found else uow.lists.grants_for(department_code, resource_code)
+        live = [g for g in found if g.live(now)]
+        if live:
+            best = max(live, key=lambda g: g.expires_at)
+            return Decision(True, f"verification grant {best.id} (until {best.expires_at:%Y-%m-%d})")
+        if not found:
+            hint = f" (grant {copies[0].id} is a copy grant, not a verification grant)" if copies else ""
+            return Decision(False, f"department {department_code} holds no verification grant for "
+                                   f"{resource_code}{hint}")
+        latest = max(found, key=lambda g: g.expires_at)
+        if latest.revoked_at is not None:
+            return Decision(False, f"verification grant {latest.id} for {resource_code} was revoked at "
+                                   f"{latest.revoked_at:%Y-%m-%d %H:%M}: {latest.revoked_reason}")
+        return Decision(False, f"verification grant {latest.id} for {resource_code} expired at "
+                               f"{latest.expires_at:%Y-%m-%d %H:%M}")
+
+    def live_grant(self, principal: Principal, resource_code: str, action: Action,
+                   kind: domain.GrantKind = domain.GrantKind.COPY) -> Grant:
         """The grant a subscription or pull uses; PermissionDenied (naming an expired or revoked grant) if
         none is live."""
         self.policy.require(principal, action, Target("resource", resource_code))
         now = self.clock()
         with self.uow() as uow:
-            live = [g for g in uow.lists.grants_for(principal.department_code, resource_code) if g.live(now)]
+            live = [g for g in uow.lists.grants_for(principal.department_code, resource_code, kind) if g.live(now)]
         if not live:
+            decide = self.verification_decision if kind is domain.GrantKind.VERIFY else self.grant_decision
             raise PermissionDenied(action, Target("resource", resource_code),
-                                   self.grant_decision(principal.department_code, resource_code).reason)
+                                   decide(principal.department_code, resource_code).reason)
         return max(live, key=lambda g: g.expires_at)
 
     # -- helpers ----------------------------------------------------------------------------------------

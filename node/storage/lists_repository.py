@@ -10,7 +10,16 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from catalog.disputes import Dispute, DisputeState
-from catalog.lists import OPEN_STATES, STAGE_STATES, Demand, DemandRequest, DemandState, Grant, Obligation
+from catalog.lists import (
+    OPEN_STATES,
+    STAGE_STATES,
+    Demand,
+    DemandRequest,
+    DemandState,
+    Grant,
+    GrantKind,
+    Obligation,
+)
 from catalog.model import UpdateCycle
 from node.storage.errors import StorageError
 from node.storage.tables import deliveries, demands, disputes, grants, obligations, receipts
@@ -60,7 +69,8 @@ def _demand(row: Row) -> Demand:
     request = DemandRequest(
         requester_code=row.requester_code, resource_code=row.resource_code, description=row.description,
         items=tuple(json.loads(row.items)), purpose=row.purpose, legal_basis=row.legal_basis,
-        frequency=UpdateCycle(row.frequency) if row.frequency else None, contact=row.contact)
+        frequency=UpdateCycle(row.frequency) if row.frequency else None, contact=row.contact,
+        kind=GrantKind(row.kind), daily_quota=row.daily_quota)
     return Demand(row.id, request, DemandState(row.state), row.created_at, row.updated_at, row.review_deadline,
                   row.provider_code, row.resource_name, row.reason, row.decided_by, row.grant_id, row.version,
                   compliance_deadline=row.compliance_deadline, compliance_at=row.compliance_at,
@@ -81,6 +91,7 @@ def _demand_values(demand: Demand) -> dict:
         "compliance_at": demand.compliance_at, "compliance_by": demand.compliance_by,
         "answer_deadline": demand.answer_deadline, "answered_at": demand.answered_at,
         "escalated_at": demand.escalated_at, "escalated_stage": demand.escalated_stage,
+        "kind": r.kind.value, "daily_quota": r.daily_quota,
     }
 
 
@@ -113,7 +124,8 @@ class DisputeFilter:
 def _grant(row: Row) -> Grant:
     return Grant(row.id, row.consumer_code, row.provider_code, row.resource_code, tuple(json.loads(row.items)),
                  row.expires_at, json.loads(row.masking), row.demand_id, row.created_at, row.revoked_at,
-                 row.revoked_reason, clear_delivery=bool(row.clear_delivery))
+                 row.revoked_reason, clear_delivery=bool(row.clear_delivery), kind=GrantKind(row.kind),
+                 daily_quota=row.daily_quota, purpose=row.purpose, legal_basis=row.legal_basis)
 
 
 def _obligation(row: Row) -> Obligation:
@@ -307,7 +319,8 @@ class ListsRepository:
             resource_code=grant.resource_code, items=json.dumps(list(grant.items), ensure_ascii=False),
             masking=json.dumps(dict(grant.masking), ensure_ascii=False), expires_at=grant.expires_at,
             demand_id=grant.demand_id, created_at=grant.created_at, revoked_at=grant.revoked_at,
-            revoked_reason=grant.revoked_reason, clear_delivery=grant.clear_delivery))
+            revoked_reason=grant.revoked_reason, clear_delivery=grant.clear_delivery,
+            kind=grant.kind.value, daily_quota=grant.daily_quota, purpose=grant.purpose, legal_basis=grant.legal_basis))
 
     def get_grant(self, grant_id: str) -> Grant | None:
         row = self.connection.execute(select(grants).where(grants.c.id == grant_id)).first()
@@ -319,14 +332,18 @@ class ListsRepository:
         if result.rowcount != 1:
             raise StaleDemand(grant.id)
 
-    def grants_for(self, consumer_code: str, resource_code: str) -> list[Grant]:
+    def grants_for(self, consumer_code: str, resource_code: str, kind: GrantKind = GrantKind.COPY) -> list[Grant]:
+        """The consumer's grants of one kind for the resource: copies (relay, pull, queries) see COPY grants
+        only, so a verification grant never lets a record leave the node."""
         rows = self.connection.execute(select(grants).where(
-            grants.c.consumer_code == consumer_code, grants.c.resource_code == resource_code))
+            grants.c.consumer_code == consumer_code, grants.c.resource_code == resource_code,
+            grants.c.kind == kind.value))
         return [_grant(row) for row in rows]
 
     def grants_for_consumer(self, consumer_code: str) -> list[Grant]:
         """Every grant of one consumer department (the pull decides which are live)."""
-        rows = self.connection.execute(select(grants).where(grants.c.consumer_code == consumer_code))
+        rows = self.connection.execute(select(grants).where(grants.c.consumer_code == consumer_code,
+                                                            grants.c.kind == GrantKind.COPY.value))
         return [_grant(row) for row in rows]
 
     def list_grants(self, flt: GrantFilter, *, after_id: str, limit: int) -> list[Grant]:

@@ -214,6 +214,8 @@ demands = Table(
     Column("answered_at", UTCDateTime, nullable=True),
     Column("escalated_at", UTCDateTime, nullable=True),
     Column("escalated_stage", String(20), nullable=False, server_default=""),
+    Column("kind", String(8), nullable=False, server_default="COPY"),
+    Column("daily_quota", Integer, nullable=False, server_default="0"),
 )
 """review_deadline is the deadline of the stage the demand is in (working days, migration 0013); the
 compliance review's and the provider's answer's deadlines and times are kept for timeliness statistics."""
@@ -304,7 +306,12 @@ grants = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("revoked_reason", Text, nullable=False),
     Column("clear_delivery", Boolean, nullable=False, server_default=false()),
+    Column("kind", String(8), nullable=False, server_default="COPY"),
+    Column("daily_quota", Integer, nullable=False, server_default="0"),
+    Column("purpose", Text, nullable=False, server_default=""),
+    Column("legal_basis", Text, nullable=False, server_default=""),
 )
+"""``kind`` COPY: relay, pull and keyed queries; VERIFY: claim verification only, ``daily_quota`` a day."""
 
 deliveries = Table(
     "deliveries",
@@ -534,3 +541,71 @@ tier_cursors = Table(
     Column("position", _BIGINT, nullable=False),
 )
 """How far the catalog uplink got in the catalog event log, per upper-node platform."""
+
+record_keys = Table(
+    "record_keys",
+    metadata,
+    Column("resource_code", String(40), primary_key=True),
+    Column("key_hash", String(64), primary_key=True),
+    Column("provider_code", String(18), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("sequence", _BIGINT, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+"""The current-record index of keyed resources (catalog items marked ``key``): per (resource, keyed hash of
+the key) the record that is current, written in the ingest transaction (an UPSERT replaces, a DELETE
+removes). ``key_hash`` is an HMAC with a node secret (security/keyed_hash.py), never the clear key."""
+Index("ix_record_keys_record", record_keys.c.provider_code, record_keys.c.resource_code, record_keys.c.record_id)
+
+verification_usage = Table(
+    "verification_usage",
+    metadata,
+    Column("grant_id", String(40), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("verifications", Integer, nullable=False),
+    Column("mismatches", Integer, nullable=False),
+)
+"""Verifications per verification grant and Beijing day: the daily quota counts here (the enumeration
+defence), in the transaction that answers the verification."""
+
+rpc_answers = Table(
+    "rpc_answers",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("requester_node", String(128), nullable=False),
+    Column("answer", LargeBinary, nullable=False),
+    Column("answered_at", UTCDateTime, nullable=False),
+)
+"""Answers to other nodes' requests (``exnode.<node>.rpc``), by request id: a redelivered request gets the
+stored answer and is not processed again (at-most-once)."""
+
+household_checks = Table(
+    "household_checks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("requester_code", String(18), nullable=False, index=True),
+    Column("subject", String(200), nullable=False),
+    Column("members", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("authorisation", String(64), nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+"""家庭经济状况核对: one row per check; ``members`` JSON [{id_number, name}]."""
+
+check_targets = Table(
+    "check_targets",
+    metadata,
+    Column("check_id", String(40), primary_key=True),
+    Column("target", String(64), primary_key=True),
+    Column("category", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("findings", Text, nullable=False),
+    Column("answered_at", UTCDateTime, nullable=True),
+    Column("kid", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("answer", LargeBinary, nullable=True),
+    Column("version", Integer, nullable=False),
+)
+"""Per check and target: its state and the signed answer as received (kept for the report's evidence)."""

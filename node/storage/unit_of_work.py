@@ -19,15 +19,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from node.storage.audit_repository import AuditRepository
 from node.storage.catalog_repository import CatalogRepository
+from node.storage.check_repository import CheckRepository
 from node.storage.errors import StorageFull, StorageUnavailable
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
 from node.storage.objections_repository import ObjectionsRepository
 from node.storage.pull_repository import PullRepository
+from node.storage.record_index_repository import RecordIndexRepository
 from node.storage.report_repository import ReportRepository
 from node.storage.secrecy import DataKeysRepository, Sealer
 from node.storage.tier_repository import TierRepository
 from node.storage.timestamp_repository import TimestampRepository
+from node.storage.verification_repository import VerificationRepository
 
 
 class UnitOfWork(abc.ABC):
@@ -47,6 +50,9 @@ class UnitOfWork(abc.ABC):
     audit: AuditRepository
     data_keys: DataKeysRepository
     timestamps: TimestampRepository
+    record_index: RecordIndexRepository
+    verifications: VerificationRepository
+    checks: CheckRepository
 
     @abc.abstractmethod
     def __enter__(self) -> UnitOfWork: ...
@@ -89,6 +95,9 @@ class SqlUnitOfWork(UnitOfWork):
         self.audit = AuditRepository(connection)
         self.data_keys = DataKeysRepository(connection, self._sealer)
         self.timestamps = TimestampRepository(connection)
+        self.record_index = RecordIndexRepository(connection)
+        self.verifications = VerificationRepository(connection)
+        self.checks = CheckRepository(connection)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None,

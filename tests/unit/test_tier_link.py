@@ -167,3 +167,14 @@ def test_tier_link_refuses_a_node_id_with_a_dot_as_a_usage_error(capsys):
                  "--upper-vhost", "b", "--upper-node", "z"])
     assert code == 2
     assert capsys.readouterr().err.strip() == "exnode: --lower-node: 'x.y' must be a non-empty name without dots"
+
+
+def test_the_rpc_links_carry_requests_down_and_answers_up_acking_after_confirm():
+    request, reply = shovel.rpc_links(lower_vhost="dept", lower_node="hhht", upper_vhost="region", upper_node="nmg",
+                                      name="exnode-hhht-to-nmg")
+    assert request[:5] == ("exnode-hhht-to-nmg-rpc", "region", "dept", "hhht", "exnode.hhht.rpc")
+    assert (request[5]["src-uri"], request[5]["dest-uri"]) == ("amqp:///region", "amqp:///dept")
+    assert request[5]["src-queue"] == request[5]["dest-queue"] == "exnode.hhht.rpc"
+    assert reply[:5] == ("exnode-hhht-to-nmg-rpc-reply", "dept", "region", "nmg", "exnode.nmg.rpc-reply")
+    assert (reply[5]["src-uri"], reply[5]["dest-uri"]) == ("amqp:///dept", "amqp:///region")
+    assert request[5]["ack-mode"] == reply[5]["ack-mode"] == "on-confirm"

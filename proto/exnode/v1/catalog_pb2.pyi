@@ -143,18 +143,20 @@ RETIRED_EVENT: CatalogEventKind
 CAUGHT_UP: CatalogEventKind
 
 class Item(_message.Message):
-    __slots__ = ("name", "data_type", "length", "required", "description")
+    __slots__ = ("name", "data_type", "length", "required", "description", "key")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATA_TYPE_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
     name: str
     data_type: str
     length: int
     required: bool
     description: str
-    def __init__(self, name: _Optional[str] = ..., data_type: _Optional[str] = ..., length: _Optional[int] = ..., required: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
+    key: bool
+    def __init__(self, name: _Optional[str] = ..., data_type: _Optional[str] = ..., length: _Optional[int] = ..., required: _Optional[bool] = ..., description: _Optional[str] = ..., key: _Optional[bool] = ...) -> None: ...
 
 class ResourceMetadata(_message.Message):
     __slots__ = ("code", "name", "classification", "provider_name", "provider_code", "summary", "format_class", "format_type", "format_description", "items", "share_type", "share_condition", "share_method_class", "share_method_type", "open_type", "open_condition", "update_cycle", "publish_date", "related_codes", "keywords")

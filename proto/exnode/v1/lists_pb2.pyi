@@ -153,7 +153,7 @@ class Obligation(_message.Message):
     def __init__(self, department_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., update_cycle: _Optional[str] = ..., due_rule: _Optional[str] = ..., grace_days: _Optional[int] = ..., contact: _Optional[str] = ..., explicit: _Optional[bool] = ..., compliance: _Optional[_Union[Compliance, str]] = ..., last_delivery: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_due: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue_seconds: _Optional[int] = ..., missed_periods: _Optional[int] = ..., deliveries: _Optional[int] = ..., provider_name: _Optional[str] = ...) -> None: ...
 
 class Demand(_message.Message):
-    __slots__ = ("id", "requester_code", "resource_code", "description", "items", "purpose", "legal_basis", "frequency", "contact", "state", "reason", "provider_code", "resource_name", "decided_by", "grant_id", "created_at", "updated_at", "review_deadline", "version", "compliance_deadline", "compliance_at", "compliance_by", "answer_deadline", "answered_at", "compliance_late", "answer_late", "escalated_at", "escalated_stage", "overdue")
+    __slots__ = ("id", "requester_code", "resource_code", "description", "items", "purpose", "legal_basis", "frequency", "contact", "state", "reason", "provider_code", "resource_name", "decided_by", "grant_id", "created_at", "updated_at", "review_deadline", "version", "compliance_deadline", "compliance_at", "compliance_by", "answer_deadline", "answered_at", "compliance_late", "answer_late", "escalated_at", "escalated_stage", "overdue", "kind", "daily_quota")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_CODE_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +183,8 @@ class Demand(_message.Message):
     ESCALATED_AT_FIELD_NUMBER: _ClassVar[int]
     ESCALATED_STAGE_FIELD_NUMBER: _ClassVar[int]
     OVERDUE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DAILY_QUOTA_FIELD_NUMBER: _ClassVar[int]
     id: str
     requester_code: str
     resource_code: str
@@ -212,10 +214,12 @@ class Demand(_message.Message):
     escalated_at: _timestamp_pb2.Timestamp
     escalated_stage: str
     overdue: bool
-    def __init__(self, id: _Optional[str] = ..., requester_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., description: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., frequency: _Optional[str] = ..., contact: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., reason: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., decided_by: _Optional[str] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., compliance_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_by: _Optional[str] = ..., answer_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_late: _Optional[bool] = ..., answer_late: _Optional[bool] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_stage: _Optional[str] = ..., overdue: _Optional[bool] = ...) -> None: ...
+    kind: str
+    daily_quota: int
+    def __init__(self, id: _Optional[str] = ..., requester_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., description: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ..., frequency: _Optional[str] = ..., contact: _Optional[str] = ..., state: _Optional[_Union[DemandState, str]] = ..., reason: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_name: _Optional[str] = ..., decided_by: _Optional[str] = ..., grant_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., review_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., compliance_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_by: _Optional[str] = ..., answer_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compliance_late: _Optional[bool] = ..., answer_late: _Optional[bool] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalated_stage: _Optional[str] = ..., overdue: _Optional[bool] = ..., kind: _Optional[str] = ..., daily_quota: _Optional[int] = ...) -> None: ...
 
 class Grant(_message.Message):
-    __slots__ = ("id", "consumer_code", "resource_code", "items", "expires_at", "masking", "revoked", "provider_code", "demand_id", "state", "revoked_reason", "created_at", "clear_delivery")
+    __slots__ = ("id", "consumer_code", "resource_code", "items", "expires_at", "masking", "revoked", "provider_code", "demand_id", "state", "revoked_reason", "created_at", "clear_delivery", "kind", "daily_quota", "purpose", "legal_basis")
     class MaskingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +240,10 @@ class Grant(_message.Message):
     REVOKED_REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CLEAR_DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DAILY_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
     id: str
     consumer_code: str
     resource_code: str
@@ -249,7 +257,11 @@ class Grant(_message.Message):
     revoked_reason: str
     created_at: _timestamp_pb2.Timestamp
     clear_delivery: bool
-    def __init__(self, id: _Optional[str] = ..., consumer_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masking: _Optional[_Mapping[str, str]] = ..., revoked: _Optional[bool] = ..., provider_code: _Optional[str] = ..., demand_id: _Optional[str] = ..., state: _Optional[str] = ..., revoked_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., clear_delivery: _Optional[bool] = ...) -> None: ...
+    kind: str
+    daily_quota: int
+    purpose: str
+    legal_basis: str
+    def __init__(self, id: _Optional[str] = ..., consumer_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masking: _Optional[_Mapping[str, str]] = ..., revoked: _Optional[bool] = ..., provider_code: _Optional[str] = ..., demand_id: _Optional[str] = ..., state: _Optional[str] = ..., revoked_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., clear_delivery: _Optional[bool] = ..., kind: _Optional[str] = ..., daily_quota: _Optional[int] = ..., purpose: _Optional[str] = ..., legal_basis: _Optional[str] = ...) -> None: ...
 
 class ListObligationsRequest(_message.Message):
     __slots__ = ("department_code", "compliance")

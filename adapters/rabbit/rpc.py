@@ -1,0 +1,159 @@
+"""Request/reply between nodes over RabbitMQ (DESIGN.md §13): a durable quorum queue per answering node
+(``exnode.<node>.rpc``), a durable reply queue per requesting node (``exnode.<node>.rpc-reply``),
+correlation ids, persistent messages.
+
+``RpcResponder`` consumes the node's request queue on its own thread and acks a request only after its
+answer was published with a broker confirm: a responder killed mid-request has the request redelivered
+(the handler answers a redelivered request from its stored answer: at-most-once processing). ``RpcClient``
+consumes the node's reply queue and hands each reply to the caller waiting for its correlation id; a reply
+nobody waits for any more (its caller gave up at the deadline) is acked and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import pika
+
+from adapters.rabbit.topology import declare_topology
+from adapters.rabbit.worker import BlockingWorker
+
+log = logging.getLogger(__name__)
+CONTENT_TYPE = "application/vnd.exnode.rpc+json"
+
+
+def rpc_queue(node_id: str) -> str:
+    return f"exnode.{node_id}.rpc"
+
+
+def reply_queue(node_id: str) -> str:
+    return f"exnode.{node_id}.rpc-reply"
+
+
+class Transient(Exception):
+    """The handler cannot answer now (the database is down): the request is requeued, not answered."""
+
+
+class RpcResponder(BlockingWorker):
+    """Answers the requests on ``exnode.<node>.rpc``: ``handle(body) → answer body``."""
+
+    def __init__(self, url: str | Sequence[str], node_id: str, handle: Callable[[bytes], bytes], *,
+                 prefetch: int = 8, **kwargs: Any) -> None:
+        super().__init__("rpc", url, **kwargs)
+        self.node_id = node_id
+        self.handle = handle
+        self.prefetch = prefetch
+        self.answered = 0
+
+    def serve(self, connection: pika.BlockingConnection) -> None:
+        channel = connection.channel()
+        queue = rpc_queue(self.node_id)
+        declare_topology(channel, self.node_id, [queue])
+        channel.confirm_delivery()
+        channel.basic_qos(prefetch_count=self.prefetch)
+        channel.basic_consume(queue, on_message_callback=self._one)
+        self.connected()
+        while not self.stopping:
+            self.beat()
+            connection.process_data_events(time_limit=0.2)
+
+    def _one(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        try:
+            answer = self.handle(body)
+        except Transient as error:
+            log.warning("rpc request requeued: %s", error)
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            time.sleep(0.5)
+            return
+        if properties.reply_to:
+            channel.basic_publish("", properties.reply_to, answer, pika.BasicProperties(
+                delivery_mode=pika.DeliveryMode.Persistent, content_type=CONTENT_TYPE,
+                correlation_id=properties.correlation_id, app_id=self.node_id), mandatory=False)
+        channel.basic_ack(method.delivery_tag)
+        self.answered += 1
+
+
+class RpcClient(BlockingWorker):
+    """Sends requests to other nodes' request queues and matches their replies by correlation id."""
+
+    def __init__(self, url: str | Sequence[str], node_id: str, *, on_reply: Callable[[str, bytes], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__("rpc-client", url, **kwargs)
+        self.node_id = node_id
+        self.on_reply = on_reply
+        """Replies nobody waits for (a household check's answers after a restart): handed here, acked after."""
+        self._waiting: dict[str, Future[bytes]] = {}
+        self._lock = threading.Lock()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: Any = None
+        self._ready = threading.Event()
+
+    def serve(self, connection: pika.BlockingConnection) -> None:
+        channel = connection.channel()
+        declare_topology(channel, self.node_id, [reply_queue(self.node_id)])
+        channel.basic_qos(prefetch_count=64)
+        channel.basic_consume(reply_queue(self.node_id), on_message_callback=self._reply)
+        self._connection, self._channel = connection, channel
+        self._ready.set()
+        self.connected()
+        try:
+            while not self.stopping:
+                self.beat()
+                connection.process_data_events(time_limit=0.2)
+        finally:
+            self._ready.clear()
+            self._connection = self._channel = None
+
+    def _reply(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        correlation = properties.correlation_id or ""
+        with self._lock:
+            waiting = self._waiting.pop(correlation, None)
+        if waiting is not None:
+            waiting.set_result(body)
+        elif self.on_reply is not None:
+            self.on_reply(correlation, body)
+        channel.basic_ack(method.delivery_tag)
+
+    def send(self, target_node: str, body: bytes, correlation_id: str) -> None:
+        """Publish a request whose answer is not awaited here: it comes to ``on_reply`` (household checks)."""
+        if not self._ready.wait(10.0):
+            raise ConnectionError(f"the broker is not reachable for the reply queue {reply_queue(self.node_id)}")
+        connection, channel = self._connection, self._channel
+        if connection is None or channel is None:
+            raise ConnectionError("the broker connection was lost")
+        properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, content_type=CONTENT_TYPE,
+                                          correlation_id=correlation_id, reply_to=reply_queue(self.node_id),
+                                          app_id=self.node_id)
+        connection.add_callback_threadsafe(
+            lambda: channel.basic_publish("", rpc_queue(target_node), body, properties))
+
+    def call(self, target_node: str, body: bytes, timeout: float, correlation_id: str = "") -> bytes:
+        """Publish the request to ``exnode.<target>.rpc`` and wait for its reply; TimeoutError at the
+        deadline (the answering node never processes an expired request: it checks the deadline too)."""
+        correlation = correlation_id or uuid.uuid4().hex
+        future: Future[bytes] = Future()
+        if not self._ready.wait(min(timeout, 10.0)):
+            raise ConnectionError(f"the broker is not reachable for the reply queue {reply_queue(self.node_id)}")
+        with self._lock:
+            self._waiting[correlation] = future
+        connection, channel = self._connection, self._channel
+        if connection is None or channel is None:
+            raise ConnectionError("the broker connection was lost")
+        properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, content_type=CONTENT_TYPE,
+                                          correlation_id=correlation, reply_to=reply_queue(self.node_id),
+                                          app_id=self.node_id)
+        connection.add_callback_threadsafe(
+            lambda: channel.basic_publish("", rpc_queue(target_node), body, properties))
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            raise TimeoutError(f"node {target_node} did not answer within {timeout:.1f} s") from None
+        finally:
+            with self._lock:
+                self._waiting.pop(correlation, None)

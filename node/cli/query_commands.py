@@ -1,0 +1,249 @@
+"""``exnode records query`` (接口服务: the current record per key), ``exnode verify claim`` (核验: a signed
+verdict per asserted item) and ``exnode verdict verify`` (check a verdict file offline)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+
+from exnode.v1 import query_pb2 as pb
+from exnode.v1 import query_pb2_grpc
+
+from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
+
+_RESULT_NAMES = {pb.MATCH: "MATCH", pb.MISMATCH: "MISMATCH", pb.NO_RECORD: "NO_RECORD"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    records = sub.add_parser("records", help="ask the node about records (接口服务)")
+    jobs = records.add_subparsers(dest="records_command", required=True, metavar="COMMAND")
+    query = jobs.add_parser("query", help="the current record of each key, masked per your grant")
+    add_client(query)
+    query.add_argument("--resource", required=True, metavar="CODE", help="the resource code")
+    query.add_argument("--key", action="append", default=[], metavar="ITEM=VALUE[,ITEM=VALUE]",
+                       help="one key (repeat for more, at most 100): its key items and values")
+    query.add_argument("--keys-file", type=Path, default=None, metavar="FILE",
+                       help="keys as a JSON list of objects (key item → value)")
+    query.set_defaults(handler=run_query)
+    send = jobs.add_parser("send", help="send records (JSON lines) as one signed batch: a provider's reference "
+                                        "client (the key is registered first; the token needs catalog_admin and "
+                                        "provider)")
+    add_client(send)
+    send.add_argument("file", type=Path, metavar="FILE",
+                      help='JSON lines: {"id": …, "sequence": N, "operation": "UPSERT"|"DELETE", "payload": {…}}')
+    send.add_argument("--resource", required=True, metavar="CODE", help="the resource code")
+    send.add_argument("--provider", required=True, metavar="CODE", help="the providing department (统一社会信用代码)")
+    send.add_argument("--signing-key", type=Path, required=True, metavar="PEM",
+                      help="the provider's Ed25519 private key (PKCS#8 PEM); created when the file does not exist")
+    send.set_defaults(handler=run_send)
+
+    verify = sub.add_parser("verify", help="verify claims about a record (核验)")
+    vjobs = verify.add_subparsers(dest="verify_command", required=True, metavar="COMMAND")
+    claim = vjobs.add_parser("claim", help="MATCH / MISMATCH / NO_RECORD per asserted item, in a signed verdict")
+    add_client(claim)
+    claim.add_argument("--resource", required=True, metavar="CODE", help="the resource code")
+    claim.add_argument("--key", required=True, metavar="ITEM=VALUE[,ITEM=VALUE]", help="the subject's key")
+    claim.add_argument("--assert", action="append", default=[], dest="claims", metavar="ITEM=VALUE",
+                       help="an asserted value (repeat); a number item takes a comparison: '月保障金额=<=1200'")
+    claim.add_argument("--out", type=Path, default=None, metavar="FILE",
+                       help="write the verdict file (signed verdict and the request) for `exnode verdict verify`")
+    claim.set_defaults(handler=run_claim)
+
+    verdict = sub.add_parser("verdict", help="signed verdicts of verifications")
+    djobs = verdict.add_subparsers(dest="verdict_command", required=True, metavar="COMMAND")
+    check = djobs.add_parser("verify", help="check a verdict file offline against the node's public keys")
+    check.add_argument("file", type=Path, metavar="FILE", help="a verdict file (exnode verify claim --out)")
+    check.add_argument("--keys", type=Path, required=True, metavar="FILE", help="the node's public-keys.json")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(handler=run_verdict_verify)
+
+
+def parse_pairs(text: str, option: str) -> dict[str, str]:
+    """``ITEM=VALUE[,ITEM=VALUE]`` → dict; UsageError naming the option otherwise."""
+    pairs: dict[str, str] = {}
+    for part in text.split(","):
+        item, sep, value = part.partition("=")
+        if not sep or not item.strip():
+            raise UsageError(f"{option} {text!r}: expected ITEM=VALUE")
+        pairs[item.strip()] = value.strip()
+    return pairs
+
+
+def _keys(args: argparse.Namespace) -> list[dict[str, str]]:
+    keys = [parse_pairs(text, "--key") for text in args.key]
+    if args.keys_file is not None:
+        try:
+            loaded = json.loads(args.keys_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--keys-file {args.keys_file}: {error}") from None
+        if not isinstance(loaded, list) or not all(isinstance(k, dict) for k in loaded):
+            raise UsageError(f"--keys-file {args.keys_file}: expected a JSON list of objects")
+        keys.extend({str(k): str(v) for k, v in key.items()} for key in loaded)
+    if not keys:
+        raise UsageError("records query: give --key or --keys-file")
+    return keys
+
+
+def run_query(args: argparse.Namespace) -> int:
+    stub = query_pb2_grpc.QueryServiceStub(channel(args))
+    response = stub.QueryRecords(pb.QueryRecordsRequest(
+        resource_code=args.resource, keys=[pb.RecordKey(values=key) for key in _keys(args)]),
+        metadata=call_metadata(args))
+    results = [{"index": r.index, "status": pb.KeyResult.Status.Name(r.status), "key_hash": r.key_hash,
+                **({"record_id": r.record_id, "sequence": r.sequence, "record": json.loads(r.payload)}
+                   if r.status == pb.KeyResult.FOUND else {})} for r in response.results]
+    if args.json:
+        print_json({"resource": response.resource_code, "grant": response.grant_id, "results": results})
+        return 0
+    print(f"resource {response.resource_code}, grant {response.grant_id}")
+    for result in results:
+        if result["status"] == "FOUND":
+            print(f"[{result['index']}] FOUND {result['record_id']}: "
+                  f"{json.dumps(result['record'], ensure_ascii=False)}")
+        else:
+            print(f"[{result['index']}] NOT_FOUND")
+    return 0
+
+
+def run_claim(args: argparse.Namespace) -> int:
+    if not args.claims:
+        raise UsageError("verify claim: give at least one --assert ITEM=VALUE")
+    claims = []
+    for text in args.claims:
+        item, sep, value = text.partition("=")
+        if not sep or not item.strip():
+            raise UsageError(f"--assert {text!r}: expected ITEM=VALUE")
+        claims.append(pb.AssertedItem(item=item.strip(), value=value))
+    stub = query_pb2_grpc.QueryServiceStub(channel(args))
+    verdict = stub.VerifyClaim(pb.VerifyClaimRequest(
+        resource_code=args.resource, key=pb.RecordKey(values=parse_pairs(args.key, "--key")), claims=claims),
+        metadata=call_metadata(args))
+    document = json.loads(verdict.document)
+    file = {"verdict": document, "signature": base64.b64encode(verdict.signature).decode(),
+            "request": json.loads(verdict.request)}
+    if args.out is not None:
+        args.out.write_text(json.dumps(file, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print_json(file)
+        return 0
+    for answer in verdict.answers:
+        print(f"{answer.item}: {_RESULT_NAMES.get(answer.result, 'UNKNOWN')}")
+    if verdict.state:
+        print(f"state: {verdict.state}")
+    print(f"verdict signed by node {document['node']} key {verdict.key_id} at {document['at']} "
+          f"(grant {verdict.grant_id}, request {verdict.request_hash[:16]}…)"
+          + (f"; written to {args.out}" if args.out else ""))
+    return 0
+
+
+def run_verdict_verify(args: argparse.Namespace) -> int:
+    from security.keys import UnusableKey, read_public_keys
+    from security.verdicts import verify_file
+
+    try:
+        keys = read_public_keys(args.keys)
+        node_id = str(json.loads(args.keys.read_text(encoding="utf-8")).get("node_id", ""))
+    except (UnusableKey, OSError, ValueError) as error:
+        raise UsageError(f"--keys {args.keys}: {error}") from None
+    try:
+        data = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{args.file}: {error}") from None
+    problems = verify_file(data, keys, node_id)
+    document = data.get("verdict", {}) if isinstance(data, dict) else {}
+    if args.json:
+        print_json({"file": str(args.file), "ok": not problems, "problems": problems,
+                    "node": document.get("node"), "kid": document.get("kid"), "at": document.get("at"),
+                    "answers": document.get("answers")})
+    elif problems:
+        for problem in problems:
+            print(f"exnode: verdict {args.file}: {problem}", file=sys.stderr)
+    else:
+        answers = ", ".join(f"{a['item']} {a['result']}" for a in document.get("answers", []))
+        print(f"verdict {args.file}: OK, signed by node {document['node']} key {document['kid']} at {document['at']}: "
+              f"{answers}" + (f"; state {document['state']}" if document.get("state") else ""))
+    return 1 if problems else 0
+
+
+def _signer(path: Path):  # -> a BatchSigner with .kid, .sign and .pem
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    if path.exists():
+        try:
+            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--signing-key {path}: {error}") from None
+        if not isinstance(private, ed25519.Ed25519PrivateKey):
+            raise UsageError(f"--signing-key {path}: not an Ed25519 private key")
+    else:
+        private = ed25519.Ed25519PrivateKey.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        path.chmod(0o600)
+
+    class Signer:
+        kid = ""
+        pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+        @staticmethod
+        def sign(data: bytes) -> bytes:
+            return private.sign(data)
+
+    return Signer()
+
+
+def _records(path: Path):  # -> list[Record]
+    from catalog.records import Operation, Record
+
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            records.append(Record(str(data["id"]), int(data["sequence"]), Operation(data.get("operation", "UPSERT")),
+                                  dict(data.get("payload") or {})))
+        except (ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"{path} line {number}: not a record ({error})") from None
+    if not records:
+        raise UsageError(f"{path}: no records")
+    return records
+
+
+def run_send(args: argparse.Namespace) -> int:
+    from exnode.v1 import exchange_pb2, exchange_pb2_grpc
+
+    from catalog.records import Operation
+    from node.pipeline import provider_batch
+
+    records = _records(args.file)
+    signer = _signer(args.signing_key)
+    stub = exchange_pb2_grpc.ExchangeServiceStub(channel(args))
+    metadata = call_metadata(args)
+    signer.kid = stub.RegisterKey(exchange_pb2.RegisterKeyRequest(
+        department_code=args.provider, algorithm="Ed25519", public_pem=signer.pem), metadata=metadata).key_id
+    batch = provider_batch(args.provider, args.resource, records, signer)
+    answer = stub.Ingest(exchange_pb2.RecordBatch(
+        batch_id=batch.batch_id, provider_code=batch.provider_code, resource_code=batch.resource_code,
+        merkle_root=batch.merkle_root, key_id=batch.kid, signature=batch.signature,
+        records=[exchange_pb2.Record(id=r.id, sequence=r.sequence, operation=exchange_pb2.UPSERT
+                                     if r.operation is Operation.UPSERT else exchange_pb2.DELETE,
+                                     payload=json.dumps(dict(r.payload), ensure_ascii=False).encode())
+                 for r in records]), metadata=metadata)
+    if args.json:
+        print_json({"batch_id": answer.batch_id, "accepted": answer.accepted, "duplicates": answer.duplicates,
+                    "sequence_gaps": list(answer.sequence_gaps), "key_id": signer.kid})
+    else:
+        print(f"batch {answer.batch_id}: {answer.accepted} records stored, {answer.duplicates} duplicates"
+              + (f", sequence gaps {', '.join(answer.sequence_gaps)}" if answer.sequence_gaps else ""))
+    return 0

@@ -1,0 +1,242 @@
+"""The request/response mode (接口服务): keyed queries and claim verification (核验).
+
+``query_records``: a consumer with a live (copy) grant asks for the current record of up to 100 keys and
+gets each masked exactly as relay and pull mask it (``security.masking.masker`` of the grant), or
+NOT_FOUND for that key alone. ``verify_claim``: a consumer with a live verification grant asserts item
+values for one key and gets MATCH / MISMATCH / NO_RECORD per item — never a stored value — in a verdict
+signed by the node; each verification counts against the grant's daily quota in the transaction that
+answers it. Keys are looked up by their keyed hash (the current-record index); the audit entry of each
+call (the interceptor's, with the detail set here) names the resource, the grant, the number of keys and
+the keys' hashes, never a clear identifier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog import claims as rules
+from catalog.claims import Answer, Claim, LicenceState
+from catalog.errors import FieldProblem, IllegalTransition, InvalidField, NotFound
+from catalog.lists import BEIJING, Grant, GrantKind
+from catalog.model import ResourceMetadata, ResourceStatus
+from node.services.errors import QuotaExhausted
+from node.services.lists import ListsApplication
+from node.services.quota import QuotaLedger
+from node.storage.unit_of_work import UnitOfWorkFactory
+from security import verdicts
+from security.identity import Principal
+from security.keyed_hash import KeyHasher
+from security.keys import SigningKey
+from security.masking import masker
+from security.policy import Action, PermissionDenied, Policy, Target
+
+Clock = Callable[[], dt.datetime]
+AUDIT_HASH_CHARS = 16
+"""The audit entry names each key by the first 16 hex digits (64 bits) of its keyed hash: 100 of them fit
+the entry's detail, and 64 bits of an HMAC still name one key among any node's records."""
+
+
+@dataclass(frozen=True)
+class KeyAnswer:
+    index: int
+    key_hash: str
+    found: bool
+    record_id: str = ""
+    sequence: int = 0
+    payload: dict[str, Any] = field(default_factory=dict)
+    """The granted items, masked per the grant."""
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    resource_code: str
+    grant_id: str
+    answers: list[KeyAnswer]
+
+    def audit_detail(self) -> str:
+        found = sum(1 for a in self.answers if a.found)
+        hashes = ",".join(a.key_hash[:AUDIT_HASH_CHARS] for a in self.answers)
+        return f"grant {self.grant_id}; {len(self.answers)} keys, {found} found; key hashes {hashes}"
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    resource_code: str
+    key: Mapping[str, str]
+    claims: Sequence[Claim]
+    request_id: str
+
+
+@dataclass(frozen=True)
+class VerifyAnswer:
+    verdict: verdicts.SignedVerdict
+    request: dict[str, Any]
+    """The request document the verdict's hash covers (the caller's own data: it may keep it beside the
+    verdict as evidence)."""
+    grant: Grant
+    used_today: int
+    answered_by: str = ""
+    """The node that answered, when it was another (the verdict is that node's)."""
+
+    @property
+    def answers(self) -> list[tuple[str, Answer]]:
+        return [(a["item"], Answer(a["result"])) for a in self.verdict.document["answers"]]
+
+    def audit_detail(self) -> str:
+        results = ", ".join(f"{item}={result.value}" for item, result in self.answers)
+        state = self.verdict.document.get("state") or ""
+        return (f"grant {self.grant.id}; 1 key, hash {self.verdict.document['subject'][:AUDIT_HASH_CHARS]}; "
+                f"{results}" + (f"; state {state}" if state else "")
+                + f"; {self.used_today}/{self.grant.daily_quota} today"
+                + (f"; answered by node {self.answered_by}" if self.answered_by else ""))
+
+
+def _beijing_day(now: dt.datetime) -> tuple[str, dt.datetime]:
+    """The quota's day (Beijing) and when the next one starts."""
+    local = now.astimezone(BEIJING)
+    start = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), BEIJING)
+    return local.date().isoformat(), start
+
+
+class QueryApplication:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy, lists: ListsApplication,
+                 hasher: KeyHasher, signer: SigningKey, node_id: str) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.policy = policy
+        self.lists = lists
+        self.hasher = hasher
+        self.signer = signer
+        self.node_id = node_id
+        self.quota = QuotaLedger(uow)
+        self._metadata: dict[tuple[str, int], tuple[ResourceMetadata, str]] = {}
+        self.remote: Any = None
+        """``node.services.remote.RemoteQueries`` when the node talks to others over RabbitMQ: claims about a
+        resource another node holds (its ``origin_node``) are asked of that node."""
+
+    # -- QueryRecords ---------------------------------------------------------------------------------------
+    def query_records(self, principal: Principal, resource_code: str, keys: Sequence[Mapping[str, str]]
+                      ) -> QueryAnswer:
+        """The current record of each key, masked per the caller's live grant; NOT_FOUND per key."""
+        meta = self._published(resource_code)
+        grant = self.lists.live_grant(principal, resource_code, Action.RECORDS_QUERY)
+        if not keys:
+            raise InvalidField.one("keys", "give at least one key")
+        if len(keys) > rules.MAX_KEYS:
+            raise InvalidField.one("keys", f"{len(keys)} keys, at most {rules.MAX_KEYS} per call")
+        hashes = self._hashes(meta, keys)
+        with self.uow() as uow:
+            found = uow.record_index.current(resource_code, hashes)
+        mask = masker(grant.items, grant.masking)
+        answers = []
+        for index, digest in enumerate(hashes):
+            record = found.get(digest)
+            if record is None:
+                answers.append(KeyAnswer(index, digest, False))
+            else:
+                answers.append(KeyAnswer(index, digest, True, record.record_id, record.sequence,
+                                         mask(json.loads(record.payload))))
+        return QueryAnswer(resource_code, grant.id, answers)
+
+    def _hashes(self, meta: ResourceMetadata, keys: Sequence[Mapping[str, str]]) -> list[str]:
+        problems: list[FieldProblem] = []
+        hashes = []
+        for index, key in enumerate(keys):
+            try:
+                hashes.append(self.hasher(rules.parse_key(meta.key_items, key, f"keys[{index}]")))
+            except InvalidField as error:
+                problems.extend(error.problems)
+        if problems:
+            raise InvalidField(problems)
+        return hashes
+
+    def _published(self, resource_code: str) -> ResourceMetadata:
+        return self._published_entry(resource_code)[0]
+
+    def _published_entry(self, resource_code: str) -> tuple[ResourceMetadata, str]:
+        """The published metadata and the node that holds the records ("" for this one)."""
+        if not resource_code:
+            raise InvalidField.one("resource_code", "is required")
+        with self.uow() as uow:
+            published = uow.record_index.published_version(resource_code)
+            cached = self._metadata.get((resource_code, published)) if published is not None else None
+            if cached is not None:  # a published version never changes: one cheap read, not the resource
+                return cached
+            resource = uow.catalog.get(resource_code)
+            if resource is None:
+                raise NotFound("resource", resource_code)
+            if resource.status is not ResourceStatus.PUBLISHED or resource.published_version is None:
+                raise IllegalTransition(resource.status.value, "query",
+                                        f"{resource_code} is {resource.status.value}: only a published resource "
+                                        "answers queries", what="resource")
+            version = uow.catalog.get_version(resource_code, resource.published_version)
+        assert version is not None
+        if len(self._metadata) >= 1024:
+            self._metadata.clear()
+        self._metadata[(resource_code, resource.published_version)] = (version.metadata, resource.origin_node)
+        return version.metadata, resource.origin_node
+
+    # -- VerifyClaim ----------------------------------------------------------------------------------------
+    def verify_claim(self, principal: Principal, request: VerifyRequest) -> VerifyAnswer:
+        """MATCH / MISMATCH / NO_RECORD per asserted item, in a verdict signed by the node."""
+        meta, origin = self._published_entry(request.resource_code)
+        if origin and self.remote is not None:
+            return self.remote.verify_claim(principal, origin, request)  # its grants, quota and signature
+        grant = self.lists.live_grant(principal, request.resource_code, Action.RECORDS_VERIFY, GrantKind.VERIFY)
+        problems: list[FieldProblem] = []
+        try:
+            key_text = rules.parse_key(meta.key_items, request.key, "key")
+        except InvalidField as error:
+            problems.extend(error.problems)
+        try:
+            rules.check_claims(meta.items, request.claims, grant.items)
+        except InvalidField as error:
+            problems.extend(error.problems)
+        if problems:
+            raise InvalidField(problems)
+        outside = [c.item for c in request.claims if c.item not in grant.items]
+        if outside:
+            raise PermissionDenied(Action.RECORDS_VERIFY, Target("resource", request.resource_code),
+                                   f"verification grant {grant.id} does not let department "
+                                   f"{principal.department_code} assert {', '.join(outside)} (it may assert: "
+                                   f"{', '.join(grant.items)})")
+        digest = self.hasher(key_text)
+        now = self.clock()
+        day, resets = _beijing_day(now)
+        by_name = {item.name: item for item in meta.items}
+        with self.uow() as uow:
+            record = uow.record_index.current(request.resource_code, [digest]).get(digest)
+        payload = json.loads(record.payload) if record is not None else None
+        answers = [(c.item, rules.answer(by_name[c.item], c.value, payload.get(c.item)) if payload is not None
+                    else Answer.NO_RECORD) for c in request.claims]
+        used = self.quota.take(grant.id, day, grant.daily_quota, sum(1 for _, a in answers if a is Answer.MISMATCH))
+        if used is None:  # refused before anything is answered: the answers computed above are dropped
+            raise QuotaExhausted(
+                f"verification grant {grant.id}: the daily quota of {grant.daily_quota} verifications is used "
+                f"up; it resets at {resets:%Y-%m-%d %H:%M} Beijing time ({resets.astimezone(dt.UTC):%H:%M} UTC)")
+        state: LicenceState | None = None
+        if payload is not None:
+            state = rules.licence_state(meta.items, payload, now.astimezone(BEIJING).date())
+        asked = verdicts.request_document(
+            resource_code=request.resource_code, consumer_code=principal.department_code, key=request.key,
+            claims=[(c.item, c.value) for c in request.claims], request_id=request.request_id)
+        document = {
+            "node": self.node_id, "at": now.astimezone(dt.UTC).isoformat(timespec="milliseconds"),
+            "request_id": request.request_id, "request_hash": verdicts.request_hash(asked),
+            "resource": request.resource_code, "consumer": principal.department_code, "grant": grant.id,
+            "purpose": grant.purpose, "legal_basis": grant.legal_basis, "subject": digest,
+            "answers": [{"item": item, "result": result.value} for item, result in answers],
+            "state": state.value if state else "",
+        }
+        return VerifyAnswer(verdicts.sign(document, self.signer), asked, grant, used)
+
+    def usage(self, grant_id: str, now: dt.datetime | None = None) -> tuple[int, int]:
+        """(verifications, mismatches) of a grant today (tests and the console)."""
+        day, _ = _beijing_day(now or self.clock())
+        with self.uow() as uow:
+            return uow.verifications.usage(grant_id, day)
+

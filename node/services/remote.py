@@ -1,0 +1,186 @@
+"""Verification across nodes (DESIGN.md §13): a claim about a resource another node of the hierarchy holds
+(its entry here is read-only, ``origin_node``) is asked of that node over RabbitMQ request/reply.
+
+The requesting node signs the request (who asks: node, department, subject, roles; what; a deadline) with
+its key; the answering node checks that signature against its peers' published keys, applies its own
+policy, grants and quota (the asking department needs a verification grant *there*), signs its verdict as
+for a local caller and signs the answer. It processes a request at most once: the answer is stored by
+request id before it is sent, and a redelivered request gets the stored answer; a request past its deadline
+is answered DEADLINE_EXCEEDED and never processed. The requesting node checks the answer's and the
+verdict's signatures and answers its caller. Both nodes audit: the requester's gRPC entry, the answerer's
+``rpc/VerifyClaim`` entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from catalog.claims import Claim
+from catalog.lists import Grant
+from node.services.audit import AuditWriter
+from node.services.errors import REMOTE_REFUSALS, RemoteUnavailable
+from node.services.query import QueryApplication, VerifyAnswer, VerifyRequest
+from node.storage.unit_of_work import UnitOfWorkFactory
+from security import verdicts
+from security.audit import AuditRecord
+from security.identity import Principal
+from security.keys import PublicKey, SigningKey
+
+REQUEST_CONTEXT = b"exnode-rpc-request/1\n"
+ANSWER_CONTEXT = b"exnode-rpc-answer/1\n"
+Clock = Callable[[], dt.datetime]
+Peers = Mapping[str, Mapping[str, PublicKey]]
+"""node id → (key id → public key): the nodes this node trusts (``exchange.peers_dir``)."""
+
+
+def _sign(context: bytes, document: dict[str, Any], signer: SigningKey, field: str) -> bytes:
+    signature = signer.sign(context + verdicts.canonical(document))
+    return json.dumps({field: document, "kid": signer.kid, "signature": base64.b64encode(signature).decode()},
+                      ensure_ascii=False).encode()
+
+
+def _open(context: bytes, body: bytes, field: str, peers: Peers, sender_field: str = "from"
+          ) -> tuple[dict[str, Any], str | None]:
+    """The signed document and None, or what is wrong with it (unknown sender, key or a bad signature)."""
+    try:
+        wrapper = json.loads(body)
+        document = wrapper[field]
+        kid = str(wrapper["kid"])
+        signature = base64.b64decode(wrapper["signature"], validate=True)
+        sender = str(document[sender_field])
+    except (ValueError, KeyError, TypeError) as error:
+        return {}, f"not a signed {field}: {error}"
+    keys = peers.get(sender)
+    if keys is None:
+        return document, f"node {sender!r} is not a trusted peer of this node (no public keys in the peers directory)"
+    key = keys.get(kid)
+    if key is None or not key.verify(context + verdicts.canonical(document), signature):
+        return document, f"the {field}'s signature does not verify with a key of node {sender!r}"
+    return document, None
+
+
+class RemoteQueries:
+    """The requesting side: forwards a verification to the node that holds the resource."""
+
+    def __init__(self, node_id: str, signer: SigningKey, peers: Peers,
+                 call: Callable[[str, bytes, float], bytes], clock: Clock, timeout_s: float = 10.0) -> None:
+        self.node_id = node_id
+        self.signer = signer
+        self.peers = peers
+        self.call = call
+        self.clock = clock
+        self.timeout_s = timeout_s
+
+    def verify_claim(self, principal: Principal, origin_node: str, request: VerifyRequest) -> VerifyAnswer:
+        now = self.clock()
+        request_id = uuid.uuid4().hex
+        document = {
+            "format": "exnode-rpc/1", "id": request_id, "kind": "verify", "from": self.node_id, "to": origin_node,
+            "deadline": (now + dt.timedelta(seconds=self.timeout_s)).isoformat(), "hops": [self.node_id],
+            "consumer": principal.department_code, "subject": principal.subject,
+            "roles": sorted(principal.roles & {"consumer", "platform"}), "caller_request_id": request.request_id,
+            "resource": request.resource_code, "key": dict(request.key),
+            "claims": [{"item": c.item, "value": c.value} for c in request.claims]}
+        body = _sign(REQUEST_CONTEXT, document, self.signer, "request")
+        try:
+            reply = self.call(origin_node, body, self.timeout_s)
+        except (TimeoutError, ConnectionError) as error:
+            raise REMOTE_REFUSALS["DEADLINE_EXCEEDED" if isinstance(error, TimeoutError) else "UNAVAILABLE"](
+                origin_node, str(error)) from None
+        answer, problem = _open(ANSWER_CONTEXT, reply, "answer", self.peers)
+        if problem is None and (answer.get("from") != origin_node or answer.get("id") != request_id):
+            problem = f"the answer is not node {origin_node}'s to request {request_id}"
+        if problem is not None:
+            raise RemoteUnavailable(origin_node, f"answer refused: {problem}")
+        status = str(answer.get("status", ""))
+        if status != "OK":
+            raise REMOTE_REFUSALS.get(status, RemoteUnavailable)(origin_node, str(answer.get("message", status)))
+        file = answer["verdict"]
+        problems = verdicts.verify_file(file, self.peers.get(origin_node, {}), origin_node)
+        if problems:
+            raise RemoteUnavailable(origin_node, f"verdict refused: {'; '.join(problems)}")
+        grant = Grant(str(file["verdict"]["grant"]), principal.department_code, "", request.resource_code, (),
+                      now, daily_quota=int(answer.get("daily_quota", 0)))
+        return VerifyAnswer(verdicts.SignedVerdict(file["verdict"], base64.b64decode(file["signature"])),
+                            file["request"], grant, int(answer.get("used_today", 0)), answered_by=origin_node)
+
+
+class RemoteAnswerer:
+    """The answering side: ``handle`` is the RPC responder's handler (adapters.rabbit.rpc.RpcResponder).
+
+    ``status_of`` names the gRPC status of a refusal (node/grpc/errors.py's table); an error it does not
+    name (the database is down) is raised as ``transient`` so the request is requeued, not answered."""
+
+    def __init__(self, uow: UnitOfWorkFactory, query: QueryApplication, node_id: str, signer: SigningKey,
+                 peers: Peers, clock: Clock, audit_writer: AuditWriter, status_of: Callable[[Exception], str | None],
+                 transient: type[Exception]) -> None:
+        self.uow = uow
+        self.query = query
+        self.node_id = node_id
+        self.signer = signer
+        self.peers = peers
+        self.clock = clock
+        self.audit_writer = audit_writer
+        self.status_of = status_of
+        self.transient = transient
+
+    def handle(self, body: bytes) -> bytes:
+        now = self.clock()
+        document, problem = _open(REQUEST_CONTEXT, body, "request", self.peers)
+        request_id = str(document.get("id", ""))[:64] or uuid.uuid4().hex
+        requester = str(document.get("from", ""))[:128]
+        if problem is not None:
+            return self._answer(document, "PERMISSION_DENIED", problem, {})
+        with self.uow() as uow:
+            stored = uow.verifications.stored_answer(request_id)
+        if stored is not None:  # a redelivery: the same answer, not a second verification
+            return stored
+        fields: dict[str, Any] = {}
+        try:
+            deadline = dt.datetime.fromisoformat(str(document["deadline"]))
+            principal = Principal(f"{requester}/{document['subject']}"[:200], str(document["consumer"]),
+                                  frozenset(document.get("roles", ())) & {"consumer", "platform"},
+                                  issuer=f"node:{requester}")
+            request = VerifyRequest(str(document["resource"]), {str(k): str(v) for k, v in document["key"].items()},
+                                    [Claim(str(c["item"]), str(c["value"])) for c in document["claims"]], request_id)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            status, message = "INVALID_ARGUMENT", f"not a verification request: {error}"
+            principal = None
+        else:
+            if now > deadline:
+                status, message = "DEADLINE_EXCEEDED", f"the request's deadline {deadline.isoformat()} has passed"
+            else:
+                try:
+                    answer = self.query.verify_claim(principal, request)
+                except Exception as error:
+                    code = self.status_of(error)
+                    if code is None:
+                        raise self.transient(f"{type(error).__name__}: {error}") from error
+                    status, message = code, str(error)
+                else:
+                    status, message = "OK", answer.audit_detail()
+                    fields = {"verdict": answer.verdict.file(answer.request), "used_today": answer.used_today,
+                              "daily_quota": answer.grant.daily_quota}
+        reply = self._answer(document, status, message, fields)
+        with self.uow(write=True) as uow:
+            if uow.verifications.stored_answer(request_id) is None:
+                uow.verifications.store_answer(request_id, requester, reply, now)
+                uow.commit()
+        self.audit_writer.append([AuditRecord(
+            at=now, request_id=request_id, subject=principal.subject if principal else requester,
+            department_code=principal.department_code if principal else "",
+            roles=tuple(sorted(principal.roles)) if principal else (), action="rpc/VerifyClaim",
+            target=f"resource:{document.get('resource', '')}"[:200], result=status,
+            peer=f"node:{requester}"[:100], detail=message[:2000])])
+        return reply
+
+    def _answer(self, request: Mapping[str, Any], status: str, message: str, fields: dict[str, Any]) -> bytes:
+        document = {"format": "exnode-rpc-answer/1", "id": str(request.get("id", "")), "from": self.node_id,
+                    "to": str(request.get("from", "")), "status": status, "message": message,
+                    "at": self.clock().isoformat(), **fields}
+        return _sign(ANSWER_CONTEXT, document, self.signer, "answer")

@@ -1,0 +1,158 @@
+"""Household checks (家庭经济状况核对) over the real RabbitMQ, on both databases: one signed request per
+target, answers from the reference responder (a bank) collected as they arrive, a forged answer INVALID, a
+duplicate ignored, a silent target LATE at the deadline, the report with every answer's signature; and
+the bad input that files nothing."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pika
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from adapters.responder import Responder, answer_for, canonical
+from catalog.checks import Member, TargetState
+from catalog.errors import InvalidField
+from node.grpc.server import _status_name
+from security.identity import Principal
+from security.keys import KeyStore, public_keys_document
+from tests.fault.support import AMQP, CONSUMER
+from tests.integration.grpc_node import RunningNode, make_config
+
+WANG, LI = "360426199101010071", "11010519491231002X"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RunningNode, dict[str, str]]]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"bank": f"bank-{suffix}", "tax": f"tax-{suffix}", "house": f"house-{suffix}"}
+    node_id = f"hc{suffix}"
+    config = make_config(tmp_path / "node", url)
+    config = replace(config, node=replace(config.node, id=node_id), exchange=replace(config.exchange, dispatch=False))
+    peers = config.path(config.exchange.peers_dir)
+    peers.mkdir(parents=True)
+    responder = Responder(AMQP, names["bank"], {"members": {WANG: {"存款余额": 52000.5, "理财产品": 0}}},
+                          tmp_path / "bank")
+    (peers / "bank.json").write_text((tmp_path / "bank" / "public-keys.json").read_text(), encoding="utf-8")
+    for role in ("tax", "house"):  # targets that exist (their keys are trusted) but never answer by themselves
+        store = KeyStore.create(tmp_path / role)
+        (peers / f"{role}.json").write_text(json.dumps(public_keys_document(store, names[role])), encoding="utf-8")
+    thread = threading.Thread(target=responder.run, daemon=True)
+    thread.start()
+    running = RunningNode(config)
+    running.node.start_rpc(_status_name)
+    yield running, names
+    responder.stop()
+    thread.join(10)
+    running.close()
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+        channel = connection.channel()
+        for queue in (f"exnode.{node_id}.rpc", f"exnode.{node_id}.rpc-reply", f"exnode.{node_id}.dlq",
+                      *(f"exnode.{n}.rpc" for n in names.values())):
+            channel.queue_delete(queue)
+        channel.exchange_delete(f"exnode.{node_id}.dlx")
+
+
+CENTRE = Principal("核对中心", CONSUMER, frozenset({"consumer"}))
+
+
+def members() -> list[Member]:
+    return [Member(WANG, "王芳"), Member(LI.lower(), "李娜")]
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_a_check_collects_signed_answers_and_completes_at_the_deadline(setup):
+    running, names = setup
+    app = running.node.checks
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)
+    check = app.file_check(CENTRE, members(), "低保申请家庭经济状况核对", "SQ2026-001",
+                           [(names["bank"], "银行"), (names["tax"], "税务"), (names["house"], "住建/房产")], deadline)
+    state = lambda name: app.get_check(CENTRE, check.id).target(name)  # noqa: E731
+    wait_for(lambda: state(names["bank"]).state is TargetState.ANSWERED)
+    bank = state(names["bank"])
+    assert bank.findings == ({"id_number": WANG, "items": {"存款余额": 52000.5, "理财产品": 0}},) and bank.signature
+
+    forger = ed25519.Ed25519PrivateKey.generate()  # an answer for the tax office, not signed by its key
+    forged = answer_for({"check_id": check.id, "members": []}, {"members": {}}, names["tax"])
+    body = json.dumps({"answer": forged, "kid": "whatever",
+                       "signature": base64.b64encode(forger.sign(b"exnode-check-answer/1\n" + canonical(forged)))
+                       .decode()}).encode()
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+        reply = f"exnode.{running.config.node.id}.rpc-reply"
+        channel = connection.channel()
+        channel.basic_publish("", reply, body, pika.BasicProperties(correlation_id=f"check:{check.id}:{names['tax']}"))
+        duplicate = answer_for({"check_id": check.id, "members": [{"id_number": LI}]}, {"members": {LI: {"x": 1}}},
+                               names["bank"])
+        channel.basic_publish("", reply, json.dumps({"answer": duplicate, "kid": "k", "signature": ""}).encode(),
+                              pika.BasicProperties(correlation_id=f"check:{check.id}:{names['bank']}"))
+    wait_for(lambda: state(names["tax"]).state is TargetState.INVALID)
+    assert "does not verify" in state(names["tax"]).reason
+    assert state(names["bank"]).findings == bank.findings  # the second bank answer changed nothing
+    assert not app.get_check(CENTRE, check.id).complete
+    wait_for(lambda: dt.datetime.now(dt.UTC) > deadline, timeout=10)
+    final = app.get_check(CENTRE, check.id)
+    assert final.target(names["house"]).state is TargetState.LATE and final.complete
+    report = app.export_csv(CENTRE, check.id).decode("utf-8")
+    assert report.startswith("\ufeff核对编号") and "52000.5" in report and bank.signature in report
+    with pytest.raises(Exception, match="check"):
+        app.get_check(Principal("x", "11100000MB01284764", frozenset({"consumer"})), check.id)
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"authorisation": ""}, "authorisation"),
+    ({"members": [Member(WANG, "王芳"), Member(WANG[:-1] + "2", "李娜")]}, "members[1].id_number"),
+    ({"targets": [("bank-unknown", "银行")]}, "targets[0].name"),
+    ({"targets": [("TAX", "税务")]}, "targets[0].name"),
+])
+def test_bad_input_files_no_check_and_names_the_field(setup, change, field):
+    running, names = setup
+    arguments = {"members": members(), "purpose": "低保核对", "authorisation": "SQ2026-002",
+                 "targets": [(names["bank"], "银行")], "deadline": dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+                 **change}
+    with pytest.raises(InvalidField) as refused:
+        running.node.checks.file_check(CENTRE, **arguments)
+    assert field in {p.field for p in refused.value.problems}
+    with running.node.uow() as uow:
+        from node.storage.tables import household_checks
+        assert uow.connection.execute(household_checks.select()).first() is None
+
+
+def test_the_cli_files_watches_and_exports_a_check_through_grpc(setup, tmp_path, capsys):
+    from node.cli import main
+
+    running, names = setup
+    client = ["--server", running.address, "--token", running.token(CONSUMER, ["consumer"])]
+    assert main(["check", "file", *client, "--member", f"{WANG}=王芳", "--member", f"{LI}=李娜",
+                 "--target", f"{names['bank']}=银行", "--target", f"{names['house']}=住建/房产",
+                 "--purpose", "低保申请核对", "--authorisation", "SQ2026-003", "--deadline-minutes", "0.1",
+                 "--json"]) == 0
+    filed = json.loads(capsys.readouterr().out)
+    assert [t["state"] for t in filed["targets"]] == ["PENDING", "PENDING"]
+    assert main(["check", "watch", *client, filed["id"], "--json"]) == 0
+    states = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    last = {t["name"]: t["state"] for t in states[-1]["targets"]}
+    assert states[-1]["complete"] and last == {names["bank"]: "ANSWERED", names["house"]: "LATE"}
+    out = tmp_path / "report.csv"
+    assert main(["check", "export", *client, filed["id"], "--out", str(out)]) == 0
+    assert out.read_bytes().startswith("\ufeff核对编号".encode())
+    assert main(["check", "file", *client, "--member", f"{WANG}=王芳", "--target", f"{names['bank']}=银行",
+                 "--purpose", "低保申请核对"]) == 1
+    assert "INVALID_ARGUMENT: authorisation" in capsys.readouterr().err

@@ -1,0 +1,143 @@
+"""Verification across nodes over the real RabbitMQ: a claim about a resource a lower node holds is asked of
+that node (its grants, quota and signature), at most once, never after its deadline; both nodes audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pika
+import pytest
+from exnode.v1 import exchange_pb2_grpc, lists_pb2, lists_pb2_grpc, query_pb2_grpc
+from exnode.v1 import query_pb2 as pb
+
+from catalog.records import Record
+from node.bootstrap import load_sample
+from node.grpc.server import _status_name
+from node.pipeline import provider_batch
+from node.services.remote import REQUEST_CONTEXT, _open, _sign
+from node.storage.audit_repository import AuditFilter
+from security.keys import KeyStore, public_keys_document
+from tests.fault.support import AMQP, CONSUMER, LOW_INCOME, PROVIDER, Key, as_proto, low_income_record
+from tests.integration.grpc_node import RunningNode, make_config
+from tests.integration.test_exchange_relay import register
+
+WANG = "360426199101010071"
+
+
+def _config(tmp_path: Path, name: str, node_id: str, url: str):
+    config = make_config(tmp_path / name, url)
+    return replace(config, node=replace(config.node, id=node_id),
+                   exchange=replace(config.exchange, dispatch=False))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RunningNode, RunningNode]]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
+    lower_id, upper_id = f"tl{uuid.uuid4().hex[:8]}", f"tu{uuid.uuid4().hex[:8]}"
+    lower_config, upper_config = _config(tmp_path, "lower", lower_id, url), _config(tmp_path, "upper", upper_id, "")
+    for config, other_config, other_id in ((lower_config, upper_config, upper_id), (upper_config, lower_config, lower_id)):
+        peers = config.path(config.exchange.peers_dir)
+        peers.mkdir(parents=True, exist_ok=True)
+        (peers / f"{other_id}.json").write_text(json.dumps(public_keys_document(
+            KeyStore.load(other_config.keys_dir), other_id)), encoding="utf-8")
+    lower, upper = RunningNode(lower_config), RunningNode(upper_config)
+    try:
+        load_sample(lower.node)
+        with lower.node.uow() as uow:
+            entry = uow.catalog.get(LOW_INCOME)
+        with upper.node.uow(write=True) as uow:  # what the tier uplink brings up: a read-only foreign entry
+            uow.catalog.put_foreign(entry, lower_id, dt.datetime.now(dt.UTC))
+            uow.commit()
+        key = Key()
+        register(lower, key)
+        record = low_income_record(1)
+        stub = exchange_pb2_grpc.ExchangeServiceStub(lower.channel_as(PROVIDER, ["provider"]))
+        stub.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, [Record(
+            record.id, 1, record.operation, {**record.payload, "公民身份号码": WANG, "姓名": "王芳"})], key)))
+        for running in (lower, upper):
+            running.node.start_rpc(_status_name, timeout_s=15)
+        yield lower, upper
+    finally:
+        lower.close()
+        upper.close()
+        with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+            channel = connection.channel()
+            for node_id in (lower_id, upper_id):
+                for suffix in ("rpc", "rpc-reply", "dlq"):
+                    channel.queue_delete(f"exnode.{node_id}.{suffix}")
+                channel.exchange_delete(f"exnode.{node_id}.dlx")
+
+
+def verification_grant(node: RunningNode, items: tuple[str, ...], quota: int = 0) -> str:
+    consumer = lists_pb2_grpc.ListsServiceStub(node.channel_as(CONSUMER, ["consumer"]))
+    reviewer = lists_pb2_grpc.ListsServiceStub(node.channel_as(PROVIDER, ["reviewer"]))
+    filed = consumer.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
+        resource_code=LOW_INCOME, purpose="低保资格核验", legal_basis="社会救助暂行办法", contact="王芳",
+        items=list(items), kind="VERIFY", daily_quota=quota)))
+    return reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=filed.id, approve=True)).grant_id
+
+
+def claim(node: RunningNode, **asserted: str) -> pb.Verdict:
+    stub = query_pb2_grpc.QueryServiceStub(node.channel_as(CONSUMER, ["consumer"]))
+    return stub.VerifyClaim(pb.VerifyClaimRequest(
+        resource_code=LOW_INCOME, key=pb.RecordKey(values={"公民身份号码": WANG}),
+        claims=[pb.AssertedItem(item=item, value=value) for item, value in asserted.items()]), timeout=30)
+
+
+def test_a_claim_about_a_lower_nodes_resource_is_answered_and_signed_by_that_node(pair):
+    lower, upper = pair
+    with pytest.raises(grpc.RpcError) as refused:  # the lower node's grants decide, not the upper's
+        claim(upper, 姓名="王芳")
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert f"node {lower.config.node.id}" in refused.value.details()
+    assert "no verification grant" in refused.value.details()
+    grant = verification_grant(lower, ("姓名",))
+    verdict = claim(upper, 姓名="王 芳")
+    assert [a.result for a in verdict.answers] == [pb.MATCH]
+    document = json.loads(verdict.document)
+    assert document["node"] == lower.config.node.id and document["grant"] == grant
+    with pytest.raises(grpc.RpcError) as outside:
+        claim(upper, 月保障金额="≤ 1200")
+    assert outside.value.code() is grpc.StatusCode.PERMISSION_DENIED and grant in outside.value.details()
+    answered = lower.node.audit.query(AuditFilter(action="rpc/VerifyClaim")).entries
+    assert {e.record.result for e in answered} == {"OK", "PERMISSION_DENIED"}
+    assert all(e.record.peer == f"node:{upper.config.node.id}" for e in answered)
+    asked = upper.node.audit.query(AuditFilter(action="QueryService/VerifyClaim", result="OK")).entries
+    assert f"answered by node {lower.config.node.id}" in asked[0].record.detail
+    assert not any(WANG in e.record.detail for e in answered + asked)
+
+
+def test_a_redelivered_request_gets_the_stored_answer_and_an_expired_one_is_never_processed(pair):
+    lower, upper = pair
+    grant = verification_grant(lower, ("姓名",))
+    answerer_handle = lower.node.rpc_responder.handle
+    now = dt.datetime.now(dt.UTC)
+
+    def request(deadline: dt.datetime) -> bytes:
+        return _sign(REQUEST_CONTEXT, {
+            "format": "exnode-rpc/1", "id": uuid.uuid4().hex, "kind": "verify", "from": upper.config.node.id,
+            "to": lower.config.node.id, "deadline": deadline.isoformat(), "consumer": CONSUMER,
+            "subject": "tester", "roles": ["consumer"], "resource": LOW_INCOME, "key": {"公民身份号码": WANG},
+            "claims": [{"item": "姓名", "value": "王芳"}]}, upper.node.keys.active, "request")
+
+    body = request(now + dt.timedelta(minutes=1))
+    first = answerer_handle(body)
+    assert answerer_handle(body) == first  # at-most-once: the stored answer again
+    assert lower.node.query.usage(grant)[0] == 1
+    answer, problem = _open(b"exnode-rpc-answer/1\n", first, "answer", upper.node.peers)
+    assert problem is None and answer["status"] == "OK"
+    late, _ = _open(b"exnode-rpc-answer/1\n", answerer_handle(request(now - dt.timedelta(seconds=1))), "answer",
+                    upper.node.peers)
+    assert late["status"] == "DEADLINE_EXCEEDED"
+    assert lower.node.query.usage(grant)[0] == 1  # not processed
+    forged = json.loads(body)
+    forged["request"]["consumer"] = "11100000MB01284764"
+    denied, _ = _open(b"exnode-rpc-answer/1\n", answerer_handle(json.dumps(forged).encode()), "answer",
+                      upper.node.peers)
+    assert denied["status"] == "PERMISSION_DENIED" and "does not verify" in denied["message"]
