@@ -83,9 +83,9 @@ class Node:
     feed: CatalogFeed
     pull: PullApplication
     tiers: TierApplication
-    timestamps: Timestamps | None = None
     query: QueryApplication
     checks: CheckApplication
+    timestamps: Timestamps | None = None
     peers: dict = field(default_factory=dict)
     """node id → (kid → public key) of the trusted peers (exchange.peers_dir)."""
     rpc_responder: RpcResponder | None = None

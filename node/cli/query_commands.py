@@ -17,9 +17,9 @@ from node.cli.common import UsageError, add_client, call_metadata, channel, prin
 _RESULT_NAMES = {pb.MATCH: "MATCH", pb.MISMATCH: "MISMATCH", pb.NO_RECORD: "NO_RECORD"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    records = sub.add_parser("records", help="ask the node about records (接口服务)")
-    jobs = records.add_subparsers(dest="records_command", required=True, metavar="COMMAND")
+def register(sub: argparse._SubParsersAction, jobs: argparse._SubParsersAction) -> None:
+    """``jobs``: the ``records`` command's actions (``records_commands``: keygen, register, send), which
+    ``records query`` joins."""
     query = jobs.add_parser("query", help="the current record of each key, masked per your grant")
     add_client(query)
     query.add_argument("--resource", required=True, metavar="CODE", help="the resource code")
@@ -28,17 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--keys-file", type=Path, default=None, metavar="FILE",
                        help="keys as a JSON list of objects (key item → value)")
     query.set_defaults(handler=run_query)
-    send = jobs.add_parser("send", help="send records (JSON lines) as one signed batch: a provider's reference "
-                                        "client (the key is registered first; the token needs catalog_admin and "
-                                        "provider)")
-    add_client(send)
-    send.add_argument("file", type=Path, metavar="FILE",
-                      help='JSON lines: {"id": …, "sequence": N, "operation": "UPSERT"|"DELETE", "payload": {…}}')
-    send.add_argument("--resource", required=True, metavar="CODE", help="the resource code")
-    send.add_argument("--provider", required=True, metavar="CODE", help="the providing department (统一社会信用代码)")
-    send.add_argument("--signing-key", type=Path, required=True, metavar="PEM",
-                      help="the provider's Ed25519 private key (PKCS#8 PEM); created when the file does not exist")
-    send.set_defaults(handler=run_send)
 
     verify = sub.add_parser("verify", help="verify claims about a record (核验)")
     vjobs = verify.add_subparsers(dest="verify_command", required=True, metavar="COMMAND")
@@ -168,82 +157,3 @@ def run_verdict_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _signer(path: Path):  # -> a BatchSigner with .kid, .sign and .pem
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    if path.exists():
-        try:
-            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError) as error:
-            raise UsageError(f"--signing-key {path}: {error}") from None
-        if not isinstance(private, ed25519.Ed25519PrivateKey):
-            raise UsageError(f"--signing-key {path}: not an Ed25519 private key")
-    else:
-        private = ed25519.Ed25519PrivateKey.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        path.chmod(0o600)
-
-    class Signer:
-        kid = ""
-        pem = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-        @staticmethod
-        def sign(data: bytes) -> bytes:
-            return private.sign(data)
-
-    return Signer()
-
-
-def _records(path: Path):  # -> list[Record]
-    from catalog.records import Operation, Record
-
-    records = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise UsageError(f"{path}: {error.strerror}") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            records.append(Record(str(data["id"]), int(data["sequence"]), Operation(data.get("operation", "UPSERT")),
-                                  dict(data.get("payload") or {})))
-        except (ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"{path} line {number}: not a record ({error})") from None
-    if not records:
-        raise UsageError(f"{path}: no records")
-    return records
-
-
-def run_send(args: argparse.Namespace) -> int:
-    from exnode.v1 import exchange_pb2, exchange_pb2_grpc
-
-    from catalog.records import Operation
-    from node.pipeline import provider_batch
-
-    records = _records(args.file)
-    signer = _signer(args.signing_key)
-    stub = exchange_pb2_grpc.ExchangeServiceStub(channel(args))
-    metadata = call_metadata(args)
-    signer.kid = stub.RegisterKey(exchange_pb2.RegisterKeyRequest(
-        department_code=args.provider, algorithm="Ed25519", public_pem=signer.pem), metadata=metadata).key_id
-    batch = provider_batch(args.provider, args.resource, records, signer)
-    answer = stub.Ingest(exchange_pb2.RecordBatch(
-        batch_id=batch.batch_id, provider_code=batch.provider_code, resource_code=batch.resource_code,
-        merkle_root=batch.merkle_root, key_id=batch.kid, signature=batch.signature,
-        records=[exchange_pb2.Record(id=r.id, sequence=r.sequence, operation=exchange_pb2.UPSERT
-                                     if r.operation is Operation.UPSERT else exchange_pb2.DELETE,
-                                     payload=json.dumps(dict(r.payload), ensure_ascii=False).encode())
-                 for r in records]), metadata=metadata)
-    if args.json:
-        print_json({"batch_id": answer.batch_id, "accepted": answer.accepted, "duplicates": answer.duplicates,
-                    "sequence_gaps": list(answer.sequence_gaps), "key_id": signer.kid})
-    else:
-        print(f"batch {answer.batch_id}: {answer.accepted} records stored, {answer.duplicates} duplicates"
-              + (f", sequence gaps {', '.join(answer.sequence_gaps)}" if answer.sequence_gaps else ""))
-    return 0

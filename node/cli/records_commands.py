@@ -29,8 +29,9 @@ DEFAULT_KEY_DIR = Path("provider-key")
 MAX_LINE_BYTES = 1024 * 1024
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("records", help="a data provider's records: keys, signing and sending")
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The ``records`` command; its actions are returned, for ``records query`` (``query_commands``)."""
+    parser = sub.add_parser("records", help="records: a provider's keys, signing and sending; keyed queries (接口服务)")
     commands = parser.add_subparsers(dest="records_command", required=True, metavar="ACTION")
     keygen = commands.add_parser("keygen", help="make the provider's signing key (kept in --key-dir)")
     keygen.add_argument("--key-dir", type=Path, default=DEFAULT_KEY_DIR, help="default ./provider-key")
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     send.add_argument("--batch", type=int, default=500, help="records per signed batch (default 500)")
     send.add_argument("--restart", action="store_true", help="forget what was sent and send the whole file again")
     send.set_defaults(handler=run_send)
+    return commands
 
 
 def run_keygen(args: argparse.Namespace) -> int:

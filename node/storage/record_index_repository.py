@@ -10,6 +10,7 @@ from sqlalchemy import and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import record_keys, records, resources
 
 
@@ -32,8 +33,10 @@ class CurrentRecord:
 
 
 class RecordIndexRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, sealer: Sealer | None = None) -> None:
         self.connection = connection
+        self.sealer = sealer
+        """Opens payloads encrypted at rest (``node.storage.secrecy``); None only for tools without keys."""
 
     def put(self, resource_code: str, entries: Iterable[IndexEntry], now: dt.datetime) -> int:
         """UPSERTs: each key now names its record, unless the index already holds a later record of that key
@@ -74,20 +77,21 @@ class RecordIndexRepository:
                 c.record_id.in_(list(record_ids[start:start + 500]))))
 
     def current(self, resource_code: str, key_hashes: Sequence[str]) -> dict[str, CurrentRecord]:
-        """The current record of each key that has one, with its stored payload."""
+        """The current record of each key that has one, with its payload (opened under its data key)."""
         k, r = record_keys.c, records.c
         found: dict[str, CurrentRecord] = {}
         for start in range(0, len(key_hashes), 500):
             chunk = list(dict.fromkeys(key_hashes[start:start + 500]))
             rows = self.connection.execute(
-                select(k.key_hash, k.provider_code, k.record_id, k.sequence, r.payload)
+                select(k.key_hash, k.provider_code, k.record_id, k.sequence, r.resource_code, r.payload,
+                       r.payload_key)
                 .select_from(record_keys.join(records, and_(
                     r.provider_code == k.provider_code, r.resource_code == k.resource_code,
                     r.record_id == k.record_id)))
                 .where(k.resource_code == resource_code, k.key_hash.in_(chunk)))
             for row in rows:
                 found[row.key_hash] = CurrentRecord(row.key_hash, row.provider_code, row.record_id, row.sequence,
-                                                    row.payload)
+                                                    open_payload(self.sealer, self.connection, row))
         return found
 
     def published_version(self, resource_code: str) -> int | None:

@@ -95,7 +95,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.audit = AuditRepository(connection)
         self.data_keys = DataKeysRepository(connection, self._sealer)
         self.timestamps = TimestampRepository(connection)
-        self.record_index = RecordIndexRepository(connection)
+        self.record_index = RecordIndexRepository(connection, self._sealer)
         self.verifications = VerificationRepository(connection)
         self.checks = CheckRepository(connection)
         return self

@@ -221,12 +221,15 @@ def test_records_send_registers_the_key_and_stores_a_signed_batch(node, tmp_path
                                  "payload": {**record.payload, "公民身份号码": NOBODY}}, ensure_ascii=False) + "\n",
                      encoding="utf-8")
     token = node.token(PROVIDER, ["catalog_admin", "provider"])
-    args = ["records", "send", str(lines), "--resource", LOW_INCOME, "--provider", PROVIDER,
-            "--signing-key", str(tmp_path / "provider.key.pem"), "--server", node.address, "--token", token]
+    client = ["--server", node.address, "--token", token]
+    key_dir = str(tmp_path / "provider-key")
+    assert main(["records", "keygen", "--key-dir", key_dir]) == 0
+    assert main(["records", "register", "--key-dir", key_dir, "--dept", PROVIDER, *client]) == 0
+    capsys.readouterr()
+    args = ["records", "send", str(lines), "--resource", LOW_INCOME, "--provider", PROVIDER, "--key-dir", key_dir,
+            *client]
     assert main(args) == 0
-    assert "1 records stored" in capsys.readouterr().out
-    assert main(args) == 0  # the same key file again: registered already, the batch a duplicate
-    assert "0 records stored, 1 duplicates" in capsys.readouterr().out
+    assert main([*args, "--restart"]) == 0  # the whole file again: the node knows the record
     demand(node)
     answer = query(node).QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=keys(NOBODY)))
     assert answer.results[0].record_id == "DB-000003"
