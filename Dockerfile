@@ -26,11 +26,12 @@ COPY --from=build /opt/exnode /opt/exnode
 COPY ops/container/start.sh ops/container/healthcheck.py /opt/exnode/
 ENV PATH=/opt/exnode/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     EXNODE_DATA=/var/lib/exnode/data \
-    EXNODE_SERVER_LISTEN=0.0.0.0:50051 EXNODE_SERVER_METRICS_LISTEN=0.0.0.0:9464
+    EXNODE_SERVER_LISTEN=0.0.0.0:50051 EXNODE_SERVER_METRICS_LISTEN=0.0.0.0:9464 \
+    EXNODE_CONSOLE_LISTEN=0.0.0.0:8080
 USER exnode:exnode
 WORKDIR /var/lib/exnode
 VOLUME ["/var/lib/exnode/data", "/var/lib/exnode/backups"]
-EXPOSE 50051 9464
+EXPOSE 50051 9464 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["/opt/exnode/bin/python", "/opt/exnode/healthcheck.py"]
 STOPSIGNAL SIGTERM

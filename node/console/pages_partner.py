@@ -55,8 +55,9 @@ def resource(context: Context, request: Request, form: FormData | None) -> Page:
     history = node.catalog.history(context.principal, code)
     meta = version.metadata
     personal = default_masking(i.name for i in meta.items)
+    position = node.feed.position_of(context.principal, code)
     return Page("resource.html", {"resource": found, "version": version, "meta": meta, "history": history,
-                                  "personal": personal,
+                                  "personal": personal, "position": position,
                                   "can_demand": "demands" in request.app.state.console.areas(context.principal)})
 
 

@@ -197,6 +197,17 @@ class CatalogFeed:
         return feed_tokens.issue(feed_tokens.ResumePoint(self.node_id, principal.department_code, position,
                                                          self.macs.active_kid), key)
 
+    def position_of(self, principal: Principal, code: str) -> tuple[FeedEvent, str] | None:
+        """A resource's newest event the caller sees, and the resume token that follows the feed from there
+        (``exnode catalog watch --since TOKEN``): a partner's page says where the resource stands."""
+        flt = self.event_filter(principal)
+        with self.uow() as uow:
+            row = uow.catalog.last_event_of(code, flt.visible_to)
+        if row is None:
+            return None
+        event = _event(row)
+        return event, self.token(principal, event.position)
+
     def check_authenticated(self, principal: Principal) -> None:
         """A stream lives no longer than its bearer JWT: the caller must come back with a fresh one."""
         if principal.expires_at and self.wall_clock() > principal.expires_at + self.leeway_s:

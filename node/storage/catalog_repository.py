@@ -336,6 +336,14 @@ class CatalogRepository:
             .order_by(catalog_events.c.sequence).limit(limit)
         ).all()
 
+    def last_event_of(self, code: str, visible_to: str | None) -> Row | None:
+        """The newest event of one resource the caller may see (its position in the feed)."""
+        e = catalog_events
+        conditions = [e.c.code == code]
+        if visible_to is not None:
+            conditions.append(or_(e.c.kind.in_(PUBLIC_EVENT_KINDS), e.c.provider_code == visible_to))
+        return self.connection.execute(select(e).where(*conditions).order_by(e.c.sequence.desc()).limit(1)).first()
+
     def last_event_position(self) -> int:
         return self.connection.execute(select(func.max(catalog_events.c.sequence))).scalar_one() or 0
 

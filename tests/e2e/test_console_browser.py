@@ -204,6 +204,8 @@ def test_partner_browses_searches_and_files_a_demand_with_suggestions(node: Cons
     page.get_by_role("link", name="311140001/000001").click()
     expect(page.locator("h1")).to_contain_text("城乡最低生活保障对象信息")
     assert "公民身份号码" in page.content() and "keep:6,4" in page.content()
+    watch = page.locator("code.pre").inner_text()  # the feed position, as a command that resumes after it
+    assert watch.startswith("exnode catalog watch --code-prefix 311140001/000001 --since cw1.")
     snap(page, shots, "partner-resource")
     page.get_by_role("link", name="为此资源提交共享需求").click()
     page.fill("input[name=description]", "低保对象身份核验")
