@@ -174,3 +174,13 @@ def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_grant
     assert finding["items"]["城乡最低生活保障对象信息·月保障金额"] == 1234.5
     entries = lower.node.audit.query(AuditFilter(action="rpc/HouseholdCheck")).entries
     assert {e.record.result for e in entries} == {"ANSWERED", "REFUSED"}
+
+
+def test_a_query_for_a_lower_nodes_resource_is_refused_naming_that_node(pair):
+    lower, upper = pair
+    stub = query_pb2_grpc.QueryServiceStub(upper.channel_as(CONSUMER, ["consumer"]))
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
+            pb.RecordKey(values={"公民身份号码": WANG})]), timeout=30)
+    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert f"held by node {lower.config.node.id}" in refused.value.details()
