@@ -122,7 +122,10 @@ class RpcClient(BlockingWorker):
 
     def send(self, target_node: str, body: bytes, correlation_id: str) -> None:
         """Publish a request whose answer is not awaited here: it comes to ``on_reply`` (household checks)."""
-        if not self._ready.wait(10.0):
+        self._publish(target_node, body, correlation_id, 10.0)
+
+    def _publish(self, target_node: str, body: bytes, correlation_id: str, wait_s: float) -> None:
+        if not self._ready.wait(wait_s):
             raise ConnectionError(f"the broker is not reachable for the reply queue {reply_queue(self.node_id)}")
         connection, channel = self._connection, self._channel
         if connection is None or channel is None:
@@ -138,18 +141,14 @@ class RpcClient(BlockingWorker):
         deadline (the answering node never processes an expired request: it checks the deadline too)."""
         correlation = correlation_id or uuid.uuid4().hex
         future: Future[bytes] = Future()
-        if not self._ready.wait(min(timeout, 10.0)):
-            raise ConnectionError(f"the broker is not reachable for the reply queue {reply_queue(self.node_id)}")
         with self._lock:
             self._waiting[correlation] = future
-        connection, channel = self._connection, self._channel
-        if connection is None or channel is None:
-            raise ConnectionError("the broker connection was lost")
-        properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, content_type=CONTENT_TYPE,
-                                          correlation_id=correlation, reply_to=reply_queue(self.node_id),
-                                          app_id=self.node_id)
-        connection.add_callback_threadsafe(
-            lambda: channel.basic_publish("", rpc_queue(target_node), body, properties))
+        try:
+            self._publish(target_node, body, correlation, min(timeout, 10.0))
+        except ConnectionError:
+            with self._lock:
+                self._waiting.pop(correlation, None)
+            raise
         try:
             return future.result(timeout)
         except TimeoutError:

@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_client(export)
     export.add_argument("id", metavar="ID")
     export.add_argument("--out", type=Path, default=None, help="the file (default: the name the node gives)")
+    export.add_argument("--format", choices=("csv", "xml"), default="csv",
+                        help="csv (UTF-8 with BOM, default) or xml (node/files/schemas/check-report.xsd)")
     export.set_defaults(handler=run_export)
 
     responder = sub.add_parser("responder", help="the reference responder of household checks (a bank's starting "
@@ -104,7 +106,8 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    response = _stub(args).ExportCheck(pb.ExportCheckRequest(id=args.id), metadata=call_metadata(args))
+    response = _stub(args).ExportCheck(pb.ExportCheckRequest(id=args.id, format=args.format),
+                                       metadata=call_metadata(args))
     path = args.out or Path(response.filename)
     path.write_bytes(response.content)
     print_json({"file": str(path), "bytes": len(response.content)}) if args.json else print(f"wrote {path}")

@@ -78,5 +78,9 @@ class CheckServicer(checks_pb2_grpc.CheckServiceServicer):
     async def ExportCheck(self, request: pb.ExportCheckRequest, context: grpc.aio.ServicerContext
                           ) -> pb.ExportCheckResponse:
         current().target = f"check:{request.id}"
-        content = await asyncio.to_thread(self.app.export_csv, principal(), request.id)
-        return pb.ExportCheckResponse(content=content, filename=f"核对报告-{request.id}.csv")
+        fmt = request.format or "csv"
+        if fmt not in ("csv", "xml"):
+            raise InvalidField.one("format", f"unknown format {request.format!r} (csv or xml)")
+        export = self.app.export_xml if fmt == "xml" else self.app.export_csv
+        content = await asyncio.to_thread(export, principal(), request.id)
+        return pb.ExportCheckResponse(content=content, filename=f"核对报告-{request.id}.{fmt}")

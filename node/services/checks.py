@@ -142,6 +142,12 @@ class CheckApplication:
         with self.uow() as uow:
             return uow.checks.version(check_id)
 
+    def export_xml(self, principal: Principal, check_id: str) -> bytes:
+        """The combined report as XML valid against node/files/schemas/check-report.xsd."""
+        from node.files.check_report import report_xml
+
+        return report_xml(self.get_check(principal, check_id))
+
     def export_csv(self, principal: Principal, check_id: str) -> bytes:
         """The household's combined report: one row per member, target and finding, with every answer's
         answerer, state, key id and signature; UTF-8 with BOM (opens in Excel/WPS)."""

@@ -122,7 +122,10 @@ class QueryApplication:
     def query_records(self, principal: Principal, resource_code: str, keys: Sequence[Mapping[str, str]]
                       ) -> QueryAnswer:
         """The current record of each key, masked per the caller's live grant; NOT_FOUND per key."""
-        meta = self._published(resource_code)
+        meta, origin = self._published_entry(resource_code)
+        if origin:
+            raise IllegalTransition("FOREIGN", "query", f"{resource_code} is held by node {origin}: its records are "
+                                    "queried there (QueryRecords is not routed between nodes yet)", what="resource")
         grant = self.lists.live_grant(principal, resource_code, Action.RECORDS_QUERY)
         if not keys:
             raise InvalidField.one("keys", "give at least one key")

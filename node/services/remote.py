@@ -20,18 +20,23 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from catalog.claims import Claim
+from catalog.claims import Claim, is_id_number_item
 from catalog.lists import Grant
+from catalog.model import ResourceStatus
 from node.services.audit import AuditWriter
 from node.services.errors import REMOTE_REFUSALS, RemoteUnavailable
 from node.services.query import QueryApplication, VerifyAnswer, VerifyRequest
+from node.storage.catalog_repository import ResourceFilter
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security import verdicts
 from security.audit import AuditRecord
 from security.identity import Principal
 from security.keys import PublicKey, SigningKey
+from security.policy import PermissionDenied
 
 REQUEST_CONTEXT = b"exnode-rpc-request/1\n"
+CHECK_CONTEXT = b"exnode-check/1\n"
+CHECK_ANSWER_CONTEXT = b"exnode-check-answer/1\n"
 ANSWER_CONTEXT = b"exnode-rpc-answer/1\n"
 Clock = Callable[[], dt.datetime]
 Peers = Mapping[str, Mapping[str, PublicKey]]
@@ -130,6 +135,76 @@ class RemoteAnswerer:
         self.transient = transient
 
     def handle(self, body: bytes) -> bytes:
+        try:
+            is_check = json.loads(body)["request"]["format"] == "exnode-check/1"
+        except (ValueError, KeyError, TypeError):
+            is_check = False
+        return self.answer_check(body) if is_check else self.answer_verification(body)
+
+    def answer_check(self, body: bytes) -> bytes:
+        """A household check's request to this node as a department (schemas/household-check.schema.json):
+        for each member, the current record of every published resource keyed by 公民身份号码 that the
+        asking department holds a live grant for here, masked per that grant; REFUSED when it holds none.
+        At most once, like verifications."""
+        now = self.clock()
+        document, problem = _open(CHECK_CONTEXT, body, "request", self.peers)
+        check_id = str(document.get("check_id", ""))[:40]
+        requester = str(document.get("from", ""))[:128]
+        answer_id = f"check:{check_id}:{self.node_id}"[:64]
+        with self.uow() as uow:
+            stored = uow.verifications.stored_answer(answer_id)
+        if stored is not None:
+            return stored
+        findings: dict[str, dict[str, Any]] = {}
+        status, reason = "ANSWERED", ""
+        if problem is not None:
+            status, reason = "REFUSED", problem
+        else:
+            principal = Principal(f"{requester}/核对"[:200], str(document.get("requester", "")), frozenset({"consumer"}),
+                                  issuer=f"node:{requester}")
+            members = [str(m.get("id_number", "")) for m in document.get("members", []) if isinstance(m, dict)]
+            with self.uow() as uow:
+                resources = [r for r in uow.catalog.all(ResourceFilter(status=ResourceStatus.PUBLISHED))
+                             if not r.origin_node]
+            granted = 0
+            for resource in resources:
+                keys = resource.latest.metadata.key_items
+                if len(keys) != 1 or not is_id_number_item(keys[0]):
+                    continue
+                try:
+                    answer = self.query.query_records(principal, resource.code,
+                                                      [{keys[0].name: member} for member in members])
+                except PermissionDenied:
+                    continue
+                granted += 1
+                for index, found in enumerate(answer.answers):
+                    if found.found:
+                        items = findings.setdefault(members[index], {})
+                        items.update({f"{resource.latest.metadata.name}·{k}": v for k, v in found.payload.items()})
+            if not granted:
+                status, reason = "REFUSED", (f"department {principal.department_code} holds no live grant here for a "
+                                             "resource keyed by 公民身份号码")
+        answer_document = {"format": "exnode-check-answer/1", "check_id": check_id, "target": self.node_id,
+                           "status": status, "reason": reason,
+                           "findings": [{"id_number": k, "items": v} for k, v in findings.items()],
+                           "at": now.isoformat()}
+        signature = self.signer.sign(CHECK_ANSWER_CONTEXT + verdicts.canonical(answer_document))
+        reply = json.dumps({"answer": answer_document, "kid": self.signer.kid,
+                            "signature": base64.b64encode(signature).decode()}, ensure_ascii=False).encode()
+        with self.uow(write=True) as uow:
+            if uow.verifications.stored_answer(answer_id) is None:
+                uow.verifications.store_answer(answer_id, requester, reply, now)
+                uow.commit()
+        self.audit_writer.append([AuditRecord(
+            at=now, request_id=answer_id, subject=f"{requester}/核对"[:200],
+            department_code=str(document.get("requester", ""))[:18], roles=("consumer",),
+            action="rpc/HouseholdCheck", target=f"check:{check_id}"[:200], result=status,
+            peer=f"node:{requester}"[:100],
+            detail=(f"{len(document.get('members', []))} members, {len(findings)} found"
+                    + (f"; {reason}" if reason else ""))[:2000])])
+        return reply
+
+    def answer_verification(self, body: bytes) -> bytes:
         now = self.clock()
         document, problem = _open(REQUEST_CONTEXT, body, "request", self.peers)
         request_id = str(document.get("id", ""))[:64] or uuid.uuid4().hex

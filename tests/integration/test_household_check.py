@@ -153,6 +153,14 @@ def test_the_cli_files_watches_and_exports_a_check_through_grpc(setup, tmp_path,
     out = tmp_path / "report.csv"
     assert main(["check", "export", *client, filed["id"], "--out", str(out)]) == 0
     assert out.read_bytes().startswith("\ufeff核对编号".encode())
+    xml = tmp_path / "report.xml"
+    assert main(["check", "export", *client, filed["id"], "--format", "xml", "--out", str(xml)]) == 0
+    from lxml import etree
+
+    from node.files.check_report import report_schema
+    document = etree.fromstring(xml.read_bytes())
+    assert report_schema().validate(document)
+    assert {t.get("state") for t in document.iter("{urn:exnode:check-report:v1}target")} == {"ANSWERED", "LATE"}
     assert main(["check", "file", *client, "--member", f"{WANG}=王芳", "--target", f"{names['bank']}=银行",
                  "--purpose", "低保申请核对"]) == 1
     assert "INVALID_ARGUMENT: authorisation" in capsys.readouterr().err

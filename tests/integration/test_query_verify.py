@@ -233,3 +233,16 @@ def test_records_send_registers_the_key_and_stores_a_signed_batch(node, tmp_path
     demand(node)
     answer = query(node).QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=keys(NOBODY)))
     assert answer.results[0].record_id == "DB-000003"
+
+
+def test_concurrent_verifications_never_exceed_the_quota(node):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledger = node.node.query.quota
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: ledger.take("SQ-RACE", "2026-12-01", 50, 1), range(120)))
+    assert sorted(r for r in results if r is not None) == list(range(1, 51))
+    assert results.count(None) == 70
+    with node.node.uow() as uow:
+        assert uow.verifications.usage("SQ-RACE", "2026-12-01") == (50, 50)
+    assert ledger.commits < ledger.takes  # concurrent takes shared commits

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -141,3 +142,45 @@ def test_a_redelivered_request_gets_the_stored_answer_and_an_expired_one_is_neve
     denied, _ = _open(b"exnode-rpc-answer/1\n", answerer_handle(json.dumps(forged).encode()), "answer",
                       upper.node.peers)
     assert denied["status"] == "PERMISSION_DENIED" and "does not verify" in denied["message"]
+
+
+def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_granted_records(pair):
+    from catalog.checks import Member, TargetState
+    from security.identity import Principal
+    from tests.integration.test_query_verify import demand
+
+    lower, upper = pair
+    centre = Principal("核对中心", CONSUMER, frozenset({"consumer"}))
+    target = [(lower.config.node.id, "民政")]
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
+
+    def filed_and_answered() -> object:
+        check = upper.node.checks.file_check(centre, [Member(WANG, "王芳")], "低保核对", "SQ2026-7", target, deadline)
+        for _ in range(200):
+            state = upper.node.checks.get_check(centre, check.id).targets[0]
+            if state.state is not TargetState.PENDING:
+                return state
+            time.sleep(0.1)
+        raise AssertionError("no answer")
+
+    refused = filed_and_answered()
+    assert refused.state is TargetState.REFUSED and "holds no live grant" in refused.reason
+    demand(lower, items=("姓名", "公民身份号码", "月保障金额"))
+    answered = filed_and_answered()
+    assert answered.state is TargetState.ANSWERED
+    (finding,) = answered.findings
+    assert finding["id_number"] == WANG
+    assert finding["items"]["城乡最低生活保障对象信息·公民身份号码"] == "360426********0071"  # masked per the grant
+    assert finding["items"]["城乡最低生活保障对象信息·月保障金额"] == 1234.5
+    entries = lower.node.audit.query(AuditFilter(action="rpc/HouseholdCheck")).entries
+    assert {e.record.result for e in entries} == {"ANSWERED", "REFUSED"}
+
+
+def test_a_query_for_a_lower_nodes_resource_is_refused_naming_that_node(pair):
+    lower, upper = pair
+    stub = query_pb2_grpc.QueryServiceStub(upper.channel_as(CONSUMER, ["consumer"]))
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
+            pb.RecordKey(values={"公民身份号码": WANG})]), timeout=30)
+    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert f"held by node {lower.config.node.id}" in refused.value.details()

@@ -88,10 +88,12 @@ class GetCheckRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ExportCheckRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "format")
     ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    format: str
+    def __init__(self, id: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
 
 class ExportCheckResponse(_message.Message):
     __slots__ = ("content", "filename")
