@@ -262,10 +262,12 @@ class CatalogRepository:
             if expression is None:
                 return [], 0
             if self._narrowed(flt) or self._fts_count(expression, DRIVE_LIMIT + 1) <= DRIVE_LIMIT:
-                # Every match is read to keep the first ``limit``; counting them in the same pass (a
-                # window over the rows the sort holds anyway) spares the first page a second index read.
+                # No window count here (PostgreSQL's way): SQLite then sorts every match instead of
+                # keeping the best ``limit``, which costs what the separate FTS5 count saves (measured at
+                # 10^5, "低保" as a consumer: 56 ms with the window, 35 + 19 ms without). NULL: the caller
+                # counts.
                 pairs = self.connection.exec_driver_sql(
-                    "SELECT v.code, v.version, count(*) OVER () FROM resource_search JOIN resource_versions v "
+                    "SELECT v.code, v.version, NULL FROM resource_search JOIN resource_versions v "
                     "ON v.search_id = resource_search.rowid WHERE resource_search MATCH ? AND v.code > ? "
                     "ORDER BY v.code LIMIT ?", (expression, after_code, limit)).all()
             else:
@@ -287,7 +289,7 @@ class CatalogRepository:
         if pairs is not None:
             if not pairs:
                 return [], 0
-            total = pairs[0][2]
+            total = pairs[0][2]  # None on SQLite
             query = (query.select_from(joined).where(tuple_(v.c.code, v.c.version).in_([(p[0], p[1]) for p in pairs]))
                      .order_by(resources.c.code))
         out = []
