@@ -45,22 +45,23 @@ MacKey = Callable[[str], bytes]
 """kid → MAC key; raises KeyError when the node has no such key."""
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
+    """URL-safe base64 without padding (the tokens' encoding; page tokens use it too)."""
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
+def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _mac(key: bytes, payload: bytes) -> bytes:
+def mac_of(key: bytes, payload: bytes) -> bytes:
     return hmac.new(key, payload, hashlib.sha256).digest()
 
 
 def issue(point: ResumePoint, key: bytes) -> str:
     payload = json.dumps({"n": point.node_id, "d": point.department_code, "p": point.position, "k": point.kid},
                          separators=(",", ":"), sort_keys=True).encode()
-    return PREFIX + _b64(payload) + "." + _b64(_mac(key, payload))
+    return PREFIX + b64(payload) + "." + b64(mac_of(key, payload))
 
 
 def check(token: str, *, node_id: str, department_code: str, mac_key: MacKey) -> ResumePoint:
@@ -69,8 +70,8 @@ def check(token: str, *, node_id: str, department_code: str, mac_key: MacKey) ->
         raise TokenRefused("malformed", "is not a resume token of the catalog feed")
     encoded_payload, encoded_mac = token[len(PREFIX):].split(".")
     try:
-        payload = _unb64(encoded_payload)
-        mac = _unb64(encoded_mac)
+        payload = unb64(encoded_payload)
+        mac = unb64(encoded_mac)
         fields = json.loads(payload)
         point = ResumePoint(fields["n"], fields["d"], fields["p"], fields["k"])
     except (ValueError, binascii.Error, KeyError, TypeError):
@@ -85,7 +86,7 @@ def check(token: str, *, node_id: str, department_code: str, mac_key: MacKey) ->
         key = mac_key(point.kid)
     except KeyError:
         raise TokenRefused("unknown_key", f"names key {point.kid!r}, which this node does not have") from None
-    if not hmac.compare_digest(mac, _mac(key, payload)):
+    if not hmac.compare_digest(mac, mac_of(key, payload)):
         raise TokenRefused("forged", "does not carry this node's MAC (altered or forged)")
     if point.department_code != department_code:
         raise TokenRefused("other_department", f"was issued to department {point.department_code}, not to "

@@ -8,28 +8,15 @@ so keys of earlier rotations still verify). Anything altered, truncated or made 
 
 from __future__ import annotations
 
-import base64
 import binascii
-import hashlib
 import hmac
 import json
 from collections.abc import Callable
 
 from security.errors import SecurityError
+from security.feed_tokens import b64, mac_of, unb64
 
 MAX_TOKEN_CHARS = 2000
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, payload, hashlib.sha256).digest()
 
 
 class PageTokenRefused(SecurityError):
@@ -39,7 +26,7 @@ class PageTokenRefused(SecurityError):
 def issue(prefix: str, fields: dict, key: bytes, kid: str) -> str:
     payload = json.dumps({**fields, "k": kid}, separators=(",", ":"), sort_keys=True,
                          ensure_ascii=False).encode()
-    return prefix + _b64(payload) + "." + _b64(_mac(key, payload))
+    return prefix + b64(payload) + "." + b64(mac_of(key, payload))
 
 
 def check(prefix: str, token: str, mac_key: Callable[[str], bytes]) -> dict:
@@ -49,7 +36,7 @@ def check(prefix: str, token: str, mac_key: Callable[[str], bytes]) -> dict:
         raise PageTokenRefused("is not a page token this node issued")
     encoded_payload, encoded_mac = token[len(prefix):].split(".")
     try:
-        payload, mac = _unb64(encoded_payload), _unb64(encoded_mac)
+        payload, mac = unb64(encoded_payload), unb64(encoded_mac)
         fields = json.loads(payload)
         kid = fields.pop("k")
         if not isinstance(kid, str):
@@ -57,6 +44,6 @@ def check(prefix: str, token: str, mac_key: Callable[[str], bytes]) -> dict:
         key = mac_key(kid)
     except (ValueError, binascii.Error, KeyError, TypeError, AttributeError):
         raise PageTokenRefused("is not a page token this node issued") from None
-    if not hmac.compare_digest(mac, _mac(key, payload)):
+    if not hmac.compare_digest(mac, mac_of(key, payload)):
         raise PageTokenRefused("does not carry this node's MAC (altered or forged)")
     return fields

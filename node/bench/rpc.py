@@ -71,24 +71,32 @@ def _client(address: str, token: str, codes: list[str], duration: float, concurr
     results.put((count, latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]))
 
 
-def _run_mode(audited: bool, duration: float, concurrency: int, database_url: str) -> dict[str, float]:
+def bench_node(data: Path, database_url: str = "") -> tuple[Any, Any]:
+    """A development node in ``data`` (keys, the dev issuer, migrations, the sample catalog): the
+    config and the built node, for benchmarks that serve it in their own process."""
     from node import bootstrap
     from node.bootstrap import load_sample
-    from node.grpc.server import build_server
     from node.storage.database import migrate
-    from security.identity import Principal, create_dev_issuer_key, issue_dev_token
+    from security.identity import create_dev_issuer_key
     from security.keys import KeyStore
 
+    KeyStore.create(data / "keys")
+    create_dev_issuer_key(data / "keys")
+    config = load_config(data, environ={})
+    config = replace(config, auth=replace(config.auth, trust_dev_issuer=True),
+                     database=replace(config.database, url=database_url or f"sqlite:///{data / 'exnode.db'}"))
+    migrate(config.database_url)
+    node = bootstrap.build(config, apply_migrations=False)
+    load_sample(node)
+    return config, node
+
+
+def _run_mode(audited: bool, duration: float, concurrency: int, database_url: str) -> dict[str, float]:
+    from node.grpc.server import build_server
+    from security.identity import Principal, issue_dev_token
+
     with tempfile.TemporaryDirectory(prefix="exnode-bench-rpc-") as tmp:
-        data = Path(tmp)
-        KeyStore.create(data / "keys")
-        create_dev_issuer_key(data / "keys")
-        config = load_config(data, environ={})
-        config = replace(config, auth=replace(config.auth, trust_dev_issuer=True),
-                         database=replace(config.database, url=database_url or f"sqlite:///{data / 'exnode.db'}"))
-        migrate(config.database_url)
-        node = bootstrap.build(config, apply_migrations=False)
-        load_sample(node)
+        config, node = bench_node(Path(tmp), database_url)
         codes = [r.code for r in node.catalog.export(Principal.system("bench"), None)]
         token = issue_dev_token(config.keys_dir, config.node.id, config.audience, subject="bench",
                                 department_code="11100000MB01284764", roles=["consumer"])

@@ -17,11 +17,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from node.config import load_config
 
 COMMITS = 20
 CHANNELS = 20
@@ -72,24 +69,13 @@ def _watchers(address: str, token: str, count: int, expected: int, ready: Any, r
 
 
 def main(count: int = 1_000) -> int:
-    from node import bootstrap
     from node.bench.catalog import Generator
-    from node.bootstrap import load_sample
+    from node.bench.rpc import bench_node
     from node.grpc.server import build_server
-    from node.storage.database import migrate
-    from security.identity import Principal, create_dev_issuer_key, issue_dev_token
-    from security.keys import KeyStore
+    from security.identity import Principal, issue_dev_token
 
     with tempfile.TemporaryDirectory(prefix="exnode-bench-watchers-") as tmp:
-        data = Path(tmp)
-        KeyStore.create(data / "keys")
-        create_dev_issuer_key(data / "keys")
-        config = load_config(data, environ={})
-        config = replace(config, auth=replace(config.auth, trust_dev_issuer=True),
-                         database=replace(config.database, url=f"sqlite:///{data / 'exnode.db'}"))
-        migrate(config.database_url)
-        node = bootstrap.build(config, apply_migrations=False)
-        load_sample(node)
+        config, node = bench_node(Path(tmp))
         token = issue_dev_token(config.keys_dir, config.node.id, config.audience, subject="bench",
                                 department_code="11150100011627354Q", roles=["consumer"])
         loop = asyncio.new_event_loop()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from adapters.rabbit.fanout import FanoutBatch, FanoutMessage, FanoutSource
 from catalog.errors import InvalidField
 from catalog.model import Classification
-from node.storage.catalog_repository import EventFilter
+from node.storage.catalog_repository import PUBLIC_EVENT_KINDS, EventFilter
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security import feed_tokens
 from security.identity import AuthenticationError, Principal
@@ -71,9 +71,12 @@ class ChangeSignal:
         self._lock = threading.Lock()
         self._async: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._threads: set[threading.Event] = set()
+        self.generation = 0
+        """Counts notifications: a read begun after seeing generation g sees every commit notified up to g."""
 
     def notify(self) -> None:
         with self._lock:
+            self.generation += 1
             waiters, events = list(self._async), list(self._threads)
         for loop, event in waiters:
             try:
@@ -128,6 +131,43 @@ class AsyncWaiter:
         self._signal._unregister(self._entry)
 
 
+def passes(event: FeedEvent, flt: EventFilter) -> bool:
+    """``EventFilter`` in memory, as CatalogRepository.feed_events applies it in SQL (live watchers share
+    one read of the log's new events and each keeps what its filter passes)."""
+    if flt.visible_to is not None and event.kind not in PUBLIC_EVENT_KINDS and event.provider_code != flt.visible_to:
+        return False
+    if flt.public_only and event.kind not in PUBLIC_EVENT_KINDS:
+        return False
+    if flt.provider_code and event.provider_code != flt.provider_code:
+        return False
+    if flt.classification and event.classification != flt.classification.value:
+        return False
+    return not flt.code_prefix or event.code.startswith(flt.code_prefix)
+
+
+class SharedTail:
+    """One read of the log's newest events for every live watcher at the same position.
+
+    Why: after a commit, every watcher woke and read the table itself — at 1,000 watchers, 1,000 reads
+    through the worker threads, and the last watcher heard of the commit seconds later. Watchers at the
+    same position and notification generation now await the same read (single flight on the event loop);
+    a read is shared only by watchers that saw its generation before it began, so none misses the commit
+    that woke it."""
+
+    def __init__(self, feed: CatalogFeed) -> None:
+        self.feed = feed
+        self._reads: dict[tuple[int, int], asyncio.Future[FeedRead]] = {}
+
+    async def read(self, after: int, generation: int) -> FeedRead:
+        key = (after, generation)
+        future = self._reads.get(key)
+        if future is None:
+            future = asyncio.ensure_future(asyncio.to_thread(self.feed.read, after, EventFilter()))
+            self._reads[key] = future
+            future.add_done_callback(lambda _done: self._reads.pop(key, None))
+        return await asyncio.shield(future)
+
+
 def _event(row: object) -> FeedEvent:
     return FeedEvent(row.sequence, row.kind, row.code, row.version, row.provider_code,  # type: ignore[attr-defined]
                      row.name, row.classification, row.at)  # type: ignore[attr-defined]
@@ -148,6 +188,7 @@ class CatalogFeed:
         self.leeway_s = leeway_s
         """The token verifier's skew allowance: a stream ends when its bearer JWT would be refused."""
         self.wall_clock = wall_clock
+        self.tail = SharedTail(self)
 
     # -- starting a watch ---------------------------------------------------------------------------
     def event_filter(self, principal: Principal, provider_code: str = "", classification: Classification | None = None,
@@ -234,8 +275,13 @@ class CatalogFeed:
             while True:
                 self.check_authenticated(principal)
                 waiter.clear()
-                batch = await asyncio.to_thread(self.read, position, flt)
-                for event in batch.events:
+                if replaying:
+                    batch = await asyncio.to_thread(self.read, position, flt)
+                    events = batch.events
+                else:
+                    batch = await self.tail.read(position, self.signal.generation)
+                    events = [event for event in batch.events if passes(event, flt)]
+                for event in events:
                     yield event, self.token(principal, event.position)
                 position = batch.scanned_to
                 if not batch.full:

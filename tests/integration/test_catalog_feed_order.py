@@ -10,12 +10,13 @@ import uuid
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import column, insert, table, text
 
 from catalog import model
 from node.services.catalog_feed import CatalogFeed
-from node.storage.catalog_repository import EventFilter
+from node.storage.catalog_repository import CatalogRepository, EventFilter
 from node.storage.database import alembic_config, make_engine, migrate
+from node.storage.tables import resource_versions, resources
 from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory
 from security.keys import KeyStore
 from security.policy import Policy
@@ -112,10 +113,15 @@ def test_migration_0006_fills_the_feed_columns_of_existing_events(database_url: 
         connection.execute(text(
             "INSERT INTO catalog_events (kind, code, version, provider_code, at) VALUES ('CREATED', :code, 1, :p, :at)"),
             {"code": created.code, "p": created.provider_code, "at": NOW})
+    # The rows as the code of that schema wrote them (today's repository writes columns 0005 lacks).
+    version = CatalogRepository._version_values(created.code, created.latest)
+    old_versions = table("resource_versions", *(column(name, resource_versions.c[name].type) for name in version))
+    with engine.begin() as connection:
+        connection.execute(insert(resources).values(
+            code=created.code, status=created.status.value, provider_code=created.provider_code,
+            latest_version=1, published_version=None, created_at=NOW, updated_at=NOW))
+        connection.execute(insert(old_versions).values(version))
     uow = SqlUnitOfWorkFactory(engine)
-    with uow(write=True) as handle:
-        handle.catalog.add(created, NOW)
-        handle.commit()
     command.upgrade(alembic_config(database_url), "head")
     with uow() as handle:
         [row] = handle.catalog.events_since(0, 10)

@@ -15,17 +15,21 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import column, insert, table
 
+from catalog import model
 from catalog.errors import InvalidField
-from catalog.model import Item, ItemDataType, ResourceMetadata
+from catalog.model import Item, ItemDataType, ResourceMetadata, ResourceStatus
 from node.services.catalog import COUNT_LIMIT, CatalogApplication
-from node.storage.catalog_repository import ResourceFilter
-from node.storage.database import make_engine, migrate
+from node.storage.catalog_repository import CatalogRepository, ResourceFilter
+from node.storage.database import alembic_config, make_engine, migrate
+from node.storage.tables import resource_versions, resources
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
 from security.identity import Principal
-from tests.conftest import FixedClock, resource
+from tests.conftest import OTHER_PROVIDER, FixedClock, resource
 
 SYSTEM = Principal.system("test")
 # Few distinct characters, so random queries often hit and bigrams often occur apart in a text.
@@ -165,3 +169,30 @@ def test_edited_or_foreign_page_tokens_are_refused(app: CatalogApplication, data
         assert raised.value.problems[0].field == "page_token", bad
     with pytest.raises(InvalidField, match="other filters"):
         app.list(SYSTEM, ResourceFilter(query="保"), page_size=2, page_token=token)
+
+
+def test_migration_0011_indexes_the_catalog_already_stored(database_url: str, clock: FixedClock):
+    command.upgrade(alembic_config(database_url), "0010")
+    engine = make_engine(database_url)
+    metas = [entry("迁移前的低保资源", "摘要", "项", "词"), entry("养老机构", "摘要", "项", "词")]
+    with engine.begin() as connection:  # the rows as the code of schema 0010 wrote them
+        for index, meta in enumerate(metas):
+            created = model.create(meta, clock())
+            if index == 0:
+                created = model.publish(created, clock())
+            version = CatalogRepository._version_values(created.code, created.latest)
+            old_versions = table("resource_versions",
+                                 *(column(name, resource_versions.c[name].type) for name in version))
+            connection.execute(insert(resources).values(
+                code=created.code, status=created.status.value, provider_code=created.provider_code,
+                latest_version=1, published_version=created.published_version, created_at=clock(),
+                updated_at=clock()))
+            connection.execute(insert(old_versions).values(version))
+    command.upgrade(alembic_config(database_url), "head")
+    app = CatalogApplication(SqlUnitOfWorkFactory(engine), clock)
+    assert listed(app, "低保") == [metas[0].code]
+    assert listed(app, "机构") == [metas[1].code]
+    assert app.list(SYSTEM, ResourceFilter(status=ResourceStatus.PUBLISHED)).total_size == 1
+    other = Principal(subject="x", department_code=OTHER_PROVIDER, roles=frozenset({"consumer"}))
+    assert [r.code for r in app.list(other, ResourceFilter(query="资源")).resources] == [metas[0].code]
+    engine.dispose()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from node.storage.search_index import fts_document, indexed_version, text_terms
+from node.storage.search_index import array_terms, fts_document, indexed_version
 
 revision = "0011"
 down_revision = "0010"
@@ -76,7 +76,9 @@ def upgrade() -> None:
             bind.execute(
                 versions.update().where(versions.c.code == sa.bindparam("c"), versions.c.version == sa.bindparam("v"))
                 .values(search_terms=sa.bindparam("t", type_=ARRAY(sa.Text()))),
-                [{"c": row.code, "v": row.version, "t": text_terms(row.search_text)} for row in rows])
+                [{"c": row.code, "v": row.version,
+                  "t": array_terms(indexed_version(row._mapping, row.status, latest_version=row.latest_version,
+                                                   published_version=row.published_version))} for row in rows])
     with op.batch_alter_table("resource_versions") as batch:
         batch.create_index("ux_resource_versions_search_id", ["search_id", "code", "version"], unique=True)
     if not sqlite:
