@@ -70,6 +70,8 @@ def dockerfile_stages(text: str) -> list[Stage]:
         if instruction == "FROM":
             parts = arguments.split()
             stages.append(Stage(parts[0], parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else ""))
+        elif instruction == "ARG" and not stages:  # a build argument of the FROM lines (ARG BASE)
+            continue
         else:
             assert stages, f"{instruction} before FROM"
             stages[-1].steps.append((instruction, arguments))
