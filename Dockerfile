@@ -15,16 +15,20 @@ COPY catalog catalog
 COPY security security
 COPY adapters adapters
 COPY node node
+# A wheelhouse (ops/container/wheelhouse.sh) replaces the package index where none can be reached.
+COPY ops/container/wheelhouse /wheelhouse
 RUN python3 -m venv /opt/exnode \
+    && if ls /wheelhouse/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi \
     && /opt/exnode/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && /opt/exnode/bin/pip install /wheels/exnode-*.whl
 
 # hadolint ignore=DL3006
 FROM ${BASE}
 # postgresql-client of Debian bookworm is 15: pg_dump must be at least the server's major version
-# (ops/compose.yaml runs postgres:15).
+# (ops/compose.yaml runs postgres:15). Pinned (hadolint DL3008) to bookworm-security's version: a newer
+# security release makes this pin fail the build, on purpose — bump it then.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client=15+248+deb12u2 \
+    && apt-get install -y --no-install-recommends postgresql-client-15=15.20-0+deb12u1 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 exnode \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/exnode --shell /usr/sbin/nologin exnode \

@@ -17,6 +17,12 @@ ROOT=$(mktemp -d /var/tmp/exnode-base-XXXXXX)
 trap 'rm -rf "$ROOT"' EXIT
 echo "local-base: debootstrap bookworm from $MIRROR into $ROOT"
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$ROOT" "$MIRROR" >/dev/null
+# the suites python:3.11-slim has: point release, updates and security (the Dockerfile pins from them)
+cat >"$ROOT"/etc/apt/sources.list <<SOURCES
+deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb ${SECURITY_MIRROR:-http://deb.debian.org/debian-security} bookworm-security main
+SOURCES
 rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/archives/*.deb
 tar -C "$ROOT" --numeric-owner -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
