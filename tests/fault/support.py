@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -510,3 +511,14 @@ class ServedNode:
 def exnode(*args: str, timeout: float = 180.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*EXNODE, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def init_served_node(tmp_path: Path, prefix: str, env: dict[str, str] | None = None,
+                     data: Path | None = None) -> ServedNode:
+    """`exnode init --sample --dev` of a node with an id of its own and the regional platform; not started."""
+    data = data or tmp_path / "node"
+    node_id = f"{prefix}{uuid.uuid4().hex[:10]}"
+    init = exnode("init", "--data", str(data), "--sample", "--dev", "--node-id", node_id, env=env)
+    assert init.returncode == 0, init.stderr
+    (data / "platforms.toml").write_text(platforms_toml(), encoding="utf-8")
+    return ServedNode(data, tmp_path / "serve.log", env)
