@@ -70,6 +70,8 @@ def dockerfile_stages(text: str) -> list[Stage]:
         if instruction == "FROM":
             parts = arguments.split()
             stages.append(Stage(parts[0], parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else ""))
+        elif instruction == "ARG" and not stages:  # a build argument of the FROM lines (ARG BASE)
+            continue
         else:
             assert stages, f"{instruction} before FROM"
             stages[-1].steps.append((instruction, arguments))
@@ -117,15 +119,20 @@ def test_the_image_build_steps_install_a_node_that_starts_and_reports_healthy(st
     source.mkdir()
     workdir = build.args("WORKDIR")[-1]
     assert workdir == "/src", "the mapping below assumes the build stage works in /src"
+    outside: dict[str, str] = {}
+    """Absolute COPY destinations (the wheelhouse) → where they are here."""
     for copy in build.args("COPY"):
         *sources, destination = shlex.split(copy)
         for name in sources:  # `COPY a b ./` copies into the workdir; `COPY dir dir` copies the tree
             target = source / name if destination in ("./", ".") else source / destination
+            if destination.startswith("/"):
+                target = tmp_path / "image-root" / destination.lstrip("/")
+                outside[destination] = str(target)
             if (ROOT / name).is_dir():
                 shutil.copytree(ROOT / name, target, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy2(ROOT / name, target)
-    mapped = {"/wheels": str(wheels), "/opt/exnode": str(venv)}
+    mapped = {"/wheels": str(wheels), "/opt/exnode": str(venv), **outside}
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PIP_NO_CACHE_DIR", None)  # the image keeps no cache; here the cache makes the test fast
     for run in build.args("RUN"):

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -292,6 +292,19 @@ class RabbitCluster:
             self.epmd.kill()
             self.epmd.wait(10)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def rabbit_cluster(size: int, **options: str) -> Iterator[RabbitCluster]:
+    """A started cluster of ``size`` nodes in a directory of its own, gone afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="exnode-rmq-"))
+    cluster = RabbitCluster(root, size, **options)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> float:

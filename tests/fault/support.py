@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -128,7 +129,8 @@ class Ingestor:
     batch ids: a batch the node had committed but not answered comes back as duplicates."""
 
     def __init__(self, connect: Callable[[], grpc.Channel], key: Key, *, batches: int, size: int,
-                 first: int = 1, tag: str = "b", deadline_s: float = 600.0, pace_s: float = 0.0) -> None:
+                 first: int = 1, tag: str = "b", deadline_s: float = 600.0, pace_s: float = 0.0,
+                 records_per_s: float = 0.0) -> None:
         self.connect = connect
         self.key = key
         self.batches = batches
@@ -138,6 +140,9 @@ class Ingestor:
         self.deadline_s = deadline_s
         self.pace_s = pace_s
         """A pause before each batch: a provider that sends at a steady rate rather than as fast as it can."""
+        self.records_per_s = records_per_s
+        """A schedule instead: batch i leaves at start + i * size / records_per_s (a steady load)."""
+        self._started = 0.0
         self.answered: dict[int, pb.IngestResponse] = {}
         """Batch index → the node's answer; filled in order."""
         self.interruptions: list[str] = []
@@ -160,6 +165,9 @@ class Ingestor:
         self._thread.start()
         return self
 
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def join(self, timeout: float) -> None:
         assert self._thread is not None
         self._thread.join(timeout)
@@ -176,6 +184,7 @@ class Ingestor:
             self.failure = error
 
     def run(self) -> None:
+        self._started = time.monotonic()
         deadline = time.monotonic() + self.deadline_s
         while len(self.answered) < self.batches:
             if time.monotonic() > deadline:
@@ -190,6 +199,9 @@ class Ingestor:
                 for index in range(start, self.batches):
                     if self.pace_s:
                         time.sleep(self.pace_s)
+                    if self.records_per_s:
+                        due = self._started + index * self.size / self.records_per_s
+                        time.sleep(max(0.0, due - time.monotonic()))
                     records = [low_income_record(n) for n in self.record_numbers(index)]
                     batch = provider_batch(PROVIDER, LOW_INCOME, records, self.key,
                                            batch_id=f"{self.tag}-{index:05d}-{stream}")
@@ -427,6 +439,7 @@ class ServedNode:
         self.config: Config = load_config(data, environ=self.env)
         self.process: subprocess.Popen | None = None
         self.address = ""
+        self.metrics_address = ""
         self.starts = 0
         self._channels: list[grpc.Channel] = []
 
@@ -436,13 +449,14 @@ class ServedNode:
 
     def start(self, timeout: float = 90.0) -> None:
         self.address = f"127.0.0.1:{free_port()}"
+        self.metrics_address = f"127.0.0.1:{free_port()}"
         self.starts += 1
         with self.log.open("a", encoding="utf-8") as log:
             log.write(f"\n===== start {self.starts} on {self.address} =====\n")
             log.flush()
             self.process = subprocess.Popen(
                 [*EXNODE, "serve", "--data", str(self.data), "--listen", self.address,
-                 "--metrics-listen", f"127.0.0.1:{free_port()}"],
+                 "--metrics-listen", self.metrics_address],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.address) as channel:
@@ -497,3 +511,14 @@ class ServedNode:
 def exnode(*args: str, timeout: float = 180.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*EXNODE, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def init_served_node(tmp_path: Path, prefix: str, env: dict[str, str] | None = None,
+                     data: Path | None = None) -> ServedNode:
+    """`exnode init --sample --dev` of a node with an id of its own and the regional platform; not started."""
+    data = data or tmp_path / "node"
+    node_id = f"{prefix}{uuid.uuid4().hex[:10]}"
+    init = exnode("init", "--data", str(data), "--sample", "--dev", "--node-id", node_id, env=env)
+    assert init.returncode == 0, init.stderr
+    (data / "platforms.toml").write_text(platforms_toml(), encoding="utf-8")
+    return ServedNode(data, tmp_path / "serve.log", env)

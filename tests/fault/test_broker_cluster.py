@@ -15,8 +15,6 @@ time from the fault until records reach the subscriber again."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -33,16 +31,15 @@ from adapters.codecs import regional
 from node.config import load_config
 from node.storage.database import make_engine
 from node.storage.tables import records
-from tests.fault.servers import RabbitCluster
+from tests.fault.servers import RabbitCluster, rabbit_cluster
 from tests.fault.support import (
     PROVIDER,
     Ingestor,
     Key,
     Proxy,
     ServedNode,
-    exnode,
+    init_served_node,
     outbox_states,
-    platforms_toml,
     set_up_exchange,
     wait_until,
 )
@@ -103,14 +100,8 @@ class Subscriber:
 
 @pytest.fixture
 def cluster() -> Iterator[RabbitCluster]:
-    root = Path(tempfile.mkdtemp(prefix="exnode-rmq-"))
-    brokers = RabbitCluster(root, 3)
-    try:
-        brokers.start()
+    with rabbit_cluster(3) as brokers:
         yield brokers
-    finally:
-        brokers.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def one_round(served: ServedNode, cluster: RabbitCluster, link: Proxy, subscriber: Subscriber, key: Key,
@@ -154,13 +145,8 @@ def test_a_broker_node_lost_twice_and_a_partition_mid_relay_lose_no_acknowledged
                                                                                          cluster: RabbitCluster):
     link = Proxy(("127.0.0.1", cluster.ports[cluster.nodes[0]]))
     addresses = [link.url, *cluster.urls[1:]]
-    env = {"EXNODE_RABBITMQ_URL": addresses[0], "EXNODE_RABBITMQ_URLS": ",".join(addresses[1:])}
-    data = tmp_path / "node"
-    node_id = f"c{uuid.uuid4().hex[:10]}"
-    init = exnode("init", "--data", str(data), "--sample", "--dev", "--node-id", node_id, env=env)
-    assert init.returncode == 0, init.stderr
-    (data / "platforms.toml").write_text(platforms_toml(), encoding="utf-8")
-    served = ServedNode(data, tmp_path / "serve.log", env)
+    served = init_served_node(tmp_path, "c", {"EXNODE_RABBITMQ_URL": addresses[0],
+                                              "EXNODE_RABBITMQ_URLS": ",".join(addresses[1:])})
     subscriber: Subscriber | None = None
     try:
         served.start()

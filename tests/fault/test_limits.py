@@ -5,7 +5,6 @@ the setting, stores nothing of the refused batch, and accepts again once rows ar
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import grpc
@@ -19,13 +18,11 @@ from tests.fault.support import (
     PROVIDER,
     Key,
     Proxy,
-    ServedNode,
     as_proto,
     delete_node_topology,
-    exnode,
+    init_served_node,
     low_income_record,
     outbox_states,
-    platforms_toml,
     set_up_exchange,
 )
 
@@ -36,12 +33,8 @@ BOUND = 4
 def test_ingest_is_refused_with_unavailable_once_the_outbox_is_over_its_bound(tmp_path: Path):
     link = Proxy()  # to the shared broker; closed once the subscriber's queue is declared
     env = {"EXNODE_EXCHANGE_MAX_OUTBOX_ROWS": str(BOUND), "EXNODE_RABBITMQ_URL": link.url}
-    data = tmp_path / "node"
-    node_id = f"o{uuid.uuid4().hex[:10]}"
-    init = exnode("init", "--data", str(data), "--sample", "--dev", "--node-id", node_id, env=env)
-    assert init.returncode == 0, init.stderr
-    (data / "platforms.toml").write_text(platforms_toml(), encoding="utf-8")
-    served = ServedNode(data, tmp_path / "serve.log", env)
+    served = init_served_node(tmp_path, "o", env)
+    node_id = served.node_id
     try:
         served.start()
         key = Key()

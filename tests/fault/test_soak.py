@@ -1,0 +1,165 @@
+"""Soak (marker ``soak``, not in the default run): a steady 2,000 records/s for 15 minutes into a node on
+a three-node RabbitMQ cluster, two competing consumers on the platform's queue, and the broker node leading
+that queue killed with SIGKILL every 5 minutes (started again 30 s later). Every minute the node's RSS
+(its process and the dispatcher's), its open file descriptors and the outbox's oldest pending age are
+printed; they must stay flat, and nothing acknowledged may be lost.
+
+    .venv/bin/python -m pytest -m soak -s tests/fault/test_soak.py
+    EXNODE_SOAK_S=180 EXNODE_SOAK_KILL_S=60 .venv/bin/python -m pytest -m soak -s tests/fault/test_soak.py  # short
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.fault.servers import RabbitCluster
+from tests.fault.support import (
+    PROVIDER,
+    Ingestor,
+    Key,
+    ServedNode,
+    exnode,
+    platforms_toml,
+    set_up_exchange,
+    wait_until,
+)
+from tests.fault.test_broker_cluster import Subscriber
+
+pytestmark = [pytest.mark.soak]
+DURATION_S = float(os.environ.get("EXNODE_SOAK_S", "900"))
+KILL_EVERY_S = float(os.environ.get("EXNODE_SOAK_KILL_S", "300"))
+RATE = float(os.environ.get("EXNODE_SOAK_RATE", "2000"))
+BATCH = 250
+
+
+def metric(node: ServedNode, name: str) -> float:
+    """One gauge from the node's Prometheus endpoint (the test never locks the node's database)."""
+    with urllib.request.urlopen(f"http://{node.metrics_address}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its children (the dispatcher process), from /proc."""
+    found = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def open_fds(pids: list[int]) -> int:
+    count = 0
+    for pid in pids:
+        try:
+            count += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            pass
+    return count
+
+
+@pytest.mark.timeout(int(DURATION_S) + 900)
+def test_soak_at_2000_records_per_s_with_a_broker_node_killed_every_5_minutes(tmp_path: Path):
+    root = Path(tempfile.mkdtemp(prefix="exnode-rmq-"))
+    cluster = RabbitCluster(root, 3)
+    served: ServedNode | None = None
+    subscribers: list[Subscriber] = []
+    try:
+        cluster.start()
+        env = {"EXNODE_RABBITMQ_URL": cluster.urls[0], "EXNODE_RABBITMQ_URLS": ",".join(cluster.urls[1:])}
+        data = tmp_path / "node"
+        init = exnode("init", "--data", str(data), "--sample", "--dev", "--node-id", f"s{uuid.uuid4().hex[:10]}",
+                      env=env)
+        assert init.returncode == 0, init.stderr
+        (data / "platforms.toml").write_text(platforms_toml(), encoding="utf-8")
+        served = ServedNode(data, tmp_path / "serve.log", env)
+        served.start()
+        key = Key()
+        queue = set_up_exchange(served.channel_as, key)
+        subscribers = [Subscriber(cluster.urls, queue), Subscriber(list(reversed(cluster.urls)), queue)]
+        batches = int(DURATION_S * RATE / BATCH)
+        provider = Ingestor(lambda: served.channel_as(PROVIDER, ("provider",)), key, batches=batches, size=BATCH,
+                            tag=f"s{uuid.uuid4().hex[:5]}", records_per_s=RATE,
+                            deadline_s=DURATION_S + 600).start()
+        started = time.monotonic()
+        next_kill, next_sample = started + KILL_EVERY_S, started + 60
+        samples: list[tuple[float, float, int, float]] = []
+        restarts: list[threading.Thread] = []
+        while provider.running():
+            now = time.monotonic()
+            if now >= next_kill and restarts and restarts[-1].is_alive():
+                next_kill = now + 5  # the node killed last is not back yet: never two down at once
+            elif now >= next_kill:
+                killed = cluster.queue_leader(queue)
+                cluster.kill(killed)
+                print(f"{now - started:6.0f} s: killed {killed}", flush=True)
+                next_kill = now + KILL_EVERY_S
+
+                def restart(node: str = killed, at: float = now + 30) -> None:  # meanwhile, samples go on
+                    time.sleep(max(0.0, at - time.monotonic()))
+                    cluster.restart(node)
+                    print(f"{time.monotonic() - started:6.0f} s: {node} started again", flush=True)
+
+                restarts.append(threading.Thread(target=restart, daemon=True))
+                restarts[-1].start()
+            if now >= next_sample:
+                assert served.process is not None
+                pids = process_tree(served.process.pid)
+                age = metric(served, "exnode_outbox_oldest_pending_age_seconds")
+                sample = (now - started, rss_mb(pids), open_fds(pids), age)
+                samples.append(sample)
+                delivered = len(set().union(*(set(s.ids) for s in subscribers)))
+                print(f"{sample[0]:6.0f} s: rss_mb={sample[1]:.0f} fds={sample[2]} outbox_oldest_age_s={age:.1f} "
+                      f"acknowledged={len(provider.answered) * BATCH} delivered={delivered}", flush=True)
+                next_sample = now + 60
+            time.sleep(1)
+        provider.join(60)
+        for thread in restarts:
+            thread.join(300)
+        acknowledged = provider.acknowledged_ids()
+        wait_until(lambda: acknowledged <= set().union(*(set(s.ids) for s in subscribers)), 600,
+                   "not everything acknowledged was delivered")
+        delivered = set().union(*(set(s.ids) for s in subscribers))
+        print(f"soak: acknowledged={len(acknowledged)} delivered={len(delivered & acknowledged)} "
+              f"lost={len(acknowledged - delivered)} in {time.monotonic() - started:.0f} s")
+        assert acknowledged == delivered
+        if len(samples) >= 3:
+            baseline = samples[1]
+            assert max(s[1] for s in samples[1:]) < baseline[1] * 1.5 + 50, f"RSS grew: {samples}"
+            assert max(s[2] for s in samples[1:]) < baseline[2] + 50, f"file descriptors grew: {samples}"
+            assert max(s[3] for s in samples) < 120, f"the outbox fell behind: {samples}"
+    finally:
+        for subscriber in subscribers:
+            subscriber.stop()
+        if served is not None:
+            served.close()
+        cluster.close()
+        shutil.rmtree(root, ignore_errors=True)
