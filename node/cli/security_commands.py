@@ -72,6 +72,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data(retire)
     retire.add_argument("key_id", help="a data key id from `exnode keys data`")
     retire.set_defaults(handler=run_keys_retire_data)
+    consumer_new = key_commands.add_parser("consumer-new", help="make a consumer's encryption key pair: the private "
+                                                                "key to FILE (0600), the public key on stdout")
+    consumer_new.add_argument("--out", type=Path, required=True, metavar="FILE")
+    consumer_new.add_argument("--algorithm", choices=("X25519-HPKE", "SM2-SM4"), default="X25519-HPKE")
+    consumer_new.set_defaults(handler=run_keys_consumer_new)
+    consumer_register = key_commands.add_parser("consumer-register", help="register a department's encryption "
+                                                                          "public key with the node")
+    add_client(consumer_register)
+    consumer_register.add_argument("--dept", required=True, help="the consumer department's 统一社会信用代码")
+    consumer_register.add_argument("--public", type=Path, required=True, metavar="FILE",
+                                   help="SubjectPublicKeyInfo PEM (what consumer-new printed)")
+    consumer_register.add_argument("--algorithm", choices=("X25519-HPKE", "SM2-SM4"), default="X25519-HPKE")
+    consumer_register.set_defaults(handler=run_keys_consumer_register)
     again = key_commands.add_parser("reencrypt", help="seal records under retired keys (or in clear) with live ones")
     add_data(again)
     again.set_defaults(handler=run_keys_reencrypt)
@@ -197,6 +210,38 @@ def run_keys_retire_data(args: argparse.Namespace) -> int:
     _, uow = _data_keys_uow(args)
     retire_data_key(uow, args.key_id, dt.datetime.now(dt.UTC))
     print(f"data key {args.key_id} retired; `exnode keys reencrypt` moves its records to live keys")
+    return 0
+
+
+def run_keys_consumer_new(args: argparse.Namespace) -> int:
+    import os
+
+    from security.sealing import ConsumerPrivateKey
+
+    key = ConsumerPrivateKey.generate(args.algorithm)
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"--out {args.out} exists: choose a new file (a key is never overwritten)") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_pem)
+    print(key.public_pem, end="")
+    print(f"exnode: private key {key.kid} ({key.algorithm}) written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_keys_consumer_register(args: argparse.Namespace) -> int:
+    from exnode.v1 import exchange_pb2, exchange_pb2_grpc
+
+    try:
+        public_pem = args.public.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"--public {args.public}: {error.strerror}") from None
+    registered = exchange_pb2_grpc.ExchangeServiceStub(channel(args)).RegisterEncryptionKey(
+        exchange_pb2.RegisterEncryptionKeyRequest(department_code=args.dept, algorithm=args.algorithm,
+                                                  public_pem=public_pem), metadata=call_metadata(args))
+    print(f"encryption key {registered.key_id} ({registered.algorithm}) registered for {registered.department_code}"
+          "; messages relayed to it are sealed to it from now on")
     return 0
 
 

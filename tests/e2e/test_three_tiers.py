@@ -34,7 +34,9 @@ from sqlalchemy import func, select
 from catalog.model import OpenType, ShareType
 from catalog.records import Operation, Record
 from node.storage.database import make_engine
+from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import batches, outbox, records, relayed_records
+from security.keys import KeyStore
 from tests.conftest import credit_code
 from tests.fault.support import LOW_INCOME, PROVIDER, Ingestor, Key, ServedNode, exnode, wait_until
 
@@ -191,10 +193,15 @@ def stored_ids(node: ServedNode) -> list[str]:
 
 
 def payloads(node: ServedNode) -> list[dict]:
+    """The stored payloads, opened with the node's keys (they are encrypted at rest)."""
     engine = make_engine(node.config.database_url)
+    sealer = Sealer(KeyStore.load(node.config.keys_dir))
     try:
         with engine.connect() as connection:
-            return [json.loads(p) for p in connection.execute(select(records.c.payload)).scalars()]
+            rows = connection.execute(select(records.c.provider_code, records.c.resource_code, records.c.record_id,
+                                             records.c.payload, records.c.payload_key)).all()
+            assert all(row.payload_key for row in rows), "a record stored in clear"
+            return [json.loads(open_payload(sealer, connection, row)) for row in rows]
     finally:
         engine.dispose()
 

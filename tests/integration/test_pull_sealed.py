@@ -5,6 +5,7 @@ before. Without a registered key a sealed pull is refused; a changed sealed batc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import grpc
@@ -12,6 +13,7 @@ import pytest
 from exnode.v1 import exchange_pb2 as pb
 from exnode.v1 import exchange_pb2_grpc
 
+from node.cli import main as cli_main
 from node.clients.pull import PullProblem, pull
 from security.sealing import ConsumerPrivateKey
 from tests.integration.grpc_node import RunningNode
@@ -82,3 +84,24 @@ def test_a_changed_sealed_batch_is_refused_and_nothing_is_published(node, tmp_pa
     with pytest.raises(PullProblem, match=r"batch 1 .*tag does not verify"):
         pull(tampered, trusted(node), tmp_path / "out", key=key)
     assert not list((tmp_path / "out").glob("pull-*"))
+
+
+def test_exnode_makes_registers_and_uses_a_consumer_key_for_a_sealed_pull(node, tmp_path, capsys):
+    Provider(node).send(5)
+    private = tmp_path / "consumer.key.pem"
+    assert cli_main(["keys", "consumer-new", "--out", str(private)]) == 0
+    public = tmp_path / "consumer.pub.pem"
+    public.write_text(capsys.readouterr().out, encoding="utf-8")
+    admin = node.token(PROVIDER, ("catalog_admin",))
+    assert cli_main(["keys", "consumer-register", "--server", node.address, "--token", admin, "--dept", PROVIDER,
+                     "--public", str(public)]) == 0
+    assert "registered for" in capsys.readouterr().out
+    token = node.token(PROVIDER, ("platform",))
+    base = ["pull", "--server", node.address, "--token", token, "--json"]
+    assert cli_main([*base, "--out", str(tmp_path / "out"), "--decrypt-key", str(private)]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == 5
+    other = tmp_path / "other.key.pem"
+    assert cli_main(["keys", "consumer-new", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert cli_main([*base, "--out", str(tmp_path / "again"), "--replay", "--decrypt-key", str(other)]) == 1
+    assert "not to this key" in capsys.readouterr().err
