@@ -11,7 +11,9 @@ from pathlib import Path
 from exnode.v1 import lists_pb2 as pb
 from exnode.v1 import lists_pb2_grpc
 
-from node.cli.common import add_client, call_metadata, channel, print_json
+from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
+from security.keys import UnusableKey, read_public_keys
+from security.report import report_signing_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_client(send)
     send.add_argument("--month", required=True, help="YYYY-MM")
     send.set_defaults(handler=run_send)
+    verify = commands.add_parser("verify", help="check a report's files against its .sig.json and the node's keys "
+                                               "(offline)")
+    verify.add_argument("signature", type=Path, help="the report's .sig.json (its files beside it)")
+    verify.add_argument("--keys", type=Path, required=True, metavar="FILE",
+                        help="the reporting node's published public-keys.json")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=run_verify)
 
 
 def run_monthly(args: argparse.Namespace) -> int:
@@ -66,3 +75,38 @@ def run_send(args: argparse.Namespace) -> int:
               + (f", with {', '.join(response.includes)}" if response.includes else "") + ") to "
               + ", ".join(response.queues))
     return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when every file is there, unchanged, and the signature verifies; 1 naming the problem."""
+    try:
+        keys = read_public_keys(args.keys)
+    except UnusableKey as error:
+        raise UsageError(f"--keys {args.keys}: {error}") from None
+    try:
+        document = json.loads(args.signature.read_text(encoding="utf-8"))
+        node_id, month, kid = document["node_id"], document["month"], document["key_id"]
+        signature, names = bytes.fromhex(document["signature"]), list(document["files"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"{args.signature}: not a report signature file: {error}") from None
+    problems = []
+    files: dict[str, bytes] = {}
+    for name in names:
+        path = args.signature.parent / Path(name).name
+        try:
+            files[name] = path.read_bytes()
+        except OSError as error:
+            problems.append(f"{path}: {error.strerror}")
+    key = keys.get(kid)
+    if key is None:
+        problems.append(f"key {kid} is not among the keys of {args.keys}")
+    elif not problems and not key.verify(report_signing_input(node_id, month, files), signature):
+        problems.append("the signature does not verify: a file was changed, or it is not this node's report")
+    if args.json:
+        print_json({"node_id": node_id, "month": month, "ok": not problems, "problems": problems})
+    elif problems:
+        for problem in problems:
+            print(f"exnode: {problem}", file=sys.stderr)
+    else:
+        print(f"ok: the {month} report of node {node_id} ({len(files)} files), signed with key {kid}")
+    return 1 if problems else 0

@@ -307,10 +307,12 @@ class ListsRepository:
         return [_dispute(row) for row in rows]
 
     def disputes_by_demand(self, demand_ids: list[str]) -> dict[str, Dispute]:
-        if not demand_ids:
-            return {}
-        rows = self.connection.execute(select(disputes).where(disputes.c.demand_id.in_(demand_ids)))
-        return {row.demand_id: _dispute(row) for row in rows}
+        found: dict[str, Dispute] = {}
+        for start in range(0, len(demand_ids), 500):  # bounded IN lists (SQLite limits bound parameters)
+            rows = self.connection.execute(select(disputes).where(
+                disputes.c.demand_id.in_(demand_ids[start:start + 500])))
+            found.update((row.demand_id, _dispute(row)) for row in rows)
+        return found
 
     # -- grants -----------------------------------------------------------------------------------------
     def add_grant(self, grant: Grant) -> None:

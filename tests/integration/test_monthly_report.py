@@ -25,6 +25,7 @@ from node.bootstrap import load_sample
 from node.cli import main as cli_main
 from node.files.report import report_schema
 from security.identity import Principal
+from security.keys import public_keys_document
 from security.report import report_signing_input
 from tests.conftest import OTHER_PROVIDER, PROVIDER, FixedClock
 from tests.integration.grpc_node import RunningNode, make_config
@@ -98,6 +99,14 @@ def test_the_monthly_report_counts_the_month_validates_and_is_signed(running, tm
     public = node.node.keys.public[signature["key_id"]]
     statement = report_signing_input(signature["node_id"], "2026-11", files)
     assert public.verify(statement, bytes.fromhex(signature["signature"]))
+    keys = tmp_path / "public-keys.json"
+    keys.write_text(json.dumps(public_keys_document(node.node.keys, node.config.node.id)), encoding="utf-8")
+    capsys.readouterr()
+    assert cli_main(["report", "verify", str(out / f"{prefix}.sig.json"), "--keys", str(keys)]) == 0
+    assert "ok: the 2026-11 report" in capsys.readouterr().out
+    (out / f"{prefix}-部门.csv").write_bytes(b"\xef\xbb\xbf" + b"x")  # changed after signing
+    assert cli_main(["report", "verify", str(out / f"{prefix}.sig.json"), "--keys", str(keys)]) == 1
+    assert "does not verify" in capsys.readouterr().err
     files[f"{prefix}.xml"] = xml.replace(b"<r:grants>1<", b"<r:grants>9<").replace(b"<grants>1<", b"<grants>9<")
     assert files[f"{prefix}.xml"] != xml
     assert not public.verify(report_signing_input(signature["node_id"], "2026-11", files),
