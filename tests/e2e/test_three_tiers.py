@@ -351,7 +351,9 @@ def test_data_returned_downward_reaches_the_region_verified_and_is_pulled_there(
     demand = asking.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
         resource_code=MARRIAGE, purpose="婚姻状况核验（回流）", legal_basis="《婚姻登记条例》", contact="王芳")), timeout=30)
     reviewer = lists_pb2_grpc.ListsServiceStub(ministry.channel_as(MINISTRY_DEPT, ("reviewer",)))
-    assert reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True), timeout=30).grant_id
+    # a lower node registers no encryption key of its own: the grant says it takes records in clear (audited)
+    assert reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True, clear_delivery=True),
+                                 timeout=30).grant_id
     subscriber = exchange_pb2_grpc.ExchangeServiceStub(ministry.channel_as(REGION_DEPT, ("consumer",)))
     subscriber.Subscribe(pb.SubscribeRequest(resource_code=MARRIAGE, platform="region-down"), timeout=30)
     key = Key()
