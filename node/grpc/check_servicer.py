@@ -13,6 +13,7 @@ from exnode.v1 import checks_pb2_grpc
 
 from catalog.checks import HouseholdCheck, Member
 from catalog.errors import InvalidField
+from node.grpc.convert import timestamp_of
 from node.ops.request_context import current, principal
 from node.services.checks import CheckApplication
 
@@ -45,9 +46,9 @@ class CheckServicer(checks_pb2_grpc.CheckServiceServicer):
         self.app = app
 
     async def FileCheck(self, request: pb.FileCheckRequest, context: grpc.aio.ServicerContext) -> pb.HouseholdCheck:
-        if not request.HasField("deadline"):
+        deadline = timestamp_of(request, "deadline")
+        if deadline is None:
             raise InvalidField.one("deadline", "is required")
-        deadline = request.deadline.ToDatetime().replace(tzinfo=dt.UTC)
         check = await asyncio.to_thread(
             self.app.file_check, principal(), [Member(m.id_number, m.name) for m in request.members], request.purpose,
             request.authorisation, [(t.name, t.category) for t in request.targets], deadline)

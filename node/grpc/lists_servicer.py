@@ -249,7 +249,7 @@ class ListsServicer(lists_pb2_grpc.ListsServiceServicer):
     async def DecideDispute(self, request: pb.DecideDisputeRequest, context: grpc.aio.ServicerContext
                             ) -> pb.DisputeOutcome:
         current().target = f"dispute:{request.id}"
-        expires = request.expires_at.ToDatetime(tzinfo=dt.UTC) if request.HasField("expires_at") else None
+        expires = timestamp_of(request, "expires_at")
         return self._outcome(await asyncio.to_thread(
             self.disputes.decide, principal(), request.id, request.grant, request.reason, request.conditions,
             items=tuple(request.items), expires_at=expires))
