@@ -62,7 +62,7 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runni
         stub.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, [Record(
             record.id, 1, record.operation, {**record.payload, "公民身份号码": WANG, "姓名": "王芳"})], key)))
         for running in (lower, upper):
-            running.node.start_rpc(_status_name, timeout_s=15)
+            running.node.start_rpc(_status_name, timeout_s=60)  # a loaded CI machine: the first answer waits for the consumer
         yield lower, upper
     finally:
         lower.close()
@@ -88,7 +88,7 @@ def claim(node: RunningNode, **asserted: str) -> pb.Verdict:
     stub = query_pb2_grpc.QueryServiceStub(node.channel_as(CONSUMER, ["consumer"]))
     return stub.VerifyClaim(pb.VerifyClaimRequest(
         resource_code=LOW_INCOME, key=pb.RecordKey(values={"公民身份号码": WANG}),
-        claims=[pb.AssertedItem(item=item, value=value) for item, value in asserted.items()]), timeout=30)
+        claims=[pb.AssertedItem(item=item, value=value) for item, value in asserted.items()]), timeout=90)
 
 
 def test_a_claim_about_a_lower_nodes_resource_is_answered_and_signed_by_that_node(pair):
@@ -181,6 +181,6 @@ def test_a_query_for_a_lower_nodes_resource_is_refused_naming_that_node(pair):
     stub = query_pb2_grpc.QueryServiceStub(upper.channel_as(CONSUMER, ["consumer"]))
     with pytest.raises(grpc.RpcError) as refused:
         stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
-            pb.RecordKey(values={"公民身份号码": WANG})]), timeout=30)
+            pb.RecordKey(values={"公民身份号码": WANG})]), timeout=90)
     assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert f"held by node {lower.config.node.id}" in refused.value.details()
