@@ -19,7 +19,17 @@ from pathlib import Path
 
 import grpc
 import pytest
-from exnode.v1 import audit_pb2, audit_pb2_grpc, catalog_pb2, catalog_pb2_grpc, exchange_pb2_grpc
+from exnode.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    checks_pb2,
+    checks_pb2_grpc,
+    exchange_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+)
 from exnode.v1 import exchange_pb2 as pb
 
 from node.pipeline import provider_batch
@@ -44,10 +54,13 @@ METHODS = {
     "ExportAudit": "/exnode.v1.AuditService/ExportAudit",
     "Pull": "/exnode.v1.ExchangeService/Pull",
     "IngestStream": "/exnode.v1.ExchangeService/IngestStream",
+    "QueryRecords": "/exnode.v1.QueryService/QueryRecords",
+    "VerifyClaim": "/exnode.v1.QueryService/VerifyClaim",
+    "WatchCheck": "/exnode.v1.CheckService/WatchCheck",
 }
 THREADS = 4
 ROUNDS = 30
-"""Each round of each thread makes one call of every kind in ``Storm.kinds``: 4 × 30 × 11 = 1,320 calls."""
+"""Each round of each thread makes one call of every kind in ``Storm.kinds``: 4 × 30 × 14 = 1,680 calls."""
 LONG_S = 10.0
 """The deadline of calls the storm cancels itself (after their first message)."""
 BUDGET_S = 120.0
@@ -90,7 +103,8 @@ class Storm:
             self.unary_deadline_without_token, self.unary_deadline, self.unary_cancelled,
             self.unary_cancelled_without_token, self.watch_deadline, self.watch_cancelled_after_first_event,
             self.export_cancelled, self.pull_cancelled, self.pull_without_token, self.ingest_cancelled,
-            self.ingest_deadline,
+            self.ingest_deadline, self.query_deadline, self.verify_deadline_without_token,
+            self.watch_check_deadline,
         ]
 
     def metadata(self, who: str | None) -> tuple[tuple[str, str], ...]:
@@ -145,6 +159,31 @@ class Storm:
 
     def unary_cancelled_without_token(self, rng: random.Random) -> None:
         self._cancel_unary(None, rng)
+
+    def _short(self, call: Callable[..., object], request: object, who: str | None, rng: random.Random) -> None:
+        try:
+            result = call(request, timeout=self.deadline(rng), metadata=self.metadata(who))
+            if not hasattr(result, "ListFields"):  # a server stream: read it to its end or its deadline
+                list(result)  # type: ignore[call-overload]
+            self.outcome(None)
+        except grpc.RpcError as error:
+            self.outcome(error)
+
+    def query_deadline(self, rng: random.Random) -> None:
+        stub = query_pb2_grpc.QueryServiceStub(self.raw)
+        self._short(stub.QueryRecords, query_pb2.QueryRecordsRequest(
+            resource_code=LOW_INCOME, keys=[query_pb2.RecordKey(values={"公民身份号码": "360426199101010071"})]),
+            "provider", rng)
+
+    def verify_deadline_without_token(self, rng: random.Random) -> None:
+        stub = query_pb2_grpc.QueryServiceStub(self.raw)
+        self._short(stub.VerifyClaim, query_pb2.VerifyClaimRequest(
+            resource_code=LOW_INCOME, key=query_pb2.RecordKey(values={"公民身份号码": "360426199101010071"}),
+            claims=[query_pb2.AssertedItem(item="姓名", value="王芳")]), None, rng)
+
+    def watch_check_deadline(self, rng: random.Random) -> None:
+        stub = checks_pb2_grpc.CheckServiceStub(self.raw)
+        self._short(stub.WatchCheck, checks_pb2.GetCheckRequest(id="HC-storm"), "provider", rng)
 
     # -- server streams ---------------------------------------------------------------------------------
     def watch_deadline(self, rng: random.Random) -> None:
