@@ -302,7 +302,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify, macs=keys.mac_keys()), feed=feed, lists=lists,
-        disputes=DisputesApplication(lists), objections=ObjectionsApplication(lists),
+        disputes=DisputesApplication(lists), objections=ObjectionsApplication(lists, relay=ingest),
         report=ReportApplication(lists, keys.active, config.node.id, config.node.department_code,
                                  upward=[p.queue for p in platforms if p.kind == "node" and p.upper_node],
                                  publish=functools.partial(publish_confirmed, config.rabbitmq.addresses, config.node.id)),

@@ -44,7 +44,8 @@ def request_hash(request: Mapping[str, Any]) -> str:
 class SignedVerdict:
     document: dict[str, Any]
     """format, node, kid, algorithm, at, request_id, request_hash, resource, consumer, grant, subject (the
-    keyed hash of the key), answers [{item, result}], state (电子证照, or "")."""
+    keyed hash of the key), answers [{item, result}], state (电子证照, or ""), disputed (校核纠错: the record answered from is under
+    an open objection; verdicts of nodes before it lack the key)."""
     signature: bytes
 
     def file(self, request: Mapping[str, Any] | None = None) -> dict[str, Any]:

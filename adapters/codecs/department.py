@@ -50,6 +50,7 @@ def to_message(envelope: Envelope, *, checked: bool = False) -> pb.PlatformEnvel
     message.created_at.FromDatetime(envelope.created_at)
     if envelope.proof is not None:
         message.proof.CopyFrom(_proof(envelope.proof))
+    message.disputed.extend(envelope.disputed)
     for hop in envelope.hops:
         message.hops.append(pb.PlatformHop(node_id=hop.node_id, batch_id=hop.batch_id, signed=_signature(hop.signed),
                                            proof=_proof(hop.proof)))
@@ -110,6 +111,7 @@ def from_message(message: pb.PlatformEnvelope) -> Envelope:
         proof=Proof(message.proof.index, message.proof.tree_size, tuple(message.proof.path))
         if message.HasField("proof") else None,
         hops=tuple(_hop(hop, f"hops[{index}]") for index, hop in enumerate(message.hops)),
+        disputed=tuple(message.disputed),
     )
     return check_envelope(envelope)
 

@@ -17,6 +17,10 @@ record of a batch (``split``): the relay publishes one AMQP message per record, 
 carries its record id (DESIGN §5: receivers deduplicate and acknowledge per record), and each such
 envelope carries the record's inclusion proof next to the batch signature, so it verifies on its own.
 
+``disputed`` (校核纠错) names the envelope's records under an open objection at the node that sealed it:
+routing information like the header, not signed, because an objection neither changes the record nor its
+signature; the node re-publishes a record marked when an objection is raised, so subscribers learn of it.
+
 Across tiers (department → region → ministry) a one-record envelope also carries ``hops``: the earlier
 nodes' (node id, batch id, SignedBatch, Proof) over the *same* record, oldest first, so the top verifies
 every node's signature (``verify_chain``). A node relays a record it received from a peer unchanged when
@@ -115,6 +119,8 @@ class Envelope:
     """For a one-record envelope cut from a batch (``split``): where the record sits in the signed tree."""
     hops: tuple[Hop, ...] = ()
     """Earlier nodes' signatures over the same record, oldest first (one-record envelopes only)."""
+    disputed: tuple[str, ...] = ()
+    """Ids of the records (in record order) under an open objection (校核纠错) when sealed; not signed."""
 
 
 def leaves(envelope: Envelope) -> list[bytes]:
@@ -164,8 +170,8 @@ def split(envelope: Envelope) -> list[Envelope]:
 
 
 def seal_split(*, batch_id: str, node_id: str, provider_code: str, resource_code: str, consumer_code: str,
-               records: Iterable[Record], signer: BatchSigner, now: dt.datetime, checked: bool = False
-               ) -> list[Envelope]:
+               records: Iterable[Record], signer: BatchSigner, now: dt.datetime, checked: bool = False,
+               disputed: Iterable[str] = ()) -> list[Envelope]:
     """``split(seal(...))`` with the Merkle tree built once: the relay's hot path.
 
     ``checked``: the records passed ``catalog.records.payload_problems`` (which refuses what no codec could
@@ -179,19 +185,21 @@ def seal_split(*, batch_id: str, node_id: str, provider_code: str, resource_code
     tree = _tree(provider_code, resource_code, records)
     whole = Envelope(batch_id, node_id, provider_code, resource_code, consumer_code, now, records,
                      SignedBatch.sign_tree(tree, signer))
-    return _parts(whole, tree)
+    return _parts(whole, tree, frozenset(disputed))
 
 
-def _parts(envelope: Envelope, tree: MerkleTree) -> list[Envelope]:
+def _parts(envelope: Envelope, tree: MerkleTree, disputed: frozenset[str] = frozenset()) -> list[Envelope]:
+    disputed = disputed | frozenset(envelope.disputed)
     return [Envelope(envelope.batch_id, envelope.node_id, envelope.provider_code, envelope.resource_code,
-                     envelope.consumer_code, envelope.created_at, (record,), envelope.signed, tree.proof(index))
+                     envelope.consumer_code, envelope.created_at, (record,), envelope.signed, tree.proof(index),
+                     disputed=(record.id,) if record.id in disputed else ())
             for index, record in enumerate(envelope.records)]
 
 
 def with_hops(part: Envelope, hops: Sequence[Hop]) -> Envelope:
     """The one-record envelope carrying the earlier nodes' signatures over its record."""
     return Envelope(part.batch_id, part.node_id, part.provider_code, part.resource_code, part.consumer_code,
-                    part.created_at, part.records, part.signed, part.proof, tuple(hops))
+                    part.created_at, part.records, part.signed, part.proof, tuple(hops), part.disputed)
 
 
 def as_hop(envelope: Envelope) -> Hop:
@@ -391,6 +399,8 @@ def check_envelope(envelope: Envelope) -> Envelope:
     check_signed(envelope.signed)
     if envelope.proof is not None:
         check_proof(envelope.proof, len(envelope.records), envelope.signed)
+    if envelope.disputed:
+        check_disputed(envelope.disputed, envelope.records)
     if envelope.hops:
         if envelope.proof is None:
             raise EnvelopeError("hops", "only a one-record envelope with its proof carries hops")
@@ -407,6 +417,19 @@ def check_envelope(envelope: Envelope) -> Envelope:
             except EnvelopeError as error:
                 raise EnvelopeError(f"hops[{position}].{error.field}", error.reason) from None
     return envelope
+
+
+def check_disputed(disputed: Sequence[str], records: Sequence[Record]) -> None:
+    """The disputed ids are ids of the envelope's records, each once, in record order (so that every
+    codec spells one envelope one way and ``decode(encode(e)) == e``)."""
+    order = {record.id: index for index, record in enumerate(records)}
+    places = []
+    for position, record_id in enumerate(disputed):
+        if not isinstance(record_id, str) or record_id not in order:
+            raise EnvelopeError(f"disputed[{position}]", f"{str(record_id)[:80]!r} is not a record of the envelope")
+        places.append(order[record_id])
+    if places != sorted(set(places)):
+        raise EnvelopeError("disputed", "lists a record twice or out of the records' order")
 
 
 def _is_unicode(text: str) -> bool:

@@ -6,6 +6,8 @@ difference. Numbers are written as Python writes them (``repr``), which reads ba
 
 Decoding is the hardened parse of ``security.xml``: the document is refused before any record is looked at
 if it is too large, declares a DTD or entities, is malformed or breaks the schema.
+
+A record under an open objection (校核纠错) carries ``disputed="true"``; the attribute is left off otherwise.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
     for index, record in enumerate(envelope.records):
         record_element = etree.SubElement(records, f"{_NS}record", id=record.id, sequence=str(record.sequence),
                                           operation=record.operation.value)
+        if record.id in envelope.disputed:
+            record_element.set("disputed", "true")
         for name, value in record.payload.items():
             field = f"records[{index}].payload.{name}"
             kind, text = _typed(value, field)
@@ -177,8 +181,10 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
     fields: dict[str, Any] = {attribute: header.findtext(f"{_NS}{element}") or ""
                               for element, attribute in _HEADER}
     fields["created_at"] = parse_created_at(fields["created_at"])
-    records = tuple(_record(element, index)
-                    for index, element in enumerate(root.find(f"{_NS}records").iterchildren(f"{_NS}record")))
+    elements = list(root.find(f"{_NS}records").iterchildren(f"{_NS}record"))
+    records = tuple(_record(element, index) for index, element in enumerate(elements))
+    disputed = tuple(record.id for record, element in zip(records, elements, strict=True)
+                     if element.get("disputed") in ("true", "1"))
     signed = _signed(root.find(f"{_NS}signature"), "signed")
     proof_element = root.find(f"{_NS}proof")
     proof = None if proof_element is None else _proof(proof_element)
@@ -187,4 +193,5 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
         Hop(hop.get("nodeId"), hop.get("batchId"), _signed(hop.find(f"{_NS}signature"), f"hops[{index}].signed"),
             _proof(hop.find(f"{_NS}proof")))
         for index, hop in enumerate(hops_element.iterchildren(f"{_NS}hop")))
-    return check_envelope(Envelope(records=records, signed=signed, proof=proof, hops=hops, **fields))
+    return check_envelope(Envelope(records=records, signed=signed, proof=proof, hops=hops, disputed=disputed,
+                                   **fields))

@@ -2,7 +2,8 @@
 
 The field names are those of ``Envelope``; ``signed`` is ``SignedBatch.to_dict`` (root and signature in
 hex); a one-record envelope of the relay adds ``proof`` (``Proof.to_dict``: index, tree_size, path in hex), and
-across tiers ``hops`` (a list of node_id, batch_id, signed, proof). Decoding is strict: an unknown or missing field, a value of the wrong type, a duplicate key, NaN or
+across tiers ``hops`` (a list of node_id, batch_id, signed, proof), and ``disputed`` (the ids of records under an
+open objection, 校核纠错) when there are any. Decoding is strict: an unknown or missing field, a value of the wrong type, a duplicate key, NaN or
 Infinity is refused with an EnvelopeError naming the field (``records[2].sequence``), because a payload
 that two parsers could read differently would hash differently on each side.
 """
@@ -62,6 +63,8 @@ def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
         parts.append(',"hops":' + json_dumps([{"node_id": hop.node_id, "batch_id": hop.batch_id,
                                                "signed": hop.signed.to_dict(), "proof": hop.proof.to_dict()}
                                               for hop in envelope.hops]))
+    if envelope.disputed:
+        parts.append(',"disputed":' + json_dumps(list(envelope.disputed)))
     parts.append("}")
     return "".join(parts).encode()
 
@@ -140,7 +143,7 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as error:
         raise EnvelopeError("document", f"is not UTF-8 (byte {error.start})") from None
-    document = _object(json_loads(text, "document"), "", _TOP, ("proof", "hops"))
+    document = _object(json_loads(text, "document"), "", _TOP, ("proof", "hops", "disputed"))
     version = document["version"]
     if _integer(version, "version") != FORMAT_VERSION:
         raise EnvelopeError("version", f"{version} is not a version this node reads (it reads {FORMAT_VERSION})")
@@ -160,6 +163,7 @@ def decode(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
                            _hex(signed["signature"], "signed.signature")),
         proof=_proof(document["proof"]) if "proof" in document else None,
         hops=_hops(document.get("hops", [])),
+        disputed=_disputed(document.get("disputed", [])),
     )
     return check_envelope(envelope)
 
@@ -178,6 +182,12 @@ def _signed(value: Any, where: str) -> SignedBatch:
     return SignedBatch(_integer(signed["tree_size"], f"{where}.tree_size"), _hex(signed["root"], f"{where}.root"),
                        _text(signed["kid"], f"{where}.kid"), _text(signed["algorithm"], f"{where}.algorithm"),
                        _hex(signed["signature"], f"{where}.signature"))
+
+
+def _disputed(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise EnvelopeError("disputed", f"must be a JSON array, not {_kind(value)}")
+    return tuple(_text(item, f"disputed[{index}]") for index, item in enumerate(value))
 
 
 def _hops(value: Any) -> tuple[Hop, ...]:

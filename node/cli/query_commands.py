@@ -82,16 +82,17 @@ def run_query(args: argparse.Namespace) -> int:
         resource_code=args.resource, keys=[pb.RecordKey(values=key) for key in _keys(args)]),
         metadata=call_metadata(args))
     results = [{"index": r.index, "status": pb.KeyResult.Status.Name(r.status), "key_hash": r.key_hash,
-                **({"record_id": r.record_id, "sequence": r.sequence, "record": json.loads(r.payload)}
-                   if r.status == pb.KeyResult.FOUND else {})} for r in response.results]
+                **({"record_id": r.record_id, "sequence": r.sequence, "record": json.loads(r.payload),
+                    "disputed": r.disputed} if r.status == pb.KeyResult.FOUND else {})} for r in response.results]
     if args.json:
         print_json({"resource": response.resource_code, "grant": response.grant_id, "results": results})
         return 0
     print(f"resource {response.resource_code}, grant {response.grant_id}")
     for result in results:
         if result["status"] == "FOUND":
-            print(f"[{result['index']}] FOUND {result['record_id']}: "
-                  f"{json.dumps(result['record'], ensure_ascii=False)}")
+            print(f"[{result['index']}] FOUND {result['record_id']}"
+                  + (" (DISPUTED: an objection is open)" if result["disputed"] else "")
+                  + f": {json.dumps(result['record'], ensure_ascii=False)}")
         else:
             print(f"[{result['index']}] NOT_FOUND")
     return 0
@@ -122,6 +123,8 @@ def run_claim(args: argparse.Namespace) -> int:
         print(f"{answer.item}: {_RESULT_NAMES.get(answer.result, 'UNKNOWN')}")
     if verdict.state:
         print(f"state: {verdict.state}")
+    if verdict.disputed:
+        print("disputed: the record answered from is under an open objection (校核纠错)")
     print(f"verdict signed by node {document['node']} key {verdict.key_id} at {document['at']} "
           f"(grant {verdict.grant_id}, request {verdict.request_hash[:16]}…)"
           + (f"; written to {args.out}" if args.out else ""))

@@ -32,7 +32,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return pb.QueryRecordsResponse(resource_code=answer.resource_code, grant_id=answer.grant_id, results=[
             pb.KeyResult(index=a.index, status=pb.KeyResult.FOUND if a.found else pb.KeyResult.NOT_FOUND,
                          key_hash=a.key_hash, record_id=a.record_id, sequence=a.sequence,
-                         payload=json.dumps(a.payload, ensure_ascii=False).encode() if a.found else b"")
+                         payload=json.dumps(a.payload, ensure_ascii=False).encode() if a.found else b"",
+                         disputed=a.disputed)
             for a in answer.answers])
 
     async def VerifyClaim(self, request: pb.VerifyClaimRequest, context: grpc.aio.ServicerContext) -> pb.Verdict:
@@ -47,4 +48,4 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             answers=[pb.ClaimAnswer(item=item, result=_RESULTS[result]) for item, result in answer.answers],
             state=document["state"], grant_id=answer.grant.id, request_hash=document["request_hash"],
             document=canonical(document), signature=answer.verdict.signature, key_id=document["kid"],
-            request=canonical(answer.request))
+            request=canonical(answer.request), disputed=bool(document.get("disputed", False)))

@@ -293,6 +293,15 @@ class Ingest:
         if subscribers and self.on_outbox is not None:
             self.on_outbox()
 
+    def relay_disputed(self, uow: UnitOfWork, provider_code: str, resource_code: str, record_id: str,
+                       consumers: frozenset[str], notice_id: str, disputed: bool, now: dt.datetime) -> int:
+        """In the caller's transaction (an objection raised or answered): outbox rows re-publishing the
+        record to its subscribers with its disputed mark set or cleared; the number of rows."""
+        rows = outbox.disputed_rows(uow, self.platforms, provider_code, resource_code, record_id, consumers,
+                                    notice_id, disputed, now, node_id=self.node_id, signer=self.signer)
+        uow.exchange.add_outbox(rows, now)
+        return len(rows)
+
     def _rows(self, found: Sequence[outbox.Target], batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime,
               hops: Mapping[str, Sequence[envelopes.Hop]] | None = None) -> list[dict]:
         return outbox.rows(found, batch, fresh, now, node_id=self.node_id, signer=self.signer, hops=hops)

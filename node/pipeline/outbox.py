@@ -64,12 +64,14 @@ def unsealed(targets: tuple) -> tuple[list[str], list[str]]:
 
 
 def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record], now: dt.datetime, *,
-         node_id: str, signer: SigningKey, hops: Mapping[str, Sequence[envelopes.Hop]] | None = None) -> list[dict]:
+         node_id: str, signer: SigningKey, hops: Mapping[str, Sequence[envelopes.Hop]] | None = None,
+         disputed: Sequence[str] = ()) -> list[dict]:
     """Per target: the records masked per its grant, sealed with the node's signature, one encoded
     one-record envelope each, as the broker will carry them (``adapters.rabbit.row_message``).
 
     ``hops``: for records relayed by a lower tier, record id → every earlier node's signature over it; each
-    envelope carries them when the grant left its record unchanged (node/pipeline/tiers.py)."""
+    envelope carries them when the grant left its record unchanged (node/pipeline/tiers.py). ``disputed``:
+    ids of records whose envelopes are marked under an open objection (校核纠错, ``disputed_rows``)."""
     out = []
     for subscription, platform, grant, consumer_key in found:
         if consumer_key is None and not grant.clear_delivery:
@@ -78,7 +80,7 @@ def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record],
         parts = envelopes.seal_split(
             batch_id=batch.batch_id, node_id=node_id, provider_code=batch.provider_code,
             resource_code=batch.resource_code, consumer_code=subscription.consumer_code, records=records,
-            signer=signer, now=now, checked=True)
+            signer=signer, now=now, checked=True, disputed=disputed)
         if hops:
             parts = [envelopes.with_hops(part, hops.get(part.records[0].id, ())) if part.records[0] == original
                      else part for part, original in zip(parts, fresh, strict=True)]
@@ -96,6 +98,23 @@ def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record],
                     "consumer_code": subscription.consumer_code, "content_type": content_type,
                     "headers": {**headers, **sealed_headers}, "body": body})
     return out
+
+def disputed_rows(uow: UnitOfWork, platforms: Mapping[str, Platform], provider_code: str, resource_code: str,
+                  record_id: str, consumers: frozenset[str], notice_id: str, disputed: bool, now: dt.datetime, *,
+                  node_id: str, signer: SigningKey) -> list[dict]:
+    """校核纠错 over the relay: the stored record again, in its own one-record batch signed by the node, to
+    each live subscriber among ``consumers`` (those it was delivered to), marked disputed when an objection
+    is raised and unmarked when the provider answers it. The record is unchanged, so a receiver deduplicates
+    it by id and sequence and keeps only the mark; the notice's batch id is not a stored batch, so its
+    confirmation counts as no delivery of the responsibility list."""
+    record = uow.exchange.stored_record(provider_code, resource_code, record_id)
+    if record is None:
+        return []
+    found = [t for t in targets(uow, platforms, resource_code, now) if t[0].consumer_code in consumers]
+    notice = IncomingBatch(notice_id, provider_code, resource_code, (record,), b"", "", b"")
+    return rows(found, notice, [record], now, node_id=node_id, signer=signer,
+                disputed=(record_id,) if disputed else ())
+
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,16 @@ The correction itself is an ordinary record sent through the normal ingest (sign
 every subscriber); the provider names it here, and the node checks it is a record of the same resource
 stored after the objection. Each change is one unit of work authorised by the policy; RPCs are audited by
 the interceptor, the daily job's escalations by the job.
+
+Over the relay, the mark travels with the record: raising an objection re-publishes the record marked
+disputed to the subscribers it was delivered to, and the provider's answer re-publishes it unmarked, in
+the same transaction as the change (``DisputedRelay``: the ingest pipeline's outbox).
 """
 
 from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
 
 from catalog import objections as domain
 from catalog.errors import Conflict, InvalidField, NotFound
@@ -36,9 +43,20 @@ def _target(objection: Objection) -> Target:
     return Target.objection(objection.id, objection.raiser_code, objection.record.provider_code)
 
 
+class DisputedRelay(Protocol):
+    """What the objections need of the relay (``node.pipeline.ingest.Ingest``)."""
+
+    def relay_disputed(self, uow: UnitOfWork, provider_code: str, resource_code: str, record_id: str,
+                       consumers: frozenset[str], notice_id: str, disputed: bool, now: dt.datetime) -> int: ...
+
+    def committed(self, subscribers: int) -> None: ...
+
+
 class ObjectionsApplication:
-    def __init__(self, lists: ListsApplication) -> None:
+    def __init__(self, lists: ListsApplication, relay: DisputedRelay | None = None) -> None:
         self.lists = lists
+        self.relay = relay
+        """None: the mark is served by pulls, queries and verifications only (tests of the lists alone)."""
 
     @property
     def clock(self) -> Clock:
@@ -68,7 +86,10 @@ class ObjectionsApplication:
             objection = domain.raise_objection(_new_id("YY", now), key, item, items, principal.department_code,
                                                principal.subject, evidence, tuple(attachments), now, deadline)
             uow.objections.add(objection)
+            published = self._relay(uow, objection, delivered, f"{objection.id}.raised", True, now)
             uow.commit()
+        if self.relay is not None:
+            self.relay.committed(published)
         return objection
 
     def answer(self, principal: Principal, objection_id: str, *, corrected_record_id: str = "", reason: str = ""
@@ -85,8 +106,21 @@ class ObjectionsApplication:
             else:
                 answered = domain.confirm(objection, principal.subject, reason, now)
             self._save(uow, answered, objection)
+            stored = uow.objections.record(objection.record)
+            delivered = uow.objections.delivered_to(stored) if stored else frozenset()
+            published = self._relay(uow, answered, delivered, f"{objection.id}.answered", False, now)
             uow.commit()
+        if self.relay is not None:
+            self.relay.committed(published)
         return answered
+
+    def _relay(self, uow: UnitOfWork, objection: Objection, delivered: frozenset[str], notice_id: str,
+               disputed: bool, now: dt.datetime) -> int:
+        if self.relay is None or not delivered:
+            return 0
+        key = objection.record
+        return self.relay.relay_disputed(uow, key.provider_code, key.resource_code, key.record_id, delivered,
+                                         notice_id, disputed, now)
 
     def escalate_overdue(self) -> list[Objection]:
         now = self.clock()

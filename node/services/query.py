@@ -49,6 +49,8 @@ class KeyAnswer:
     sequence: int = 0
     payload: dict[str, Any] = field(default_factory=dict)
     """The granted items, masked per the grant."""
+    disputed: bool = False
+    """校核纠错: the record is under an open objection (served marked, as relay and pull mark it)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class QueryApplication:
         hashes = self._hashes(meta, keys)
         with self.uow() as uow:
             found = uow.record_index.current(resource_code, hashes)
+            disputed = uow.objections.disputed((r.provider_code, resource_code, r.record_id) for r in found.values())
         mask = masker(grant.items, grant.masking)
         answers = []
         for index, digest in enumerate(hashes):
@@ -142,7 +145,8 @@ class QueryApplication:
                 answers.append(KeyAnswer(index, digest, False))
             else:
                 answers.append(KeyAnswer(index, digest, True, record.record_id, record.sequence,
-                                         mask(json.loads(record.payload))))
+                                         mask(json.loads(record.payload)),
+                                         (record.provider_code, resource_code, record.record_id) in disputed))
         return QueryAnswer(resource_code, grant.id, answers)
 
     def _hashes(self, meta: ResourceMetadata, keys: Sequence[Mapping[str, str]]) -> list[str]:
@@ -213,6 +217,8 @@ class QueryApplication:
         by_name = {item.name: item for item in meta.items}
         with self.uow() as uow:
             record = uow.record_index.current(request.resource_code, [digest]).get(digest)
+            disputed = record is not None and bool(uow.objections.disputed(
+                [(record.provider_code, request.resource_code, record.record_id)]))
         payload = json.loads(record.payload) if record is not None else None
         answers = [(c.item, rules.answer(by_name[c.item], c.value, payload.get(c.item)) if payload is not None
                     else Answer.NO_RECORD) for c in request.claims]
@@ -234,6 +240,7 @@ class QueryApplication:
             "purpose": grant.purpose, "legal_basis": grant.legal_basis, "subject": digest,
             "answers": [{"item": item, "result": result.value} for item, result in answers],
             "state": state.value if state else "",
+            "disputed": disputed,
         }
         return VerifyAnswer(verdicts.sign(document, self.signer), asked, grant, used)
 

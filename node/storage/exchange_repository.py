@@ -218,6 +218,15 @@ class ExchangeRepository:
         return [Record(row.record_id, row.sequence, Operation(row.operation), json.loads(self.open_payload(row)))
                 for row in rows]
 
+    def stored_record(self, provider_code: str, resource_code: str, record_id: str) -> Record | None:
+        """One stored record as it was ingested (its payload opened when sealed at rest)."""
+        c = records.c
+        row = self.connection.execute(select(records).where(
+            c.provider_code == provider_code, c.resource_code == resource_code, c.record_id == record_id)).first()
+        if row is None:
+            return None
+        return Record(row.record_id, row.sequence, Operation(row.operation), json.loads(self.open_payload(row)))
+
     def open_payload(self, row: Any) -> str:
         return open_payload(self.sealer, self.connection, row)
 

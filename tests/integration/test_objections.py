@@ -16,9 +16,10 @@ from pathlib import Path
 import grpc
 import pika
 import pytest
-from exnode.v1 import exchange_pb2, exchange_pb2_grpc, lists_pb2_grpc
+from exnode.v1 import exchange_pb2, exchange_pb2_grpc, lists_pb2_grpc, query_pb2, query_pb2_grpc
 from exnode.v1 import lists_pb2 as pb
 
+from adapters.codecs.envelope import verify as envelope_verify
 from adapters.platforms import codec_for
 from catalog.objections import RecordKey
 from catalog.records import Record
@@ -113,6 +114,8 @@ def test_an_objection_flags_the_record_until_a_correction_through_ingest_clears_
         resource_code=LOW_INCOME, record_id="DB-000002", item="月保障金额", evidence="民政局台账为1200元",
         attachments=[ATTACHMENT]))
     assert objection.state == pb.OBJECTION_OPEN and objection.deadline.seconds
+    [(_, notice)] = drain(queue, 1)  # the relay re-publishes the record marked
+    assert codec_for("regional").decode(notice).disputed == ("DB-000002",)
     assert pulled_disputed(node, tmp_path / "first") == (["DB-000001", "DB-000002", "DB-000003"], ["DB-000002"])
     # the provider corrects: a new record through the normal ingest, which every subscriber receives
     corrected = Record("DB-000004", 4, low_income_record(2).operation, {**low_income_record(2).payload,
@@ -159,3 +162,95 @@ def test_a_confirmation_gives_reasons_and_an_unchecked_objection_escalates(node:
         reviewer.AnswerObjection(pb.AnswerObjectionRequest(id=objection.id, reason="再次"))
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert exchange_pb2.PullBatch(disputed=[1]).disputed == [1]
+
+
+WANG, LI = "360426199101010071", "11010519491231002X"
+PLATFORMS = {"hhht": "regional", "hhht-xml": "ministry", "hhht-pb": "department"}
+
+
+@pytest.fixture
+def subscribed_node(tmp_path: Path, database_url: str) -> Iterator[RunningNode]:
+    """A node whose consumer subscribes through three platforms, one per wire format."""
+    node_id = f"t{uuid.uuid4().hex[:10]}"
+    data = tmp_path / "node"
+    config = make_config(data, database_url)
+    (data / "platforms.toml").write_text("".join(
+        f'[[platform]]\nname = "{name}"\nkind = "{kind}"\nconsumer_code = "{CONSUMER}"\n'
+        for name, kind in PLATFORMS.items()), encoding="utf-8")
+    running = RunningNode(replace(config, node=replace(config.node, id=node_id)))
+    load_sample(running.node)
+    running.node.start_dispatcher()
+    yield running
+    running.close()
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+        channel = connection.channel()
+        for suffix in [f"out.{name}" for name in PLATFORMS] + ["dlq", "in"]:
+            channel.queue_delete(f"exnode.{node_id}.{suffix}")
+        channel.exchange_delete(f"exnode.{node_id}.dlx")
+
+
+def each_platform(node: RunningNode, expected: int) -> dict[str, list]:
+    """Every platform's decoded envelopes (``expected`` each), verified against the node's keys."""
+    trusted = {node.config.node.id: node.node.keys.public}
+    out = {}
+    for name, kind in PLATFORMS.items():
+        messages = drain(f"exnode.{node.config.node.id}.out.{name}", expected)
+        envelopes = [codec_for(kind).decode(body) for _, body in messages]
+        assert len(envelopes) == expected, name
+        assert all(envelope_verify(e, trusted) == [] for e in envelopes)
+        out[name] = envelopes
+    return out
+
+
+def test_the_disputed_mark_reaches_every_subscriber_and_queries_and_verdicts_answer_with_it(
+        subscribed_node: RunningNode):
+    """Objection raised → every platform gets the record again marked disputed (signature unchanged), a
+    query and a signed verdict answer with the mark; correction through ingest → every platform gets the
+    corrected record, the answer re-publishes the original unmarked, and the query answers unmarked."""
+    node = subscribed_node
+    key = Key()
+    register(node, key)
+    grant_and_subscribe(node, tuple(PLATFORMS))
+    consumer, reviewer = lists_as(node, CONSUMER, "consumer"), lists_as(node, PROVIDER, "reviewer")
+    verify_demand = consumer.FileDemand(pb.FileDemandRequest(demand=pb.Demand(
+        resource_code=LOW_INCOME, purpose="低保资格核验", legal_basis="社会救助暂行办法", contact="王芳",
+        items=["姓名", "月保障金额"], kind="VERIFY")))
+    reviewer.DecideDemand(pb.DecideDemandRequest(id=verify_demand.id, approve=True))
+    records = [Record(r.id, r.sequence, r.operation, {**r.payload, "公民身份号码": number})
+               for r, number in ((low_income_record(1), WANG), (low_income_record(2), LI))]
+    send(node, key, records)
+    first = each_platform(node, 2)
+    assert {name: [e.records[0].id for e in got] for name, got in first.items()} == \
+        {name: ["DB-000001", "DB-000002"] for name in PLATFORMS}
+    query = query_pb2_grpc.QueryServiceStub(node.channel_as(CONSUMER, ["consumer"]))
+
+    def asked() -> tuple[bool, bool, dict]:
+        [found] = query.QueryRecords(query_pb2.QueryRecordsRequest(
+            resource_code=LOW_INCOME, keys=[query_pb2.RecordKey(values={"公民身份号码": WANG})])).results
+        verdict = query.VerifyClaim(query_pb2.VerifyClaimRequest(
+            resource_code=LOW_INCOME, key=query_pb2.RecordKey(values={"公民身份号码": WANG}),
+            claims=[query_pb2.AssertedItem(item="月保障金额", value="= 1200")]))
+        return found.disputed, verdict.disputed, json.loads(verdict.document)
+
+    assert asked()[:2] == (False, False)
+    objection = consumer.RaiseObjection(pb.RaiseObjectionRequest(
+        resource_code=LOW_INCOME, record_id="DB-000001", item="月保障金额", evidence="民政局台账为1200元"))
+    for name, [notice] in each_platform(node, 1).items():
+        assert notice.records[0] == first[name][0].records[0], name  # the same record as delivered, masked alike
+        assert notice.disputed == ("DB-000001",), name
+    found_disputed, verdict_disputed, document = asked()
+    assert found_disputed and verdict_disputed and document["disputed"] is True  # inside the signed document
+
+    corrected = Record("DB-000003", 3, records[0].operation, {**records[0].payload, "月保障金额": 1200.0})
+    send(node, key, [corrected])
+    for name, [envelope] in each_platform(node, 1).items():
+        assert envelope.records[0].id == "DB-000003" and envelope.disputed == (), name
+        assert envelope.records[0].payload["月保障金额"] == 1200.0
+    reviewer.AnswerObjection(pb.AnswerObjectionRequest(id=objection.id, corrected_record_id="DB-000003",
+                                                       reason="台账核实后更正"))
+    for name, [cleared] in each_platform(node, 1).items():
+        assert cleared.records[0].id == "DB-000001" and cleared.disputed == (), name
+    found_disputed, verdict_disputed, document = asked()
+    assert (found_disputed, verdict_disputed, document["disputed"]) == (False, False, False)
+    with node.node.uow() as uow:  # the notices are no deliveries: the responsibility list counts 2 batches
+        assert uow.exchange.get_batch(f"{objection.id}.raised") is None

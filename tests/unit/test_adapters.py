@@ -23,6 +23,7 @@ from adapters.codecs.envelope import (
     leaves,
     masked,
     seal,
+    seal_split,
     split,
     verify,
 )
@@ -192,6 +193,36 @@ def test_a_proof_with_a_wrong_path_length_is_named(keys, trusted):
 def test_a_split_record_is_valid_ministry_xml(keys):
     document = etree.fromstring(ministry.encode(split(sealed(keys))[3]))
     assert ministry.envelope_schema().validate(document), ministry.envelope_schema().error_log
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+def test_the_disputed_flag_travels_in_every_format_outside_the_signature(codec, keys, trusted):
+    """校核纠错: a record under an open objection is marked in the relay's envelope; the mark is not signed
+    (an objection changes neither the record nor its signature), so the envelope verifies with or without it."""
+    envelope = sealed(keys)
+    disputed_id = envelope.records[1].id
+    parts = seal_split(batch_id=envelope.batch_id, node_id=envelope.node_id, provider_code=envelope.provider_code,
+                       resource_code=envelope.resource_code, consumer_code=envelope.consumer_code,
+                       records=envelope.records, signer=keys.active, now=envelope.created_at,
+                       disputed=[disputed_id])
+    assert [p.disputed for p in parts[:3]] == [(), (disputed_id,), ()]
+    for part in parts[:3]:
+        decoded = codec.decode(codec.encode(part))
+        assert decoded == part and verify(decoded, trusted) == []
+    whole = dataclasses.replace(envelope, disputed=(envelope.records[0].id, disputed_id))
+    assert codec.decode(codec.encode(whole)).disputed == whole.disputed
+    if codec is ministry:
+        assert ministry.envelope_schema().validate(etree.fromstring(ministry.encode(parts[1])))
+
+
+@pytest.mark.parametrize("disputed, field", [(("nope",), "disputed[0]"), (("A", "A"), "disputed")])
+def test_a_disputed_mark_naming_no_record_of_the_envelope_is_refused(keys, disputed, field):
+    envelope = sealed(keys)
+    ids = tuple(envelope.records[0].id if d == "A" else d for d in disputed)
+    for codec in (regional, department):
+        with pytest.raises(EnvelopeError) as error:
+            codec.encode(dataclasses.replace(envelope, disputed=ids))
+        assert error.value.field == field
 
 
 # Tampering ---------------------------------------------------------------------------------------------

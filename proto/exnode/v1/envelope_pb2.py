@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xnode/v1/envelope.proto\x12\texnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"u\n\x0ePlatformRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12/\n\toperation\x18\x03 \x01(\x0e\x32\x1c.exnode.v1.PlatformOperation\x12\x14\n\x0cpayload_json\x18\x04 \x01(\t\"g\n\x11PlatformSignature\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x0b\n\x03kid\x18\x03 \x01(\t\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"?\n\rPlatformProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0c\n\x04path\x18\x03 \x03(\x0c\"\x87\x01\n\x0bPlatformHop\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12,\n\x06signed\x18\x03 \x01(\x0b\x32\x1c.exnode.v1.PlatformSignature\x12\'\n\x05proof\x18\x04 \x01(\x0b\x32\x18.exnode.v1.PlatformProof\"\xe4\x02\n\x10PlatformEnvelope\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x15\n\rprovider_code\x18\x04 \x01(\t\x12\x15\n\rresource_code\x18\x05 \x01(\t\x12\x15\n\rconsumer_code\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07records\x18\x08 \x03(\x0b\x32\x19.exnode.v1.PlatformRecord\x12,\n\x06signed\x18\t \x01(\x0b\x32\x1c.exnode.v1.PlatformSignature\x12\'\n\x05proof\x18\n \x01(\x0b\x32\x18.exnode.v1.PlatformProof\x12$\n\x04hops\x18\x0b \x03(\x0b\x32\x16.exnode.v1.PlatformHop*u\n\x11PlatformOperation\x12\"\n\x1ePLATFORM_OPERATION_UNSPECIFIED\x10\x00\x12\x1d\n\x19PLATFORM_OPERATION_UPSERT\x10\x01\x12\x1d\n\x19PLATFORM_OPERATION_DELETE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65xnode/v1/envelope.proto\x12\texnode.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"u\n\x0ePlatformRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12/\n\toperation\x18\x03 \x01(\x0e\x32\x1c.exnode.v1.PlatformOperation\x12\x14\n\x0cpayload_json\x18\x04 \x01(\t\"g\n\x11PlatformSignature\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x0b\n\x03kid\x18\x03 \x01(\t\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"?\n\rPlatformProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x0c\n\x04path\x18\x03 \x03(\x0c\"\x87\x01\n\x0bPlatformHop\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12,\n\x06signed\x18\x03 \x01(\x0b\x32\x1c.exnode.v1.PlatformSignature\x12\'\n\x05proof\x18\x04 \x01(\x0b\x32\x18.exnode.v1.PlatformProof\"\xf6\x02\n\x10PlatformEnvelope\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x15\n\rprovider_code\x18\x04 \x01(\t\x12\x15\n\rresource_code\x18\x05 \x01(\t\x12\x15\n\rconsumer_code\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07records\x18\x08 \x03(\x0b\x32\x19.exnode.v1.PlatformRecord\x12,\n\x06signed\x18\t \x01(\x0b\x32\x1c.exnode.v1.PlatformSignature\x12\'\n\x05proof\x18\n \x01(\x0b\x32\x18.exnode.v1.PlatformProof\x12$\n\x04hops\x18\x0b \x03(\x0b\x32\x16.exnode.v1.PlatformHop\x12\x10\n\x08\x64isputed\x18\x0c \x03(\t*u\n\x11PlatformOperation\x12\"\n\x1ePLATFORM_OPERATION_UNSPECIFIED\x10\x00\x12\x1d\n\x19PLATFORM_OPERATION_UPSERT\x10\x01\x12\x1d\n\x19PLATFORM_OPERATION_DELETE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exnode.v1.envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLATFORMOPERATION']._serialized_start=858
-  _globals['_PLATFORMOPERATION']._serialized_end=975
+  _globals['_PLATFORMOPERATION']._serialized_start=876
+  _globals['_PLATFORMOPERATION']._serialized_end=993
   _globals['_PLATFORMRECORD']._serialized_start=72
   _globals['_PLATFORMRECORD']._serialized_end=189
   _globals['_PLATFORMSIGNATURE']._serialized_start=191
@@ -43,5 +43,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLATFORMHOP']._serialized_start=362
   _globals['_PLATFORMHOP']._serialized_end=497
   _globals['_PLATFORMENVELOPE']._serialized_start=500
-  _globals['_PLATFORMENVELOPE']._serialized_end=856
+  _globals['_PLATFORMENVELOPE']._serialized_end=874
 # @@protoc_insertion_point(module_scope)

@@ -68,7 +68,7 @@ class PlatformHop(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., signed: _Optional[_Union[PlatformSignature, _Mapping]] = ..., proof: _Optional[_Union[PlatformProof, _Mapping]] = ...) -> None: ...
 
 class PlatformEnvelope(_message.Message):
-    __slots__ = ("version", "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at", "records", "signed", "proof", "hops")
+    __slots__ = ("version", "batch_id", "node_id", "provider_code", "resource_code", "consumer_code", "created_at", "records", "signed", "proof", "hops", "disputed")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,7 @@ class PlatformEnvelope(_message.Message):
     SIGNED_FIELD_NUMBER: _ClassVar[int]
     PROOF_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_FIELD_NUMBER: _ClassVar[int]
     version: int
     batch_id: str
     node_id: str
@@ -91,4 +92,5 @@ class PlatformEnvelope(_message.Message):
     signed: PlatformSignature
     proof: PlatformProof
     hops: _containers.RepeatedCompositeFieldContainer[PlatformHop]
-    def __init__(self, version: _Optional[int] = ..., batch_id: _Optional[str] = ..., node_id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., consumer_code: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., records: _Optional[_Iterable[_Union[PlatformRecord, _Mapping]]] = ..., signed: _Optional[_Union[PlatformSignature, _Mapping]] = ..., proof: _Optional[_Union[PlatformProof, _Mapping]] = ..., hops: _Optional[_Iterable[_Union[PlatformHop, _Mapping]]] = ...) -> None: ...
+    disputed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[int] = ..., batch_id: _Optional[str] = ..., node_id: _Optional[str] = ..., provider_code: _Optional[str] = ..., resource_code: _Optional[str] = ..., consumer_code: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., records: _Optional[_Iterable[_Union[PlatformRecord, _Mapping]]] = ..., signed: _Optional[_Union[PlatformSignature, _Mapping]] = ..., proof: _Optional[_Union[PlatformProof, _Mapping]] = ..., hops: _Optional[_Iterable[_Union[PlatformHop, _Mapping]]] = ..., disputed: _Optional[_Iterable[str]] = ...) -> None: ...

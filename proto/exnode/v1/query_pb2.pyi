@@ -40,7 +40,7 @@ class QueryRecordsRequest(_message.Message):
     def __init__(self, resource_code: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[RecordKey, _Mapping]]] = ...) -> None: ...
 
 class KeyResult(_message.Message):
-    __slots__ = ("index", "status", "key_hash", "record_id", "sequence", "payload")
+    __slots__ = ("index", "status", "key_hash", "record_id", "sequence", "payload", "disputed")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[KeyResult.Status]
@@ -55,13 +55,15 @@ class KeyResult(_message.Message):
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_FIELD_NUMBER: _ClassVar[int]
     index: int
     status: KeyResult.Status
     key_hash: str
     record_id: str
     sequence: int
     payload: bytes
-    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[KeyResult.Status, str]] = ..., key_hash: _Optional[str] = ..., record_id: _Optional[str] = ..., sequence: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    disputed: bool
+    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[KeyResult.Status, str]] = ..., key_hash: _Optional[str] = ..., record_id: _Optional[str] = ..., sequence: _Optional[int] = ..., payload: _Optional[bytes] = ..., disputed: _Optional[bool] = ...) -> None: ...
 
 class QueryRecordsResponse(_message.Message):
     __slots__ = ("resource_code", "grant_id", "results")
@@ -100,7 +102,7 @@ class ClaimAnswer(_message.Message):
     def __init__(self, item: _Optional[str] = ..., result: _Optional[_Union[ClaimResult, str]] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("answers", "state", "grant_id", "request_hash", "document", "signature", "key_id", "request")
+    __slots__ = ("answers", "state", "grant_id", "request_hash", "document", "signature", "key_id", "request", "disputed")
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +111,7 @@ class Verdict(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_FIELD_NUMBER: _ClassVar[int]
     answers: _containers.RepeatedCompositeFieldContainer[ClaimAnswer]
     state: str
     grant_id: str
@@ -117,4 +120,5 @@ class Verdict(_message.Message):
     signature: bytes
     key_id: str
     request: bytes
-    def __init__(self, answers: _Optional[_Iterable[_Union[ClaimAnswer, _Mapping]]] = ..., state: _Optional[str] = ..., grant_id: _Optional[str] = ..., request_hash: _Optional[str] = ..., document: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ..., request: _Optional[bytes] = ...) -> None: ...
+    disputed: bool
+    def __init__(self, answers: _Optional[_Iterable[_Union[ClaimAnswer, _Mapping]]] = ..., state: _Optional[str] = ..., grant_id: _Optional[str] = ..., request_hash: _Optional[str] = ..., document: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ..., request: _Optional[bytes] = ..., disputed: _Optional[bool] = ...) -> None: ...
