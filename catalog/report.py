@@ -40,7 +40,8 @@ class ResourceLine:
     records_received: int
     queries: int
     verifications: int
-    """Request/response exchanges (QueryRecords, VerifyClaim): 0 until the node answers them."""
+    """Request/response exchanges this node answered in the month (QueryRecords calls, VerifyClaim verdicts
+    including those other nodes asked for), from its audit trail."""
     objections: int
     objections_upheld: int
 

@@ -104,7 +104,8 @@ class ReportApplication:
             resource_lines.append(ResourceLine(
                 code, name, provider, len(entry.consumers) if entry else 0, entry.grants if entry else 0,
                 entry.deliveries if entry else 0, entry.records_delivered if entry else 0,
-                entry.records_received if entry else 0, 0, 0, entry.objections if entry else 0,
+                entry.records_received if entry else 0, entry.queries if entry else 0,
+                entry.verifications if entry else 0, entry.objections if entry else 0,
                 entry.objections_upheld if entry else 0))
         states: dict[str, Counter[str]] = defaultdict(Counter)
         for obligation, status in compliance:

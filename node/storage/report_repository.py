@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.engine import Connection
 
-from node.storage.tables import deliveries, demands, disputes, grants, objections, tier_reports
+from node.storage.tables import audit_entries, deliveries, demands, disputes, grants, objections, tier_reports
+
+QUERY_ACTIONS = ("QueryService/QueryRecords",)
+VERIFY_ACTIONS = ("QueryService/VerifyClaim", "rpc/VerifyClaim")
+"""The audit actions of the request/response mode: a caller's gRPC call, and a verification another node
+asked of this one over RabbitMQ (node/services/remote.py)."""
+FORWARDED = "answered by node"
+"""In a VerifyClaim entry's detail when another node answered: that node's report counts it, not this one's."""
 
 
 @dataclass
@@ -22,6 +29,8 @@ class ResourceActivity:
     records_received: int = 0
     objections: int = 0
     objections_upheld: int = 0
+    queries: int = 0
+    verifications: int = 0
 
 
 class ReportRepository:
@@ -56,7 +65,29 @@ class ReportRepository:
                 entry.objections += 1
             if row.state == "CORRECTED" and row.answered_at is not None and start <= row.answered_at < end:
                 entry.objections_upheld += 1
+        for resource, queries, verifications in self.request_counts(start, end):
+            out[resource].queries += queries
+            out[resource].verifications += verifications
         return dict(out)
+
+    def request_counts(self, start: dt.datetime, end: dt.datetime) -> list[tuple[str, int, int]]:
+        """(resource, queries, verifications) this node answered in the month, from the audit trail: every
+        answered call has one entry (result OK) naming its resource; refusals are not exchanges. Why the
+        trail: it is the one record of every call, including verifications other nodes asked over RabbitMQ.
+        Entries purged by audit retention before the report is made are not counted."""
+        a = audit_entries.c
+        counted: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        rows = self.connection.execute(select(a.action, a.target, a.detail).where(
+            a.at >= start, a.at < end, a.result == "OK", a.action.in_(QUERY_ACTIONS + VERIFY_ACTIONS)))
+        for action, target, detail in rows:
+            kind, _, resource = target.partition(":")
+            if kind != "resource" or not resource:
+                continue
+            if action in QUERY_ACTIONS:
+                counted[resource][0] += 1
+            elif FORWARDED not in detail:
+                counted[resource][1] += 1
+        return [(resource, q, v) for resource, (q, v) in sorted(counted.items())]
 
     def demand_rows(self, end: dt.datetime) -> list:
         c = demands.c

@@ -24,6 +24,7 @@ from catalog.objections import RecordKey, raise_objection
 from node.bootstrap import load_sample
 from node.cli import main as cli_main
 from node.files.report import report_schema
+from security.audit import AuditRecord
 from security.identity import Principal
 from security.keys import public_keys_document
 from security.report import report_signing_input
@@ -123,3 +124,29 @@ def test_a_bad_month_names_it_and_a_department_cannot_report_the_whole_node(runn
     with pytest.raises(grpc.RpcError) as denied:
         other.MonthlyReport(pb.MonthlyReportRequest(month="2026-11"))
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_the_monthly_report_counts_the_queries_and_verifications_this_node_answered(running):
+    """From the audit trail: answered QueryRecords calls and VerifyClaim verdicts, including those another
+    node asked over RabbitMQ; neither refusals, nor verdicts another node gave (its report counts them),
+    nor another month."""
+    node, _ = running
+
+    def entry(action: str, at: dt.datetime, result: str = "OK", detail: str = "",
+              resource: str = LOW_INCOME) -> AuditRecord:
+        return AuditRecord(at=at, request_id="r", subject="wang", department_code=OTHER_PROVIDER,
+                           roles=("consumer",), action=action, target=f"resource:{resource}", result=result,
+                           detail=detail)
+
+    node.node.audit_writer.append([
+        entry("QueryService/QueryRecords", bj(2026, 11, 3)), entry("QueryService/QueryRecords", bj(2026, 11, 30, 23)),
+        entry("QueryService/QueryRecords", bj(2026, 11, 4), "PERMISSION_DENIED"),
+        entry("QueryService/QueryRecords", bj(2026, 10, 31, 23)), entry("QueryService/QueryRecords", bj(2026, 12, 1, 0)),
+        entry("QueryService/VerifyClaim", bj(2026, 11, 5)), entry("rpc/VerifyClaim", bj(2026, 11, 6)),
+        entry("QueryService/VerifyClaim", bj(2026, 11, 7), detail="grant G; 1 key; answered by node region"),
+        entry("QueryService/VerifyClaim", bj(2026, 11, 8), "RESOURCE_EXHAUSTED"),
+        entry("QueryService/VerifyClaim", bj(2026, 11, 9), resource=ELDERLY_HOMES),
+    ])
+    lines = {r.resource_code: r for r in node.node.report.compute("2026-11").resources}
+    assert (lines[LOW_INCOME].queries, lines[LOW_INCOME].verifications) == (2, 2)
+    assert (lines[ELDERLY_HOMES].queries, lines[ELDERLY_HOMES].verifications) == (0, 1)

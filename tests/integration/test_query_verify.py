@@ -91,6 +91,14 @@ def test_query_answers_the_current_record_per_key_masked_and_not_found_per_key(n
     assert answer.results[1].key_hash[:16] in entry.record.detail
     assert WANG not in entry.record.detail and NOBODY not in entry.record.detail
     assert entry.record.target == f"resource:{LOW_INCOME}"
+    assert _monthly_counts(node) == (1, 0)  # the refused call is no exchange: the monthly report counts one
+
+
+def _monthly_counts(node: RunningNode) -> tuple[int, int]:
+    """(queries, verifications) of the low-income resource in this month's 统计月报."""
+    month = node.node.lists.clock().astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m")
+    [line] = [r for r in node.node.report.compute(month).resources if r.resource_code == LOW_INCOME]
+    return line.queries, line.verifications
 
 
 def test_query_refuses_bad_keys_naming_the_field_and_too_many_keys(node):
@@ -147,6 +155,7 @@ def test_verify_answers_per_item_in_a_verdict_that_verifies_offline(node, tmp_pa
         AuditFilter(action="QueryService/VerifyClaim", result="OK")).entries]
     assert len(details) == 2 and any(f"grant {grant}" in d and "姓名=MATCH, 月保障金额=MISMATCH" in d for d in details)
     assert not any(WANG in d or NOBODY in d for d in details)
+    assert _monthly_counts(node) == (0, 2)
 
 
 def test_verify_refuses_items_outside_the_grant_bad_input_and_a_grant_that_is_no_longer_live(node):
