@@ -297,6 +297,8 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
                            key_hasher=hasher)
     exchange = MeteredExchange(uow, clock, policy, config.node.id, platforms,
                                declare_queue=functools.partial(declare_queue, config.rabbitmq.addresses, config.node.id))
+    tiers = TierApplication(ingest, peers, platforms, lists)
+    lists.tiers = tiers  # 回流: demands for an upper node's resource are forwarded there and decided by it
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
                        leeway_s=config.auth.leeway_s)
     return Node(
@@ -311,7 +313,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
         pull=PullApplication(uow, clock, keys.active, config.node.id, policy, writer, PullSettings(
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s, stamp_days=bool(config.tsa.url))),
-        tiers=TierApplication(ingest, peers, platforms), timestamps=timestamps,
+        tiers=tiers, timestamps=timestamps,
         query=MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id), peers=peers,
         checks=CheckApplication(uow, clock, policy, keys.active, config.node.id, peers))
 

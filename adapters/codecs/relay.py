@@ -8,6 +8,11 @@ Catalog entries: a lower node publishes its published and retired resources upwa
 so through the same shovel), as the catalog JSON interchange (``catalog.interchange``) of one resource
 version, signed by the sending node's key over the canonical JSON, so the upper node stores only what a
 trusted peer vouches for.
+
+Demands (回流): a lower node forwards a demand its department filed for a resource of its upper node as a
+signed ``demand`` document up the same link; the upper node's answer (approved with the grant's terms, or
+rejected with the reason) comes down as a signed ``decision`` through the downward shovel. Each kind is
+signed under its own context, so no document can pass for another.
 """
 
 from __future__ import annotations
@@ -78,6 +83,42 @@ def _decode_signed(data: bytes, trusted: TrustedKeys, context: bytes, what: str)
     if not key.verify(_canonical({"entry": entry, "sender": sender}, context), signature):
         raise CatalogEntryError(f"signature: does not verify with key {kid!r} of node {sender!r}")
     return sender, entry
+
+
+DEMAND_CONTENT_TYPE = "application/vnd.exnode.demand+json"
+DECISION_CONTENT_TYPE = "application/vnd.exnode.demand-decision+json"
+_DEMAND_CONTEXT = b"exnode-demand/1\n"
+_DECISION_CONTEXT = b"exnode-demand-decision/1\n"
+MAX_DEMAND_BYTES = 64 * 1024
+
+
+def _encode_signed(entry: Mapping[str, Any], sender: str, signer: BatchSigner, context: bytes) -> bytes:
+    document = {"entry": dict(entry), "sender": sender, "kid": signer.kid, "algorithm": signer.algorithm}
+    signature = signer.sign(_canonical({"entry": document["entry"], "sender": sender}, context))
+    return json.dumps({**document, "signature": signature.hex()}, ensure_ascii=False).encode("utf-8")
+
+
+def encode_demand(demand: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
+    """A demand a lower node forwards upward (回流): its id there, the requester, resource, items, purpose,
+    legal basis, contact, kind and quota, signed by the sending node."""
+    return _encode_signed(demand, sender, signer, _DEMAND_CONTEXT)
+
+
+def decode_demand(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
+    if len(data) > MAX_DEMAND_BYTES:
+        raise CatalogEntryError(f"document: {len(data)} bytes; at most {MAX_DEMAND_BYTES}")
+    return _decode_signed(data, trusted, _DEMAND_CONTEXT, "forwarded demand")
+
+
+def encode_decision(decision: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
+    """The upper node's answer to a forwarded demand, sent down to the node that forwarded it."""
+    return _encode_signed(decision, sender, signer, _DECISION_CONTEXT)
+
+
+def decode_decision(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
+    if len(data) > MAX_DEMAND_BYTES:
+        raise CatalogEntryError(f"document: {len(data)} bytes; at most {MAX_DEMAND_BYTES}")
+    return _decode_signed(data, trusted, _DECISION_CONTEXT, "demand decision")
 
 
 def encode_catalog_entry(entry: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:

@@ -21,6 +21,14 @@ own grant for the next node leaves the record as it is (the usual case: the mini
 region no more than the region was granted at the department). If its grant masks further, the record it
 sends is another record: the earlier signatures cannot cover it, so the hops are left off and only its own
 signature vouches for it (the audit detail says so).
+
+回流 (data returned downward): a lower node's department files its demand for a resource of the upper node
+at its own node; the lower node forwards it through its uplink (a signed demand document on the upper-node
+platform's queue, through the same shovel as records), the upper node files it for that department, its
+reviewer decides there, and the decision comes down through the downward shovel (a lower_node platform). An
+approval subscribes the downward platform for the department, so the records flow down signed and are
+verified at every hop, and gives the lower node a grant of its own: the department then subscribes and
+pulls at its own node like for any local resource.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +49,11 @@ from adapters.codecs import relay
 from adapters.codecs.envelope import Envelope, EnvelopeError, Hop, TrustedKeys
 from adapters.platforms import Platform
 from adapters.rabbit.inbound import Later, Poison
-from catalog.errors import InvalidField
+from adapters.rabbit.wire import pack
+from catalog import lists as lists_domain
+from catalog.errors import CatalogError, InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
+from catalog.lists import Demand, DemandRequest, DemandState, GrantKind
 from catalog.model import Resource, ResourceStatus, ResourceVersion, VersionState
 from catalog.records import canonical_record
 from node.config import ConfigError
@@ -50,11 +61,14 @@ from node.files import report as report_files
 from node.pipeline import rules
 from node.pipeline.batches import IncomingBatch
 from node.pipeline.ingest import Ingest
+from node.storage.exchange_repository import Subscription
+from node.storage.tier_repository import PROVIDER, REQUESTER, ForwardedDemand
+from node.storage.unit_of_work import UnitOfWork
 from security.audit import AuditRecord
 from security.identity import Principal
 from security.keys import UnusableKey, read_public_keys
 from security.merkle import Proof, SignedBatch
-from security.policy import Action, Target
+from security.policy import Action, PermissionDenied, Target
 from security.xml import XmlRejected
 
 log = logging.getLogger(__name__)
@@ -124,13 +138,15 @@ class ChainReport:
 class TierApplication:
     """The upper side (relayed records, foreign catalog entries) and the lower side (catalog uplink)."""
 
-    def __init__(self, ingest: Ingest, peers: TrustedKeys, platforms: Sequence[Platform]) -> None:
+    def __init__(self, ingest: Ingest, peers: TrustedKeys, platforms: Sequence[Platform], lists: Any = None) -> None:
         self.ingest = ingest
         self.uow = ingest.uow
         self.node_id = ingest.node_id
         self.peers = peers
         self.upward = [p for p in platforms if p.kind == "node"]
         """Every node platform, upper and lower (回流): each gets the catalog entries it does not originate."""
+        self.lists = lists
+        """``node.services.lists.ListsApplication``: forwarded demands are filed and decided through it."""
 
     # -- upper side ---------------------------------------------------------------------------------------
     def accept(self, messages: Sequence[Message]) -> list[Poison | Later | None]:
@@ -147,6 +163,12 @@ class TierApplication:
                 continue
             if message.content_type == relay.REPORT_CONTENT_TYPE:
                 results[index] = self._report(message.body)
+                continue
+            if message.content_type == relay.DEMAND_CONTENT_TYPE:
+                results[index] = self._forwarded_demand(message.body)
+                continue
+            if message.content_type == relay.DECISION_CONTENT_TYPE:
+                results[index] = self._decision(message.body)
                 continue
             try:
                 envelope = relay.decode(message.body)
@@ -289,6 +311,163 @@ class TierApplication:
                     at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code="",
                     roles=("platform",), action="tier/monthly-report", target=f"report:{sender}:{month}",
                     result="OK", detail=f"{len(report.resources)} resources, {len(report.departments)} departments")])
+            uow.commit()
+        return None
+
+    # -- 回流: demands across the link ----------------------------------------------------------------------
+    def forward(self, uow: UnitOfWork, demand: Demand, resource: Resource, now: dt.datetime) -> bool:
+        """Lower side, in the filing's transaction: forward a demand for a resource the upper node holds
+        (its catalog entry came down from it) through the uplink; False when no upper-node platform leads
+        to the resource's node (the demand is then decided here, as before)."""
+        platform = next((p for p in self.upward if p.upper_node and p.upper_node == resource.origin_node), None)
+        if platform is None:
+            return False
+        request = demand.request
+        document = {"demand_id": demand.id, "requester_code": request.requester_code,
+                    "resource_code": request.resource_code, "items": list(request.items), "purpose": request.purpose,
+                    "legal_basis": request.legal_basis, "contact": request.contact, "kind": request.kind.value,
+                    "daily_quota": request.daily_quota, "description": request.description,
+                    "filed_at": demand.created_at.isoformat()}
+        body = relay.encode_demand(document, self.node_id, self.ingest.signer)
+        uow.tiers.demands.add(ForwardedDemand(demand.id, platform.upper_node, "", REQUESTER, platform.name), now)
+        uow.exchange.add_outbox([self._row(platform, f"demand:{demand.id}", request.resource_code,
+                                           relay.DEMAND_CONTENT_TYPE, body)], now)
+        return True
+
+    def forwarded_to(self, uow: UnitOfWork, demand_id: str) -> str:
+        """The upper node that decides this node's demand, or "" when it is decided here."""
+        forwarded = uow.tiers.demands.get(demand_id)
+        return forwarded.peer_node if forwarded and forwarded.side == REQUESTER else ""
+
+    def decided(self, uow: UnitOfWork, demand: Demand, now: dt.datetime) -> None:
+        """Upper side, in the decision's transaction: when the demand came from a lower node, its answer goes
+        down, and an approval (a copy grant) subscribes the downward platform for the department."""
+        forwarded = uow.tiers.demands.get(demand.id)
+        if forwarded is None or forwarded.side != PROVIDER:
+            return
+        if demand.state not in (DemandState.APPROVED, DemandState.REJECTED):
+            return
+        platform = next((p for p in self.upward if p.name == forwarded.platform), None)
+        if platform is None:
+            log.error("demand %s: the platform %s of lower node %s is gone; its answer is not sent", demand.id,
+                      forwarded.platform, forwarded.peer_node)
+            return
+        grant = uow.lists.get_grant(demand.grant_id) if demand.grant_id else None
+        terms: dict[str, Any] = {}
+        if grant is not None:
+            terms = {"id": grant.id, "items": list(grant.items), "expires_at": grant.expires_at.isoformat(),
+                     "kind": grant.kind.value, "daily_quota": grant.daily_quota}
+            if grant.kind is GrantKind.COPY:
+                uow.exchange.put_subscription(Subscription(demand.requester_code, demand.resource_code, platform.name,
+                                                           grant.id), now)
+        self._answer_down(uow, platform, forwarded.peer_demand_id, demand.resource_code, demand.state.value,
+                          demand.reason, demand.decided_by, now, upper_demand_id=demand.id, grant=terms)
+
+    def _answer_down(self, uow: UnitOfWork, platform: Platform, lower_demand_id: str, resource_code: str, state: str,
+                     reason: str, decided_by: str, now: dt.datetime, *, upper_demand_id: str = "",
+                     grant: dict[str, Any] | None = None) -> None:
+        document = {"demand_id": lower_demand_id, "upper_demand_id": upper_demand_id, "state": state,
+                    "reason": reason, "decided_by": decided_by, "decided_at": now.isoformat(), "grant": grant or {}}
+        body = relay.encode_decision(document, self.node_id, self.ingest.signer)
+        uow.exchange.add_outbox([self._row(platform, f"decision:{lower_demand_id}", resource_code,
+                                           relay.DECISION_CONTENT_TYPE, body)], now)
+
+    def _row(self, platform: Platform, message_id: str, resource_code: str, content_type: str, body: bytes) -> dict:
+        """An outbox row of one signed document for a node platform: published with the records' confirms and
+        retries, in the transaction that decided to send it."""
+        return {"batch_id": message_id[:64], "platform": platform.name, "queue": platform.queue,
+                "consumer_code": platform.consumer_code, "content_type": content_type,
+                "headers": {"x-exnode-node": self.node_id, "x-exnode-resource": resource_code},
+                "body": pack([(message_id, body)])}
+
+    def _forwarded_demand(self, body: bytes) -> Poison | None:
+        """Upper side: a lower node's forwarded demand, filed here for its department (once per demand);
+        the rules apply as to any demand (不予共享 is refused citing the rule), and a refusal to file it
+        (an unknown item) goes down as a rejection naming the problem."""
+        try:
+            sender, entry = relay.decode_demand(body, self.peers)
+            lower_id = str(entry["demand_id"])
+            request = DemandRequest(
+                str(entry["requester_code"]), str(entry["resource_code"]), str(entry.get("description", "")),
+                tuple(str(i) for i in entry.get("items", [])), str(entry.get("purpose", "")),
+                str(entry.get("legal_basis", "")), contact=str(entry.get("contact", "")),
+                kind=GrantKind(str(entry.get("kind", "COPY"))), daily_quota=int(entry.get("daily_quota", 0)))
+        except (relay.CatalogEntryError, KeyError, TypeError, ValueError) as error:
+            return Poison(f"forwarded demand: {error}")
+        platform = next((p for p in self.upward if p.lower_node == sender), None)
+        if platform is None:
+            return Poison(f"forwarded demand: no platform of kind node names lower_node {sender!r} (its answer "
+                          "could not go down)")
+        if self.lists is None:
+            return Poison("forwarded demand: this node files no demands from lower nodes")
+        with self.uow() as uow:
+            if uow.tiers.demands.from_peer(sender, lower_id, PROVIDER) is not None:
+                return None  # a redelivery: it was filed
+        principal = Principal(f"node:{sender}/{request.contact}"[:200], request.requester_code, frozenset({"consumer"}))
+        now = self.ingest.clock()
+
+        def filed(uow: UnitOfWork, demand: Demand) -> None:
+            uow.tiers.demands.add(ForwardedDemand(demand.id, sender, lower_id, PROVIDER, platform.name), now)
+            self.decided(uow, demand, now)  # decided at once by a rule (不予共享, 无条件共享)
+            self.ingest.audit_writer.append_in(uow, [AuditRecord(
+                at=now, request_id=uuid.uuid4().hex, subject=principal.subject, department_code=request.requester_code,
+                roles=("consumer",), action="tier/forwarded-demand", target=f"demand:{demand.id}", result="OK",
+                detail=f"demand {lower_id} of node {sender} for {request.resource_code}: {demand.state.value}")])
+
+        try:
+            self.lists.file_demand(principal, request, on_filed=filed)
+        except (CatalogError, PermissionDenied) as error:
+            with self.uow(write=True) as uow:
+                if uow.tiers.demands.from_peer(sender, lower_id, PROVIDER) is None:
+                    uow.tiers.demands.add(ForwardedDemand(f"{sender}:{lower_id}"[:40], sender, lower_id, PROVIDER,
+                                                          platform.name), now)
+                    self._answer_down(uow, platform, lower_id, request.resource_code, DemandState.REJECTED.value,
+                                      f"node {self.node_id} could not file the demand: {error}",
+                                      f"node:{self.node_id}", now)
+                uow.commit()
+        return None
+
+    def _decision(self, body: bytes) -> Poison | None:
+        """Lower side: the upper node's answer to a demand forwarded from here. An approval gives this node a
+        grant of the same items and expiry (the records come down masked already, so nothing more is masked)."""
+        try:
+            sender, entry = relay.decode_decision(body, self.peers)
+            demand_id, state = str(entry["demand_id"]), DemandState(str(entry["state"]))
+            reason, decided_by = str(entry.get("reason", "")), str(entry.get("decided_by", ""))
+            terms = entry.get("grant") or {}
+            expires_at = dt.datetime.fromisoformat(terms["expires_at"]) if terms.get("expires_at") else None
+            items = tuple(str(i) for i in terms.get("items", []))
+        except (relay.CatalogEntryError, KeyError, TypeError, ValueError) as error:
+            return Poison(f"demand decision: {error}")
+        if state not in (DemandState.APPROVED, DemandState.REJECTED):
+            return Poison(f"demand decision: {state.value} is not an answer")
+        if self.lists is None:
+            return Poison("demand decision: this node forwards no demands")
+        now = self.ingest.clock()
+        with self.uow(write=True) as uow:
+            forwarded = uow.tiers.demands.get(demand_id)
+            if forwarded is None or forwarded.side != REQUESTER or forwarded.peer_node != sender:
+                return Poison(f"demand decision: demand {demand_id} was not forwarded to node {sender}")
+            demand = uow.lists.get_demand(demand_id)
+            if demand is None or demand.state is not DemandState.UNDER_REVIEW:
+                return None  # a redelivery (already answered), or withdrawn meanwhile
+            by = f"node:{sender}/{decided_by}"[:200]
+            try:
+                if state is DemandState.APPROVED:
+                    decided = lists_domain.approve(demand, by, now, reason)
+                    grant = lists_domain.grant_for(f"SQ-{demand_id[3:]}"[:40], decided, now, expires_at=expires_at,
+                                                   items=items or None, masking={}, clear_delivery=True)
+                    uow.lists.add_grant(grant)
+                    decided = replace(decided, grant_id=grant.id)
+                else:
+                    decided = lists_domain.reject(demand, by, reason or f"node {sender} did not grant it", now)
+            except CatalogError as error:
+                return Poison(f"demand decision: {error}")
+            self.lists.save(uow, decided, demand)
+            self.ingest.audit_writer.append_in(uow, [AuditRecord(
+                at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code=demand.provider_code,
+                roles=("platform",), action="tier/demand-decision", target=f"demand:{demand_id}", result="OK",
+                detail=f"{state.value} at node {sender} by {decided_by}" + (f": {reason}" if reason else ""))])
             uow.commit()
         return None
 

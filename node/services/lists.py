@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from catalog import lists as domain
 from catalog.codes import credit_code_problem
@@ -155,6 +155,16 @@ def timeliness_of(demands: Sequence[Demand], now: dt.datetime) -> list[StageTime
     return out
 
 
+class TierDemands(Protocol):
+    """What the lists need of the tier link for 回流 (``node.pipeline.tiers.TierApplication``)."""
+
+    def forward(self, uow: UnitOfWork, demand: Demand, resource: Resource, now: dt.datetime) -> bool: ...
+
+    def forwarded_to(self, uow: UnitOfWork, demand_id: str) -> str: ...
+
+    def decided(self, uow: UnitOfWork, demand: Demand, now: dt.datetime) -> None: ...
+
+
 class ListsApplication:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy,
                  deadlines: domain.Deadlines | None = None) -> None:
@@ -162,6 +172,9 @@ class ListsApplication:
         self.clock = clock
         self.policy = policy
         self.deadlines = deadlines or domain.Deadlines()
+        self.tiers: TierDemands | None = None
+        """Set when the node has tier links: a demand for a resource of the upper node is forwarded there
+        and decided by its reviewer; one a lower node forwarded here sends its answer down."""
 
     @property
     def calendar(self) -> WorkingCalendar:
@@ -228,7 +241,9 @@ class ListsApplication:
         return fulfilled
 
     # -- demands ----------------------------------------------------------------------------------------
-    def file_demand(self, principal: Principal, request: DemandRequest) -> Demand:
+    def file_demand(self, principal: Principal, request: DemandRequest,
+                    on_filed: Callable[[UnitOfWork, Demand], None] | None = None) -> Demand:
+        """``on_filed``: more writes in the same transaction (the tier link records a forwarded demand)."""
         request = replace(request, requester_code=principal.department_code)
         self.policy.require(principal, Action.DEMAND_FILE, Target.demand("", principal.department_code, ""))
         now = self.clock()
@@ -238,8 +253,11 @@ class ListsApplication:
                 raise NotFound("resource", request.resource_code)
             demand = domain.file_demand(_new_id("XQ", now), request, resource, now, self.deadlines,
                                         self._on_platform(uow, resource))
+            demand = self._forward_if_foreign(uow, demand, resource, now)
             demand = self.grant_if_approved(uow, demand, now)
             uow.lists.add_demand(demand)
+            if on_filed is not None:
+                on_filed(uow, demand)
             uow.commit()
         return demand
 
@@ -253,6 +271,7 @@ class ListsApplication:
             if resource is None:
                 raise NotFound("resource", resource_code)
             linked = domain.link(demand, resource_code, resource, now, self.deadlines, self._on_platform(uow, resource))
+            linked = self._forward_if_foreign(uow, linked, resource, now)
             changed = self.grant_if_approved(uow, linked, now)
             self.save(uow, changed, demand)
             uow.commit()
@@ -267,6 +286,10 @@ class ListsApplication:
         with self.uow(write=True) as uow:
             demand = self.load(uow, demand_id)
             self.policy.require(principal, Action.DEMAND_DECIDE, self.target(demand))
+            upper = self.tiers.forwarded_to(uow, demand.id) if self.tiers is not None else ""
+            if upper:
+                raise IllegalTransition(demand.state.value, "decide", f"demand {demand.id} was forwarded to node "
+                                        f"{upper}, whose reviewer decides it (回流)", what="demand")
             if approve:
                 decided = domain.approve(demand, principal.subject, now, reason)
                 decided = self.grant_if_approved(uow, decided, now, expires_at=expires_at, items=items,
@@ -274,6 +297,8 @@ class ListsApplication:
             else:
                 decided = domain.reject(demand, principal.subject, reason, now)
             self.save(uow, decided, demand)
+            if self.tiers is not None:
+                self.tiers.decided(uow, decided, now)
             uow.commit()
         return decided
 
@@ -291,6 +316,7 @@ class ListsApplication:
             reviewed = domain.review_compliance(
                 demand, principal.subject, now, passed=passed, reason=reason, share_type=share_type,
                 answer_deadline=self.deadlines.answer_due(now, self._on_platform(uow, resource)))
+            reviewed = self._forward_if_foreign(uow, reviewed, resource, now)
             reviewed = self.grant_if_approved(uow, reviewed, now)
             self.save(uow, reviewed, demand)
             uow.commit()
@@ -508,6 +534,19 @@ class ListsApplication:
             state = now.state.value if now else "gone"
             by = f" by {now.decided_by}" if now and now.decided_by else ""
             raise Conflict(f"demand {before.id} was changed meanwhile: it is now {state}{by}") from None
+
+    def _forward_if_foreign(self, uow: UnitOfWork, demand: Demand, resource: Resource | None, now: dt.datetime
+                            ) -> Demand:
+        """回流: a demand for a resource of the upper node (its entry came down the tier link) that the rules
+        here let through goes up to be decided there; it waits here for the answer (no grant yet)."""
+        if self.tiers is None or resource is None or not resource.origin_node \
+                or demand.state not in (DemandState.UNDER_REVIEW, DemandState.APPROVED):
+            return demand
+        if not self.tiers.forward(uow, demand, resource, now):
+            return demand
+        due = self.deadlines.answer_due(now, True)
+        return replace(demand, state=DemandState.UNDER_REVIEW, reason="", decided_by="", answered_at=None,
+                       answer_deadline=due, review_deadline=due)
 
     def grant_if_approved(self, uow: UnitOfWork, demand: Demand, now: dt.datetime, **options: object) -> Demand:
         if demand.state is not DemandState.APPROVED or demand.grant_id:

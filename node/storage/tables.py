@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
@@ -541,6 +542,21 @@ tier_cursors = Table(
     Column("position", _BIGINT, nullable=False),
 )
 """How far the catalog uplink got in the catalog event log, per upper-node platform."""
+
+forwarded_demands = Table(
+    "forwarded_demands",
+    metadata,
+    Column("demand_id", String(40), primary_key=True),
+    Column("peer_node", String(128), nullable=False),
+    Column("peer_demand_id", String(40), nullable=False),
+    Column("side", String(10), nullable=False),
+    Column("platform", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("peer_node", "peer_demand_id", "side", name="uq_forwarded_demands_peer"),
+)
+"""回流 (migration 0027): demands that crossed a tier link. ``side`` REQUESTER: this node's demand, forwarded
+to its upper node ``peer_node`` through ``platform``, which decides it; PROVIDER: the demand filed here for
+lower node ``peer_node`` (its demand ``peer_demand_id``), whose answer goes down through ``platform``."""
 
 record_keys = Table(
     "record_keys",

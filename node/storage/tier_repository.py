@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record
 from node.storage.secrecy import Sealer, open_payload
-from node.storage.tables import records, relayed_records, tier_cursors
+from node.storage.tables import forwarded_demands, records, relayed_records, tier_cursors
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class TierRepository:
     def __init__(self, connection: Connection, sealer: Sealer | None = None) -> None:
         self.sealer = sealer
         self.connection = connection
+        self.demands = ForwardedDemands(connection)
+        """回流: demands that crossed a tier link."""
 
     def add_relayed(self, provider_code: str, resource_code: str, sender_node: str, sender_batch_id: str,
                     hops: Sequence[tuple[str, list[dict[str, Any]]]], now: dt.datetime) -> None:
@@ -63,3 +65,42 @@ class TierRepository:
         c = tier_cursors.c
         if not self.connection.execute(update(tier_cursors).where(c.name == name).values(position=position)).rowcount:
             self.connection.execute(insert(tier_cursors).values(name=name, position=position))
+
+
+REQUESTER, PROVIDER = "REQUESTER", "PROVIDER"
+
+
+@dataclass(frozen=True)
+class ForwardedDemand:
+    """A demand that crossed a tier link (回流): this node's ``demand_id``, and the peer's."""
+
+    demand_id: str
+    peer_node: str
+    peer_demand_id: str
+    side: str
+    """REQUESTER: forwarded upward from here; PROVIDER: filed here by a lower node."""
+    platform: str
+    """The node platform the answer (PROVIDER) or the records go through."""
+
+
+class ForwardedDemands:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def add(self, forwarded: ForwardedDemand, now: dt.datetime) -> None:
+        self.connection.execute(insert(forwarded_demands).values(
+            demand_id=forwarded.demand_id, peer_node=forwarded.peer_node, peer_demand_id=forwarded.peer_demand_id,
+            side=forwarded.side, platform=forwarded.platform, created_at=now))
+
+    def get(self, demand_id: str) -> ForwardedDemand | None:
+        row = self.connection.execute(select(forwarded_demands).where(
+            forwarded_demands.c.demand_id == demand_id)).first()
+        return ForwardedDemand(row.demand_id, row.peer_node, row.peer_demand_id, row.side, row.platform) \
+            if row else None
+
+    def from_peer(self, peer_node: str, peer_demand_id: str, side: str) -> ForwardedDemand | None:
+        c = forwarded_demands.c
+        row = self.connection.execute(select(forwarded_demands).where(
+            c.peer_node == peer_node, c.peer_demand_id == peer_demand_id, c.side == side)).first()
+        return ForwardedDemand(row.demand_id, row.peer_node, row.peer_demand_id, row.side, row.platform) \
+            if row else None
