@@ -5,9 +5,11 @@ RabbitMQ in three vhosts of their own, linked by RabbitMQ shovels that `exnode t
 
 A record ingested at the department reaches the region and then the ministry, where every hop's signature
 verifies (`exnode tier verify-chain`), and the department's catalog entries are visible, read-only and
-marked with their origin. 回流 goes the other way: the ministry grants the regional department a resource
-of its own, and its records flow down to the region through a shovel as well, verified there and pulled
-there like any other; a 不予共享 resource is refused citing the rule. The fault: the regional node is killed for a while during the flow and started
+marked with their origin. 回流 goes the other way: the regional department files its demand for a ministry
+resource at its own node, which forwards it through its uplink; the ministry's reviewer decides it there,
+the decision comes down, and the records flow down to the region through a shovel as well, verified there,
+relayed to the department's platform and pulled there like any other; a 不予共享 resource is refused
+citing the rule. The fault: the regional node is killed for a while during the flow and started
 again; at the ministry no record is lost and none is stored twice.
 """
 
@@ -45,6 +47,7 @@ pytestmark = [pytest.mark.rabbitmq]
 REGION_DEPT = credit_code("11150000011595843")  # the regional department (自治区民政厅) running the regional node
 MINISTRY_DEPT = credit_code("11100000000013127")  # the ministry (民政部) running the top node
 SIZE = 50
+REGION_PLATFORM = "region-hhht"  # the regional department's platform at its own node (regional JSON)
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -157,6 +160,9 @@ def tiers(tmp_path_factory: pytest.TempPathFactory, region_database: str) -> Ite
         nodes += [department, region, ministry]
         _upward(department, "region", REGION_DEPT, region)
         _upward(region, "ministry", MINISTRY_DEPT, ministry)
+        with (region.data / "platforms.toml").open("a", encoding="utf-8") as platforms:  # the department's own
+            platforms.write(f'[[platform]]\nname = "{REGION_PLATFORM}"\nkind = "regional"\n'
+                            f'consumer_code = "{REGION_DEPT}"\n')
         _downward(ministry, "region-down", REGION_DEPT, region)
         _trust(region, department, ministry)  # the region checks what comes down from the ministry too
         _trust(ministry, department, region)  # the top checks every hop, so it knows every lower node's keys
@@ -343,19 +349,41 @@ def test_data_returned_downward_reaches_the_region_verified_and_is_pulled_there(
     # the ministry's catalog entries come down by themselves (the same uplink, to a lower_node platform)
     wait_until(lambda: _entry_at(region, MARRIAGE) is not None, 60, "the 婚姻登记 entry reached the region")
     assert _entry_at(region, MARRIAGE).origin_node == ministry.node_id
-    # the regional department asks the ministry; the ministry's reviewer decides
-    asking = lists_pb2_grpc.ListsServiceStub(ministry.channel_as(REGION_DEPT, ("consumer",)))
+    wait_until(lambda: _entry_at(region, HOUSEHOLD_CHECKS) is not None, 60, "the 不予共享 entry reached the region")
+    # the regional department files its demand at its own node, which forwards it through its uplink
+    asking = lists_pb2_grpc.ListsServiceStub(region.channel_as(REGION_DEPT, ("consumer",)))
     refused = asking.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
         resource_code=HOUSEHOLD_CHECKS, purpose="回流", legal_basis="办法", contact="王芳")), timeout=30)
     assert refused.state == lists_pb2.REJECTED and "不予共享" in refused.reason and refused.decided_by == "rule:不予共享"
-    demand = asking.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
+    filed = asking.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
         resource_code=MARRIAGE, purpose="婚姻状况核验（回流）", legal_basis="《婚姻登记条例》", contact="王芳")), timeout=30)
+    assert filed.state == lists_pb2.UNDER_REVIEW and not filed.grant_id  # waiting for the ministry
+    with pytest.raises(grpc.RpcError) as not_here:  # nobody at the region decides the ministry's resource
+        lists_pb2_grpc.ListsServiceStub(region.channel_as(MINISTRY_DEPT, ("reviewer",))).DecideDemand(
+            lists_pb2.DecideDemandRequest(id=filed.id, approve=True), timeout=30)
+    assert not_here.value.code() == grpc.StatusCode.FAILED_PRECONDITION and ministry.node_id in not_here.value.details()
     reviewer = lists_pb2_grpc.ListsServiceStub(ministry.channel_as(MINISTRY_DEPT, ("reviewer",)))
-    # a lower node registers no encryption key of its own: the grant says it takes records in clear (audited)
-    assert reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=demand.id, approve=True, clear_delivery=True),
+
+    def at_ministry() -> lists_pb2.Demand | None:
+        found = reviewer.ListDemands(lists_pb2.ListDemandsRequest(department_code=MINISTRY_DEPT), timeout=30).demands
+        return next((d for d in found if d.resource_code == MARRIAGE and d.requester_code == REGION_DEPT), None)
+
+    wait_until(lambda: at_ministry() is not None, 60, "the forwarded demand reached the ministry")
+    forwarded = at_ministry()
+    assert forwarded.state == lists_pb2.UNDER_REVIEW and forwarded.contact == "王芳"
+    # the ministry's reviewer decides; a lower node registers no encryption key of its own: the grant says it
+    # takes records in clear (audited)
+    assert reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=forwarded.id, approve=True, clear_delivery=True),
                                  timeout=30).grant_id
-    subscriber = exchange_pb2_grpc.ExchangeServiceStub(ministry.channel_as(REGION_DEPT, ("consumer",)))
-    subscriber.Subscribe(pb.SubscribeRequest(resource_code=MARRIAGE, platform="region-down"), timeout=30)
+
+    def answered() -> lists_pb2.Demand:
+        return asking.GetDemand(lists_pb2.GetDemandRequest(id=filed.id), timeout=30)
+
+    wait_until(lambda: answered().state == lists_pb2.APPROVED, 60, "the ministry's decision came down")
+    assert answered().grant_id and answered().decided_by.startswith(f"node:{ministry.node_id}/")
+    # subscriptions work the same at the lower node: the department subscribes its own platform there
+    own = exchange_pb2_grpc.ExchangeServiceStub(region.channel_as(REGION_DEPT, ("consumer",)))
+    own.Subscribe(pb.SubscribeRequest(resource_code=MARRIAGE, platform=REGION_PLATFORM), timeout=30)
     key = Key()
     admin = exchange_pb2_grpc.ExchangeServiceStub(ministry.channel_as(MINISTRY_DEPT, ("catalog_admin",)))
     key.kid = admin.RegisterKey(pb.RegisterKeyRequest(department_code=MINISTRY_DEPT, algorithm="Ed25519",
@@ -391,6 +419,25 @@ def test_data_returned_downward_reaches_the_region_verified_and_is_pulled_there(
     returned = [r for r in pulled if r["resource"] == MARRIAGE]
     assert {r["id"] for r in returned} == wanted
     assert {r["payload"]["公民身份号码"] for r in returned} == {"360426********0071"}  # masked at the ministry
+    # and relayed to the department's platform, each record with the ministry's signature as an earlier hop
+    from adapters.codecs import regional
+    from adapters.codecs.envelope import verify_chain as envelope_chain
+
+    url = f"amqp://guest:guest@127.0.0.1:5672/{tiers.vhosts['region']}"
+    trusted = {region.node_id: public, ministry.node_id: KeyStore.load(ministry.data / "keys").public}
+    delivered: dict[str, object] = {}
+    deadline = time.monotonic() + 60
+    with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+        channel = connection.channel()
+        while len(delivered) < len(wanted) and time.monotonic() < deadline:
+            method, _, body = channel.basic_get(f"exnode.{region.node_id}.out.{REGION_PLATFORM}", auto_ack=True)
+            if method is None:
+                time.sleep(0.2)
+                continue
+            envelope = regional.decode(body)
+            assert envelope_chain(envelope, trusted) == [] and [h.node_id for h in envelope.hops] == [ministry.node_id]
+            delivered[envelope.records[0].id] = envelope
+    assert set(delivered) == wanted
     # the region's uplink never sends the ministry's own entries back up (the ministry would refuse a loop)
     assert dead_letters(tiers.vhosts["ministry"], ministry) == 0
 
