@@ -106,6 +106,23 @@ def test_an_operator_file_adds_a_year_and_overrides_a_shipped_one(tmp_path: Path
     assert calendar.is_working_day(day("2026-02-16")) is True  # …entirely: its Spring Festival is not listed
 
 
+def test_2027_is_not_shipped_until_its_notice_so_a_deadline_into_it_counts_weekends_and_says_so(tmp_path: Path):
+    """The 2027 notice (国务院办公厅, due late 2026) is not known to this release: a deadline running into
+    January 2027 takes the missing-year path (Saturdays and Sundays only, reported), until an operator adds
+    ``<data>/holidays/2027.toml``."""
+    reported: list[int] = []
+    calendar = load_calendar(None, reported.append)
+    assert not calendar.knows(2027)
+    # Thu 2026-12-31 + 2 working days: Fri 2027-01-01 is counted (元旦 unknown), then Mon 2027-01-04
+    assert calendar.add_working_days(bj(2026, 12, 31, 9), 2) == bj(2027, 1, 5)
+    assert reported == [2027]
+    (tmp_path / "holidays").mkdir()
+    (tmp_path / "holidays" / "2027.toml").write_text(
+        'year = 2027\nsource = "operator"\n[holidays]\n"元旦" = [2027-01-01]\n', encoding="utf-8")
+    known = load_calendar(tmp_path)
+    assert known.knows(2027) and known.add_working_days(bj(2026, 12, 31, 9), 2) == bj(2027, 1, 6)
+
+
 @pytest.mark.parametrize(("name", "text", "problem"), [
     ("2031.toml", "year = 2030\n", "must be the year the file is named after"),
     ("2031.toml", 'year = 2031\n[holidays]\n"元旦" = ["2031-01-01"]\n', "is not a date"),
