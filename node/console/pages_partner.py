@@ -11,10 +11,13 @@ from catalog.lists import DemandRequest, DemandState, default_masking
 from catalog.model import Classification, ResourceStatus, ShareType, UpdateCycle
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.lists_repository import DemandFilter, GrantFilter
+from security.policy import PermissionDenied
 
 from .app import Console, Context, Page
 
 PAGE_SIZE = 20
+COMPLIANCE_NAMES = {"ON_TIME": "按时交付", "OVERDUE": "逾期", "NEVER_DELIVERED": "从未交付",
+                    "NOT_YET_DUE": "尚未到期", "UNSCHEDULED": "无交付要求"}
 STATE_NAMES = {"SUBMITTED": "已提交", "UNDER_REVIEW": "审核中", "APPROVED": "已批准", "REJECTED": "已驳回",
                "FULFILLED": "已销账", "WITHDRAWN": "已撤回", "EXPIRED": "已过期"}
 
@@ -56,8 +59,15 @@ def resource(context: Context, request: Request, form: FormData | None) -> Page:
     meta = version.metadata
     personal = default_masking(i.name for i in meta.items)
     position = node.feed.position_of(context.principal, code)
+    quality = None
+    if found.status is ResourceStatus.PUBLISHED:
+        try:  # 数据质量, for whoever may read the lists (as `exnode lists quality`)
+            quality = next(iter(node.objections.quality(context.principal, meta.provider_code, code)), None)
+        except PermissionDenied:
+            quality = None
     return Page("resource.html", {"resource": found, "version": version, "meta": meta, "history": history,
-                                  "personal": personal, "position": position,
+                                  "personal": personal, "position": position, "quality": quality,
+                                  "compliance_names": COMPLIANCE_NAMES,
                                   "can_demand": "demands" in request.app.state.console.areas(context.principal)})
 
 

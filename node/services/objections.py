@@ -150,7 +150,7 @@ class ObjectionsApplication:
             rows = uow.objections.list(flt, after_id=_after(page_token, scope), limit=size + 1)
         return page_of(rows, size, scope)
 
-    def quality(self, principal: Principal, provider_code: str = "") -> list[QualityScore]:
+    def quality(self, principal: Principal, provider_code: str = "", resource_code: str = "") -> list[QualityScore]:
         """Per published resource (of one provider, or all): records stored, objections raised, open and
         upheld (upheld per 10,000 records), and the timeliness of its deliveries (责任清单)."""
         self.lists.policy.require(principal, Action.LISTS_READ, LISTS)
@@ -163,6 +163,8 @@ class ObjectionsApplication:
             stored = uow.objections.record_counts()
         out = []
         for resource in resources:
+            if resource_code and resource.code != resource_code:
+                continue
             meta = resource.latest.metadata
             objected = counts.get(resource.code, {})
             status = lines.get((meta.provider_code, resource.code))

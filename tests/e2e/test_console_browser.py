@@ -206,6 +206,8 @@ def test_partner_browses_searches_and_files_a_demand_with_suggestions(node: Cons
     assert "公民身份号码" in page.content() and "keep:6,4" in page.content()
     watch = page.locator("code.pre").inner_text()  # the feed position, as a command that resumes after it
     assert watch.startswith("exnode catalog watch --code-prefix 311140001/000001 --since cw1.")
+    quality = page.locator("dl.quality").inner_text()  # 数据质量, as `exnode lists quality` shows it
+    assert "每万条记录更正数" in quality and "0.00" in quality and "交付及时性" in quality
     snap(page, shots, "partner-resource")
     page.get_by_role("link", name="为此资源提交共享需求").click()
     page.fill("input[name=description]", "低保对象身份核验")
