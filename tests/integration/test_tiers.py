@@ -19,14 +19,17 @@ from adapters.codecs import relay
 from adapters.rabbit.inbound import Later
 from catalog.errors import IllegalTransition
 from catalog.interchange import metadata_to_dict
+from catalog.lists import DemandRequest, DemandState
 from catalog.records import Operation, Record
 from node import bootstrap
+from node.config import Config
 from node.pipeline.tiers import WAIT_FOR_ENTRY_DELIVERIES, Message, PeerConfigError, load_peers
 from node.storage.catalog_repository import ResourceFilter
+from node.storage.lists_repository import DemandFilter
 from node.storage.tables import batches, records, relayed_records
 from security.identity import Principal
 from security.keys import KeyStore, write_public_keys
-from tests.conftest import PROVIDER, resource
+from tests.conftest import PROVIDER, credit_code, resource
 from tests.integration.grpc_node import make_config
 
 LOWER = "tlower"
@@ -173,3 +176,106 @@ def test_a_peers_file_that_is_not_a_public_keys_file_is_a_config_error(tmp_path:
     (tmp_path / "peers" / "broken.json").write_text("{}", encoding="utf-8")
     with pytest.raises(PeerConfigError, match="broken.json"):
         load_peers(tmp_path / "peers")
+
+
+# -- 回流: a demand forwarded through the uplink, decided above, answered below --------------------------
+
+UPPER_DEPT = credit_code("11100000000013127")  # 民政部: the upper node's department
+LOWER_DEPT = CONSUMER
+
+
+def _tier_node(tmp_path: Path, role: str, node_id: str, database_url: str, platform: str) -> Config:
+    data = tmp_path / role
+    config = make_config(data, database_url)
+    config = replace(config, node=replace(config.node, id=node_id))
+    write_public_keys(KeyStore.load(data / "keys"), node_id)
+    (data / "platforms.toml").write_text(platform, encoding="utf-8")
+    return config
+
+
+def _outgoing(node: bootstrap.Node, content_type: str) -> list[Message]:
+    """The node's outbox rows of one kind, as the shovel would deliver them to the peer's inbound queue."""
+    from adapters.rabbit.wire import unpack
+
+    now = node.lists.clock()
+    with node.exchange.uow() as uow:
+        rows = [r for r in uow.exchange.due(now + dt.timedelta(days=1), 1000) if r.content_type == content_type]
+    return [Message(content_type, body) for row in rows for _, body in unpack(row.body)]
+
+
+@pytest.fixture
+def two_tiers(tmp_path: Path, database_url: str) -> Iterator[tuple[bootstrap.Node, bootstrap.Node]]:
+    upper_id, lower_id = f"tu{uuid.uuid4().hex[:8]}", f"tl{uuid.uuid4().hex[:8]}"
+    upper_config = _tier_node(tmp_path, "upper", upper_id, database_url,
+                              f'[[platform]]\nname = "down"\nkind = "node"\nconsumer_code = "{LOWER_DEPT}"\n'
+                              f'lower_node = "{lower_id}"\n')
+    # the lower node on its embedded SQLite (the e2e test runs a lower node on PostgreSQL)
+    lower_config = _tier_node(tmp_path, "lower", lower_id, "",
+                              f'[[platform]]\nname = "up"\nkind = "node"\nconsumer_code = "{UPPER_DEPT}"\n'
+                              f'upper_node = "{upper_id}"\n')
+    for config, other in ((upper_config, lower_config), (lower_config, upper_config)):
+        peers = config.path(config.exchange.peers_dir)
+        peers.mkdir(exist_ok=True)
+        shutil.copy(other.keys_dir / "public-keys.json", peers / f"{other.node.id}.json")
+    upper, lower = bootstrap.build(upper_config), bootstrap.build(lower_config)
+    try:
+        yield upper, lower
+    finally:
+        upper.close()
+        lower.close()
+
+
+def test_a_demand_filed_below_is_forwarded_up_decided_there_and_its_answer_comes_down(two_tiers, tmp_path: Path):
+    upper, lower = two_tiers
+    code = "311140001/000201"
+    admin = Principal("admin", UPPER_DEPT, frozenset({"catalog_admin"}))
+    upper.catalog.create(admin, resource(code, provider_code=UPPER_DEPT, provider_name="民政部"))
+    upper.catalog.publish(admin, code)
+    entries, _ = upper.tiers.catalog_upward("down")  # the entry comes down the same uplink
+    assert lower.tiers.accept([Message(relay.CATALOG_CONTENT_TYPE, body) for _, body in entries]) == [None]
+    requester = Principal("li", LOWER_DEPT, frozenset({"consumer"}))
+    filed = lower.lists.file_demand(requester, DemandRequest(LOWER_DEPT, code, purpose="婚姻状况核验（回流）",
+                                                             legal_basis="《婚姻登记条例》", contact="李明"))
+    assert filed.state is DemandState.UNDER_REVIEW and not filed.grant_id
+    with pytest.raises(IllegalTransition, match=f"forwarded to node {upper.config.node.id}"):
+        lower.lists.decide(Principal("wang", UPPER_DEPT, frozenset({"reviewer"})), filed.id, True)
+    [forwarded] = _outgoing(lower, relay.DEMAND_CONTENT_TYPE)
+    assert upper.tiers.accept([forwarded, forwarded]) == [None, None]  # a redelivery files nothing twice
+    reviewer = Principal("wang", UPPER_DEPT, frozenset({"reviewer"}))
+    [above] = upper.lists.list_demands(reviewer, DemandFilter(department_code=UPPER_DEPT)).rows
+    assert (above.requester_code, above.resource_code, above.state) == (LOWER_DEPT, code, DemandState.UNDER_REVIEW)
+    assert above.request.contact == "李明" and above.request.purpose == "婚姻状况核验（回流）"
+    decided = upper.lists.decide(reviewer, above.id, True, clear_delivery=True)
+    with upper.exchange.uow() as uow:  # the downward platform now carries the resource to the department
+        assert [(s.consumer_code, s.platform) for s in uow.exchange.subscriptions_for(code)] == [(LOWER_DEPT, "down")]
+    [decision] = _outgoing(upper, relay.DECISION_CONTENT_TYPE)
+    stranger = KeyStore.create(tmp_path / "stranger")
+    forged = Message(relay.DECISION_CONTENT_TYPE, relay.encode_decision(
+        {"demand_id": filed.id, "state": "APPROVED"}, "stranger", stranger.active))
+    [refused] = lower.tiers.accept([forged])
+    assert refused is not None and "not a trusted key of node 'stranger'" in str(refused)
+    assert lower.tiers.accept([decision, decision]) == [None, None]
+    below = lower.lists.get_demand(requester, filed.id)
+    assert below.state is DemandState.APPROVED and below.decided_by == f"node:{upper.config.node.id}/wang"
+    with lower.exchange.uow() as uow:
+        grant = uow.lists.get_grant(below.grant_id)
+        upper_grant = uow.lists.get_grant(decided.grant_id)
+    assert grant is not None and upper_grant is None  # the lower node's own grant
+    assert grant.items == above.request.items and grant.masking == {} and grant.clear_delivery
+
+
+def test_a_forwarded_demand_the_upper_node_cannot_file_is_answered_down_as_a_rejection_naming_why(two_tiers):
+    upper, lower = two_tiers
+    code = "311140001/000202"
+    admin = Principal("admin", UPPER_DEPT, frozenset({"catalog_admin"}))
+    upper.catalog.create(admin, resource(code, provider_code=UPPER_DEPT, provider_name="民政部"))
+    upper.catalog.publish(admin, code)
+    lower_keys = KeyStore.load(lower.config.keys_dir)
+    body = relay.encode_demand({"demand_id": "XQ-20261201-0000BEEF", "requester_code": LOWER_DEPT,
+                                "resource_code": code, "items": ["不存在的信息项"], "purpose": "核验",
+                                "legal_basis": "办法", "contact": "李明"}, lower.config.node.id, lower_keys.active)
+    assert upper.tiers.accept([Message(relay.DEMAND_CONTENT_TYPE, body)]) == [None]
+    [answer] = _outgoing(upper, relay.DECISION_CONTENT_TYPE)
+    _, document = relay.decode_decision(answer.body, {upper.config.node.id: KeyStore.load(upper.config.keys_dir).public})
+    assert document["state"] == "REJECTED" and "不存在的信息项" in document["reason"]
+    assert document["demand_id"] == "XQ-20261201-0000BEEF"

@@ -137,6 +137,24 @@ def test_a_catalog_entry_verifies_only_with_the_senders_key(stores):
         relay.decode_catalog_entry(body, {"region": stores["region"].public})
 
 
+def test_a_forwarded_demand_and_its_decision_verify_only_with_the_senders_key_and_not_as_each_other(stores):
+    """回流: the documents a lower node forwards up and the upper node sends down are signed under their own
+    contexts, so a demand cannot be replayed as a decision (or as a catalog entry)."""
+    demand = {"demand_id": "XQ-1", "requester_code": CONSUMER, "resource_code": RESOURCE, "items": ["姓名"]}
+    body = relay.encode_demand(demand, "region", stores["region"].active)
+    assert relay.decode_demand(body, trusted(stores)) == ("region", demand)
+    for decode in (relay.decode_decision, relay.decode_catalog_entry):
+        with pytest.raises(relay.CatalogEntryError, match="signature: does not verify"):
+            decode(body, trusted(stores))
+    decision = {"demand_id": "XQ-1", "state": "APPROVED", "grant": {"items": ["姓名"]}}
+    down = relay.encode_decision(decision, "dept", stores["dept"].active)
+    assert relay.decode_decision(down, trusted(stores)) == ("dept", decision)
+    with pytest.raises(relay.CatalogEntryError, match="signature: does not verify"):
+        relay.decode_decision(down.replace(b"APPROVED", b"REJECTED"), trusted(stores))
+    with pytest.raises(relay.CatalogEntryError, match="at most"):
+        relay.decode_demand(b" " * (relay.MAX_DEMAND_BYTES + 1), trusted(stores))
+
+
 def test_relayed_messages_at_a_node_without_peers_are_poison_naming_the_setting():
     from adapters.rabbit.inbound import Poison, decode
 
