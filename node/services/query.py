@@ -56,11 +56,14 @@ class QueryAnswer:
     resource_code: str
     grant_id: str
     answers: list[KeyAnswer]
+    answered_by: str = ""
+    """The node that answered, when it was another (the grant and the key hashes are that node's)."""
 
     def audit_detail(self) -> str:
         found = sum(1 for a in self.answers if a.found)
         hashes = ",".join(a.key_hash[:AUDIT_HASH_CHARS] for a in self.answers)
-        return f"grant {self.grant_id}; {len(self.answers)} keys, {found} found; key hashes {hashes}"
+        return (f"grant {self.grant_id}; {len(self.answers)} keys, {found} found; key hashes {hashes}"
+                + (f"; answered by node {self.answered_by}" if self.answered_by else ""))
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,14 @@ class QueryApplication:
         """The current record of each key, masked per the caller's live grant; NOT_FOUND per key."""
         meta, origin = self._published_entry(resource_code)
         if origin:
-            raise IllegalTransition("FOREIGN", "query", f"{resource_code} is held by node {origin}: its records are "
-                                    "queried there (QueryRecords is not routed between nodes yet)", what="resource")
+            if self.remote is None:
+                raise IllegalTransition("FOREIGN", "query", f"{resource_code} is held by node {origin}: this node "
+                                        "does not talk to other nodes (no RPC over RabbitMQ)", what="resource")
+            self._check_count(keys)
+            self._hashes(meta, keys)  # a malformed key is refused here, before it travels
+            return self.remote.query_records(principal, origin, resource_code, keys)  # its grants and masking
         grant = self.lists.live_grant(principal, resource_code, Action.RECORDS_QUERY)
-        if not keys:
-            raise InvalidField.one("keys", "give at least one key")
-        if len(keys) > rules.MAX_KEYS:
-            raise InvalidField.one("keys", f"{len(keys)} keys, at most {rules.MAX_KEYS} per call")
+        self._check_count(keys)
         hashes = self._hashes(meta, keys)
         with self.uow() as uow:
             found = uow.record_index.current(resource_code, hashes)
@@ -144,6 +148,13 @@ class QueryApplication:
                 answers.append(KeyAnswer(index, digest, True, record.record_id, record.sequence,
                                          mask(json.loads(record.payload))))
         return QueryAnswer(resource_code, grant.id, answers)
+
+    @staticmethod
+    def _check_count(keys: Sequence[Mapping[str, str]]) -> None:
+        if not keys:
+            raise InvalidField.one("keys", "give at least one key")
+        if len(keys) > rules.MAX_KEYS:
+            raise InvalidField.one("keys", f"{len(keys)} keys, at most {rules.MAX_KEYS} per call")
 
     def _hashes(self, meta: ResourceMetadata, keys: Sequence[Mapping[str, str]]) -> list[str]:
         problems: list[FieldProblem] = []

@@ -1,5 +1,6 @@
-"""Verification across nodes (DESIGN.md §13): a claim about a resource another node of the hierarchy holds
-(its entry here is read-only, ``origin_node``) is asked of that node over RabbitMQ request/reply.
+"""Verification and keyed queries across nodes (DESIGN.md §13): a claim or a query about a resource another
+node of the hierarchy holds (its entry here is read-only, ``origin_node``) is asked of that node over
+RabbitMQ request/reply.
 
 The requesting node signs the request (who asks: node, department, subject, roles; what; a deadline) with
 its key; the answering node checks that signature against its peers' published keys, applies its own
@@ -7,8 +8,9 @@ policy, grants and quota (the asking department needs a verification grant *ther
 for a local caller and signs the answer. It processes a request at most once: the answer is stored by
 request id before it is sent, and a redelivered request gets the stored answer; a request past its deadline
 is answered DEADLINE_EXCEEDED and never processed. The requesting node checks the answer's and the
-verdict's signatures and answers its caller. Both nodes audit: the requester's gRPC entry, the answerer's
-``rpc/VerifyClaim`` entry.
+verdict's signatures and answers its caller. A query is answered the same way with the
+records as that node masks them for its grant (the answer's signature covers them). Both nodes audit: the
+requester's gRPC entry, the answerer's ``rpc/VerifyClaim`` or ``rpc/QueryRecords`` entry.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import base64
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from catalog.claims import Claim, is_id_number_item
@@ -25,7 +27,7 @@ from catalog.lists import Grant
 from catalog.model import ResourceStatus
 from node.services.audit import AuditWriter
 from node.services.errors import REMOTE_REFUSALS, RemoteUnavailable
-from node.services.query import QueryApplication, VerifyAnswer, VerifyRequest
+from node.services.query import KeyAnswer, QueryAnswer, QueryApplication, VerifyAnswer, VerifyRequest
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security import verdicts
@@ -81,16 +83,17 @@ class RemoteQueries:
         self.clock = clock
         self.timeout_s = timeout_s
 
-    def verify_claim(self, principal: Principal, origin_node: str, request: VerifyRequest) -> VerifyAnswer:
+    def _ask(self, principal: Principal, origin_node: str, kind: str, fields: dict[str, Any]
+             ) -> tuple[dict[str, Any], dt.datetime]:
+        """Send one signed request to ``origin_node`` and return its checked answer (status OK), or raise the
+        refusal it names; a missing, forged or misaddressed answer is UNAVAILABLE."""
         now = self.clock()
         request_id = uuid.uuid4().hex
         document = {
-            "format": "exnode-rpc/1", "id": request_id, "kind": "verify", "from": self.node_id, "to": origin_node,
+            "format": "exnode-rpc/1", "id": request_id, "kind": kind, "from": self.node_id, "to": origin_node,
             "deadline": (now + dt.timedelta(seconds=self.timeout_s)).isoformat(), "hops": [self.node_id],
             "consumer": principal.department_code, "subject": principal.subject,
-            "roles": sorted(principal.roles & {"consumer", "platform"}), "caller_request_id": request.request_id,
-            "resource": request.resource_code, "key": dict(request.key),
-            "claims": [{"item": c.item, "value": c.value} for c in request.claims]}
+            "roles": sorted(principal.roles & {"consumer", "platform"}), **fields}
         body = _sign(REQUEST_CONTEXT, document, self.signer, "request")
         try:
             reply = self.call(origin_node, body, self.timeout_s)
@@ -105,6 +108,28 @@ class RemoteQueries:
         status = str(answer.get("status", ""))
         if status != "OK":
             raise REMOTE_REFUSALS.get(status, RemoteUnavailable)(origin_node, str(answer.get("message", status)))
+        return answer, now
+
+    def query_records(self, principal: Principal, origin_node: str, resource_code: str,
+                      keys: Sequence[Mapping[str, str]]) -> QueryAnswer:
+        """The current records of ``keys`` as ``origin_node`` answers them: its grant, its masking, its key
+        hashes; the answer's signature is checked before anything of it is used."""
+        answer, _ = self._ask(principal, origin_node, "query", {
+            "resource": resource_code, "keys": [{str(k): str(v) for k, v in key.items()} for key in keys]})
+        try:
+            results = [KeyAnswer(int(r["index"]), str(r["key_hash"]), bool(r["found"]), str(r.get("record_id", "")),
+                                 int(r.get("sequence", 0)), dict(r.get("payload") or {})) for r in answer["results"]]
+            grant_id = str(answer["grant"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise RemoteUnavailable(origin_node, f"answer refused: not a query answer ({error})") from None
+        if sorted(r.index for r in results) != list(range(len(keys))):
+            raise RemoteUnavailable(origin_node, f"answer refused: {len(results)} results for {len(keys)} keys")
+        return QueryAnswer(resource_code, grant_id, sorted(results, key=lambda r: r.index), answered_by=origin_node)
+
+    def verify_claim(self, principal: Principal, origin_node: str, request: VerifyRequest) -> VerifyAnswer:
+        answer, now = self._ask(principal, origin_node, "verify", {
+            "caller_request_id": request.request_id, "resource": request.resource_code, "key": dict(request.key),
+            "claims": [{"item": c.item, "value": c.value} for c in request.claims]})
         file = answer["verdict"]
         problems = verdicts.verify_file(file, self.peers.get(origin_node, {}), origin_node)
         if problems:
@@ -139,7 +164,7 @@ class RemoteAnswerer:
             is_check = json.loads(body)["request"]["format"] == "exnode-check/1"
         except (ValueError, KeyError, TypeError):
             is_check = False
-        return self.answer_check(body) if is_check else self.answer_verification(body)
+        return self.answer_check(body) if is_check else self.answer_request(body)
 
     def answer_check(self, body: bytes) -> bytes:
         """A household check's request to this node as a department (schemas/household-check.schema.json):
@@ -204,11 +229,15 @@ class RemoteAnswerer:
                     + (f"; {reason}" if reason else ""))[:2000])])
         return reply
 
-    def answer_verification(self, body: bytes) -> bytes:
+    def answer_request(self, body: bytes) -> bytes:
+        """A verification or a keyed query another node forwards for its caller: checked, answered under this
+        node's own grants, stored by request id before it is sent, audited."""
         now = self.clock()
         document, problem = _open(REQUEST_CONTEXT, body, "request", self.peers)
         request_id = str(document.get("id", ""))[:64] or uuid.uuid4().hex
         requester = str(document.get("from", ""))[:128]
+        kind = "query" if document.get("kind") == "query" else "verify"
+        action = "rpc/QueryRecords" if kind == "query" else "rpc/VerifyClaim"
         if problem is not None:
             return self._answer(document, "PERMISSION_DENIED", problem, {})
         with self.uow() as uow:
@@ -221,26 +250,41 @@ class RemoteAnswerer:
             principal = Principal(f"{requester}/{document['subject']}"[:200], str(document["consumer"]),
                                   frozenset(document.get("roles", ())) & {"consumer", "platform"},
                                   issuer=f"node:{requester}")
-            request = VerifyRequest(str(document["resource"]), {str(k): str(v) for k, v in document["key"].items()},
-                                    [Claim(str(c["item"]), str(c["value"])) for c in document["claims"]], request_id)
+            resource = str(document["resource"])
+            if kind == "query":
+                keys = [{str(k): str(v) for k, v in key.items()} for key in document["keys"]]
+            else:
+                request = VerifyRequest(resource, {str(k): str(v) for k, v in document["key"].items()},
+                                        [Claim(str(c["item"]), str(c["value"])) for c in document["claims"]],
+                                        request_id)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            status, message = "INVALID_ARGUMENT", f"not a verification request: {error}"
+            status, message = "INVALID_ARGUMENT", f"not a {kind} request: {error}"
             principal = None
         else:
             if now > deadline:
                 status, message = "DEADLINE_EXCEEDED", f"the request's deadline {deadline.isoformat()} has passed"
             else:
                 try:
-                    answer = self.query.verify_claim(principal, request)
+                    if kind == "query":
+                        queried = self.query.query_records(principal, resource, keys)
+                    else:
+                        answer = self.query.verify_claim(principal, request)
                 except Exception as error:
                     code = self.status_of(error)
                     if code is None:
                         raise self.transient(f"{type(error).__name__}: {error}") from error
                     status, message = code, str(error)
                 else:
-                    status, message = "OK", answer.audit_detail()
-                    fields = {"verdict": answer.verdict.file(answer.request), "used_today": answer.used_today,
-                              "daily_quota": answer.grant.daily_quota}
+                    status = "OK"
+                    if kind == "query":
+                        message = queried.audit_detail()
+                        fields = {"grant": queried.grant_id, "results": [
+                            {"index": a.index, "key_hash": a.key_hash, "found": a.found, "record_id": a.record_id,
+                             "sequence": a.sequence, "payload": a.payload} for a in queried.answers]}
+                    else:
+                        message = answer.audit_detail()
+                        fields = {"verdict": answer.verdict.file(answer.request), "used_today": answer.used_today,
+                                  "daily_quota": answer.grant.daily_quota}
         reply = self._answer(document, status, message, fields)
         with self.uow(write=True) as uow:
             if uow.verifications.stored_answer(request_id) is None:
@@ -249,7 +293,7 @@ class RemoteAnswerer:
         self.audit_writer.append([AuditRecord(
             at=now, request_id=request_id, subject=principal.subject if principal else requester,
             department_code=principal.department_code if principal else "",
-            roles=tuple(sorted(principal.roles)) if principal else (), action="rpc/VerifyClaim",
+            roles=tuple(sorted(principal.roles)) if principal else (), action=action,
             target=f"resource:{document.get('resource', '')}"[:200], result=status,
             peer=f"node:{requester}"[:100], detail=message[:2000])])
         return reply

@@ -176,11 +176,62 @@ def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_grant
     assert {e.record.result for e in entries} == {"ANSWERED", "REFUSED"}
 
 
-def test_a_query_for_a_lower_nodes_resource_is_refused_naming_that_node(pair):
+def test_a_query_for_a_lower_nodes_resource_is_answered_by_that_node_masked_per_its_grant(pair):
+    from tests.integration.test_query_verify import demand
+
     lower, upper = pair
     stub = query_pb2_grpc.QueryServiceStub(upper.channel_as(CONSUMER, ["consumer"]))
-    with pytest.raises(grpc.RpcError) as refused:
-        stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
-            pb.RecordKey(values={"公民身份号码": WANG})]), timeout=90)
-    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert f"held by node {lower.config.node.id}" in refused.value.details()
+
+    def ask(*numbers: str) -> pb.QueryRecordsResponse:
+        return stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
+            pb.RecordKey(values={"公民身份号码": number}) for number in numbers]), timeout=90)
+
+    with pytest.raises(grpc.RpcError) as refused:  # the lower node's grants decide, not the upper's
+        ask(WANG)
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert f"node {lower.config.node.id}" in refused.value.details()
+    with pytest.raises(grpc.RpcError) as malformed:  # refused here: a bad key never travels
+        ask("36042619910101007X")
+    assert malformed.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "keys[0]" in malformed.value.details()
+    grant = demand(lower, items=("姓名", "公民身份号码", "月保障金额"))
+    answer = ask(WANG, "110101199003077774")
+    assert answer.grant_id == grant
+    found, missing = answer.results
+    assert found.status == pb.KeyResult.FOUND and missing.status == pb.KeyResult.NOT_FOUND
+    payload = json.loads(found.payload)
+    assert payload["公民身份号码"] == "360426********0071"  # masked per the lower node's grant
+    assert payload["月保障金额"] == 1234.5 and set(payload) == {"姓名", "公民身份号码", "月保障金额"}
+    answered = lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries
+    assert sorted(e.record.result for e in answered) == ["OK", "PERMISSION_DENIED"]
+    assert all(e.record.peer == f"node:{upper.config.node.id}" for e in answered)
+    assert found.key_hash[:16] in next(e for e in answered if e.record.result == "OK").record.detail
+    asked = upper.node.audit.query(AuditFilter(action="QueryService/QueryRecords", result="OK")).entries
+    assert f"answered by node {lower.config.node.id}" in asked[0].record.detail
+    assert not any(WANG in e.record.detail for e in answered + asked)
+
+
+def test_a_redelivered_query_gets_the_stored_answer_and_an_expired_one_is_never_processed(pair):
+    from tests.integration.test_query_verify import demand
+
+    lower, upper = pair
+    demand(lower, items=("姓名",))
+    now = dt.datetime.now(dt.UTC)
+
+    def request(deadline: dt.datetime) -> bytes:
+        return _sign(REQUEST_CONTEXT, {
+            "format": "exnode-rpc/1", "id": uuid.uuid4().hex, "kind": "query", "from": upper.config.node.id,
+            "to": lower.config.node.id, "deadline": deadline.isoformat(), "consumer": CONSUMER,
+            "subject": "tester", "roles": ["consumer"], "resource": LOW_INCOME, "keys": [{"公民身份号码": WANG}]},
+            upper.node.keys.active, "request")
+
+    handle = lower.node.rpc_responder.handle
+    body = request(now + dt.timedelta(minutes=1))
+    first = handle(body)
+    assert handle(body) == first  # the stored answer, not a second query
+    answer, problem = _open(b"exnode-rpc-answer/1\n", first, "answer", upper.node.peers)
+    assert problem is None and answer["status"] == "OK" and answer["results"][0]["payload"] == {"姓名": "王芳"}
+    late, _ = _open(b"exnode-rpc-answer/1\n", handle(request(now - dt.timedelta(seconds=1))), "answer",
+                    upper.node.peers)
+    assert late["status"] == "DEADLINE_EXCEEDED" and "results" not in late
+    entries = lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries
+    assert sorted(e.record.result for e in entries) == ["DEADLINE_EXCEEDED", "OK"]  # one each: the redelivery is not
