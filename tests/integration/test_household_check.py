@@ -27,6 +27,7 @@ from security.identity import Principal
 from security.keys import KeyStore, public_keys_document
 from tests.fault.support import AMQP, CONSUMER
 from tests.integration.grpc_node import RunningNode, make_config
+from tests.message_schema import assert_conforms
 
 WANG, LI = "360426199101010071", "11010519491231002X"
 
@@ -66,6 +67,24 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runn
 CENTRE = Principal("核对中心", CONSUMER, frozenset({"consumer"}))
 
 
+def capture(app) -> tuple[list[bytes], list[bytes]]:
+    """Record every request the node publishes and every answer it receives (then pass them on)."""
+    sent: list[bytes] = []
+    received: list[bytes] = []
+    publish, receive = app.publish, app.receive
+
+    def publishing(target: str, body: bytes, correlation: str) -> None:
+        sent.append(body)
+        publish(target, body, correlation)
+
+    def receiving(correlation: str, body: bytes) -> None:
+        received.append(body)
+        receive(correlation, body)
+
+    app.publish, app.receive = publishing, receiving
+    return sent, received
+
+
 def members() -> list[Member]:
     return [Member(WANG, "王芳"), Member(LI.lower(), "李娜")]
 
@@ -82,6 +101,7 @@ def wait_for(predicate, timeout: float = 20.0) -> None:
 def test_a_check_collects_signed_answers_and_completes_at_the_deadline(setup):
     running, names = setup
     app = running.node.checks
+    sent, received = capture(app)
     deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)
     check = app.file_check(CENTRE, members(), "低保申请家庭经济状况核对", "SQ2026-001",
                            [(names["bank"], "银行"), (names["tax"], "税务"), (names["house"], "住建/房产")], deadline)
@@ -89,6 +109,9 @@ def test_a_check_collects_signed_answers_and_completes_at_the_deadline(setup):
     wait_for(lambda: state(names["bank"]).state is TargetState.ANSWERED)
     bank = state(names["bank"])
     assert bank.findings == ({"id_number": WANG, "items": {"存款余额": 52000.5, "理财产品": 0}},) and bank.signature
+    assert len(sent) == 3 and len(received) == 1  # the node's requests and the responder's answer, as published
+    for body in sent + received:
+        assert_conforms(body)
 
     forger = ed25519.Ed25519PrivateKey.generate()  # an answer for the tax office, not signed by its key
     forged = answer_for({"check_id": check.id, "members": []}, {"members": {}}, names["tax"])

@@ -147,9 +147,12 @@ def test_a_redelivered_request_gets_the_stored_answer_and_an_expired_one_is_neve
 def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_granted_records(pair):
     from catalog.checks import Member, TargetState
     from security.identity import Principal
+    from tests.integration.test_household_check import capture
     from tests.integration.test_query_verify import demand
+    from tests.message_schema import assert_conforms
 
     lower, upper = pair
+    sent, received = capture(upper.node.checks)
     centre = Principal("核对中心", CONSUMER, frozenset({"consumer"}))
     target = [(lower.config.node.id, "民政")]
     deadline = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
@@ -172,6 +175,9 @@ def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_grant
     assert finding["id_number"] == WANG
     assert finding["items"]["城乡最低生活保障对象信息·公民身份号码"] == "360426********0071"  # masked per the grant
     assert finding["items"]["城乡最低生活保障对象信息·月保障金额"] == 1234.5
+    assert len(sent) == 2 and len(received) == 2  # an exnode department speaks the published format too
+    for body in sent + received:
+        assert_conforms(body)
     entries = lower.node.audit.query(AuditFilter(action="rpc/HouseholdCheck")).entries
     assert {e.record.result for e in entries} == {"ANSWERED", "REFUSED"}
 
