@@ -35,6 +35,7 @@ from security.audit import AuditRecord
 from security.identity import Principal
 from security.keys import PublicKey, SigningKey
 from security.policy import PermissionDenied
+from security.sealing import HEADER_KID, BadConsumerKey, ConsumerKey, parse_consumer_key
 
 REQUEST_CONTEXT = b"exnode-rpc-request/1\n"
 CHECK_CONTEXT = b"exnode-check/1\n"
@@ -111,20 +112,34 @@ class RemoteQueries:
         return answer, now
 
     def query_records(self, principal: Principal, origin_node: str, resource_code: str,
-                      keys: Sequence[Mapping[str, str]]) -> QueryAnswer:
+                      keys: Sequence[Mapping[str, str]], seal_key: ConsumerKey | None = None) -> QueryAnswer:
         """The current records of ``keys`` as ``origin_node`` answers them: its grant, its masking, its key
-        hashes; the answer's signature is checked before anything of it is used."""
-        answer, _ = self._ask(principal, origin_node, "query", {
-            "resource": resource_code, "keys": [{str(k): str(v) for k, v in key.items()} for key in keys]})
+        hashes; the answer's signature is checked before anything of it is used. With ``seal_key`` (the
+        consumer's registered key) that node seals the records to it: they cross the broker sealed."""
+        fields: dict[str, Any] = {"resource": resource_code,
+                                  "keys": [{str(k): str(v) for k, v in key.items()} for key in keys]}
+        if seal_key is not None:
+            fields["seal_to"] = {"kid": seal_key.kid, "algorithm": seal_key.algorithm,
+                                 "public_pem": seal_key.public_pem}
+        answer, _ = self._ask(principal, origin_node, "query", fields)
         try:
             results = [KeyAnswer(int(r["index"]), str(r["key_hash"]), bool(r["found"]), str(r.get("record_id", "")),
-                                 int(r.get("sequence", 0)), dict(r.get("payload") or {})) for r in answer["results"]]
+                                 int(r.get("sequence", 0)), dict(r.get("payload") or {}),
+                                 base64.b64decode(str(r.get("sealed", "")), validate=True))
+                       for r in answer["results"]]
             grant_id = str(answer["grant"])
-        except (KeyError, TypeError, ValueError) as error:
+            sealing = {str(k): str(v) for k, v in (answer.get("sealing") or {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise RemoteUnavailable(origin_node, f"answer refused: not a query answer ({error})") from None
         if sorted(r.index for r in results) != list(range(len(keys))):
             raise RemoteUnavailable(origin_node, f"answer refused: {len(results)} results for {len(keys)} keys")
-        return QueryAnswer(resource_code, grant_id, sorted(results, key=lambda r: r.index), answered_by=origin_node)
+        asked_kid = seal_key.kid if seal_key is not None else None
+        if sealing.get(HEADER_KID) != asked_kid or any(
+                (bool(r.sealed) != bool(asked_kid and r.found)) or (asked_kid and r.payload) for r in results):
+            raise RemoteUnavailable(origin_node, "answer refused: its records are not sealed as asked "
+                                    f"(to key {asked_kid or 'none'})")
+        return QueryAnswer(resource_code, grant_id, sorted(results, key=lambda r: r.index), answered_by=origin_node,
+                           sealing=sealing, request_id=str(answer.get("request_id", "")))
 
     def verify_claim(self, principal: Principal, origin_node: str, request: VerifyRequest) -> VerifyAnswer:
         answer, now = self._ask(principal, origin_node, "verify", {
@@ -253,11 +268,13 @@ class RemoteAnswerer:
             resource = str(document["resource"])
             if kind == "query":
                 keys = [{str(k): str(v) for k, v in key.items()} for key in document["keys"]]
+                wanted = document.get("seal_to")
+                seal_key = parse_consumer_key(str(wanted["algorithm"]), str(wanted["public_pem"])) if wanted else None
             else:
                 request = VerifyRequest(resource, {str(k): str(v) for k, v in document["key"].items()},
                                         [Claim(str(c["item"]), str(c["value"])) for c in document["claims"]],
                                         request_id)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, BadConsumerKey) as error:
             status, message = "INVALID_ARGUMENT", f"not a {kind} request: {error}"
             principal = None
         else:
@@ -266,7 +283,7 @@ class RemoteAnswerer:
             else:
                 try:
                     if kind == "query":
-                        queried = self.query.query_records(principal, resource, keys)
+                        queried = self.query.query_records(principal, resource, keys, request_id, seal_key)
                     else:
                         answer = self.query.verify_claim(principal, request)
                 except Exception as error:
@@ -278,9 +295,11 @@ class RemoteAnswerer:
                     status = "OK"
                     if kind == "query":
                         message = queried.audit_detail()
-                        fields = {"grant": queried.grant_id, "results": [
-                            {"index": a.index, "key_hash": a.key_hash, "found": a.found, "record_id": a.record_id,
-                             "sequence": a.sequence, "payload": a.payload} for a in queried.answers]}
+                        fields = {"grant": queried.grant_id, "sealing": queried.sealing,
+                                  "request_id": queried.request_id, "results": [
+                                      {"index": a.index, "key_hash": a.key_hash, "found": a.found,
+                                       "record_id": a.record_id, "sequence": a.sequence, "payload": a.payload,
+                                       "sealed": base64.b64encode(a.sealed).decode()} for a in queried.answers]}
                     else:
                         message = answer.audit_detail()
                         fields = {"verdict": answer.verdict.file(answer.request), "used_today": answer.used_today,

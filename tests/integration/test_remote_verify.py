@@ -24,7 +24,16 @@ from node.pipeline import provider_batch
 from node.services.remote import REQUEST_CONTEXT, _open, _sign
 from node.storage.audit_repository import AuditFilter
 from security.keys import KeyStore, public_keys_document
-from tests.fault.support import AMQP, CONSUMER, LOW_INCOME, PROVIDER, Key, as_proto, low_income_record
+from tests.fault.support import (
+    AMQP,
+    CONSUMER,
+    LOW_INCOME,
+    PROVIDER,
+    Key,
+    as_proto,
+    low_income_record,
+    wait_until,
+)
 from tests.integration.grpc_node import RunningNode, make_config
 from tests.integration.test_exchange_relay import register
 
@@ -207,6 +216,9 @@ def test_a_query_for_a_lower_nodes_resource_is_answered_by_that_node_masked_per_
     payload = json.loads(found.payload)
     assert payload["公民身份号码"] == "360426********0071"  # masked per the lower node's grant
     assert payload["月保障金额"] == 1234.5 and set(payload) == {"姓名", "公民身份号码", "月保障金额"}
+    wait_until(lambda: len(lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries) == 2 and
+               upper.node.audit.query(AuditFilter(action="QueryService/QueryRecords", result="OK")).entries,
+               30, "both nodes' audit entries")  # the audit writer appends after the answer went out
     answered = lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries
     assert sorted(e.record.result for e in answered) == ["OK", "PERMISSION_DENIED"]
     assert all(e.record.peer == f"node:{upper.config.node.id}" for e in answered)
@@ -239,5 +251,36 @@ def test_a_redelivered_query_gets_the_stored_answer_and_an_expired_one_is_never_
     late, _ = _open(b"exnode-rpc-answer/1\n", handle(request(now - dt.timedelta(seconds=1))), "answer",
                     upper.node.peers)
     assert late["status"] == "DEADLINE_EXCEEDED" and "results" not in late
+    wait_until(lambda: len(lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries) >= 2, 30,
+               "the answering node's audit entries")
     entries = lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries
     assert sorted(e.record.result for e in entries) == ["DEADLINE_EXCEEDED", "OK"]  # one each: the redelivery is not
+
+
+def test_a_routed_query_for_a_consumer_with_an_encryption_key_crosses_the_broker_sealed(pair):
+    from sqlalchemy import select
+
+    from node.services.query import QUERY_AAD, query_context
+    from node.storage.tables import rpc_answers
+    from security.sealing import ConsumerPrivateKey
+    from tests.integration.test_query_verify import demand
+    from tests.integration.test_secrecy_to_consumer import register_encryption_key
+
+    lower, upper = pair
+    demand(lower, items=("姓名", "公民身份号码"))
+    verification_grant(lower, ("姓名",))
+    private = ConsumerPrivateKey.generate()
+    kid = register_encryption_key(upper, private)  # registered where the consumer calls: the upper node
+    stub = query_pb2_grpc.QueryServiceStub(upper.channel_as(CONSUMER, ["consumer"]))
+    answer = stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
+        pb.RecordKey(values={"公民身份号码": WANG})]), timeout=90)
+    assert answer.answered_by == lower.config.node.id and answer.sealing["x-exnode-enc-kid"] == kid
+    (found,) = answer.results
+    opened = private.open(dict(answer.sealing), query_context(answer.request_id, kid), QUERY_AAD.format(index=0),
+                          found.payload)
+    assert json.loads(opened) == {"姓名": "王芳", "公民身份号码": "360426********0071"}
+    with lower.node.uow() as uow:  # what the lower node sent over the broker (and keeps for redeliveries)
+        stored = [bytes(r.answer) for r in uow.connection.execute(select(rpc_answers.c.answer))]
+    assert stored and not any("王芳".encode() in body or b"0071" in body for body in stored)
+    verdict = claim(upper, 姓名="王芳")  # the upper node checks the lower node's verdict, then seals it
+    assert verdict.sealed and not verdict.answers
