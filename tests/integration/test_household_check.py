@@ -187,3 +187,34 @@ def test_the_cli_files_watches_and_exports_a_check_through_grpc(setup, tmp_path,
     assert main(["check", "file", *client, "--member", f"{WANG}=王芳", "--target", f"{names['bank']}=银行",
                  "--purpose", "低保申请核对"]) == 1
     assert "INVALID_ARGUMENT: authorisation" in capsys.readouterr().err
+
+
+def test_members_findings_and_answers_are_sealed_at_rest_and_deleted_after_the_retention(setup):
+    from sqlalchemy import select
+
+    from node.bootstrap import purge_checks
+    from node.storage.tables import check_targets, household_checks
+
+    running, names = setup
+    app = running.node.checks
+    check = app.file_check(CENTRE, members(), "低保申请家庭经济状况核对", "SQ2026-002", [(names["bank"], "银行")],
+                           dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))
+    wait_for(lambda: app.get_check(CENTRE, check.id).target(names["bank"]).state is TargetState.ANSWERED)
+    with running.node.uow() as uow:
+        rows = [tuple(r) for table in (household_checks, check_targets)
+                for r in uow.connection.execute(select(table).where(
+                    (table.c.id if table is household_checks else table.c.check_id) == check.id))]
+        answer = uow.checks.answer(check.id, names["bank"])
+    blob = repr(rows).encode()
+    for secret in (WANG, LI, "王芳", "李娜", "52000.5"):  # the ID numbers, the names, what the bank holds
+        assert secret.encode() not in blob and secret.encode("unicode_escape") not in blob, secret
+    assert all(r[-1] for r in rows)  # every row names the data key that seals it
+    assert answer is not None and b"52000.5" in answer  # the node opens the answer as received
+    assert app.get_check(CENTRE, check.id).target(names["bank"]).findings[0]["id_number"] == WANG
+
+    now = dt.datetime.now(dt.UTC)
+    assert purge_checks(running.node, now)[0] == 0  # within the retention: kept
+    later = now + dt.timedelta(days=running.config.checks.retention_days, minutes=1)
+    assert purge_checks(running.node, later)[0] >= 1
+    with running.node.uow() as uow:
+        assert uow.checks.get(check.id) is None
