@@ -149,6 +149,7 @@ class Node:
                 checks.receive(correlation, body)
 
         self.rpc_client = RpcClient(url, node_id, on_reply=on_reply)
+        answerer.forward = self.rpc_client.call  # requests for a node further down are relayed through here
         checks.publish = self.rpc_client.send
         self.rpc_responder.start()
         self.rpc_client.start()

@@ -178,7 +178,8 @@ class QueryApplication:
             if seal_key is None and _is_local(principal):
                 seal_key = self.consumer_key(principal.department_code)
             # its grants and masking; it seals the records, so the broker between carries none in clear
-            return self.remote.query_records(principal, origin, resource_code, keys, seal_key)
+            return self.remote.query_records(principal, origin, resource_code, keys, seal_key,
+                                             via=self.next_hop(resource_code))
         grant = self.lists.live_grant(principal, resource_code, Action.RECORDS_QUERY)
         self._check_count(keys)
         hashes = self._hashes(meta, keys)
@@ -200,6 +201,12 @@ class QueryApplication:
             return QueryAnswer(resource_code, grant.id, answers, request_id=request_id)
         sealed, headers = seal_payloads(answers, seal_key, request_id)
         return QueryAnswer(resource_code, grant.id, sealed, sealing=headers, request_id=request_id)
+
+    def next_hop(self, resource_code: str) -> str:
+        """The node a request about another node's resource is sent to: the lower node its entry came
+        through (the origin itself when that is a direct neighbour)."""
+        with self.uow() as uow:
+            return uow.catalog.route(resource_code)[1]
 
     def consumer_key(self, department_code: str) -> ConsumerKey | None:
         """The department's newest live encryption key here, what its answers are sealed to."""
@@ -257,7 +264,8 @@ class QueryApplication:
         """MATCH / MISMATCH / NO_RECORD per asserted item, in a verdict signed by the node."""
         meta, origin = self._published_entry(request.resource_code)
         if origin and self.remote is not None:
-            answer = self.remote.verify_claim(principal, origin, request)  # its grants, quota and signature
+            # its grants, quota and signature
+            answer = self.remote.verify_claim(principal, origin, request, via=self.next_hop(request.resource_code))
             key = self.consumer_key(principal.department_code) if _is_local(principal) else None
             return self._sealed(answer, key)
         grant = self.lists.live_grant(principal, request.resource_code, Action.RECORDS_VERIFY, GrantKind.VERIFY)

@@ -66,8 +66,11 @@ resources = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("retired_at", UTCDateTime, nullable=True),
     Column("origin_node", String(64), nullable=False, server_default=""),
+    Column("via_node", String(64), nullable=False, server_default=""),
 )
-"""``origin_node`` empty: the node's own resource; else a read-only entry a lower tier published (tiers)."""
+"""``origin_node`` empty: the node's own resource; else a read-only entry a lower tier published (tiers).
+``via_node``: the lower node the entry came from (the next hop of a request to ``origin_node``; empty:
+``origin_node`` itself)."""
 
 resource_versions = Table(
     "resource_versions",

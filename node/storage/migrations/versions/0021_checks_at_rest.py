@@ -1,4 +1,5 @@
-"""household checks and answers to other nodes encrypted at rest: a data key id on each sealed row
+"""household checks and answers to other nodes encrypted at rest: a data key id on each sealed row; the
+next hop of a foreign catalog entry (requests across two tiers)
 
 Revision ID: 0021
 Revises: 0020
@@ -21,9 +22,12 @@ def upgrade() -> None:
     op.add_column("rpc_answers", sa.Column("data_key", sa.String(32), nullable=True))
     op.create_index("ix_rpc_answers_answered_at", "rpc_answers", ["answered_at"])
     op.create_index("ix_household_checks_created_at", "household_checks", ["created_at"])
+    op.add_column("resources", sa.Column("via_node", sa.String(64), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("resources") as batch:
+        batch.drop_column("via_node")
     op.drop_index("ix_household_checks_created_at", table_name="household_checks")
     op.drop_index("ix_rpc_answers_answered_at", table_name="rpc_answers")
     for table in ("rpc_answers", "check_targets", "household_checks"):
