@@ -45,7 +45,7 @@ from node.services.report import ReportApplication
 from node.services.timestamps import Timestamps
 from node.storage.database import make_engine, migrate
 from node.storage.secrecy import Sealer
-from node.storage.unit_of_work import SqlUnitOfWorkFactory
+from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWork
 from security.audit import AuditRecord
 from security.identity import (
     Principal,
@@ -149,6 +149,7 @@ class Node:
                 checks.receive(correlation, body)
 
         self.rpc_client = RpcClient(url, node_id, on_reply=on_reply)
+        answerer.forward = self.rpc_client.call  # requests for a node further down are relayed through here
         checks.publish = self.rpc_client.send
         self.rpc_responder.start()
         self.rpc_client.start()
@@ -325,6 +326,24 @@ def key_hasher(keys: KeyStore) -> KeyHasher:
     return KeyHasher(keys.mac_key(INDEX_PURPOSE, first))
 
 
+def purge_checks(node: Node, now: dt.datetime) -> tuple[int, int]:
+    """The retention of household checks and of the answers given to other nodes (``checks.retention_days``),
+    in bounded transactions: (checks deleted, answers deleted)."""
+    before = now - dt.timedelta(days=node.config.checks.retention_days)
+    def drain(step: Callable[[UnitOfWork], int]) -> int:
+        total = 0
+        while True:
+            with node.uow(write=True) as uow:
+                deleted = step(uow)
+                uow.commit()
+            total += deleted
+            if not deleted:
+                return total
+
+    return (drain(lambda uow: uow.checks.purge(before)),
+            drain(lambda uow: uow.verifications.purge_answers(before)))
+
+
 def run_housekeeping(node: Node) -> dict[str, object]:
     """The node's daily jobs, each change audited as the node's own act: audit retention (the purge
     itself is recorded, with the anchor the remaining chain hangs from) and expiry of demands nobody
@@ -337,6 +356,11 @@ def run_housekeeping(node: Node) -> dict[str, object]:
         records.append(system_record(system, now, "housekeeping/audit-retention", "audit",
                                       f"purged {purge.deleted} entries older than {node.config.audit.retention_days} "
                                       f"days; chain anchored at checkpoint {purge.anchor_sequence}"))
+    checks_purged, answers_purged = purge_checks(node, now)
+    if checks_purged or answers_purged:
+        records.append(system_record(system, now, "housekeeping/checks-retention", "checks",
+                                      f"deleted {checks_purged} household checks and {answers_purged} answers given to "
+                                      f"other nodes older than {node.config.checks.retention_days} days"))
     expired = node.lists.expire_overdue()
     records.extend(system_record(system, now, "housekeeping/expire-demand", f"demand:{d.id}",
                                   f"EXPIRED: {d.reason}") for d in expired)
@@ -358,7 +382,8 @@ def run_housekeeping(node: Node) -> dict[str, object]:
                    for d in due)
     if records:
         node.audit_writer.append(records)
-    return {"purged": purge.deleted, "anchor": purge.anchor_sequence, "expired": [d.id for d in expired],
+    return {"purged": purge.deleted, "anchor": purge.anchor_sequence, "checks_purged": checks_purged,
+            "answers_purged": answers_purged, "expired": [d.id for d in expired],
             "escalated": [d.id for d in escalated], "due_tomorrow": [d.id for d in due],
             "disputes_escalated": [d.id for d in disputes], "objections_escalated": [o.id for o in objections]}
 

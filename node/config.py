@@ -106,6 +106,13 @@ class AuditSection:
 
 
 @dataclass(frozen=True)
+class ChecksSection:
+    retention_days: int = 90
+    """How long household checks (members, findings, the answers as received) and the answers this node
+    gave to other nodes' requests are kept; the daily housekeeping deletes older ones."""
+
+
+@dataclass(frozen=True)
 class ExchangeSection:
     platforms_file: str = "platforms.toml"
     """The platforms this node relays to (ops/platforms.sample.toml); absent file: none."""
@@ -210,6 +217,7 @@ class Config:
     rabbitmq: RabbitSection = field(default_factory=RabbitSection)
     auth: AuthSection = field(default_factory=AuthSection)
     audit: AuditSection = field(default_factory=AuditSection)
+    checks: ChecksSection = field(default_factory=ChecksSection)
     exchange: ExchangeSection = field(default_factory=ExchangeSection)
     feed: FeedSection = field(default_factory=FeedSection)
     lists: ListsSection = field(default_factory=ListsSection)
@@ -234,7 +242,8 @@ class Config:
 
 
 SECTIONS = {"node": NodeSection, "server": ServerSection, "database": DatabaseSection, "rabbitmq": RabbitSection,
-            "auth": AuthSection, "audit": AuditSection, "exchange": ExchangeSection, "feed": FeedSection,
+            "auth": AuthSection, "audit": AuditSection, "checks": ChecksSection, "exchange": ExchangeSection,
+            "feed": FeedSection,
             "lists": ListsSection, "console": ConsoleSection,
 
             "tsa": TsaSection}
@@ -351,6 +360,9 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
         return f"{path}{' and environment ' + ', '.join(variables) if variables else ''}"
 
     audit = config.audit
+    if config.checks.retention_days < 1:
+        raise ConfigError(f"{where('checks.retention_days')}: checks.retention_days = "
+                          f"{config.checks.retention_days}; at least 1")
     if audit.retention_days < LEGAL_MINIMUM_RETENTION_DAYS:
         raise ConfigError(f"{where('audit.retention_days')}: audit.retention_days = {audit.retention_days} is below the legal minimum of "
                           f"{LEGAL_MINIMUM_RETENTION_DAYS} days (网络安全法 第二十一条)")
@@ -461,6 +473,9 @@ objection_days = 5                   # working days for the provider to check a 
 checkpoint_every = 1000              # a signed checkpoint every N entries...
 checkpoint_interval_s = 60.0         # ...or every T seconds, whichever comes first
 retention_days = 180                 # at least 180 (网络安全法 第二十一条)
+
+[checks]
+retention_days = 90                  # household checks and the answers given to other nodes, then deleted
 
 [console]
 enabled = true                       # the web console (exnode serve --console-listen overrides listen)

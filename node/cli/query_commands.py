@@ -7,14 +7,13 @@ import argparse
 import base64
 import json
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from exnode.v1 import query_pb2 as pb
 from exnode.v1 import query_pb2_grpc
 
 from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
-
-_RESULT_NAMES = {pb.MATCH: "MATCH", pb.MISMATCH: "MISMATCH", pb.NO_RECORD: "NO_RECORD"}
 
 
 def register(sub: argparse._SubParsersAction, jobs: argparse._SubParsersAction) -> None:
@@ -27,6 +26,7 @@ def register(sub: argparse._SubParsersAction, jobs: argparse._SubParsersAction) 
                        help="one key (repeat for more, at most 100): its key items and values")
     query.add_argument("--keys-file", type=Path, default=None, metavar="FILE",
                        help="keys as a JSON list of objects (key item → value)")
+    add_decrypt(query)
     query.set_defaults(handler=run_query)
 
     verify = sub.add_parser("verify", help="verify claims about a record (核验)")
@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction, jobs: argparse._SubParsersAction) 
                        help="an asserted value (repeat); a number item takes a comparison: '月保障金额=<=1200'")
     claim.add_argument("--out", type=Path, default=None, metavar="FILE",
                        help="write the verdict file (signed verdict and the request) for `exnode verdict verify`")
+    add_decrypt(claim)
+    claim.add_argument("--keys", type=Path, default=None, metavar="FILE",
+                       help="the answering node's public-keys.json: check the verdict's signature before printing it")
     claim.set_defaults(handler=run_claim)
 
     verdict = sub.add_parser("verdict", help="signed verdicts of verifications")
@@ -48,6 +51,36 @@ def register(sub: argparse._SubParsersAction, jobs: argparse._SubParsersAction) 
     check.add_argument("--keys", type=Path, required=True, metavar="FILE", help="the node's public-keys.json")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(handler=run_verdict_verify)
+
+
+def add_decrypt(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--decrypt-key", type=Path, default=None, metavar="FILE",
+                        help="open an answer sealed to the department's registered encryption key with this private "
+                             "key (PKCS#8 PEM; --key-algorithm)")
+    parser.add_argument("--key-algorithm", default="X25519-HPKE", choices=("X25519-HPKE", "SM2-SM4"))
+
+
+def _opener(args: argparse.Namespace, sealing: Mapping[str, str]) -> Callable[[str, str, bytes], bytes]:
+    """``(context, message name, body) → opened body`` with ``--decrypt-key``; a UsageError naming the key
+    the answer was sealed to when none (or another) is given."""
+    from security.sealing import HEADER_KID, BadConsumerKey, ConsumerPrivateKey, TamperedCiphertext
+
+    kid = sealing.get(HEADER_KID, "")
+    if args.decrypt_key is None:
+        raise UsageError(f"the answer is sealed to your department's encryption key {kid}: give --decrypt-key FILE")
+    try:
+        key = ConsumerPrivateKey(args.key_algorithm, args.decrypt_key.read_bytes())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--decrypt-key {args.decrypt_key}: not a {args.key_algorithm} private key: {error}") \
+            from None
+
+    def open_one(context: str, name: str, body: bytes) -> bytes:
+        try:
+            return key.open(dict(sealing), context, name, body)
+        except (BadConsumerKey, TamperedCiphertext) as error:
+            raise UsageError(f"--decrypt-key {args.decrypt_key}: {error}") from None
+
+    return open_one
 
 
 def parse_pairs(text: str, option: str) -> dict[str, str]:
@@ -81,13 +114,24 @@ def run_query(args: argparse.Namespace) -> int:
     response = stub.QueryRecords(pb.QueryRecordsRequest(
         resource_code=args.resource, keys=[pb.RecordKey(values=key) for key in _keys(args)]),
         metadata=call_metadata(args))
+    payload = (lambda r: r.payload)  # noqa: E731
+    if response.sealing:
+        from node.services.query import QUERY_AAD, query_context
+        from security.sealing import HEADER_KID
+        open_one = _opener(args, response.sealing)
+        context = query_context(response.request_id, response.sealing.get(HEADER_KID, ""))
+        payload = (lambda r: open_one(context, QUERY_AAD.format(index=r.index), r.payload))  # noqa: E731
     results = [{"index": r.index, "status": pb.KeyResult.Status.Name(r.status), "key_hash": r.key_hash,
-                **({"record_id": r.record_id, "sequence": r.sequence, "record": json.loads(r.payload),
-                    "disputed": r.disputed} if r.status == pb.KeyResult.FOUND else {})} for r in response.results]
+                **({"record_id": r.record_id, "sequence": r.sequence, "record": json.loads(payload(r)),
+                    "disputed": r.disputed}
+                   if r.status == pb.KeyResult.FOUND else {})} for r in response.results]
+    sealed_note = f"; sealed to key {response.sealing.get('x-exnode-enc-kid')}, opened" if response.sealing else ""
+    answered = f"; answered by node {response.answered_by}" if response.answered_by else ""
     if args.json:
-        print_json({"resource": response.resource_code, "grant": response.grant_id, "results": results})
+        print_json({"resource": response.resource_code, "grant": response.grant_id, "sealed": bool(response.sealing),
+                    "answered_by": response.answered_by, "results": results})
         return 0
-    print(f"resource {response.resource_code}, grant {response.grant_id}")
+    print(f"resource {response.resource_code}, grant {response.grant_id}{answered}{sealed_note}")
     for result in results:
         if result["status"] == "FOUND":
             print(f"[{result['index']}] FOUND {result['record_id']}"
@@ -111,23 +155,44 @@ def run_claim(args: argparse.Namespace) -> int:
     verdict = stub.VerifyClaim(pb.VerifyClaimRequest(
         resource_code=args.resource, key=pb.RecordKey(values=parse_pairs(args.key, "--key")), claims=claims),
         metadata=call_metadata(args))
-    document = json.loads(verdict.document)
-    file = {"verdict": document, "signature": base64.b64encode(verdict.signature).decode(),
-            "request": json.loads(verdict.request)}
+    if verdict.sealed:
+        from node.services.query import VERDICT_AAD, verdict_context
+        from security.sealing import HEADER_KID
+        context = verdict_context(verdict.request_id, verdict.sealing.get(HEADER_KID, ""))
+        opened = _opener(args, verdict.sealing)(context, VERDICT_AAD, verdict.sealed)
+        file = json.loads(opened)
+        document = file["verdict"]
+    else:
+        document = json.loads(verdict.document)
+        file = {"verdict": document, "signature": base64.b64encode(verdict.signature).decode(),
+                "request": json.loads(verdict.request)}
+    checked = ""
+    if args.keys is not None:
+        from security.keys import UnusableKey, read_public_keys
+        from security.verdicts import verify_file
+        try:
+            problems = verify_file(file, read_public_keys(args.keys))
+        except UnusableKey as error:
+            raise UsageError(f"--keys {args.keys}: {error}") from None
+        if problems:
+            print(f"verdict refused: {'; '.join(problems)}", file=sys.stderr)
+            return 1
+        checked = f"; signature checked against {args.keys}"
     if args.out is not None:
         args.out.write_text(json.dumps(file, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print_json(file)
         return 0
-    for answer in verdict.answers:
-        print(f"{answer.item}: {_RESULT_NAMES.get(answer.result, 'UNKNOWN')}")
-    if verdict.state:
-        print(f"state: {verdict.state}")
-    if verdict.disputed:
+    for answer in document["answers"]:
+        print(f"{answer['item']}: {answer['result']}")
+    if document.get("state"):
+        print(f"state: {document['state']}")
+    if document.get("disputed"):
         print("disputed: the record answered from is under an open objection (校核纠错)")
-    print(f"verdict signed by node {document['node']} key {verdict.key_id} at {document['at']} "
-          f"(grant {verdict.grant_id}, request {verdict.request_hash[:16]}…)"
-          + (f"; written to {args.out}" if args.out else ""))
+    print(f"verdict signed by node {document['node']} key {document['kid']} at {document['at']} "
+          f"(grant {document['grant']}, request {document['request_hash'][:16]}…)"
+          + (f"; sealed to key {verdict.sealing.get('x-exnode-enc-kid')}, opened" if verdict.sealed else "")
+          + checked + (f"; written to {args.out}" if args.out else ""))
     return 0
 
 

@@ -27,14 +27,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         current().target = f"resource:{request.resource_code}"
         current().detail = f"{len(request.keys)} keys"
         answer = await asyncio.to_thread(self.app.query_records, principal(), request.resource_code,
-                                         [dict(key.values) for key in request.keys])
+                                         [dict(key.values) for key in request.keys], current().request_id)
         current().detail = answer.audit_detail()
-        return pb.QueryRecordsResponse(resource_code=answer.resource_code, grant_id=answer.grant_id, results=[
-            pb.KeyResult(index=a.index, status=pb.KeyResult.FOUND if a.found else pb.KeyResult.NOT_FOUND,
-                         key_hash=a.key_hash, record_id=a.record_id, sequence=a.sequence,
-                         payload=json.dumps(a.payload, ensure_ascii=False).encode() if a.found else b"",
-                         disputed=a.disputed)
-            for a in answer.answers])
+        return pb.QueryRecordsResponse(
+            resource_code=answer.resource_code, grant_id=answer.grant_id, sealing=answer.sealing,
+            request_id=answer.request_id, answered_by=answer.answered_by, results=[
+                pb.KeyResult(index=a.index, status=pb.KeyResult.FOUND if a.found else pb.KeyResult.NOT_FOUND,
+                             key_hash=a.key_hash, record_id=a.record_id, sequence=a.sequence,
+                             payload=(a.sealed or json.dumps(a.payload, ensure_ascii=False).encode()) if a.found
+                             else b"", disputed=a.disputed) for a in answer.answers])
 
     async def VerifyClaim(self, request: pb.VerifyClaimRequest, context: grpc.aio.ServicerContext) -> pb.Verdict:
         current().target = f"resource:{request.resource_code}"
@@ -44,6 +45,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         answer = await asyncio.to_thread(self.app.verify_claim, principal(), asked)
         current().detail = answer.audit_detail()
         document = answer.verdict.document
+        if answer.sealed:  # the verdict file only for the holder of the department's key
+            return pb.Verdict(grant_id=answer.grant.id, key_id=document["kid"], sealing=answer.sealing,
+                              sealed=answer.sealed, request_id=answer.request_id)
         return pb.Verdict(
             answers=[pb.ClaimAnswer(item=item, result=_RESULTS[result]) for item, result in answer.answers],
             state=document["state"], grant_id=answer.grant.id, request_hash=document["request_hash"],

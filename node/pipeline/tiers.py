@@ -284,7 +284,7 @@ class TierApplication:
             if existing is not None and existing.origin_node != origin:
                 owner = f"node {existing.origin_node}" if existing.origin_node else "this node"
                 return Poison(f"catalog entry: {resource.code} from node {origin} is already a resource of {owner}")
-            if uow.catalog.put_foreign(resource, origin, now):
+            if uow.catalog.put_foreign(resource, origin, now, via_node=sender):
                 uow.catalog.append_events([(kind, resource)], now)
                 self.ingest.audit_writer.append_in(uow, [AuditRecord(
                     at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code="",

@@ -64,8 +64,14 @@ class RemoteUnavailable(RemoteRefused):
     code = "UNAVAILABLE"
 
 
+class RemotePrecondition(RemoteRefused):
+    """No route from a relaying node to the node asked (its catalog does not know that node's resource)."""
+
+    code = "FAILED_PRECONDITION"
+
+
 REMOTE_REFUSALS = {kind.code: kind for kind in (RemoteDenied, RemoteInvalid, RemoteExhausted, RemoteNotFound,
-                                               RemoteDeadline, RemoteUnavailable)}
+                                               RemoteDeadline, RemoteUnavailable, RemotePrecondition)}
 
 
 class ExchangeError(ServiceError):

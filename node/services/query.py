@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from catalog import claims as rules
@@ -33,6 +34,7 @@ from security.keyed_hash import KeyHasher
 from security.keys import SigningKey
 from security.masking import masker
 from security.policy import Action, PermissionDenied, Policy, Target
+from security.sealing import ConsumerKey, seal_to, sealing_context
 
 Clock = Callable[[], dt.datetime]
 AUDIT_HASH_CHARS = 16
@@ -48,9 +50,11 @@ class KeyAnswer:
     record_id: str = ""
     sequence: int = 0
     payload: dict[str, Any] = field(default_factory=dict)
-    """The granted items, masked per the grant."""
+    """The granted items, masked per the grant (empty when sealed)."""
     disputed: bool = False
     """校核纠错: the record is under an open objection (served marked, as relay and pull mark it)."""
+    sealed: bytes = b""
+    """The payload's JSON sealed to the consumer's key (``QueryAnswer.sealing``)."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,19 @@ class QueryAnswer:
     resource_code: str
     grant_id: str
     answers: list[KeyAnswer]
+    answered_by: str = ""
+    """The node that answered, when it was another (the grant and the key hashes are that node's)."""
+    sealing: dict[str, str] = field(default_factory=dict)
+    """The sealing headers (security/sealing.py) when the payloads are sealed to the consumer's key."""
+    request_id: str = ""
+    """What the sealing is bound to: context ``query <request_id>``."""
 
     def audit_detail(self) -> str:
         found = sum(1 for a in self.answers if a.found)
         hashes = ",".join(a.key_hash[:AUDIT_HASH_CHARS] for a in self.answers)
-        return f"grant {self.grant_id}; {len(self.answers)} keys, {found} found; key hashes {hashes}"
+        return (f"grant {self.grant_id}; {len(self.answers)} keys, {found} found; key hashes {hashes}"
+                + (f"; answered by node {self.answered_by}" if self.answered_by else "")
+                + (f"; sealed to key {self.sealing.get('x-exnode-enc-kid', '')}" if self.sealing else ""))
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,10 @@ class VerifyAnswer:
     used_today: int
     answered_by: str = ""
     """The node that answered, when it was another (the verdict is that node's)."""
+    sealing: dict[str, str] = field(default_factory=dict)
+    sealed: bytes = b""
+    """The verdict file (verdict, signature, request) sealed to the consumer's key, when it registered one."""
+    request_id: str = ""
 
     @property
     def answers(self) -> list[tuple[str, Answer]]:
@@ -94,7 +110,34 @@ class VerifyAnswer:
         return (f"grant {self.grant.id}; 1 key, hash {self.verdict.document['subject'][:AUDIT_HASH_CHARS]}; "
                 f"{results}" + (f"; state {state}" if state else "")
                 + f"; {self.used_today}/{self.grant.daily_quota} today"
-                + (f"; answered by node {self.answered_by}" if self.answered_by else ""))
+                + (f"; answered by node {self.answered_by}" if self.answered_by else "")
+                + (f"; sealed to key {self.sealing.get('x-exnode-enc-kid', '')}" if self.sealing else ""))
+
+
+QUERY_AAD = "key {index}"
+VERDICT_AAD = "verdict"
+
+
+def query_context(request_id: str, kid: str) -> str:
+    """What a query answer's sealing is bound to (HPKE's info)."""
+    return sealing_context(f"query {request_id}", kid)
+
+
+def verdict_context(request_id: str, kid: str) -> str:
+    return sealing_context(f"verdict {request_id}", kid)
+
+
+def seal_payloads(answers: Sequence[KeyAnswer], key: ConsumerKey, request_id: str
+                  ) -> tuple[list[KeyAnswer], dict[str, str]]:
+    """Each found record's payload sealed to ``key`` (one KEM operation, one AEAD per record)."""
+    seal = seal_to(key, query_context(request_id, key.kid))
+    return [replace(a, payload={}, sealed=seal.seal(QUERY_AAD.format(index=a.index), json.dumps(
+        a.payload, ensure_ascii=False).encode())) if a.found else a for a in answers], seal.headers
+
+
+def _is_local(principal: Principal) -> bool:
+    """A caller of this node's gRPC port (not another node asking for one of its callers)."""
+    return not principal.issuer.startswith("node:")
 
 
 def _beijing_day(now: dt.datetime) -> tuple[str, dt.datetime]:
@@ -121,22 +164,33 @@ class QueryApplication:
         resource another node holds (its ``origin_node``) are asked of that node."""
 
     # -- QueryRecords ---------------------------------------------------------------------------------------
-    def query_records(self, principal: Principal, resource_code: str, keys: Sequence[Mapping[str, str]]
-                      ) -> QueryAnswer:
-        """The current record of each key, masked per the caller's live grant; NOT_FOUND per key."""
+    def query_records(self, principal: Principal, resource_code: str, keys: Sequence[Mapping[str, str]],
+                      request_id: str = "", seal_key: ConsumerKey | None = None) -> QueryAnswer:
+        """The current record of each key, masked per the caller's live grant; NOT_FOUND per key. The
+        payloads are sealed to ``seal_key``, or, for a caller of this node, to the key its department
+        registered here (none: in clear, as relay does)."""
+        request_id = request_id or uuid.uuid4().hex
         meta, origin = self._published_entry(resource_code)
         if origin:
-            raise IllegalTransition("FOREIGN", "query", f"{resource_code} is held by node {origin}: its records are "
-                                    "queried there (QueryRecords is not routed between nodes yet)", what="resource")
+            if self.remote is None:
+                raise IllegalTransition("FOREIGN", "query", f"{resource_code} is held by node {origin}: this node "
+                                        "does not talk to other nodes (no RPC over RabbitMQ)", what="resource")
+            self._check_count(keys)
+            self._hashes(meta, keys)  # a malformed key is refused here, before it travels
+            if seal_key is None and _is_local(principal):
+                seal_key = self.consumer_key(principal.department_code)
+            # its grants and masking; it seals the records, so the broker between carries none in clear
+            return self.remote.query_records(principal, origin, resource_code, keys, seal_key,
+                                             via=self.next_hop(resource_code))
         grant = self.lists.live_grant(principal, resource_code, Action.RECORDS_QUERY)
-        if not keys:
-            raise InvalidField.one("keys", "give at least one key")
-        if len(keys) > rules.MAX_KEYS:
-            raise InvalidField.one("keys", f"{len(keys)} keys, at most {rules.MAX_KEYS} per call")
+        self._check_count(keys)
         hashes = self._hashes(meta, keys)
         with self.uow() as uow:
             found = uow.record_index.current(resource_code, hashes)
             disputed = uow.objections.disputed((r.provider_code, resource_code, r.record_id) for r in found.values())
+            if seal_key is None and _is_local(principal):
+                stored = uow.exchange.consumer_key(principal.department_code)
+                seal_key = ConsumerKey(stored.kid, stored.algorithm, stored.public_pem) if stored else None
         mask = masker(grant.items, grant.masking)
         answers = []
         for index, digest in enumerate(hashes):
@@ -147,7 +201,29 @@ class QueryApplication:
                 answers.append(KeyAnswer(index, digest, True, record.record_id, record.sequence,
                                          mask(json.loads(record.payload)),
                                          (record.provider_code, resource_code, record.record_id) in disputed))
-        return QueryAnswer(resource_code, grant.id, answers)
+        if seal_key is None:
+            return QueryAnswer(resource_code, grant.id, answers, request_id=request_id)
+        sealed, headers = seal_payloads(answers, seal_key, request_id)
+        return QueryAnswer(resource_code, grant.id, sealed, sealing=headers, request_id=request_id)
+
+    def next_hop(self, resource_code: str) -> str:
+        """The node a request about another node's resource is sent to: the lower node its entry came
+        through (the origin itself when that is a direct neighbour)."""
+        with self.uow() as uow:
+            return uow.catalog.route(resource_code)[1]
+
+    def consumer_key(self, department_code: str) -> ConsumerKey | None:
+        """The department's newest live encryption key here, what its answers are sealed to."""
+        with self.uow() as uow:
+            stored = uow.exchange.consumer_key(department_code)
+        return ConsumerKey(stored.kid, stored.algorithm, stored.public_pem) if stored else None
+
+    @staticmethod
+    def _check_count(keys: Sequence[Mapping[str, str]]) -> None:
+        if not keys:
+            raise InvalidField.one("keys", "give at least one key")
+        if len(keys) > rules.MAX_KEYS:
+            raise InvalidField.one("keys", f"{len(keys)} keys, at most {rules.MAX_KEYS} per call")
 
     def _hashes(self, meta: ResourceMetadata, keys: Sequence[Mapping[str, str]]) -> list[str]:
         problems: list[FieldProblem] = []
@@ -192,7 +268,10 @@ class QueryApplication:
         """MATCH / MISMATCH / NO_RECORD per asserted item, in a verdict signed by the node."""
         meta, origin = self._published_entry(request.resource_code)
         if origin and self.remote is not None:
-            return self.remote.verify_claim(principal, origin, request)  # its grants, quota and signature
+            # its grants, quota and signature
+            answer = self.remote.verify_claim(principal, origin, request, via=self.next_hop(request.resource_code))
+            key = self.consumer_key(principal.department_code) if _is_local(principal) else None
+            return self._sealed(answer, key)
         grant = self.lists.live_grant(principal, request.resource_code, Action.RECORDS_VERIFY, GrantKind.VERIFY)
         problems: list[FieldProblem] = []
         try:
@@ -219,6 +298,7 @@ class QueryApplication:
             record = uow.record_index.current(request.resource_code, [digest]).get(digest)
             disputed = record is not None and bool(uow.objections.disputed(
                 [(record.provider_code, request.resource_code, record.record_id)]))
+            stored = uow.exchange.consumer_key(principal.department_code) if _is_local(principal) else None
         payload = json.loads(record.payload) if record is not None else None
         answers = [(c.item, rules.answer(by_name[c.item], c.value, payload.get(c.item)) if payload is not None
                     else Answer.NO_RECORD) for c in request.claims]
@@ -242,7 +322,18 @@ class QueryApplication:
             "state": state.value if state else "",
             "disputed": disputed,
         }
-        return VerifyAnswer(verdicts.sign(document, self.signer), asked, grant, used)
+        answer = VerifyAnswer(verdicts.sign(document, self.signer), asked, grant, used)
+        return self._sealed(answer, ConsumerKey(stored.kid, stored.algorithm, stored.public_pem) if stored else None)
+
+    @staticmethod
+    def _sealed(answer: VerifyAnswer, key: ConsumerKey | None) -> VerifyAnswer:
+        """The verdict file sealed to ``key`` (the request in it holds the asserted values and the key)."""
+        if key is None:
+            return answer
+        request_id = str(answer.verdict.document.get("request_id") or uuid.uuid4().hex)
+        seal = seal_to(key, verdict_context(request_id, key.kid))
+        body = json.dumps(answer.verdict.file(answer.request), ensure_ascii=False).encode()
+        return replace(answer, sealing=seal.headers, sealed=seal.seal(VERDICT_AAD, body), request_id=request_id)
 
     def usage(self, grant_id: str, now: dt.datetime | None = None) -> tuple[int, int]:
         """(verifications, mismatches) of a grant today (tests and the console)."""

@@ -428,14 +428,24 @@ class CatalogRepository:
             self._insert_versions([(resource.code, latest)])
         self._reindex(resource.code, before)
 
-    def put_foreign(self, resource: Resource, origin_node: str, now: dt.datetime) -> bool:
+    def route(self, code: str) -> tuple[str, str]:
+        """(origin node, next hop) of a resource ("" for this node's own): where a request about it goes."""
+        row = self.connection.execute(select(resources.c.origin_node, resources.c.via_node).where(
+            resources.c.code == code)).first()
+        if row is None or not row.origin_node:
+            return "", ""
+        return row.origin_node, row.via_node or row.origin_node
+
+    def put_foreign(self, resource: Resource, origin_node: str, now: dt.datetime, via_node: str = "") -> bool:
         """Store a lower tier's published or retired version as a read-only entry; False when this
-        version in this status is already here (a repeat changes nothing)."""
+        version in this status is already here (a repeat changes nothing). ``via_node``: the lower node it
+        came through, when that is not ``origin_node`` (requests go there)."""
         head = self.connection.execute(select(resources).where(resources.c.code == resource.code)).first()
         before = self._indexed_documents(resource.code)
         values = {"status": resource.status.value, "provider_code": resource.provider_code,
                   "latest_version": resource.latest.version, "published_version": resource.published_version,
-                  "updated_at": now, "retired_at": resource.retired_at, "origin_node": origin_node}
+                  "updated_at": now, "retired_at": resource.retired_at, "origin_node": origin_node,
+                  "via_node": via_node if via_node != origin_node else ""}
         if head is None:
             self.connection.execute(insert(resources).values(code=resource.code, created_at=now, **values))
         elif head.latest_version > resource.latest.version or (

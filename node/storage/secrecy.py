@@ -157,6 +157,18 @@ class Sealer:
         what = f"outbox row {message_id} (batch {batch_id} to {platform})"
         return self._cipher(connection, key_id, what).open(body, outbox_aad(batch_id, platform, consumer_code), what)
 
+    def seal_blob(self, connection: Connection, scope: str, aad: bytes, data: bytes, now: dt.datetime
+                  ) -> tuple[str, bytes]:
+        """(key id, ciphertext) of any row's personal data under ``scope``'s data key of the month."""
+        key_id, cipher = self.active_key(connection, scope, now)
+        return key_id, cipher.seal(data, aad)
+
+    def open_blob(self, connection: Connection, key_id: str | None, aad: bytes, data: bytes, what: str) -> bytes:
+        """``data`` opened (as stored when ``key_id`` is None: a row from before it was sealed)."""
+        if key_id is None:
+            return data
+        return self._cipher(connection, key_id, what).open(data, aad, what)
+
     def identifier_hash(self, connection: Connection, value: str, now: dt.datetime) -> str:
         """The keyed hash an index keeps of a personal identifier (HMAC-SHA-256 or HMAC-SM3 by suite), under
         the node's one index key: stable across KEK rotations (the key is re-wrapped, not replaced)."""

@@ -67,8 +67,11 @@ resources = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("retired_at", UTCDateTime, nullable=True),
     Column("origin_node", String(64), nullable=False, server_default=""),
+    Column("via_node", String(64), nullable=False, server_default=""),
 )
-"""``origin_node`` empty: the node's own resource; else a read-only entry a lower tier published (tiers)."""
+"""``origin_node`` empty: the node's own resource; else a read-only entry a lower tier published (tiers).
+``via_node``: the lower node the entry came from (the next hop of a request to ``origin_node``; empty:
+``origin_node`` itself)."""
 
 resource_versions = Table(
     "resource_versions",
@@ -590,10 +593,12 @@ rpc_answers = Table(
     Column("request_id", String(64), primary_key=True),
     Column("requester_node", String(128), nullable=False),
     Column("answer", LargeBinary, nullable=False),
-    Column("answered_at", UTCDateTime, nullable=False),
+    Column("answered_at", UTCDateTime, nullable=False, index=True),
+    Column("data_key", String(32), nullable=True),
 )
 """Answers to other nodes' requests (``exnode.<node>.rpc``), by request id: a redelivered request gets the
-stored answer and is not processed again (at-most-once)."""
+stored answer and is not processed again (at-most-once). ``answer`` is sealed under the data key
+``data_key`` (scope ``rpc``; none: clear, rows from before 0021); kept for ``checks.retention_days``."""
 
 household_checks = Table(
     "household_checks",
@@ -605,9 +610,11 @@ household_checks = Table(
     Column("purpose", Text, nullable=False),
     Column("authorisation", String(64), nullable=False),
     Column("deadline", UTCDateTime, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("data_key", String(32), nullable=True),
 )
-"""家庭经济状况核对: one row per check; ``members`` JSON [{id_number, name}]."""
+"""家庭经济状况核对: one row per check; ``members`` JSON [{id_number, name}], sealed (base64) under the data
+key ``data_key`` (scope ``checks``; none: clear). Deleted with its targets after ``checks.retention_days``."""
 
 check_targets = Table(
     "check_targets",
@@ -623,5 +630,7 @@ check_targets = Table(
     Column("signature", Text, nullable=False),
     Column("answer", LargeBinary, nullable=True),
     Column("version", Integer, nullable=False),
+    Column("data_key", String(32), nullable=True),
 )
-"""Per check and target: its state and the signed answer as received (kept for the report's evidence)."""
+"""Per check and target: its state and the signed answer as received (kept for the report's evidence).
+``findings`` (base64) and ``answer`` are sealed under ``data_key`` (scope ``checks``; none: clear)."""

@@ -1,20 +1,29 @@
-"""Persistence of the verification grants' daily counters (``verification_usage``)."""
+"""Persistence of the verification grants' daily counters (``verification_usage``) and of the answers
+given to other nodes' requests (``rpc_answers``, sealed at rest)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import delete, select, update
 from sqlalchemy import insert as plain_insert
-from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from node.storage.secrecy import Sealer
 from node.storage.tables import rpc_answers, verification_usage
+
+ANSWER_SCOPE = "rpc"
+
+
+def _answer_aad(request_id: str) -> bytes:
+    return f"exnode rpc answer\x00{request_id}".encode()
 
 
 class VerificationRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, sealer: Sealer | None = None) -> None:
         self.connection = connection
+        self.sealer = sealer
 
     def take(self, grant_id: str, day: str, quota: int) -> int | None:
         """Count one verification of the grant on the day, if the quota allows it: the new count, or None
@@ -46,10 +55,29 @@ class VerificationRepository:
 
     # -- answers to other nodes' requests (at-most-once) ------------------------------------------------
     def stored_answer(self, request_id: str) -> bytes | None:
-        row = self.connection.execute(select(rpc_answers.c.answer).where(
+        row = self.connection.execute(select(rpc_answers.c.answer, rpc_answers.c.data_key).where(
             rpc_answers.c.request_id == request_id)).first()
-        return bytes(row.answer) if row else None
+        if row is None:
+            return None
+        if row.data_key is None or self.sealer is None:
+            return bytes(row.answer)
+        return self.sealer.open_blob(self.connection, row.data_key, _answer_aad(request_id), bytes(row.answer),
+                                     f"the stored answer to request {request_id}")
 
     def store_answer(self, request_id: str, requester_node: str, answer: bytes, now: dt.datetime) -> None:
+        """Sealed under the ``rpc`` scope's data key: the answer holds the records or findings it gave."""
+        key_id = None
+        if self.sealer is not None:
+            key_id, answer = self.sealer.seal_blob(self.connection, ANSWER_SCOPE, _answer_aad(request_id), answer, now)
         self.connection.execute(plain_insert(rpc_answers).values(
-            request_id=request_id, requester_node=requester_node, answer=answer, answered_at=now))
+            request_id=request_id, requester_node=requester_node, answer=answer, answered_at=now, data_key=key_id))
+
+    def purge_answers(self, before: dt.datetime, limit: int = 2000) -> int:
+        """Delete up to ``limit`` stored answers given before ``before`` (a redelivery that late is past any
+        request's deadline: it is answered DEADLINE_EXCEEDED, not from the store)."""
+        c = rpc_answers.c
+        ids = [r.request_id for r in self.connection.execute(select(c.request_id).where(c.answered_at < before)
+                                                              .order_by(c.answered_at).limit(limit))]
+        if ids:
+            self.connection.execute(delete(rpc_answers).where(c.request_id.in_(ids)))
+        return len(ids)

@@ -27,6 +27,7 @@ from security.identity import Principal
 from security.keys import KeyStore, public_keys_document
 from tests.fault.support import AMQP, CONSUMER
 from tests.integration.grpc_node import RunningNode, make_config
+from tests.message_schema import assert_conforms
 
 WANG, LI = "360426199101010071", "11010519491231002X"
 
@@ -66,6 +67,24 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runn
 CENTRE = Principal("核对中心", CONSUMER, frozenset({"consumer"}))
 
 
+def capture(app) -> tuple[list[bytes], list[bytes]]:
+    """Record every request the node publishes and every answer it receives (then pass them on)."""
+    sent: list[bytes] = []
+    received: list[bytes] = []
+    publish, receive = app.publish, app.receive
+
+    def publishing(target: str, body: bytes, correlation: str) -> None:
+        sent.append(body)
+        publish(target, body, correlation)
+
+    def receiving(correlation: str, body: bytes) -> None:
+        received.append(body)
+        receive(correlation, body)
+
+    app.publish, app.receive = publishing, receiving
+    return sent, received
+
+
 def members() -> list[Member]:
     return [Member(WANG, "王芳"), Member(LI.lower(), "李娜")]
 
@@ -82,6 +101,7 @@ def wait_for(predicate, timeout: float = 20.0) -> None:
 def test_a_check_collects_signed_answers_and_completes_at_the_deadline(setup):
     running, names = setup
     app = running.node.checks
+    sent, received = capture(app)
     deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)
     check = app.file_check(CENTRE, members(), "低保申请家庭经济状况核对", "SQ2026-001",
                            [(names["bank"], "银行"), (names["tax"], "税务"), (names["house"], "住建/房产")], deadline)
@@ -89,6 +109,9 @@ def test_a_check_collects_signed_answers_and_completes_at_the_deadline(setup):
     wait_for(lambda: state(names["bank"]).state is TargetState.ANSWERED)
     bank = state(names["bank"])
     assert bank.findings == ({"id_number": WANG, "items": {"存款余额": 52000.5, "理财产品": 0}},) and bank.signature
+    assert len(sent) == 3 and len(received) == 1  # the node's requests and the responder's answer, as published
+    for body in sent + received:
+        assert_conforms(body)
 
     forger = ed25519.Ed25519PrivateKey.generate()  # an answer for the tax office, not signed by its key
     forged = answer_for({"check_id": check.id, "members": []}, {"members": {}}, names["tax"])
@@ -164,3 +187,34 @@ def test_the_cli_files_watches_and_exports_a_check_through_grpc(setup, tmp_path,
     assert main(["check", "file", *client, "--member", f"{WANG}=王芳", "--target", f"{names['bank']}=银行",
                  "--purpose", "低保申请核对"]) == 1
     assert "INVALID_ARGUMENT: authorisation" in capsys.readouterr().err
+
+
+def test_members_findings_and_answers_are_sealed_at_rest_and_deleted_after_the_retention(setup):
+    from sqlalchemy import select
+
+    from node.bootstrap import purge_checks
+    from node.storage.tables import check_targets, household_checks
+
+    running, names = setup
+    app = running.node.checks
+    check = app.file_check(CENTRE, members(), "低保申请家庭经济状况核对", "SQ2026-002", [(names["bank"], "银行")],
+                           dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))
+    wait_for(lambda: app.get_check(CENTRE, check.id).target(names["bank"]).state is TargetState.ANSWERED)
+    with running.node.uow() as uow:
+        rows = [tuple(r) for table in (household_checks, check_targets)
+                for r in uow.connection.execute(select(table).where(
+                    (table.c.id if table is household_checks else table.c.check_id) == check.id))]
+        answer = uow.checks.answer(check.id, names["bank"])
+    blob = repr(rows).encode()
+    for secret in (WANG, LI, "王芳", "李娜", "52000.5"):  # the ID numbers, the names, what the bank holds
+        assert secret.encode() not in blob and secret.encode("unicode_escape") not in blob, secret
+    assert all(r[-1] for r in rows)  # every row names the data key that seals it
+    assert answer is not None and b"52000.5" in answer  # the node opens the answer as received
+    assert app.get_check(CENTRE, check.id).target(names["bank"]).findings[0]["id_number"] == WANG
+
+    now = dt.datetime.now(dt.UTC)
+    assert purge_checks(running.node, now)[0] == 0  # within the retention: kept
+    later = now + dt.timedelta(days=running.config.checks.retention_days, minutes=1)
+    assert purge_checks(running.node, later)[0] >= 1
+    with running.node.uow() as uow:
+        assert uow.checks.get(check.id) is None

@@ -255,3 +255,48 @@ def test_concurrent_verifications_never_exceed_the_quota(node):
     with node.node.uow() as uow:
         assert uow.verifications.usage("SQ-RACE", "2026-12-01") == (50, 50)
     assert ledger.commits < ledger.takes  # concurrent takes shared commits
+
+
+def test_answers_to_a_consumer_with_an_encryption_key_are_sealed_and_the_cli_opens_them(node, tmp_path, capsys):
+    from node.cli import main
+    from security.sealing import ConsumerPrivateKey
+    from tests.integration.test_secrecy_to_consumer import register_encryption_key
+
+    demand(node, items=("姓名", "公民身份号码"))
+    demand(node, "VERIFY", ("姓名",))
+    private = ConsumerPrivateKey.generate()
+    kid = register_encryption_key(node, private)
+    stub = query(node)
+    answer = stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=keys(WANG, NOBODY)))
+    assert answer.sealing["x-exnode-enc-kid"] == kid and answer.request_id
+    found = answer.results[0]
+    assert found.status == pb.KeyResult.FOUND and "王芳".encode() not in found.payload and b"0071" not in found.payload
+    verdict = claim(stub, 姓名="王芳")
+    assert verdict.sealed and not verdict.answers and not verdict.document and not verdict.request
+    assert WANG.encode() not in verdict.sealed
+    entries = node.node.audit.query(AuditFilter(result="OK")).entries
+    assert sum(f"sealed to key {kid}" in e.record.detail for e in entries) == 2
+
+    key_file = tmp_path / "consumer.pem"
+    key_file.write_bytes(private.private_pem)
+    client = ["--server", node.address, "--token", node.token(CONSUMER, ["consumer"])]
+    query_args = ["records", "query", *client, "--resource", LOW_INCOME, "--key", f"公民身份号码={WANG}"]
+    assert main([*query_args, "--json"]) == 2
+    assert f"sealed to your department's encryption key {kid}: give --decrypt-key" in capsys.readouterr().err
+    assert main([*query_args, "--json", "--decrypt-key", str(key_file)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["sealed"] and shown["results"][0]["record"] == {"姓名": "王芳", "公民身份号码": "360426********0071"}
+    other = tmp_path / "other.pem"
+    other.write_bytes(ConsumerPrivateKey.generate().private_pem)
+    assert main([*query_args, "--decrypt-key", str(other)]) == 2
+    assert f"sealed to key '{kid}'" in capsys.readouterr().err
+
+    node_keys = tmp_path / "public-keys.json"
+    node_keys.write_text(json.dumps(public_keys_document(node.node.keys, node.config.node.id)), encoding="utf-8")
+    out = tmp_path / "verdict.json"
+    assert main(["verify", "claim", *client, "--resource", LOW_INCOME, "--key", f"公民身份号码={WANG}",
+                 "--assert", "姓名=王芳", "--decrypt-key", str(key_file), "--keys", str(node_keys),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("姓名: MATCH") and f"sealed to key {kid}, opened; signature checked" in printed
+    assert main(["verdict", "verify", str(out), "--keys", str(node_keys)]) == 0  # the opened file verifies offline

@@ -24,7 +24,16 @@ from node.pipeline import provider_batch
 from node.services.remote import REQUEST_CONTEXT, _open, _sign
 from node.storage.audit_repository import AuditFilter
 from security.keys import KeyStore, public_keys_document
-from tests.fault.support import AMQP, CONSUMER, LOW_INCOME, PROVIDER, Key, as_proto, low_income_record
+from tests.fault.support import (
+    AMQP,
+    CONSUMER,
+    LOW_INCOME,
+    PROVIDER,
+    Key,
+    as_proto,
+    low_income_record,
+    wait_until,
+)
 from tests.integration.grpc_node import RunningNode, make_config
 from tests.integration.test_exchange_relay import register
 
@@ -147,9 +156,12 @@ def test_a_redelivered_request_gets_the_stored_answer_and_an_expired_one_is_neve
 def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_granted_records(pair):
     from catalog.checks import Member, TargetState
     from security.identity import Principal
+    from tests.integration.test_household_check import capture
     from tests.integration.test_query_verify import demand
+    from tests.message_schema import assert_conforms
 
     lower, upper = pair
+    sent, received = capture(upper.node.checks)
     centre = Principal("核对中心", CONSUMER, frozenset({"consumer"}))
     target = [(lower.config.node.id, "民政")]
     deadline = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
@@ -172,15 +184,103 @@ def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_grant
     assert finding["id_number"] == WANG
     assert finding["items"]["城乡最低生活保障对象信息·公民身份号码"] == "360426********0071"  # masked per the grant
     assert finding["items"]["城乡最低生活保障对象信息·月保障金额"] == 1234.5
+    assert len(sent) == 2 and len(received) == 2  # an exnode department speaks the published format too
+    for body in sent + received:
+        assert_conforms(body)
     entries = lower.node.audit.query(AuditFilter(action="rpc/HouseholdCheck")).entries
     assert {e.record.result for e in entries} == {"ANSWERED", "REFUSED"}
 
 
-def test_a_query_for_a_lower_nodes_resource_is_refused_naming_that_node(pair):
+def test_a_query_for_a_lower_nodes_resource_is_answered_by_that_node_masked_per_its_grant(pair):
+    from tests.integration.test_query_verify import demand
+
     lower, upper = pair
     stub = query_pb2_grpc.QueryServiceStub(upper.channel_as(CONSUMER, ["consumer"]))
-    with pytest.raises(grpc.RpcError) as refused:
-        stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
-            pb.RecordKey(values={"公民身份号码": WANG})]), timeout=90)
-    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert f"held by node {lower.config.node.id}" in refused.value.details()
+
+    def ask(*numbers: str) -> pb.QueryRecordsResponse:
+        return stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
+            pb.RecordKey(values={"公民身份号码": number}) for number in numbers]), timeout=90)
+
+    with pytest.raises(grpc.RpcError) as refused:  # the lower node's grants decide, not the upper's
+        ask(WANG)
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert f"node {lower.config.node.id}" in refused.value.details()
+    with pytest.raises(grpc.RpcError) as malformed:  # refused here: a bad key never travels
+        ask("36042619910101007X")
+    assert malformed.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "keys[0]" in malformed.value.details()
+    grant = demand(lower, items=("姓名", "公民身份号码", "月保障金额"))
+    answer = ask(WANG, "110101199003077774")
+    assert answer.grant_id == grant
+    found, missing = answer.results
+    assert found.status == pb.KeyResult.FOUND and missing.status == pb.KeyResult.NOT_FOUND
+    payload = json.loads(found.payload)
+    assert payload["公民身份号码"] == "360426********0071"  # masked per the lower node's grant
+    assert payload["月保障金额"] == 1234.5 and set(payload) == {"姓名", "公民身份号码", "月保障金额"}
+    wait_until(lambda: len(lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries) == 2 and
+               upper.node.audit.query(AuditFilter(action="QueryService/QueryRecords", result="OK")).entries,
+               30, "both nodes' audit entries")  # the audit writer appends after the answer went out
+    answered = lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries
+    assert sorted(e.record.result for e in answered) == ["OK", "PERMISSION_DENIED"]
+    assert all(e.record.peer == f"node:{upper.config.node.id}" for e in answered)
+    assert found.key_hash[:16] in next(e for e in answered if e.record.result == "OK").record.detail
+    asked = upper.node.audit.query(AuditFilter(action="QueryService/QueryRecords", result="OK")).entries
+    assert f"answered by node {lower.config.node.id}" in asked[0].record.detail
+    assert not any(WANG in e.record.detail for e in answered + asked)
+
+
+def test_a_redelivered_query_gets_the_stored_answer_and_an_expired_one_is_never_processed(pair):
+    from tests.integration.test_query_verify import demand
+
+    lower, upper = pair
+    demand(lower, items=("姓名",))
+    now = dt.datetime.now(dt.UTC)
+
+    def request(deadline: dt.datetime) -> bytes:
+        return _sign(REQUEST_CONTEXT, {
+            "format": "exnode-rpc/1", "id": uuid.uuid4().hex, "kind": "query", "from": upper.config.node.id,
+            "to": lower.config.node.id, "deadline": deadline.isoformat(), "consumer": CONSUMER,
+            "subject": "tester", "roles": ["consumer"], "resource": LOW_INCOME, "keys": [{"公民身份号码": WANG}]},
+            upper.node.keys.active, "request")
+
+    handle = lower.node.rpc_responder.handle
+    body = request(now + dt.timedelta(minutes=1))
+    first = handle(body)
+    assert handle(body) == first  # the stored answer, not a second query
+    answer, problem = _open(b"exnode-rpc-answer/1\n", first, "answer", upper.node.peers)
+    assert problem is None and answer["status"] == "OK" and answer["results"][0]["payload"] == {"姓名": "王芳"}
+    late, _ = _open(b"exnode-rpc-answer/1\n", handle(request(now - dt.timedelta(seconds=1))), "answer",
+                    upper.node.peers)
+    assert late["status"] == "DEADLINE_EXCEEDED" and "results" not in late
+    wait_until(lambda: len(lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries) >= 2, 30,
+               "the answering node's audit entries")
+    entries = lower.node.audit.query(AuditFilter(action="rpc/QueryRecords")).entries
+    assert sorted(e.record.result for e in entries) == ["DEADLINE_EXCEEDED", "OK"]  # one each: the redelivery is not
+
+
+def test_a_routed_query_for_a_consumer_with_an_encryption_key_crosses_the_broker_sealed(pair):
+    from sqlalchemy import select
+
+    from node.services.query import QUERY_AAD, query_context
+    from node.storage.tables import rpc_answers
+    from security.sealing import ConsumerPrivateKey
+    from tests.integration.test_query_verify import demand
+    from tests.integration.test_secrecy_to_consumer import register_encryption_key
+
+    lower, upper = pair
+    demand(lower, items=("姓名", "公民身份号码"))
+    verification_grant(lower, ("姓名",))
+    private = ConsumerPrivateKey.generate()
+    kid = register_encryption_key(upper, private)  # registered where the consumer calls: the upper node
+    stub = query_pb2_grpc.QueryServiceStub(upper.channel_as(CONSUMER, ["consumer"]))
+    answer = stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
+        pb.RecordKey(values={"公民身份号码": WANG})]), timeout=90)
+    assert answer.answered_by == lower.config.node.id and answer.sealing["x-exnode-enc-kid"] == kid
+    (found,) = answer.results
+    opened = private.open(dict(answer.sealing), query_context(answer.request_id, kid), QUERY_AAD.format(index=0),
+                          found.payload)
+    assert json.loads(opened) == {"姓名": "王芳", "公民身份号码": "360426********0071"}
+    with lower.node.uow() as uow:  # what the lower node sent over the broker (and keeps for redeliveries)
+        stored = [bytes(r.answer) for r in uow.connection.execute(select(rpc_answers.c.answer))]
+    assert stored and not any("王芳".encode() in body or b"0071" in body for body in stored)
+    verdict = claim(upper, 姓名="王芳")  # the upper node checks the lower node's verdict, then seals it
+    assert verdict.sealed and not verdict.answers

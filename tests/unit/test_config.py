@@ -48,3 +48,11 @@ def test_a_log_format_other_than_json_or_text_is_named_with_the_file(tmp_path: P
     (tmp_path / "exnode.toml").write_text('[server]\nlog_format = "xml"\n')
     with pytest.raises(ConfigError, match=r"exnode\.toml: server\.log_format = 'xml'"):
         load_config(tmp_path, environ={})
+
+
+def test_the_checks_retention_is_configured_and_a_zero_one_is_named(tmp_path: Path):
+    (tmp_path / "exnode.toml").write_text(render_config("mca", "n", ""), encoding="utf-8")
+    assert load_config(tmp_path, environ={}).checks.retention_days == 90
+    assert load_config(tmp_path, environ={"EXNODE_CHECKS_RETENTION_DAYS": "30"}).checks.retention_days == 30
+    with pytest.raises(ConfigError, match="EXNODE_CHECKS_RETENTION_DAYS.*checks.retention_days = 0"):
+        load_config(tmp_path, environ={"EXNODE_CHECKS_RETENTION_DAYS": "0"})

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65xnode/v1/query.proto\x12\texnode.v1\"l\n\tRecordKey\x12\x30\n\x06values\x18\x01 \x03(\x0b\x32 .exnode.v1.RecordKey.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"P\n\x13QueryRecordsRequest\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12\"\n\x04keys\x18\x02 \x03(\x0b\x32\x14.exnode.v1.RecordKey\"\xdd\x01\n\tKeyResult\x12\r\n\x05index\x18\x01 \x01(\r\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.exnode.v1.KeyResult.Status\x12\x10\n\x08key_hash\x18\x03 \x01(\t\x12\x11\n\trecord_id\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x12\x10\n\x08\x64isputed\x18\x07 \x01(\x08\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\t\n\x05\x46OUND\x10\x01\x12\r\n\tNOT_FOUND\x10\x02\"f\n\x14QueryRecordsResponse\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12\x10\n\x08grant_id\x18\x02 \x01(\t\x12%\n\x07results\x18\x03 \x03(\x0b\x32\x14.exnode.v1.KeyResult\"+\n\x0c\x41ssertedItem\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"w\n\x12VerifyClaimRequest\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12!\n\x03key\x18\x02 \x01(\x0b\x32\x14.exnode.v1.RecordKey\x12\'\n\x06\x63laims\x18\x03 \x03(\x0b\x32\x17.exnode.v1.AssertedItem\"C\n\x0b\x43laimAnswer\x12\x0c\n\x04item\x18\x01 \x01(\t\x12&\n\x06result\x18\x02 \x01(\x0e\x32\x16.exnode.v1.ClaimResult\"\xc1\x01\n\x07Verdict\x12\'\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x16.exnode.v1.ClaimAnswer\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08grant_id\x18\x03 \x01(\t\x12\x14\n\x0crequest_hash\x18\x04 \x01(\t\x12\x10\n\x08\x64ocument\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x0e\n\x06key_id\x18\x07 \x01(\t\x12\x0f\n\x07request\x18\x08 \x01(\x0c\x12\x10\n\x08\x64isputed\x18\t \x01(\x08*S\n\x0b\x43laimResult\x12\x1c\n\x18\x43LAIM_RESULT_UNSPECIFIED\x10\x00\x12\t\n\x05MATCH\x10\x01\x12\x0c\n\x08MISMATCH\x10\x02\x12\r\n\tNO_RECORD\x10\x03\x32\xa1\x01\n\x0cQueryService\x12O\n\x0cQueryRecords\x12\x1e.exnode.v1.QueryRecordsRequest\x1a\x1f.exnode.v1.QueryRecordsResponse\x12@\n\x0bVerifyClaim\x12\x1d.exnode.v1.VerifyClaimRequest\x1a\x12.exnode.v1.Verdictb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65xnode/v1/query.proto\x12\texnode.v1\"l\n\tRecordKey\x12\x30\n\x06values\x18\x01 \x03(\x0b\x32 .exnode.v1.RecordKey.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"P\n\x13QueryRecordsRequest\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12\"\n\x04keys\x18\x02 \x03(\x0b\x32\x14.exnode.v1.RecordKey\"\xdd\x01\n\tKeyResult\x12\r\n\x05index\x18\x01 \x01(\r\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.exnode.v1.KeyResult.Status\x12\x10\n\x08key_hash\x18\x03 \x01(\t\x12\x11\n\trecord_id\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x12\x10\n\x08\x64isputed\x18\x07 \x01(\x08\":\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\t\n\x05\x46OUND\x10\x01\x12\r\n\tNOT_FOUND\x10\x02\"\xfe\x01\n\x14QueryRecordsResponse\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12\x10\n\x08grant_id\x18\x02 \x01(\t\x12%\n\x07results\x18\x03 \x03(\x0b\x32\x14.exnode.v1.KeyResult\x12=\n\x07sealing\x18\x04 \x03(\x0b\x32,.exnode.v1.QueryRecordsResponse.SealingEntry\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x13\n\x0b\x61nswered_by\x18\x06 \x01(\t\x1a.\n\x0cSealingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x0c\x41ssertedItem\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"w\n\x12VerifyClaimRequest\x12\x15\n\rresource_code\x18\x01 \x01(\t\x12!\n\x03key\x18\x02 \x01(\x0b\x32\x14.exnode.v1.RecordKey\x12\'\n\x06\x63laims\x18\x03 \x03(\x0b\x32\x17.exnode.v1.AssertedItem\"C\n\x0b\x43laimAnswer\x12\x0c\n\x04item\x18\x01 \x01(\t\x12&\n\x06result\x18\x02 \x01(\x0e\x32\x16.exnode.v1.ClaimResult\"\xc7\x02\n\x07Verdict\x12\'\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x16.exnode.v1.ClaimAnswer\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08grant_id\x18\x03 \x01(\t\x12\x14\n\x0crequest_hash\x18\x04 \x01(\t\x12\x10\n\x08\x64ocument\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x0e\n\x06key_id\x18\x07 \x01(\t\x12\x0f\n\x07request\x18\x08 \x01(\x0c\x12\x30\n\x07sealing\x18\t \x03(\x0b\x32\x1f.exnode.v1.Verdict.SealingEntry\x12\x0e\n\x06sealed\x18\n \x01(\x0c\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12\x10\n\x08\x64isputed\x18\x0c \x01(\x08\x1a.\n\x0cSealingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*S\n\x0b\x43laimResult\x12\x1c\n\x18\x43LAIM_RESULT_UNSPECIFIED\x10\x00\x12\t\n\x05MATCH\x10\x01\x12\x0c\n\x08MISMATCH\x10\x02\x12\r\n\tNO_RECORD\x10\x03\x32\xa1\x01\n\x0cQueryService\x12O\n\x0cQueryRecords\x12\x1e.exnode.v1.QueryRecordsRequest\x1a\x1f.exnode.v1.QueryRecordsResponse\x12@\n\x0bVerifyClaim\x12\x1d.exnode.v1.VerifyClaimRequest\x1a\x12.exnode.v1.Verdictb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECORDKEY_VALUESENTRY']._loaded_options = None
   _globals['_RECORDKEY_VALUESENTRY']._serialized_options = b'8\001'
-  _globals['_CLAIMRESULT']._serialized_start=987
-  _globals['_CLAIMRESULT']._serialized_end=1070
+  _globals['_QUERYRECORDSRESPONSE_SEALINGENTRY']._loaded_options = None
+  _globals['_QUERYRECORDSRESPONSE_SEALINGENTRY']._serialized_options = b'8\001'
+  _globals['_VERDICT_SEALINGENTRY']._loaded_options = None
+  _globals['_VERDICT_SEALINGENTRY']._serialized_options = b'8\001'
+  _globals['_CLAIMRESULT']._serialized_start=1274
+  _globals['_CLAIMRESULT']._serialized_end=1357
   _globals['_RECORDKEY']._serialized_start=36
   _globals['_RECORDKEY']._serialized_end=144
   _globals['_RECORDKEY_VALUESENTRY']._serialized_start=99
@@ -45,16 +49,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEYRESULT']._serialized_end=450
   _globals['_KEYRESULT_STATUS']._serialized_start=392
   _globals['_KEYRESULT_STATUS']._serialized_end=450
-  _globals['_QUERYRECORDSRESPONSE']._serialized_start=452
-  _globals['_QUERYRECORDSRESPONSE']._serialized_end=554
-  _globals['_ASSERTEDITEM']._serialized_start=556
-  _globals['_ASSERTEDITEM']._serialized_end=599
-  _globals['_VERIFYCLAIMREQUEST']._serialized_start=601
-  _globals['_VERIFYCLAIMREQUEST']._serialized_end=720
-  _globals['_CLAIMANSWER']._serialized_start=722
-  _globals['_CLAIMANSWER']._serialized_end=789
-  _globals['_VERDICT']._serialized_start=792
-  _globals['_VERDICT']._serialized_end=985
-  _globals['_QUERYSERVICE']._serialized_start=1073
-  _globals['_QUERYSERVICE']._serialized_end=1234
+  _globals['_QUERYRECORDSRESPONSE']._serialized_start=453
+  _globals['_QUERYRECORDSRESPONSE']._serialized_end=707
+  _globals['_QUERYRECORDSRESPONSE_SEALINGENTRY']._serialized_start=661
+  _globals['_QUERYRECORDSRESPONSE_SEALINGENTRY']._serialized_end=707
+  _globals['_ASSERTEDITEM']._serialized_start=709
+  _globals['_ASSERTEDITEM']._serialized_end=752
+  _globals['_VERIFYCLAIMREQUEST']._serialized_start=754
+  _globals['_VERIFYCLAIMREQUEST']._serialized_end=873
+  _globals['_CLAIMANSWER']._serialized_start=875
+  _globals['_CLAIMANSWER']._serialized_end=942
+  _globals['_VERDICT']._serialized_start=945
+  _globals['_VERDICT']._serialized_end=1272
+  _globals['_VERDICT_SEALINGENTRY']._serialized_start=661
+  _globals['_VERDICT_SEALINGENTRY']._serialized_end=707
+  _globals['_QUERYSERVICE']._serialized_start=1360
+  _globals['_QUERYSERVICE']._serialized_end=1521
 # @@protoc_insertion_point(module_scope)

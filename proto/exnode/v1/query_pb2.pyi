@@ -66,14 +66,27 @@ class KeyResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[KeyResult.Status, str]] = ..., key_hash: _Optional[str] = ..., record_id: _Optional[str] = ..., sequence: _Optional[int] = ..., payload: _Optional[bytes] = ..., disputed: _Optional[bool] = ...) -> None: ...
 
 class QueryRecordsResponse(_message.Message):
-    __slots__ = ("resource_code", "grant_id", "results")
+    __slots__ = ("resource_code", "grant_id", "results", "sealing", "request_id", "answered_by")
+    class SealingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SEALING_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
     resource_code: str
     grant_id: str
     results: _containers.RepeatedCompositeFieldContainer[KeyResult]
-    def __init__(self, resource_code: _Optional[str] = ..., grant_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[KeyResult, _Mapping]]] = ...) -> None: ...
+    sealing: _containers.ScalarMap[str, str]
+    request_id: str
+    answered_by: str
+    def __init__(self, resource_code: _Optional[str] = ..., grant_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[KeyResult, _Mapping]]] = ..., sealing: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ..., answered_by: _Optional[str] = ...) -> None: ...
 
 class AssertedItem(_message.Message):
     __slots__ = ("item", "value")
@@ -102,7 +115,14 @@ class ClaimAnswer(_message.Message):
     def __init__(self, item: _Optional[str] = ..., result: _Optional[_Union[ClaimResult, str]] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("answers", "state", "grant_id", "request_hash", "document", "signature", "key_id", "request", "disputed")
+    __slots__ = ("answers", "state", "grant_id", "request_hash", "document", "signature", "key_id", "request", "sealing", "sealed", "request_id", "disputed")
+    class SealingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     GRANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +131,9 @@ class Verdict(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SEALING_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DISPUTED_FIELD_NUMBER: _ClassVar[int]
     answers: _containers.RepeatedCompositeFieldContainer[ClaimAnswer]
     state: str
@@ -120,5 +143,8 @@ class Verdict(_message.Message):
     signature: bytes
     key_id: str
     request: bytes
+    sealing: _containers.ScalarMap[str, str]
+    sealed: bytes
+    request_id: str
     disputed: bool
-    def __init__(self, answers: _Optional[_Iterable[_Union[ClaimAnswer, _Mapping]]] = ..., state: _Optional[str] = ..., grant_id: _Optional[str] = ..., request_hash: _Optional[str] = ..., document: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ..., request: _Optional[bytes] = ..., disputed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, answers: _Optional[_Iterable[_Union[ClaimAnswer, _Mapping]]] = ..., state: _Optional[str] = ..., grant_id: _Optional[str] = ..., request_hash: _Optional[str] = ..., document: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ..., request: _Optional[bytes] = ..., sealing: _Optional[_Mapping[str, str]] = ..., sealed: _Optional[bytes] = ..., request_id: _Optional[str] = ..., disputed: _Optional[bool] = ...) -> None: ...
