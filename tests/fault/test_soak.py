@@ -15,7 +15,6 @@ import shutil
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.fault.support import (
     Key,
     ServedNode,
     exnode,
+    metric,
     platforms_toml,
     set_up_exchange,
     wait_until,
@@ -39,15 +39,6 @@ DURATION_S = float(os.environ.get("EXNODE_SOAK_S", "900"))
 KILL_EVERY_S = float(os.environ.get("EXNODE_SOAK_KILL_S", "300"))
 RATE = float(os.environ.get("EXNODE_SOAK_RATE", "2000"))
 BATCH = 250
-
-
-def metric(node: ServedNode, name: str) -> float:
-    """One gauge from the node's Prometheus endpoint (the test never locks the node's database)."""
-    with urllib.request.urlopen(f"http://{node.metrics_address}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def process_tree(pid: int) -> list[int]:
