@@ -1,6 +1,6 @@
 """The image, for real: the Dockerfile is built by a Docker engine on this machine and the container run
 against the local broker and database. Image registries cannot be reached, so the base image is made from
-Debian's packages (ops/container/local-base.sh: debootstrap of bookworm with its python3) and passed as
+Debian's packages (ops/container/local-base.sh: mmdebstrap of bookworm with its python3) and passed as
 ``--build-arg BASE``; the engine is Debian's docker.io (ops/container/ci-engine.sh installs and starts it).
 The container must report healthy through its own HEALTHCHECK, and ``exnode health`` inside it must say the
 node is ready. An engine that cannot start fails this test with its reason; it does not skip.

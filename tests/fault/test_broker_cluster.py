@@ -141,7 +141,7 @@ def one_round(served: ServedNode, cluster: RabbitCluster, link: Proxy, subscribe
         assert link.cuts == 0, "the proxy closed a connection: not a silent partition"
         detected = served.log.read_text(encoding="utf-8", errors="replace").count("AMQPHeartbeatTimeout")
         assert detected, f"no worker of the node saw its heartbeats missed: {served.log_tail()}"
-        recovery += f"; {detected} broker links given up on missed heartbeats"
+        recovery += f"; {detected} log lines of broker links given up on missed heartbeats"
         link.flow()
     elif not last:
         cluster.restart(leader)  # it rejoins before the next node is lost
