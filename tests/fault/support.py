@@ -152,6 +152,11 @@ class Ingestor:
         self.streams = 0
         self.failure: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._finish = threading.Event()
+
+    def finish(self) -> None:
+        """Send no further batch: the stream ends once the node answered what was sent (a soak's time is up)."""
+        self._finish.set()
 
     def record_numbers(self, index: int) -> range:
         start = self.first + index * self.size
@@ -189,7 +194,7 @@ class Ingestor:
     def run(self) -> None:
         self._started = time.monotonic()
         deadline = time.monotonic() + self.deadline_s
-        while len(self.answered) < self.batches:
+        while len(self.answered) < self.batches and not self._finish.is_set():
             if time.monotonic() > deadline:
                 raise AssertionError(f"{len(self.answered)}/{self.batches} batches answered in {self.deadline_s} s; "
                                      f"interruptions: {self.interruptions[-5:]}")
@@ -200,6 +205,8 @@ class Ingestor:
             def requests(start: int = start, stream: int = stream, sent: dict[str, int] = sent
                          ) -> Iterator[pb.RecordBatch]:
                 for index in range(start, self.batches):
+                    if self._finish.is_set():
+                        return
                     if self.pace_s:
                         time.sleep(self.pace_s)
                     if self.records_per_s:

@@ -2,7 +2,9 @@
 a three-node RabbitMQ cluster, two competing consumers on the platform's queue, and the broker node leading
 that queue killed with SIGKILL every 5 minutes (started again 30 s later). Every minute the node's RSS
 (its process and the dispatcher's), its open file descriptors and the outbox's oldest pending age are
-printed; they must stay flat, and nothing acknowledged may be lost.
+printed; they must stay flat, and nothing acknowledged may be lost. The provider stops when the time is
+up; that the node took the asked rate (95 % of it) is checked last, so that a saturated machine still
+shows what was lost and how the figures went.
 
     .venv/bin/python -m pytest -m soak -s tests/fault/test_soak.py
     EXNODE_SOAK_S=180 EXNODE_SOAK_KILL_S=60 .venv/bin/python -m pytest -m soak -s tests/fault/test_soak.py  # short
@@ -99,13 +101,15 @@ def test_soak_at_2000_records_per_s_with_a_broker_node_killed_every_5_minutes(tm
         batches = int(DURATION_S * RATE / BATCH)
         provider = Ingestor(lambda: served.channel_as(PROVIDER, ("provider",)), key, batches=batches, size=BATCH,
                             tag=f"s{uuid.uuid4().hex[:5]}", records_per_s=RATE,
-                            deadline_s=DURATION_S + 600).start()
+                            deadline_s=DURATION_S + 300).start()
         started = time.monotonic()
         next_kill, next_sample = started + KILL_EVERY_S, started + 60
         samples: list[tuple[float, float, int, float]] = []
         restarts: list[threading.Thread] = []
         while provider.running():
             now = time.monotonic()
+            if now >= started + DURATION_S:
+                provider.finish()  # the time is up, whether or not the node kept the rate
             if now >= next_kill and restarts and restarts[-1].is_alive():
                 next_kill = now + 5  # the node killed last is not back yet: never two down at once
             elif now >= next_kill:
@@ -132,21 +136,26 @@ def test_soak_at_2000_records_per_s_with_a_broker_node_killed_every_5_minutes(tm
                       f"acknowledged={len(provider.answered) * BATCH} delivered={delivered}", flush=True)
                 next_sample = now + 60
             time.sleep(1)
-        provider.join(60)
+        provider.join(120)
+        sending_s = time.monotonic() - started
         for thread in restarts:
             thread.join(300)
         acknowledged = provider.acknowledged_ids()
         wait_until(lambda: acknowledged <= set().union(*(set(s.ids) for s in subscribers)), 600,
                    "not everything acknowledged was delivered")
         delivered = set().union(*(set(s.ids) for s in subscribers))
+        achieved = len(acknowledged) / sending_s
         print(f"soak: acknowledged={len(acknowledged)} delivered={len(delivered & acknowledged)} "
-              f"lost={len(acknowledged - delivered)} in {time.monotonic() - started:.0f} s")
+              f"lost={len(acknowledged - delivered)} in {time.monotonic() - started:.0f} s; ingest "
+              f"{achieved:.0f} records/s of {RATE:.0f} asked over {sending_s:.0f} s")
         assert acknowledged == delivered
         if len(samples) >= 3:
             baseline = samples[1]
             assert max(s[1] for s in samples[1:]) < baseline[1] * 1.5 + 50, f"RSS grew: {samples}"
             assert max(s[2] for s in samples[1:]) < baseline[2] + 50, f"file descriptors grew: {samples}"
             assert max(s[3] for s in samples) < 120, f"the outbox fell behind: {samples}"
+        assert achieved >= 0.95 * RATE, (f"the node took {achieved:.0f} records/s, not the {RATE:.0f} asked "
+                                         f"(nothing was lost; a saturated machine, or a bottleneck)")
     finally:
         for subscriber in subscribers:
             subscriber.stop()
