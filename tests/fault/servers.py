@@ -295,7 +295,11 @@ class RabbitCluster:
         for node in self.nodes:
             if node not in self.processes:
                 continue
-            out = self.ctl(node, "list_queues", "name", "leader", "--formatter", "json", "--quiet", check=False)
+            try:  # a node that just rejoined may not answer for a while on a loaded machine: ask the next
+                out = self.ctl(node, "list_queues", "name", "leader", "--formatter", "json", "--quiet",
+                               check=False, timeout=60)
+            except subprocess.TimeoutExpired:
+                continue
             with contextlib.suppress(ValueError):
                 for row in json.loads(out):
                     if row.get("name") == queue:
