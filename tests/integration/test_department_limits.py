@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import grpc
 import pytest
 from exnode.v1 import catalog_pb2 as pb
-from exnode.v1 import catalog_pb2_grpc
+from exnode.v1 import catalog_pb2_grpc, exchange_pb2_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -171,3 +171,23 @@ def test_the_console_holds_a_department_to_the_same_request_rate_with_429_and_re
         serving.terminate()
         serving.wait(30)
         log.close()
+
+
+def test_ingest_and_pull_streams_count_against_the_same_department_bound(tmp_path: Path):
+    """IngestStream and Pull (both bidirectional) are streams like WatchCatalog: a department holding its
+    bound of watches gets neither, with the same refusal."""
+    running = RunningNode(make_config(tmp_path / "node", department_max_streams=2))
+    load_sample(running.node)
+    try:
+        watches = [watch(running, OTHER), watch(running, OTHER)]
+        exchange = exchange_pb2_grpc.ExchangeServiceStub(running.channel_as(OTHER, ("provider", "consumer")))
+        for name, call in (("IngestStream", exchange.IngestStream), ("Pull", exchange.Pull)):
+            with pytest.raises(grpc.RpcError) as refused:
+                next(iter(call(iter(()), timeout=30)))
+            assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, (name, refused.value)
+            assert "server.department_max_streams" in refused.value.details(), (name, refused.value.details())
+            assert retry_delay_s(refused.value) > 0
+        for stream in watches:
+            stream.cancel()
+    finally:
+        running.close()
