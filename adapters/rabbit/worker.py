@@ -183,7 +183,8 @@ class ConnectionWorker:
     def parameters(self, url: str) -> pika.URLParameters:
         """The worker's connection settings. A ``heartbeat`` the URL names (``?heartbeat=10``) is kept: it
         bounds how long a link that silently stops passing bytes (a partition, not a refused connection)
-        goes unnoticed, about twice the heartbeat plus 5 s, and a deployment may want that shorter."""
+        goes unnoticed: pika checks every heartbeat + 5 s and gives up after one whole check interval without
+        a byte, so between one and two such intervals; a deployment may want that shorter."""
         params = pika.URLParameters(url)
         if "heartbeat" not in parse_qs(urlsplit(url).query):
             params.heartbeat = self.heartbeat_s

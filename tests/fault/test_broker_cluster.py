@@ -50,7 +50,8 @@ BATCH = 250
 ROUNDS = (("partition", 28), ("kill the leader", 26), ("kill the next leader", 26))
 """Each round: its fault and the batches ingested in it (80 batches, 20,000 records in all)."""
 HEARTBEAT_S = 5
-"""The node's AMQP heartbeat (in its broker URLs): pika gives up on a silent link after 5-10 s + 5 s."""
+"""The node's AMQP heartbeat (in its broker URLs): pika gives up on a silent link after 10-20 s (one to two
+checks of heartbeat + 5 s)."""
 PACE_S = 0.1
 """The provider's pause between batches (at most 2,500 records/s): the relay is still running at the fault."""
 
