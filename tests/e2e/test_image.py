@@ -5,8 +5,8 @@ Debian's packages (ops/container/local-base.sh: mmdebstrap of bookworm with its 
 The container must report healthy through its own HEALTHCHECK, and ``exnode health`` inside it must say the
 node is ready. An engine that cannot start fails this test with its reason; it does not skip.
 
-Cost here: the base ~6 min the first time (cached as the image exnode-base:bookworm afterwards), the build
-~2-3 min (its layers cached after), the run ~30 s."""
+Cost here: the base ~3.5-5.5 min the first time (mmdebstrap; cached as the image exnode-base:bookworm
+afterwards), the build ~2.5-3.5 min (its layers cached after), the run ~30 s."""
 
 from __future__ import annotations
 
