@@ -42,7 +42,8 @@ class ServerSection:
     department_max_streams: int = 64
     """Open streams (IngestStream, Pull, WatchCatalog, exports) one department may hold at once; 0: no limit."""
     department_requests_per_s: float = 0.0
-    """Requests per second one department may send (a token bucket of ``department_burst``); 0: no limit."""
+    """Requests per second one department may send to the gRPC port, and to the console (a bucket each, of
+    ``department_burst``); 0: no limit."""
     department_burst: int = 200
     allow_plain_links: bool = False
     """Start although the broker or the database is reached over plain TCP on a host other than loopback

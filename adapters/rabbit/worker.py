@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pika
 import pika.exceptions
@@ -181,8 +181,13 @@ class ConnectionWorker:
         """Make a running session return soon (called from another thread by ``stop``)."""
 
     def parameters(self, url: str) -> pika.URLParameters:
+        """The worker's connection settings. A ``heartbeat`` the URL names (``?heartbeat=10``) is kept: it
+        bounds how long a link that silently stops passing bytes (a partition, not a refused connection)
+        goes unnoticed: pika checks every heartbeat + 5 s and gives up after one whole check interval without
+        a byte, so between one and two such intervals; a deployment may want that shorter."""
         params = pika.URLParameters(url)
-        params.heartbeat = self.heartbeat_s
+        if "heartbeat" not in parse_qs(urlsplit(url).query):
+            params.heartbeat = self.heartbeat_s
         params.blocked_connection_timeout = self.blocked_connection_timeout_s
         params.connection_attempts = 1
         params.socket_timeout = 5

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import hmac
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -30,7 +31,8 @@ from starlette.staticfiles import StaticFiles
 from node.bootstrap import Node
 from node.config import ConsoleSection
 from node.grpc.errors import status_for
-from node.services.errors import AuditUnavailable
+from node.grpc.limits import DepartmentLimits
+from node.services.errors import AuditUnavailable, Throttled
 from security.audit import AuditRecord
 from security.identity import ROLES, AuthenticationError, Principal, issue_dev_token
 from security.policy import AUDIT_TRAIL, CATALOG, NODE_STATE, Action, PermissionDenied, Target
@@ -116,6 +118,11 @@ class Console:
             Route("/favicon.ico", lambda request: Response(status_code=204)),
         ]
         self.dev = node.config.auth.trust_dev_issuer
+        server = node.config.server
+        self.limits = DepartmentLimits(max_streams=0, rate_per_s=server.department_requests_per_s,
+                                       burst=server.department_burst)
+        """The gRPC port's per-department request rate, applied to the console's pages too (a bucket of its
+        own): a department's script scraping the console cannot take the node from the others either."""
         self.last_verification: tuple[float, Any] | None = None
 
     # -- assembly ---------------------------------------------------------------------------------------
@@ -141,7 +148,9 @@ class Console:
         context = Context(session.principal, request_id, session, node=self.node)
         form: FormData | None = None
         status, result, detail, page = 200, "OK", "", None
+        retry_after = ""
         try:
+            self.limits.admit(session.principal.department_code)
             if request.method == "POST":
                 form = await request.form()
                 if not hmac.compare_digest(str(form.get("csrf_token", "")), session.csrf_token):
@@ -158,13 +167,18 @@ class Console:
                 status, result, detail = HTTP_STATUS.get(code, 400), code.name, str(error)
                 if isinstance(error, PermissionDenied):
                     detail = error.reason
+                if isinstance(error, Throttled):  # Too Many Requests, and when to come back
+                    status, retry_after = 429, str(max(1, math.ceil(error.retry_after_s)))
         try:
             await self.audit(context, request, rpc, result, detail)
         except AuditUnavailable as error:
             return self.render("error.html", {"status": 503, "message": str(error)}, context, status=503)
         if page is None:
-            return self.render("error.html", {"status": status, "message": detail, "result": result}, context,
-                               status=status)
+            refused = self.render("error.html", {"status": status, "message": detail, "result": result}, context,
+                                  status=status)
+            if retry_after:
+                refused.headers["retry-after"] = retry_after
+            return refused
         if page.flash:
             session.flash.append(page.flash)
         if page.redirect:

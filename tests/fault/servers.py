@@ -186,6 +186,7 @@ class RabbitCluster:
                 "RABBITMQ_PID_FILE": str(self.root / f"{short}.pid"),
                 "RABBITMQ_SERVER_ERL_ARGS": "+S 1:1 +A 4 -kernel inet_dist_use_interface {127,0,0,1}",
                 "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+                "ERL_CRASH_DUMP": str(self.root / f"{short}.erl_crash.dump"),  # not in the test's cwd
                 "ERL_FLAGS": ""}
 
     def ctl(self, node: str, *args: str, timeout: float = 120, check: bool = True) -> str:
@@ -196,8 +197,24 @@ class RabbitCluster:
                                             f"{result.stderr[-2000:]}{result.stdout[-1000:]}")
         return result.stdout
 
-    def boot(self, node: str) -> None:
-        """Start one node's VM and wait until its AMQP listener is up."""
+    PORT_TAKEN = ("dist_port_already_used", "eaddrinuse")
+    """What a VM's log says when a port picked free was taken before it bound it (other tests of a
+    shared machine pick ports too)."""
+
+    def boot(self, node: str, *, new_ports: int = 0) -> None:
+        """Start one node's VM and wait until its AMQP listener is up. On a first boot (``new_ports``
+        tries), a port taken since it was picked is picked again; a restarted node keeps its AMQP port,
+        which the node under test was given."""
+        for attempt in range(new_ports + 1):
+            try:
+                self._boot_once(node)
+                return
+            except AssertionError as error:
+                if attempt == new_ports or not any(taken in str(error).lower() for taken in self.PORT_TAKEN):
+                    raise
+                self.ports[node], self.dist_ports[node] = free_port(), free_port()
+
+    def _boot_once(self, node: str) -> None:
         short = node.split("@")[0]
         (self.root / f"{short}.conf").write_text(
             "loopback_users = none\nlog.console = false\nlog.file.level = warning\n"
@@ -242,7 +259,7 @@ class RabbitCluster:
 
         def boot(node: str) -> None:
             try:
-                self.boot(node)
+                self.boot(node, new_ports=3)
             except BaseException as error:
                 failures.append(error)
 
@@ -278,7 +295,11 @@ class RabbitCluster:
         for node in self.nodes:
             if node not in self.processes:
                 continue
-            out = self.ctl(node, "list_queues", "name", "leader", "--formatter", "json", "--quiet", check=False)
+            try:  # a node that just rejoined may not answer for a while on a loaded machine: ask the next
+                out = self.ctl(node, "list_queues", "name", "leader", "--formatter", "json", "--quiet",
+                               check=False, timeout=60)
+            except subprocess.TimeoutExpired:
+                continue
             with contextlib.suppress(ValueError):
                 for row in json.loads(out):
                     if row.get("name") == queue:

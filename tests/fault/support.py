@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import pika
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from exnode.v1 import exchange_pb2 as pb
@@ -149,6 +152,11 @@ class Ingestor:
         self.streams = 0
         self.failure: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._finish = threading.Event()
+
+    def finish(self) -> None:
+        """Send no further batch: the stream ends once the node answered what was sent (a soak's time is up)."""
+        self._finish.set()
 
     def record_numbers(self, index: int) -> range:
         start = self.first + index * self.size
@@ -186,7 +194,7 @@ class Ingestor:
     def run(self) -> None:
         self._started = time.monotonic()
         deadline = time.monotonic() + self.deadline_s
-        while len(self.answered) < self.batches:
+        while len(self.answered) < self.batches and not self._finish.is_set():
             if time.monotonic() > deadline:
                 raise AssertionError(f"{len(self.answered)}/{self.batches} batches answered in {self.deadline_s} s; "
                                      f"interruptions: {self.interruptions[-5:]}")
@@ -197,6 +205,8 @@ class Ingestor:
             def requests(start: int = start, stream: int = stream, sent: dict[str, int] = sent
                          ) -> Iterator[pb.RecordBatch]:
                 for index in range(start, self.batches):
+                    if self._finish.is_set():
+                        return
                     if self.pace_s:
                         time.sleep(self.pace_s)
                     if self.records_per_s:
@@ -312,7 +322,10 @@ def broker_accepts() -> bool:
 class Proxy:
     """A TCP forwarder to the broker whose connections the test can drop, all at once, mid-stream
     (``cut``); ``close`` also stops accepting, as a broker host that went away, and ``open`` listens on
-    the same port again."""
+    the same port again. ``stall`` is a partition as a network makes one: every connection stays open and
+    new ones are still accepted, but no byte passes either way (each pump holds what it read, the rest
+    waits in the kernel's buffers, as TCP keeps retransmitting), so only heartbeats can tell; ``flow``
+    heals it and the held bytes go on, late, as TCP would deliver them."""
 
     def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5672)) -> None:
         self.target = target
@@ -322,6 +335,8 @@ class Proxy:
         self.cuts = 0
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.open()
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
@@ -353,16 +368,25 @@ class Proxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), name="proxy-pump", daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass
+        self._flowing.wait()  # a close seen during a stall reaches the other side only once it heals
         for sock in (source, sink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def stall(self) -> None:
+        """The link stops passing bytes, both ways, without closing anything (a silent partition)."""
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        """The partition heals: held bytes (and closes) pass again."""
+        self._flowing.set()
 
     def cut(self) -> int:
         """Drop every open connection, both ways; the proxy keeps accepting new ones."""
@@ -385,6 +409,7 @@ class Proxy:
                 listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         self.cut()
+        self._flowing.set()  # pumps held by a stall end with their sockets
 
 
 CONSUMER_SCRIPT = """
@@ -522,3 +547,52 @@ def init_served_node(tmp_path: Path, prefix: str, env: dict[str, str] | None = N
     assert init.returncode == 0, init.stderr
     (data / "platforms.toml").write_text(platforms_toml(), encoding="utf-8")
     return ServedNode(data, tmp_path / "serve.log", env)
+
+
+def metric(node: ServedNode, name: str) -> float:
+    """One gauge from the node's Prometheus endpoint (the test never locks the node's database)."""
+    with urllib.request.urlopen(f"http://{node.metrics_address}/metrics", timeout=30) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"the node exports no {name}")
+
+
+ALERTS = Path(__file__).resolve().parents[2] / "ops" / "prometheus" / "alerts.yml"
+
+
+@dataclass(frozen=True)
+class ThresholdAlert:
+    """A shipped alert rule of the form ``<gauge> > <threshold>`` with a ``for`` duration: what a fault test
+    evaluates against the node's own metrics, as Prometheus would on each scrape."""
+
+    name: str
+    metric: str
+    threshold: float
+    for_s: float
+
+    def firing(self, samples: list[tuple[float, float]]) -> bool:
+        """Whether the rule fires after ``samples`` ((time, value), oldest first): the condition held at
+        every sample of the last ``for_s`` seconds and at one at least ``for_s`` before the last."""
+        if not samples or samples[-1][1] <= self.threshold:
+            return False
+        held_since = samples[-1][0]
+        for at, value in reversed(samples):
+            if value <= self.threshold:
+                break
+            held_since = at
+        return samples[-1][0] - held_since >= self.for_s
+
+
+def threshold_alert(name: str) -> ThresholdAlert:
+    """The rule ``name`` of ops/prometheus/alerts.yml; fails if it is not a plain threshold on one gauge
+    (then this evaluation would no longer be the rule's)."""
+    rules = [rule for group in yaml.safe_load(ALERTS.read_text(encoding="utf-8"))["groups"]
+             for rule in group["rules"] if rule.get("alert") == name]
+    assert len(rules) == 1, f"{ALERTS} has {len(rules)} rules named {name}"
+    found = re.fullmatch(r"\s*([a-z_:][a-z0-9_:]*)\s*>\s*([0-9.]+)\s*", rules[0]["expr"])
+    assert found, f"{name}: {rules[0]['expr']!r} is not '<gauge> > <threshold>'"
+    duration = re.fullmatch(r"(\d+)([smh])", str(rules[0].get("for", "0s")))
+    assert duration, f"{name}: for {rules[0].get('for')!r}"
+    return ThresholdAlert(name, found[1], float(found[2]),
+                          int(duration[1]) * {"s": 1, "m": 60, "h": 3600}[duration[2]])

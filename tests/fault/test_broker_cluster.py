@@ -2,9 +2,11 @@
 names, ports, data directories, cookie and epmd), clustered with ``rabbitmqctl join_cluster``, so that
 the node's quorum queues have three replicas. `exnode serve` lists all three
 (``rabbitmq.url`` + ``rabbitmq.urls``); its first address goes through a proxy to the first broker.
+Every address names ``?heartbeat=5``: what bounds the time a silent partition goes unnoticed.
 
 While 20,000 records are ingested and relayed, in three rounds:
-1. the link between the node and the first broker is partitioned (the proxy stops forwarding and accepting);
+1. the link between the node and the first broker is partitioned: the proxy stops forwarding, both ways,
+   but closes nothing and still accepts, so the node learns of it only from missed heartbeats;
 2. the broker node leading the subscriber's queue is killed with SIGKILL, then started again (it rejoins);
 3. the broker node leading the queue then is killed too.
 
@@ -47,6 +49,9 @@ from tests.fault.support import (
 BATCH = 250
 ROUNDS = (("partition", 28), ("kill the leader", 26), ("kill the next leader", 26))
 """Each round: its fault and the batches ingested in it (80 batches, 20,000 records in all)."""
+HEARTBEAT_S = 5
+"""The node's AMQP heartbeat (in its broker URLs): pika gives up on a silent link after 10-20 s (one to two
+checks of heartbeat + 5 s)."""
 PACE_S = 0.1
 """The provider's pause between batches (at most 2,500 records/s): the relay is still running at the fault."""
 
@@ -118,7 +123,7 @@ def one_round(served: ServedNode, cluster: RabbitCluster, link: Proxy, subscribe
     assert not provider.answered or len(provider.answered) < batches, f"{fault}: ingest ended before the fault"
     at, answered_at_fault = time.monotonic(), len(provider.answered)
     if fault == "partition":
-        link.close()
+        link.stall()
     else:
         cluster.kill(leader)
     provider.join(300)
@@ -134,7 +139,11 @@ def one_round(served: ServedNode, cluster: RabbitCluster, link: Proxy, subscribe
                 f"{resumed:.1f} s (first record ingested after the fault delivered; includes ~{2 * PACE_S:.1f} s "
                 f"of the provider's pace), {len(provider.interruptions)} ingest interruptions")
     if fault == "partition":
-        link.open()
+        assert link.cuts == 0, "the proxy closed a connection: not a silent partition"
+        detected = served.log.read_text(encoding="utf-8", errors="replace").count("AMQPHeartbeatTimeout")
+        assert detected, f"no worker of the node saw its heartbeats missed: {served.log_tail()}"
+        recovery += f"; {detected} log lines of broker links given up on missed heartbeats"
+        link.flow()
     elif not last:
         cluster.restart(leader)  # it rejoins before the next node is lost
     return provider.acknowledged_ids(), recovery
@@ -144,7 +153,7 @@ def one_round(served: ServedNode, cluster: RabbitCluster, link: Proxy, subscribe
 def test_a_broker_node_lost_twice_and_a_partition_mid_relay_lose_no_acknowledged_record(tmp_path: Path,
                                                                                          cluster: RabbitCluster):
     link = Proxy(("127.0.0.1", cluster.ports[cluster.nodes[0]]))
-    addresses = [link.url, *cluster.urls[1:]]
+    addresses = [f"{url}?heartbeat={HEARTBEAT_S}" for url in (link.url, *cluster.urls[1:])]
     served = init_served_node(tmp_path, "c", {"EXNODE_RABBITMQ_URL": addresses[0],
                                               "EXNODE_RABBITMQ_URLS": ",".join(addresses[1:])})
     subscriber: Subscriber | None = None

@@ -6,7 +6,8 @@ dies (SIGKILL to every process of it) in the middle of ingest, and the standby i
 With synchronous replication (``synchronous_commit = on``, the standby named in
 ``synchronous_standby_names``) a commit is acknowledged only once the standby has it, so every batch that
 `Ingest` answered is on the new primary: the audit chain verifies, the outbox drains to the subscriber,
-ingest resumes. The replication link is even cut (a proxy between the two stops forwarding) two seconds before the kill:
+ingest resumes. The replication link is even partitioned (a proxy between the two stops forwarding, closing
+nothing) two seconds before the kill:
 the primary's commits then wait, unanswered, and nothing answered is lost.
 
 Without it (asynchronous streaming, PostgreSQL's default), the same lag loses every batch that the
@@ -114,7 +115,7 @@ def partition_then_kill(pair: Pair, providers: list[Ingestor], *, after: int, la
     wait_until(lambda: all(len(p.answered) >= after for p in providers) or any(p.failure for p in providers),
                240, lambda: f"{[len(p.answered) for p in providers]} batches answered before the cut")
     assert not any(p.failure for p in providers), [p.failure for p in providers]
-    pair.link.close()
+    pair.link.stall()  # silent: the walsender and walreceiver keep their connection, nothing passes
     time.sleep(lag_s)
     answered = sum(len(p.answered) for p in providers)
     pair.primary.kill()

@@ -2,7 +2,9 @@
 a three-node RabbitMQ cluster, two competing consumers on the platform's queue, and the broker node leading
 that queue killed with SIGKILL every 5 minutes (started again 30 s later). Every minute the node's RSS
 (its process and the dispatcher's), its open file descriptors and the outbox's oldest pending age are
-printed; they must stay flat, and nothing acknowledged may be lost.
+printed; they must stay flat, and nothing acknowledged may be lost. The provider stops when the time is
+up; that the node took the asked rate (95 % of it) is checked last, so that a saturated machine still
+shows what was lost and how the figures went.
 
     .venv/bin/python -m pytest -m soak -s tests/fault/test_soak.py
     EXNODE_SOAK_S=180 EXNODE_SOAK_KILL_S=60 .venv/bin/python -m pytest -m soak -s tests/fault/test_soak.py  # short
@@ -15,7 +17,6 @@ import shutil
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tests.fault.support import (
     Key,
     ServedNode,
     exnode,
+    metric,
     platforms_toml,
     set_up_exchange,
     wait_until,
@@ -39,15 +41,6 @@ DURATION_S = float(os.environ.get("EXNODE_SOAK_S", "900"))
 KILL_EVERY_S = float(os.environ.get("EXNODE_SOAK_KILL_S", "300"))
 RATE = float(os.environ.get("EXNODE_SOAK_RATE", "2000"))
 BATCH = 250
-
-
-def metric(node: ServedNode, name: str) -> float:
-    """One gauge from the node's Prometheus endpoint (the test never locks the node's database)."""
-    with urllib.request.urlopen(f"http://{node.metrics_address}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def process_tree(pid: int) -> list[int]:
@@ -108,17 +101,22 @@ def test_soak_at_2000_records_per_s_with_a_broker_node_killed_every_5_minutes(tm
         batches = int(DURATION_S * RATE / BATCH)
         provider = Ingestor(lambda: served.channel_as(PROVIDER, ("provider",)), key, batches=batches, size=BATCH,
                             tag=f"s{uuid.uuid4().hex[:5]}", records_per_s=RATE,
-                            deadline_s=DURATION_S + 600).start()
+                            deadline_s=DURATION_S + 300).start()
         started = time.monotonic()
         next_kill, next_sample = started + KILL_EVERY_S, started + 60
         samples: list[tuple[float, float, int, float]] = []
         restarts: list[threading.Thread] = []
         while provider.running():
             now = time.monotonic()
+            if now >= started + DURATION_S:
+                provider.finish()  # the time is up, whether or not the node kept the rate
             if now >= next_kill and restarts and restarts[-1].is_alive():
                 next_kill = now + 5  # the node killed last is not back yet: never two down at once
             elif now >= next_kill:
-                killed = cluster.queue_leader(queue)
+                try:
+                    killed = cluster.queue_leader(queue)
+                except AssertionError:  # no node answered in time: the loss of any node will do
+                    killed = next(node for node in cluster.nodes if node in cluster.processes)
                 cluster.kill(killed)
                 print(f"{now - started:6.0f} s: killed {killed}", flush=True)
                 next_kill = now + KILL_EVERY_S
@@ -141,21 +139,26 @@ def test_soak_at_2000_records_per_s_with_a_broker_node_killed_every_5_minutes(tm
                       f"acknowledged={len(provider.answered) * BATCH} delivered={delivered}", flush=True)
                 next_sample = now + 60
             time.sleep(1)
-        provider.join(60)
+        provider.join(120)
+        sending_s = time.monotonic() - started
         for thread in restarts:
             thread.join(300)
         acknowledged = provider.acknowledged_ids()
         wait_until(lambda: acknowledged <= set().union(*(set(s.ids) for s in subscribers)), 600,
                    "not everything acknowledged was delivered")
         delivered = set().union(*(set(s.ids) for s in subscribers))
+        achieved = len(acknowledged) / sending_s
         print(f"soak: acknowledged={len(acknowledged)} delivered={len(delivered & acknowledged)} "
-              f"lost={len(acknowledged - delivered)} in {time.monotonic() - started:.0f} s")
+              f"lost={len(acknowledged - delivered)} in {time.monotonic() - started:.0f} s; ingest "
+              f"{achieved:.0f} records/s of {RATE:.0f} asked over {sending_s:.0f} s")
         assert acknowledged == delivered
         if len(samples) >= 3:
             baseline = samples[1]
             assert max(s[1] for s in samples[1:]) < baseline[1] * 1.5 + 50, f"RSS grew: {samples}"
             assert max(s[2] for s in samples[1:]) < baseline[2] + 50, f"file descriptors grew: {samples}"
             assert max(s[3] for s in samples) < 120, f"the outbox fell behind: {samples}"
+        assert achieved >= 0.95 * RATE, (f"the node took {achieved:.0f} records/s, not the {RATE:.0f} asked "
+                                         f"(nothing was lost; a saturated machine, or a bottleneck)")
     finally:
         for subscriber in subscribers:
             subscriber.stop()

@@ -13,6 +13,7 @@ from pika.adapters.utils.connection_workflow import (
 )
 
 from adapters.rabbit import BackoffPolicy, broker_of, describe
+from adapters.rabbit.worker import ConnectionWorker
 
 
 def test_the_backoff_doubles_to_its_cap_with_full_jitter_and_starts_again_after_a_reset():
@@ -47,3 +48,10 @@ def test_a_broker_is_named_without_its_password():
     assert broker_of("amqp://guest:secret@127.0.0.1:5672/%2F") == "guest@127.0.0.1:5672/%2F"
     assert broker_of("amqps://node:pw@mq.example.gov.cn/exnode") == "node@mq.example.gov.cn:5671/exnode"
     assert "secret" not in broker_of("amqp://u:secret@h/")
+
+
+def test_a_heartbeat_the_url_names_is_kept_otherwise_the_workers_own():
+    """A deployment shortens how long a silent partition goes unnoticed by ``?heartbeat=`` in its URL."""
+    worker = ConnectionWorker("w", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    assert worker.parameters("amqp://guest:guest@127.0.0.1:5672/%2F").heartbeat == ConnectionWorker.heartbeat_s
+    assert worker.parameters("amqp://guest:guest@127.0.0.1:5672/%2F?heartbeat=5").heartbeat == 5
