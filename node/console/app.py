@@ -100,7 +100,7 @@ class Console:
         self.node = node
         self.settings = settings
         self.clock = clock
-        self.sessions = SessionStore(settings.idle_timeout_s, settings.absolute_timeout_s, clock)
+        self.sessions = SessionStore(node.uow, settings.idle_timeout_s, settings.absolute_timeout_s, clock)
         self.templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                             autoescape=True, undefined=jinja2.StrictUndefined)
         self.templates.globals.update(role_names=ROLE_NAMES, urlencode=urlencode, quote=quote)
@@ -132,7 +132,7 @@ class Console:
 
     # -- the one path of every page -------------------------------------------------------------------
     async def handle(self, request: Request, rpc: str, view: View) -> Response:
-        session, why = self.sessions.get(request.cookies.get(COOKIE, ""))
+        session, why = await asyncio.to_thread(self.sessions.get, request.cookies.get(COOKIE, ""))
         if session is None:
             target = "/login?" + urlencode({"next": _local_path(request), **({"expired": "1"} if why == "expired"
                                                                                  else {})})
@@ -166,13 +166,14 @@ class Console:
             return self.render("error.html", {"status": status, "message": detail, "result": result}, context,
                                status=status)
         if page.flash:
-            session.flash.append(page.flash)
+            await asyncio.to_thread(self.sessions.flash, session, page.flash)
         if page.redirect:
             return RedirectResponse(page.redirect, status_code=303, headers={"x-request-id": request_id})
         if page.response is not None:
             page.response.headers["x-request-id"] = request_id
             return page.response
-        return self.render(page.template, page.values, context)
+        flash = await asyncio.to_thread(self.sessions.take_flash, session) if session.flash else []
+        return self.render(page.template, page.values, context, flash=flash)
 
     async def audit(self, context: Context, request: Request, rpc: str, result: str, detail: str) -> None:
         """One entry per request, as the RPC interceptor writes it; the page waits for its commit."""
@@ -187,14 +188,12 @@ class Console:
         await asyncio.shield(asyncio.wrap_future(self.node.audit_writer.submit(record)))
 
     def render(self, template: str, values: Mapping[str, Any], context: Context | None = None, *,
-               status: int = 200) -> HTMLResponse:
+               status: int = 200, flash: list[str] | None = None) -> HTMLResponse:
+        """``flash``: the messages taken from the session for this page (``handle`` takes them)."""
         session = context.session if context else None
-        flash = list(session.flash) if session else []
-        if session:
-            session.flash.clear()
         html = self.templates.get_template(template).render(
             **values, areas=self.areas(context.principal) if context else set(), principal=context.principal if context else None, request_id=context.request_id if context
-            else "", csrf_token=session.csrf_token if session else "", flash=flash, node_name=self.node.config.node.name,
+            else "", csrf_token=session.csrf_token if session else "", flash=flash or [], node_name=self.node.config.node.name,
             node_id=self.node.config.node.id, dev=self.dev, oidc=oidc.configured(self.settings))
         response = HTMLResponse(html, status_code=status)
         if context:
@@ -306,7 +305,7 @@ class Console:
         except AuthenticationError as error:
             return await self._refuse_sign_in(request, f"令牌无效：{error}（{error.reason}）", via, next_path,
                                               reason=f"{error.reason}: {error}")
-        session = self.sessions.open(principal, via)
+        session = await asyncio.to_thread(self.sessions.open, principal, via)
         context = Context(principal, uuid.uuid4().hex, session)
         await self.audit(context, request, "Console/SignIn", "OK", f"signed in ({via})")
         response: Response = RedirectResponse(next_path, status_code=303)
@@ -330,13 +329,13 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
-        session, _ = self.sessions.get(request.cookies.get(COOKIE, ""))
+        session, _ = await asyncio.to_thread(self.sessions.get, request.cookies.get(COOKIE, ""))
         if session is not None:
             form = await request.form()
             if not hmac.compare_digest(str(form.get("csrf_token", "")), session.csrf_token):
                 return self.render("error.html", {"status": 403, "result": "PERMISSION_DENIED",
                                                   "message": "CSRF 校验失败"}, status=403)
-            self.sessions.close(session.id)
+            await asyncio.to_thread(self.sessions.close, session.id)
             await self.audit(Context(session.principal, uuid.uuid4().hex, session), request, "Console/SignOut",
                              "OK", "")
         response = RedirectResponse("/login", status_code=303)
