@@ -55,6 +55,7 @@ HTTP_STATUS = {
 ROLE_NAMES = {
     "security_officer": "安全审计员", "consumer": "共享部门（使用方）", "provider": "数据提供方",
     "catalog_admin": "目录管理员", "reviewer": "审核员", "operator": "运维人员", "platform": "平台",
+    "coordinator": "争议协调员",
 }
 
 

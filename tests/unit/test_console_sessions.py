@@ -15,3 +15,10 @@ def test_only_operators_see_the_running_state():
     assert policy.decide(operator, Action.NODE_OPERATE, NODE_STATE)
     assert not policy.decide(officer, Action.NODE_OPERATE, NODE_STATE)
     assert "operator role" in policy.decide(admin, Action.NODE_OPERATE, NODE_STATE).reason
+
+
+def test_every_role_has_a_chinese_name_on_the_sign_in_page():
+    from node.console.app import ROLE_NAMES
+    from security.identity import ROLES
+
+    assert set(ROLES) <= set(ROLE_NAMES), set(ROLES) - set(ROLE_NAMES)
