@@ -67,8 +67,10 @@ def test_create_from_toml_and_edit_from_the_json_of_show(sample_node: Served, tm
 
 
 def test_a_second_serve_on_a_taken_port_says_so_in_one_line(sample_node: Served):
-    second = subprocess.run([*EXNODE, "--log-format", "text", "--log-level", "WARNING", "serve", "--data",
-                             str(sample_node.data), "--listen", sample_node.address],
+    # at the default log level, as a person starts it (no alembic chatter before the line)
+    second = subprocess.run([*EXNODE, "--log-format", "text", "serve", "--data",
+                             str(sample_node.data), "--listen", sample_node.address, "--metrics-listen",
+                             "127.0.0.1:0"],
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
     lines = [line for line in second.stderr.splitlines() if line.strip()]
