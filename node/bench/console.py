@@ -352,7 +352,7 @@ def served(data: Path) -> Iterator[tuple[str, int, str]]:
         process.terminate()
         try:
             process.wait(60)
-        except subprocess.TimeoutExpired:  # a housekeeping verification still running holds the exit
+        except subprocess.TimeoutExpired:  # a stop that hangs must not hang the benchmark too
             process.kill()
             process.wait(30)
         log.close()
