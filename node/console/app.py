@@ -85,6 +85,18 @@ class Page:
 View = Callable[[Context, Request, FormData | None], Page]
 
 
+@dataclass
+class _Viewed:
+    """A GET's session lookup and view, done in one worker thread: the session (None and why not), and the
+    page or the exception the view raised."""
+
+    session: Session | None
+    why: str
+    context: Context | None = None
+    page: Page | None = None
+    error: Exception | None = None
+
+
 class ConsoleError(Exception):
     """A console-level refusal (bad CSRF token): HTTP status and a message for the page."""
 
@@ -133,21 +145,32 @@ class Console:
 
     # -- the one path of every page -------------------------------------------------------------------
     async def handle(self, request: Request, rpc: str, view: View) -> Response:
-        session, why = await asyncio.to_thread(self.sessions.get, request.cookies.get(COOKIE, ""))
+        request_id = uuid.uuid4().hex
+        cookie = request.cookies.get(COOKIE, "")
+        viewed: _Viewed | None = None
+        if request.method == "POST":  # the session first: no form is read for a request without one
+            session, why = await asyncio.to_thread(self.sessions.get, cookie)
+        else:  # the session and the page in one trip to a worker thread (the pool is shared with the RPCs)
+            viewed = await asyncio.to_thread(self._session_and_view, cookie, request_id, request, view)
+            session, why = viewed.session, viewed.why
         if session is None:
             target = "/login?" + urlencode({"next": _local_path(request), **({"expired": "1"} if why == "expired"
                                                                                  else {})})
             return RedirectResponse(target, status_code=303)
-        request_id = uuid.uuid4().hex
-        context = Context(session.principal, request_id, session, node=self.node)
+        context = viewed.context if viewed and viewed.context else Context(session.principal, request_id, session,
+                                                                          node=self.node)
         form: FormData | None = None
         status, result, detail, page = 200, "OK", "", None
         try:
-            if request.method == "POST":
+            if viewed is not None:
+                if viewed.error is not None:
+                    raise viewed.error
+                page = viewed.page
+            else:
                 form = await request.form()
                 if not hmac.compare_digest(str(form.get("csrf_token", "")), session.csrf_token):
                     raise ConsoleError(403, "PERMISSION_DENIED", "表单已失效或来源不明（CSRF 校验失败），请重新打开页面再提交")
-            page = await asyncio.to_thread(view, context, request, form)
+                page = await asyncio.to_thread(view, context, request, form)
         except ConsoleError as error:
             status, result, detail = error.status, error.result, str(error)
         except Exception as error:
@@ -175,6 +198,16 @@ class Console:
             return page.response
         flash = await asyncio.to_thread(self.sessions.take_flash, session) if session.flash else []
         return self.render(page.template, page.values, context, flash=flash)
+
+    def _session_and_view(self, cookie: str, request_id: str, request: Request, view: View) -> _Viewed:
+        session, why = self.sessions.get(cookie)
+        if session is None:
+            return _Viewed(None, why)
+        context = Context(session.principal, request_id, session, node=self.node)
+        try:
+            return _Viewed(session, why, context, page=view(context, request, None))
+        except Exception as error:  # handled by ``handle`` like a refusal of the POST path
+            return _Viewed(session, why, context, error=error)
 
     async def audit(self, context: Context, request: Request, rpc: str, result: str, detail: str) -> None:
         """One entry per request, as the RPC interceptor writes it; the page waits for its commit."""
