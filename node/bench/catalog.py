@@ -41,6 +41,7 @@ from catalog.model import (
     ShareType,
     UpdateCycle,
 )
+from node.bench import progress
 from node.services.catalog import CatalogApplication
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.database import make_engine, migrate, normalise_url
@@ -203,6 +204,7 @@ def _import(app: CatalogApplication, count: int) -> tuple[list[str], list[str], 
         if publish:
             published.extend(e.code for e in entries)
         _progress(f"imported {len(codes)}/{count} ({len(codes) / elapsed:.0f}/s)")
+        progress.step("bench catalog: importing resources", len(codes), count)
     return codes, published, elapsed
 
 
@@ -270,6 +272,7 @@ class RawIndex:
                 codes.extend(e.code for e in entries)
                 self.connection.executemany("INSERT INTO raw (rowid, terms) VALUES (?, ?)", [
                     (start + i + 1, " ".join(_raw_words(e.search_text()))) for i, e in enumerate(entries)])
+                progress.step("bench catalog: the raw FTS5 index", len(codes), count)
 
     def page(self, query: str) -> float:
         expression = " AND ".join(f'"{w}"' for word in query.lower().split() for w in _raw_words(word, whole=True))

@@ -209,6 +209,80 @@ def run_load(host: str, port: int, roles: tuple[str, ...], paths: Callable[[rand
     return latencies
 
 
+def rpc_load(data: Path, address: str, role: str, paths: Callable[[random.Random], Iterator[str]],
+             requests: int) -> list[float]:
+    """The same searches as the pages (same queries, a next page followed one time in three) through the
+    matching RPC (ListResources, QueryAudit) from SESSIONS concurrent callers: the use case with the
+    RPC's own cost (token check, interceptors, audit entry), so the console's own cost above the use
+    case is the ratio of the two."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import grpc
+    from exnode.v1 import audit_pb2, audit_pb2_grpc, catalog_pb2, catalog_pb2_grpc
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from node.config import load_config
+    from security.identity import issue_dev_token
+
+    config = load_config(data)
+    token = issue_dev_token(config.keys_dir, config.node.id, config.audience, subject="bench-rpc",
+                            department_code=DEV_DEPARTMENT, roles=[role])
+    metadata = (("authorization", f"Bearer {token}"),)
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def when(value: str) -> Timestamp | None:
+        if not value:
+            return None
+        stamp = Timestamp()
+        stamp.FromDatetime(dt.datetime.fromisoformat(value).replace(tzinfo=beijing).astimezone(dt.UTC))
+        return stamp
+
+    def one(index: int) -> None:
+        rng = random.Random(index)
+        source = paths(rng)
+        with grpc.insecure_channel(address) as channel:
+            catalog_stub, audit_stub = catalog_pb2_grpc.CatalogServiceStub(channel), audit_pb2_grpc.AuditServiceStub(channel)
+            pending: tuple[str, dict[str, str]] | None = None
+            try:
+                for _ in range(requests):
+                    path, query = pending or (lambda u: (u.path, {k: v[0] for k, v in parse_qs(u.query).items()}))(
+                        urlsplit(next(source)))
+                    token = pending[1].get("page", "") if pending else ""
+                    pending = None
+                    started = time.perf_counter()
+                    if path == "/catalog":
+                        share = query.get("share", "")
+                        answer = catalog_stub.ListResources(catalog_pb2.ListResourcesRequest(
+                            query=query.get("q", ""), share_type=catalog_pb2.ShareType.Value(f"SHARE_{share}") if share else 0,
+                            page_size=20, page_token=token), metadata=metadata, timeout=60)
+                    else:
+                        answer = audit_stub.QueryAudit(audit_pb2.QueryAuditRequest(
+                            since=when(query.get("since", "")), until=when(query.get("until", "")),
+                            subject=query.get("subject", ""), department_code=query.get("dept", ""),
+                            action=query.get("action", ""), target=query.get("target", ""),
+                            result=query.get("result", ""), page_size=50, page_token=token),
+                            metadata=metadata, timeout=60)
+                    elapsed = time.perf_counter() - started
+                    with lock:
+                        latencies.append(elapsed)
+                    if answer.next_page_token and rng.random() < 0.33:
+                        pending = (path, {**query, "page": answer.next_page_token})
+            except grpc.RpcError as error:
+                errors.append(f"{error.code().name}: {error.details()}")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(SESSIONS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"rpc load failed: {errors[0]}")
+    return latencies
+
+
 def _static_load(host: str, port: int, requests: int) -> list[float]:
     latencies: list[float] = []
     lock = threading.Lock()
@@ -252,12 +326,13 @@ def _settled(metrics_port: int, deadline: float) -> None:
 
 
 @contextlib.contextmanager
-def served(data: Path) -> Iterator[tuple[str, int]]:
-    port, metrics_port = _free_port(), _free_port()
+def served(data: Path) -> Iterator[tuple[str, int, str]]:
+    """The node serving ``data``: the console's host and port, and its gRPC address."""
+    port, metrics_port, grpc_port = _free_port(), _free_port(), _free_port()
     log = (data / "bench-serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "node.cli", "--log-level", "WARNING", "serve", "--data", str(data),
-         "--listen", f"127.0.0.1:{_free_port()}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
+         "--listen", f"127.0.0.1:{grpc_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
          "--console-listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         assert process.stdout is not None
@@ -272,12 +347,12 @@ def served(data: Path) -> Iterator[tuple[str, int]]:
         started = time.monotonic()
         _settled(metrics_port, started + 1800)
         _log(f"bench console: the node verified its audit chain {time.monotonic() - started:.0f} s after start")
-        yield "127.0.0.1", port
+        yield "127.0.0.1", port, f"127.0.0.1:{grpc_port}"
     finally:
         process.terminate()
         try:
             process.wait(60)
-        except subprocess.TimeoutExpired:  # a housekeeping verification still running holds the exit
+        except subprocess.TimeoutExpired:  # a stop that hangs must not hang the benchmark too
             process.kill()
             process.wait(30)
         log.close()
@@ -311,12 +386,14 @@ def main(*, audit_entries: int = 1_000_000, resources: int = 100_000, requests: 
                 populate(data, audit_entries, resources, progress)
             marker.touch()
             _log(f"bench console: populated in {time.monotonic() - started:.0f} s")
-        with served(data) as (host, port):
+        with served(data) as (host, port, grpc_address):
             run_load(host, port, ("security_officer",), _audit_paths, 5)  # warm-up, not counted
             run_load(host, port, ("consumer",), _catalog_paths, 5)
             audit = run_load(host, port, ("security_officer",), _audit_paths, requests)
             catalog = run_load(host, port, ("consumer",), _catalog_paths, requests)
             raw = _static_load(host, port, requests)
+            rpc_audit = rpc_load(data, grpc_address, "security_officer", _audit_paths, requests)
+            rpc_catalog = rpc_load(data, grpc_address, "consumer", _catalog_paths, requests)
     print(f"console_audit_entries={audit_entries}")
     print(f"console_catalog_resources={resources}")
     print(f"console_sessions={SESSIONS}")
@@ -328,6 +405,12 @@ def main(*, audit_entries: int = 1_000_000, resources: int = 100_000, requests: 
     print(f"raw_static_p99_ms={_pct(raw, 0.99):.1f}")
     print(f"console_audit_vs_raw_p99_ratio={_pct(audit, 0.99) / max(_pct(raw, 0.99), 0.001):.1f}")
     print(f"console_catalog_vs_raw_p99_ratio={_pct(catalog, 0.99) / max(_pct(raw, 0.99), 0.001):.1f}")
+    print(f"rpc_audit_p50_ms={_pct(rpc_audit, 0.50):.1f}")
+    print(f"rpc_audit_p99_ms={_pct(rpc_audit, 0.99):.1f}")
+    print(f"rpc_catalog_p50_ms={_pct(rpc_catalog, 0.50):.1f}")
+    print(f"rpc_catalog_p99_ms={_pct(rpc_catalog, 0.99):.1f}")
+    print(f"console_audit_vs_rpc_p99_ratio={_pct(audit, 0.99) / max(_pct(rpc_audit, 0.99), 0.001):.2f}")
+    print(f"console_catalog_vs_rpc_p99_ratio={_pct(catalog, 0.99) / max(_pct(rpc_catalog, 0.99), 0.001):.2f}")
     print(f"console_pages_timed={len(audit) + len(catalog)}")
     print(f"console_mean_page_ms={statistics.mean(audit + catalog) * 1000:.1f}")
     return 0

@@ -37,6 +37,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from node.bench import progress
+
 PROVIDER = "11100000MB01284764"  # 民政部社会救助司: runs the node and pulls as its platform
 LOW_INCOME = "311140001/000001"
 CHUNK = 20_000
@@ -114,6 +116,7 @@ def _prepare(data: Path, url: str, count: int, node_id: str, sealed: bool = True
                     uow.pull.sealer = None
                 uow.pull.add_positioned(_rows(start, min(start + CHUNK, count + 1), at))
                 uow.commit()
+            progress.step(f"bench pull: inserting {count} records", min(start + CHUNK - 1, count), count)
         if count:
             _log(f"inserted {count} records in {time.perf_counter() - started:.1f} s")
     finally:

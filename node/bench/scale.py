@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from node.bench import progress
 from node.bench.catalog import percentile
 from node.storage.audit_repository import AuditFilter, AuditRepository
 from node.storage.database import make_engine, migrate
@@ -109,6 +110,7 @@ def _fill_audit(url: str, size: int, rng: random.Random) -> tuple[list[str], lis
                     "result": rng.choice(results), "peer": "127.0.0.1", "detail": "", "previous_hash": "0" * 64,
                     "entry_hash": "0" * 64})
             connection.execute(audit_entries.insert(), rows)
+            progress.step(f"bench scale: {size} audit entries", min(size, first + AUDIT_BATCH), size)
     engine.dispose()
     return subjects, departments, start, start + dt.timedelta(seconds=size * 3)
 

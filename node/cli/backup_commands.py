@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from node.cli.common import add_data, data_dir, print_json
-from node.cli.output import progress_wanted, status
+from node.cli.output import progress_steps, progress_wanted
 from node.config import load_config
 from node.ops.backup import BackupError, Outcome, backup, restore, verify
 
@@ -50,8 +50,8 @@ def _report(outcome: Outcome, verb: str, as_json: bool) -> None:
 
 def run_backup(args: argparse.Namespace) -> int:
     try:
-        with status(f"backing up to {args.directory}…", enabled=progress_wanted(args.json)):
-            outcome = backup(load_config(data_dir(args)), args.directory, with_kek=args.with_kek)
+        with progress_steps(enabled=progress_wanted(args.json)) as steps:
+            outcome = backup(load_config(data_dir(args)), args.directory, with_kek=args.with_kek, steps=steps)
     except BackupError as error:
         return _fail(error)
     _report(outcome, "backed up", args.json)
@@ -61,7 +61,8 @@ def run_backup(args: argparse.Namespace) -> int:
 def run_restore(args: argparse.Namespace) -> int:
     try:
         if args.verify_only:
-            manifest = verify(args.directory)
+            with progress_steps(enabled=progress_wanted(args.json)) as steps:
+                manifest = verify(args.directory, steps)
             if args.json:
                 print_json({"ok": True, **{k: manifest[k] for k in ("node_id", "created_at", "database")}})
             else:
@@ -69,8 +70,8 @@ def run_restore(args: argparse.Namespace) -> int:
                       f"{manifest['database']['kind']} schema {manifest['database']['revision']}, "
                       f"{len(manifest['files'])} files match the manifest")
             return 0
-        with status(f"restoring {args.directory}…", enabled=progress_wanted(args.json)):
-            outcome = restore(args.directory, data_dir(args), force=args.force, keys_from=args.keys)
+        with progress_steps(enabled=progress_wanted(args.json)) as steps:
+            outcome = restore(args.directory, data_dir(args), force=args.force, keys_from=args.keys, steps=steps)
     except BackupError as error:
         return _fail(error)
     _report(outcome, "restored", args.json)

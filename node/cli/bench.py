@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from node.cli.common import UsageError
@@ -15,12 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     catalog.add_argument("--count", type=int, default=100_000)
     catalog.add_argument("--database-url", action="append", default=None,
                          help="database to measure (repeatable; default: a temporary SQLite and the local PostgreSQL)")
-    catalog.set_defaults(handler=run_catalog)
+    catalog.set_defaults(handler=_with_bars(run_catalog))
     rpc = commands.add_parser("rpc", help="catalog RPCs per second with and without the audit trail")
     rpc.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
     rpc.add_argument("--concurrency", type=int, default=32, help="concurrent calls (default 32)")
     rpc.add_argument("--database-url", default="", help="default: a temporary SQLite database")
-    rpc.set_defaults(handler=run_rpc)
+    rpc.set_defaults(handler=_with_bars(run_rpc))
     relay = commands.add_parser("relay", help="end-to-end records per second through the relay vs raw pika, "
                                               "latency at a steady rate")
     relay.add_argument("--records", type=int, default=100_000, help="records in the throughput run (default 100000)")
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     relay.add_argument("--database-url", default="", help="default: a temporary SQLite database")
     relay.add_argument("--dispatcher", choices=("process", "thread"), default="process",
                        help="where the node runs its dispatcher (exchange.dispatch_process; default process)")
-    relay.set_defaults(handler=run_relay)
+    relay.set_defaults(handler=_with_bars(run_relay))
     pull = commands.add_parser("pull", help="a verified nightly pull of N generated records through gRPC")
     pull.add_argument("--count", type=int, default=1_000_000, help="records to generate and pull (default 1000000)")
     pull.add_argument("--database-url", action="append", default=None,
@@ -40,15 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "pull after it, at each of --counts (default: records inserted with their positions)")
     pull.add_argument("--counts", type=_counts, default=None,
                       help="with --ingest: record counts, comma-separated (default 100000,1000000)")
-    pull.set_defaults(handler=run_pull)
+    pull.set_defaults(handler=_with_bars(run_pull))
     fanout = commands.add_parser("fanout", help="catalog events per second through the fanout publisher after "
                                                 "an import of N published resources, vs raw pika")
     fanout.add_argument("--count", type=int, default=100_000, help="resources imported and published (default 100000)")
-    fanout.set_defaults(handler=run_fanout)
+    fanout.set_defaults(handler=_with_bars(run_fanout))
     watchers = commands.add_parser("watchers", help="N concurrent WatchCatalog streams: memory per watcher, "
                                                     "commit-to-every-watcher latency")
     watchers.add_argument("--count", type=int, default=1_000, help="concurrent streams (default 1000)")
-    watchers.set_defaults(handler=run_watchers)
+    watchers.set_defaults(handler=_with_bars(run_watchers))
     scale = commands.add_parser("scale", help="catalog search, pull and audit query at growing sizes (growth per 10x)")
     scale.add_argument("--catalog-sizes", type=_sizes, default=None, help="resources, comma-separated "
                        "(default 10000,100000; the issue's ladder adds 1000000); empty skips")
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="records, comma-separated (default 100000,1000000; then 10000000); empty skips")
     scale.add_argument("--audit-sizes", type=_sizes, default=None,
                        help="audit entries, comma-separated (default 100000,1000000; then 10000000); empty skips")
-    scale.set_defaults(handler=run_scale)
+    scale.set_defaults(handler=_with_bars(run_scale))
     console = commands.add_parser("console", help="the console's audit and catalog search pages: p50/p99 from 8 "
                                                   "concurrent signed-in sessions")
     console.add_argument("--audit-entries", type=int, default=1_000_000, help="default 1000000")
@@ -73,7 +74,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("--concurrency", type=int, default=32, help="concurrent callers (default 32)")
     verify.add_argument("--database-url", action="append", default=None,
                         help="empty database to measure (repeatable; default: a temporary SQLite and PostgreSQL)")
-    verify.set_defaults(handler=run_verify)
+    verify.set_defaults(handler=_with_bars(run_verify))
+
+
+def _with_bars(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """The benchmark with bars for its preparation on a terminal (``node.bench.progress``)."""
+    def run(args: argparse.Namespace) -> int:
+        from node.bench import progress as bench_progress
+        from node.cli.output import progress_steps, progress_wanted
+
+        with progress_steps(enabled=progress_wanted()) as show:
+            bench_progress.install(show)
+            try:
+                return handler(args)
+            finally:
+                bench_progress.install(None)
+    return run
 
 
 def run_catalog(args: argparse.Namespace) -> int:

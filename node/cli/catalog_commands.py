@@ -19,7 +19,14 @@ from catalog.errors import InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.model import ResourceMetadata
 from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
-from node.cli.output import DEFAULT_MAX_CELL, print_fields, print_table, progress_wanted, status
+from node.cli.output import (
+    DEFAULT_MAX_CELL,
+    print_fields,
+    print_table,
+    progress_steps,
+    progress_wanted,
+    status,
+)
 from node.files.catalog import CatalogFileError, read_catalog_file, write_catalog_file
 from node.grpc import convert
 
@@ -226,16 +233,20 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"exnode: {args.file}: {error}", file=sys.stderr)
         return 1
     messages = []
-    for entry in entries:
-        if isinstance(entry.parsed, Exception):
-            messages.append(pb.ResourceMetadata())  # placeholder: local problems are reported below
-        else:
-            messages.append(convert.metadata_to_proto(entry.parsed))
+    # A bar for the entries checked here; the node then imports them all in one transaction (all or
+    # nothing), which reports no progress of its own: a spinner says so while it runs.
+    with progress_steps(enabled=progress_wanted(args.json)) as steps:
+        for done, entry in enumerate(entries, 1):
+            if isinstance(entry.parsed, Exception):
+                messages.append(pb.ResourceMetadata())  # placeholder: local problems are reported below
+            else:
+                messages.append(convert.metadata_to_proto(entry.parsed))
+            steps(f"checking {args.file.name}", done, len(entries))
     local = {i: e for i, e in enumerate(entries) if isinstance(e.parsed, Exception)}
     try:
         if local:
             raise _LocalProblems()
-        with status(f"importing {len(messages)} entries of {args.file} (one transaction)…",
+        with status(f"the node imports {len(messages)} entries of {args.file} in one transaction…",
                     enabled=progress_wanted(args.json)):
             result = _stub(args).ImportResources(
                 pb.ImportResourcesRequest(resources=messages, publish=args.publish, replace_drafts=args.replace_drafts,

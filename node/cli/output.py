@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, Protocol
 
 from rich.cells import cell_len
@@ -141,3 +141,27 @@ def status(text: str, *, enabled: bool = True) -> Iterator[None]:
 
     with Console(stderr=True).status(text):
         yield
+
+
+@contextlib.contextmanager
+def progress_steps(*, enabled: bool = True, unit: str = "") -> Iterator[Callable[[str, int, int], None]]:
+    """Bars on stderr for work reported as ``show(what, done, total)``: one bar per ``what``, drawn while
+    the block runs (a no-op when not enabled). For work done in phases (a benchmark's preparation, the
+    files of a backup)."""
+    if not enabled:
+        yield lambda what, done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def show(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        yield show

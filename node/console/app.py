@@ -57,6 +57,7 @@ HTTP_STATUS = {
 ROLE_NAMES = {
     "security_officer": "安全审计员", "consumer": "共享部门（使用方）", "provider": "数据提供方",
     "catalog_admin": "目录管理员", "reviewer": "审核员", "operator": "运维人员", "platform": "平台",
+    "coordinator": "争议协调员",
 }
 
 
@@ -86,6 +87,18 @@ class Page:
 View = Callable[[Context, Request, FormData | None], Page]
 
 
+@dataclass
+class _Viewed:
+    """A GET's session lookup and view, done in one worker thread: the session (None and why not), and the
+    page or the exception the view raised."""
+
+    session: Session | None
+    why: str
+    context: Context | None = None
+    page: Page | None = None
+    error: Exception | None = None
+
+
 class ConsoleError(Exception):
     """A console-level refusal (bad CSRF token): HTTP status and a message for the page."""
 
@@ -102,7 +115,7 @@ class Console:
         self.node = node
         self.settings = settings
         self.clock = clock
-        self.sessions = SessionStore(settings.idle_timeout_s, settings.absolute_timeout_s, clock)
+        self.sessions = SessionStore(node.uow, settings.idle_timeout_s, settings.absolute_timeout_s, clock)
         self.templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                             autoescape=True, undefined=jinja2.StrictUndefined)
         self.templates.globals.update(role_names=ROLE_NAMES, urlencode=urlencode, quote=quote)
@@ -139,23 +152,34 @@ class Console:
 
     # -- the one path of every page -------------------------------------------------------------------
     async def handle(self, request: Request, rpc: str, view: View) -> Response:
-        session, why = self.sessions.get(request.cookies.get(COOKIE, ""))
+        request_id = uuid.uuid4().hex
+        cookie = request.cookies.get(COOKIE, "")
+        viewed: _Viewed | None = None
+        if request.method == "POST":  # the session first: no form is read for a request without one
+            session, why = await asyncio.to_thread(self.sessions.get, cookie)
+        else:  # the session and the page in one trip to a worker thread (the pool is shared with the RPCs)
+            viewed = await asyncio.to_thread(self._session_and_view, cookie, request_id, request, view)
+            session, why = viewed.session, viewed.why
         if session is None:
             target = "/login?" + urlencode({"next": _local_path(request), **({"expired": "1"} if why == "expired"
                                                                                  else {})})
             return RedirectResponse(target, status_code=303)
-        request_id = uuid.uuid4().hex
-        context = Context(session.principal, request_id, session, node=self.node)
+        context = viewed.context if viewed and viewed.context else Context(session.principal, request_id, session,
+                                                                          node=self.node)
         form: FormData | None = None
         status, result, detail, page = 200, "OK", "", None
         retry_after = ""
         try:
-            self.limits.admit(session.principal.department_code)
-            if request.method == "POST":
+            if viewed is not None:
+                if viewed.error is not None:
+                    raise viewed.error
+                page = viewed.page
+            else:  # a POST: its limit here, a GET's in the worker thread before its view
+                self.limits.admit(session.principal.department_code)
                 form = await request.form()
                 if not hmac.compare_digest(str(form.get("csrf_token", "")), session.csrf_token):
                     raise ConsoleError(403, "PERMISSION_DENIED", "表单已失效或来源不明（CSRF 校验失败），请重新打开页面再提交")
-            page = await asyncio.to_thread(view, context, request, form)
+                page = await asyncio.to_thread(view, context, request, form)
         except ConsoleError as error:
             status, result, detail = error.status, error.result, str(error)
         except Exception as error:
@@ -180,13 +204,25 @@ class Console:
                 refused.headers["retry-after"] = retry_after
             return refused
         if page.flash:
-            session.flash.append(page.flash)
+            await asyncio.to_thread(self.sessions.flash, session, page.flash)
         if page.redirect:
             return RedirectResponse(page.redirect, status_code=303, headers={"x-request-id": request_id})
         if page.response is not None:
             page.response.headers["x-request-id"] = request_id
             return page.response
-        return self.render(page.template, page.values, context)
+        flash = await asyncio.to_thread(self.sessions.take_flash, session) if session.flash else []
+        return self.render(page.template, page.values, context, flash=flash)
+
+    def _session_and_view(self, cookie: str, request_id: str, request: Request, view: View) -> _Viewed:
+        session, why = self.sessions.get(cookie)
+        if session is None:
+            return _Viewed(None, why)
+        context = Context(session.principal, request_id, session, node=self.node)
+        try:
+            self.limits.admit(session.principal.department_code)
+            return _Viewed(session, why, context, page=view(context, request, None))
+        except Exception as error:  # handled by ``handle`` like a refusal of the POST path
+            return _Viewed(session, why, context, error=error)
 
     async def audit(self, context: Context, request: Request, rpc: str, result: str, detail: str) -> None:
         """One entry per request, as the RPC interceptor writes it; the page waits for its commit."""
@@ -201,14 +237,12 @@ class Console:
         await asyncio.shield(asyncio.wrap_future(self.node.audit_writer.submit(record)))
 
     def render(self, template: str, values: Mapping[str, Any], context: Context | None = None, *,
-               status: int = 200) -> HTMLResponse:
+               status: int = 200, flash: list[str] | None = None) -> HTMLResponse:
+        """``flash``: the messages taken from the session for this page (``handle`` takes them)."""
         session = context.session if context else None
-        flash = list(session.flash) if session else []
-        if session:
-            session.flash.clear()
         html = self.templates.get_template(template).render(
             **values, areas=self.areas(context.principal) if context else set(), principal=context.principal if context else None, request_id=context.request_id if context
-            else "", csrf_token=session.csrf_token if session else "", flash=flash, node_name=self.node.config.node.name,
+            else "", csrf_token=session.csrf_token if session else "", flash=flash or [], node_name=self.node.config.node.name,
             node_id=self.node.config.node.id, dev=self.dev, oidc=oidc.configured(self.settings))
         response = HTMLResponse(html, status_code=status)
         if context:
@@ -320,7 +354,7 @@ class Console:
         except AuthenticationError as error:
             return await self._refuse_sign_in(request, f"令牌无效：{error}（{error.reason}）", via, next_path,
                                               reason=f"{error.reason}: {error}")
-        session = self.sessions.open(principal, via)
+        session = await asyncio.to_thread(self.sessions.open, principal, via)
         context = Context(principal, uuid.uuid4().hex, session)
         await self.audit(context, request, "Console/SignIn", "OK", f"signed in ({via})")
         response: Response = RedirectResponse(next_path, status_code=303)
@@ -344,13 +378,13 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
-        session, _ = self.sessions.get(request.cookies.get(COOKIE, ""))
+        session, _ = await asyncio.to_thread(self.sessions.get, request.cookies.get(COOKIE, ""))
         if session is not None:
             form = await request.form()
             if not hmac.compare_digest(str(form.get("csrf_token", "")), session.csrf_token):
                 return self.render("error.html", {"status": 403, "result": "PERMISSION_DENIED",
                                                   "message": "CSRF 校验失败"}, status=403)
-            self.sessions.close(session.id)
+            await asyncio.to_thread(self.sessions.close, session.id)
             await self.audit(Context(session.principal, uuid.uuid4().hex, session), request, "Console/SignOut",
                              "OK", "")
         response = RedirectResponse("/login", status_code=303)

@@ -29,6 +29,7 @@ import sqlite3
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -156,11 +157,21 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _sha256(path: Path) -> str:
+Steps = Callable[[str, int, int], None]
+"""``steps(what, done, total)``: how far a backup or restore has got (the CLI draws it on a terminal)."""
+
+
+def _no_steps(what: str, done: int, total: int) -> None:
+    pass
+
+
+def _sha256(path: Path, read: Callable[[int], None] = lambda size: None) -> str:
+    """``read(size)``: told of each chunk hashed (the bytes of a large database take a while)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
+            read(len(chunk))
     return digest.hexdigest()
 
 
@@ -203,9 +214,10 @@ def _is_kek(relative: Path) -> bool:
     return relative.name.startswith("kek-") and relative.name.endswith(".key")
 
 
-def backup(config: Config, target: Path, *, with_kek: bool = False) -> Outcome:
+def backup(config: Config, target: Path, *, with_kek: bool = False, steps: Steps = _no_steps) -> Outcome:
     """Back up a node that may be serving: an online database snapshot, then config and keys, then the
-    manifest (hashes of everything) written last, so that a directory with a manifest is a whole backup."""
+    manifest (hashes of everything) written last, so that a directory with a manifest is a whole backup.
+    ``steps``: told of the snapshot (one step: one read transaction), the files copied, the bytes hashed."""
     started = time.monotonic()
     kind = database_kind(config.database_url)
     if not config.data_dir.is_dir():
@@ -218,6 +230,7 @@ def backup(config: Config, target: Path, *, with_kek: bool = False) -> Outcome:
     target.mkdir(parents=True, exist_ok=True)
     target.chmod(0o700)  # private keys and personal data
 
+    steps("database snapshot", 0, 1)
     if kind == "sqlite":
         database_file = SQLITE_FILE
         revision = _backup_sqlite(sqlite_path(config.database_url), target / SQLITE_FILE)
@@ -228,27 +241,37 @@ def backup(config: Config, target: Path, *, with_kek: bool = False) -> Outcome:
                      config.database_url)
         (target / POSTGRES_FILE).chmod(0o600)
 
+    steps("database snapshot", 1, 1)
     files, directories = _data_files(config)
     if not with_kek:
         files = [relative for relative in files if not _is_kek(relative)]
     for relative in directories:
         (target / FILES / relative).mkdir(parents=True, exist_ok=True)
         (target / FILES / relative).chmod(stat.S_IMODE((config.data_dir / relative).stat().st_mode))
-    for relative in files:
+    for copied, relative in enumerate(files, 1):
         destination = target / FILES / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(config.data_dir / relative, destination)  # keeps the mode: keys stay 0600
+        steps("files copied", copied, len(files))
     if not (target / FILES / CONFIG_FILE).exists():
         raise BackupError(f"{config.data_dir / CONFIG_FILE}: missing; a backup without the config cannot "
                           "be restored (run exnode init)")
 
     entries = []
     total = 0
-    for path in [target / database_file, *(target / FILES / relative for relative in files)]:
+    paths = [target / database_file, *(target / FILES / relative for relative in files)]
+    hashed, to_hash = 0, sum(path.stat().st_size for path in paths)
+
+    def read(size: int) -> None:
+        nonlocal hashed
+        hashed += size
+        steps("bytes hashed (SHA-256)", hashed, to_hash)
+
+    for path in paths:
         _fsync(path)
         size = path.stat().st_size
         total += size
-        entries.append({"path": path.relative_to(target).as_posix(), "sha256": _sha256(path), "size": size,
+        entries.append({"path": path.relative_to(target).as_posix(), "sha256": _sha256(path, read), "size": size,
                         "mode": f"{stat.S_IMODE(path.stat().st_mode):04o}"})
     manifest = {
         "format": FORMAT,
@@ -343,14 +366,21 @@ def _safe_relative(value: str, manifest: Path) -> PurePosixPath:
     return relative
 
 
-def verify(directory: Path) -> dict[str, Any]:
+def verify(directory: Path, steps: Steps = _no_steps) -> dict[str, Any]:
     """Every file the manifest lists is there with its size and SHA-256; returns the manifest."""
     manifest = read_manifest(directory)
+    hashed, to_hash = 0, sum(entry["size"] for entry in manifest["files"])
+
+    def read(size: int) -> None:
+        nonlocal hashed
+        hashed += size
+        steps("bytes verified (SHA-256)", hashed, to_hash)
+
     for entry in manifest["files"]:
         path = directory / entry["path"]
         if not path.is_file():
             raise BackupError(f"{directory}: incomplete backup: {entry['path']} is missing")
-        if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
+        if path.stat().st_size != entry["size"] or _sha256(path, read) != entry["sha256"]:
             raise BackupError(f"{directory}: corrupt backup: {entry['path']} does not match its SHA-256 in "
                               f"{MANIFEST}")
     return manifest
@@ -383,12 +413,12 @@ def _needed_keks(backup_dir: Path, manifest: dict[str, Any], keys_from: Path | N
 
 
 def restore(backup_dir: Path, data_dir: Path, *, force: bool = False,
-            environ: dict[str, str] | None = None, keys_from: Path | None = None) -> Outcome:
+            environ: dict[str, str] | None = None, keys_from: Path | None = None, steps: Steps = _no_steps) -> Outcome:
     """Restore a verified backup into ``data_dir``. The target (the directory, and the SQLite file or
     PostgreSQL database the restored config names, after ``EXNODE_*`` overrides) must be empty unless
     ``force``; nothing is changed before the whole backup has verified."""
     started = time.monotonic()
-    manifest = verify(backup_dir)
+    manifest = verify(backup_dir, steps)
     keks = _needed_keks(backup_dir, manifest, keys_from)
     kind, revision = manifest["database"]["kind"], manifest["database"]["revision"]
     config = replace(load_config(backup_dir / FILES, environ), data_dir=data_dir)

@@ -69,8 +69,20 @@ def alembic_config(url: str) -> AlembicConfig:
     return config
 
 
+class _OnlyUpgrades(logging.Filter):
+    """Alembic announces its dialect at every start ("Context impl SQLiteImpl.", "Will assume …"): noise
+    before the one line a failed start prints. What it upgrades stays in the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl", "Will assume"))
+
+
+_ONLY_UPGRADES = _OnlyUpgrades()
+
+
 def migrate(url: str) -> None:
     """Bring the database to the newest schema (idempotent); ``exnode init`` and ``serve`` call it."""
+    logging.getLogger("alembic.runtime.migration").addFilter(_ONLY_UPGRADES)
     command.upgrade(alembic_config(url), "head")
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -634,3 +635,25 @@ check_targets = Table(
 )
 """Per check and target: its state and the signed answer as received (kept for the report's evidence).
 ``findings`` (base64) and ``answer`` are sealed under ``data_key`` (scope ``checks``; none: clear)."""
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("subject", String(200), nullable=False),
+    Column("department_code", String(18), nullable=False),
+    Column("roles", Text, nullable=False),
+    Column("issuer", String(200), nullable=False),
+    Column("token_id", String(200), nullable=False),
+    Column("token_expires_at", Float, nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("via", String(8), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("expires", Float, nullable=False, index=True),
+    Column("flash", Text, nullable=False),
+)
+"""The web console's sessions, shared by every process of the node (DESIGN §10: replicas behind one
+address). ``id_hash``: SHA-256 of the cookie's random id, so reading the table does not hand out
+sessions; the principal as verified at sign-in (never the token); times in Unix seconds; ``flash`` a JSON
+list of messages for the next page."""

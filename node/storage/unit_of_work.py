@@ -28,6 +28,7 @@ from node.storage.pull_repository import PullRepository
 from node.storage.record_index_repository import RecordIndexRepository
 from node.storage.report_repository import ReportRepository
 from node.storage.secrecy import DataKeysRepository, Sealer
+from node.storage.session_repository import ConsoleSessionRepository
 from node.storage.tier_repository import TierRepository
 from node.storage.timestamp_repository import TimestampRepository
 from node.storage.verification_repository import VerificationRepository
@@ -53,6 +54,7 @@ class UnitOfWork(abc.ABC):
     record_index: RecordIndexRepository
     verifications: VerificationRepository
     checks: CheckRepository
+    console_sessions: ConsoleSessionRepository
 
     @abc.abstractmethod
     def __enter__(self) -> UnitOfWork: ...
@@ -98,6 +100,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.record_index = RecordIndexRepository(connection, self._sealer)
         self.verifications = VerificationRepository(connection, self._sealer)
         self.checks = CheckRepository(connection, self._sealer)
+        self.console_sessions = ConsoleSessionRepository(connection)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None,

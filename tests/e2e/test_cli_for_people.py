@@ -67,10 +67,59 @@ def test_create_from_toml_and_edit_from_the_json_of_show(sample_node: Served, tm
 
 
 def test_a_second_serve_on_a_taken_port_says_so_in_one_line(sample_node: Served):
-    second = subprocess.run([*EXNODE, "--log-format", "text", "--log-level", "WARNING", "serve", "--data",
-                             str(sample_node.data), "--listen", sample_node.address],
+    # at the default log level, as a person starts it (no alembic chatter before the line)
+    second = subprocess.run([*EXNODE, "--log-format", "text", "serve", "--data",
+                             str(sample_node.data), "--listen", sample_node.address, "--metrics-listen",
+                             "127.0.0.1:0"],
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
     lines = [line for line in second.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, second.stderr
     assert f"server.listen {sample_node.address}: Address already in use" in lines[0]
+
+
+def _on_a_terminal(*args: str) -> tuple[int, str]:
+    """``exnode ARGS`` with stderr on a pseudo-terminal (as a person runs it): exit status and what the
+    terminal received."""
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen([*EXNODE, *args], stdout=subprocess.PIPE, stderr=terminal,
+                                   env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"})
+        os.close(terminal)
+        received = bytearray()
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the other end closed: the process is done with its terminal
+                break
+            if not chunk:
+                break
+            received += chunk
+        process.communicate(timeout=120)
+        return process.returncode, received.decode(errors="replace")
+    finally:
+        os.close(controller)
+
+
+def test_backup_and_verify_draw_bars_on_a_terminal_and_none_under_json_or_a_pipe(tmp_path: Path):
+    data = tmp_path / "node"
+    exnode("init", "--data", str(data), "--sample", "--dev")
+    code, shown = _on_a_terminal("backup", "--data", str(data), str(tmp_path / "b1"))
+    assert code == 0 and "bytes hashed (SHA-256)" in shown and "files copied" in shown, shown
+    code, shown = _on_a_terminal("restore", "--verify-only", str(tmp_path / "b1"))
+    assert code == 0 and "bytes verified (SHA-256)" in shown, shown
+    code, shown = _on_a_terminal("backup", "--data", str(data), str(tmp_path / "b2"), "--json")
+    assert code == 0 and "SHA-256" not in shown, shown
+    piped = exnode("backup", "--data", str(data), str(tmp_path / "b3"))
+    assert "SHA-256" not in piped.stderr and "backed up" in piped.stdout
+
+
+def test_import_draws_a_bar_for_its_entries_on_a_terminal(sample_node: Served, tmp_path: Path):
+    exported = tmp_path / "catalog.json"
+    sample_node.cli("catalog", "export", "--format", "json", "--out", str(exported))
+    code, shown = _on_a_terminal("catalog", "import", str(exported), "--upsert", "--server", sample_node.address,
+                                 "--token", sample_node.admin_token)
+    assert code == 0 and "checking catalog.json" in shown, shown

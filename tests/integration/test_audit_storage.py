@@ -538,3 +538,26 @@ def test_an_export_range_with_no_entries_holds_only_the_header(minutes: Trail):
         lines = list(minutes.app.export(since, until))
         assert [json.loads(line)["type"] for line in lines] == ["header"], (since, until)
         assert verify_export(lines, dict(minutes.keys.public)).ok
+
+
+class _StopAfter:
+    """A stop flag that reads as set from its ``calls``-th look on (a node told to stop mid-walk)."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls, self.looked = calls, 0
+
+    def is_set(self) -> bool:
+        self.looked += 1
+        return self.looked >= self.calls
+
+
+def test_a_verification_told_to_stop_gives_up_within_a_chunk_of_entries(trail: Trail):
+    """``exnode serve`` verifies the whole chain at start; a Ctrl-C must not wait for a million entries."""
+    from node.services.audit import VerificationStopped
+
+    trail.writer.append(records(trail, 1, 1600))
+    assert trail.app.verify(threading.Event()).ok  # a flag never set changes nothing
+    stop = _StopAfter(2)  # looked at entry 1, set by entry 501
+    with pytest.raises(VerificationStopped):
+        trail.app.verify(stop)  # type: ignore[arg-type]
+    assert stop.looked == 2
