@@ -1,7 +1,7 @@
 """forwarded demands: 回流 — demands a lower node forwards through its uplink and the upper node decides
 
 Revision ID: 0027
-Revises: 0020
+Revises: 0024
 Create Date: 2026-12-01 18:00:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0027"
-down_revision = "0020"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
