@@ -39,6 +39,8 @@ from catalog.model import (
     VersionState,
 )
 from node.storage.search_index import (
+    SEARCH_ID_SPACING,
+    allocate_search_ids,
     array_filter,
     array_terms,
     fts_document,
@@ -270,19 +272,17 @@ class CatalogRepository:
             expression = self._fts_match(flt)
             if expression is None:
                 return [], 0
-            if self._narrowed(flt) or self._fts_count(expression, DRIVE_LIMIT + 1) <= DRIVE_LIMIT:
-                # No window count here (PostgreSQL's way): SQLite then sorts every match instead of
-                # keeping the best ``limit``, which costs what the separate FTS5 count saves (measured at
-                # 10^5, "低保" as a consumer: 56 ms with the window, 35 + 19 ms without). NULL: the caller
-                # counts.
-                pairs = self.connection.exec_driver_sql(
-                    "SELECT v.code, v.version, NULL FROM resource_search JOIN resource_versions v "
-                    "ON v.search_id = resource_search.rowid WHERE resource_search MATCH ? AND v.code > ? "
-                    "ORDER BY v.code LIMIT ?", (expression, after_code, limit)).all()
-            else:
-                join, conditions = self._filtered(flt, walk=True)
-                query = query.select_from(join).where(*conditions, resources.c.code > after_code) \
-                    .order_by(resources.c.code)
+            # Search ids follow (code, version) order, so the page is the first ``limit`` matching FTS5
+            # rows above the last code shown: the index stops there, however many rows match.
+            bound = 0
+            if after_code:
+                bound = self.connection.exec_driver_sql(
+                    "SELECT search_id FROM resource_versions WHERE code <= ? ORDER BY code DESC, version DESC "
+                    "LIMIT 1", (after_code,)).scalar() or 0
+            pairs = self.connection.exec_driver_sql(
+                "SELECT v.code, v.version, NULL FROM (SELECT rowid AS id FROM resource_search "
+                "WHERE resource_search MATCH ? AND rowid > ? ORDER BY rowid LIMIT ?) AS m "
+                "JOIN resource_versions v ON v.search_id = m.id ORDER BY m.id", (expression, bound, limit)).all()
         elif self._narrowed(flt):
             # Ordered by an expression, not by the primary key: the planner, expecting matches spread
             # evenly, would walk the key in order and filter, but codes cluster by classification
@@ -403,7 +403,7 @@ class CatalogRepository:
              "created_at": now, "updated_at": now, "retired_at": r.retired_at}
             for r in new
         ])
-        rows = self._insert_versions([(r.code, r.latest) for r in new], heads=new)
+        rows, _ = self._insert_versions([(r.code, r.latest) for r in new], heads=new)
         if self.connection.dialect.name == "sqlite":
             self._index_insert({row["search_id"]: fts_document(indexed_version(
                 row, r.status.value, latest_version=r.latest.version, published_version=r.published_version))
@@ -424,8 +424,8 @@ class CatalogRepository:
                 raise AssertionError(f"attempt to rewrite published version {latest.version} of {resource.code}")
             if latest != previous.latest:
                 self._rewrite_draft(resource.code, latest)
-        else:
-            self._insert_versions([(resource.code, latest)])
+        elif self._insert_versions([(resource.code, latest)], skip=resource.code)[1]:
+            before = {}  # renumbered: the index holds nothing of this resource now
         self._reindex(resource.code, before)
 
     def put_foreign(self, resource: Resource, origin_node: str, now: dt.datetime) -> bool:
@@ -443,8 +443,9 @@ class CatalogRepository:
             return False  # older news, or a repeat
         else:
             self.connection.execute(update(resources).where(resources.c.code == resource.code).values(**values))
-        if self.get_version(resource.code, resource.latest.version) is None:
-            self._insert_versions([(resource.code, resource.latest)])
+        if self.get_version(resource.code, resource.latest.version) is None and self._insert_versions(
+                [(resource.code, resource.latest)], skip=resource.code)[1]:
+            before = {}  # renumbered: the index holds nothing of this resource now
         self._reindex(resource.code, before)
         return True
 
@@ -486,22 +487,72 @@ class CatalogRepository:
         self.connection.execute(insert(catalog_events), rows)
 
     def _insert_versions(self, versions: Sequence[tuple[str, ResourceVersion]],
-                         heads: Sequence[Resource] | None = None) -> list[dict]:
+                         heads: Sequence[Resource] | None = None, skip: str | None = None) -> tuple[list[dict], bool]:
         """Insert version rows. With ``heads`` (new resources) PostgreSQL's terms are written at once;
         otherwise ``_reindex`` writes them, and SQLite's FTS5 rows are always the caller's."""
         values = [self._version_values(code, version) for code, version in versions]
+        renumbered = False
         if self.connection.dialect.name == "sqlite":
-            # Writers hold SQLite's write lock (BEGIN IMMEDIATE), so max + 1 cannot race.
-            first = (self.connection.execute(select(func.max(resource_versions.c.search_id))).scalar() or 0) + 1
-            for offset, row in enumerate(values):
-                row["search_id"] = first + offset
+            renumbered = self._assign_search_ids(values, skip)
         elif heads is not None:
             for row, head in zip(values, heads, strict=True):
                 row["search_terms"] = array_terms(indexed_version(
                     row, head.status.value, latest_version=head.latest.version,
                     published_version=head.published_version))
         self.connection.execute(insert(resource_versions), values)
-        return values
+        return values, renumbered
+
+    def _assign_search_ids(self, values: list[dict], skip: str | None = None) -> bool:
+        """SQLite: give the new version rows search ids in (code, version) order among the stored ones
+        (writers hold SQLite's write lock, BEGIN IMMEDIATE, so the neighbours cannot change meanwhile);
+        True when the stored rows had to be renumbered first (their FTS5 rows were rebuilt, except those
+        of the resource ``skip``, which its caller reindexes from nothing)."""
+        ordered = sorted(values, key=lambda row: (row["code"], row["version"]))
+        sql = self.connection.exec_driver_sql
+        plan: list[tuple[list[dict], list[int]]] = []
+        start = 0
+        while start < len(ordered):
+            # New keys never equal stored ones (the primary key). The first stored key above this row
+            # bounds a run of new rows with no stored one between them: two look-ups per run, however
+            # large the catalog (runs are few in an import: one per front code the file adds to).
+            key = (ordered[start]["code"], ordered[start]["version"])
+            above = sql("SELECT code, version, search_id FROM resource_versions WHERE (code, version) > (?, ?) "
+                        "ORDER BY code, version LIMIT 1", key).first()
+            below = sql("SELECT search_id FROM resource_versions WHERE (code, version) < (?, ?) "
+                        "ORDER BY code DESC, version DESC LIMIT 1", key).scalar()
+            end = start + 1
+            while end < len(ordered) and (above is None or (ordered[end]["code"], ordered[end]["version"])
+                                          < (above.code, above.version)):
+                end += 1
+            ids = allocate_search_ids(below, None if above is None else above.search_id, end - start)
+            if ids is None:
+                self._renumber_search_ids(skip)
+                self._assign_search_ids(values)
+                return True
+            plan.append((ordered[start:end], ids))
+            start = end
+        for run, ids in plan:
+            for row, search_id in zip(run, ids, strict=True):
+                row["search_id"] = search_id
+        return False
+
+    def _renumber_search_ids(self, skip: str | None) -> None:
+        """Space every stored version's search id SEARCH_ID_SPACING apart again, in (code, version)
+        order, and rebuild the FTS5 table with them (rare: when inserts at one place used a gap up)."""
+        v, r = resource_versions, resources
+        rows = self.connection.execute(
+            select(v.c.code, v.c.version, v.c.search_text, v.c.classification, v.c.share_type, v.c.open_type,
+                   v.c.update_cycle, v.c.provider_code, r.c.status, r.c.latest_version, r.c.published_version)
+            .select_from(v.join(r, r.c.code == v.c.code)).order_by(v.c.code, v.c.version)).all()
+        sql = self.connection.exec_driver_sql
+        sql("INSERT INTO resource_search (resource_search) VALUES ('delete-all')")
+        sql("UPDATE resource_versions SET search_id = NULL")
+        ids = [SEARCH_ID_SPACING * (i + 1) for i in range(len(rows))]
+        sql("UPDATE resource_versions SET search_id = ? WHERE code = ? AND version = ?",
+            [(i, row.code, row.version) for i, row in zip(ids, rows, strict=True)])
+        self._index_insert({i: fts_document(indexed_version(
+            row._mapping, row.status, latest_version=row.latest_version, published_version=row.published_version))
+            for i, row in zip(ids, rows, strict=True) if row.code != skip})
 
     def _rewrite_draft(self, code: str, version: ResourceVersion) -> None:
         v = resource_versions

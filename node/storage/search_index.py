@@ -164,3 +164,27 @@ def fts_match(words: list[str], attributes: dict[str, str], code_prefix: str, vi
         own = f'"{_attribute("p", visible_to)}"'
         parts.append(f'(("zzvlatest" AND {own}) OR ("zzvpublic" NOT {own}))')
     return " AND ".join(parts)
+
+
+SEARCH_ID_SPACING = 1 << 32
+"""Distance between the search ids of neighbouring versions after a renumbering, and of appended ones."""
+SEARCH_ID_STEP = 1 << 16
+"""Distance between versions inserted in a run between two neighbours: small, so a long sequence of
+inserts at one place (a provider's new codes, always just below the next front code) uses the gap up
+slowly instead of halving it each time."""
+
+
+def allocate_search_ids(before: int | None, after: int | None, count: int) -> list[int] | None:
+    """Search ids for ``count`` new versions that sort between the versions holding ``before`` and
+    ``after`` (None: no neighbour on that side), in order; None when the gap is used up (renumber).
+
+    Why ids in code order: FTS5 returns matches in rowid order, so when rowid order is the catalog's
+    code order, a page is the first ``limit`` rows after a bound — what a bare index costs, however
+    many rows match — instead of every match's code read and sorted."""
+    base = before or 0
+    if after is None:
+        return [base + SEARCH_ID_SPACING * (i + 1) for i in range(count)]
+    step = min(SEARCH_ID_STEP, (after - base) // (count + 1))
+    if step < 1:
+        return None
+    return [base + step * (i + 1) for i in range(count)]
