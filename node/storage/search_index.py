@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import add
 
 
 def _fts_code(character: int) -> str:
@@ -91,6 +93,7 @@ _RUN_BREAK = "zzb"
 encoded term (a ``z`` there is always followed by hex digits), so every ``zz…`` word is ours."""
 
 
+@lru_cache(maxsize=4096)
 def _attribute(kind: str, value: str) -> str:
     return "zz" + kind + "".join(c for c in value.lower() if c.isascii() and c.isalnum())
 
@@ -107,7 +110,7 @@ def fts_document(row: IndexedVersion) -> str:
     words: list[str] = []
     singles: set[str] = set()
     for run in row.search_text.split():
-        words.append(" ".join([run[i:i + 2] for i in range(len(run) - 1)]).translate(_FTS_ESCAPE))
+        words.append(" ".join(map(add, run, run[1:])).translate(_FTS_ESCAPE))
         words.append(_RUN_BREAK)
         singles.update(run)
     words.append(" ".join(singles).translate(_FTS_ESCAPE))
