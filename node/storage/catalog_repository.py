@@ -280,10 +280,13 @@ class CatalogRepository:
                 bound = self.connection.exec_driver_sql(
                     "SELECT search_id FROM resource_versions WHERE code <= ? ORDER BY code DESC, version DESC "
                     "LIMIT 1", (after_code,)).scalar() or 0
-            pairs = self.connection.exec_driver_sql(
-                "SELECT v.code, v.version, NULL FROM (SELECT rowid AS id FROM resource_search "
-                "WHERE resource_search MATCH ? AND rowid > ? ORDER BY rowid LIMIT ?) AS m "
-                "JOIN resource_versions v ON v.search_id = m.id ORDER BY m.id", (expression, bound, limit)).all()
+            ids = self.connection.exec_driver_sql(
+                "SELECT rowid FROM resource_search WHERE resource_search MATCH ? AND rowid > ? ORDER BY rowid "
+                "LIMIT ?", (expression, bound, limit)).scalars().all()
+            if not ids:
+                return [], 0
+            # By search id: SQLite plans ``(code, version) IN (…)`` under a join as a scan (60 ms at 10^5).
+            query = query.select_from(joined).where(v.c.search_id.in_(ids)).order_by(v.c.search_id)
         elif self._narrowed(flt):
             # Ordered by an expression, not by the primary key: the planner, expecting matches spread
             # evenly, would walk the key in order and filter, but codes cluster by classification
