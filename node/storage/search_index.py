@@ -54,11 +54,6 @@ def word_terms(word: str) -> list[str]:
     return sorted({word[i:i + 2] for i in range(len(word) - 1)})
 
 
-def needs_recheck(word: str) -> bool:
-    """Whether a row having all the word's terms may still not contain the word (its bigrams apart)."""
-    return len(word) > 2
-
-
 @dataclass(frozen=True)
 class IndexedVersion:
     """What the SQLite index knows of one version row: its text, its filter attributes, and whom it is
@@ -133,15 +128,6 @@ def array_terms(row: IndexedVersion) -> list[str]:
     """The PostgreSQL ``text[]`` of a version: its text terms and the same attribute words as FTS5's
     (a text term has one or two characters, an attribute word more, so they never collide)."""
     return sorted(text_terms(row.search_text) + _attribute_words(row))
-
-
-def array_filter(attributes: dict[str, str], visible_to: str | None) -> tuple[list[str], str | None]:
-    """The attribute words a PostgreSQL row must hold, and the caller's own provider word (or None):
-    with it, a row matches when it holds zzvlatest and that word, or zzvpublic and not that word."""
-    words = [_attribute(kind, value) for kind, value in sorted(attributes.items()) if value]
-    if visible_to is None:
-        return [*words, "zzvlatest"], None
-    return words, _attribute("p", visible_to)
 
 
 def fts_word(word: str) -> str:
