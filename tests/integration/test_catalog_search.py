@@ -237,3 +237,36 @@ def test_search_ids_follow_code_order_through_inserts_anywhere(app: CatalogAppli
                 "SELECT search_id FROM resource_versions ORDER BY code, version").scalars().all()
         engine.dispose()
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_migration_0023_puts_search_ids_in_code_order(database_url: str, clock: FixedClock):
+    """Before 0023 a search id was max + 1 at insert: codes added in descending order got descending ids.
+    After it, ids follow code order and searches still answer exactly (SQLite; PostgreSQL just upgrades)."""
+    from node.storage.search_index import fts_document, indexed_version
+
+    command.upgrade(alembic_config(database_url), "0020")
+    engine = make_engine(database_url)
+    app = CatalogApplication(SqlUnitOfWorkFactory(engine), clock)
+    metas = [entry(f"低保{i}", "摘要", "项", "词") for i in range(5)]
+    app.import_resources(SYSTEM, metas)
+    if database_url.startswith("sqlite"):
+        with engine.begin() as connection:  # ids as the old allocation gave them to codes added last-first
+            sql = connection.exec_driver_sql
+            rows = sql("SELECT v.code, v.version, v.search_text, v.classification, v.share_type, v.open_type, "
+                       "v.update_cycle, v.provider_code, r.status, r.latest_version, r.published_version "
+                       "FROM resource_versions v JOIN resources r ON r.code = v.code "
+                       "ORDER BY v.code DESC").mappings().all()
+            sql("INSERT INTO resource_search (resource_search) VALUES ('delete-all')")
+            for new_id, row in enumerate(rows, start=1):
+                sql("UPDATE resource_versions SET search_id = ? WHERE code = ?", (new_id, row["code"]))
+                sql("INSERT INTO resource_search (rowid, terms) VALUES (?, ?)", (new_id, fts_document(indexed_version(
+                    row, row["status"], latest_version=row["latest_version"],
+                    published_version=row["published_version"]))))
+    command.upgrade(alembic_config(database_url), "head")
+    assert listed(app, "低保", page_size=2) == sorted(m.code for m in metas)
+    if database_url.startswith("sqlite"):
+        with engine.connect() as connection:
+            ids = connection.exec_driver_sql(
+                "SELECT search_id FROM resource_versions ORDER BY code").scalars().all()
+        assert ids == sorted(ids)
+    engine.dispose()
