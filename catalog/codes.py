@@ -6,6 +6,7 @@ Pure functions: they are used to validate catalog entries, grant masking rules a
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 CREDIT_CODE_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 """GB 32100-2015 alphabet: digits and upper-case letters without I, O, S, V, Z."""
@@ -30,6 +31,7 @@ def credit_code_check_character(first17: str) -> str:
     return CREDIT_CODE_ALPHABET[(31 - total % 31) % 31]
 
 
+@lru_cache(maxsize=8192)  # an import names the same few hundred providers thousands of times
 def credit_code_problem(code: str) -> str | None:
     """Why ``code`` is not a valid 统一社会信用代码, or None when it is.
 

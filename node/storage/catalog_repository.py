@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    Table,
     Text,
     and_,
     case,
@@ -19,7 +20,6 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
-    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Subquery
 
-from catalog.interchange import metadata_from_trusted_dict, metadata_to_dict
+from catalog.interchange import enum_member, metadata_from_trusted_dict, metadata_to_dict
 from catalog.model import (
     Classification,
     OpenType,
@@ -39,12 +39,12 @@ from catalog.model import (
     VersionState,
 )
 from node.storage.search_index import (
-    array_filter,
+    SEARCH_ID_SPACING,
+    allocate_search_ids,
     array_terms,
     fts_document,
     fts_match,
     indexed_version,
-    needs_recheck,
     word_terms,
 )
 from node.storage.tables import catalog_events, catalog_feed_cursors, resource_versions, resources
@@ -86,9 +86,14 @@ class EventFilter:
 def _escape_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
-DRIVE_LIMIT = 2_000
-"""SQLite: a plain listing (no words, no attribute filter) the index says matches at most this many
-versions (a code prefix, a department's own drafts) is read from the index too."""
+WALK_WINDOW = 2_048
+"""PostgreSQL: how many shown versions a later page of a word search reads in code order (an eighth of
+it first) before it leaves the page to the GIN index (a word in one version in 40 fills a page)."""
+
+
+def _sqlite_time(value: str | None) -> dt.datetime | None:
+    """A timestamp as SQLite keeps it (UTC, no zone: tables.UTCDateTime), read by the driver directly."""
+    return None if value is None else dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
 
 
 def _version_from_row(row: Row) -> ResourceVersion:
@@ -147,7 +152,7 @@ class CatalogRepository:
             )
         return found
 
-    def _filtered(self, flt: ResourceFilter, *, walk: bool = False) -> tuple:
+    def _filtered(self, flt: ResourceFilter, *, walk: bool = False, words: bool = True) -> tuple:
         """The join of heads and shown versions, and the filter's conditions. ``walk``: SQLite is to walk
         the catalog in code order, so the filter columns are wrapped (``col || ''``) where an index on
         them would tempt its planner into reading every match and sorting them."""
@@ -159,6 +164,10 @@ class CatalogRepository:
         conditions = []
         if flt.classification:
             conditions.append(plain(v.c.classification) == flt.classification.value)
+            # A code starts with its classification's digit (catalog/model.py checks it): the range
+            # lets an index in code order serve the filter.
+            digit = str(flt.classification.number)
+            conditions.extend([r.c.code >= digit, r.c.code < str(flt.classification.number + 1)])
         if flt.provider_code:
             conditions.append(plain(r.c.provider_code) == flt.provider_code)
         if flt.share_type:
@@ -173,8 +182,9 @@ class CatalogRepository:
             conditions.append(r.c.code.like(_escape_like(flt.code_prefix) + "%", escape="\\"))
         if flt.visible_to is not None:
             conditions.append(or_(r.c.status != ResourceStatus.DRAFT.value, r.c.provider_code == flt.visible_to))
-        conditions.extend(v.c.search_text.like("%" + _escape_like(word) + "%", escape="\\")
-                          for word in flt.query.lower().split())
+        if words:
+            conditions.extend(v.c.search_text.like("%" + _escape_like(word) + "%", escape="\\")
+                              for word in flt.query.lower().split())
         shown = v.c.version == r.c.latest_version
         if flt.visible_to is not None:
             # Other departments see the published version, not the owner's pending draft of it.
@@ -198,38 +208,46 @@ class CatalogRepository:
 
     @classmethod
     def _narrowed(cls, flt: ResourceFilter) -> bool:
-        """A search (words or attribute filters) rather than a listing of (nearly) everything."""
-        return bool(flt.query.split()) or any(cls._attributes(flt).values())
-
-    def _array_search(self, flt: ResourceFilter) -> list[list[ColumnElement]]:
-        """PostgreSQL: versions whose term array holds every word's terms, the filter's attribute words
-        and the caller's visibility words (the GIN index answers it); ``LIKE`` confirms the words longer
-        than a bigram. Branches to be joined by UNION ALL, each a list of conditions to AND: as one OR,
-        PostgreSQL re-evaluated the array conditions as a filter on every matching row, reading each
-        row's TOASTed array (1.4 s for 7,230 rows at 10^5); alone, a GIN @> needs no recheck."""
-        v = resource_versions
-        words = flt.query.lower().split()
-        must, own = array_filter(self._attributes(flt), flt.visible_to)
-        must = sorted({term for word in words for term in word_terms(word)} | set(must))
-
-        def holds(terms: list[str]) -> ColumnElement:
-            return v.c.search_terms.op("@>")(cast(literal(sorted(set(terms)), ARRAY(Text)), ARRAY(Text)))
-
-        common = [v.c.search_text.like("%" + _escape_like(word) + "%", escape="\\")
-                  for word in words if needs_recheck(word)]
-        if flt.code_prefix:
-            common.append(v.c.code.like(_escape_like(flt.code_prefix) + "%", escape="\\"))
-        if own is None:
-            return [[holds(must), *common]]
-        return [[holds([*must, "zzvlatest", own]), *common],
-                [holds([*must, "zzvpublic"]), v.c.provider_code != flt.visible_to, *common]]
+        """PostgreSQL: a search by words, answered by the GIN index. Attribute filters alone walk the
+        catalog in code order instead (through the (provider, code) and (status, code) indexes, the code
+        range of a classification, or the primary key): the GIN index finds their matches but every one
+        is then read and sorted (996 ms p99 at 10^5 for a share type matching 40 % of the catalog),
+        while a walk stops at the page's end."""
+        return bool(flt.query.split())
 
     def _array_matches(self, flt: ResourceFilter, after_code: str) -> Subquery:
-        """(code, version) of every version the search matches (each resource at most once)."""
+        """PostgreSQL: (code, version) of every shown version holding every query word. The GIN index
+        is asked for the words' terms only; visibility and attribute filters are the plain columns of
+        the join (their words, zzvlatest and zzvpublic among them, have posting lists as long as the
+        catalog: asking GIN for them cost 59 ms p50 for a rare word at 10^5), and ``LIKE`` confirms the
+        words (a longer word's bigrams may occur apart)."""
         v = resource_versions
-        branches = [select(v.c.code, v.c.version).where(*conditions, v.c.code > after_code)
-                    for conditions in self._array_search(flt)]
-        return (branches[0] if len(branches) == 1 else union_all(*branches)).subquery()
+        terms = sorted({term for word in flt.query.lower().split() for term in word_terms(word)})
+        join, conditions = self._filtered(flt)
+        holds = v.c.search_terms.op("@>")(cast(literal(terms, ARRAY(Text)), ARRAY(Text)))
+        return (select(v.c.code, v.c.version).select_from(join)
+                .where(holds, *conditions, resources.c.code > after_code).subquery())
+
+    def _walked_page(self, flt: ResourceFilter, after_code: str, limit: int, window_size: int) -> list | None:
+        """PostgreSQL, a later page of a word search (its total travels in the page token): the next
+        ``window_size`` shown versions in code order, filtered by ``LIKE``. The page when it fills up (or the
+        window reaches the catalog's end); None when it does not (rare words: the GIN index then finds
+        the few matches). A common word's page is then ~WALK_WINDOW rows read, not every match sorted."""
+        v = resource_versions
+        join, conditions = self._filtered(flt, words=False)
+        walked = (select(resources.c.code, v.c.version, v.c.search_text).select_from(join)
+                  .where(*conditions, resources.c.code > after_code, v.c.code > after_code)  # both sides of
+                  .order_by(resources.c.code).limit(window_size).subquery())  # the merge join start there
+        # Counted after the LIMIT (a window function beside it would count the whole join first).
+        window = select(walked, func.count().over().label("n")).subquery()
+        rows = self.connection.execute(
+            select(window.c.code, window.c.version, window.c.n)
+            .where(*[window.c.search_text.like("%" + _escape_like(word) + "%", escape="\\")
+                     for word in flt.query.lower().split()])
+            .order_by(window.c.code).limit(limit)).all()
+        if len(rows) == limit or (rows and rows[0][2] < window_size):
+            return [(code, version, None) for code, version, _ in rows]
+        return None
 
     @staticmethod
     def _attributes(flt: ResourceFilter) -> dict[str, str]:
@@ -270,28 +288,46 @@ class CatalogRepository:
             expression = self._fts_match(flt)
             if expression is None:
                 return [], 0
-            if self._narrowed(flt) or self._fts_count(expression, DRIVE_LIMIT + 1) <= DRIVE_LIMIT:
-                # No window count here (PostgreSQL's way): SQLite then sorts every match instead of
-                # keeping the best ``limit``, which costs what the separate FTS5 count saves (measured at
-                # 10^5, "低保" as a consumer: 56 ms with the window, 35 + 19 ms without). NULL: the caller
-                # counts.
-                pairs = self.connection.exec_driver_sql(
-                    "SELECT v.code, v.version, NULL FROM resource_search JOIN resource_versions v "
-                    "ON v.search_id = resource_search.rowid WHERE resource_search MATCH ? AND v.code > ? "
-                    "ORDER BY v.code LIMIT ?", (expression, after_code, limit)).all()
-            else:
-                join, conditions = self._filtered(flt, walk=True)
-                query = query.select_from(join).where(*conditions, resources.c.code > after_code) \
-                    .order_by(resources.c.code)
+            # Search ids follow (code, version) order, so the page is the first ``limit`` matching FTS5
+            # rows above the last code shown: the index stops there, however many rows match.
+            bound = 0
+            if after_code:
+                bound = self.connection.exec_driver_sql(
+                    "SELECT search_id FROM resource_versions WHERE code <= ? ORDER BY code DESC, version DESC "
+                    "LIMIT 1", (after_code,)).scalar() or 0
+            ids = self.connection.exec_driver_sql(
+                "SELECT rowid FROM resource_search WHERE resource_search MATCH ? AND rowid > ? ORDER BY rowid "
+                "LIMIT ?", (expression, bound, limit)).scalars().all()
+            if not ids:
+                return [], 0
+            # By search id (SQLite plans ``(code, version) IN (…)`` under a join as a scan: 60 ms at
+            # 10^5), through the driver: SQLAlchemy's statement building and result processing cost
+            # more than the query itself here.
+            rows = self.connection.exec_driver_sql(
+                "SELECT r.code, r.status, r.published_version, r.retired_at, r.origin_node, v.version, v.state, "
+                "v.document, v.created_at, v.published_at FROM resource_versions v JOIN resources r "
+                f"ON r.code = v.code WHERE v.search_id IN ({', '.join('?' * len(ids))}) ORDER BY v.search_id",
+                tuple(ids)).all()
+            return [Resource(code, enum_member(ResourceStatus, status), ResourceVersion(
+                metadata_from_trusted_dict(json.loads(document)), version, enum_member(VersionState, state),
+                _sqlite_time(created), _sqlite_time(published)), published_version, _sqlite_time(retired),
+                origin_node=origin) for code, status, published_version, retired, origin, version, state, document,
+                created, published in rows], None
         elif self._narrowed(flt):
             # Ordered by an expression, not by the primary key: the planner, expecting matches spread
             # evenly, would walk the key in order and filter, but codes cluster by classification
             # (measured at 10^5: 5.5 s to pass 90,000 rows of a provider's neighbours). The GIN index
             # finds the matches; a top-N sort of their codes is cheap next to that.
-            matches = self._array_matches(flt, after_code)
-            pairs = self.connection.execute(
-                select(matches.c.code, matches.c.version, func.count().over())
-                .order_by(matches.c.code.concat("")).limit(limit)).all()
+            pairs = None
+            for window in (WALK_WINDOW // 8, WALK_WINDOW) if after_code else ():
+                pairs = self._walked_page(flt, after_code, limit, window)
+                if pairs is not None:
+                    break
+            if pairs is None:
+                matches = self._array_matches(flt, after_code)
+                pairs = self.connection.execute(
+                    select(matches.c.code, matches.c.version, func.count().over())
+                    .order_by(matches.c.code.concat("")).limit(limit)).all()
         else:
             # A listing of (nearly) everything: walk the primary key with the plain columns' conditions.
             join, conditions = self._filtered(flt)
@@ -397,13 +433,13 @@ class CatalogRepository:
         """Insert resources in one executemany per table (imports of thousands stay one transaction)."""
         if not new:
             return
-        self.connection.execute(insert(resources), [
+        self._bulk_insert(resources, [
             {"code": r.code, "status": r.status.value, "provider_code": r.provider_code,
              "latest_version": r.latest.version, "published_version": r.published_version,
              "created_at": now, "updated_at": now, "retired_at": r.retired_at}
             for r in new
         ])
-        rows = self._insert_versions([(r.code, r.latest) for r in new], heads=new)
+        rows, _ = self._insert_versions([(r.code, r.latest) for r in new], heads=new)
         if self.connection.dialect.name == "sqlite":
             self._index_insert({row["search_id"]: fts_document(indexed_version(
                 row, r.status.value, latest_version=r.latest.version, published_version=r.published_version))
@@ -424,8 +460,8 @@ class CatalogRepository:
                 raise AssertionError(f"attempt to rewrite published version {latest.version} of {resource.code}")
             if latest != previous.latest:
                 self._rewrite_draft(resource.code, latest)
-        else:
-            self._insert_versions([(resource.code, latest)])
+        elif self._insert_versions([(resource.code, latest)], skip=resource.code)[1]:
+            before = {}  # renumbered: the index holds nothing of this resource now
         self._reindex(resource.code, before)
 
     def route(self, code: str) -> tuple[str, str]:
@@ -453,8 +489,9 @@ class CatalogRepository:
             return False  # older news, or a repeat
         else:
             self.connection.execute(update(resources).where(resources.c.code == resource.code).values(**values))
-        if self.get_version(resource.code, resource.latest.version) is None:
-            self._insert_versions([(resource.code, resource.latest)])
+        if self.get_version(resource.code, resource.latest.version) is None and self._insert_versions(
+                [(resource.code, resource.latest)], skip=resource.code)[1]:
+            before = {}  # renumbered: the index holds nothing of this resource now
         self._reindex(resource.code, before)
         return True
 
@@ -493,25 +530,106 @@ class CatalogRepository:
             rows.append({"kind": kind, "code": r.code, "version": shown.version, "provider_code": r.provider_code,
                          "at": now, "name": shown.metadata.name,
                          "classification": shown.metadata.classification.value})
-        self.connection.execute(insert(catalog_events), rows)
+        self._bulk_insert(catalog_events, rows)
 
     def _insert_versions(self, versions: Sequence[tuple[str, ResourceVersion]],
-                         heads: Sequence[Resource] | None = None) -> list[dict]:
+                         heads: Sequence[Resource] | None = None, skip: str | None = None) -> tuple[list[dict], bool]:
         """Insert version rows. With ``heads`` (new resources) PostgreSQL's terms are written at once;
         otherwise ``_reindex`` writes them, and SQLite's FTS5 rows are always the caller's."""
         values = [self._version_values(code, version) for code, version in versions]
+        renumbered = False
         if self.connection.dialect.name == "sqlite":
-            # Writers hold SQLite's write lock (BEGIN IMMEDIATE), so max + 1 cannot race.
-            first = (self.connection.execute(select(func.max(resource_versions.c.search_id))).scalar() or 0) + 1
-            for offset, row in enumerate(values):
-                row["search_id"] = first + offset
+            renumbered = self._assign_search_ids(values, skip)
         elif heads is not None:
             for row, head in zip(values, heads, strict=True):
                 row["search_terms"] = array_terms(indexed_version(
                     row, head.status.value, latest_version=head.latest.version,
                     published_version=head.published_version))
-        self.connection.execute(insert(resource_versions), values)
-        return values
+        self._bulk_insert(resource_versions, values)
+        return values, renumbered
+
+    def _bulk_insert(self, table: Table, rows: Sequence[dict]) -> None:
+        """One driver executemany of rows with the same keys. Why not ``connection.execute(insert(t),
+        rows)``: SQLAlchemy compiles and processes every parameter of every row in Python, most of an
+        import's time; here only the columns whose type converts values (timestamps) are processed."""
+        if not rows:
+            return
+        dialect = self.connection.dialect
+        columns = list(rows[0])
+        processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                     f"VALUES ({', '.join([marker] * len(columns))})")
+        converted = [i for i, processor in enumerate(processors) if processor is not None]
+        if converted:
+            done: dict = {}  # an import's rows share their timestamps: each is converted once
+            params = []
+            for row in rows:
+                values = [row[name] for name in columns]
+                for i in converted:
+                    value = values[i]
+                    if not isinstance(value, dt.datetime):
+                        values[i] = processors[i](value)
+                        continue
+                    if (i, value) not in done:
+                        done[i, value] = processors[i](value)
+                    values[i] = done[i, value]
+                params.append(tuple(values))
+        else:
+            params = [tuple(row[name] for name in columns) for row in rows]
+        self.connection.exec_driver_sql(statement, params)
+
+    def _assign_search_ids(self, values: list[dict], skip: str | None = None) -> bool:
+        """SQLite: give the new version rows search ids in (code, version) order among the stored ones
+        (writers hold SQLite's write lock, BEGIN IMMEDIATE, so the neighbours cannot change meanwhile);
+        True when the stored rows had to be renumbered first (their FTS5 rows were rebuilt, except those
+        of the resource ``skip``, which its caller reindexes from nothing)."""
+        ordered = sorted(values, key=lambda row: (row["code"], row["version"]))
+        sql = self.connection.exec_driver_sql
+        plan: list[tuple[list[dict], list[int]]] = []
+        start = 0
+        while start < len(ordered):
+            # New keys never equal stored ones (the primary key). The first stored key above this row
+            # bounds a run of new rows with no stored one between them: two look-ups per run, however
+            # large the catalog (runs are few in an import: one per front code the file adds to).
+            key = (ordered[start]["code"], ordered[start]["version"])
+            above = sql("SELECT code, version, search_id FROM resource_versions WHERE (code, version) > (?, ?) "
+                        "ORDER BY code, version LIMIT 1", key).first()
+            below = sql("SELECT search_id FROM resource_versions WHERE (code, version) < (?, ?) "
+                        "ORDER BY code DESC, version DESC LIMIT 1", key).scalar()
+            end = start + 1
+            while end < len(ordered) and (above is None or (ordered[end]["code"], ordered[end]["version"])
+                                          < (above.code, above.version)):
+                end += 1
+            ids = allocate_search_ids(below, None if above is None else above.search_id, end - start)
+            if ids is None:
+                self._renumber_search_ids(skip)
+                self._assign_search_ids(values)
+                return True
+            plan.append((ordered[start:end], ids))
+            start = end
+        for run, ids in plan:
+            for row, search_id in zip(run, ids, strict=True):
+                row["search_id"] = search_id
+        return False
+
+    def _renumber_search_ids(self, skip: str | None) -> None:
+        """Space every stored version's search id SEARCH_ID_SPACING apart again, in (code, version)
+        order, and rebuild the FTS5 table with them (rare: when inserts at one place used a gap up)."""
+        v, r = resource_versions, resources
+        rows = self.connection.execute(
+            select(v.c.code, v.c.version, v.c.search_text, v.c.classification, v.c.share_type, v.c.open_type,
+                   v.c.update_cycle, v.c.provider_code, r.c.status, r.c.latest_version, r.c.published_version)
+            .select_from(v.join(r, r.c.code == v.c.code)).order_by(v.c.code, v.c.version)).all()
+        sql = self.connection.exec_driver_sql
+        sql("INSERT INTO resource_search (resource_search) VALUES ('delete-all')")
+        sql("UPDATE resource_versions SET search_id = NULL")
+        ids = [SEARCH_ID_SPACING * (i + 1) for i in range(len(rows))]
+        sql("UPDATE resource_versions SET search_id = ? WHERE code = ? AND version = ?",
+            [(i, row.code, row.version) for i, row in zip(ids, rows, strict=True)])
+        self._index_insert({i: fts_document(indexed_version(
+            row._mapping, row.status, latest_version=row.latest_version, published_version=row.published_version))
+            for i, row in zip(ids, rows, strict=True) if row.code != skip})
 
     def _rewrite_draft(self, code: str, version: ResourceVersion) -> None:
         v = resource_versions

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import add
 
 
 def _fts_code(character: int) -> str:
@@ -50,11 +52,6 @@ def word_terms(word: str) -> list[str]:
     if len(word) == 1:
         return [word]
     return sorted({word[i:i + 2] for i in range(len(word) - 1)})
-
-
-def needs_recheck(word: str) -> bool:
-    """Whether a row having all the word's terms may still not contain the word (its bigrams apart)."""
-    return len(word) > 2
 
 
 @dataclass(frozen=True)
@@ -91,6 +88,7 @@ _RUN_BREAK = "zzb"
 encoded term (a ``z`` there is always followed by hex digits), so every ``zz…`` word is ours."""
 
 
+@lru_cache(maxsize=4096)
 def _attribute(kind: str, value: str) -> str:
     return "zz" + kind + "".join(c for c in value.lower() if c.isascii() and c.isalnum())
 
@@ -107,7 +105,7 @@ def fts_document(row: IndexedVersion) -> str:
     words: list[str] = []
     singles: set[str] = set()
     for run in row.search_text.split():
-        words.append(" ".join([run[i:i + 2] for i in range(len(run) - 1)]).translate(_FTS_ESCAPE))
+        words.append(" ".join(map(add, run, run[1:])).translate(_FTS_ESCAPE))
         words.append(_RUN_BREAK)
         singles.update(run)
     words.append(" ".join(singles).translate(_FTS_ESCAPE))
@@ -130,15 +128,6 @@ def array_terms(row: IndexedVersion) -> list[str]:
     """The PostgreSQL ``text[]`` of a version: its text terms and the same attribute words as FTS5's
     (a text term has one or two characters, an attribute word more, so they never collide)."""
     return sorted(text_terms(row.search_text) + _attribute_words(row))
-
-
-def array_filter(attributes: dict[str, str], visible_to: str | None) -> tuple[list[str], str | None]:
-    """The attribute words a PostgreSQL row must hold, and the caller's own provider word (or None):
-    with it, a row matches when it holds zzvlatest and that word, or zzvpublic and not that word."""
-    words = [_attribute(kind, value) for kind, value in sorted(attributes.items()) if value]
-    if visible_to is None:
-        return [*words, "zzvlatest"], None
-    return words, _attribute("p", visible_to)
 
 
 def fts_word(word: str) -> str:
@@ -164,3 +153,27 @@ def fts_match(words: list[str], attributes: dict[str, str], code_prefix: str, vi
         own = f'"{_attribute("p", visible_to)}"'
         parts.append(f'(("zzvlatest" AND {own}) OR ("zzvpublic" NOT {own}))')
     return " AND ".join(parts)
+
+
+SEARCH_ID_SPACING = 1 << 32
+"""Distance between the search ids of neighbouring versions after a renumbering, and of appended ones."""
+SEARCH_ID_STEP = 1 << 16
+"""Distance between versions inserted in a run between two neighbours: small, so a long sequence of
+inserts at one place (a provider's new codes, always just below the next front code) uses the gap up
+slowly instead of halving it each time."""
+
+
+def allocate_search_ids(before: int | None, after: int | None, count: int) -> list[int] | None:
+    """Search ids for ``count`` new versions that sort between the versions holding ``before`` and
+    ``after`` (None: no neighbour on that side), in order; None when the gap is used up (renumber).
+
+    Why ids in code order: FTS5 returns matches in rowid order, so when rowid order is the catalog's
+    code order, a page is the first ``limit`` rows after a bound — what a bare index costs, however
+    many rows match — instead of every match's code read and sorted."""
+    base = before or 0
+    if after is None:
+        return [base + SEARCH_ID_SPACING * (i + 1) for i in range(count)]
+    step = min(SEARCH_ID_STEP, (after - base) // (count + 1))
+    if step < 1:
+        return None
+    return [base + step * (i + 1) for i in range(count)]

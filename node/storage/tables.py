@@ -133,6 +133,8 @@ Index("ix_resource_versions_open_type", resource_versions.c.open_type)
 Index("ix_resource_versions_update_cycle", resource_versions.c.update_cycle)
 Index("ix_resource_versions_share_type", resource_versions.c.share_type)
 Index("ix_resources_status", resources.c.status, resources.c.code)
+Index("ix_resources_provider_code_code", resources.c.provider_code, resources.c.code)
+"""A provider's resources in code order: a page of them is the index's next rows (migration 0023)."""
 
 _BIGINT = BigInteger().with_variant(Integer, "sqlite")
 

@@ -196,3 +196,77 @@ def test_migration_0011_indexes_the_catalog_already_stored(database_url: str, cl
     other = Principal(subject="x", department_code=OTHER_PROVIDER, roles=frozenset({"consumer"}))
     assert [r.code for r in app.list(other, ResourceFilter(query="资源")).resources] == [metas[0].code]
     engine.dispose()
+
+
+def test_search_ids_follow_code_order_through_inserts_anywhere(app: CatalogApplication, database_url: str,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """Codes arrive in random order, single and in batches, with new versions: on SQLite the gaps are made
+    tiny so renumbering (FTS5 rebuilt) happens many times; pages stay those of the substring filter."""
+    import random
+
+    from node.storage import catalog_repository, search_index
+
+    monkeypatch.setattr(search_index, "SEARCH_ID_SPACING", 4)
+    monkeypatch.setattr(catalog_repository, "SEARCH_ID_SPACING", 4)
+    monkeypatch.setattr(search_index, "SEARCH_ID_STEP", 1)
+    rng = random.Random(16)
+    numbers = rng.sample(range(10_000, 99_999), 60)
+    words = ["低保", "救助", "养老", "婚姻"]
+    catalog: dict[str, ResourceMetadata] = {}
+    for start in range(0, len(numbers), 12):
+        batch = [resource(f"311140001/{n:06d}", name=rng.choice(words) + rng.choice(words), summary="摘要",
+                          items=(Item("项", ItemDataType.STRING, 10, False),), keywords=("词",))
+                 for n in numbers[start:start + 12]]
+        app.import_resources(SYSTEM, batch[:-3], publish=start % 24 == 0)
+        for meta in batch[-3:]:
+            app.create(SYSTEM, meta)
+        catalog.update({m.code: m for m in batch})
+        changed = dataclasses.replace(catalog[rng.choice(sorted(catalog))], name="低保婚姻")
+        if app.get(SYSTEM, changed.code)[0].status is ResourceStatus.PUBLISHED:
+            app.update(SYSTEM, changed)
+            app.publish(SYSTEM, changed.code)
+        else:
+            app.update(SYSTEM, changed)
+        catalog[changed.code] = changed
+    for query in [*words, "低保婚姻", "摘要"]:
+        assert listed(app, query, page_size=5) == expected(catalog, query), query
+    if database_url.startswith("sqlite"):
+        engine = make_engine(database_url)
+        with engine.connect() as connection:
+            ids = connection.exec_driver_sql(
+                "SELECT search_id FROM resource_versions ORDER BY code, version").scalars().all()
+        engine.dispose()
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_migration_0023_puts_search_ids_in_code_order(database_url: str, clock: FixedClock):
+    """Before 0023 a search id was max + 1 at insert: codes added in descending order got descending ids.
+    After it, ids follow code order and searches still answer exactly (SQLite; PostgreSQL just upgrades)."""
+    from node.storage.search_index import fts_document, indexed_version
+
+    command.upgrade(alembic_config(database_url), "0020")
+    engine = make_engine(database_url)
+    app = CatalogApplication(SqlUnitOfWorkFactory(engine), clock)
+    metas = [entry(f"低保{i}", "摘要", "项", "词") for i in range(5)]
+    app.import_resources(SYSTEM, metas)
+    if database_url.startswith("sqlite"):
+        with engine.begin() as connection:  # ids as the old allocation gave them to codes added last-first
+            sql = connection.exec_driver_sql
+            rows = sql("SELECT v.code, v.version, v.search_text, v.classification, v.share_type, v.open_type, "
+                       "v.update_cycle, v.provider_code, r.status, r.latest_version, r.published_version "
+                       "FROM resource_versions v JOIN resources r ON r.code = v.code "
+                       "ORDER BY v.code DESC").mappings().all()
+            sql("INSERT INTO resource_search (resource_search) VALUES ('delete-all')")
+            for new_id, row in enumerate(rows, start=1):
+                sql("UPDATE resource_versions SET search_id = ? WHERE code = ?", (new_id, row["code"]))
+                sql("INSERT INTO resource_search (rowid, terms) VALUES (?, ?)", (new_id, fts_document(indexed_version(
+                    row, row["status"], latest_version=row["latest_version"],
+                    published_version=row["published_version"]))))
+    command.upgrade(alembic_config(database_url), "head")
+    assert listed(app, "低保", page_size=2) == sorted(m.code for m in metas)
+    if database_url.startswith("sqlite"):
+        with engine.connect() as connection:
+            ids = connection.exec_driver_sql(
+                "SELECT search_id FROM resource_versions ORDER BY code").scalars().all()
+        assert ids == sorted(ids)
+    engine.dispose()
