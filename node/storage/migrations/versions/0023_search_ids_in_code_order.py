@@ -1,7 +1,7 @@
 """search_ids_in_code_order: SQLite's FTS5 rowids renumbered in (code, version) order, with gaps
 
 Revision ID: 0023
-Revises: 0020
+Revises: 0021
 Create Date: 2026-12-01 17:40:00
 
 Until now a version's search id (its FTS5 rowid) was max + 1 at insert, so a page of matches in code
@@ -17,7 +17,7 @@ from alembic import op
 from node.storage.search_index import SEARCH_ID_SPACING, fts_document, indexed_version
 
 revision = "0023"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 same sessions and a sign-out or timeout ends a session everywhere at once
 
 Revision ID: 0024
-Revises: 0021
+Revises: 0023
 Create Date: 2026-12-01 17:40:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0024"
-down_revision = "0021"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
