@@ -48,6 +48,7 @@ from node.ops.health import BROKER, DATABASE, LIVENESS, READINESS, HealthMonitor
 from node.ops.metrics import NodeCollector, record_audit_verification
 from node.ops.startup import StartupError, tune_gc
 from node.services.audit import AuditWriter
+from node.services.secrecy import ReencryptionJob
 
 log = logging.getLogger(__name__)
 SERVICES = (
@@ -174,6 +175,20 @@ async def _daily(node: Node) -> None:
         await asyncio.sleep(PURGE_INTERVAL_S)
 
 
+async def _reencrypt(node: Node) -> None:
+    """The background re-encryption job (issue 17): rows under newly retired data keys are sealed again
+    under live ones while the node serves; a failed round is logged and tried again."""
+    job = ReencryptionJob(node.uow, node.catalog.clock)
+    while True:
+        try:
+            moved = await asyncio.to_thread(job.run_once)
+            if moved:
+                log.info("re-encrypted rows under retired data keys", extra={"rows": moved})
+        except Exception:
+            log.exception("the re-encryption job failed a round; it tries again")
+        await asyncio.sleep(node.config.database.reencrypt_interval_s)
+
+
 class Listener(Protocol):
     """Another listener served beside gRPC (the web console): started after it, stopped before it."""
 
@@ -226,7 +241,8 @@ async def serve(node: Node, listen: str, metrics_listen: str, also: Sequence[Lis
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(_daily(node))]
+    tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(_daily(node)),
+             asyncio.create_task(_reencrypt(node))]
     await stop.wait()
     print("exnode: shutting down", flush=True)
     await health_servicer.enter_graceful_shutdown()

@@ -8,7 +8,9 @@ still opens its rows until ``reencrypt`` has moved them.
 
 New data keys are inserted in the caller's transaction; they are used by other transactions only once that
 one commits (an engine listener confirms them), so a rolled-back ingest never leaves rows sealed under a
-key that does not exist.
+key that does not exist. A retirement takes effect at once in a running node, even when another process
+(``exnode keys retire-data``) made it: each transaction checks, once per key, that the cached live key
+is still live before it seals under it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from security.secrecy import Cipher, TamperedCiphertext, keyed_hash, new_key, un
 
 INDEX_SCOPE = "index"
 _PENDING = "exnode_pending_data_keys"
+_LIVE = "exnode_live_data_keys"
 
 
 class MissingDataKey(SecurityError):
@@ -102,7 +105,14 @@ class Sealer:
         """The live data key of ``scope`` this month, made (in the caller's transaction) when there is none."""
         period = period_of(now)
         pending = connection.info.get(_PENDING, {})
-        key_id = pending.get((scope, period)) or self._active.get((scope, period))
+        key_id = pending.get((scope, period))
+        if key_id is None:
+            key_id = self._active.get((scope, period))
+            if key_id is not None and not self._still_live(connection, key_id):
+                with self._lock:
+                    if self._active.get((scope, period)) == key_id:
+                        del self._active[(scope, period)]
+                key_id = None
         if key_id is None:
             with self._lock:
                 c = data_keys.c
@@ -122,6 +132,22 @@ class Sealer:
                     connection.info.setdefault(_PENDING, {})[(scope, period)] = key_id
                     self._ciphers[key_id] = Cipher(self.algorithm, material)
         return key_id, self._cipher(connection, key_id, f"data key of {scope}")
+
+    def _still_live(self, connection: Connection, key_id: str) -> bool:
+        """Whether ``key_id`` is not retired, asked once per key and transaction (a primary-key read), so a
+        key retired by another process is not sealed under past the transaction that sees it retired."""
+        transaction = connection.get_transaction()
+        if transaction is None:
+            checked: tuple = (None, set())
+        elif (checked := connection.info.get(_LIVE)) is None or checked[0] is not transaction:
+            checked = connection.info[_LIVE] = (transaction, set())
+        if key_id in checked[1]:
+            return True
+        retired = connection.execute(select(data_keys.c.retired_at).where(data_keys.c.key_id == key_id)).first()
+        if retired is None or retired.retired_at is not None:
+            return False
+        checked[1].add(key_id)
+        return True
 
     # -- rows --------------------------------------------------------------------------------------------
     def seal_records(self, connection: Connection, provider_code: str, resource_code: str,
@@ -207,6 +233,11 @@ class DataKeysRepository:
         return [DataKey(row.key_id, row.scope, row.period, row.algorithm, row.kek_id, row.created_at, row.retired_at,
                         int(counts.get(row.key_id, 0)))
                 for row in self.connection.execute(select(data_keys).order_by(k.created_at, k.key_id))]
+
+    def retired(self) -> set[str]:
+        """The ids of the retired data keys."""
+        c = data_keys.c
+        return set(self.connection.execute(select(c.key_id).where(c.retired_at.is_not(None))).scalars())
 
     def clear_records(self) -> int:
         """Records stored before encryption at rest (no key id): what the re-encryption job has still to seal."""
