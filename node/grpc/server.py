@@ -91,7 +91,8 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node.exchange, node.ingest, node.pull), server)
     query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(node.query), server)
     checks_pb2_grpc.add_CheckServiceServicer_to_server(CheckServicer(node.checks), server)
-    keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys.public, node.keys.active.kid, node.config.node.id, node.policy), server)
+    keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys.public, node.keys.active.kid, node.config.node.id, node.policy,
+                                                                    node.timestamps), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -114,6 +114,9 @@ class QueryApplication:
         self.node_id = node_id
         self.quota = QuotaLedger(uow)
         self._metadata: dict[tuple[str, int], tuple[ResourceMetadata, str]] = {}
+        self.stamp_verdicts = False
+        """Queue each signed verdict for a trusted timestamp (a node with ``tsa.url``); the asker fetches the
+        evidence later (``exnode verdict stamp``) to keep beside the verdict."""
         self.remote: Any = None
         """``node.services.remote.RemoteQueries`` when the node talks to others over RabbitMQ: claims about a
         resource another node holds (its ``origin_node``) are asked of that node."""
@@ -235,7 +238,12 @@ class QueryApplication:
             "answers": [{"item": item, "result": result.value} for item, result in answers],
             "state": state.value if state else "",
         }
-        return VerifyAnswer(verdicts.sign(document, self.signer), asked, grant, used)
+        signed = verdicts.sign(document, self.signer)
+        if self.stamp_verdicts:  # the TSA's worker stamps it with the next round's roots
+            with self.uow(write=True) as uow:
+                uow.timestamps.add_pending("verdict", signed.digest.hex(), signed.digest, now)
+                uow.commit()
+        return VerifyAnswer(signed, asked, grant, used)
 
     def usage(self, grant_id: str, now: dt.datetime | None = None) -> tuple[int, int]:
         """(verifications, mismatches) of a grant today (tests and the console)."""
