@@ -57,6 +57,7 @@ class PullSettings:
     """Batches sent ahead of the client's acknowledgements: all the state a silent client costs."""
     ack_timeout_s: float = 60.0
     stamp_days: bool = False
+    """Queue closed days' manifests and each pull's manifest for a trusted timestamp (a node with tsa.url)."""
     """A TSA is configured: each day's signed manifest waits for its RFC 3161 timestamp."""
 
 
@@ -198,6 +199,14 @@ class PullSession:
         signature = signer.sign(manifest_signing_input(
             node_id=self.app.node_id, platform=self.scope.platform, from_cursor=self.from_cursor, to_cursor=to_cursor,
             record_count=self.records, batch_count=self.batches, root=root, until_day=self.until_day))
+        if self.app.settings.stamp_days:  # the TSA's worker stamps it; `exnode pull stamp DIR` fetches it
+            digest = signed_digest(manifest_signing_input(
+                node_id=self.app.node_id, platform=self.scope.platform, from_cursor=self.from_cursor,
+                to_cursor=to_cursor, record_count=self.records, batch_count=self.batches, root=root,
+                until_day=self.until_day), signature)
+            with self.app.uow(write=True) as uow:
+                uow.timestamps.add_pending("pull", digest.hex(), digest, self.app.clock())
+                uow.commit()
         return PullManifest(self.from_cursor, to_cursor, self.records, self.batches, root, self.until_day,
                             signer.kid, signature, self.until)
 

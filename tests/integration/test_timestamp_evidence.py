@@ -160,3 +160,40 @@ def test_get_timestamp_names_bad_arguments_and_unknown_statements(node: RunningN
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetTimestamp(request)
         assert caught.value.code() is code and words in caught.value.details(), caught.value.details()
+
+
+def test_a_pull_s_manifest_timestamp_is_fetched_checked_offline_and_kept_and_a_foreign_one_is_refused(
+        node: RunningNode, ca: OpenSslCA, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """``exnode pull --tsa-roots``: the manifest waits for the TSA's round (said, exit 0); ``exnode pull stamp``
+    then fetches, checks and keeps timestamp.json; ``exnode pull verify --tsa-roots`` checks it offline and
+    refuses the evidence of another pull's manifest."""
+    demand(node)  # a copy grant: the consumer's platform pulls the record
+    keys = keys_file(node, tmp_path)
+    base = ["pull", "--server", node.address, "--token", node.token(CONSUMER, ["platform"]),
+            "--data", str(node.config.data_dir)]
+    pulls, since = [], ""
+    for n in (1, 2):  # the second from where the first ended: another manifest
+        code, out, err = cli(capsys, *base, "--out", str(tmp_path / f"out{n}"), "--keys", str(keys), "--since", since,
+                             "--tsa-roots", str(ca.cert), "--json")
+        assert code == 0, err
+        assert json.loads(out)["timestamp"] is None and "waits for its timestamp" in err and "pull stamp" in err
+        pulls.append(Path(json.loads(out)["directory"]))
+        since = json.loads(out)["next_cursor"]
+    code, _, err = cli(capsys, "pull", "verify", str(pulls[0]), "--keys", str(keys), "--tsa-roots", str(ca.cert))
+    assert code == 1 and "the pull has no timestamp" in _ + err
+
+    node.node.timestamps.stamp_once()
+    for directory in pulls:
+        code, out, err = cli(capsys, *base, "stamp", str(directory), "--tsa-roots", str(ca.cert))
+        assert code == 0 and "timestamp.json" in out, out + err
+        code, out, err = cli(capsys, "pull", "verify", str(directory), "--keys", str(keys), "--tsa-roots",
+                             str(ca.cert))
+        assert code == 0 and "RFC 3161 timestamp" in out, out + err
+
+    (pulls[0] / "timestamp.json").write_bytes((pulls[1] / "timestamp.json").read_bytes())
+    code, out, err = cli(capsys, "pull", "verify", str(pulls[0]), "--keys", str(keys), "--tsa-roots", str(ca.cert))
+    assert code == 1 and "the evidence is for another statement" in out, out + err
+    untrusted = OpenSslCA(tmp_path / "other-ca", "some other TSA root")
+    code, out, err = cli(capsys, "pull", "verify", str(pulls[1]), "--keys", str(keys), "--tsa-roots",
+                         str(untrusted.cert))
+    assert code == 1 and "certificate chain does not verify" in out, out + err
