@@ -197,3 +197,24 @@ def test_a_pull_s_manifest_timestamp_is_fetched_checked_offline_and_kept_and_a_f
     code, out, err = cli(capsys, "pull", "verify", str(pulls[1]), "--keys", str(keys), "--tsa-roots",
                          str(untrusted.cert))
     assert code == 1 and "certificate chain does not verify" in out, out + err
+
+
+def test_audit_verify_against_a_node_checks_every_checkpoint_s_timestamp_here(
+        node: RunningNode, ca: OpenSslCA, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    keys = keys_file(node, tmp_path)
+    officer = ["--server", node.address, "--token", node.token(PROVIDER, ["security_officer"], subject="officer"),
+               "--data", str(node.config.data_dir), "--keys", str(keys)]
+    node.node.audit_writer.checkpoint_if_due(force=True)
+    code, out, err = cli(capsys, "audit", "verify", *officer, "--tsa-roots", str(ca.cert), "--json")
+    assert code == 0, out + err
+    waiting = json.loads(out)
+    assert waiting["timestamps_checked"] == 0 and waiting["timestamps_waiting"] >= 1
+
+    node.node.timestamps.stamp_once()
+    code, out, err = cli(capsys, "audit", "verify", *officer, "--tsa-roots", str(ca.cert))
+    assert code == 0 and "checkpoint RFC 3161 timestamps verify offline" in out, out + err
+    assert f"{waiting['timestamps_waiting']} checkpoint RFC 3161" in out, out
+
+    untrusted = OpenSslCA(tmp_path / "other-ca", "some other TSA root")
+    code, out, err = cli(capsys, "audit", "verify", *officer, "--tsa-roots", str(untrusted.cert))
+    assert code == 1 and "timestamp FAILED: checkpoint" in err and "certificate chain does not verify" in err, err
