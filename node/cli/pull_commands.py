@@ -114,9 +114,11 @@ def run_pull(args: argparse.Namespace) -> int:
             print(f"exnode: pull: the manifest's timestamp does not verify: {error}", file=sys.stderr)
             return 1
     if args.json:
-        print_json({"next_cursor": outcome.next_cursor, "directory": str(outcome.directory),
-                    "records": outcome.records, "batches": outcome.batches, "resumed": outcome.resumed,
-                    "timestamp": stamped.isoformat() if stamped else None})
+        document = {"next_cursor": outcome.next_cursor, "directory": str(outcome.directory),
+                    "records": outcome.records, "batches": outcome.batches, "resumed": outcome.resumed}
+        if args.tsa_roots is not None:
+            document["timestamp"] = stamped.isoformat() if stamped else None
+        print_json(document)
     else:
         print(outcome.next_cursor)
     return 0
@@ -147,7 +149,8 @@ def run_pull_verify(args: argparse.Namespace) -> int:
         print_json({"ok": True, "directory": str(verified.directory), "node": verified.node_id,
                     "platform": verified.platform, "since": verified.since, "next_cursor": verified.next_cursor,
                     "records": verified.records, "batches": verified.batches, "streams": verified.streams,
-                    "timestamp": stamped.isoformat() if stamped else None})
+                    **({"timestamp": stamped.isoformat() if stamped else None}
+                       if args.verify_tsa_roots is not None else {})})
     else:
         print(f"pull verify: OK ({args.directory}): {verified.records} records in {verified.batches} batches "
               f"({verified.streams} stream{'s' if verified.streams > 1 else ''}), every batch signed, contiguous "

@@ -159,7 +159,8 @@ def run_verdict_verify(args: argparse.Namespace) -> int:
         print_json({"file": str(args.file), "ok": not problems, "problems": problems,
                     "node": document.get("node"), "kid": document.get("kid"), "at": document.get("at"),
                     "answers": document.get("answers"),
-                    "timestamp": stamped_at.isoformat() if stamped_at else None})
+                    **({"timestamp": stamped_at.isoformat() if stamped_at else None}
+                       if args.tsa_roots is not None else {})})
     elif problems:
         for problem in problems:
             print(f"exnode: verdict {args.file}: {problem}", file=sys.stderr)

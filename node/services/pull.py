@@ -16,6 +16,7 @@ commit during a pull are left for the next one and never skipped.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections import deque
@@ -116,9 +117,16 @@ def leaf_for(row: PulledRow, grant: tuple[tuple[str, ...], Mapping[str, str]] | 
 
 
 def unmasked_leaf(row: PulledRow) -> bytes:
-    """``canonical_record`` of a stored record, for speed (a million records a night): the stored payload
-    is already key-sorted JSON, so it is re-encoded compactly without sorting (rows written before payloads
-    were stored compact carry spaces). A unit test holds it equal to ``canonical_record``."""
+    """``canonical_record`` of a stored record, for speed (a million records a night). Ingest stores the
+    payload's canonical text, so the leaf is spelled from it as it is, and kept when it hashes to the
+    row's stored content hash (one SHA-256, a tenth of a JSON round trip); otherwise (rows written before
+    payloads were stored compact carry spaces) the key-sorted JSON is re-encoded compactly. A unit test
+    holds it equal to ``canonical_record``."""
+    if row.content_hash:
+        leaf = canonical_from_parts(row.provider_code, row.resource_code, row.record_id, row.sequence,
+                                    _OPERATIONS[row.operation], row.payload)
+        if hashlib.sha256(leaf).hexdigest() == row.content_hash:
+            return leaf
     return canonical_from_parts(row.provider_code, row.resource_code, row.record_id, row.sequence,
                                 _OPERATIONS[row.operation], _COMPACT.encode(json.loads(row.payload)))
 

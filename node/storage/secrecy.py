@@ -16,9 +16,11 @@ is still live before it seals under it.
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import secrets
 import threading
+from binascii import a2b_base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +172,38 @@ class Sealer:
         except ValueError:
             raise TamperedCiphertext(f"{what}: the stored payload is not base64 ciphertext") from None
         return cipher.open(sealed, record_aad(provider_code, resource_code, record_id), what).decode("utf-8")
+
+    def open_records(self, connection: Connection, rows: list[Any]) -> list[str]:
+        """The canonical JSON of many records rows (provider_code, resource_code, record_id, payload,
+        payload_key), in order: one AEAD call per row with the cipher, base64 decoder and associated-data
+        prefix looked up once per key and resource, not per row (the nightly pull's hot path).
+        TamperedCiphertext naming the first row whose tag fails."""
+        out: list[str] = [""] * len(rows)
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for i, row in enumerate(rows):
+            if row.payload_key is None:
+                out[i] = row.payload
+            else:
+                groups.setdefault((row.payload_key, row.provider_code, row.resource_code), []).append(i)
+        for (key_id, provider_code, resource_code), members in groups.items():
+            cipher = self._cipher(connection, key_id, f"record {provider_code}/{resource_code}/"
+                                                      f"{rows[members[0]].record_id}")
+            prefix = record_aad(provider_code, resource_code, "")
+            sealed: list[bytes] = []
+            for i in members:
+                try:
+                    sealed.append(a2b_base64(rows[i].payload, strict_mode=True))
+                except (binascii.Error, ValueError):
+                    raise TamperedCiphertext(f"record {provider_code}/{resource_code}/{rows[i].record_id}: the stored "
+                                             "payload is not base64 ciphertext") from None
+            opened = cipher.open_many(sealed, [prefix + rows[i].record_id.encode() for i in members])
+            for i, text in zip(members, opened, strict=True):
+                if text is None:
+                    what = f"record {provider_code}/{resource_code}/{rows[i].record_id}"
+                    raise TamperedCiphertext(f"{what}: the {cipher.algorithm} tag does not verify (the ciphertext was "
+                                             "changed, moved from another row, or sealed under another key)")
+                out[i] = text.decode("utf-8")
+        return out
 
     def seal_body(self, connection: Connection, resource_code: str, batch_id: str, platform: str,
                   consumer_code: str, body: bytes, now: dt.datetime) -> tuple[str, bytes]:

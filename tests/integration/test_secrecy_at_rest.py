@@ -148,6 +148,13 @@ def test_a_changed_ciphertext_is_refused_naming_its_row_and_a_changed_outbox_bod
     with node.node.uow() as uow, pytest.raises(TamperedCiphertext) as caught:
         uow.exchange.batch_records(_batch_of(uow))
     assert f"record {PROVIDER}/{LOW_INCOME}/DB-000002" in str(caught.value) and "tag does not verify" in str(caught.value)
+    with node.node.uow() as uow, pytest.raises(TamperedCiphertext) as caught:  # the pull's batched opening too
+        r = records.c
+        rows = uow.connection.execute(select(r.provider_code, r.resource_code, r.record_id, r.payload, r.payload_key)
+                                      .order_by(r.record_id)).all()
+        assert node.node.uow.sealer is not None
+        node.node.uow.sealer.open_records(uow.connection, rows)
+    assert f"record {PROVIDER}/{LOW_INCOME}/DB-000002" in str(caught.value) and "tag does not verify" in str(caught.value)
     node.node.start_dispatcher()
     wait_until(lambda: _pending(node) == 0, 20, "the changed row was not taken out of the outbox")
     with node.node.uow() as uow:
