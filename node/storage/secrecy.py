@@ -34,6 +34,9 @@ from security.keys import KeyStore
 from security.secrecy import Cipher, TamperedCiphertext, keyed_hash, new_key, unwrap, wrap
 
 INDEX_SCOPE = "index"
+CHECKS_SCOPE = "checks"
+"""The data key scope of household checks' members, findings and answers."""
+SEALED_PREFIX = b"exnode-sealed1:"
 _PENDING = "exnode_pending_data_keys"
 _LIVE = "exnode_live_data_keys"
 
@@ -204,6 +207,21 @@ class Sealer:
                                              "changed, moved from another row, or sealed under another key)")
                 out[i] = text.decode("utf-8")
         return out
+
+    # -- other personal data (household checks): self-describing sealed values --------------------------
+    def seal_value(self, connection: Connection, scope: str, aad: bytes, value: bytes, now: dt.datetime) -> bytes:
+        """``SEALED_PREFIX`` + key id + ``:`` + sealed bytes: for a column with no key-id column of its own
+        (household-check members, findings and answers), so old clear rows stay readable beside it."""
+        key_id, cipher = self.active_key(connection, scope, now)
+        return SEALED_PREFIX + key_id.encode("ascii") + b":" + cipher.seal(value, aad)
+
+    def open_value(self, connection: Connection, stored: bytes, aad: bytes, what: str) -> bytes:
+        """The value of ``seal_value`` (a value without the prefix is from before: returned as it is);
+        TamperedCiphertext naming ``what`` when its tag fails."""
+        if not stored.startswith(SEALED_PREFIX):
+            return stored
+        key_id, _, sealed = stored[len(SEALED_PREFIX):].partition(b":")
+        return self._cipher(connection, key_id.decode("ascii", "replace"), what).open(sealed, aad, what)
 
     def seal_body(self, connection: Connection, resource_code: str, batch_id: str, platform: str,
                   consumer_code: str, body: bytes, now: dt.datetime) -> tuple[str, bytes]:

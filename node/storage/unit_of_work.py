@@ -96,8 +96,8 @@ class SqlUnitOfWork(UnitOfWork):
         self.data_keys = DataKeysRepository(connection, self._sealer)
         self.timestamps = TimestampRepository(connection)
         self.record_index = RecordIndexRepository(connection, self._sealer)
-        self.verifications = VerificationRepository(connection)
-        self.checks = CheckRepository(connection)
+        self.verifications = VerificationRepository(connection, self._sealer)
+        self.checks = CheckRepository(connection, self._sealer)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None,

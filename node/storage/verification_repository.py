@@ -9,12 +9,21 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from node.storage.secrecy import CHECKS_SCOPE, Sealer
 from node.storage.tables import rpc_answers, verification_usage
 
 
+def _answer_aad(request_id: str, requester_node: str) -> bytes:
+    return f"exnode rpc answer\x00{request_id}\x00{requester_node}".encode()
+
+
 class VerificationRepository:
-    def __init__(self, connection: Connection) -> None:
+    """Verification counters, and the answers given to other nodes (query answers, verdicts, household-check
+    answers: personal data, sealed under the node's data key when the unit of work has the keys)."""
+
+    def __init__(self, connection: Connection, sealer: Sealer | None = None) -> None:
         self.connection = connection
+        self.sealer = sealer
 
     def take(self, grant_id: str, day: str, quota: int) -> int | None:
         """Count one verification of the grant on the day, if the quota allows it: the new count, or None
@@ -46,10 +55,18 @@ class VerificationRepository:
 
     # -- answers to other nodes' requests (at-most-once) ------------------------------------------------
     def stored_answer(self, request_id: str) -> bytes | None:
-        row = self.connection.execute(select(rpc_answers.c.answer).where(
+        row = self.connection.execute(select(rpc_answers.c.answer, rpc_answers.c.requester_node).where(
             rpc_answers.c.request_id == request_id)).first()
-        return bytes(row.answer) if row else None
+        if row is None:
+            return None
+        if self.sealer is None:
+            return bytes(row.answer)
+        return self.sealer.open_value(self.connection, bytes(row.answer), _answer_aad(request_id, row.requester_node),
+                                      f"stored answer to request {request_id}")
 
     def store_answer(self, request_id: str, requester_node: str, answer: bytes, now: dt.datetime) -> None:
+        if self.sealer is not None:
+            answer = self.sealer.seal_value(self.connection, CHECKS_SCOPE, _answer_aad(request_id, requester_node),
+                                            answer, now)
         self.connection.execute(plain_insert(rpc_answers).values(
             request_id=request_id, requester_node=requester_node, answer=answer, answered_at=now))
