@@ -169,7 +169,6 @@ def test_the_cli_files_watches_and_exports_a_check_through_grpc(setup, tmp_path,
 def test_members_findings_and_answers_are_nowhere_in_clear_in_the_database(setup):
     """Household-check data is personal data too (issue 17): the members' ID numbers and names, the bank's
     findings and its signed answer are sealed at rest, and still read back whole."""
-    import subprocess
 
     running, names = setup
     app = running.node.checks
@@ -183,15 +182,18 @@ def test_members_findings_and_answers_are_nowhere_in_clear_in_the_database(setup
     with running.node.uow() as uow:
         assert uow.checks.answer(check.id, names["bank"]) is not None
     secrets = [WANG.encode(), LI.encode(), "李秘密".encode(), b"52000.5"]
-    url = running.config.database_url
-    if url.startswith("sqlite"):
-        database = Path(url.removeprefix("sqlite:///"))
-        blob = b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))
-        where = f"the SQLite file {database}"
-    else:
-        blob = subprocess.run(["pg_dump", "--dbname", url.replace("+psycopg", "")], capture_output=True,
-                              check=True).stdout
-        where = "pg_dump"
+    blob, where = database_blob(running.config.database_url)
     assert check.id.encode() in blob  # the node's database, and the check is in it
     found = [s.decode() for s in secrets if s in blob]
     assert not found, f"{where} holds {found} in clear"
+
+
+def database_blob(url: str) -> tuple[bytes, str]:
+    """Every byte the database keeps (the SQLite file with its WAL, or a pg_dump), and what it is."""
+    import subprocess
+
+    if url.startswith("sqlite"):
+        database = Path(url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*")), f"the SQLite file {database}"
+    dump = subprocess.run(["pg_dump", "--dbname", url.replace("+psycopg", "")], capture_output=True, check=True)
+    return dump.stdout, "pg_dump"
