@@ -91,28 +91,6 @@ class Cipher:
                                      "changed, moved from another row, or sealed under another key)") from None
 
 
-    def open_many(self, sealed: list[bytes], aads: list[bytes]) -> list[bytes | None]:
-        """Open many values under this key in one call (the nightly pull opens a million): the per-value
-        overhead of ``open`` (length checks, the algorithm test, the label) is paid once. A value whose tag
-        fails, or that is truncated, is None; the caller names it."""
-        out: list[bytes | None] = []
-        append = out.append
-        if self.algorithm == AES_256_GCM:
-            decrypt = self._aes.decrypt  # type: ignore[attr-defined]
-            for value, aad in zip(sealed, aads, strict=True):
-                try:
-                    append(decrypt(value[:NONCE_SIZE], value[NONCE_SIZE:], aad))
-                except (InvalidTag, ValueError):
-                    append(None)
-            return out
-        for value, aad in zip(sealed, aads, strict=True):
-            try:
-                append(self.open(value, aad, ""))
-            except TamperedCiphertext:
-                append(None)
-        return out
-
-
 def wrap(kek: Cipher, key_id: str, data_key: bytes) -> bytes:
     """A data key sealed by the key-encryption key, bound to its id."""
     return kek.seal(data_key, b"exnode data key " + key_id.encode())

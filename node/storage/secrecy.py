@@ -21,9 +21,12 @@ import datetime as dt
 import secrets
 import threading
 from binascii import a2b_base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -31,7 +34,16 @@ from node.storage.errors import MissingKeys
 from node.storage.tables import batches, data_keys, outbox, records
 from security.errors import SecurityError
 from security.keys import KeyStore
-from security.secrecy import Cipher, TamperedCiphertext, keyed_hash, new_key, unwrap, wrap
+from security.secrecy import (
+    AES_256_GCM,
+    NONCE_SIZE,
+    Cipher,
+    TamperedCiphertext,
+    keyed_hash,
+    new_key,
+    unwrap,
+    wrap,
+)
 
 INDEX_SCOPE = "index"
 CHECKS_SCOPE = "checks"
@@ -178,35 +190,52 @@ class Sealer:
 
     def open_records(self, connection: Connection, rows: list[Any]) -> list[str]:
         """The canonical JSON of many records rows (provider_code, resource_code, record_id, payload,
-        payload_key), in order: one AEAD call per row with the cipher, base64 decoder and associated-data
-        prefix looked up once per key and resource, not per row (the nightly pull's hot path).
+        payload_key), in order, in one pass: the cipher, the base64 decoder and the associated-data prefix
+        are looked up once per key and resource, not per row (the nightly pull's hot path).
         TamperedCiphertext naming the first row whose tag fails."""
-        out: list[str] = [""] * len(rows)
-        groups: dict[tuple[str, str, str], list[int]] = {}
-        for i, row in enumerate(rows):
-            if row.payload_key is None:
-                out[i] = row.payload
-            else:
-                groups.setdefault((row.payload_key, row.provider_code, row.resource_code), []).append(i)
-        for (key_id, provider_code, resource_code), members in groups.items():
-            cipher = self._cipher(connection, key_id, f"record {provider_code}/{resource_code}/"
-                                                      f"{rows[members[0]].record_id}")
-            prefix = record_aad(provider_code, resource_code, "")
-            sealed: list[bytes] = []
-            for i in members:
-                try:
-                    sealed.append(a2b_base64(rows[i].payload, strict_mode=True))
-                except (binascii.Error, ValueError):
-                    raise TamperedCiphertext(f"record {provider_code}/{resource_code}/{rows[i].record_id}: the stored "
-                                             "payload is not base64 ciphertext") from None
-            opened = cipher.open_many(sealed, [prefix + rows[i].record_id.encode() for i in members])
-            for i, text in zip(members, opened, strict=True):
-                if text is None:
-                    what = f"record {provider_code}/{resource_code}/{rows[i].record_id}"
-                    raise TamperedCiphertext(f"{what}: the {cipher.algorithm} tag does not verify (the ciphertext was "
-                                             "changed, moved from another row, or sealed under another key)")
-                out[i] = text.decode("utf-8")
+        out: list[str] = []
+        append = out.append
+        openers: dict[tuple[str, str, str], Callable[[str, str], str | None]] = {}
+        for row in rows:
+            key_id = row.payload_key
+            if key_id is None:
+                append(row.payload)
+                continue
+            group = (key_id, row.provider_code, row.resource_code)
+            opener = openers.get(group)
+            if opener is None:
+                opener = openers[group] = self._opener(connection, *group, row.record_id)
+            text = opener(row.payload, row.record_id)
+            if text is None:
+                what = f"record {row.provider_code}/{row.resource_code}/{row.record_id}"
+                raise TamperedCiphertext(f"{what}: the stored payload is not base64 ciphertext, or its tag does not "
+                                         "verify (the ciphertext was changed, moved from another row, or sealed "
+                                         "under another key)")
+            append(text)
         return out
+
+    def _opener(self, connection: Connection, key_id: str, provider_code: str, resource_code: str,
+                first_record: str) -> Callable[[str, str], str | None]:
+        """Opens one stored payload of (key, provider, resource) by record id; None when it does not open."""
+        cipher = self._cipher(connection, key_id, f"record {provider_code}/{resource_code}/{first_record}")
+        prefix = record_aad(provider_code, resource_code, "")
+        if cipher.algorithm != AES_256_GCM:
+            def open_sm4(stored: str, record_id: str) -> str | None:
+                try:
+                    return cipher.open(a2b_base64(stored, strict_mode=True), prefix + record_id.encode(),
+                                       "").decode("utf-8")
+                except (binascii.Error, ValueError, TamperedCiphertext):
+                    return None
+            return open_sm4
+        decrypt = AESGCM(cipher.key).decrypt
+
+        def open_aes(stored: str, record_id: str) -> str | None:
+            try:
+                sealed = a2b_base64(stored, strict_mode=True)
+                return decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], prefix + record_id.encode()).decode("utf-8")
+            except (binascii.Error, ValueError, InvalidTag):
+                return None
+        return open_aes
 
     # -- other personal data (household checks): self-describing sealed values --------------------------
     def seal_value(self, connection: Connection, scope: str, aad: bytes, value: bytes, now: dt.datetime) -> bytes:
