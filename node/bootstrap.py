@@ -302,6 +302,8 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
     lists.tiers = tiers  # 回流: demands for an upper node's resource are forwarded there and decided by it
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
                        leeway_s=config.auth.leeway_s)
+    query = MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id)
+    query.stamp_verdicts = bool(config.tsa.url)
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify, macs=keys.mac_keys()), feed=feed, lists=lists,
@@ -315,7 +317,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s, stamp_days=bool(config.tsa.url))),
         tiers=tiers, timestamps=timestamps,
-        query=MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id), peers=peers,
+        query=query, peers=peers,
         checks=CheckApplication(uow, clock, policy, keys.active, config.node.id, peers))
 
 

@@ -63,6 +63,8 @@ class DatabaseSection:
     tls_cert: str = ""
     """A client certificate (PEM) for PostgreSQL ``cert`` authentication, with tls_key."""
     tls_key: str = ""
+    reencrypt_interval_s: float = 300.0
+    """How often a serving node looks for newly retired data keys and re-seals their rows under live keys."""
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,8 @@ def _validate(config: Config, path: Path, overridden: dict[str, str]) -> None:
                           f"{LEGAL_MINIMUM_RETENTION_DAYS} days (网络安全法 第二十一条)")
     if config.feed.poll_s <= 0:
         raise ConfigError(f"{path}: feed.poll_s must be positive")
+    if config.database.reencrypt_interval_s <= 0:
+        raise ConfigError(f"{where('database.reencrypt_interval_s')}: database.reencrypt_interval_s must be positive")
     if audit.checkpoint_every < 1 or audit.checkpoint_interval_s <= 0:
         raise ConfigError(f"{where('audit.checkpoint_every', 'audit.checkpoint_interval_s')}: audit.checkpoint_every and audit.checkpoint_interval_s must be positive")
     exchange = config.exchange
@@ -430,6 +434,7 @@ log_format = "json"                  # serve's log lines: json (one object per l
 
 [database]
 url = ""                             # empty: SQLite (WAL) in this directory; or postgresql://host/db
+reencrypt_interval_s = 300.0         # how often rows under newly retired data keys are re-sealed (serve)
 
 [rabbitmq]
 url = "amqp://guest:guest@127.0.0.1:5672/%2F"

@@ -9,6 +9,7 @@ parsed and verified by rfc3161-client (Trail of Bits, on ``cryptography``).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from rfc3161_client import (
 )
 
 from security.errors import SecurityError
-from security.merkle import MerkleTree
+from security.merkle import MerkleTree, leaf_hash, root_from_inclusion_proof
 
 CONTENT_TYPE_QUERY = "application/timestamp-query"
 CONTENT_TYPE_REPLY = "application/timestamp-reply"
@@ -100,3 +101,72 @@ def check(reply: bytes, message: bytes, roots: Sequence[x509.Certificate], nonce
         raise TimestampInvalid(f"{what}: the token's signature or the TSA's certificate chain does not verify "
                                f"against the trusted roots: {error}") from None
     return info.gen_time
+
+
+REPLAY_LEEWAY = dt.timedelta(minutes=5)
+"""How much earlier than the statement it covers a token may be dated (clocks of the node and the TSA)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a third party needs to check offline that a TSA vouched for one signed statement: the token
+    (the TSA's whole reply, DER), and the RFC 6962 inclusion proof of the statement's digest (leaf
+    ``index`` of ``size``) in the root of roots the token's message imprint covers."""
+
+    kind: str
+    ref: str
+    digest: bytes
+    index: int
+    size: int
+    proof: tuple[bytes, ...]
+    token: bytes
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "ref": self.ref, "digest": self.digest.hex(), "index": self.index,
+                "size": self.size, "proof": [p.hex() for p in self.proof],
+                "token": base64.b64encode(self.token).decode("ascii")}
+
+    @classmethod
+    def from_dict(cls, data: object, what: str = "timestamp") -> Evidence:
+        """TimestampInvalid naming the field when ``data`` is not evidence of this shape."""
+        if not isinstance(data, dict):
+            raise TimestampInvalid(f"{what}: not an object with kind, ref, digest, index, size, proof, token")
+        try:
+            proof = data["proof"]
+            if not isinstance(proof, list):
+                raise TypeError("proof is not a list")
+            index, size = data["index"], data["size"]
+            if not isinstance(index, int) or not isinstance(size, int) or isinstance(index, bool):
+                raise TypeError("index and size are integers")
+            return cls(str(data["kind"]), str(data["ref"]), bytes.fromhex(str(data["digest"])), index, size,
+                       tuple(bytes.fromhex(str(p)) for p in proof),
+                       base64.b64decode(str(data["token"]), validate=True))
+        except (KeyError, TypeError, ValueError) as error:
+            raise TimestampInvalid(f"{what}: malformed evidence ({type(error).__name__}: {error})") from None
+
+
+def evidence_of(kind: str, ref: str, covered: Sequence[bytes], index: int, token: bytes) -> Evidence:
+    """The evidence for ``covered[index]`` of a token over ``root_of_roots(covered)``."""
+    tree = MerkleTree.from_leaves(list(covered))
+    return Evidence(kind, ref, covered[index], index, tree.size, tuple(tree.inclusion_proof(index)), token)
+
+
+def check_evidence(evidence: Evidence, digest: bytes, roots: Sequence[x509.Certificate],
+                   not_before: dt.datetime | None = None, what: str = "timestamp") -> dt.datetime:
+    """The time the TSA vouches for the statement whose ``digest`` (``signed_digest``) the caller computed
+    from the statement itself; TimestampInvalid naming the first thing that does not hold: evidence for
+    another statement, a proof that leads nowhere, the token checks of ``check`` (not a reply, the
+    imprint, the signature and the TSA's chain to ``roots``), and a token dated before the statement was
+    signed (``not_before``, less REPLAY_LEEWAY): a token replayed from an earlier stamp."""
+    if evidence.digest != digest:
+        raise TimestampInvalid(f"{what}: the evidence is for another statement (digest {evidence.digest.hex()[:16]}…, "
+                               f"this one's is {digest.hex()[:16]}…)")
+    try:
+        message = root_from_inclusion_proof(leaf_hash(digest), evidence.index, evidence.size, evidence.proof)
+    except ValueError as error:
+        raise TimestampInvalid(f"{what}: the inclusion proof is malformed: {error}") from None
+    gen_time = check(evidence.token, message, roots, what=what)
+    if not_before is not None and gen_time < not_before - REPLAY_LEEWAY:
+        raise TimestampInvalid(f"{what}: the token is dated {gen_time.isoformat()}, before the statement it stamps "
+                               f"was signed ({not_before.isoformat()}): a replayed token")
+    return gen_time

@@ -48,12 +48,22 @@ class SignedVerdict:
     an open objection; verdicts of nodes before it lack the key)."""
     signature: bytes
 
+    @property
+    def digest(self) -> bytes:
+        """What a trusted timestamp of the verdict covers (``security.timestamps.signed_digest``)."""
+        return digest_of(self.document, self.signature)
+
     def file(self, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The verdict as a file: the signed document, its signature, and optionally the request."""
         out: dict[str, Any] = {"verdict": self.document, "signature": base64.b64encode(self.signature).decode()}
         if request is not None:
             out["request"] = dict(request)
         return out
+
+
+def digest_of(document: Mapping[str, Any], signature: bytes) -> bytes:
+    """SHA-256 of the signed message and the signature, as ``security.timestamps.signed_digest``."""
+    return hashlib.sha256(CONTEXT + canonical(document) + signature).digest()
 
 
 def sign(document: dict[str, Any], signer: SigningKey) -> SignedVerdict:

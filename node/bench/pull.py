@@ -62,13 +62,17 @@ def _payload(n: int) -> dict[str, Any]:
 
 
 def _rows(start: int, stop: int, at: dt.datetime) -> list[dict[str, Any]]:
+    """Rows as ingest stores them: the payload's canonical text and the SHA-256 of the record's canonical form."""
+    from catalog.records import canonical_from_parts, canonical_payload
+
     rows = []
     for n in range(start, stop):
-        payload = json.dumps(_payload(n), ensure_ascii=False, sort_keys=True)
-        rows.append({"provider_code": PROVIDER, "resource_code": LOW_INCOME, "record_id": f"DB-{n:08d}",
-                     "sequence": n, "operation": "UPSERT", "payload": payload,
-                     "content_hash": hashlib.sha256(payload.encode()).hexdigest(), "batch_id": f"bench-{n // 5000}",
-                     "received_at": at, "position": n})
+        payload = canonical_payload(_payload(n))
+        record_id = f"DB-{n:08d}"
+        digest = hashlib.sha256(canonical_from_parts(PROVIDER, LOW_INCOME, record_id, n, "UPSERT", payload))
+        rows.append({"provider_code": PROVIDER, "resource_code": LOW_INCOME, "record_id": record_id,
+                     "sequence": n, "operation": "UPSERT", "payload": payload, "content_hash": digest.hexdigest(),
+                     "batch_id": f"bench-{n // 5000}", "received_at": at, "position": n})
     return rows
 
 

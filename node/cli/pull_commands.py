@@ -32,14 +32,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     pull.add_argument("--key-algorithm", default="X25519-HPKE", choices=("X25519-HPKE", "SM2-SM4"))
     pull.add_argument("--replay", action="store_true",
                       help="start at --since even if this platform acknowledged past it")
+    pull.add_argument("--tsa-roots", type=Path, default=None, metavar="FILE",
+                      help="PEM root certificate(s) of the trusted TSA: fetch the manifest's RFC 3161 timestamp when "
+                           "the node has it already and check it offline (else: exnode pull stamp DIR later)")
     pull.set_defaults(handler=run_pull)
-    pull_jobs = pull.add_subparsers(dest="pull_command", metavar="verify")
+    pull_jobs = pull.add_subparsers(dest="pull_command", metavar="verify | stamp")
     verify = pull_jobs.add_parser("verify", help="re-verify a published pull directory offline")
     verify.add_argument("directory", type=Path, metavar="DIR", help="a published DIR/pull-… directory")
     verify.add_argument("--keys", type=Path, required=True, dest="verify_keys", metavar="FILE",
                         help="the node's published public-keys.json")
     verify.add_argument("--json", action="store_true", dest="verify_json", help="machine-readable output")
+    verify.add_argument("--tsa-roots", type=Path, default=None, dest="verify_tsa_roots", metavar="FILE",
+                        help="PEM root certificate(s) of the trusted TSA: DIR/timestamp.json must verify too")
     verify.set_defaults(handler=run_pull_verify)
+    stamp = pull_jobs.add_parser("stamp", help="fetch the manifest's RFC 3161 timestamp, check it offline, keep it "
+                                               "in DIR/timestamp.json")
+    stamp.add_argument("directory", type=Path, metavar="DIR", help="a published DIR/pull-… directory")
+    stamp.add_argument("--tsa-roots", type=Path, required=True, dest="stamp_tsa_roots", metavar="FILE",
+                       help="PEM root certificate(s) of the trusted TSA")
+    stamp.set_defaults(handler=run_pull_stamp)
 
     batch = sub.add_parser("batch", help="the node's batch jobs")
     jobs = batch.add_subparsers(dest="batch_command", required=True, metavar="JOB")
@@ -94,9 +105,20 @@ def run_pull(args: argparse.Namespace) -> int:
     except PullProblem as error:
         print(f"exnode: pull refused: {error}", file=sys.stderr)
         return 1
+    stamped = None
+    if args.tsa_roots is not None:
+        from node.clients.pull_evidence import EvidenceProblem
+        try:
+            stamped = _fetch_timestamp(args, outcome.directory, args.tsa_roots, wait_ok=True)
+        except EvidenceProblem as error:
+            print(f"exnode: pull: the manifest's timestamp does not verify: {error}", file=sys.stderr)
+            return 1
     if args.json:
-        print_json({"next_cursor": outcome.next_cursor, "directory": str(outcome.directory),
-                    "records": outcome.records, "batches": outcome.batches, "resumed": outcome.resumed})
+        document = {"next_cursor": outcome.next_cursor, "directory": str(outcome.directory),
+                    "records": outcome.records, "batches": outcome.batches, "resumed": outcome.resumed}
+        if args.tsa_roots is not None:
+            document["timestamp"] = stamped.isoformat() if stamped else None
+        print_json(document)
     else:
         print(outcome.next_cursor)
     return 0
@@ -105,15 +127,18 @@ def run_pull(args: argparse.Namespace) -> int:
 def run_pull_verify(args: argparse.Namespace) -> int:
     """Exit 0 with a one-line summary, 1 with one line naming the first thing that does not verify."""
     from node.clients.pull import PullProblem, trusted_from_document
-    from node.clients.pull_evidence import EvidenceProblem, verify_published
+    from node.clients.pull_evidence import EvidenceProblem, check_timestamp, verify_published
 
     try:
         trusted = trusted_from_document(json.loads(args.verify_keys.read_text(encoding="utf-8")))
     except (OSError, ValueError, PullProblem) as error:
         raise UsageError(f"--keys {args.verify_keys}: {error}") from None
     as_json = args.verify_json or args.json
+    stamped = None
     try:
         verified = verify_published(args.directory, trusted.node_id, trusted.keys)
+        if args.verify_tsa_roots is not None:
+            stamped = check_timestamp(args.directory, _roots(args.verify_tsa_roots))
     except EvidenceProblem as error:
         if as_json:
             print_json({"ok": False, "directory": str(args.directory), "problem": str(error)})
@@ -123,11 +148,67 @@ def run_pull_verify(args: argparse.Namespace) -> int:
     if as_json:
         print_json({"ok": True, "directory": str(verified.directory), "node": verified.node_id,
                     "platform": verified.platform, "since": verified.since, "next_cursor": verified.next_cursor,
-                    "records": verified.records, "batches": verified.batches, "streams": verified.streams})
+                    "records": verified.records, "batches": verified.batches, "streams": verified.streams,
+                    **({"timestamp": stamped.isoformat() if stamped else None}
+                       if args.verify_tsa_roots is not None else {})})
     else:
         print(f"pull verify: OK ({args.directory}): {verified.records} records in {verified.batches} batches "
               f"({verified.streams} stream{'s' if verified.streams > 1 else ''}), every batch signed, contiguous "
-              f"from since to next cursor {verified.next_cursor}, manifest signed")
+              f"from since to next cursor {verified.next_cursor}, manifest signed"
+              + (f", RFC 3161 timestamp {stamped.isoformat()} (signature, TSA chain, imprint)" if stamped else ""))
+    return 0
+
+
+def _roots(path: Path) -> list:
+    from security.timestamps import TimestampInvalid, load_roots
+
+    try:
+        return load_roots(path)
+    except TimestampInvalid as error:
+        raise UsageError(str(error)) from None
+
+
+def _fetch_timestamp(args: argparse.Namespace, directory: Path, roots_file: Path,
+                     wait_ok: bool = False) -> dt.datetime | None:
+    """Fetch the manifest's evidence (KeysService.GetTimestamp), check it offline, write timestamp.json; None
+    when the node has it not yet and ``wait_ok`` (said on stderr). EvidenceProblem when it does not verify."""
+    import grpc
+
+    from node.clients.pull_evidence import TIMESTAMP_FILE, check_timestamp, manifest_digest
+    from security.timestamps import Evidence
+
+    roots = _roots(roots_file)
+    digest = manifest_digest(directory)
+    stub = keys_pb2_grpc.KeysServiceStub(channel(args))
+    try:
+        found = stub.GetTimestamp(keys_pb2.GetTimestampRequest(kind="pull", ref=digest.hex()),
+                                  metadata=call_metadata(args))
+    except grpc.RpcError as error:
+        if wait_ok and error.code() is grpc.StatusCode.UNAVAILABLE:
+            print(f"exnode: pull: {error.details()}; run `exnode pull stamp {directory} --tsa-roots {roots_file}` "
+                  "then", file=sys.stderr)
+            return None
+        raise
+    evidence = Evidence(found.kind, found.ref, found.digest, found.index, found.size, tuple(found.proof), found.token)
+    path = directory / TIMESTAMP_FILE
+    path.write_text(json.dumps(evidence.to_dict(), indent=2) + "\n", encoding="utf-8")
+    try:
+        return check_timestamp(directory, roots)
+    except Exception:
+        path.unlink()  # what does not verify is not kept as the pull's evidence
+        raise
+
+
+def run_pull_stamp(args: argparse.Namespace) -> int:
+    from node.clients.pull_evidence import EvidenceProblem
+
+    try:
+        stamped = _fetch_timestamp(args, args.directory, args.stamp_tsa_roots)
+    except EvidenceProblem as error:
+        print(f"pull stamp: FAILED ({args.directory}): {error}")
+        return 1
+    assert stamped is not None
+    print(f"pull stamp: OK ({args.directory}): RFC 3161 timestamp {stamped.isoformat()} kept in timestamp.json")
     return 0
 
 

@@ -50,7 +50,14 @@ def register(sub: argparse._SubParsersAction, jobs: argparse._SubParsersAction) 
     check.add_argument("file", type=Path, metavar="FILE", help="a verdict file (exnode verify claim --out)")
     check.add_argument("--keys", type=Path, required=True, metavar="FILE", help="the node's public-keys.json")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--tsa-roots", type=Path, default=None, metavar="FILE",
+                       help="PEM root certificate(s) of the trusted TSA: the file's RFC 3161 timestamp must verify "
+                            "(exnode verdict stamp adds it)")
     check.set_defaults(handler=run_verdict_verify)
+    stamp = djobs.add_parser("stamp", help="fetch the verdict's RFC 3161 timestamp from the node and add it to the file")
+    add_client(stamp)
+    stamp.add_argument("file", type=Path, metavar="FILE", help="a verdict file (exnode verify claim --out)")
+    stamp.set_defaults(handler=run_verdict_stamp)
 
 
 def add_decrypt(parser: argparse.ArgumentParser) -> None:
@@ -211,17 +218,71 @@ def run_verdict_verify(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file}: {error}") from None
     problems = verify_file(data, keys, node_id)
     document = data.get("verdict", {}) if isinstance(data, dict) else {}
+    stamped_at = None
+    if args.tsa_roots is not None and not problems:
+        stamped_at, problem = _check_timestamp(data, args.tsa_roots)
+        if problem:
+            problems.append(problem)
     if args.json:
         print_json({"file": str(args.file), "ok": not problems, "problems": problems,
                     "node": document.get("node"), "kid": document.get("kid"), "at": document.get("at"),
-                    "answers": document.get("answers")})
+                    "answers": document.get("answers"),
+                    **({"timestamp": stamped_at.isoformat() if stamped_at else None}
+                       if args.tsa_roots is not None else {})})
     elif problems:
         for problem in problems:
             print(f"exnode: verdict {args.file}: {problem}", file=sys.stderr)
     else:
         answers = ", ".join(f"{a['item']} {a['result']}" for a in document.get("answers", []))
         print(f"verdict {args.file}: OK, signed by node {document['node']} key {document['kid']} at {document['at']}: "
-              f"{answers}" + (f"; state {document['state']}" if document.get("state") else ""))
+              f"{answers}" + (f"; state {document['state']}" if document.get("state") else "")
+              + (f"; RFC 3161 timestamp {stamped_at.isoformat()} (signature, TSA chain, imprint)" if stamped_at else ""))
     return 1 if problems else 0
+
+
+def _check_timestamp(data: dict, roots_file: Path):  # -> tuple[datetime | None, str]
+    """(the time the TSA vouches for, "") or (None, the problem) for a verdict file's ``timestamp``."""
+    import datetime as dt
+
+    from security.timestamps import Evidence, TimestampInvalid, check_evidence, load_roots
+    from security.verdicts import digest_of
+
+    if "timestamp" not in data:
+        return None, "timestamp: the file has none (exnode verdict stamp FILE adds it once the node has it)"
+    try:
+        roots = load_roots(roots_file)
+        evidence = Evidence.from_dict(data["timestamp"])
+        signed_at = dt.datetime.fromisoformat(str(data["verdict"].get("at", "")))
+        digest = digest_of(data["verdict"], base64.b64decode(str(data["signature"])))
+        return check_evidence(evidence, digest, roots, signed_at, "timestamp"), ""
+    except TimestampInvalid as error:
+        return None, str(error)
+    except ValueError as error:
+        return None, f"verdict.at: not an ISO time ({error})"
+
+
+def run_verdict_stamp(args: argparse.Namespace) -> int:
+    from exnode.v1 import keys_pb2, keys_pb2_grpc
+
+    from security.timestamps import Evidence
+    from security.verdicts import digest_of
+
+    try:
+        data = json.loads(args.file.read_text(encoding="utf-8"))
+        digest = digest_of(data["verdict"], base64.b64decode(str(data["signature"]), validate=True))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"{args.file}: not a verdict file ({error})") from None
+    stub = keys_pb2_grpc.KeysServiceStub(channel(args))
+    found = stub.GetTimestamp(keys_pb2.GetTimestampRequest(kind="verdict", ref=digest.hex()),
+                              metadata=call_metadata(args))
+    data["timestamp"] = Evidence(found.kind, found.ref, found.digest, found.index, found.size, tuple(found.proof),
+                                 found.token).to_dict()
+    args.file.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print_json({"file": str(args.file), "timestamp": data["timestamp"]})
+    else:
+        print(f"verdict {args.file}: RFC 3161 timestamp added (one of {found.size} roots of its token); check it with "
+              "exnode verdict verify --tsa-roots")
+    return 0
 
 

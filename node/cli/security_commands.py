@@ -113,6 +113,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help=f"trusted public keys for --file (default: <data>/keys/{PUBLIC_KEYS_FILE})")
     verify.add_argument("--local", action="store_true",
                         help="verify the data directory's database directly (the node may be stopped)")
+    verify.add_argument("--tsa-roots", type=Path, default=None, metavar="FILE",
+                        help="against a node: also export the trail, check it and every signed checkpoint's RFC 3161 "
+                             "timestamp here, with these trusted TSA root certificates (PEM) and --keys")
     verify.set_defaults(handler=run_audit_verify)
     purge = audit_commands.add_parser("purge", help="apply the retention period now (the node also does it daily)")
     add_data(purge)
@@ -310,13 +313,17 @@ def run_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _result_fields(result: VerifyResult) -> dict[str, object]:
+    return {"ok": result.ok, "entries_checked": result.entries_checked,
+            "checkpoints_checked": result.checkpoints_checked,
+            "first_broken_sequence": result.first_broken_sequence, "problem": result.problem,
+            "unsigned_tail": result.unsigned_tail, "first_sequence": result.first_sequence,
+            "last_sequence": result.last_sequence}
+
+
 def _report(result: VerifyResult, what: str, as_json: bool) -> int:
     if as_json:
-        print_json({"ok": result.ok, "entries_checked": result.entries_checked,
-                    "checkpoints_checked": result.checkpoints_checked,
-                    "first_broken_sequence": result.first_broken_sequence, "problem": result.problem,
-                    "unsigned_tail": result.unsigned_tail, "first_sequence": result.first_sequence,
-                    "last_sequence": result.last_sequence})
+        print_json(_result_fields(result))
     elif result.ok:
         print(f"audit verify: OK ({what}): entries {result.first_sequence}..{result.last_sequence}, "
               f"{result.entries_checked} entries, {result.checkpoints_checked} signed checkpoints, "
@@ -359,7 +366,71 @@ def run_audit_verify(args: argparse.Namespace) -> int:
                           first_broken_sequence=response.first_broken_sequence, problem=response.problem,
                           unsigned_tail=response.unsigned_tail, first_sequence=response.first_sequence,
                           last_sequence=response.last_sequence)
-    return _report(result, "node", args.json)
+    if args.tsa_roots is None or not result.ok:
+        return _report(result, "node", args.json)
+    if not args.json:
+        _report(result, "node", False)
+    return _verify_checkpoint_timestamps(args, result)
+
+
+def _verify_checkpoint_timestamps(args: argparse.Namespace, node_result: VerifyResult) -> int:
+    """The node's word is not the evidence: export the trail, check its chain and checkpoints here with the
+    trusted keys, then each checkpoint's RFC 3161 token (KeysService.GetTimestamp) offline: signature, the
+    TSA's chain to --tsa-roots, the imprint through the inclusion proof, a token of another checkpoint or
+    dated before the checkpoint (replayed). Checkpoints still waiting for the TSA are counted, not failed."""
+    from exnode.v1 import keys_pb2, keys_pb2_grpc
+
+    from node.services.audit import verify_export
+    from security.audit import ExportFileError, read_export
+    from security.timestamps import Evidence, TimestampInvalid, check_evidence, load_roots, signed_digest
+
+    keys_path = args.keys or load_config(data_dir(args)).keys_dir / PUBLIC_KEYS_FILE
+    if not keys_path.exists():
+        raise UsageError(f"--tsa-roots needs the node's trusted public keys: {keys_path} does not exist; pass --keys")
+    keys = read_public_keys(keys_path)
+    try:
+        roots = load_roots(args.tsa_roots)
+    except TimestampInvalid as error:
+        raise UsageError(str(error)) from None
+    text = b"".join(chunk.jsonl for chunk in _audit_stub(args).ExportAudit(pb.ExportAuditRequest(),
+                                                                           metadata=call_metadata(args)))
+    lines = text.decode("utf-8").splitlines()
+    try:
+        result = verify_export(lines, keys)
+        _, _, checkpoints = read_export(lines)
+    except ExportFileError as error:
+        print(f"audit verify: FAILED (export of the node): {error}")
+        return 1
+    if not result.ok:
+        return _report(result, "export of the node, checked here", args.json)
+    stub = keys_pb2_grpc.KeysServiceStub(channel(args))
+    stamped, waiting, problems = 0, 0, []
+    for checkpoint in checkpoints:
+        try:
+            found = stub.GetTimestamp(keys_pb2.GetTimestampRequest(kind="checkpoint", ref=str(checkpoint.sequence)),
+                                      metadata=call_metadata(args))
+        except grpc.RpcError as error:
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
+                waiting += 1  # not stamped yet, or signed before the node had a TSA
+                continue
+            raise
+        evidence = Evidence(found.kind, found.ref, found.digest, found.index, found.size, tuple(found.proof),
+                            found.token)
+        try:
+            check_evidence(evidence, signed_digest(checkpoint.message(), checkpoint.signature), roots, checkpoint.at,
+                           f"checkpoint {checkpoint.sequence}'s timestamp")
+            stamped += 1
+        except TimestampInvalid as error:
+            problems.append(str(error))
+    if args.json:
+        print_json({**_result_fields(node_result), "ok": not problems, "timestamps_checked": stamped,
+                    "timestamps_waiting": waiting, "timestamp_problems": problems})
+    for problem in problems:
+        print(f"audit verify: timestamp FAILED: {problem}", file=sys.stderr)
+    if not args.json:
+        print(f"audit verify: the exported trail checks here too; {stamped} checkpoint RFC 3161 timestamps verify "
+              f"offline (signature, TSA chain, imprint){f'; {waiting} not stamped (yet)' if waiting else ''}")
+    return 1 if problems else 0
 
 
 def _verify_local(args: argparse.Namespace) -> int:

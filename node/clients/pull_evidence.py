@@ -13,6 +13,7 @@ from the files and the node's public keys alone.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,8 +24,11 @@ from typing import Any
 from security import merkle
 from security.keys import PublicKey
 from security.pull import CursorError, batch_signing_input, manifest_signing_input, parse
+from security.timestamps import Evidence, TimestampInvalid, check_evidence, signed_digest
 
 MANIFEST_FILE = "manifest.json"
+TIMESTAMP_FILE = "timestamp.json"
+"""The RFC 3161 evidence of the manifest (``exnode pull stamp``), when the pull has it: optional."""
 BATCH_NAME = re.compile(r"batch-\d{6}\.jsonl")
 
 
@@ -298,8 +302,8 @@ def verify_published(directory: Path, node_id: str, keys: Mapping[str, PublicKey
         manifest = Manifest.from_dict(document.get("manifest"))
     except ValueError as error:
         raise EvidenceProblem(f"{MANIFEST_FILE}: manifest {error}") from None
-    expected = {MANIFEST_FILE, *(e.file for e in entries)}
-    if len(expected) != len(entries) + 1:
+    expected = {MANIFEST_FILE, TIMESTAMP_FILE, *(e.file for e in entries)}
+    if len(expected) != len(entries) + 2:
         raise EvidenceProblem(f"{MANIFEST_FILE}: two batches name the same file")
     for path in sorted(directory.iterdir()):
         if path.name not in expected:
@@ -334,3 +338,36 @@ def verify_published(directory: Path, node_id: str, keys: Mapping[str, PublicKey
                               f"{records}")
     streams = sum(1 for e in entries[:final_start] if e.index == 0) + 1
     return VerifiedPull(directory, node_id, platform, since, manifest.to_cursor, records, len(entries), streams)
+
+
+def manifest_digest(directory: Path) -> bytes:
+    """What the manifest's trusted timestamp covers: SHA-256 of its signed input and signature
+    (``security.timestamps.signed_digest``), from ``manifest.json``."""
+    document = _document(directory)
+    try:
+        manifest = Manifest.from_dict(document.get("manifest"))
+    except ValueError as error:
+        raise EvidenceProblem(f"{MANIFEST_FILE}: manifest {error}") from None
+    return signed_digest(manifest_signing_input(
+        node_id=str(document.get("node", "")), platform=str(document.get("platform", "")),
+        from_cursor=manifest.from_cursor, to_cursor=manifest.to_cursor, record_count=manifest.record_count,
+        batch_count=manifest.batch_count, root=manifest.root, until_day=manifest.until_day), manifest.signature)
+
+
+def check_timestamp(directory: Path, roots: Sequence[Any]) -> dt.datetime:
+    """The time the TSA vouches for the pull's manifest; EvidenceProblem naming what does not hold: no
+    timestamp.json, evidence of another statement (a replayed token), the token's signature, the TSA's
+    chain to ``roots``, the message imprint through the inclusion proof."""
+    path = directory / TIMESTAMP_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvidenceProblem(f"{TIMESTAMP_FILE}: the pull has no timestamp (exnode pull stamp DIR adds it once the "
+                              "node has it)") from None
+    except (OSError, ValueError) as error:
+        raise EvidenceProblem(f"{TIMESTAMP_FILE}: {error}") from None
+    try:
+        return check_evidence(Evidence.from_dict(data, TIMESTAMP_FILE), manifest_digest(directory), roots,
+                              what=TIMESTAMP_FILE)
+    except TimestampInvalid as error:
+        raise EvidenceProblem(str(error)) from None

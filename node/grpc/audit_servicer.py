@@ -10,10 +10,13 @@ import grpc
 from exnode.v1 import audit_pb2 as pb
 from exnode.v1 import audit_pb2_grpc, keys_pb2, keys_pb2_grpc
 
+from catalog.errors import FieldProblem, InvalidField
 from node.grpc.convert import timestamp_of
 from node.ops.metrics import record_audit_verification
 from node.ops.request_context import current, principal
 from node.services.audit import AuditApplication
+from node.services.errors import TimestampsUnavailable
+from node.services.timestamps import TIMESTAMP_KINDS, Timestamps
 from node.storage.audit_repository import AuditFilter
 from security.audit import AuditEntry
 from security.keys import PublicKey
@@ -87,11 +90,13 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
 
 class KeysServicer(keys_pb2_grpc.KeysServiceServicer):
-    def __init__(self, verifiers: Mapping[str, PublicKey], active_kid: str, node_id: str, policy: Policy) -> None:
+    def __init__(self, verifiers: Mapping[str, PublicKey], active_kid: str, node_id: str, policy: Policy,
+                 timestamps: Timestamps | None = None) -> None:
         self.verifiers = verifiers
         self.active_kid = active_kid
         self.node_id = node_id
         self.policy = policy
+        self.timestamps = timestamps
 
     async def ListPublicKeys(self, request: keys_pb2.ListPublicKeysRequest, context: grpc.aio.ServicerContext
                              ) -> keys_pb2.ListPublicKeysResponse:
@@ -101,3 +106,18 @@ class KeysServicer(keys_pb2_grpc.KeysServiceServicer):
             keys_pb2.PublicKey(kid=k.kid, algorithm=k.algorithm, public_pem=k.public_pem, created_at=k.created_at,
                                active=k.kid == self.active_kid)
             for k in self.verifiers.values()])
+
+    async def GetTimestamp(self, request: keys_pb2.GetTimestampRequest, context: grpc.aio.ServicerContext
+                           ) -> keys_pb2.TimestampEvidence:
+        """Evidence is public like the keys: digests, a proof and the TSA's token, nothing personal."""
+        current().target = f"timestamp:{request.kind}:{request.ref}"[:200]
+        self.policy.require(principal(), Action.KEYS_READ, NODE_KEYS)
+        if request.kind not in TIMESTAMP_KINDS:
+            raise InvalidField([FieldProblem("kind", f"{request.kind!r} is not one of {', '.join(TIMESTAMP_KINDS)}")])
+        if not request.ref or len(request.ref) > 128:
+            raise InvalidField([FieldProblem("ref", "1-128 characters: what the statement is known by")])
+        if self.timestamps is None:
+            raise TimestampsUnavailable("this node takes no trusted timestamps (tsa.url is not configured)")
+        found = await asyncio.to_thread(self.timestamps.evidence, request.kind, request.ref)
+        return keys_pb2.TimestampEvidence(kind=found.kind, ref=found.ref, digest=found.digest, index=found.index,
+                                          size=found.size, proof=list(found.proof), token=found.token)

@@ -49,6 +49,7 @@ from node.ops.health import BROKER, DATABASE, LIVENESS, READINESS, HealthMonitor
 from node.ops.metrics import NodeCollector, record_audit_verification
 from node.ops.startup import StartupError, tune_gc
 from node.services.audit import AuditWriter, VerificationStopped
+from node.services.secrecy import ReencryptionJob
 from security.audit import VerifyResult
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node.exchange, node.ingest, node.pull), server)
     query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(node.query), server)
     checks_pb2_grpc.add_CheckServiceServicer_to_server(CheckServicer(node.checks), server)
-    keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys.public, node.keys.active.kid, node.config.node.id, node.policy), server)
+    keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys.public, node.keys.active.kid, node.config.node.id, node.policy,
+                                                                    node.timestamps), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -192,6 +194,19 @@ async def _verify_interruptibly(node: Node) -> VerifyResult:
             await future
         raise
 
+async def _reencrypt(node: Node) -> None:
+    """The background re-encryption job (issue 17): rows under newly retired data keys are sealed again
+    under live ones while the node serves; a failed round is logged and tried again."""
+    job = ReencryptionJob(node.uow, node.catalog.clock)
+    while True:
+        try:
+            moved = await asyncio.to_thread(job.run_once)
+            if moved:
+                log.info("re-encrypted rows under retired data keys", extra={"rows": moved})
+        except Exception:
+            log.exception("the re-encryption job failed a round; it tries again")
+        await asyncio.sleep(node.config.database.reencrypt_interval_s)
+
 
 class Listener(Protocol):
     """Another listener served beside gRPC (the web console): started after it, stopped before it."""
@@ -245,7 +260,8 @@ async def serve(node: Node, listen: str, metrics_listen: str, also: Sequence[Lis
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(_daily(node))]
+    tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(_daily(node)),
+             asyncio.create_task(_reencrypt(node))]
     await stop.wait()
     print("exnode: shutting down", flush=True)
     await health_servicer.enter_graceful_shutdown()

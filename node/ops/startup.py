@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import pika
 import pika.exceptions
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from node.config import Config, ConfigError
@@ -79,6 +79,23 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
+def _database_hosts(url: URL) -> list[str]:
+    """The hosts a PostgreSQL URL reaches: its host, or each ``host=`` of a multi-host URL (ports dropped)."""
+    if url.host:
+        return [url.host]
+    hosts = url.query.get("host", "") or ""
+    listed = [hosts] if isinstance(hosts, str) else list(hosts)
+    return [_without_port(h) for h in listed] or [""]
+
+
+def _without_port(entry: str) -> str:
+    if entry.startswith("["):  # [::1]:5432
+        return entry[1:entry.index("]")] if "]" in entry else entry
+    if entry.count(":") == 1:  # 10.0.0.2:5432
+        return entry.split(":")[0]
+    return entry  # a bare host, an IPv6 address, a socket directory
+
+
 def plain_links(config: Config, listen: str = "") -> list[str]:
     """The links that cross the network without TLS: the broker's, the database's, and the gRPC port when it
     listens beyond loopback without ``server.tls_cert``."""
@@ -87,15 +104,16 @@ def plain_links(config: Config, listen: str = "") -> list[str]:
     if not config.server.tls_cert and not _loopback(host):
         found.append(f"the gRPC port listens on {host or 'every address'} without TLS (set server.tls_cert and "
                      "server.tls_key)")
-    broker = urlsplit(config.rabbitmq.url)
-    if broker.scheme != "amqps" and not _loopback(broker.hostname):
-        found.append(f"rabbitmq.url reaches {broker.hostname} over plain AMQP (use amqps:// and rabbitmq.tls_ca)")
+    for address in config.rabbitmq.addresses:  # every node of the cluster, not only the first
+        broker = urlsplit(address)
+        if broker.scheme != "amqps" and not _loopback(broker.hostname):
+            found.append(f"rabbitmq.url reaches {broker.hostname} over plain AMQP (use amqps:// and rabbitmq.tls_ca)")
     database = make_url(config.database_url)
     if database.get_backend_name() == "postgresql":
-        host = database.host or str(database.query.get("host", "") or "")
         mode = str(database.query.get("sslmode", "") or "")
-        if mode != "verify-full" and not _loopback(host):
-            found.append(f"database.url reaches {host} without sslmode=verify-full (set database.tls_ca)")
+        for host in _database_hosts(database):
+            if mode != "verify-full" and not _loopback(host):
+                found.append(f"database.url reaches {host} without sslmode=verify-full (set database.tls_ca)")
     return found
 
 

@@ -159,6 +159,9 @@ class QueryApplication:
         self.node_id = node_id
         self.quota = QuotaLedger(uow)
         self._metadata: dict[tuple[str, int], tuple[ResourceMetadata, str]] = {}
+        self.stamp_verdicts = False
+        """Queue each signed verdict for a trusted timestamp (a node with ``tsa.url``); the asker fetches the
+        evidence later (``exnode verdict stamp``) to keep beside the verdict."""
         self.remote: Any = None
         """``node.services.remote.RemoteQueries`` when the node talks to others over RabbitMQ: claims about a
         resource another node holds (its ``origin_node``) are asked of that node."""
@@ -322,7 +325,12 @@ class QueryApplication:
             "state": state.value if state else "",
             "disputed": disputed,
         }
-        answer = VerifyAnswer(verdicts.sign(document, self.signer), asked, grant, used)
+        signed = verdicts.sign(document, self.signer)
+        if self.stamp_verdicts:  # the TSA's worker stamps it with the next round's roots
+            with self.uow(write=True) as uow:
+                uow.timestamps.add_pending("verdict", signed.digest.hex(), signed.digest, now)
+                uow.commit()
+        answer = VerifyAnswer(signed, asked, grant, used)
         return self._sealed(answer, ConsumerKey(stored.kid, stored.algorithm, stored.public_pem) if stored else None)
 
     @staticmethod

@@ -2,9 +2,11 @@
 data``): envelope encryption at rest, DESIGN.md §13.
 
 Rotating the key-encryption key makes a new KEK file and re-wraps every data key in one transaction; the
-records are not touched. Retiring a data key stops new rows being sealed under it (at the node's next
-start, or the next month's key); the re-encryption job then moves its rows to a live key in bounded steps,
-each its own transaction, so a node can keep serving while it runs.
+records are not touched. Retiring a data key stops new rows being sealed under it at once, in a running
+node too (``node.storage.secrecy.Sealer`` checks each transaction); the re-encryption job then moves its rows
+to a live key in bounded steps, each its own transaction, so a node can keep serving while it runs. A
+serving node runs that job itself (``ReencryptionJob``, every ``database.reencrypt_interval_s``) whenever a
+key it has not swept yet is retired; ``exnode keys reencrypt`` runs it by hand.
 """
 
 from __future__ import annotations
@@ -62,3 +64,25 @@ def reencrypt(uow: UnitOfWorkFactory, clock: Callable[[], dt.datetime], step: in
         total += moved
         if not moved:
             return total
+
+
+class ReencryptionJob:
+    """The serving node's background re-encryption: sweeps once for every newly retired data key (a key
+    retired by ``exnode keys retire-data`` in another process is found at the next round), so the records
+    table is scanned only when there is something to move, not at every round."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Callable[[], dt.datetime], step: int = 2000) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.step = step
+        self.swept: set[str] = set()
+
+    def run_once(self) -> int:
+        """Records and outbox rows moved off retired keys this round (0 when no key was newly retired)."""
+        with self.uow() as work:
+            retired = work.data_keys.retired()
+        if retired <= self.swept:
+            return 0
+        moved = reencrypt(self.uow, self.clock, self.step)
+        self.swept |= retired
+        return moved

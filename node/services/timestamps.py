@@ -15,14 +15,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.tsa import TsaUnreachable, post_request
+from catalog.errors import NotFound
 from node.config import TsaSection
 from node.services.errors import TimestampsUnavailable
 from node.services.pull import DAY_SIGNATURE_CONTEXT
 from node.storage.unit_of_work import UnitOfWorkFactory
-from security.timestamps import TimestampInvalid, check, request_for, root_of_roots, signed_digest
+from security.timestamps import (
+    Evidence,
+    TimestampInvalid,
+    check,
+    evidence_of,
+    request_for,
+    root_of_roots,
+    signed_digest,
+)
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
+TIMESTAMP_KINDS = ("verdict", "pull", "day", "checkpoint", "batch")
+"""What the node queues for a timestamp: signed verdicts, pull manifests, closed days' manifests, audit
+checkpoints and ingested batches' Merkle roots."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,22 @@ class Timestamps:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+
+    # -- evidence for third parties -------------------------------------------------------------------
+    def evidence(self, kind: str, ref: str) -> Evidence:
+        """The token and inclusion proof of one stamped statement, for a client to check offline;
+        TimestampsUnavailable while it waits for the TSA, NotFound when nothing of that name was queued."""
+        with self.uow() as uow:
+            found = uow.timestamps.covering(kind, ref)
+            waiting = found is None and uow.timestamps.waiting(kind, ref)
+        if found is None:
+            if waiting:
+                raise TimestampsUnavailable(f"{kind} {ref} waits for its timestamp from {self.settings.url} (stamped "
+                                            f"every tsa.interval_s = {self.settings.interval_s:.0f} s); ask again then"
+                                            + (f"; last error: {self.last_error}" if self.last_error else ""))
+            raise NotFound(f"timestamp of {kind}", ref)
+        covered, leaf, reply = found
+        return evidence_of(kind, ref, covered, leaf, reply)
 
     # -- offline ----------------------------------------------------------------------------------------
     def verify(self) -> tuple[int, list[str]]:

@@ -56,6 +56,9 @@ class PulledRow:
     sequence: int
     operation: str
     payload: str
+    content_hash: str = ""
+    """SHA-256 (hex) of the record's canonical form, as ingest stored it: lets the pull use the stored text
+    as it is when it hashes to that, instead of parsing and re-encoding it."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ class PullRepository:
                 received: tuple[dt.datetime, dt.datetime] | None) -> list[PulledRow]:
         c = records.c
         query = (select(c.position, c.provider_code, c.resource_code, c.record_id, c.sequence, c.operation, c.payload,
-                        c.payload_key)
+                        c.payload_key, c.content_hash)
                  .where(c.position > after, c.position <= until).order_by(c.position).limit(limit))
         if only is not None:
             query = query.where(c.resource_code.in_(sorted(only)))
@@ -191,7 +194,11 @@ class PullRepository:
             query = query.where(c.resource_code.not_in(sorted(excluding)))
         if received is not None:
             query = query.where(c.received_at >= received[0], c.received_at < received[1])
-        return [PulledRow(*row[:6], self._open(row)) for row in self.connection.execute(query).all()]
+        found = self.connection.execute(query).all()
+        if self.sealer is None:
+            return [PulledRow(*row[:6], self._open(row), row.content_hash) for row in found]
+        payloads = self.sealer.open_records(self.connection, found)  # one batch, not a call per row
+        return [PulledRow(*row[:6], text, row.content_hash) for row, text in zip(found, payloads, strict=True)]
 
     def _open(self, row: Any) -> str:
         return open_payload(self.sealer, self.connection, row)

@@ -8,18 +8,25 @@ still opens its rows until ``reencrypt`` has moved them.
 
 New data keys are inserted in the caller's transaction; they are used by other transactions only once that
 one commits (an engine listener confirms them), so a rolled-back ingest never leaves rows sealed under a
-key that does not exist.
+key that does not exist. A retirement takes effect at once in a running node, even when another process
+(``exnode keys retire-data``) made it: each transaction checks, once per key, that the cached live key
+is still live before it seals under it.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import secrets
 import threading
+from binascii import a2b_base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -27,10 +34,20 @@ from node.storage.errors import MissingKeys
 from node.storage.tables import batches, data_keys, outbox, records
 from security.errors import SecurityError
 from security.keys import KeyStore
-from security.secrecy import Cipher, TamperedCiphertext, keyed_hash, new_key, unwrap, wrap
+from security.secrecy import (
+    AES_256_GCM,
+    NONCE_SIZE,
+    Cipher,
+    TamperedCiphertext,
+    keyed_hash,
+    new_key,
+    unwrap,
+    wrap,
+)
 
 INDEX_SCOPE = "index"
 _PENDING = "exnode_pending_data_keys"
+_LIVE = "exnode_live_data_keys"
 
 
 class MissingDataKey(SecurityError):
@@ -102,7 +119,14 @@ class Sealer:
         """The live data key of ``scope`` this month, made (in the caller's transaction) when there is none."""
         period = period_of(now)
         pending = connection.info.get(_PENDING, {})
-        key_id = pending.get((scope, period)) or self._active.get((scope, period))
+        key_id = pending.get((scope, period))
+        if key_id is None:
+            key_id = self._active.get((scope, period))
+            if key_id is not None and not self._still_live(connection, key_id):
+                with self._lock:
+                    if self._active.get((scope, period)) == key_id:
+                        del self._active[(scope, period)]
+                key_id = None
         if key_id is None:
             with self._lock:
                 c = data_keys.c
@@ -122,6 +146,22 @@ class Sealer:
                     connection.info.setdefault(_PENDING, {})[(scope, period)] = key_id
                     self._ciphers[key_id] = Cipher(self.algorithm, material)
         return key_id, self._cipher(connection, key_id, f"data key of {scope}")
+
+    def _still_live(self, connection: Connection, key_id: str) -> bool:
+        """Whether ``key_id`` is not retired, asked once per key and transaction (a primary-key read), so a
+        key retired by another process is not sealed under past the transaction that sees it retired."""
+        transaction = connection.get_transaction()
+        if transaction is None:
+            checked: tuple = (None, set())
+        elif (checked := connection.info.get(_LIVE)) is None or checked[0] is not transaction:
+            checked = connection.info[_LIVE] = (transaction, set())
+        if key_id in checked[1]:
+            return True
+        retired = connection.execute(select(data_keys.c.retired_at).where(data_keys.c.key_id == key_id)).first()
+        if retired is None or retired.retired_at is not None:
+            return False
+        checked[1].add(key_id)
+        return True
 
     # -- rows --------------------------------------------------------------------------------------------
     def seal_records(self, connection: Connection, provider_code: str, resource_code: str,
@@ -144,6 +184,55 @@ class Sealer:
         except ValueError:
             raise TamperedCiphertext(f"{what}: the stored payload is not base64 ciphertext") from None
         return cipher.open(sealed, record_aad(provider_code, resource_code, record_id), what).decode("utf-8")
+
+    def open_records(self, connection: Connection, rows: list[Any]) -> list[str]:
+        """The canonical JSON of many records rows (provider_code, resource_code, record_id, payload,
+        payload_key), in order, in one pass: the cipher, the base64 decoder and the associated-data prefix
+        are looked up once per key and resource, not per row (the nightly pull's hot path).
+        TamperedCiphertext naming the first row whose tag fails."""
+        out: list[str] = []
+        append = out.append
+        openers: dict[tuple[str, str, str], Callable[[str, str], str | None]] = {}
+        for row in rows:
+            key_id = row.payload_key
+            if key_id is None:
+                append(row.payload)
+                continue
+            group = (key_id, row.provider_code, row.resource_code)
+            opener = openers.get(group)
+            if opener is None:
+                opener = openers[group] = self._opener(connection, *group, row.record_id)
+            text = opener(row.payload, row.record_id)
+            if text is None:
+                what = f"record {row.provider_code}/{row.resource_code}/{row.record_id}"
+                raise TamperedCiphertext(f"{what}: the stored payload is not base64 ciphertext, or its tag does not "
+                                         "verify (the ciphertext was changed, moved from another row, or sealed "
+                                         "under another key)")
+            append(text)
+        return out
+
+    def _opener(self, connection: Connection, key_id: str, provider_code: str, resource_code: str,
+                first_record: str) -> Callable[[str, str], str | None]:
+        """Opens one stored payload of (key, provider, resource) by record id; None when it does not open."""
+        cipher = self._cipher(connection, key_id, f"record {provider_code}/{resource_code}/{first_record}")
+        prefix = record_aad(provider_code, resource_code, "")
+        if cipher.algorithm != AES_256_GCM:
+            def open_sm4(stored: str, record_id: str) -> str | None:
+                try:
+                    return cipher.open(a2b_base64(stored, strict_mode=True), prefix + record_id.encode(),
+                                       "").decode("utf-8")
+                except (binascii.Error, ValueError, TamperedCiphertext):
+                    return None
+            return open_sm4
+        decrypt = AESGCM(cipher.key).decrypt
+
+        def open_aes(stored: str, record_id: str) -> str | None:
+            try:
+                sealed = a2b_base64(stored, strict_mode=True)
+                return decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], prefix + record_id.encode()).decode("utf-8")
+            except (binascii.Error, ValueError, InvalidTag):
+                return None
+        return open_aes
 
     def seal_body(self, connection: Connection, resource_code: str, batch_id: str, platform: str,
                   consumer_code: str, body: bytes, now: dt.datetime) -> tuple[str, bytes]:
@@ -219,6 +308,11 @@ class DataKeysRepository:
         return [DataKey(row.key_id, row.scope, row.period, row.algorithm, row.kek_id, row.created_at, row.retired_at,
                         int(counts.get(row.key_id, 0)))
                 for row in self.connection.execute(select(data_keys).order_by(k.created_at, k.key_id))]
+
+    def retired(self) -> set[str]:
+        """The ids of the retired data keys."""
+        c = data_keys.c
+        return set(self.connection.execute(select(c.key_id).where(c.retired_at.is_not(None))).scalars())
 
     def clear_records(self) -> int:
         """Records stored before encryption at rest (no key id): what the re-encryption job has still to seal."""

@@ -72,3 +72,21 @@ class TimestampRepository:
     def token_of(self, kind: str, ref: str) -> int | None:
         p = tsa_pending.c
         return self.connection.execute(select(p.timestamp_id).where(p.kind == kind, p.ref == ref)).scalar()
+
+    def covering(self, kind: str, ref: str) -> tuple[list[bytes], int, bytes] | None:
+        """(the digests the token covers, in leaf order; this root's leaf; the TSA's reply) for the token
+        that stamped (kind, ref); None while it waits or when nothing of that name was queued."""
+        p = tsa_pending.c
+        row = self.connection.execute(select(p.timestamp_id, p.leaf).where(
+            p.kind == kind, p.ref == ref, p.timestamp_id.is_not(None)).limit(1)).first()
+        if row is None:
+            return None
+        reply = self.connection.execute(select(tsa_tokens.c.reply).where(tsa_tokens.c.id == row.timestamp_id)).scalar_one()
+        digests = [bytes.fromhex(d) for d in self.connection.execute(
+            select(p.digest).where(p.timestamp_id == row.timestamp_id).order_by(p.leaf)).scalars()]
+        return digests, int(row.leaf), bytes(reply)
+
+    def waiting(self, kind: str, ref: str) -> bool:
+        p = tsa_pending.c
+        return self.connection.execute(select(p.id).where(p.kind == kind, p.ref == ref, p.timestamp_id.is_(None))
+                                       .limit(1)).first() is not None

@@ -91,6 +91,16 @@ def test_a_production_node_refuses_a_plain_broker_link_off_this_machine(initiali
     assert "amqps://" in line
 
 
+def test_a_production_node_refuses_a_plain_database_link_or_a_plain_second_broker_off_this_machine(
+        initialised: Path):
+    assert_one_line_error(serve(initialised, EXNODE_AUTH_TRUST_DEV_ISSUER="false",
+                                EXNODE_DATABASE_URL="postgresql://exnode@192.0.2.8/exnode"),
+                          "database.url reaches 192.0.2.8 without sslmode=verify-full", "server.allow_plain_links")
+    assert_one_line_error(serve(initialised, EXNODE_AUTH_TRUST_DEV_ISSUER="false",
+                                EXNODE_RABBITMQ_URLS="amqp://guest:guest@192.0.2.9:5672/%2F"),
+                          "rabbitmq.url reaches 192.0.2.9 over plain AMQP")
+
+
 def test_a_missing_trusted_issuer_key_file_is_named(initialised: Path, tmp_path: Path):
     data = copy_of(initialised, tmp_path)
     assert_one_line_error(serve(data, EXNODE_AUTH_JWKS_FILE="trust/iam-jwks.json", EXNODE_AUTH_ISSUERS="https://iam"),

@@ -218,3 +218,36 @@ def test_members_findings_and_answers_are_sealed_at_rest_and_deleted_after_the_r
     assert purge_checks(running.node, later)[0] >= 1
     with running.node.uow() as uow:
         assert uow.checks.get(check.id) is None
+
+
+def test_members_findings_and_answers_are_nowhere_in_clear_in_the_database(setup):
+    """Household-check data is personal data too (issue 17): the members' ID numbers and names, the bank's
+    findings and its signed answer are sealed at rest, and still read back whole."""
+
+    running, names = setup
+    app = running.node.checks
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+    check = app.file_check(CENTRE, [Member(WANG, "王芳"), Member(LI, "李秘密")], "低保申请家庭经济状况核对",
+                           "SQ2026-009", [(names["bank"], "银行")], deadline)
+    wait_for(lambda: app.get_check(CENTRE, check.id).target(names["bank"]).state is TargetState.ANSWERED)
+    read = app.get_check(CENTRE, check.id)
+    assert [m.id_number for m in read.members] == [WANG, LI]
+    assert read.target(names["bank"]).findings[0]["items"]["存款余额"] == 52000.5
+    with running.node.uow() as uow:
+        assert uow.checks.answer(check.id, names["bank"]) is not None
+    secrets = [WANG.encode(), LI.encode(), "李秘密".encode(), b"52000.5"]
+    blob, where = database_blob(running.config.database_url)
+    assert check.id.encode() in blob  # the node's database, and the check is in it
+    found = [s.decode() for s in secrets if s in blob]
+    assert not found, f"{where} holds {found} in clear"
+
+
+def database_blob(url: str) -> tuple[bytes, str]:
+    """Every byte the database keeps (the SQLite file with its WAL, or a pg_dump), and what it is."""
+    import subprocess
+
+    if url.startswith("sqlite"):
+        database = Path(url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*")), f"the SQLite file {database}"
+    dump = subprocess.run(["pg_dump", "--dbname", url.replace("+psycopg", "")], capture_output=True, check=True)
+    return dump.stdout, "pg_dump"

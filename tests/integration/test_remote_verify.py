@@ -189,6 +189,13 @@ def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_grant
         assert_conforms(body)
     entries = lower.node.audit.query(AuditFilter(action="rpc/HouseholdCheck")).entries
     assert {e.record.result for e in entries} == {"ANSWERED", "REFUSED"}
+    from tests.integration.test_household_check import database_blob
+
+    for node, what, secrets in ((lower, "the answering node (its stored answers)", (WANG, "360426********0071")),
+                                (upper, "the asking node (the check)", (WANG, "360426********0071", "王芳"))):
+        blob, where = database_blob(node.config.database_url)  # (王芳 is also the demand's contact on the lower)
+        found = [s for s in secrets if s.encode() in blob]
+        assert not found, f"{what}: {where} holds {found} in clear"
 
 
 def test_a_query_for_a_lower_nodes_resource_is_answered_by_that_node_masked_per_its_grant(pair):

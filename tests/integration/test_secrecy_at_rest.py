@@ -21,7 +21,7 @@ from catalog.records import Record
 from node.bootstrap import load_sample
 from node.ops.backup import backup
 from node.pipeline import provider_batch
-from node.services.secrecy import list_data_keys, reencrypt, retire_data_key, rotate_data
+from node.services.secrecy import ReencryptionJob, list_data_keys, reencrypt, retire_data_key, rotate_data
 from node.storage.secrecy import Sealer
 from node.storage.tables import data_keys, outbox, records
 from node.storage.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
@@ -77,10 +77,12 @@ def running_node(tmp_path: Path, database_url: str) -> Iterator[RunningNode]:
         channel.exchange_delete(f"exnode.{node_id}.dlx")
 
 
-def ingest(node: RunningNode, numbers: range) -> list[Record]:
-    key = Key()
-    register(node, key)
-    grant_and_subscribe(node, ("hhht",))
+def ingest(node: RunningNode, numbers: range, key: Key | None = None) -> list[Record]:
+    """Ingest personal records; with ``key`` the provider (registered, granted) sends more under it."""
+    if key is None:
+        key = Key()
+        register(node, key)
+        grant_and_subscribe(node, ("hhht",))
     provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
     sent = [personal_record(n) for n in numbers]
     assert provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, sent, key))).accepted == len(sent)
@@ -146,6 +148,13 @@ def test_a_changed_ciphertext_is_refused_naming_its_row_and_a_changed_outbox_bod
     with node.node.uow() as uow, pytest.raises(TamperedCiphertext) as caught:
         uow.exchange.batch_records(_batch_of(uow))
     assert f"record {PROVIDER}/{LOW_INCOME}/DB-000002" in str(caught.value) and "tag does not verify" in str(caught.value)
+    with node.node.uow() as uow, pytest.raises(TamperedCiphertext) as caught:  # the pull's batched opening too
+        r = records.c
+        rows = uow.connection.execute(select(r.provider_code, r.resource_code, r.record_id, r.payload, r.payload_key)
+                                      .order_by(r.record_id)).all()
+        assert node.node.uow.sealer is not None
+        node.node.uow.sealer.open_records(uow.connection, rows)
+    assert f"record {PROVIDER}/{LOW_INCOME}/DB-000002" in str(caught.value) and "tag does not verify" in str(caught.value)
     node.node.start_dispatcher()
     wait_until(lambda: _pending(node) == 0, 20, "the changed row was not taken out of the outbox")
     with node.node.uow() as uow:
@@ -191,6 +200,39 @@ def test_a_retired_data_key_still_reads_and_reencryption_moves_its_records(node:
     assert len(live) == 1 and live[0].records == 7
     with fresh() as uow:
         assert [r.payload for r in uow.exchange.batch_records(_batch_of(uow))] == [r.payload for r in sent]
+
+
+def test_a_key_retired_by_another_process_is_not_sealed_under_again_and_the_background_job_moves_its_rows(
+        node: RunningNode):
+    """The running node cached its live data key; `exnode keys retire-data` (another process, its own
+    sealer) retires it. The node's next ingest seals under a new key at once, and the serving node's
+    re-encryption job (one round of what ``exnode serve`` runs every database.reencrypt_interval_s) moves
+    the old key's rows, once."""
+    key = Key()
+    register(node, key)
+    grant_and_subscribe(node, ("hhht",))
+    first = ingest(node, range(1, 5), key)
+    (old,), _ = list_data_keys(node.node.uow)
+    other_process = SqlUnitOfWorkFactory(node.node.engine, Sealer(KeyStore.load(node.config.keys_dir)))
+    retire_data_key(other_process, old.key_id, node.node.catalog.clock())
+    second = ingest(node, range(5, 9), key)
+    with node.node.uow() as uow:
+        keys_of = dict(uow.connection.execute(select(records.c.record_id, records.c.payload_key)).all())
+    assert len(keys_of) == 8
+    new_keys = {keys_of[r.id] for r in second}
+    assert len(new_keys) == 1 and old.key_id not in new_keys, "the running node sealed under a retired key"
+    assert {keys_of[r.id] for r in first} == {old.key_id}  # still there, still readable, until the job runs
+
+    job = ReencryptionJob(node.node.uow, node.node.catalog.clock, step=3)  # several bounded steps
+    assert job.run_once() == 4 + 1  # the four records and the first batch's outbox row
+    assert job.run_once() == 0  # swept: the records table is not scanned again for the same key
+    found, clear = list_data_keys(node.node.uow)
+    by_id = {k.key_id: k for k in found}
+    assert clear == 0 and by_id[old.key_id].records == 0 and by_id[new_keys.pop()].records == 8
+    with node.node.uow() as uow:
+        rows = uow.connection.execute(select(records.c.batch_id).distinct()).scalars().all()
+        payloads = [r.payload for batch in rows for r in uow.exchange.batch_records(batch)]
+    assert sorted(p["公民身份号码"] for p in payloads) == sorted(r.payload["公民身份号码"] for r in first + second)
 
 
 def test_the_keyed_hash_of_an_identifier_is_stable_across_kek_rotation_and_reveals_nothing(node: RunningNode):

@@ -45,8 +45,8 @@ def tsa(ca: OpenSslCA) -> Iterator[OpenSslTsa]:
     server.close()
 
 
-def node_with_tsa(tmp_path: Path, database_url: str, tsa: OpenSslTsa, ca: OpenSslCA, **settings: float
-                  ) -> RunningNode:
+def node_with_tsa(tmp_path: Path, database_url: str, tsa: OpenSslTsa, ca: OpenSslCA, clock: object | None = None,
+                  **settings: float) -> RunningNode:
     data = tmp_path / "node"
     config = make_config(data, database_url)
     node_id = f"t{uuid.uuid4().hex[:10]}"
@@ -56,7 +56,7 @@ def node_with_tsa(tmp_path: Path, database_url: str, tsa: OpenSslTsa, ca: OpenSs
     config = replace(config, node=replace(config.node, id=node_id),
                      tsa=replace(config.tsa, url=tsa.url, roots_file=str(ca.cert), **settings),
                      exchange=replace(config.exchange, dispatch=False))
-    running = RunningNode(config)
+    running = RunningNode(config, clock=clock)
     load_sample(running.node)
     return running
 

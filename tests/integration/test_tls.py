@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from exnode.v1 import catalog_pb2 as pb
 from exnode.v1 import catalog_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from node.config import ConfigError
 from node.grpc.server import server_credentials
@@ -192,3 +193,87 @@ def test_unreadable_tls_file_is_a_config_error_naming_it(tmp_path: Path):
     config = replace(config, server=server)
     with pytest.raises(ConfigError, match="missing.pem"):
         server_credentials(SimpleNamespace(config=config))  # type: ignore[arg-type]
+
+
+def issue_expired(ca: Issued, common_name: str, *, server: bool) -> Issued:
+    """A certificate of ``ca`` that expired an hour ago."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(ca.cert.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=2)).not_valid_after(now - dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server
+                                              else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    if server:
+        builder = builder.add_extension(x509.SubjectAlternativeName([
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+    return Issued(key, builder.sign(ca.key, hashes.SHA256()))
+
+
+def test_expired_client_certificate_is_refused_logged_and_the_node_keeps_serving(running, pki, capfd):
+    expired = issue_expired(pki.ca, "platform client", server=False)
+    credentials = grpc.ssl_channel_credentials(pki.ca.cert_pem, expired.key_pem, expired.cert_pem)
+    error = failure(grpc.secure_channel(running.address, credentials), running)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert running.node.audit.query(AuditFilter()).entries == []
+    # The refusal is the server's TLS layer's: gRPC core logs it (the Python server is never called).
+    assert "certificate has expired" in capfd.readouterr().err
+    assert_still_serving(running, pki)
+
+
+def assert_still_serving(running: RunningNode, pki: Pki) -> None:
+    good = grpc.ssl_channel_credentials(pki.ca.cert_pem, pki.client.key_pem, pki.client.cert_pem)
+    with grpc.secure_channel(running.address, good) as channel:
+        assert list_call(channel, running).total_size == 0
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_server_certificate_for_another_name_is_refused_by_the_client_and_logged(running, pki, capfd):
+    credentials = grpc.ssl_channel_credentials(pki.ca.cert_pem, pki.client.key_pem, pki.client.cert_pem)
+    channel = grpc.secure_channel(running.address, credentials,
+                                  options=[("grpc.ssl_target_name_override", "exnode.other-department.example")])
+    error = failure(channel, running)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert running.node.audit.query(AuditFilter()).entries == []
+    assert "exnode.other-department.example" in capfd.readouterr().err
+    assert_still_serving(running, pki)
+
+
+def serve_with(tmp_path: Path, server_cert: Issued, ca: Issued, client_ca: bool) -> RunningNode:
+    data_dir = tmp_path / "node"
+    config = make_config(data_dir)
+    tls = data_dir / "tls"
+    tls.mkdir()
+    (tls / "ca.pem").write_bytes(ca.cert_pem)
+    (tls / "server.pem").write_bytes(server_cert.cert_pem)
+    (tls / "server.key").write_bytes(server_cert.key_pem)
+    server = replace(config.server, tls_cert="tls/server.pem", tls_key="tls/server.key",
+                     tls_client_ca="tls/ca.pem" if client_ca else "")
+    return RunningNode(replace(config, server=server))
+
+
+def test_an_expired_server_certificate_is_refused_by_the_client(tmp_path: Path, pki, capfd):
+    running = serve_with(tmp_path, issue_expired(pki.ca, "exnode node", server=True), pki.ca, client_ca=False)
+    try:
+        error = failure(grpc.secure_channel(running.address, grpc.ssl_channel_credentials(pki.ca.cert_pem)), running)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "certificate has expired" in capfd.readouterr().err
+        assert running.node.audit.query(AuditFilter()).entries == []
+    finally:
+        running.close()
+
+
+def test_tls_without_client_certificates_serves_any_client_that_trusts_the_node(tmp_path: Path, pki):
+    """Mutual TLS is optional: without server.tls_client_ca the port speaks TLS and the bearer token
+    alone says who calls."""
+    running = serve_with(tmp_path, pki.server, pki.ca, client_ca=False)
+    try:
+        with grpc.secure_channel(running.address, grpc.ssl_channel_credentials(pki.ca.cert_pem)) as channel:
+            assert list_call(channel, running).total_size == 0
+        assert failure(grpc.insecure_channel(running.address), running).code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.close()

@@ -20,6 +20,7 @@ from exnode.v1 import exchange_pb2_grpc
 
 from node.bootstrap import build, load_sample
 from node.config import load_config
+from node.ops.backup import POSTGRES_FILE, BackupError, backup
 from node.ops.startup import check_broker
 from node.pipeline import provider_batch
 from tests.fault.support import CONSUMER, EXNODE, LOW_INCOME, PROVIDER, Key, as_proto, free_port, wait_until
@@ -93,6 +94,59 @@ def test_the_node_stores_over_postgresql_verify_full_and_refuses_a_wrong_name_or
         assert "certificate verify failed" in line, line  # libpq names no reason
     finally:
         postgres.restart_with(ca.issue("postgres-server-again"))
+
+
+@pytest.fixture(scope="module")
+def postgres_cert_auth(ca: OpenSslCA) -> Iterator[PostgresTLS]:
+    """A PostgreSQL server that admits only TLS clients with a certificate of the test CA naming the user."""
+    server = PostgresTLS(ca.issue("postgres-cert-auth-server"), client_ca=ca.cert)
+    yield server
+    server.close()
+
+
+def test_postgresql_with_a_client_certificate_stores_and_backs_up_over_tls_and_refuses_a_wrong_certificate(
+        ca: OpenSslCA, postgres_cert_auth: PostgresTLS, tmp_path: Path):
+    """``database.tls_cert``/``tls_key`` authenticate the node (``cert``: no password), the link is
+    verify-full, and ``exnode backup`` (pg_dump) goes over the same TLS link; a client certificate of
+    another CA, or none, is refused in one line, and so is a backup with it."""
+    client = ca.issue("pg-client-postgres", san="DNS:exnode-node", client=True, cn="postgres")
+    data = tmp_path / "node"
+    make_config(data)
+
+    def settings(cert: Path, key: Path) -> str:
+        return (f'[node]\nid = "tlsdb"\n[database]\nurl = "{postgres_cert_auth.url()}"\ntls_ca = "{ca.cert}"\n'
+                f'tls_cert = "{cert}"\ntls_key = "{key}"\n')
+
+    write_config(data, settings(client.cert, client.key))
+    config = load_config(data, environ={})
+    assert "sslcert=" in config.database_url and "sslmode=verify-full" in config.database_url
+    node = build(config, start_audit=False)
+    try:
+        assert load_sample(node) > 0
+        with node.uow() as uow:
+            ssl_in_use, client_dn = uow.connection.exec_driver_sql(
+                "SELECT ssl, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()").one()
+        assert ssl_in_use is True and client_dn == "/CN=postgres"
+    finally:
+        node.close()
+    outcome = backup(config, tmp_path / "backup")
+    dump = tmp_path / "backup" / POSTGRES_FILE
+    assert outcome.database_kind == "postgresql" and dump.stat().st_size > 0
+    listing = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True).stdout
+    assert "TABLE DATA public records" in listing and "TABLE DATA public data_keys" in listing
+
+    stranger = OpenSslCA(tmp_path / "other-ca", name="some other CA")
+    other = stranger.issue("pg-client-stranger", san="DNS:exnode-node", client=True, cn="postgres")
+    write_config(data, settings(other.cert, other.key))
+    line = one_line(serve(data))
+    assert line.startswith("exnode serve: cannot start: database.url") and "unknown ca" in line, line
+    with pytest.raises(BackupError) as caught:
+        backup(load_config(data, environ={}), tmp_path / "backup-refused")
+    assert "unknown ca" in str(caught.value), caught.value
+
+    write_config(data, f'[database]\nurl = "{postgres_cert_auth.url()}"\ntls_ca = "{ca.cert}"\n')  # no client cert
+    line = one_line(serve(data))
+    assert "database.url" in line and "client certificate" in line, line
 
 
 def test_records_are_relayed_over_amqps_with_a_client_certificate_and_a_wrong_name_is_refused_not_fatal(

@@ -44,12 +44,13 @@ class OpenSslCA:
                  str(self.key), "-out", str(self.cert), "-days", "3", "-subj", f"/CN={name}", cwd=directory)
 
     def issue(self, name: str, san: str = "DNS:localhost", days: int = 2, client: bool = False,
-              usage: str = "") -> Issued:
+              usage: str = "", cn: str = "") -> Issued:
         """A certificate for ``san``; ``days=-1`` gives one that expired yesterday; ``usage`` overrides the
-        extended key usage (``critical,timeStamping`` for a TSA)."""
+        extended key usage (``critical,timeStamping`` for a TSA); ``cn`` the common name (default ``name``:
+        PostgreSQL's ``cert`` authentication takes the user from it)."""
         key, csr, cert = (self.directory / f"{name}.{suffix}" for suffix in ("key", "csr", "pem"))
         _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
-                 "-out", str(csr), "-subj", f"/CN={name}", cwd=self.directory)
+                 "-out", str(csr), "-subj", f"/CN={cn or name}", cwd=self.directory)
         extensions = self.directory / f"{name}.ext"
         usage = usage or ("clientAuth" if client else "serverAuth")
         extensions.write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n", encoding="utf-8")
@@ -78,9 +79,10 @@ def _wait_for_tls(port: int, ca: Path, timeout: float, what: str, log: Path,
 
 class PostgresTLS:
     """``initdb`` + ``postgres`` as the postgres user (PostgreSQL refuses root), ``ssl = on``, and a pg_hba
-    that accepts TLS connections only."""
+    that accepts TLS connections only; with ``client_ca``, only those with a client certificate of that CA
+    naming the user (``cert`` authentication)."""
 
-    def __init__(self, server: Issued) -> None:
+    def __init__(self, server: Issued, client_ca: Path | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="exnode-pg-tls-"))  # outside pytest's root-only tmp
         os.chmod(self.root, 0o755)
         self.data = self.root / "data"
@@ -92,8 +94,13 @@ class PostgresTLS:
         with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.root}'\n"
                        "ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\nfsync = off\n")
-        (self.data / "pg_hba.conf").write_text("hostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n",
-                                               encoding="utf-8")
+            if client_ca is not None:
+                shutil.copyfile(client_ca, self.data / "client-ca.pem")
+                shutil.chown(self.data / "client-ca.pem", "postgres", "postgres")
+                conf.write("ssl_ca_file = 'client-ca.pem'\n")
+        method = "cert" if client_ca is not None else "trust"
+        (self.data / "pg_hba.conf").write_text(f"hostssl all all 127.0.0.1/32 {method}\n"
+                                               "hostnossl all all 0.0.0.0/0 reject\n", encoding="utf-8")
         self.start()
 
     def _as_postgres(self, *command: str) -> None:

@@ -62,6 +62,19 @@ def test_a_production_node_refuses_plain_links_off_this_machine_unless_allowed(t
     check_links(config(tmp_path, database_url="postgresql://exnode@/exnode?host=/var/run/postgresql"))
 
 
+def test_every_broker_of_the_cluster_and_every_host_of_a_multi_host_database_url_is_checked(tmp_path: Path):
+    """A cluster's second broker or a standby database off this machine is a plain link too."""
+    links = plain_links(config(tmp_path, rabbitmq_url="amqp://u:p@127.0.0.1:5672/%2F",
+                               rabbitmq_urls="amqp://u:p@127.0.0.1:5673/%2F,amqp://u:p@mq2.example:5672/%2F",
+                               database_url="postgresql://exnode@/exnode?host=127.0.0.1:5432&host=10.0.0.2:5432"))
+    assert links == ["rabbitmq.url reaches mq2.example over plain AMQP (use amqps:// and rabbitmq.tls_ca)",
+                     "database.url reaches 10.0.0.2 without sslmode=verify-full (set database.tls_ca)"]
+    with pytest.raises(StartupError, match="mq2.example"):
+        check_links(config(tmp_path, rabbitmq_urls="amqp://u:p@mq2.example:5672/%2F"))
+    assert plain_links(config(tmp_path, database_url="postgresql://exnode@/exnode?host=127.0.0.1:5432"
+                                                     "&host=[::1]:5433&host=/var/run/postgresql")) == []
+
+
 def test_a_production_node_refuses_a_grpc_port_beyond_loopback_without_tls(tmp_path: Path):
     with pytest.raises(StartupError, match="the gRPC port listens on 0.0.0.0 without TLS"):
         check_links(config(tmp_path, server_listen="0.0.0.0:50051"))

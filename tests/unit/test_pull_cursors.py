@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalog.records import Operation, Record, canonical_record
+from catalog.records import Operation, Record, canonical_payload, canonical_record
 from node.services.pull import unmasked_leaf
 from node.storage.pull_repository import PulledRow
 from security import merkle
@@ -97,3 +98,8 @@ def test_the_fast_leaf_of_a_stored_record_is_its_canonical_form(payload, operati
     expected = canonical_record(row.provider_code, row.resource_code,
                                 Record(record_id, sequence, Operation(operation), payload))
     assert unmasked_leaf(row) == expected
+    # With the stored content hash: the canonical text is used as it is; spaced text falls back to re-encoding.
+    content_hash = hashlib.sha256(expected).hexdigest()
+    canonical_row = replace(row, payload=canonical_payload(payload), content_hash=content_hash)
+    assert unmasked_leaf(canonical_row) == expected
+    assert unmasked_leaf(replace(row, content_hash=content_hash)) == expected

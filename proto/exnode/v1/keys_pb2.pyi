@@ -31,3 +31,29 @@ class ListPublicKeysResponse(_message.Message):
     node_id: str
     keys: _containers.RepeatedCompositeFieldContainer[PublicKey]
     def __init__(self, node_id: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[PublicKey, _Mapping]]] = ...) -> None: ...
+
+class GetTimestampRequest(_message.Message):
+    __slots__ = ("kind", "ref")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    ref: str
+    def __init__(self, kind: _Optional[str] = ..., ref: _Optional[str] = ...) -> None: ...
+
+class TimestampEvidence(_message.Message):
+    __slots__ = ("kind", "ref", "digest", "index", "size", "proof", "token")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    ref: str
+    digest: bytes
+    index: int
+    size: int
+    proof: _containers.RepeatedScalarFieldContainer[bytes]
+    token: bytes
+    def __init__(self, kind: _Optional[str] = ..., ref: _Optional[str] = ..., digest: _Optional[bytes] = ..., index: _Optional[int] = ..., size: _Optional[int] = ..., proof: _Optional[_Iterable[bytes]] = ..., token: _Optional[bytes] = ...) -> None: ...

@@ -39,6 +39,11 @@ class KeysServiceStub:
                 request_serializer=exnode_dot_v1_dot_keys__pb2.ListPublicKeysRequest.SerializeToString,
                 response_deserializer=exnode_dot_v1_dot_keys__pb2.ListPublicKeysResponse.FromString,
                 _registered_method=True)
+        self.GetTimestamp = channel.unary_unary(
+                '/exnode.v1.KeysService/GetTimestamp',
+                request_serializer=exnode_dot_v1_dot_keys__pb2.GetTimestampRequest.SerializeToString,
+                response_deserializer=exnode_dot_v1_dot_keys__pb2.TimestampEvidence.FromString,
+                _registered_method=True)
 
 
 class KeysServiceServicer:
@@ -50,6 +55,13 @@ class KeysServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTimestamp(self, request, context):
+        """NOT_FOUND when nothing of that kind and ref was queued; UNAVAILABLE while it waits for the TSA.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeysServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +69,11 @@ def add_KeysServiceServicer_to_server(servicer, server):
                     servicer.ListPublicKeys,
                     request_deserializer=exnode_dot_v1_dot_keys__pb2.ListPublicKeysRequest.FromString,
                     response_serializer=exnode_dot_v1_dot_keys__pb2.ListPublicKeysResponse.SerializeToString,
+            ),
+            'GetTimestamp': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTimestamp,
+                    request_deserializer=exnode_dot_v1_dot_keys__pb2.GetTimestampRequest.FromString,
+                    response_serializer=exnode_dot_v1_dot_keys__pb2.TimestampEvidence.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +103,33 @@ class KeysService:
             '/exnode.v1.KeysService/ListPublicKeys',
             exnode_dot_v1_dot_keys__pb2.ListPublicKeysRequest.SerializeToString,
             exnode_dot_v1_dot_keys__pb2.ListPublicKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTimestamp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exnode.v1.KeysService/GetTimestamp',
+            exnode_dot_v1_dot_keys__pb2.GetTimestampRequest.SerializeToString,
+            exnode_dot_v1_dot_keys__pb2.TimestampEvidence.FromString,
             options,
             channel_credentials,
             insecure,
