@@ -159,7 +159,8 @@ class RemoteQueries:
         try:
             results = [KeyAnswer(int(r["index"]), str(r["key_hash"]), bool(r["found"]), str(r.get("record_id", "")),
                                  int(r.get("sequence", 0)), dict(r.get("payload") or {}),
-                                 base64.b64decode(str(r.get("sealed", "")), validate=True))
+                                 disputed=bool(r.get("disputed", False)),
+                                 sealed=base64.b64decode(str(r.get("sealed", "")), validate=True))
                        for r in answer["results"]]
             grant_id = str(answer["grant"])
             sealing = {str(k): str(v) for k, v in (answer.get("sealing") or {}).items()}
@@ -344,7 +345,8 @@ class RemoteAnswerer:
                                   "request_id": queried.request_id, "results": [
                                       {"index": a.index, "key_hash": a.key_hash, "found": a.found,
                                        "record_id": a.record_id, "sequence": a.sequence, "payload": a.payload,
-                                       "sealed": base64.b64encode(a.sealed).decode()} for a in queried.answers]}
+                                       "disputed": a.disputed, "sealed": base64.b64encode(a.sealed).decode()}
+                                      for a in queried.answers]}
                     else:
                         message = answer.audit_detail()
                         fields = {"verdict": answer.verdict.file(answer.request), "used_today": answer.used_today,
