@@ -299,6 +299,8 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
                                declare_queue=functools.partial(declare_queue, config.rabbitmq.addresses, config.node.id))
     feed = CatalogFeed(uow, policy, keys.mac_keys(), config.node.id, poll_s=config.feed.poll_s,
                        leeway_s=config.auth.leeway_s)
+    query = MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id)
+    query.quota.writer = writer  # verification counts share the audit trail's group commits
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify, macs=keys.mac_keys()), feed=feed, lists=lists,
@@ -312,7 +314,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
             batch_records=config.exchange.pull_batch_records, window=config.exchange.pull_window,
             ack_timeout_s=config.exchange.pull_ack_timeout_s, stamp_days=bool(config.tsa.url))),
         tiers=TierApplication(ingest, peers, platforms), timestamps=timestamps,
-        query=MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id), peers=peers,
+        query=query, peers=peers,
         checks=CheckApplication(uow, clock, policy, keys.active, config.node.id, peers))
 
 

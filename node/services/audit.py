@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from catalog.errors import InvalidField
 from node.services.errors import AuditUnavailable
@@ -51,6 +52,14 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True)
+class WriteTask:
+    """A write that rides in the writer's next transaction (the verification quota's take): it commits with
+    the entries queued beside it, so both share one commit instead of each paying its own."""
+
+    run: Callable[[UnitOfWork], Any]
+
+
 class AuditWriter:
     """Appends entries in batches from one thread; ``submit`` returns a future done once committed.
 
@@ -66,7 +75,8 @@ class AuditWriter:
         """Signs the checkpoints (the node's active key)."""
         self.settings = settings
         self.clock = clock
-        self._queue: queue.Queue[tuple[AuditRecord, concurrent.futures.Future[int]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[AuditRecord | WriteTask, concurrent.futures.Future[Any]] | None] = \
+            queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0
@@ -103,9 +113,19 @@ class AuditWriter:
         self._queue.put((record, future))
         return future
 
+    def submit_task(self, task: WriteTask) -> concurrent.futures.Future[tuple[Any, int]]:
+        """Run ``task`` in the next batch's transaction: the future's result is (what it returned, the batch's
+        number), set once that transaction has committed; the task's own error if it raised."""
+        future: concurrent.futures.Future[tuple[Any, int]] = concurrent.futures.Future()
+        if not self.running():
+            future.set_exception(AuditUnavailable("the audit writer is not running"))
+            return future
+        self._queue.put((task, future))
+        return future
+
     def append(self, records: Sequence[AuditRecord]) -> list[AuditEntry]:
         """Append synchronously in one transaction (CLI maintenance, tests)."""
-        return self._write(list(records))
+        return self._write(list(records), [])[0]
 
     def _run(self) -> None:
         try:
@@ -141,17 +161,23 @@ class AuditWriter:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[AuditRecord, concurrent.futures.Future[int]]]) -> None:
+    def _commit(self, batch: list[tuple[AuditRecord | WriteTask, concurrent.futures.Future[Any]]]) -> None:
+        records = [(item, future) for item, future in batch if isinstance(item, AuditRecord)]
+        tasks = [(item, future) for item, future in batch if isinstance(item, WriteTask)]
         try:
-            entries = self._write([record for record, _ in batch])
+            entries, results = self._write([record for record, _ in records], [task for task, _ in tasks])
         except Exception as error:
             log.error("audit write failed: %s: %s", type(error).__name__, error)
             failure = AuditUnavailable(f"the audit trail could not be written: {error}")
-            for _, future in batch:
+            for _, future in records:
                 _settle(future, error=failure)
+            for _, future in tasks:  # the quota's caller sees the database's own error, as it did on its own
+                _settle(future, error=error)
             return
-        for (_, future), entry in zip(batch, entries, strict=True):
+        for (_, future), entry in zip(records, entries, strict=True):
             _settle(future, result=entry.sequence)
+        for (_, future), result in zip(tasks, results, strict=True):
+            _settle(future, result=(result, self.batches))
 
     def _fail_queued(self, failure: AuditUnavailable) -> None:
         while True:
@@ -162,12 +188,13 @@ class AuditWriter:
             if item is not None:
                 _settle(item[1], error=failure)
 
-    def _write(self, records: list[AuditRecord]) -> list[AuditEntry]:
+    def _write(self, records: list[AuditRecord], tasks: list[WriteTask]) -> tuple[list[AuditEntry], list[Any]]:
         with self.uow(write=True) as uow:
-            entries = self.append_in(uow, records)
+            results = [task.run(uow) for task in tasks]
+            entries = self.append_in(uow, records) if records else []
             uow.commit()
         self.batches += 1
-        return entries
+        return entries, results
 
     def append_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> list[AuditEntry]:
         """Append inside the caller's transaction: the exchange pipeline commits records, their audit
@@ -217,7 +244,7 @@ class AuditWriter:
             log.error("audit checkpoint failed: %s: %s", type(error).__name__, error)
 
 
-def _settle(future: concurrent.futures.Future[int], *, result: int = 0, error: Exception | None = None) -> None:
+def _settle(future: concurrent.futures.Future[Any], *, result: Any = 0, error: Exception | None = None) -> None:
     """Complete a caller's future unless the caller gave up on it (cancelled: its entry is committed anyway)."""
     try:
         if error is not None:

@@ -26,7 +26,8 @@ from catalog.model import ResourceMetadata, ResourceStatus
 from node.services.errors import QuotaExhausted
 from node.services.lists import ListsApplication
 from node.services.quota import QuotaLedger
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.record_index_repository import CurrentRecord
+from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import verdicts
 from security.identity import Principal
 from security.keyed_hash import KeyHasher
@@ -165,18 +166,21 @@ class QueryApplication:
         if not resource_code:
             raise InvalidField.one("resource_code", "is required")
         with self.uow() as uow:
-            published = uow.record_index.published_version(resource_code)
-            cached = self._metadata.get((resource_code, published)) if published is not None else None
-            if cached is not None:  # a published version never changes: one cheap read, not the resource
-                return cached
-            resource = uow.catalog.get(resource_code)
-            if resource is None:
-                raise NotFound("resource", resource_code)
-            if resource.status is not ResourceStatus.PUBLISHED or resource.published_version is None:
-                raise IllegalTransition(resource.status.value, "query",
-                                        f"{resource_code} is {resource.status.value}: only a published resource "
-                                        "answers queries", what="resource")
-            version = uow.catalog.get_version(resource_code, resource.published_version)
+            return self._published_in(uow, resource_code)
+
+    def _published_in(self, uow: UnitOfWork, resource_code: str) -> tuple[ResourceMetadata, str]:
+        published = uow.record_index.published_version(resource_code)
+        cached = self._metadata.get((resource_code, published)) if published is not None else None
+        if cached is not None:  # a published version never changes: one cheap read, not the resource
+            return cached
+        resource = uow.catalog.get(resource_code)
+        if resource is None:
+            raise NotFound("resource", resource_code)
+        if resource.status is not ResourceStatus.PUBLISHED or resource.published_version is None:
+            raise IllegalTransition(resource.status.value, "query",
+                                    f"{resource_code} is {resource.status.value}: only a published resource "
+                                    "answers queries", what="resource")
+        version = uow.catalog.get_version(resource_code, resource.published_version)
         assert version is not None
         if len(self._metadata) >= 1024:
             self._metadata.clear()
@@ -186,7 +190,18 @@ class QueryApplication:
     # -- VerifyClaim ----------------------------------------------------------------------------------------
     def verify_claim(self, principal: Principal, request: VerifyRequest) -> VerifyAnswer:
         """MATCH / MISMATCH / NO_RECORD per asserted item, in a verdict signed by the node."""
-        meta, origin = self._published_entry(request.resource_code)
+        if not request.resource_code:
+            raise InvalidField.one("resource_code", "is required")
+        with self.uow() as uow:  # one read: the published entry and (when the key parses) its record
+            meta, origin = self._published_in(uow, request.resource_code)
+            prefetched: tuple[str, CurrentRecord | None] | None = None
+            if not origin:
+                try:
+                    digest = self.hasher(rules.parse_key(meta.key_items, request.key, "key"))
+                except InvalidField:
+                    pass  # refused below, after the grant, in the order the checks have always had
+                else:
+                    prefetched = digest, uow.record_index.current(request.resource_code, [digest]).get(digest)
         if origin and self.remote is not None:
             return self.remote.verify_claim(principal, origin, request)  # its grants, quota and signature
         grant = self.lists.live_grant(principal, request.resource_code, Action.RECORDS_VERIFY, GrantKind.VERIFY)
@@ -211,8 +226,11 @@ class QueryApplication:
         now = self.clock()
         day, resets = _beijing_day(now)
         by_name = {item.name: item for item in meta.items}
-        with self.uow() as uow:
-            record = uow.record_index.current(request.resource_code, [digest]).get(digest)
+        if prefetched is not None and prefetched[0] == digest:
+            record = prefetched[1]
+        else:
+            with self.uow() as uow:
+                record = uow.record_index.current(request.resource_code, [digest]).get(digest)
         payload = json.loads(record.payload) if record is not None else None
         answers = [(c.item, rules.answer(by_name[c.item], c.value, payload.get(c.item)) if payload is not None
                     else Answer.NO_RECORD) for c in request.claims]
