@@ -133,7 +133,7 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             roles=tuple(sorted(principal.roles)) if principal else (), action=context.method,
             target=context.target[:200], result=result, peer=context.peer[:100],
             detail=(detail or context.detail)[:MAX_DETAIL])
-        committed = asyncio.wrap_future(self.writer.submit(record))
+        committed = self.writer.submit_async(record)
         try:
             await asyncio.shield(committed)
         except asyncio.CancelledError:
