@@ -304,6 +304,7 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
                        leeway_s=config.auth.leeway_s)
     query = MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id)
     query.stamp_verdicts = bool(config.tsa.url)
+    query.quota.writer = writer  # verification counts share the audit trail's group commits
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify, macs=keys.mac_keys()), feed=feed, lists=lists,

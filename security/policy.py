@@ -8,9 +8,9 @@ caller on a denial and to the audit trail always. Grants (the lists issue) plug 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from security.errors import SecurityError
 from security.identity import SYSTEM_ROLE, Principal
@@ -136,6 +136,9 @@ CATALOG = Target("catalog")
 class Decision:
     allowed: bool
     reason: str
+    grant: Any = field(default=None, compare=False)
+    """The live grant an allowing decision rests on, when it rests on one: the caller that needs the grant
+    itself (a query, a verification) takes it from here instead of reading the grants a second time."""
 
     def __bool__(self) -> bool:
         return self.allowed

@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rpc.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
     rpc.add_argument("--concurrency", type=int, default=32, help="concurrent calls (default 32)")
     rpc.add_argument("--database-url", default="", help="default: a temporary SQLite database")
+    rpc.add_argument("--rounds", type=int, default=4, help="alternations between the two servers (default 4)")
     rpc.set_defaults(handler=_with_bars(run_rpc))
     relay = commands.add_parser("relay", help="end-to-end records per second through the relay vs raw pika, "
                                               "latency at a steady rate")
@@ -101,7 +102,10 @@ def run_catalog(args: argparse.Namespace) -> int:
 def run_rpc(args: argparse.Namespace) -> int:
     from node.bench.rpc import main as bench_main
 
-    return bench_main(duration=args.duration, concurrency=args.concurrency, database_url=args.database_url)
+    if args.rounds < 1:
+        raise UsageError("bench rpc: --rounds must be at least 1")
+    return bench_main(duration=args.duration, concurrency=args.concurrency, database_url=args.database_url,
+                      rounds=args.rounds)
 
 
 def run_relay(args: argparse.Namespace) -> int:

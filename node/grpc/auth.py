@@ -23,7 +23,7 @@ import grpc
 from prometheus_client import Counter
 
 from node.grpc.errors import code_for
-from node.grpc.handlers import Behaviour, wrap_handler
+from node.grpc.handlers import Behaviour, WrappedHandlers, wrap_handler
 from node.ops.request_context import RequestContext, reset, set_current
 from node.services.audit import AuditUnavailable, AuditWriter
 from security.audit import AuditRecord
@@ -109,6 +109,7 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
         self.verifier = verifier
         self.writer = writer
         self.clock = clock
+        self._handlers = WrappedHandlers()
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -118,7 +119,8 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if method.startswith(UNAUTHENTICATED_METHODS):
             return handler
-        return wrap_handler(handler, self._single(_short(method)), self._stream(_short(method)))
+        return self._handlers.get(method, handler, lambda inner: wrap_handler(
+            inner, self._single(_short(method)), self._stream(_short(method))))
 
     async def _audit(self, context: RequestContext, result: str, detail: str) -> None:
         """Queue the call's entry, then wait for its commit. The entry is queued before anything can be
@@ -131,7 +133,7 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             roles=tuple(sorted(principal.roles)) if principal else (), action=context.method,
             target=context.target[:200], result=result, peer=context.peer[:100],
             detail=(detail or context.detail)[:MAX_DETAIL])
-        committed = asyncio.wrap_future(self.writer.submit(record))
+        committed = self.writer.submit_async(record)
         try:
             await asyncio.shield(committed)
         except asyncio.CancelledError:

@@ -19,7 +19,7 @@ from catalog.errors import (
     InvalidField,
     NotFound,
 )
-from node.grpc.handlers import Behaviour, wrap_handler
+from node.grpc.handlers import Behaviour, WrappedHandlers, wrap_handler
 from node.services.errors import (
     AckTimeout,
     AuditUnavailable,
@@ -137,11 +137,15 @@ async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Turns domain exceptions into the gRPC status of the table above, for every method."""
 
+    def __init__(self) -> None:
+        self._handlers = WrappedHandlers()
+
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        return wrap_handler(await continuation(handler_call_details), _map_single, _map_stream)
+        return self._handlers.get(handler_call_details.method, await continuation(handler_call_details),
+                                  lambda handler: wrap_handler(handler, _map_single, _map_stream))
 
 
 def _map_single(behaviour: Behaviour) -> Behaviour:

@@ -36,3 +36,26 @@ def wrap_handler(
             return factory(wrap(behaviour), request_deserializer=handler.request_deserializer,
                            response_serializer=handler.response_serializer)
     return handler
+
+
+class WrappedHandlers:
+    """An interceptor's wrapped handlers, built once per method rather than once per call.
+
+    Why: grpc.aio asks every interceptor for the handler on every call; rebuilding the wrapper closures and
+    the handler each time was per-call churn on the request path. A wrapper holds nothing of one call, so
+    the one built for a method's handler serves every later call of it (kept while the inner handler is
+    the same object: the interceptor inside caches too, and the servicer's handler never changes)."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
+
+    def get(self, method: str, handler: grpc.RpcMethodHandler | None,
+            build: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler | None]) -> grpc.RpcMethodHandler | None:
+        if handler is None:  # an unknown method: nothing to keep (its names are the caller's to choose)
+            return None
+        hit = self._built.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        wrapped = build(handler)
+        self._built[method] = (handler, wrapped)
+        return wrapped

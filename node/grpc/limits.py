@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from node.grpc.handlers import Behaviour, wrap_handler
+from node.grpc.handlers import Behaviour, WrappedHandlers, wrap_handler
 from node.ops.request_context import current
 from node.services.errors import RateLimited, TooManyStreams
 
@@ -87,14 +87,15 @@ def _department() -> str:
 class LimitsInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, limits: DepartmentLimits) -> None:
         self.limits = limits
+        self._handlers = WrappedHandlers()
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
+        return self._handlers.get(handler_call_details.method, await continuation(handler_call_details), self._wrap)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
         streaming = bool(handler.request_streaming or handler.response_streaming)
         return wrap_handler(handler, lambda b: self._single(b, streaming), lambda b: self._stream(b))
 

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
-from node.grpc.handlers import Behaviour, wrap_handler
+from node.grpc.handlers import Behaviour, WrappedHandlers, wrap_handler
 
 RPC_TOTAL = Counter("exnode_rpc_total", "gRPC calls served, by method and status code", ["method", "code"])
 RPC_SECONDS = Histogram(
@@ -25,12 +25,16 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self._handlers = WrappedHandlers()
+
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
-        return wrap_handler(await continuation(handler_call_details), _single(method), _stream(method))
+        return self._handlers.get(method, await continuation(handler_call_details),
+                                  lambda handler: wrap_handler(handler, _single(method), _stream(method)))
 
 
 def _single(method: str) -> Callable[[Behaviour], Behaviour]:

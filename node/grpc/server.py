@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import logging
@@ -63,6 +64,11 @@ SERVICES = (
     checks_pb2.DESCRIPTOR.services_by_name["CheckService"].full_name,
 )
 PURGE_INTERVAL_S = 24 * 3600
+RPC_THREADS = 32
+"""Threads for the use cases RPCs run off the event loop (``asyncio.to_thread``). asyncio's default is
+cpu_count + 4 (6 here): calls that wait for a group commit (the quota's, then the audit trail's) would then
+queue for a thread, and each group would hold at most six of them. With a thread per concurrent caller
+they wait together and share one commit."""
 
 
 def split_host_port(address: str, key: str) -> tuple[str, int]:
@@ -78,6 +84,7 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     what the audit trail costs; a serving node always audits."""
     limit = node.config.server.max_message_bytes
     writer = audit_writer or node.audit_writer
+    _use_rpc_threads(asyncio.get_running_loop())
     server = grpc.aio.server(
         interceptors=[MetricsInterceptor(), AuthAuditInterceptor(node.verifier, writer, node.catalog.clock),
                       ErrorMappingInterceptor(), LimitsInterceptor(DepartmentLimits(
@@ -112,6 +119,13 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     for name in (READINESS, BROKER):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     return server, port, health_servicer
+
+
+def _use_rpc_threads(loop: asyncio.AbstractEventLoop) -> None:
+    """Give the loop an executor of RPC_THREADS threads (once: a second server on the loop shares it)."""
+    if not getattr(loop, "_exnode_rpc_threads", False):
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(RPC_THREADS, thread_name_prefix="exnode-rpc"))
+        loop._exnode_rpc_threads = True  # type: ignore[attr-defined]
 
 
 def ensure_free(address: str, key: str) -> None:

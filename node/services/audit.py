@@ -9,6 +9,7 @@ its entry, and under load many requests share one commit.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import concurrent.futures
 import datetime as dt
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from catalog.errors import InvalidField
 from node.services.errors import AuditUnavailable
@@ -51,6 +53,14 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True)
+class WriteTask:
+    """A write that rides in the writer's next transaction (the verification quota's take): it commits with
+    the entries queued beside it, so both share one commit instead of each paying its own."""
+
+    run: Callable[[UnitOfWork], Any]
+
+
 class AuditWriter:
     """Appends entries in batches from one thread; ``submit`` returns a future done once committed.
 
@@ -66,7 +76,8 @@ class AuditWriter:
         """Signs the checkpoints (the node's active key)."""
         self.settings = settings
         self.clock = clock
-        self._queue: queue.Queue[tuple[AuditRecord, concurrent.futures.Future[int]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[AuditRecord | WriteTask, concurrent.futures.Future[Any] | _LoopFuture] | None] \
+            = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0
@@ -103,9 +114,32 @@ class AuditWriter:
         self._queue.put((record, future))
         return future
 
+    def submit_async(self, record: AuditRecord) -> asyncio.Future[int]:
+        """``submit`` for a caller on an event loop (the gRPC interceptor): the future is the loop's own, and
+        the writer settles all of a batch's futures of one loop with one wake-up of that loop. Why: one
+        wake-up per entry was a socket write each, and each write let another thread take the GIL from the
+        writer in the middle of its batch (the next batch waited for it). Call it on the loop's thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        if not self.running():
+            future.set_exception(AuditUnavailable("the audit writer is not running"))
+            return future
+        self._queue.put((record, _LoopFuture(loop, future)))
+        return future
+
+    def submit_task(self, task: WriteTask) -> concurrent.futures.Future[tuple[Any, int]]:
+        """Run ``task`` in the next batch's transaction: the future's result is (what it returned, the batch's
+        number), set once that transaction has committed; the task's own error if it raised."""
+        future: concurrent.futures.Future[tuple[Any, int]] = concurrent.futures.Future()
+        if not self.running():
+            future.set_exception(AuditUnavailable("the audit writer is not running"))
+            return future
+        self._queue.put((task, future))
+        return future
+
     def append(self, records: Sequence[AuditRecord]) -> list[AuditEntry]:
         """Append synchronously in one transaction (CLI maintenance, tests)."""
-        return self._write(list(records))
+        return self._write(list(records), [])[0]
 
     def _run(self) -> None:
         try:
@@ -141,17 +175,26 @@ class AuditWriter:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[AuditRecord, concurrent.futures.Future[int]]]) -> None:
+    def _commit(self, batch: list[tuple[AuditRecord | WriteTask, concurrent.futures.Future[Any] | _LoopFuture]]
+                ) -> None:
+        records = [(item, future) for item, future in batch if isinstance(item, AuditRecord)]
+        tasks = [(item, future) for item, future in batch if isinstance(item, WriteTask)]
         try:
-            entries = self._write([record for record, _ in batch])
+            entries, results = self._write([record for record, _ in records], [task for task, _ in tasks])
         except Exception as error:
             log.error("audit write failed: %s: %s", type(error).__name__, error)
             failure = AuditUnavailable(f"the audit trail could not be written: {error}")
-            for _, future in batch:
+            for _, future in records:
                 _settle(future, error=failure)
+            _wake_loops()
+            for _, future in tasks:  # the quota's caller sees the database's own error, as it did on its own
+                _settle(future, error=error)
             return
-        for (_, future), entry in zip(batch, entries, strict=True):
+        for (_, future), entry in zip(records, entries, strict=True):
             _settle(future, result=entry.sequence)
+        _wake_loops()
+        for (_, future), result in zip(tasks, results, strict=True):
+            _settle(future, result=(result, self.batches))
 
     def _fail_queued(self, failure: AuditUnavailable) -> None:
         while True:
@@ -161,13 +204,15 @@ class AuditWriter:
                 return
             if item is not None:
                 _settle(item[1], error=failure)
+            _wake_loops()
 
-    def _write(self, records: list[AuditRecord]) -> list[AuditEntry]:
+    def _write(self, records: list[AuditRecord], tasks: list[WriteTask]) -> tuple[list[AuditEntry], list[Any]]:
         with self.uow(write=True) as uow:
-            entries = self.append_in(uow, records)
+            results = [task.run(uow) for task in tasks]
+            entries = self.append_in(uow, records) if records else []
             uow.commit()
         self.batches += 1
-        return entries
+        return entries, results
 
     def append_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> list[AuditEntry]:
         """Append inside the caller's transaction: the exchange pipeline commits records, their audit
@@ -217,8 +262,50 @@ class AuditWriter:
             log.error("audit checkpoint failed: %s: %s", type(error).__name__, error)
 
 
-def _settle(future: concurrent.futures.Future[int], *, result: int = 0, error: Exception | None = None) -> None:
-    """Complete a caller's future unless the caller gave up on it (cancelled: its entry is committed anyway)."""
+class _LoopFuture:
+    """An event loop's future as the writer holds it: settled from the writer's thread in bulk, per loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[int]) -> None:
+        self.loop = loop
+        self.future = future
+
+
+_pending_wakes = threading.local()
+
+
+def _settle_on_loop(settled: list[tuple[asyncio.Future[int], Any, Exception | None]]) -> None:
+    for future, result, error in settled:
+        if future.done():  # the caller gave up on it (cancelled): its entry is committed anyway
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+def _wake_loops() -> None:
+    """Hand each loop the outcomes gathered for it since the last wake-up, in one call."""
+    pending: dict[asyncio.AbstractEventLoop, list[Any]] | None = getattr(_pending_wakes, "by_loop", None)
+    if not pending:
+        return
+    _pending_wakes.by_loop = {}
+    for loop, settled in pending.items():
+        try:
+            loop.call_soon_threadsafe(_settle_on_loop, settled)
+        except RuntimeError:  # the loop is closed: nobody waits there any more
+            pass
+
+
+def _settle(future: concurrent.futures.Future[Any] | _LoopFuture, *, result: Any = 0,
+            error: Exception | None = None) -> None:
+    """Complete a caller's future unless the caller gave up on it (cancelled: its entry is committed anyway).
+    A loop's future is gathered for ``_wake_loops``."""
+    if isinstance(future, _LoopFuture):
+        pending = getattr(_pending_wakes, "by_loop", None)
+        if pending is None:
+            pending = _pending_wakes.by_loop = {}
+        pending.setdefault(future.loop, []).append((future.future, result, error))
+        return
     try:
         if error is not None:
             future.set_exception(error)

@@ -457,7 +457,8 @@ class ListsApplication:
             found = uow.lists.grants_for(department_code, resource_code)
         live = [g for g in found if g.live(now)]
         if live:
-            return Decision(True, f"grant {live[0].id} (until {live[0].expires_at:%Y-%m-%d})")
+            return Decision(True, f"grant {live[0].id} (until {live[0].expires_at:%Y-%m-%d})",
+                            max(live, key=lambda g: g.expires_at))
         if not found:
             return Decision(False, f"department {department_code} holds no grant for {resource_code}")
         latest = max(found, key=lambda g: g.expires_at)
@@ -476,7 +477,7 @@ class ListsApplication:
         live = [g for g in found if g.live(now)]
         if live:
             best = max(live, key=lambda g: g.expires_at)
-            return Decision(True, f"verification grant {best.id} (until {best.expires_at:%Y-%m-%d})")
+            return Decision(True, f"verification grant {best.id} (until {best.expires_at:%Y-%m-%d})", best)
         if not found:
             hint = f" (grant {copies[0].id} is a copy grant, not a verification grant)" if copies else ""
             return Decision(False, f"department {department_code} holds no verification grant for "
@@ -492,8 +493,12 @@ class ListsApplication:
                    kind: domain.GrantKind = domain.GrantKind.COPY) -> Grant:
         """The grant a subscription or pull uses; PermissionDenied (naming an expired or revoked grant) if
         none is live."""
-        self.policy.require(principal, action, Target("resource", resource_code))
+        decision = self.policy.require(principal, action, Target("resource", resource_code))
         now = self.clock()
+        grant = decision.grant
+        if isinstance(grant, Grant) and grant.kind is kind and grant.resource_code == resource_code \
+                and grant.consumer_code == principal.department_code and grant.live(now):
+            return grant  # the decision read the grants a moment ago: the same answer as reading them again
         with self.uow() as uow:
             live = [g for g in uow.lists.grants_for(principal.department_code, resource_code, kind) if g.live(now)]
         if not live:

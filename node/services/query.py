@@ -27,7 +27,8 @@ from catalog.model import ResourceMetadata, ResourceStatus
 from node.services.errors import QuotaExhausted
 from node.services.lists import ListsApplication
 from node.services.quota import QuotaLedger
-from node.storage.unit_of_work import UnitOfWorkFactory
+from node.storage.record_index_repository import CurrentRecord
+from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from security import verdicts
 from security.identity import Principal
 from security.keyed_hash import KeyHasher
@@ -248,18 +249,21 @@ class QueryApplication:
         if not resource_code:
             raise InvalidField.one("resource_code", "is required")
         with self.uow() as uow:
-            published = uow.record_index.published_version(resource_code)
-            cached = self._metadata.get((resource_code, published)) if published is not None else None
-            if cached is not None:  # a published version never changes: one cheap read, not the resource
-                return cached
-            resource = uow.catalog.get(resource_code)
-            if resource is None:
-                raise NotFound("resource", resource_code)
-            if resource.status is not ResourceStatus.PUBLISHED or resource.published_version is None:
-                raise IllegalTransition(resource.status.value, "query",
-                                        f"{resource_code} is {resource.status.value}: only a published resource "
-                                        "answers queries", what="resource")
-            version = uow.catalog.get_version(resource_code, resource.published_version)
+            return self._published_in(uow, resource_code)
+
+    def _published_in(self, uow: UnitOfWork, resource_code: str) -> tuple[ResourceMetadata, str]:
+        published = uow.record_index.published_version(resource_code)
+        cached = self._metadata.get((resource_code, published)) if published is not None else None
+        if cached is not None:  # a published version never changes: one cheap read, not the resource
+            return cached
+        resource = uow.catalog.get(resource_code)
+        if resource is None:
+            raise NotFound("resource", resource_code)
+        if resource.status is not ResourceStatus.PUBLISHED or resource.published_version is None:
+            raise IllegalTransition(resource.status.value, "query",
+                                    f"{resource_code} is {resource.status.value}: only a published resource "
+                                    "answers queries", what="resource")
+        version = uow.catalog.get_version(resource_code, resource.published_version)
         assert version is not None
         if len(self._metadata) >= 1024:
             self._metadata.clear()
@@ -269,7 +273,18 @@ class QueryApplication:
     # -- VerifyClaim ----------------------------------------------------------------------------------------
     def verify_claim(self, principal: Principal, request: VerifyRequest) -> VerifyAnswer:
         """MATCH / MISMATCH / NO_RECORD per asserted item, in a verdict signed by the node."""
-        meta, origin = self._published_entry(request.resource_code)
+        if not request.resource_code:
+            raise InvalidField.one("resource_code", "is required")
+        with self.uow() as uow:  # one read: the published entry and (when the key parses) its record
+            meta, origin = self._published_in(uow, request.resource_code)
+            prefetched: tuple[str, CurrentRecord | None, bool, Any] | None = None
+            if not origin:
+                try:
+                    digest = self.hasher(rules.parse_key(meta.key_items, request.key, "key"))
+                except InvalidField:
+                    pass  # refused below, after the grant, in the order the checks have always had
+                else:
+                    prefetched = digest, *self._subject(uow, principal, request.resource_code, digest)
         if origin and self.remote is not None:
             # its grants, quota and signature
             answer = self.remote.verify_claim(principal, origin, request, via=self.next_hop(request.resource_code))
@@ -297,11 +312,11 @@ class QueryApplication:
         now = self.clock()
         day, resets = _beijing_day(now)
         by_name = {item.name: item for item in meta.items}
-        with self.uow() as uow:
-            record = uow.record_index.current(request.resource_code, [digest]).get(digest)
-            disputed = record is not None and bool(uow.objections.disputed(
-                [(record.provider_code, request.resource_code, record.record_id)]))
-            stored = uow.exchange.consumer_key(principal.department_code) if _is_local(principal) else None
+        if prefetched is not None and prefetched[0] == digest:
+            _, record, disputed, stored = prefetched
+        else:
+            with self.uow() as uow:
+                record, disputed, stored = self._subject(uow, principal, request.resource_code, digest)
         payload = json.loads(record.payload) if record is not None else None
         answers = [(c.item, rules.answer(by_name[c.item], c.value, payload.get(c.item)) if payload is not None
                     else Answer.NO_RECORD) for c in request.claims]
@@ -342,6 +357,17 @@ class QueryApplication:
         seal = seal_to(key, verdict_context(request_id, key.kid))
         body = json.dumps(answer.verdict.file(answer.request), ensure_ascii=False).encode()
         return replace(answer, sealing=seal.headers, sealed=seal.seal(VERDICT_AAD, body), request_id=request_id)
+
+    @staticmethod
+    def _subject(uow: UnitOfWork, principal: Principal, resource_code: str, digest: str
+                 ) -> tuple[CurrentRecord | None, bool, Any]:
+        """The key's current record, whether an objection to it is open, and the caller's encryption key
+        (read in the transaction that already reads the record)."""
+        record = uow.record_index.current(resource_code, [digest]).get(digest)
+        disputed = record is not None and bool(uow.objections.disputed(
+            [(record.provider_code, resource_code, record.record_id)]))
+        stored = uow.exchange.consumer_key(principal.department_code) if _is_local(principal) else None
+        return record, disputed, stored
 
     def usage(self, grant_id: str, now: dt.datetime | None = None) -> tuple[int, int]:
         """(verifications, mismatches) of a grant today (tests and the console)."""

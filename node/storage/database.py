@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from pathlib import Path
 
 from alembic import command
@@ -37,6 +39,27 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         return create_engine(parsed, pool_size=pool_size, max_overflow=8, pool_pre_ping=True)
     raise ValueError(f"database.url: unsupported database {parsed.get_backend_name()!r} (sqlite or postgresql)")
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITE_LOCKS_GUARD = threading.Lock()
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def sqlite_write_lock(engine: Engine) -> threading.RLock | None:
+    """The lock this process's SQLite writers take before BEGIN IMMEDIATE (None on PostgreSQL).
+
+    Why: SQLite has one writer at a time, and a writer that finds the lock taken sleeps in SQLite's busy
+    handler by a fixed back-off (up to 100 ms a try) however soon the lock is free. The audit writer and the
+    verification quota each commit in groups from their own threads; queueing them on a Python lock hands
+    the write lock over the moment a commit ends. Other processes still meet ``busy_timeout``."""
+    if engine.dialect.name != "sqlite":
+        return None
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.get(engine)
+        if lock is None:
+            lock = _WRITE_LOCKS[engine] = threading.RLock()
+        return lock
 
 
 def _configure_sqlite(engine: Engine) -> None:

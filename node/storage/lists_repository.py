@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from catalog.disputes import Dispute, DisputeState
@@ -131,6 +131,11 @@ def _grant(row: Row) -> Grant:
 def _obligation(row: Row) -> Obligation:
     return Obligation(row.department_code, row.resource_code, row.resource_name, UpdateCycle(row.update_cycle),
                       row.grace_days, row.contact, explicit=True, since=row.created_at)
+
+
+_GRANTS_FOR = select(grants).where(grants.c.consumer_code == bindparam("consumer"),
+                                   grants.c.resource_code == bindparam("resource"), grants.c.kind == bindparam("kind"))
+"""Every query, verification and subscription asks this: built once."""
 
 
 class ListsRepository:
@@ -337,9 +342,8 @@ class ListsRepository:
     def grants_for(self, consumer_code: str, resource_code: str, kind: GrantKind = GrantKind.COPY) -> list[Grant]:
         """The consumer's grants of one kind for the resource: copies (relay, pull, queries) see COPY grants
         only, so a verification grant never lets a record leave the node."""
-        rows = self.connection.execute(select(grants).where(
-            grants.c.consumer_code == consumer_code, grants.c.resource_code == resource_code,
-            grants.c.kind == kind.value))
+        rows = self.connection.execute(_GRANTS_FOR, {"consumer": consumer_code, "resource": resource_code,
+                                                     "kind": kind.value})
         return [_grant(row) for row in rows]
 
     def grants_for_consumer(self, consumer_code: str) -> list[Grant]:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -30,6 +30,19 @@ class CurrentRecord:
     sequence: int
     payload: str
     """The stored payload's canonical JSON text."""
+
+
+_k, _r = record_keys.c, records.c
+_CURRENT_ONE = (select(_k.key_hash, _k.provider_code, _k.record_id, _k.sequence, _r.resource_code, _r.payload,
+                       _r.payload_key)
+                .select_from(record_keys.join(records, and_(
+                    _r.provider_code == _k.provider_code, _r.resource_code == _k.resource_code,
+                    _r.record_id == _k.record_id)))
+                .where(_k.resource_code == bindparam("resource_code"), _k.key_hash == bindparam("key_hash")))
+"""One key's current record (VerifyClaim's lookup, one index probe): built once, so a call does not pay
+for building and keying the statement again."""
+_PUBLISHED_VERSION = select(resources.c.published_version).where(
+    resources.c.code == bindparam("code"), resources.c.status == "PUBLISHED")
 
 
 class RecordIndexRepository:
@@ -80,6 +93,12 @@ class RecordIndexRepository:
         """The current record of each key that has one, with its payload (opened under its data key)."""
         k, r = record_keys.c, records.c
         found: dict[str, CurrentRecord] = {}
+        if len(key_hashes) == 1:
+            rows = self.connection.execute(_CURRENT_ONE, {"resource_code": resource_code, "key_hash": key_hashes[0]})
+            for row in rows:
+                found[row.key_hash] = CurrentRecord(row.key_hash, row.provider_code, row.record_id, row.sequence,
+                                                    open_payload(self.sealer, self.connection, row))
+            return found
         for start in range(0, len(key_hashes), 500):
             chunk = list(dict.fromkeys(key_hashes[start:start + 500]))
             rows = self.connection.execute(
@@ -97,8 +116,7 @@ class RecordIndexRepository:
     def published_version(self, resource_code: str) -> int | None:
         """The resource's published version while it is published (None: not, or no longer, published): the
         caches of a version's key items and metadata are valid for that version."""
-        return self.connection.execute(select(resources.c.published_version).where(
-            resources.c.code == resource_code, resources.c.status == "PUBLISHED")).scalar()
+        return self.connection.execute(_PUBLISHED_VERSION, {"code": resource_code}).scalar()
 
     def count(self, resource_code: str) -> int:
         return self.connection.execute(select(func.count()).select_from(record_keys).where(

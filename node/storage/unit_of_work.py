@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from node.storage.audit_repository import AuditRepository
 from node.storage.catalog_repository import CatalogRepository
 from node.storage.check_repository import CheckRepository
+from node.storage.database import SQLITE_BUSY_TIMEOUT_S, sqlite_write_lock
 from node.storage.errors import StorageFull, StorageUnavailable
 from node.storage.exchange_repository import ExchangeRepository
 from node.storage.lists_repository import ListsRepository
@@ -77,15 +78,22 @@ class SqlUnitOfWork(UnitOfWork):
         self._sealer = sealer
         self._write = write
         self._connection: Connection | None = None
+        self._lock = sqlite_write_lock(engine) if write else None
 
     def __enter__(self) -> SqlUnitOfWork:
+        if self._lock is not None and not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+            raise StorageUnavailable(f"the database is busy: no write lock within {SQLITE_BUSY_TIMEOUT_S:.0f} s; retry")
         try:
             connection = self._engine.connect()
             if self._write:
                 connection = connection.execution_options(exnode_write=True)
             connection.begin()
         except exc.DBAPIError as error:
+            self._release()
             raise storage_error(error, self._engine) from error
+        except BaseException:
+            self._release()
+            raise
         self._connection = connection
         self.catalog = CatalogRepository(connection)
         self.lists = ListsRepository(connection)
@@ -118,10 +126,15 @@ class SqlUnitOfWork(UnitOfWork):
             with contextlib.suppress(exc.DBAPIError):
                 self._connection.close()
             self._connection = None
+            self._release()
         if isinstance(error, exc.DBAPIError):
             translated = storage_error(error, self._engine)
             if translated is not error:
                 raise translated from error
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     @property
     def connection(self) -> Connection:
