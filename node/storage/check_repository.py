@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -98,6 +99,36 @@ class CheckRepository:
             return bytes(row.answer)
         return self.sealer.open_blob(self.connection, row.data_key, _aad(check_id, "answer", target),
                                      bytes(row.answer), f"check {check_id}: answer of {target}")
+
+    def reseal(self, retired: Any, now: dt.datetime, limit: int) -> int:
+        """Up to ``limit`` checks and targets sealed under a retired data key (``retired``: a select of key
+        ids) sealed again under the live one (the re-encryption job; the watched version does not move)."""
+        if self.sealer is None:
+            return 0
+        h, t = household_checks.c, check_targets.c
+        checks = self.connection.execute(select(h.id, h.members, h.data_key).where(h.data_key.in_(retired))
+                                         .limit(limit)).all()
+        for row in checks:
+            aad = _aad(row.id, "members")
+            key_id, members = self._seal_text(aad, self._open_text(row.data_key, aad, row.members,
+                                                                   f"check {row.id}: members"), now)
+            self.connection.execute(update(household_checks).where(h.id == row.id)
+                                    .values(members=members, data_key=key_id))
+        targets = self.connection.execute(select(t.check_id, t.target, t.findings, t.answer, t.data_key)
+                                          .where(t.data_key.in_(retired)).limit(limit)).all()
+        for row in targets:
+            aad = _aad(row.check_id, "findings", row.target)
+            key_id, findings = self._seal_text(aad, self._open_text(
+                row.data_key, aad, row.findings, f"check {row.check_id}: {row.target}"), now)
+            answer = row.answer
+            if answer is not None:
+                answer_aad = _aad(row.check_id, "answer", row.target)
+                opened = self.sealer.open_blob(self.connection, row.data_key, answer_aad, bytes(answer),
+                                               f"check {row.check_id}: answer of {row.target}")
+                _, answer = self.sealer.seal_blob(self.connection, SCOPE, answer_aad, opened, now)
+            self.connection.execute(update(check_targets).where(t.check_id == row.check_id, t.target == row.target)
+                                    .values(findings=findings, answer=answer, data_key=key_id))
+        return len(checks) + len(targets)
 
     def version(self, check_id: str) -> int:
         """A number that grows with every change of the check's targets (WatchCheck polls it)."""

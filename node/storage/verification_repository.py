@@ -97,6 +97,22 @@ class VerificationRepository:
         self.connection.execute(plain_insert(rpc_answers).values(
             request_id=request_id, requester_node=requester_node, answer=answer, answered_at=now, data_key=key_id))
 
+    def reseal(self, retired: Any, now: dt.datetime, limit: int) -> int:
+        """Up to ``limit`` stored answers sealed under a retired data key sealed again under the live one."""
+        if self.sealer is None:
+            return 0
+        c = rpc_answers.c
+        rows = self.connection.execute(select(c.request_id, c.answer, c.data_key).where(c.data_key.in_(retired))
+                                       .limit(limit)).all()
+        for row in rows:
+            aad = _answer_aad(row.request_id)
+            opened = self.sealer.open_blob(self.connection, row.data_key, aad, bytes(row.answer),
+                                           f"the stored answer to request {row.request_id}")
+            key_id, sealed = self.sealer.seal_blob(self.connection, ANSWER_SCOPE, aad, opened, now)
+            self.connection.execute(update(rpc_answers).where(c.request_id == row.request_id)
+                                    .values(answer=sealed, data_key=key_id))
+        return len(rows)
+
     def purge_answers(self, before: dt.datetime, limit: int = 2000) -> int:
         """Delete up to ``limit`` stored answers given before ``before`` (a redelivery that late is past any
         request's deadline: it is answered DEADLINE_EXCEEDED, not from the store)."""

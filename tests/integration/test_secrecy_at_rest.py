@@ -249,3 +249,42 @@ def test_the_keyed_hash_of_an_identifier_is_stable_across_kek_rotation_and_revea
     with node.node.uow() as uow:
         assert again.identifier_hash(uow.connection, number, node.node.catalog.clock()) == first
         assert again.identifier_hash(uow.connection, id_number(8), node.node.catalog.clock()) != first
+
+
+def test_reencryption_moves_household_checks_and_stored_answers_off_a_retired_key(node: RunningNode):
+    """Household-check members, findings and answers, and the answers kept for other nodes' requests, are
+    sealed under the ``checks`` and ``rpc`` data keys: retiring those keys moves them too, and they still
+    read whole afterwards."""
+    import datetime as dt
+
+    from catalog.checks import CheckTarget, HouseholdCheck, Member, TargetState
+    from node.storage.tables import check_targets, household_checks, rpc_answers
+
+    now = node.node.catalog.clock()
+    check_id = uuid.uuid4().hex
+    findings = ({"id_number": id_number(3), "items": {"存款余额": 52000.5}},)
+    with node.node.uow(write=True) as uow:
+        uow.checks.add(HouseholdCheck(check_id, CONSUMER, (Member(id_number(3), "王芳"),), "低保", "SQ-1",
+                                      now + dt.timedelta(minutes=5), now, (CheckTarget("bank", "银行"),)), "tester")
+        uow.checks.put_target(check_id, CheckTarget("bank", "银行", TargetState.ANSWERED, "", findings, now, "sig", "k1"),
+                              b'{"signed": "answer"}')
+        uow.verifications.store_answer("req-1", "other-node", b'{"records": "given"}', now)
+        uow.commit()
+        before = {uow.connection.execute(select(household_checks.c.data_key)).scalar_one(),
+                  uow.connection.execute(select(check_targets.c.data_key)).scalar_one(),
+                  uow.connection.execute(select(rpc_answers.c.data_key)).scalar_one()}
+    assert None not in before
+    for key_id in before:
+        retire_data_key(node.node.uow, key_id, now)
+    assert reencrypt(node.node.uow, node.node.catalog.clock) >= 3
+    with node.node.uow() as uow:
+        after = {uow.connection.execute(select(household_checks.c.data_key)).scalar_one(),
+                 uow.connection.execute(select(check_targets.c.data_key)).scalar_one(),
+                 uow.connection.execute(select(rpc_answers.c.data_key)).scalar_one()}
+        check = uow.checks.get(check_id)
+        answer = uow.checks.answer(check_id, "bank")
+        stored = uow.verifications.stored_answer("req-1")
+    assert not after & before and None not in after
+    assert check is not None and check.members == (Member(id_number(3), "王芳"),)
+    assert check.target("bank").findings == findings
+    assert (answer, stored) == (b'{"signed": "answer"}', b'{"records": "given"}')
