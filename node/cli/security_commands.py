@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from exnode.v1 import audit_pb2 as pb
@@ -32,7 +35,12 @@ from security.audit import VerifyResult
 from security.identity import issue_dev_token
 from security.keys import ALGORITHMS, PUBLIC_KEYS_FILE, KeyStore, read_public_keys, write_public_keys
 
+if TYPE_CHECKING:
+    from security.timestamps import Evidence
+
 DETAIL_WIDTH = 48
+TIMESTAMPS_FORMAT = "exnode-audit-timestamps/1"
+"""The file `exnode audit stamp` keeps beside an export: each checkpoint's RFC 3161 evidence by sequence."""
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -114,9 +122,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("--local", action="store_true",
                         help="verify the data directory's database directly (the node may be stopped)")
     verify.add_argument("--tsa-roots", type=Path, default=None, metavar="FILE",
-                        help="against a node: also export the trail, check it and every signed checkpoint's RFC 3161 "
-                             "timestamp here, with these trusted TSA root certificates (PEM) and --keys")
+                        help="also check every signed checkpoint's RFC 3161 timestamp here, with these trusted TSA "
+                             "root certificates (PEM) and --keys: against a node, its export and the node's "
+                             "timestamps; with --file, the timestamps `exnode audit stamp` wrote beside it")
+    verify.add_argument("--timestamps", type=Path, default=None, metavar="FILE",
+                        help="with --file and --tsa-roots: the checkpoints' timestamps written by `exnode audit "
+                             "stamp` (default: the export's name + .timestamps.json)")
     verify.set_defaults(handler=run_audit_verify)
+    stamp = audit_commands.add_parser("stamp", help="fetch the RFC 3161 timestamps of an export's checkpoints from "
+                                                    "the node, to verify the export offline later")
+    add_client(stamp)
+    stamp.add_argument("file", type=Path, help="an export file (exnode audit export --out FILE)")
+    stamp.add_argument("--out", type=Path, default=None,
+                       help="file to write (default: FILE.timestamps.json)")
+    stamp.set_defaults(handler=run_audit_stamp)
     purge = audit_commands.add_parser("purge", help="apply the retention period now (the node also does it daily)")
     add_data(purge)
     purge.set_defaults(handler=run_audit_purge)
@@ -349,7 +368,11 @@ def run_audit_verify(args: argparse.Namespace) -> int:
         except ExportFileError as error:
             print(f"audit verify: FAILED ({args.file}): {error}")
             return 1
-        return _report(result, str(args.file), args.json)
+        if args.tsa_roots is None or not result.ok:
+            return _report(result, str(args.file), args.json)
+        if not args.json:
+            _report(result, str(args.file), False)
+        return _verify_file_timestamps(args, result)
     if args.local:
         return _verify_local(args)
     try:
@@ -378,11 +401,9 @@ def _verify_checkpoint_timestamps(args: argparse.Namespace, node_result: VerifyR
     trusted keys, then each checkpoint's RFC 3161 token (KeysService.GetTimestamp) offline: signature, the
     TSA's chain to --tsa-roots, the imprint through the inclusion proof, a token of another checkpoint or
     dated before the checkpoint (replayed). Checkpoints still waiting for the TSA are counted, not failed."""
-    from exnode.v1 import keys_pb2, keys_pb2_grpc
-
     from node.services.audit import verify_export
     from security.audit import ExportFileError, read_export
-    from security.timestamps import Evidence, TimestampInvalid, check_evidence, load_roots, signed_digest
+    from security.timestamps import TimestampInvalid, load_roots
 
     keys_path = args.keys or load_config(data_dir(args)).keys_dir / PUBLIC_KEYS_FILE
     if not keys_path.exists():
@@ -403,34 +424,132 @@ def _verify_checkpoint_timestamps(args: argparse.Namespace, node_result: VerifyR
         return 1
     if not result.ok:
         return _report(result, "export of the node, checked here", args.json)
+    stamped, waiting, problems = _check_checkpoints(checkpoints, _node_evidence(args), roots)
+    return _timestamps_report(node_result, stamped, waiting, problems, args.json, "the exported trail checks here too")
+
+
+def _node_evidence(args: argparse.Namespace) -> Callable[[int], Evidence | None]:
+    """The node's RFC 3161 evidence of a checkpoint (KeysService.GetTimestamp), None while it waits for the
+    TSA or when it was signed before the node had one."""
+    from security.timestamps import Evidence
+
     stub = keys_pb2_grpc.KeysServiceStub(channel(args))
-    stamped, waiting, problems = 0, 0, []
-    for checkpoint in checkpoints:
+
+    def fetch(sequence: int) -> Evidence | None:
         try:
-            found = stub.GetTimestamp(keys_pb2.GetTimestampRequest(kind="checkpoint", ref=str(checkpoint.sequence)),
+            found = stub.GetTimestamp(keys_pb2.GetTimestampRequest(kind="checkpoint", ref=str(sequence)),
                                       metadata=call_metadata(args))
         except grpc.RpcError as error:
             if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
-                waiting += 1  # not stamped yet, or signed before the node had a TSA
-                continue
+                return None
             raise
-        evidence = Evidence(found.kind, found.ref, found.digest, found.index, found.size, tuple(found.proof),
-                            found.token)
+        return Evidence(found.kind, found.ref, found.digest, found.index, found.size, tuple(found.proof), found.token)
+    return fetch
+
+
+def _check_checkpoints(checkpoints: Sequence[Any], evidence_of: Callable[[int], Evidence | None],
+                       roots: Any) -> tuple[int, int, list[str]]:
+    """(stamped, waiting, problems): each checkpoint's token checked offline against its signed statement."""
+    from security.timestamps import TimestampInvalid, check_evidence, signed_digest
+
+    stamped, waiting, problems = 0, 0, []
+    for checkpoint in checkpoints:
+        what = f"checkpoint {checkpoint.sequence}'s timestamp"
         try:
+            evidence = evidence_of(checkpoint.sequence)
+            if evidence is None:
+                waiting += 1
+                continue
             check_evidence(evidence, signed_digest(checkpoint.message(), checkpoint.signature), roots, checkpoint.at,
-                           f"checkpoint {checkpoint.sequence}'s timestamp")
+                           what)
             stamped += 1
         except TimestampInvalid as error:
             problems.append(str(error))
-    if args.json:
-        print_json({**_result_fields(node_result), "ok": not problems, "timestamps_checked": stamped,
+    return stamped, waiting, problems
+
+
+def _timestamps_report(result: VerifyResult, stamped: int, waiting: int, problems: list[str], as_json: bool,
+                       lead: str) -> int:
+    if as_json:
+        print_json({**_result_fields(result), "ok": not problems, "timestamps_checked": stamped,
                     "timestamps_waiting": waiting, "timestamp_problems": problems})
     for problem in problems:
         print(f"audit verify: timestamp FAILED: {problem}", file=sys.stderr)
-    if not args.json:
-        print(f"audit verify: the exported trail checks here too; {stamped} checkpoint RFC 3161 timestamps verify "
+    if not as_json:
+        print(f"audit verify: {lead}; {stamped} checkpoint RFC 3161 timestamps verify "
               f"offline (signature, TSA chain, imprint){f'; {waiting} not stamped (yet)' if waiting else ''}")
     return 1 if problems else 0
+
+
+def _timestamps_path(export: Path) -> Path:
+    return export.with_name(export.name + ".timestamps.json")
+
+
+def _verify_file_timestamps(args: argparse.Namespace, file_result: VerifyResult) -> int:
+    """An export checked offline with the timestamps `exnode audit stamp` kept beside it: nothing is asked
+    of the node. Evidence of another checkpoint, a replayed or foreign token fails naming the checkpoint."""
+    from security.audit import ExportFileError, read_export
+    from security.timestamps import Evidence, TimestampInvalid, load_roots
+
+    path = args.timestamps or _timestamps_path(args.file)
+    if not path.exists():
+        raise UsageError(f"no timestamps for {args.file}: {path} does not exist; run `exnode audit stamp {args.file}` "
+                         "against the node first (or pass --timestamps FILE)")
+    try:
+        roots = load_roots(args.tsa_roots)
+    except TimestampInvalid as error:
+        raise UsageError(str(error)) from None
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        by_sequence = kept["checkpoints"]
+        if kept.get("format") != TIMESTAMPS_FORMAT or not isinstance(by_sequence, dict):
+            raise ValueError(f"not an {TIMESTAMPS_FORMAT} file")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        print(f"audit verify: FAILED ({path}): {error}")
+        return 1
+    try:
+        _, _, checkpoints = read_export(args.file.read_text(encoding="utf-8").splitlines())
+    except ExportFileError as error:
+        print(f"audit verify: FAILED ({args.file}): {error}")
+        return 1
+
+    def evidence_of(sequence: int) -> Evidence | None:
+        data = by_sequence.get(str(sequence))
+        return None if data is None else Evidence.from_dict(data, f"{path}: checkpoint {sequence}")
+    stamped, waiting, problems = _check_checkpoints(checkpoints, evidence_of, roots)
+    return _timestamps_report(file_result, stamped, waiting, problems, args.json, f"timestamps from {path}")
+
+
+def run_audit_stamp(args: argparse.Namespace) -> int:
+    """Keep the node's timestamps of an export's checkpoints beside it (as `exnode pull stamp` does for a
+    pull): `exnode audit verify --file` then checks them without the node."""
+    from security.audit import ExportFileError, read_export
+
+    try:
+        _, _, checkpoints = read_export(args.file.read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {args.file}: {error}") from None
+    except ExportFileError as error:
+        print(f"audit stamp: FAILED ({args.file}): {error}")
+        return 1
+    fetch = _node_evidence(args)
+    kept: dict[str, object] = {}
+    waiting = 0
+    for checkpoint in checkpoints:
+        evidence = fetch(checkpoint.sequence)
+        if evidence is None:
+            waiting += 1
+        else:
+            kept[str(checkpoint.sequence)] = evidence.to_dict()
+    out = args.out or _timestamps_path(args.file)
+    out.write_text(json.dumps({"format": TIMESTAMPS_FORMAT, "export": args.file.name, "checkpoints": kept},
+                              ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        print_json({"file": str(out), "stamped": len(kept), "waiting": waiting})
+    else:
+        print(f"audit stamp: {len(kept)} of {len(checkpoints)} checkpoints' RFC 3161 timestamps written to {out}"
+              + (f"; {waiting} not stamped yet: run it again later" if waiting else ""))
+    return 0
 
 
 def _verify_local(args: argparse.Namespace) -> int:

@@ -218,3 +218,54 @@ def test_audit_verify_against_a_node_checks_every_checkpoint_s_timestamp_here(
     untrusted = OpenSslCA(tmp_path / "other-ca", "some other TSA root")
     code, out, err = cli(capsys, "audit", "verify", *officer, "--tsa-roots", str(untrusted.cert))
     assert code == 1 and "timestamp FAILED: checkpoint" in err and "certificate chain does not verify" in err, err
+
+
+def test_an_exported_trail_verifies_offline_with_the_timestamps_audit_stamp_kept_beside_it(
+        node: RunningNode, ca: OpenSslCA, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`exnode audit export`, `exnode audit stamp FILE`, then `exnode audit verify --file FILE --tsa-roots`
+    with no node: the checkpoints' tokens check offline; another checkpoint's evidence, an edited token or an
+    untrusted TSA fails naming the checkpoint; a missing timestamps file says to run audit stamp."""
+    keys = keys_file(node, tmp_path)
+    officer = ["--server", node.address, "--token", node.token(PROVIDER, ["security_officer"], subject="officer")]
+    for _ in range(2):  # two checkpoints (an audited call between them), both stamped
+        node.node.audit_writer.checkpoint_if_due(force=True)
+        node.node.timestamps.stamp_once()
+        assert cli(capsys, "audit", "verify", *officer)[0] == 0
+    export = tmp_path / "trail.jsonl"
+    code, out, err = cli(capsys, "audit", "export", *officer, "--out", str(export))
+    assert code == 0, out + err
+    offline = ["audit", "verify", "--file", str(export), "--keys", str(keys), "--tsa-roots", str(ca.cert)]
+    code, out, err = cli(capsys, *offline)
+    assert code == 2 and f"run `exnode audit stamp {export}`" in err, out + err
+
+    code, out, err = cli(capsys, "audit", "stamp", str(export), *officer, "--json")
+    assert code == 0, out + err
+    stamped = json.loads(out)
+    assert stamped["stamped"] >= 1, stamped
+    kept = Path(stamped["file"])
+    assert kept == tmp_path / "trail.jsonl.timestamps.json"
+
+    code, out, err = cli(capsys, *offline, "--json")  # the node is not asked: only the two files and the roots
+    assert code == 0, out + err
+    assert json.loads(out)["timestamps_checked"] == stamped["stamped"]
+
+    untrusted = OpenSslCA(tmp_path / "other-ca", "some other TSA root")
+    code, out, err = cli(capsys, "audit", "verify", "--file", str(export), "--keys", str(keys), "--tsa-roots",
+                         str(untrusted.cert))
+    assert code == 1 and "timestamp FAILED: checkpoint" in err and "certificate chain does not verify" in err, err
+
+    data = json.loads(kept.read_text(encoding="utf-8"))
+    assert len(data["checkpoints"]) >= 2, data["checkpoints"].keys()
+    (first, evidence), (second, _) = list(data["checkpoints"].items())[:2]
+    other = tmp_path / "moved.json"  # one checkpoint's evidence presented for another
+    other.write_text(json.dumps({**data, "checkpoints": {first: evidence, second: evidence}}), encoding="utf-8")
+    code, out, err = cli(capsys, *offline, "--timestamps", str(other))
+    assert code == 1 and f"checkpoint {second}'s timestamp" in err, out + err
+    tampered = tmp_path / "tampered.json"
+    token = bytearray(base64.b64decode(evidence["token"]))
+    token[len(token) // 2] ^= 0xFF
+    tampered.write_text(json.dumps({**data, "checkpoints": {
+        first: {**evidence, "token": base64.b64encode(bytes(token)).decode()}}}), encoding="utf-8")
+    code, out, err = cli(capsys, *offline, "--timestamps", str(tampered))
+    assert code == 1 and f"checkpoint {first}" in err, out + err
+
