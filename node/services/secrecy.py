@@ -55,11 +55,16 @@ def retire_data_key(uow: UnitOfWorkFactory, key_id: str, now: dt.datetime) -> No
 
 
 def reencrypt(uow: UnitOfWorkFactory, clock: Callable[[], dt.datetime], step: int = 2000) -> int:
-    """Seal again every record under a retired key (or in clear) with its resource's live key."""
+    """Seal again every record under a retired key (or in clear) with its resource's live key, and every
+    outbox body, household check and stored answer under a retired key with the live one."""
     total = 0
     while True:
         with uow(write=True) as work:
-            moved = work.data_keys.reencrypt(clock(), step)
+            now = clock()
+            moved = work.data_keys.reencrypt(now, step)
+            retired = work.data_keys.retired()
+            if retired:  # household checks and the answers kept for other nodes, under the checks/rpc keys
+                moved += work.checks.reseal(retired, now, step) + work.verifications.reseal(retired, now, step)
             work.commit()
         total += moved
         if not moved:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from typing import Any
+from collections.abc import Collection
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -100,13 +100,13 @@ class CheckRepository:
         return self.sealer.open_blob(self.connection, row.data_key, _aad(check_id, "answer", target),
                                      bytes(row.answer), f"check {check_id}: answer of {target}")
 
-    def reseal(self, retired: Any, now: dt.datetime, limit: int) -> int:
-        """Up to ``limit`` checks and targets sealed under a retired data key (``retired``: a select of key
-        ids) sealed again under the live one (the re-encryption job; the watched version does not move)."""
+    def reseal(self, retired: Collection[str], now: dt.datetime, limit: int) -> int:
+        """Up to ``limit`` checks and targets sealed under a retired data key (``retired``: the retired key ids)
+        sealed again under the live one (the re-encryption job; the watched version does not move)."""
         if self.sealer is None:
             return 0
         h, t = household_checks.c, check_targets.c
-        checks = self.connection.execute(select(h.id, h.members, h.data_key).where(h.data_key.in_(retired))
+        checks = self.connection.execute(select(h.id, h.members, h.data_key).where(h.data_key.in_(sorted(retired)))
                                          .limit(limit)).all()
         for row in checks:
             aad = _aad(row.id, "members")
@@ -115,7 +115,7 @@ class CheckRepository:
             self.connection.execute(update(household_checks).where(h.id == row.id)
                                     .values(members=members, data_key=key_id))
         targets = self.connection.execute(select(t.check_id, t.target, t.findings, t.answer, t.data_key)
-                                          .where(t.data_key.in_(retired)).limit(limit)).all()
+                                          .where(t.data_key.in_(sorted(retired))).limit(limit)).all()
         for row in targets:
             aad = _aad(row.check_id, "findings", row.target)
             key_id, findings = self._seal_text(aad, self._open_text(

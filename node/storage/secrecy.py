@@ -359,7 +359,7 @@ def retire(connection: Connection, key_id: str, now: dt.datetime) -> bool:
 def reencrypt(connection: Connection, sealer: Sealer, now: dt.datetime, limit: int = 2000) -> int:
     """One step of the background re-encryption job: up to ``limit`` records sealed under a retired key (or
     none, from before encryption at rest) are opened and sealed again under their resource's live key; so
-    are outbox bodies, household checks and stored answers under a retired key.
+    are outbox bodies under a retired key (household checks and stored answers: their repositories' reseal).
     Returns how many; the caller commits and calls again until it returns 0."""
     r, k = records.c, data_keys.c
     retired = select(k.key_id).where(k.retired_at.is_not(None))
@@ -385,9 +385,4 @@ def reencrypt(connection: Connection, sealer: Sealer, now: dt.datetime, limit: i
         key_id, sealed_body = sealer.seal_body(connection, resource, row.batch_id, row.platform, row.consumer_code,
                                                body, now)
         connection.execute(update(outbox).where(o.id == row.id).values(body=sealed_body, body_key=key_id))
-    from node.storage.check_repository import CheckRepository  # they import this module
-    from node.storage.verification_repository import VerificationRepository
-
-    others = (CheckRepository(connection, sealer).reseal(retired, now, limit)
-              + VerificationRepository(connection, sealer).reseal(retired, now, limit))
-    return len(rows) + len(bodies) + others
+    return len(rows) + len(bodies)

@@ -4,6 +4,7 @@ given to other nodes' requests (``rpc_answers``, sealed at rest)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
@@ -97,12 +98,12 @@ class VerificationRepository:
         self.connection.execute(plain_insert(rpc_answers).values(
             request_id=request_id, requester_node=requester_node, answer=answer, answered_at=now, data_key=key_id))
 
-    def reseal(self, retired: Any, now: dt.datetime, limit: int) -> int:
+    def reseal(self, retired: Collection[str], now: dt.datetime, limit: int) -> int:
         """Up to ``limit`` stored answers sealed under a retired data key sealed again under the live one."""
         if self.sealer is None:
             return 0
         c = rpc_answers.c
-        rows = self.connection.execute(select(c.request_id, c.answer, c.data_key).where(c.data_key.in_(retired))
+        rows = self.connection.execute(select(c.request_id, c.answer, c.data_key).where(c.data_key.in_(sorted(retired)))
                                        .limit(limit)).all()
         for row in rows:
             aad = _answer_aad(row.request_id)
