@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter
 
-from node.grpc.errors import code_for
+from node.grpc.errors import code_for, unless_gone
 from node.grpc.handlers import Behaviour, WrappedHandlers, wrap_handler
 from node.ops.request_context import RequestContext, reset, set_current
 from node.services.audit import AuditUnavailable, AuditWriter
@@ -96,7 +96,7 @@ class _AuditedContext:
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
         await self._record(code, details)
-        await self._context.abort(code, details, trailing_metadata)
+        await unless_gone(self._context.abort(code, details, trailing_metadata))
 
     async def abort_with_status(self, status: grpc.Status) -> None:
         await self._record(status.code, status.details)
@@ -156,7 +156,7 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             AUTH_FAILURES.labels(error.reason).inc()
             audited.audited = True
             await self._audit_or_abort(context, request, "UNAUTHENTICATED", f"{error.reason}: {error}")
-            await context.abort(code_for(error), f"{error} ({error.reason})")
+            await unless_gone(context.abort(code_for(error), f"{error} ({error.reason})"))
 
     def _open(self, method: str, context: grpc.aio.ServicerContext) -> tuple[RequestContext, _AuditedContext]:
         request = RequestContext(request_id=_request_id(context), method=method, peer=context.peer() or "")
@@ -168,7 +168,7 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             await self._audit(request, result, detail)
         except AuditUnavailable as error:
             log.error("request refused: audit unavailable", extra={"request_id": request.request_id})
-            await grpc_context.abort(code_for(error), str(error))
+            await unless_gone(grpc_context.abort(code_for(error), str(error)))
 
     async def _audit_failure(self, request: RequestContext, result: str, detail: str) -> None:
         """The call already failed; an audit failure now is logged (the caller gets the original error)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc._cython.cygrpc import ExecuteBatchError  # what grpc.aio raises when a status cannot be sent
 from grpc_status import rpc_status
 
 from catalog.errors import (
@@ -130,8 +132,18 @@ def rich_status(code: grpc.StatusCode, error: Exception) -> status_pb2.Status:
     return status
 
 
+async def unless_gone(send: Awaitable[None]) -> None:
+    """Send a refusal's final status. A caller that went away meanwhile cannot get it: gRPC raises
+    ExecuteBatchError, and its core would log that with a traceback for an expected condition, so the call
+    ends as cancelled instead (what it is)."""
+    try:
+        await send
+    except ExecuteBatchError:
+        raise asyncio.CancelledError from None
+
+
 async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
-    await context.abort_with_status(rpc_status.to_status(rich_status(code_for(error), error)))
+    await unless_gone(context.abort_with_status(rpc_status.to_status(rich_status(code_for(error), error))))
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
