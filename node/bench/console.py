@@ -199,14 +199,19 @@ def run_load(host: str, port: int, roles: tuple[str, ...], paths: Callable[[rand
         except Exception as error:
             errors.append(f"{type(error).__name__}: {error}")
 
+    _sessions(one, errors, "console")
+    return latencies
+
+
+def _sessions(one: Callable[[int], None], errors: list[str], what: str) -> None:
+    """``one`` run by SESSIONS threads at once; the first error they noted ends the bench."""
     threads = [threading.Thread(target=one, args=(i,)) for i in range(SESSIONS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     if errors:
-        raise RuntimeError(f"console load failed: {errors[0]}")
-    return latencies
+        raise RuntimeError(f"{what} load failed: {errors[0]}")
 
 
 def rpc_load(data: Path, address: str, role: str, paths: Callable[[random.Random], Iterator[str]],
@@ -273,13 +278,7 @@ def rpc_load(data: Path, address: str, role: str, paths: Callable[[random.Random
             except grpc.RpcError as error:
                 errors.append(f"{error.code().name}: {error.details()}")
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(SESSIONS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise RuntimeError(f"rpc load failed: {errors[0]}")
+    _sessions(one, errors, "rpc")
     return latencies
 
 
