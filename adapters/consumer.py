@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from adapters.codecs.envelope import Envelope, TrustedKeys, verify
 from adapters.errors import AdapterError
 from adapters.platforms import codec_for
-from security.sealing import HEADER_INNER, SEALED_CONTENT_TYPE, ConsumerPrivateKey, sealing_context
+from security.sealing import SEALED_CONTENT_TYPE, ConsumerPrivateKey, sealing_context, sealing_of
 
 
 class UnreadableMessage(AdapterError):
@@ -34,15 +34,16 @@ def open_message(key: ConsumerPrivateKey | None, content_type: str, headers: Map
     if content_type != SEALED_CONTENT_TYPE:
         return content_type, body, False
     record_id = str(headers.get("x-exnode-record-id", ""))
+    algorithm, kid, encapsulated, inner_type = sealing_of(headers)
     if key is None:
-        raise UnreadableMessage(f"record {record_id}: the message is sealed to consumer key "
-                                f"{headers.get('x-exnode-enc-kid')!r} and no key was given to open it")
-    context = sealing_context(str(headers.get("x-exnode-batch-id", "")), str(headers.get("x-exnode-enc-kid", "")))
+        raise UnreadableMessage(f"record {record_id}: the message is sealed to consumer key {kid!r} and no key "
+                                "was given to open it")
+    context = sealing_context(str(headers.get("x-exnode-batch-id", "")), kid)
     try:
-        inner = key.open(dict(headers), context, record_id, body)
+        inner = key.open_sealed(algorithm, kid, encapsulated, context, record_id, body)
     except Exception as error:  # TamperedCiphertext, BadConsumerKey: both name the record
         raise UnreadableMessage(str(error)) from None
-    return str(headers.get(HEADER_INNER, "")), inner, True
+    return inner_type, inner, True
 
 
 def read_message(key: ConsumerPrivateKey | None, kind: str, trusted: TrustedKeys, content_type: str,

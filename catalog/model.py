@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
 from catalog.codes import credit_code_problem, resource_code_problem
 from catalog.errors import FieldProblem, IllegalTransition, InvalidField
+
+_T = TypeVar("_T")
 
 
 class LabelledEnum(StrEnum):
@@ -98,6 +101,7 @@ FORMAT_TYPES: dict[FormatClass, tuple[str, ...]] = {
 }
 """Known format types per class; the other classes take a free type (image, media and self-describing
 formats are too many to enumerate)."""
+_FORMAT_TYPES_LOWER = {kind: frozenset(t.lower() for t in types) for kind, types in FORMAT_TYPES.items()}
 
 
 class ShareMethodClass(LabelledEnum):
@@ -224,7 +228,7 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 """Control characters other than tab, line feed and carriage return (a regex: imports check ~10^6 texts)."""
 
 
-def _text(problems: list[FieldProblem], name: str, value: str, limit: int, required: bool) -> None:
+def _text_problem(problems: list[FieldProblem], name: str, value: str, limit: int, required: bool) -> None:
     if required and not value.strip():
         problems.append(FieldProblem(name, "is required"))
     elif len(value) > limit:
@@ -233,7 +237,68 @@ def _text(problems: list[FieldProblem], name: str, value: str, limit: int, requi
         problems.append(FieldProblem(name, "contains control characters"))
 
 
+_LENGTH_OK: dict[ItemDataType, tuple[int, int]] = {
+    t: ((1, MAX_STRING_LENGTH) if t is ItemDataType.STRING else (0, MAX_NUMERIC_PRECISION) if t in _NUMERIC_TYPES
+        else (0, 0) if t in _FIXED_LENGTH_TYPES else (0, 1 << 62)) for t in ItemDataType}
+"""The lengths each data type accepts (what ``item_problems`` checks one by one)."""
+
+
+_text = _text_problem
+
+
+def _no_text_problem(problems: list[FieldProblem], name: str, value: str, limit: int, required: bool) -> None:
+    """``_texts_clean`` found every text of the entry fine."""
+
+
+def _texts_clean(meta: ResourceMetadata) -> bool:
+    """True only when no ``_text`` check of ``metadata_problems`` can fail (the limits are each field's
+    upper bound there; one regex for every text): the per-field checks then run only on doubt."""
+    texts = (meta.name, meta.summary, meta.provider_name, meta.format_type, meta.format_description,
+             meta.share_condition, meta.open_condition, *meta.keywords)
+    if _CONTROL.search("\n".join(texts)):
+        return False
+    required = (meta.name, meta.summary, meta.provider_name,
+                *((meta.share_condition,) if meta.share_type is not ShareType.UNCONDITIONAL else ()),
+                *((meta.open_condition,) if meta.open_type is OpenType.CONDITIONAL else ()),
+                *((meta.format_description,) if meta.format_class is FormatClass.OTHER else ()),
+                *((meta.format_type,) if meta.format_class not in FORMAT_TYPES and meta.format_class
+                  is not FormatClass.OTHER else ()))
+    if not all(text.strip() for text in required):
+        return False
+    return (len(meta.name) <= MAX_NAME and len(meta.summary) <= MAX_SUMMARY and len(meta.provider_name) <= MAX_NAME
+            and len(meta.format_type) <= 100 and max(len(meta.format_description), len(meta.share_condition),
+                                                    len(meta.open_condition)) <= MAX_TEXT
+            and all(keyword.strip() and len(keyword) <= 50 for keyword in meta.keywords))
+
+
+def _items_clean(items: tuple[Item, ...]) -> bool:
+    """True only when ``item_problems`` would find nothing: the common case, checked per batch of
+    texts (one regex over all names and descriptions) instead of per field; any doubt goes to the
+    full check, which names each problem."""
+    if not items or len(items) > MAX_ITEMS:
+        return False
+    names = [item.name for item in items]
+    stripped = {name.strip() for name in names}
+    if len(stripped) != len(items) or "" in stripped or max(map(len, names)) > MAX_ITEM_NAME:
+        return False
+    descriptions = [item.description for item in items]
+    if max(map(len, descriptions)) > MAX_TEXT or _CONTROL.search("\n".join(names + descriptions)):
+        return False
+    keys = 0
+    for item in items:
+        low, high = _LENGTH_OK[item.data_type]
+        if not low <= item.length <= high:
+            return False
+        if item.key:
+            keys += 1
+            if not item.required or item.data_type not in KEY_DATA_TYPES:
+                return False
+    return keys <= MAX_KEY_ITEMS
+
+
 def item_problems(items: tuple[Item, ...]) -> list[FieldProblem]:
+    if _items_clean(items):
+        return []
     problems: list[FieldProblem] = []
     if not items:
         problems.append(FieldProblem("items", "at least one 信息项 is required"))
@@ -283,6 +348,7 @@ def item_problems(items: tuple[Item, ...]) -> list[FieldProblem]:
 def metadata_problems(meta: ResourceMetadata) -> list[FieldProblem]:
     """Every rule of the standard that one version must satisfy on its own (no catalog look-ups)."""
     problems: list[FieldProblem] = []
+    text = _no_text_problem if _texts_clean(meta) else _text_problem
     code_problem = resource_code_problem(meta.code)
     if code_problem:
         problems.append(FieldProblem("code", f"{meta.code!r} {code_problem}"))
@@ -290,24 +356,24 @@ def metadata_problems(meta: ResourceMetadata) -> list[FieldProblem]:
         problems.append(FieldProblem(
             "code", f"{meta.code!r} starts with {meta.code[0]}, but a {meta.classification.label} code starts with "
                     f"{meta.classification.number}"))
-    _text(problems, "name", meta.name, MAX_NAME, True)
-    _text(problems, "summary", meta.summary, MAX_SUMMARY, True)
-    _text(problems, "provider_name", meta.provider_name, MAX_NAME, True)
+    text(problems, "name", meta.name, MAX_NAME, True)
+    text(problems, "summary", meta.summary, MAX_SUMMARY, True)
+    text(problems, "provider_name", meta.provider_name, MAX_NAME, True)
     credit = credit_code_problem(meta.provider_code)
     if credit:
         problems.append(FieldProblem("provider_code", f"{meta.provider_code!r} is not a 统一社会信用代码: {credit}"))
     known_types = FORMAT_TYPES.get(meta.format_class)
     if known_types is not None:
-        if meta.format_type.lower() not in {t.lower() for t in known_types}:
+        if meta.format_type.lower() not in _FORMAT_TYPES_LOWER[meta.format_class]:
             problems.append(FieldProblem(
                 "format_type", f"unknown {meta.format_class.label} type {meta.format_type!r}; allowed: "
                                + ", ".join(known_types)))
     elif meta.format_class is not FormatClass.OTHER:
-        _text(problems, "format_type", meta.format_type, 100, True)
+        text(problems, "format_type", meta.format_type, 100, True)
     if meta.format_class is FormatClass.OTHER:
-        _text(problems, "format_description", meta.format_description, MAX_TEXT, True)
+        text(problems, "format_description", meta.format_description, MAX_TEXT, True)
     problems.extend(item_problems(meta.items))
-    _text(problems, "share_condition", meta.share_condition, MAX_TEXT, meta.share_type is not ShareType.UNCONDITIONAL)
+    text(problems, "share_condition", meta.share_condition, MAX_TEXT, meta.share_type is not ShareType.UNCONDITIONAL)
     if meta.share_type is not ShareType.NOT_SHARED:
         if meta.share_method_class is None:
             problems.append(FieldProblem("share_method_class", "is required unless the resource is 不予共享"))
@@ -315,7 +381,7 @@ def metadata_problems(meta: ResourceMetadata) -> list[FieldProblem]:
             problems.append(FieldProblem("share_method_type", "is required unless the resource is 不予共享"))
     if meta.share_type is ShareType.NOT_SHARED and meta.open_type is not OpenType.NOT_OPEN:
         problems.append(FieldProblem("open_type", "a 不予共享 resource must be 不予开放 (NOT_OPEN)"))
-    _text(problems, "open_condition", meta.open_condition, MAX_TEXT, meta.open_type is OpenType.CONDITIONAL)
+    text(problems, "open_condition", meta.open_condition, MAX_TEXT, meta.open_type is OpenType.CONDITIONAL)
     if len(meta.related_codes) > MAX_RELATED:
         problems.append(FieldProblem("related_codes", f"at most {MAX_RELATED} related codes"))
     seen: set[str] = set()
@@ -329,7 +395,7 @@ def metadata_problems(meta: ResourceMetadata) -> list[FieldProblem]:
             problems.append(FieldProblem(where, f"duplicate related code {related!r}"))
         seen.add(related)
     for index, keyword in enumerate(meta.keywords):
-        _text(problems, f"keywords[{index}]", keyword, 50, True)
+        text(problems, f"keywords[{index}]", keyword, 50, True)
     return problems
 
 
@@ -369,6 +435,16 @@ class Resource:
         return self.latest.metadata.provider_code
 
 
+def _evolve(obj: _T, **changes: object) -> _T:
+    """``dataclasses.replace`` for these frozen value objects without running ``__init__`` again (it sets
+    every field through ``object.__setattr__``: an import publishing 10^5 resources spent a tenth of its
+    time there). The fields are already valid values, and ``changes`` are the step's own."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 def create(meta: ResourceMetadata, now: dt.datetime, *, checked: bool = False) -> Resource:
     """A new resource starts as a draft, version 1. ``checked``: the caller has just found no
     ``metadata_problems`` in ``meta`` (an import checks every entry first, to report them all), so the
@@ -376,6 +452,16 @@ def create(meta: ResourceMetadata, now: dt.datetime, *, checked: bool = False) -
     if not checked:
         check_metadata(meta)
     return Resource(meta.code, ResourceStatus.DRAFT, ResourceVersion(meta, 1, VersionState.DRAFT, now))
+
+
+def create_published(meta: ResourceMetadata, now: dt.datetime) -> Resource:
+    """``publish(create(meta, now, checked=True), now)`` in one step, for an import that has checked
+    ``meta`` and publishes at once: the same value, without building the draft first (three
+    copies of frozen objects per resource, a tenth of a publishing import's Python time)."""
+    if meta.publish_date is None:
+        meta = _evolve(meta, publish_date=now.date())
+    version = ResourceVersion(meta, 1, VersionState.PUBLISHED, now, now)
+    return Resource(meta.code, ResourceStatus.PUBLISHED, version, 1)
 
 
 def edit(resource: Resource, meta: ResourceMetadata, now: dt.datetime) -> Resource:
@@ -393,10 +479,10 @@ def edit(resource: Resource, meta: ResourceMetadata, now: dt.datetime) -> Resour
     check_metadata(meta)
     latest = resource.latest
     if latest.state is VersionState.DRAFT:
-        version = replace(latest, metadata=meta, created_at=now)
+        version = _evolve(latest, metadata=meta, created_at=now)
     else:
         version = ResourceVersion(meta, latest.version + 1, VersionState.DRAFT, now)
-    return replace(resource, latest=version)
+    return _evolve(resource, latest=version)
 
 
 def publish(resource: Resource, now: dt.datetime) -> Resource:
@@ -409,13 +495,13 @@ def publish(resource: Resource, now: dt.datetime) -> Resource:
             resource.status.value, "publish", f"version {latest.version} is already published and has no pending draft")
     meta = latest.metadata
     if meta.publish_date is None:
-        meta = replace(meta, publish_date=now.date())
-    version = replace(latest, metadata=meta, state=VersionState.PUBLISHED, published_at=now)
-    return replace(resource, status=ResourceStatus.PUBLISHED, latest=version, published_version=version.version)
+        meta = _evolve(meta, publish_date=now.date())
+    version = _evolve(latest, metadata=meta, state=VersionState.PUBLISHED, published_at=now)
+    return _evolve(resource, status=ResourceStatus.PUBLISHED, latest=version, published_version=version.version)
 
 
 def retire(resource: Resource, now: dt.datetime) -> Resource:
     """Take a published resource off the catalog (下线); its history is kept."""
     if resource.status is not ResourceStatus.PUBLISHED:
         raise IllegalTransition(resource.status.value, "retire", "only a published resource can be retired")
-    return replace(resource, status=ResourceStatus.RETIRED, retired_at=now)
+    return _evolve(resource, status=ResourceStatus.RETIRED, retired_at=now)

@@ -29,7 +29,7 @@ from node.ops.workers import Worker
 from node.pipeline import Ingest, Limits, build_dispatcher, inbound_handler
 from node.pipeline.dispatcher_process import DispatcherProcess
 from node.pipeline.metered import MeteredExchange, MeteredIngest, MeteredQuery
-from node.pipeline.tiers import Message, PeerConfigError, TierApplication, load_peers
+from node.pipeline.tiers import Message, PeerConfigError, TierApplication, load_peer_documents, load_peers
 from node.services.audit import AuditApplication, AuditSettings, AuditWriter
 from node.services.catalog import CatalogApplication, Clock, utc_now
 from node.services.catalog_feed import CatalogFeed, FeedFanoutSource
@@ -40,13 +40,14 @@ from node.services.lists import ListsApplication
 from node.services.objections import ObjectionsApplication
 from node.services.pull import PullApplication, PullSettings
 from node.services.query import QueryApplication
-from node.services.remote import RemoteAnswerer, RemoteQueries
+from node.services.remote import CALLER_LEFT, RemoteAnswerer, RemoteQueries
 from node.services.report import ReportApplication
 from node.services.timestamps import Timestamps
 from node.storage.database import make_engine, migrate
 from node.storage.secrecy import Sealer
 from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWork
 from security.audit import AuditRecord
+from security.broker_sealing import NotSealed, Sealing, load_peer_keys, node_key
 from security.identity import (
     Principal,
     TokenVerifier,
@@ -58,6 +59,7 @@ from security.identity import (
 from security.keyed_hash import INDEX_PURPOSE, KeyHasher
 from security.keys import KeyStore
 from security.policy import Policy
+from security.sealing import ConsumerPrivateKey
 from security.timestamps import TimestampInvalid, load_roots
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,11 @@ class Node:
         self.fanout.start()
         return self.fanout
 
+    @property
+    def encryption(self) -> ConsumerPrivateKey:
+        """The node's encryption key: what other nodes and platforms seal their requests and answers to."""
+        return node_key(self.keys)
+
     def start_rpc(self, status_of: Callable[[Exception], str | None], timeout_s: float = 10.0) -> None:
         """Answer other nodes' requests on exnode.<node>.rpc, and ask other nodes (reply queue
         exnode.<node>.rpc-reply) about resources they hold. ``status_of`` names a refusal's gRPC status
@@ -141,20 +148,35 @@ class Node:
         url, node_id, clock = self.config.rabbitmq.url, self.config.node.id, self.catalog.clock
         answerer = RemoteAnswerer(self.uow, self.query, node_id, self.keys.active, self.peers, clock,
                                   self.audit_writer, status_of, Transient)
+        answerer.timestamps = self.timestamps  # the verdicts it signs for other nodes' callers are stamped here
+        sealing = Sealing(node_id, self.encryption, load_peer_keys(
+            load_peer_documents(self.config.path(self.config.exchange.peers_dir))))
+        answerer.sealing = sealing
         self.rpc_responder = RpcResponder(url, node_id, answerer.handle)
         checks = self.checks
+        checks.sealing = sealing
 
         def on_reply(correlation: str, body: bytes) -> None:
             if correlation.startswith(CORRELATION_PREFIX):
                 checks.receive(correlation, body)
 
         self.rpc_client = RpcClient(url, node_id, on_reply=on_reply)
-        answerer.forward = self.rpc_client.call  # requests for a node further down are relayed through here
+        client = self.rpc_client
+
+        def sealed_call(hop: str, body: bytes, timeout: float) -> bytes:
+            """A request sealed to ``hop``, its answer opened (sealed to this node): UNAVAILABLE otherwise."""
+            try:
+                reply = client.call(hop, sealing.to_peer(hop, body), timeout, abandoned=CALLER_LEFT.get())
+                return sealing.open(reply)
+            except NotSealed as error:
+                raise ConnectionError(f"node {hop}: {error}") from None
+
+        answerer.forward = sealed_call  # requests for a node further down are relayed through here
         checks.publish = self.rpc_client.send
         self.rpc_responder.start()
         self.rpc_client.start()
-        self.query.remote = RemoteQueries(node_id, self.keys.active, self.peers, self.rpc_client.call, clock,
-                                          timeout_s)
+        self.query.remote = RemoteQueries(node_id, self.keys.active, self.peers, sealed_call, clock,
+                                          timeout_s, sealing=sealing)
 
     def start_uplink(self) -> CatalogUplink | None:
         """Send the catalog's published and retired entries to every upper-node platform (tiers)."""
@@ -261,7 +283,8 @@ def build_deadlines(config: Config, clock: Clock) -> Deadlines:
 def audit_settings(config: Config) -> AuditSettings:
     return AuditSettings(node_id=config.node.id, checkpoint_every=config.audit.checkpoint_every,
                          checkpoint_interval_s=config.audit.checkpoint_interval_s,
-                         retention_days=config.audit.retention_days, timestamps=bool(config.tsa.url))
+                         retention_days=config.audit.retention_days, timestamps=bool(config.tsa.url),
+                         batch_window_s=config.audit.batch_window_ms / 1000)
 
 
 def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = True, start_audit: bool = True) -> Node:
@@ -304,11 +327,12 @@ def build(config: Config, *, clock: Clock = utc_now, apply_migrations: bool = Tr
                        leeway_s=config.auth.leeway_s)
     query = MeteredQuery(uow, clock, policy, lists, hasher, keys.active, config.node.id)
     query.stamp_verdicts = bool(config.tsa.url)
+    query.reads_in_process = engine.dialect.name == "sqlite"
     query.quota.writer = writer  # verification counts share the audit trail's group commits
     return Node(
         config=config, engine=engine, keys=keys, verifier=build_verifier(config), policy=policy,
         catalog=CatalogApplication(uow, clock, policy, changed=feed.signal.notify, macs=keys.mac_keys()), feed=feed, lists=lists,
-        disputes=DisputesApplication(lists), objections=ObjectionsApplication(lists, relay=ingest),
+        disputes=DisputesApplication(lists), objections=ObjectionsApplication(lists, relay=ingest, tiers=tiers),
         report=ReportApplication(lists, keys.active, config.node.id, config.node.department_code,
                                  upward=[p.queue for p in platforms if p.kind == "node" and p.upper_node],
                                  publish=functools.partial(publish_confirmed, config.rabbitmq.addresses, config.node.id)),

@@ -27,7 +27,7 @@ from pathlib import Path
 import gmssl_pyx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from security.errors import SecurityError
@@ -383,6 +383,14 @@ class KeyStore:
         kek_active, keks = _load_keks(directory)
         return cls(directory, SigningKey(active_kid, algorithm, private), public, kek_active, keks)
 
+    @property
+    def encryption(self) -> tuple[str, bytes]:
+        """The node's encryption key pair (algorithm, PKCS#8 PEM; ``security.broker_sealing``), made on first use."""
+        cached = getattr(self, "_encryption", None)
+        if cached is None:
+            cached = self._encryption = encryption_key(self.directory, self.active.algorithm)
+        return cached
+
     def mac_keys(self) -> MacKeys:
         return MacKeys(self.active.kid, self.mac_key)
 
@@ -421,11 +429,61 @@ PUBLIC_KEYS_FILE = "public-keys.json"
 """The node's published public keys, beside the keyring; what others use to verify its signatures."""
 
 
+ENCRYPTION_KEY_FILE = "encryption-key.json"
+"""The node's encryption key pair in its keys directory (mode 600): what requests to it over the broker are
+sealed to (``security.broker_sealing``)."""
+HPKE_X25519, SM2_SM4 = "X25519-HPKE", "SM2-SM4"
+
+
+def encryption_key(directory: Path, signing_algorithm: str = "Ed25519") -> tuple[str, bytes]:
+    """(algorithm, private PEM) of the node's encryption key, made on first use: SM2-SM4 for the national
+    suite, else X25519 for HPKE. Another process making it meanwhile wins: its key is the node's."""
+    path = directory / ENCRYPTION_KEY_FILE
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        return str(stored["algorithm"]), str(stored["private_pem"]).encode()
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UnusableKey(f"{path} is unreadable or malformed: {error}") from None
+    if signing_algorithm.startswith("SM2"):
+        algorithm, private_pem = SM2_SM4, pem("PRIVATE KEY", Sm2PrivateKey.generate().pkcs8())
+    else:
+        algorithm, private_pem = HPKE_X25519, x25519.X25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump({"algorithm": algorithm, "private_pem": private_pem.decode()}, out)
+    try:
+        os.link(tmp, path)  # never replaces the one another process made meanwhile
+    except FileExistsError:
+        return encryption_key(directory, signing_algorithm)
+    finally:
+        os.unlink(tmp)
+    return algorithm, private_pem
+
+
+def encryption_public(algorithm: str, private_pem: bytes) -> dict[str, str]:
+    """What ``public-keys.json`` publishes as ``"encryption"``: kid, algorithm, SubjectPublicKeyInfo PEM."""
+    if algorithm == SM2_SM4:
+        der = Sm2PrivateKey.from_pkcs8(unpem("PRIVATE KEY", private_pem)).public_der()
+    else:
+        private = serialization.load_pem_private_key(private_pem, password=None)
+        if not isinstance(private, x25519.X25519PrivateKey):
+            raise UnusableKey(f"an {algorithm} encryption key that is no X25519 key")
+        der = private.public_key().public_bytes(serialization.Encoding.DER,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {"kid": key_id(der), "algorithm": algorithm, "public_pem": pem("PUBLIC KEY", der).decode()}
+
+
 def public_keys_document(store: KeyStore, node_id: str) -> dict:
+    """The signing keys, and the encryption key what is sent to the node over the broker is sealed to."""
     return {"node_id": node_id, "keys": [
         {"kid": k.kid, "algorithm": k.algorithm, "public_pem": k.public_pem, "created_at": k.created_at,
          "active": k.kid == store.active.kid}
-        for k in store.public.values()]}
+        for k in store.public.values()], "encryption": encryption_public(*store.encryption)}
 
 
 def write_public_keys(store: KeyStore, node_id: str) -> Path:

@@ -189,7 +189,8 @@ class Policy:
         self.node_department = node_department
         """The department running the node (the data authority): it reads and reports the whole lists."""
 
-    def decide(self, principal: Principal, action: Action, target: Target) -> Decision:
+    def decide(self, principal: Principal, action: Action, target: Target, grants: GrantLookup | None = None
+               ) -> Decision:
         if action is Action.AUDIT_WRITE:
             return _deny("the audit trail is append-only: nobody edits it")
         if principal.has(SYSTEM_ROLE):
@@ -213,7 +214,7 @@ class Policy:
         if action is Action.EXCHANGE_PULL:
             return self._pull(principal, target)
         if action in (Action.RECORDS_QUERY, Action.RECORDS_VERIFY):
-            return self._ask(principal, action, target)
+            return self._ask(principal, action, target, grants or self.grants)
         if action in (Action.CHECK_FILE, Action.CHECK_READ):
             return self._check(principal, action, target)
         if action in _LIST_RULES:
@@ -241,9 +242,11 @@ class Policy:
         return principal.has("platform") and bool(self.node_department) \
             and principal.department_code == self.node_department
 
-    def require(self, principal: Principal, action: Action, target: Target) -> Decision:
-        """The decision when allowed; PermissionDenied with its reason otherwise."""
-        decision = self.decide(principal, action, target)
+    def require(self, principal: Principal, action: Action, target: Target, grants: GrantLookup | None = None
+                ) -> Decision:
+        """The decision when allowed; PermissionDenied with its reason otherwise. ``grants``: where this one
+        decision reads grants (a request's view of the grant cache), instead of the policy's own lookup."""
+        decision = self.decide(principal, action, target, grants)
         if not decision.allowed:
             raise PermissionDenied(action, target, decision.reason)
         return decision
@@ -422,14 +425,14 @@ class Policy:
             hint = f" (it is not this node's department, {self.node_department})"
         return _deny(f"department {principal.department_code} holds no live grant: there is nothing it may pull{hint}")
 
-    def _ask(self, principal: Principal, action: Action, target: Target) -> Decision:
+    def _ask(self, principal: Principal, action: Action, target: Target, grants: GrantLookup) -> Decision:
         """The request/response mode (接口): a consumer (or its platform) asks about records of a resource
         it holds a live grant of the right kind for; a 不予共享 resource's records are never queried."""
         if not (principal.has("consumer") or principal.has("platform")):
             return _deny(f"{action.value} needs the consumer or platform role")
         if action is Action.RECORDS_VERIFY:
-            return self.grants.verification_decision(principal.department_code, target.code)
-        return self.grants.grant_decision(principal.department_code, target.code)
+            return grants.verification_decision(principal.department_code, target.code)
+        return grants.grant_decision(principal.department_code, target.code)
 
     def _check(self, principal: Principal, action: Action, target: Target) -> Decision:
         """A household check is filed by a consumer of its department and read by that department."""

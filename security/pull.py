@@ -26,6 +26,9 @@ CURSOR_PREFIX = "pc1."
 _CURSOR_CONTEXT = b"exnode pull cursor v1\n"
 _BATCH_CONTEXT = b"exnode pull batch v1\n"
 _MANIFEST_CONTEXT = b"exnode pull manifest v1\n"
+_MANIFEST_CONTEXT_V2 = b"exnode pull manifest v2\n"
+MANIFEST_VERSION = 2
+"""Version 2 signs the manifest's signing time too (version 1, without it, still verifies)."""
 _MAC_SIZE = 16
 _MAX_NAME = 128
 
@@ -126,7 +129,13 @@ def batch_signing_input(*, node_id: str, platform: str, index: int, from_cursor:
 
 
 def manifest_signing_input(*, node_id: str, platform: str, from_cursor: str, to_cursor: str, record_count: int,
-                           batch_count: int, root: bytes, until_day: str) -> bytes:
-    """What the node signs for a pull's manifest: its range, counts, the root over all records."""
-    return (_MANIFEST_CONTEXT + _text(node_id) + _text(platform) + _text(from_cursor) + _text(to_cursor)
-            + record_count.to_bytes(8, "big") + batch_count.to_bytes(8, "big") + _root(root) + _text(until_day))
+                           batch_count: int, root: bytes, until_day: str, signed_at: str = "") -> bytes:
+    """What the node signs for a pull's manifest: its range, counts, the root over all records and (version
+    2, ``signed_at`` given: an ISO 8601 UTC time) when it signed it, so that a manifest or a timestamp token
+    replayed from an earlier pull of the same range is told by its date. Version 1 (no ``signed_at``) is
+    what manifests signed before carry; the context string differs, so neither passes for the other."""
+    body = (_text(node_id) + _text(platform) + _text(from_cursor) + _text(to_cursor) + record_count.to_bytes(8, "big")
+            + batch_count.to_bytes(8, "big") + _root(root) + _text(until_day))
+    if not signed_at:
+        return _MANIFEST_CONTEXT + body
+    return _MANIFEST_CONTEXT_V2 + body + _text(signed_at)

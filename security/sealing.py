@@ -6,14 +6,20 @@ Two suites: HPKE (RFC 9180) base mode with DHKEM(X25519, HKDF-SHA256), HKDF-SHA2
 pyhpke; and for the national suite SM2 public-key encryption (GM/T 0003.4) of an SM4 key, by gmssl-pyx.
 One KEM operation per outbox row (HPKE's secret export, RFC 9180 §5.3, gives the row's message key; SM2
 wraps a random one); each message of the row is then sealed with AES-/SM4-GCM under that key, bound to its
-record id. The row's headers carry what the consumer needs to derive the key again.
+record id, its nonce the message's number in the row (the key is fresh per row, so no nonce repeats under
+it — RFC 9180's own AEAD nonces are a sequence number too). Each message carries what the consumer needs to
+derive the key again and opens on its own: a relayed message in one header, ``x-exnode-enc`` (algorithm,
+key id, encapsulated key, inner content type; one entry instead of four is a third of what a consumer
+spends decoding a message's headers), pull batches and answers in the ``sealing`` map.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import gmssl_pyx
 from cryptography.hazmat.primitives import serialization
@@ -22,7 +28,7 @@ from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
 
 from security.errors import SecurityError
 from security.keys import Sm2PrivateKey, UnusableKey, parse_public_key, pem, unpem
-from security.secrecy import AES_256_GCM, KEY_SIZES, SM4_GCM, Cipher, TamperedCiphertext, new_key
+from security.secrecy import AES_256_GCM, KEY_SIZES, NONCE_SIZE, SM4_GCM, Cipher, TamperedCiphertext, new_key
 
 HPKE_X25519 = "X25519-HPKE"
 SM2_SM4 = "SM2-SM4"
@@ -33,6 +39,10 @@ HEADER_ALGORITHM = "x-exnode-enc-alg"
 HEADER_KID = "x-exnode-enc-kid"
 HEADER_KEY = "x-exnode-enc-key"
 HEADER_INNER = "x-exnode-content-type"
+HEADER_SEALED = "x-exnode-enc"
+"""A relayed message's sealing in one header: ``<algorithm> <key id> <encapsulated key, hex> <inner content
+type>`` (the content type last, it may hold spaces). Messages of rows written before it carry the four
+headers above; the reference consumer reads both."""
 _HPKE_INFO = b"exnode relay v1"
 _HPKE_EXPORT = b"exnode message key"
 
@@ -86,9 +96,29 @@ class RowSeal:
 
     headers: dict[str, str]
     cipher: Cipher
+    _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False, compare=False)
 
     def seal(self, record_id: str, body: bytes) -> bytes:
-        return self.cipher.seal(body, message_aad(record_id))
+        """One message: its nonce is its number under this row's fresh key (never repeated, no system call)."""
+        return self.cipher.seal(body, message_aad(record_id), next(self._numbers).to_bytes(NONCE_SIZE, "big"))
+
+    def message_headers(self, inner_content_type: str) -> dict[str, str]:
+        """The one ``x-exnode-enc`` header of a relayed message sealed by this row's key."""
+        return {HEADER_SEALED: " ".join((self.headers[HEADER_ALGORITHM], self.headers[HEADER_KID],
+                                         self.headers[HEADER_KEY], inner_content_type))}
+
+
+def sealing_of(headers: Mapping[str, object]) -> tuple[str, str, str, str]:
+    """(algorithm, key id, encapsulated key, inner content type) of a relayed message's headers: its
+    ``x-exnode-enc`` header, or the four headers of a message written before it."""
+    compact = headers.get(HEADER_SEALED)
+    if compact is not None:
+        parts = str(compact).split(" ", 3)
+        if len(parts) == 4:
+            return parts[0], parts[1], parts[2], parts[3]
+        return "", "", "", ""
+    return (str(headers.get(HEADER_ALGORITHM, "")), str(headers.get(HEADER_KID, "")),
+            str(headers.get(HEADER_KEY, "")), str(headers.get(HEADER_INNER, "")))
 
 
 def sealing_context(batch_id: str, kid: str) -> str:
@@ -137,7 +167,7 @@ class ConsumerPrivateKey:
             raise BadConsumerKey(f"unknown algorithm {algorithm!r}; known: {', '.join(CONSUMER_ALGORITHMS)}")
         self.algorithm = algorithm
         self.private_pem = private_pem
-        self._opened: dict[str, Cipher] = {}
+        self._opened: dict[tuple[str, str], Cipher] = {}
         if algorithm == HPKE_X25519:
             private = serialization.load_pem_private_key(private_pem, password=None)
             self._hpke_key = KEMKey.from_pem(private_pem)
@@ -157,15 +187,19 @@ class ConsumerPrivateKey:
         return cls(algorithm, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                     serialization.NoEncryption()))
 
-    def open(self, headers: dict, context: str, record_id: str, body: bytes) -> bytes:
+    def open(self, headers: Mapping[str, object], context: str, record_id: str, body: bytes) -> bytes:
         """The inner message; TamperedCiphertext naming the record when its tag fails, BadConsumerKey when
         it was sealed to another key."""
+        return self.open_sealed(str(headers.get(HEADER_ALGORITHM, "")), str(headers.get(HEADER_KID, "")),
+                                str(headers.get(HEADER_KEY, "")), context, record_id, body)
+
+    def open_sealed(self, algorithm: str, kid: str, encapsulated: str, context: str, record_id: str,
+                    body: bytes) -> bytes:
+        """``open`` of the parts themselves (a relayed message's ``sealing_of``)."""
         what = f"message of record {record_id}"
-        if headers.get(HEADER_KID) != self.kid or headers.get(HEADER_ALGORITHM) != self.algorithm:
-            raise BadConsumerKey(f"{what}: sealed to key {headers.get(HEADER_KID)!r} "
-                                 f"({headers.get(HEADER_ALGORITHM)}), not to this key {self.kid}")
-        encapsulated = str(headers.get(HEADER_KEY, ""))
-        cipher = self._opened.get(encapsulated + context)
+        if kid != self.kid or algorithm != self.algorithm:
+            raise BadConsumerKey(f"{what}: sealed to key {kid!r} ({algorithm}), not to this key {self.kid}")
+        cipher = self._opened.get((encapsulated, context))
         if cipher is None:
             try:
                 raw = bytes.fromhex(encapsulated)
@@ -179,5 +213,5 @@ class ConsumerPrivateKey:
                 raise TamperedCiphertext(f"{what}: the encapsulated key does not open: {error}") from None
             if len(self._opened) > 1024:
                 self._opened.clear()
-            self._opened[encapsulated + context] = cipher
+            self._opened[(encapsulated, context)] = cipher
         return cipher.open(body, message_aad(record_id), what)

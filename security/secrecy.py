@@ -67,8 +67,13 @@ class Cipher:
         if self.algorithm == AES_256_GCM:
             object.__setattr__(self, "_aes", AESGCM(self.key))
 
-    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
-        nonce = os.urandom(NONCE_SIZE)
+    def seal(self, plaintext: bytes, aad: bytes, nonce: bytes | None = None) -> bytes:
+        """``nonce``: the caller's, when it guarantees it never repeats under this key (a counter under a
+        fresh key, ``security.sealing.RowSeal``); otherwise 12 random bytes."""
+        if nonce is None:
+            nonce = os.urandom(NONCE_SIZE)
+        elif len(nonce) != NONCE_SIZE:
+            raise ValueError(f"a nonce has {NONCE_SIZE} bytes, not {len(nonce)}")
         if self.algorithm == AES_256_GCM:
             return nonce + self._aes.encrypt(nonce, plaintext, aad)  # type: ignore[attr-defined]
         if not plaintext:  # GmSSL refuses it; nothing here seals an empty value (JSON, packed bodies, keys)

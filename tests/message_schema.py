@@ -15,8 +15,8 @@ SCHEMA_FILE = Path(__file__).resolve().parents[1] / "adapters" / "codecs" / "sch
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 Draft202012Validator.check_schema(SCHEMA)
 VALIDATOR = Draft202012Validator(SCHEMA)
-BRANCHES = {kind: Draft202012Validator({"$defs": SCHEMA["$defs"], "$ref": f"#/$defs/signed{kind.title()}"})
-            for kind in ("request", "answer")}
+BRANCHES = {kind: Draft202012Validator({"$defs": SCHEMA["$defs"], "$ref": f"#/$defs/{ref}"})
+            for kind, ref in (("request", "signedRequest"), ("answer", "signedAnswer"), ("sealed", "sealedMessage"))}
 """One validator per kind of message: the whole schema's ``oneOf`` says only that neither kind fits."""
 
 
@@ -41,8 +41,17 @@ def problems(message: dict[str, Any]) -> list[str]:
     return found
 
 
-def assert_conforms(body: bytes) -> dict[str, Any]:
+def assert_conforms(body: bytes, readers: dict[str, Any] | None = None, *, sealed: bool = True) -> dict[str, Any]:
+    """The message (opened when sealed to one of ``readers``: id → its ``ConsumerPrivateKey``), checked
+    against the schema both sealed and opened; ``sealed``: it must cross the broker sealed."""
     message = json.loads(body)
     found = problems(message)
     assert not found, f"not in the published format: {found}: {message}"
+    assert not sealed or "sealed" in message, f"crossed the broker in clear: {message}"
+    if "sealed" in message and readers:
+        from security.broker_sealing import open_message
+
+        to = message["sealed"]["to"]
+        assert to in readers, f"sealed to {to}, not to one of {sorted(readers)}"
+        return assert_conforms(open_message(body, to, readers[to]), sealed=False)
     return message

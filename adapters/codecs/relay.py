@@ -13,6 +13,14 @@ Demands (回流): a lower node forwards a demand its department filed for a reso
 signed ``demand`` document up the same link; the upper node's answer (approved with the grant's terms, or
 rejected with the reason) comes down as a signed ``decision`` through the downward shovel. Each kind is
 signed under its own context, so no document can pass for another.
+
+Disputed marks (校核纠错): when an objection to a record is raised or answered at a node, the node platforms
+it relayed the record to get a signed ``dispute`` notice (provider, resource, record id, objection id,
+disputed or not) instead of the re-published envelope: the envelope's mark is not signed (routing
+information), and the upper node changes what it serves only on what a trusted peer vouches for. An
+objection raised at an upper node goes down the record's route as a signed ``objection`` document (the
+objector, evidence, attachment hashes), each hop toward the record's origin; the provider's answer comes
+back up, hop by hop, as a signed ``objection answer``.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ CONTENT_TYPE = "application/vnd.exnode.relay+x-protobuf"
 CATALOG_CONTENT_TYPE = "application/vnd.exnode.catalog+json"
 _CATALOG_CONTEXT = b"exnode-catalog-entry/1\n"
 MAX_CATALOG_BYTES = 1024 * 1024
+MAX_DEMAND_BYTES = 64 * 1024
 
 
 def encode(envelope: Envelope, *, checked: bool = False) -> bytes:
@@ -63,12 +72,14 @@ def encode_report(report: Mapping[str, Any], sender: str, signer: BatchSigner) -
 
 def decode_report(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
     """(sender node, report) when a trusted peer signed it; CatalogEntryError naming the problem otherwise."""
-    if len(data) > MAX_REPORT_BYTES:
-        raise CatalogEntryError(f"document: {len(data)} bytes; at most {MAX_REPORT_BYTES}")
-    return _decode_signed(data, trusted, _REPORT_CONTEXT, "monthly report")
+    return _decode_signed(data, trusted, _REPORT_CONTEXT, "monthly report", MAX_REPORT_BYTES)
 
 
-def _decode_signed(data: bytes, trusted: TrustedKeys, context: bytes, what: str) -> tuple[str, dict[str, Any]]:
+def _decode_signed(data: bytes, trusted: TrustedKeys, context: bytes, what: str,
+                   limit: int = MAX_DEMAND_BYTES) -> tuple[str, dict[str, Any]]:
+    """A signed tier document's sender and entry; its size is bounded (``limit``) before it is parsed."""
+    if len(data) > limit:
+        raise CatalogEntryError(f"document: {len(data)} bytes; at most {limit}")
     try:
         document = json.loads(data.decode("utf-8"))
         entry, sender, kid = document["entry"], document["sender"], document["kid"]
@@ -89,7 +100,6 @@ DEMAND_CONTENT_TYPE = "application/vnd.exnode.demand+json"
 DECISION_CONTENT_TYPE = "application/vnd.exnode.demand-decision+json"
 _DEMAND_CONTEXT = b"exnode-demand/1\n"
 _DECISION_CONTEXT = b"exnode-demand-decision/1\n"
-MAX_DEMAND_BYTES = 64 * 1024
 
 
 def _encode_signed(entry: Mapping[str, Any], sender: str, signer: BatchSigner, context: bytes) -> bytes:
@@ -105,8 +115,6 @@ def encode_demand(demand: Mapping[str, Any], sender: str, signer: BatchSigner) -
 
 
 def decode_demand(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
-    if len(data) > MAX_DEMAND_BYTES:
-        raise CatalogEntryError(f"document: {len(data)} bytes; at most {MAX_DEMAND_BYTES}")
     return _decode_signed(data, trusted, _DEMAND_CONTEXT, "forwarded demand")
 
 
@@ -116,8 +124,6 @@ def encode_decision(decision: Mapping[str, Any], sender: str, signer: BatchSigne
 
 
 def decode_decision(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
-    if len(data) > MAX_DEMAND_BYTES:
-        raise CatalogEntryError(f"document: {len(data)} bytes; at most {MAX_DEMAND_BYTES}")
     return _decode_signed(data, trusted, _DECISION_CONTEXT, "demand decision")
 
 
@@ -131,6 +137,72 @@ def encode_catalog_entry(entry: Mapping[str, Any], sender: str, signer: BatchSig
 
 def decode_catalog_entry(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
     """(sender node, entry) when a trusted peer signed it; CatalogEntryError naming the problem otherwise."""
-    if len(data) > MAX_CATALOG_BYTES:
-        raise CatalogEntryError(f"document: {len(data)} bytes; at most {MAX_CATALOG_BYTES}")
-    return _decode_signed(data, trusted, _CATALOG_CONTEXT, "catalog entry")
+    return _decode_signed(data, trusted, _CATALOG_CONTEXT, "catalog entry", MAX_CATALOG_BYTES)
+
+
+DISPUTE_CONTENT_TYPE = "application/vnd.exnode.dispute+json"
+_DISPUTE_CONTEXT = b"exnode-dispute-notice/1\n"
+
+
+def encode_dispute(notice: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
+    """A disputed mark set (objection raised) or cleared (answered) on a record the sender relayed upward:
+    ``provider_code``, ``resource_code``, ``record_id``, ``objection_id``, ``disputed``, ``at``."""
+    return _encode_signed(notice, sender, signer, _DISPUTE_CONTEXT)
+
+
+def decode_dispute(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
+    return _decode_signed(data, trusted, _DISPUTE_CONTEXT, "dispute notice")
+
+
+DEMAND_CHANGE_CONTENT_TYPE = "application/vnd.exnode.demand-change+json"
+DISPUTE_STEP_CONTENT_TYPE = "application/vnd.exnode.dispute-step+json"
+_DEMAND_CHANGE_CONTEXT = b"exnode-demand-change/1\n"
+_DISPUTE_STEP_CONTEXT = b"exnode-dispute-step/1\n"
+
+
+def encode_demand_change(change: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
+    """The requester's withdrawal (``change`` WITHDRAW) or contest of a refusal (CONTEST, with the duty basis)
+    of a demand the sender forwarded upward, carried to the node that decides it."""
+    return _encode_signed(change, sender, signer, _DEMAND_CHANGE_CONTEXT)
+
+
+def decode_demand_change(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
+    return _decode_signed(data, trusted, _DEMAND_CHANGE_CONTEXT, "demand change")
+
+
+def encode_dispute_step(step: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
+    """The deciding node's step in the dispute of a forwarded demand (the provider's answer, the
+    coordinator's decision), with the demand's outcome and grant terms, sent down to the requester's node."""
+    return _encode_signed(step, sender, signer, _DISPUTE_STEP_CONTEXT)
+
+
+def decode_dispute_step(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
+    return _decode_signed(data, trusted, _DISPUTE_STEP_CONTEXT, "dispute step")
+
+
+OBJECTION_CONTENT_TYPE = "application/vnd.exnode.objection+json"
+OBJECTION_ANSWER_CONTENT_TYPE = "application/vnd.exnode.objection-answer+json"
+_OBJECTION_CONTEXT = b"exnode-objection/1\n"
+_OBJECTION_ANSWER_CONTEXT = b"exnode-objection-answer/1\n"
+
+
+def encode_objection(objection: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
+    """An objection raised at the sender (an upper node) to a record relayed to it, sent down toward the
+    record's origin: ``objection_id`` (the sender's), provider, resource, record id, item, ``raiser_code``,
+    ``raised_by``, ``evidence``, ``attachments``, ``raised_at``."""
+    return _encode_signed(objection, sender, signer, _OBJECTION_CONTEXT)
+
+
+def decode_objection(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
+    return _decode_signed(data, trusted, _OBJECTION_CONTEXT, "forwarded objection")
+
+
+def encode_objection_answer(answer: Mapping[str, Any], sender: str, signer: BatchSigner) -> bytes:
+    """The provider's answer to a forwarded objection (confirmed with reasons, or corrected naming the new
+    record), sent up to the node that forwarded it: ``objection_id`` (that node's), ``state``, ``answer``,
+    ``answered_by``, ``answered_at``, ``corrected_by``, ``deadline``, ``escalated_at``."""
+    return _encode_signed(answer, sender, signer, _OBJECTION_ANSWER_CONTEXT)
+
+
+def decode_objection_answer(data: bytes, trusted: TrustedKeys) -> tuple[str, dict[str, Any]]:
+    return _decode_signed(data, trusted, _OBJECTION_ANSWER_CONTEXT, "objection answer")

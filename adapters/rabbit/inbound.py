@@ -31,7 +31,8 @@ from adapters.rabbit.worker import BlockingWorker
 log = logging.getLogger(__name__)
 CODECS = {codec.CONTENT_TYPE: codec for codec in (ministry, regional, department)}
 GROUPED = (relay.CONTENT_TYPE, relay.CATALOG_CONTENT_TYPE, relay.REPORT_CONTENT_TYPE, relay.DEMAND_CONTENT_TYPE,
-           relay.DECISION_CONTENT_TYPE)
+           relay.DECISION_CONTENT_TYPE, relay.DISPUTE_CONTENT_TYPE, relay.DEMAND_CHANGE_CONTENT_TYPE,
+           relay.DISPUTE_STEP_CONTENT_TYPE, relay.OBJECTION_CONTENT_TYPE, relay.OBJECTION_ANSWER_CONTENT_TYPE)
 """Content types of the tier link, handled in groups (``handle_group``)."""
 
 class Poison(AdapterError):

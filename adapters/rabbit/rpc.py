@@ -136,9 +136,12 @@ class RpcClient(BlockingWorker):
         connection.add_callback_threadsafe(
             lambda: channel.basic_publish("", rpc_queue(target_node), body, properties))
 
-    def call(self, target_node: str, body: bytes, timeout: float, correlation_id: str = "") -> bytes:
+    def call(self, target_node: str, body: bytes, timeout: float, correlation_id: str = "",
+             abandoned: Sequence[object] | None = None) -> bytes:
         """Publish the request to ``exnode.<target>.rpc`` and wait for its reply; TimeoutError at the
-        deadline (the answering node never processes an expired request: it checks the deadline too)."""
+        deadline (the answering node never processes an expired request: it checks the deadline too).
+        ``abandoned``: non-empty once the caller this waits for has left (a cancelled gRPC call): the wait
+        ends then (ConnectionAbortedError), freeing the thread, and the reply, when it comes, is dropped."""
         correlation = correlation_id or uuid.uuid4().hex
         future: Future[bytes] = Future()
         with self._lock:
@@ -149,10 +152,18 @@ class RpcClient(BlockingWorker):
             with self._lock:
                 self._waiting.pop(correlation, None)
             raise
+        end = time.monotonic() + timeout
         try:
-            return future.result(timeout)
-        except TimeoutError:
-            raise TimeoutError(f"node {target_node} did not answer within {timeout:.1f} s") from None
+            while True:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"node {target_node} did not answer within {timeout:.1f} s")
+                try:
+                    return future.result(remaining if abandoned is None else min(remaining, 0.1))
+                except TimeoutError:
+                    if abandoned:
+                        raise ConnectionAbortedError(f"the caller left: the answer of node {target_node} is no "
+                                                     "longer awaited") from None
         finally:
             with self._lock:
                 self._waiting.pop(correlation, None)

@@ -42,7 +42,7 @@ from catalog.model import (
     UpdateCycle,
 )
 from node.bench import progress
-from node.services.catalog import CatalogApplication
+from node.services.catalog import CatalogApplication, SearchOrder
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.database import make_engine, migrate, normalise_url
 from node.storage.unit_of_work import SqlUnitOfWorkFactory
@@ -187,25 +187,28 @@ def _postgres_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _import(app: CatalogApplication, count: int) -> tuple[list[str], list[str], float]:
+def _import(app: CatalogApplication, count: int) -> tuple[list[str], list[str], float, float]:
     """Import ``count`` resources in CHUNK-sized atomic calls; only the import calls are timed. Returns
-    every code, the published codes (any reader may get them) and the seconds spent importing."""
+    every code, the published codes (any reader may get them), the seconds spent importing and this
+    process's CPU seconds in them (on a loaded machine the CPU a resource costs is steadier than the
+    wall rate; on SQLite it includes the database's work, on PostgreSQL only the client's)."""
     generator = Generator()
     codes: list[str] = []
     published: list[str] = []
-    elapsed = 0.0
+    elapsed = cpu = 0.0
     for chunk_index, start in enumerate(range(0, count, CHUNK)):
         entries = [generator.one(codes) for _ in range(min(CHUNK, count - start))]
         publish = chunk_index % PUBLISH_EVERY != PUBLISH_EVERY - 1
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         app.import_resources(IMPORTER, entries, publish=publish)
         elapsed += time.perf_counter() - began
+        cpu += time.process_time() - began_cpu
         codes.extend(e.code for e in entries)
         if publish:
             published.extend(e.code for e in entries)
         _progress(f"imported {len(codes)}/{count} ({len(codes) / elapsed:.0f}/s)")
         progress.step("bench catalog: importing resources", len(codes), count)
-    return codes, published, elapsed
+    return codes, published, elapsed, cpu
 
 
 def _search_kinds(app: CatalogApplication, providers: list[str]) -> dict[str, Callable[[int], list[float]]]:
@@ -214,9 +217,9 @@ def _search_kinds(app: CatalogApplication, providers: list[str]) -> dict[str, Ca
     share_types = list(ShareType)
     statuses = (ResourceStatus.PUBLISHED, ResourceStatus.DRAFT)
 
-    def one(flt: ResourceFilter) -> list[float]:
+    def one(flt: ResourceFilter, order: SearchOrder = SearchOrder.CODE) -> list[float]:
         began = time.perf_counter()
-        app.list(READER, flt, page_size=PAGE_SIZE)
+        app.list(READER, flt, page_size=PAGE_SIZE, order=order)
         return [time.perf_counter() - began]
 
     def paging(i: int) -> list[float]:
@@ -235,6 +238,7 @@ def _search_kinds(app: CatalogApplication, providers: list[str]) -> dict[str, Ca
     return {
         "text": lambda i: one(ResourceFilter(query=TEXT_QUERIES[i % len(TEXT_QUERIES)])),
         "text_rare": lambda i: one(ResourceFilter(query=RARE_QUERIES[i % len(RARE_QUERIES)])),
+        "text_relevance": lambda i: one(ResourceFilter(query=TEXT_QUERIES[i % len(TEXT_QUERIES)]), SearchOrder.RELEVANCE),
         "provider": lambda i: one(ResourceFilter(provider_code=providers[i % len(providers)])),
         "share_type": lambda i: one(ResourceFilter(share_type=share_types[i % len(share_types)])),
         "classification_status": lambda i: one(ResourceFilter(
@@ -251,7 +255,7 @@ def _analyze(engine: Engine) -> None:
     node leaves it: the node never runs ANALYZE there."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
-            connection.exec_driver_sql("ANALYZE resources, resource_versions, catalog_events")
+            connection.exec_driver_sql("ANALYZE resources, resource_versions, catalog_events, catalog_search")
             connection.commit()
 
 
@@ -298,15 +302,18 @@ def _raw_words(text: str, whole: bool = False) -> list[str]:
     return out
 
 
-def _run_backend(url: str, prefix: str, count: int, raw: RawIndex | None = None) -> None:
+def _run_backend(url: str, prefix: str, count: int, raw: RawIndex | None = None, import_only: bool = False) -> None:
     _emit("backend", prefix)
     migrate(url)
     engine = make_engine(url)
     try:
         app = CatalogApplication(SqlUnitOfWorkFactory(engine))
-        _codes, published, elapsed = _import(app, count)
+        _codes, published, elapsed, cpu = _import(app, count)
         _emit(f"{prefix}_catalog_import_seconds", elapsed)
         _emit(f"{prefix}_catalog_import_resources_per_s", count / elapsed)
+        _emit(f"{prefix}_catalog_import_cpu_us_per_resource", cpu / count * 1e6)
+        if import_only:
+            return
         _analyze(engine)
 
         overall: list[float] = []
@@ -342,7 +349,7 @@ def _run_backend(url: str, prefix: str, count: int, raw: RawIndex | None = None)
         engine.dispose()
 
 
-def main(count: int = 100_000, urls: list[str] | None = None) -> int:
+def main(count: int = 100_000, urls: list[str] | None = None, import_only: bool = False) -> int:
     """Run the benchmark on each database URL (default: a temporary SQLite file and a throw-away
     PostgreSQL database on the local server, both removed afterwards). Given URLs should name empty
     databases: the generated codes would collide with an earlier run's."""
@@ -352,9 +359,11 @@ def main(count: int = 100_000, urls: list[str] | None = None) -> int:
         if urls is None:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="exnode-bench-"))
             urls = [f"sqlite:///{Path(directory) / 'bench.db'}", stack.enter_context(_postgres_database())]
-        raw_directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="exnode-bench-raw-")))
-        _progress("building the raw FTS5 index of the same entries")
-        raw = RawIndex(raw_directory, count)
+        raw = None
+        if not import_only:
+            raw_directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="exnode-bench-raw-")))
+            _progress("building the raw FTS5 index of the same entries")
+            raw = RawIndex(raw_directory, count)
         used: set[str] = set()
         for url in urls:
             prefix = normalise_url(url).get_backend_name()
@@ -362,7 +371,7 @@ def main(count: int = 100_000, urls: list[str] | None = None) -> int:
                 prefix = f"{prefix}{len(used) + 1}"
             used.add(prefix)
             _progress(f"{prefix}: {normalise_url(url).render_as_string(hide_password=True)}")
-            _run_backend(url, prefix, count, raw)
+            _run_backend(url, prefix, count, raw, import_only)
     _emit("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     _emit("resources", count)
     return 0

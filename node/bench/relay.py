@@ -347,7 +347,7 @@ class _Node:
             build_server(self.node, "127.0.0.1:0"), self.loop).result(30)
         self.address = f"127.0.0.1:{port}"
         self.node.start_dispatcher(process=dispatch_process)
-        tune_gc()  # as ``exnode serve`` does once it serves
+        tune_gc(self.node.config.server)  # as ``exnode serve`` does once it serves
 
     def token(self, department: str, roles: list[str]) -> str:
         from security.identity import issue_dev_token

@@ -83,9 +83,10 @@ def _client(addresses: list[str], tokens: list[str], codes: list[str], phases: l
     results.put(asyncio.run(run()))
 
 
-def bench_node(data: Path, database_url: str = "") -> tuple[Any, Any]:
+def bench_node(data: Path, database_url: str = "", audit_window_ms: float | None = None) -> tuple[Any, Any]:
     """A development node in ``data`` (keys, the dev issuer, migrations, the sample catalog): the
-    config and the built node, for benchmarks that serve it in their own process."""
+    config and the built node, for benchmarks that serve it in their own process. ``audit_window_ms``:
+    the audit writer's group-commit window (default: the configuration's)."""
     from node import bootstrap
     from node.bootstrap import load_sample
     from node.storage.database import migrate
@@ -97,17 +98,20 @@ def bench_node(data: Path, database_url: str = "") -> tuple[Any, Any]:
     config = load_config(data, environ={})
     config = replace(config, auth=replace(config.auth, trust_dev_issuer=True),
                      database=replace(config.database, url=database_url or f"sqlite:///{data / 'exnode.db'}"))
+    if audit_window_ms is not None:
+        config = replace(config, audit=replace(config.audit, batch_window_ms=audit_window_ms))
     migrate(config.database_url)
     node = bootstrap.build(config, apply_migrations=False)
     load_sample(node)
     return config, node
 
 
-def _serve(audited: bool, data: Path, database_url: str, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+def _serve(audited: bool, data: Path, database_url: str, loop: asyncio.AbstractEventLoop,
+           audit_window_ms: float | None = None) -> dict[str, Any]:
     from node.grpc.server import build_server
     from security.identity import Principal, issue_dev_token
 
-    config, node = bench_node(data, database_url)
+    config, node = bench_node(data, database_url, audit_window_ms)
     codes = [r.code for r in node.catalog.export(Principal.system("bench"), None)]
     token = issue_dev_token(config.keys_dir, config.node.id, config.audience, subject="bench",
                             department_code="11100000MB01284764", roles=["consumer"])
@@ -122,7 +126,8 @@ def _percentiles(latencies: list[float]) -> tuple[float, float]:
     return ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000
 
 
-def _run(duration: float, concurrency: int, database_url: str, rounds: int) -> dict[str, Any]:
+def _run(duration: float, concurrency: int, database_url: str, rounds: int, python_gc: bool,
+         audit_window_ms: float | None = None) -> dict[str, Any]:
     """Both servers up at once (one without the audit trail, one with), the load alternating between them
     ``rounds`` times (ABBA…), so a change in the shared machine's load falls on both alike."""
     loop = asyncio.new_event_loop()
@@ -140,7 +145,11 @@ def _run(duration: float, concurrency: int, database_url: str, rounds: int) -> d
         (Path(tmp) / "plain").mkdir()
         (Path(tmp) / "audited").mkdir()
         plain = _serve(False, Path(tmp) / "plain", baseline_url, loop)
-        audited = _serve(True, Path(tmp) / "audited", database_url, loop)
+        audited = _serve(True, Path(tmp) / "audited", database_url, loop, audit_window_ms)
+        if not python_gc:
+            from node.ops.startup import tune_gc
+
+            tune_gc(audited["node"].config.server)  # as ``exnode serve`` does once it serves
         try:
             slice_s = duration / rounds
             phases = []
@@ -177,15 +186,20 @@ def _run(duration: float, concurrency: int, database_url: str, rounds: int) -> d
             "batches": batches, "verified": verified}
 
 
-def main(duration: float = 10.0, concurrency: int = 32, database_url: str = "", rounds: int = 4) -> int:
+def main(duration: float = 10.0, concurrency: int = 32, database_url: str = "", rounds: int = 4,
+         python_gc: bool = False, audit_window_ms: float | None = None) -> int:
     """Print name=value figures; the audit overhead is the ratio of the two servers' calls per second, over
     all rounds, with its range over the rounds (the machine is shared: one round is not a measurement)."""
     if rounds < 1 or duration <= 0:
         raise ValueError("rounds must be at least 1 and duration positive")
+    if audit_window_ms is not None and not 0 <= audit_window_ms <= 100:
+        raise ValueError("--audit-window-ms must be from 0 to 100")
     print(f"bench=rpc duration_s={duration} concurrency={concurrency} rounds={rounds} "
-          f"database={'sqlite' if not database_url else database_url.split('://')[0]}", file=sys.stderr)
+          f"database={'sqlite' if not database_url else database_url.split('://')[0]} "
+          f"gc={'python' if python_gc else 'serve'} "
+          f"audit_window_ms={'config' if audit_window_ms is None else audit_window_ms}", file=sys.stderr)
     load_before = os.getloadavg()[0]
-    run = _run(duration, concurrency, database_url, rounds)
+    run = _run(duration, concurrency, database_url, rounds, python_gc, audit_window_ms)
     without = sum(run["rates"][0]) / rounds
     with_audit = sum(run["rates"][1]) / rounds
     p50_without, p99_without = _percentiles(run["latencies"][0])

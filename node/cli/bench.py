@@ -16,12 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     catalog.add_argument("--count", type=int, default=100_000)
     catalog.add_argument("--database-url", action="append", default=None,
                          help="database to measure (repeatable; default: a temporary SQLite and the local PostgreSQL)")
+    catalog.add_argument("--import-only", action="store_true",
+                         help="measure the import alone (no raw index, searches or gets)")
     catalog.set_defaults(handler=_with_bars(run_catalog))
     rpc = commands.add_parser("rpc", help="catalog RPCs per second with and without the audit trail")
     rpc.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
     rpc.add_argument("--concurrency", type=int, default=32, help="concurrent calls (default 32)")
     rpc.add_argument("--database-url", default="", help="default: a temporary SQLite database")
     rpc.add_argument("--rounds", type=int, default=4, help="alternations between the two servers (default 4)")
+    rpc.add_argument("--python-gc", action="store_true",
+                     help="leave CPython's collector at its defaults instead of server.gc_* as exnode serve sets it "
+                          "(to compare)")
+    rpc.add_argument("--audit-window-ms", type=float, default=None,
+                     help="the audit writer's group-commit window (default: audit.batch_window_ms, 5; 0 to compare)")
     rpc.set_defaults(handler=_with_bars(run_rpc))
     relay = commands.add_parser("relay", help="end-to-end records per second through the relay vs raw pika, "
                                               "latency at a steady rate")
@@ -50,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     watchers = commands.add_parser("watchers", help="N concurrent WatchCatalog streams: memory per watcher, "
                                                     "commit-to-every-watcher latency")
     watchers.add_argument("--count", type=int, default=1_000, help="concurrent streams (default 1000)")
+    watchers.add_argument("--python-gc", action="store_true",
+                          help="leave CPython's collector at its defaults instead of server.gc_* as exnode serve sets it "
+                               "(to compare)")
     watchers.set_defaults(handler=_with_bars(run_watchers))
     scale = commands.add_parser("scale", help="catalog search, pull and audit query at growing sizes (growth per 10x)")
     scale.add_argument("--catalog-sizes", type=_sizes, default=None, help="resources, comma-separated "
@@ -96,7 +106,7 @@ def _with_bars(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 def run_catalog(args: argparse.Namespace) -> int:
     from node.bench.catalog import main as bench_main
 
-    return bench_main(count=args.count, urls=args.database_url)
+    return bench_main(count=args.count, urls=args.database_url, import_only=args.import_only)
 
 
 def run_rpc(args: argparse.Namespace) -> int:
@@ -104,8 +114,10 @@ def run_rpc(args: argparse.Namespace) -> int:
 
     if args.rounds < 1:
         raise UsageError("bench rpc: --rounds must be at least 1")
+    if args.audit_window_ms is not None and not 0 <= args.audit_window_ms <= 100:
+        raise UsageError(f"bench rpc: --audit-window-ms = {args.audit_window_ms}; from 0 to 100")
     return bench_main(duration=args.duration, concurrency=args.concurrency, database_url=args.database_url,
-                      rounds=args.rounds)
+                      rounds=args.rounds, python_gc=args.python_gc, audit_window_ms=args.audit_window_ms)
 
 
 def run_relay(args: argparse.Namespace) -> int:
@@ -145,7 +157,7 @@ def run_pull(args: argparse.Namespace) -> int:
         return main_ingest(counts=args.counts, urls=args.database_url)
     if args.counts is not None:
         raise UsageError("bench pull: --counts goes with --ingest (without it, --count N)")
-    return bench_main(count=args.count, urls=args.database_url)
+    return bench_main(count=args.count, urls=args.database_url, import_only=args.import_only)
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -180,7 +192,7 @@ def run_watchers(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise UsageError("bench watchers: --count must be at least 1")
-    return bench_main(count=args.count)
+    return bench_main(count=args.count, python_gc=args.python_gc)
 
 
 def run_verify(args: argparse.Namespace) -> int:

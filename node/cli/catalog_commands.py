@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--code-prefix", default="", help="classification code prefix")
     listing.add_argument("--limit", type=int, default=0, help="stop after N resources (default: all)")
     listing.add_argument("--full", action="store_true", help="show long names whole instead of cut with …")
+    listing.add_argument("--order", choices=("code", "relevance"), default="code",
+                         help="code (default) or relevance: resources with every query word in the name first, "
+                              "then in name or summary, then the others")
     listing.set_defaults(handler=run_list)
 
     show = commands.add_parser("show", help="one resource (latest version, or --version N)")
@@ -132,7 +135,8 @@ def resource_dict(resource: pb.Resource) -> dict[str, Any]:
 def run_list(args: argparse.Namespace) -> int:
     stub, token = _stub(args), ""
     request = pb.ListResourcesRequest(query=args.query, provider_code=args.provider, code_prefix=args.code_prefix,
-                                      page_size=200)
+                                      page_size=200, order=pb.SEARCH_ORDER_RELEVANCE if args.order == "relevance"
+                                      else pb.SEARCH_ORDER_CODE)
     for field, kind in ENUM_CHOICES.items():
         if getattr(args, field):
             setattr(request, field, kind.Value(getattr(args, field)))

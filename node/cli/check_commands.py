@@ -14,6 +14,7 @@ from exnode.v1 import checks_pb2 as pb
 from exnode.v1 import checks_pb2_grpc
 
 from node.cli.common import UsageError, add_client, call_metadata, channel, print_json
+from node.cli.output import display_width, pad
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,11 +73,17 @@ def _show(check: pb.HouseholdCheck, as_json: bool) -> None:
         return
     print(f"{check.id} {'COMPLETE' if check.complete else 'OPEN'} (授权书 {check.authorisation}, "
           f"{len(check.members)} members)", flush=True)
+    # columns by display width (a category such as 住建/房产 takes two cells per character)
+    name_width = max((display_width(t.name) for t in check.targets), default=0)
+    category_width = max((display_width(t.category) for t in check.targets), default=0)
+    state_width = max((len(t.state) for t in check.targets), default=0)
     for t in check.targets:
         findings = json.loads(t.findings or b"[]")
         detail = f" — {t.reason}" if t.reason else ""
         items = "; ".join(f"{f['id_number'][:6]}…: {json.dumps(f['items'], ensure_ascii=False)}" for f in findings)
-        print(f"  {t.name:<24} {t.category:<10} {t.state:<9}{detail}" + (f"  {items}" if items else ""), flush=True)
+        line = (f"  {pad(t.name, name_width)}  {pad(t.category, category_width)}  {pad(t.state, state_width)}"
+                f"{detail}" + (f"  {items}" if items else ""))
+        print(line.rstrip(), flush=True)
 
 
 def _stub(args: argparse.Namespace) -> checks_pb2_grpc.CheckServiceStub:

@@ -336,7 +336,7 @@ def run_demands(args: argparse.Namespace) -> int:
     print_table(("需求 demand", "状态 state", "申请方 requester", "提供方 provider", "资源 resource", "名称 name", "期限 due"),
                 [(d.id, pb.DemandState.Name(d.state), d.requester_code, d.provider_code or "?",
                   d.resource_code or "(unmatched)", d.resource_name or d.description, _deadline(d).strip()) for d in found])
-    print(f"{len(found)} demands", file=sys.stderr)
+    print(f"{len(found)} demand{'' if len(found) == 1 else 's'}", file=sys.stderr)
     return 0
 
 
@@ -396,7 +396,8 @@ def run_due(args: argparse.Namespace) -> int:
     for d in response.demands:
         print(f"{d.id} {pb.DemandState.Name(d.state):<17} {d.requester_code} → {d.provider_code:<18} "
               f"{d.resource_code:<22} {d.resource_name}{_deadline(d)}")
-    print(f"{len(response.demands)} demands fall due on {response.date}", file=sys.stderr)
+    print(f"{len(response.demands)} demand{'' if len(response.demands) == 1 else 's'} "
+          f"fall{'s' if len(response.demands) == 1 else ''} due on {response.date}", file=sys.stderr)
     return 0
 
 

@@ -50,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     stamp.add_argument("directory", type=Path, metavar="DIR", help="a published DIR/pull-… directory")
     stamp.add_argument("--tsa-roots", type=Path, required=True, dest="stamp_tsa_roots", metavar="FILE",
                        help="PEM root certificate(s) of the trusted TSA")
+    # the node's address and the token after `stamp` too (`exnode pull stamp DIR --token T`, as every other
+    # command takes them); SUPPRESS keeps what was given before `stamp` when they are not repeated
+    stamp.add_argument("--server", default=argparse.SUPPRESS, help="HOST:PORT of the node (default: the config's)")
+    stamp.add_argument("--token", default=argparse.SUPPRESS, help="bearer token (default $EXNODE_TOKEN)")
+    stamp.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="the node's data directory")
     stamp.set_defaults(handler=run_pull_stamp)
 
     batch = sub.add_parser("batch", help="the node's batch jobs")

@@ -270,11 +270,13 @@ def run_verdict_stamp(args: argparse.Namespace) -> int:
     try:
         data = json.loads(args.file.read_text(encoding="utf-8"))
         digest = digest_of(data["verdict"], base64.b64decode(str(data["signature"]), validate=True))
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        signer, resource = str(data["verdict"].get("node", "")), str(data["verdict"].get("resource", ""))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UsageError(f"{args.file}: not a verdict file ({error})") from None
     stub = keys_pb2_grpc.KeysServiceStub(channel(args))
-    found = stub.GetTimestamp(keys_pb2.GetTimestampRequest(kind="verdict", ref=digest.hex()),
-                              metadata=call_metadata(args))
+    # The node that signed the verdict stamped it; the node asked forwards to it when another node answered.
+    found = stub.GetTimestamp(keys_pb2.GetTimestampRequest(kind="verdict", ref=digest.hex(), node_id=signer,
+                                                           resource_code=resource), metadata=call_metadata(args))
     data["timestamp"] = Evidence(found.kind, found.ref, found.digest, found.index, found.size, tuple(found.proof),
                                  found.token).to_dict()
     args.file.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

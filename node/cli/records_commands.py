@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,18 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def _batch_id(provider: str, resource: str, kid: str, name: str, first: int, last: int,
+              chunk_lines: Sequence[str]) -> str:
+    """The batch's id, from where its lines are AND what they say: a lost answer's batch is recognised
+    when sent again, while another file of the same name (or an edited one sent with --restart) is a new
+    batch that the node checks record by record, never a replay taken as acknowledged unseen."""
+    digest = hashlib.sha256(f"{provider}|{resource}|{kid}|{name}|{first}-{last}|".encode())
+    for line in chunk_lines:
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()[:32]
+
+
 def run_send(args: argparse.Namespace) -> int:
     from node.pipeline import provider_batch
 
@@ -171,8 +184,8 @@ def run_send(args: argparse.Namespace) -> int:
         for start in range(0, len(pending), args.batch):
             chunk = pending[start:start + args.batch]
             last_line = chunk[-1][0]
-            batch_id = hashlib.sha256(f"{args.provider}|{args.resource}|{key.kid}|{args.file.name}|"
-                                      f"{chunk[0][0]}-{last_line}".encode()).hexdigest()[:32]
+            batch_id = _batch_id(args.provider, args.resource, key.kid, args.file.name, chunk[0][0], last_line,
+                                 [lines[n - 1] for n, _ in chunk])
             batch = provider_batch(args.provider, args.resource, [r for _, r in chunk], key, batch_id=batch_id)
             message = pb.RecordBatch(
                 batch_id=batch.batch_id, provider_code=batch.provider_code, resource_code=batch.resource_code,

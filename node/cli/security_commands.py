@@ -323,12 +323,19 @@ def run_audit_export(args: argparse.Namespace) -> int:
     _timestamp(args.since, "since", request)
     _timestamp(args.until, "until", request)
     out = args.out.open("wb") if args.out else sys.stdout.buffer
+    lines = 0
     try:
         for chunk in _audit_stub(args).ExportAudit(request, metadata=call_metadata(args)):
             out.write(chunk.jsonl)
+            lines += chunk.jsonl.count(b"\n")
     finally:
         if args.out:
             out.close()
+    if args.out and args.json:
+        print_json({"file": str(args.out), "lines": lines})
+    elif args.out:  # a file was asked for: say what is in it (with stdout the lines themselves are the answer)
+        print(f"exported {lines} lines (header, entries, signed checkpoints) to {args.out}; check it offline with "
+              f"exnode audit verify --file {args.out}")
     return 0
 
 
@@ -346,7 +353,7 @@ def _report(result: VerifyResult, what: str, as_json: bool) -> int:
     elif result.ok:
         print(f"audit verify: OK ({what}): entries {result.first_sequence}..{result.last_sequence}, "
               f"{result.entries_checked} entries, {result.checkpoints_checked} signed checkpoints, "
-              f"{result.unsigned_tail} entries after the last checkpoint")
+              f"{result.unsigned_tail} {'entry' if result.unsigned_tail == 1 else 'entries'} after the last checkpoint")
     else:
         print(f"audit verify: FAILED ({what}) at entry {result.first_broken_sequence}: {result.problem}")
     return 0 if result.ok else 1

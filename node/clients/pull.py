@@ -45,8 +45,9 @@ from node.clients.pull_evidence import (
 from security import merkle
 from security.errors import SecurityError
 from security.keys import PublicKey
-from security.pull import batch_signing_input, manifest_signing_input
+from security.pull import MANIFEST_VERSION, batch_signing_input
 from security.sealing import ConsumerPrivateKey, sealing_context, unpack_records
+from security.timestamps import REPLAY_LEEWAY
 
 STAGING = ".pull-staging"
 STATE_FILE = "state.json"
@@ -238,8 +239,7 @@ class _Staging:
         """Write manifest.json and rename the directory into place, after checking once more (no file reads:
         every batch was verified before it was staged, or again when this run began) that the chain holds
         and that nothing else lies in the directory."""
-        signed = Manifest(manifest.from_cursor, manifest.to_cursor, manifest.record_count, manifest.batch_count,
-                          manifest.merkle_root, manifest.until_day, manifest.key_id, manifest.signature)
+        signed = manifest_of(manifest)
         for number in range(self.staged):
             problem = check_link(self.entries, number, self.since, self.node_id, self.platform)
             if problem is not None:
@@ -300,10 +300,38 @@ PullCall = Callable[[Iterator[pb.PullRequest]], Iterator[pb.PullItem]]
 """``lambda requests: stub.Pull(requests, metadata=…)``; tests wrap it to tamper with what arrives."""
 
 
+def manifest_of(manifest: pb.Manifest) -> Manifest:
+    """The stream's manifest as manifest.json keeps it (version 0 on the wire: a node before version 2)."""
+    return Manifest(manifest.from_cursor, manifest.to_cursor, manifest.record_count, manifest.batch_count,
+                    manifest.merkle_root, manifest.until_day, manifest.key_id, manifest.signature,
+                    manifest.signed_at, manifest.version or 1)
+
+
+def check_signed_time(manifest: Manifest, started: dt.datetime) -> None:
+    """A live pull's manifest must have been signed during this pull: one signed before it began is a
+    replayed manifest (an earlier pull of the same range), and one without a signed time (version 1) cannot
+    be told from one. The leeway is for the clocks of node and client (``security.timestamps.REPLAY_LEEWAY``)."""
+    if manifest.version < MANIFEST_VERSION:
+        raise PullProblem(f"manifest: version {manifest.version} carries no signed time, so a replayed manifest "
+                          "cannot be told from a fresh one; the node must sign version 2 manifests")
+    try:
+        signed_at = manifest.signed_time()
+    except ValueError as error:
+        raise PullProblem(f"manifest: signed_at is not an ISO 8601 UTC time ({error})") from None
+    assert signed_at is not None
+    if signed_at < started - REPLAY_LEEWAY:
+        raise PullProblem(f"manifest: signed at {manifest.signed_at}, before this pull began "
+                          f"({started.isoformat(timespec='seconds')}): a replayed manifest")
+
+
 def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", replay: bool = False,
          until_day: str = "", acknowledge: bool = True, report: Report | None = None,
-         on_batch: Callable[[int], None] | None = None, key: ConsumerPrivateKey | None = None) -> PullOutcome:
+         on_batch: Callable[[int], None] | None = None, key: ConsumerPrivateKey | None = None,
+         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> PullOutcome:
     """Run one pull into ``out``; raises PullProblem (or grpc.RpcError from the node) on failure.
+
+    ``clock``: the client's time, against which the manifest's signed time must fall within this pull (a
+    test whose node runs on a fixed clock gives the client the same clock).
 
     ``report`` gets one line for each staged batch or file this run discarded (the CLI prints it on stderr);
     ``on_batch`` the record count of each batch verified and staged (the CLI's progress bar).
@@ -316,10 +344,11 @@ def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", re
     else:
         start = pb.PullStart(cursor=since, replay=replay, until_day=until_day, sealed=key is not None)
     requests = _Requests(start)
+    started = clock()
     responses = call(iter(requests))
     try:
         return _receive(responses, requests, staging, trusted, out, until_day, acknowledge, report,
-                        on_batch or (lambda count: None), key)
+                        on_batch or (lambda count: None), key, started)
     finally:
         requests.close()
         cancel = getattr(responses, "cancel", None)
@@ -329,8 +358,9 @@ def pull(call: PullCall, trusted: TrustedNode, out: Path, *, since: str = "", re
 
 def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _Staging, trusted: TrustedNode,
              out: Path, until_day: str, acknowledge: bool, report: Report, on_batch: Callable[[int], None],
-             key: ConsumerPrivateKey | None = None) -> PullOutcome:
+             key: ConsumerPrivateKey | None = None, started: dt.datetime | None = None) -> PullOutcome:
     node, keys = trusted.node_id, trusted.keys
+    started = started or dt.datetime.now(dt.UTC)
     first = next(responses, None)
     if first is None or first.WhichOneof("item") != "header":
         raise PullProblem("the node did not open the pull with a header")
@@ -405,10 +435,9 @@ def _receive(responses: Iterator[pb.PullItem], requests: _Requests, staging: _St
                                   f"{manifest.merkle_root.hex()}")
             if manifest.until_day != until_day:
                 raise PullProblem(f"manifest: covers until_day {manifest.until_day!r}, {until_day!r} was asked for")
-            _verify(keys, manifest.key_id, manifest_signing_input(
-                node_id=node, platform=platform, from_cursor=manifest.from_cursor, to_cursor=manifest.to_cursor,
-                record_count=manifest.record_count, batch_count=manifest.batch_count, root=manifest.merkle_root,
-                until_day=manifest.until_day), manifest.signature, "manifest", node)
+            signed = manifest_of(manifest)
+            _verify(keys, manifest.key_id, signed.signing_input(node, platform), manifest.signature, "manifest", node)
+            check_signed_time(signed, started)
             staging.platform = platform
             total = sum(entry.record_count for entry in staging.entries)
             count = staging.staged

@@ -23,7 +23,7 @@ from typing import Any
 
 from security import merkle
 from security.keys import PublicKey
-from security.pull import CursorError, batch_signing_input, manifest_signing_input, parse
+from security.pull import MANIFEST_VERSION, CursorError, batch_signing_input, manifest_signing_input, parse
 from security.timestamps import Evidence, TimestampInvalid, check_evidence, signed_digest
 
 MANIFEST_FILE = "manifest.json"
@@ -202,24 +202,51 @@ class Manifest:
     until_day: str
     key_id: str
     signature: bytes
+    signed_at: str = ""
+    """When the node signed it (version 2; "" in a version 1 manifest, which did not sign its time)."""
+    version: int = 1
+
+    def signing_input(self, node_id: str, platform: str) -> bytes:
+        """What the node signed (``security.pull.manifest_signing_input`` of this manifest's version)."""
+        return manifest_signing_input(
+            node_id=node_id, platform=platform, from_cursor=self.from_cursor, to_cursor=self.to_cursor,
+            record_count=self.record_count, batch_count=self.batch_count, root=self.root, until_day=self.until_day,
+            signed_at=self.signed_at if self.version >= 2 else "")
+
+    def signed_time(self) -> dt.datetime | None:
+        """``signed_at`` as a time (None for a version 1 manifest); ValueError when it is not ISO 8601 UTC."""
+        if self.version < 2:
+            return None
+        at = dt.datetime.fromisoformat(self.signed_at)
+        if at.tzinfo is None:
+            raise ValueError(f"signed_at {self.signed_at!r} has no time zone")
+        return at
 
     def to_dict(self) -> dict[str, Any]:
-        return {"from_cursor": self.from_cursor, "to_cursor": self.to_cursor, "record_count": self.record_count,
-                "batch_count": self.batch_count, "merkle_root": self.root.hex(), "until_day": self.until_day,
-                "key_id": self.key_id, "signature": self.signature.hex()}
+        out = {"from_cursor": self.from_cursor, "to_cursor": self.to_cursor, "record_count": self.record_count,
+               "batch_count": self.batch_count, "merkle_root": self.root.hex(), "until_day": self.until_day,
+               "key_id": self.key_id, "signature": self.signature.hex()}
+        if self.version >= 2:
+            out.update({"version": self.version, "signed_at": self.signed_at})
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
+        """A manifest of manifest.json: without ``version``, one published before manifests signed their time."""
         if not isinstance(data, Mapping):
             raise ValueError("is not an object")
         try:
             manifest = cls(str(data["from_cursor"]), str(data["to_cursor"]), int(data["record_count"]),
                            int(data["batch_count"]), bytes.fromhex(data["merkle_root"]), str(data["until_day"]),
-                           str(data["key_id"]), bytes.fromhex(data["signature"]))
+                           str(data["key_id"]), bytes.fromhex(data["signature"]), str(data.get("signed_at", "")),
+                           int(data.get("version", 1)))
+            manifest.signed_time()
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"is malformed ({type(error).__name__}: {error})") from None
         if len(manifest.root) != merkle.HASH_SIZE or min(manifest.record_count, manifest.batch_count) < 0:
             raise ValueError("is malformed (root or counts)")
+        if manifest.version not in (1, MANIFEST_VERSION):
+            raise ValueError(f"is of version {manifest.version}; this client reads versions 1 and {MANIFEST_VERSION}")
         return manifest
 
 
@@ -324,10 +351,8 @@ def verify_published(directory: Path, node_id: str, keys: Mapping[str, PublicKey
     if accumulator.root != manifest.root:
         raise EvidenceProblem(f"manifest: the records of its batches hash to {accumulator.root.hex()}, the manifest "
                               f"says {manifest.root.hex()}")
-    problem = check_signature(keys, manifest.key_id, manifest_signing_input(
-        node_id=node_id, platform=platform, from_cursor=manifest.from_cursor, to_cursor=manifest.to_cursor,
-        record_count=manifest.record_count, batch_count=manifest.batch_count, root=manifest.root,
-        until_day=manifest.until_day), manifest.signature, node_id)
+    problem = check_signature(keys, manifest.key_id, manifest.signing_input(node_id, platform), manifest.signature,
+                              node_id)
     if problem is not None:
         raise EvidenceProblem(f"manifest: {problem}")
     if fields["next_cursor"] != manifest.to_cursor:
@@ -340,18 +365,20 @@ def verify_published(directory: Path, node_id: str, keys: Mapping[str, PublicKey
     return VerifiedPull(directory, node_id, platform, since, manifest.to_cursor, records, len(entries), streams)
 
 
+def _manifest(directory: Path) -> tuple[dict[str, Any], Manifest]:
+    document = _document(directory)
+    try:
+        return document, Manifest.from_dict(document.get("manifest"))
+    except ValueError as error:
+        raise EvidenceProblem(f"{MANIFEST_FILE}: manifest {error}") from None
+
+
 def manifest_digest(directory: Path) -> bytes:
     """What the manifest's trusted timestamp covers: SHA-256 of its signed input and signature
     (``security.timestamps.signed_digest``), from ``manifest.json``."""
-    document = _document(directory)
-    try:
-        manifest = Manifest.from_dict(document.get("manifest"))
-    except ValueError as error:
-        raise EvidenceProblem(f"{MANIFEST_FILE}: manifest {error}") from None
-    return signed_digest(manifest_signing_input(
-        node_id=str(document.get("node", "")), platform=str(document.get("platform", "")),
-        from_cursor=manifest.from_cursor, to_cursor=manifest.to_cursor, record_count=manifest.record_count,
-        batch_count=manifest.batch_count, root=manifest.root, until_day=manifest.until_day), manifest.signature)
+    document, manifest = _manifest(directory)
+    return signed_digest(manifest.signing_input(str(document.get("node", "")), str(document.get("platform", ""))),
+                         manifest.signature)
 
 
 def check_timestamp(directory: Path, roots: Sequence[Any]) -> dt.datetime:
@@ -366,8 +393,9 @@ def check_timestamp(directory: Path, roots: Sequence[Any]) -> dt.datetime:
                               "node has it)") from None
     except (OSError, ValueError) as error:
         raise EvidenceProblem(f"{TIMESTAMP_FILE}: {error}") from None
+    signed_at = _manifest(directory)[1].signed_time()  # a token dated before it was replayed (version 2)
     try:
         return check_evidence(Evidence.from_dict(data, TIMESTAMP_FILE), manifest_digest(directory), roots,
-                              what=TIMESTAMP_FILE)
+                              not_before=signed_at, what=TIMESTAMP_FILE)
     except TimestampInvalid as error:
         raise EvidenceProblem(str(error)) from None

@@ -71,6 +71,9 @@ class Context:
     target: str = ""
     detail: str = ""
     node: Node | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in named parts of the view (the catalog's search): sent as ``Server-Timing`` so a
+    benchmark can tell the page's own cost from its use case's."""
 
 
 @dataclass
@@ -136,7 +139,6 @@ class Console:
                                        burst=server.department_burst)
         """The gRPC port's per-department request rate, applied to the console's pages too (a bucket of its
         own): a department's script scraping the console cannot take the node from the others either."""
-        self.last_verification: tuple[float, Any] | None = None
 
     # -- assembly ---------------------------------------------------------------------------------------
     def page(self, path: str, rpc: str, view: View, *, methods: tuple[str, ...] = ("GET",)) -> None:
@@ -247,6 +249,9 @@ class Console:
         response = HTMLResponse(html, status_code=status)
         if context:
             response.headers["x-request-id"] = context.request_id
+            if context.timings:
+                response.headers["server-timing"] = ", ".join(f"{name};dur={seconds * 1000:.2f}"
+                                                              for name, seconds in context.timings.items())
         return response
 
     def areas(self, principal: Principal) -> set[str]:

@@ -3,6 +3,8 @@ a resource's page, its demands (file one, with suggestions), its grants, and sub
 
 from __future__ import annotations
 
+import time
+
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
@@ -41,7 +43,9 @@ def catalog(context: Context, request: Request, form: FormData | None) -> Page:
                          update_cycle=_enum(UpdateCycle, q.get("cycle", ""), "cycle"),
                          status=_enum(ResourceStatus, q.get("status", ""), "status"))  # type: ignore[arg-type]
     context.target = "catalog"
+    started = time.perf_counter()
     page = node.catalog.list(context.principal, flt, PAGE_SIZE, q.get("page", ""))
+    context.timings["search"] = time.perf_counter() - started
     query = {k: q.get(k, "") for k in ("q", "provider", "classification", "share", "cycle", "status")}
     return Page("catalog.html", {
         "resources": page.resources, "total": page.total_size, "next_token": page.next_page_token, "query": query,

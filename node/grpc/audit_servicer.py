@@ -15,12 +15,14 @@ from node.grpc.convert import timestamp_of
 from node.ops.metrics import record_audit_verification
 from node.ops.request_context import current, principal
 from node.services.audit import AuditApplication
-from node.services.errors import TimestampsUnavailable
+from node.services.errors import RemoteUnavailable, TimestampsUnavailable
+from node.services.query import QueryApplication
 from node.services.timestamps import TIMESTAMP_KINDS, Timestamps
 from node.storage.audit_repository import AuditFilter
 from security.audit import AuditEntry
 from security.keys import PublicKey
 from security.policy import AUDIT_TRAIL, NODE_KEYS, Action, Policy
+from security.timestamps import Evidence
 
 EXPORT_CHUNK_BYTES = 256 * 1024
 
@@ -80,7 +82,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def VerifyAudit(self, request: pb.VerifyAuditRequest, context: grpc.aio.ServicerContext
                           ) -> pb.VerifyAuditResponse:
         self._require()
-        result = await asyncio.to_thread(self.app.verify)
+        result = await asyncio.to_thread(self.app.verify_recorded, principal(), "rpc")
         record_audit_verification(result)
         return pb.VerifyAuditResponse(
             ok=result.ok, entries_checked=result.entries_checked, first_broken_sequence=result.first_broken_sequence,
@@ -91,12 +93,26 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
 class KeysServicer(keys_pb2_grpc.KeysServiceServicer):
     def __init__(self, verifiers: Mapping[str, PublicKey], active_kid: str, node_id: str, policy: Policy,
-                 timestamps: Timestamps | None = None) -> None:
+                 timestamps: Timestamps | None = None, query: QueryApplication | None = None) -> None:
         self.verifiers = verifiers
         self.active_kid = active_kid
         self.node_id = node_id
         self.policy = policy
         self.timestamps = timestamps
+        self.query = query
+        """Routes a request for another node's verdict evidence (``query.remote``, ``query.next_hop``)."""
+
+    def _remote_evidence(self, request: keys_pb2.GetTimestampRequest) -> Evidence:
+        """The evidence of a verdict another node signed, from that node (it stamped what it signed)."""
+        if request.kind != "verdict":
+            raise InvalidField([FieldProblem("node_id", f"is for a verdict's evidence, not a {request.kind}'s")])
+        if not request.resource_code:
+            raise InvalidField([FieldProblem("resource_code", "is required with node_id: it routes the request")])
+        remote = self.query.remote if self.query is not None else None
+        if remote is None:
+            raise RemoteUnavailable(request.node_id, f"node {self.node_id} does not talk to other nodes")
+        return remote.timestamp(principal(), request.node_id, request.kind, request.ref, request.resource_code,
+                                via=self.query.next_hop(request.resource_code))  # type: ignore[union-attr]
 
     async def ListPublicKeys(self, request: keys_pb2.ListPublicKeysRequest, context: grpc.aio.ServicerContext
                              ) -> keys_pb2.ListPublicKeysResponse:
@@ -116,8 +132,11 @@ class KeysServicer(keys_pb2_grpc.KeysServiceServicer):
             raise InvalidField([FieldProblem("kind", f"{request.kind!r} is not one of {', '.join(TIMESTAMP_KINDS)}")])
         if not request.ref or len(request.ref) > 128:
             raise InvalidField([FieldProblem("ref", "1-128 characters: what the statement is known by")])
-        if self.timestamps is None:
+        if request.node_id and request.node_id != self.node_id:  # a routed verdict: the answering node has it
+            found = await asyncio.to_thread(self._remote_evidence, request)
+        elif self.timestamps is None:
             raise TimestampsUnavailable("this node takes no trusted timestamps (tsa.url is not configured)")
-        found = await asyncio.to_thread(self.timestamps.evidence, request.kind, request.ref)
+        else:
+            found = await asyncio.to_thread(self.timestamps.evidence, request.kind, request.ref)
         return keys_pb2.TimestampEvidence(kind=found.kind, ref=found.ref, digest=found.digest, index=found.index,
                                           size=found.size, proof=list(found.proof), token=found.token)

@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -26,6 +27,7 @@ from node.grpc.errors import code_for, unless_gone
 from node.grpc.handlers import Behaviour, WrappedHandlers, wrap_handler
 from node.ops.request_context import RequestContext, reset, set_current
 from node.services.audit import AuditUnavailable, AuditWriter
+from node.services.remote import CALLER_DEADLINE, DEADLINE_SLACK_S
 from security.audit import AuditRecord
 from security.identity import AuthenticationError, TokenVerifier
 
@@ -71,7 +73,10 @@ def _outcome(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
     if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
         return code.name, str(context.details() or "")
     if isinstance(error, asyncio.CancelledError | GeneratorExit) or context.cancelled():
-        return "CANCELLED", "the client cancelled, its deadline passed, or the node is shutting down"
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= DEADLINE_SLACK_S:
+            return "DEADLINE_EXCEEDED", "the caller's deadline passed before the answer was sent"
+        return "CANCELLED", "the client cancelled, or the node is shutting down"
     return "UNKNOWN", f"{type(error).__name__}: {error}"
 
 
@@ -124,27 +129,34 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
 
     async def _audit(self, context: RequestContext, result: str, detail: str) -> None:
         """Queue the call's entry, then wait for its commit. The entry is queued before anything can be
-        awaited, so a caller that cancels or runs out of time still leaves it; the wait is shielded, so
-        giving up on it never cancels the writer's future."""
-        principal = context.principal
-        record = AuditRecord(
-            at=self.clock(), request_id=context.request_id,
-            subject=principal.subject if principal else "", department_code=principal.department_code if principal else "",
-            roles=tuple(sorted(principal.roles)) if principal else (), action=context.method,
-            target=context.target[:200], result=result, peer=context.peer[:100],
-            detail=(detail or context.detail)[:MAX_DETAIL])
-        committed = self.writer.submit_async(record)
+        awaited, so a caller that cancels or runs out of time still leaves it. The future is this call's
+        alone (the writer skips one that is done), so a cancelled wait cancels only the wait: no shield,
+        which cost every call a second future and two more callbacks."""
+        record = self._record(context, result, detail)
         try:
-            await asyncio.shield(committed)
-        except asyncio.CancelledError:
-            committed.add_done_callback(_retrieve)
-            raise
+            if not (result == "OK" and context.committed_ok):  # else committed with the call's own writes
+                await self.writer.submit_async(record)
         finally:
             # The access log line: its request_id is the audit entry's, so one leads to the other.
             log.info("rpc %s %s", context.method, result, extra={
                 "request_id": context.request_id, "method": context.method, "result": result,
                 "subject": record.subject, "department_code": record.department_code, "peer": record.peer})
         AUDIT_ENTRIES.labels(result).inc()
+
+    def _record(self, context: RequestContext, result: str, detail: str) -> AuditRecord:
+        principal = context.principal
+        return AuditRecord(
+            at=self.clock(), request_id=context.request_id,
+            subject=principal.subject if principal else "", department_code=principal.department_code if principal else "",
+            roles=tuple(sorted(principal.roles)) if principal else (), action=context.method,
+            target=context.target[:200], result=result, peer=context.peer[:100],
+            detail=(detail or context.detail)[:MAX_DETAIL])
+
+    def _audit_in(self, context: RequestContext, uow: Any, detail: str, result: str = "OK") -> None:
+        """The call's entry in the servicer's transaction (``RequestContext.audit_in``): OK, or how its
+        caller left while the work ran; the servicer sets ``committed_ok`` once that transaction committed."""
+        context.detail = detail
+        self.writer.join_batch(uow, [self._record(context, result, detail)])
 
     async def _authenticate(self, request: RequestContext, context: grpc.aio.ServicerContext,
                             audited: _AuditedContext) -> None:
@@ -160,6 +172,7 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
 
     def _open(self, method: str, context: grpc.aio.ServicerContext) -> tuple[RequestContext, _AuditedContext]:
         request = RequestContext(request_id=_request_id(context), method=method, peer=context.peer() or "")
+        request.audit_in = self._audit_in  # given the context by the caller: no cycle through the request
         return request, _AuditedContext(context, functools.partial(self._audit_failure, request))
 
     async def _audit_or_abort(self, grpc_context: grpc.aio.ServicerContext, request: RequestContext, result: str,
@@ -171,7 +184,14 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             await unless_gone(grpc_context.abort(code_for(error), str(error)))
 
     async def _audit_failure(self, request: RequestContext, result: str, detail: str) -> None:
-        """The call already failed; an audit failure now is logged (the caller gets the original error)."""
+        """The call already failed; an audit failure now is logged (the caller gets the original error).
+        A call whose OK entry already committed with its writes (a counted verification) gets no second
+        entry: the one it has is true of what the node did (its response is built before that commit), and
+        the failure to deliver it is logged with the request id, as for any response lost on the wire."""
+        if request.committed_ok:
+            log.warning("rpc %s: answered and audited, then not delivered: %s %s", request.method, result,
+                        detail, extra={"request_id": request.request_id, "result": result})
+            return
         try:
             await self._audit(request, result, detail)
         except AuditUnavailable:
@@ -183,6 +203,8 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
             async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 rc, audited = self._open(method, context)
                 token = set_current(rc)
+                remaining = context.time_remaining()  # a routed request asks for no longer (remote.py)
+                deadline = CALLER_DEADLINE.set(None if remaining is None else time.monotonic() + remaining)
                 try:
                     try:
                         await self._authenticate(rc, context, audited)
@@ -195,6 +217,7 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
                     await self._audit_or_abort(context, rc, "OK", "")
                     return response
                 finally:
+                    CALLER_DEADLINE.reset(deadline)
                     reset(token)
 
             return call
@@ -229,8 +252,3 @@ class AuthAuditInterceptor(grpc.aio.ServerInterceptor):
 
         return wrap
 
-
-def _retrieve(future: asyncio.Future) -> None:
-    """Mark the outcome of an entry nobody waits for any more as seen (asyncio would log it as lost)."""
-    if not future.cancelled():
-        future.exception()

@@ -66,8 +66,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.ListResourcesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListResourcesResponse:
         flt = convert.filter_from_proto(request)
+        order = convert.order_from_proto(request)
         current().target = "catalog"
-        page = await asyncio.to_thread(self.app.list, principal(), flt, request.page_size, request.page_token)
+        page = await asyncio.to_thread(self.app.list, principal(), flt, request.page_size, request.page_token, order)
         return pb.ListResourcesResponse(
             resources=[convert.resource_to_proto(r) for r in page.resources],
             next_page_token=page.next_page_token, total_size=page.total_size,

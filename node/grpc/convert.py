@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from exnode.v1 import catalog_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -26,6 +27,7 @@ from catalog.model import (
     UpdateCycle,
     VersionState,
 )
+from node.services.catalog import SearchOrder
 from node.services.catalog_feed import CaughtUp, FeedEvent
 from node.storage.catalog_repository import ResourceFilter
 
@@ -165,6 +167,15 @@ def filter_from_proto(request: pb.ListResourcesRequest) -> ResourceFilter:
                           code_prefix=request.code_prefix, **enums)  # type: ignore[arg-type]
 
 
+def order_from_proto(request: pb.ListResourcesRequest) -> SearchOrder:
+    """The page order asked for; a number this node does not know is INVALID_ARGUMENT naming ``order``."""
+    if request.order == pb.SEARCH_ORDER_RELEVANCE:
+        return SearchOrder.RELEVANCE
+    if request.order != pb.SEARCH_ORDER_CODE:
+        raise InvalidField.one("order", f"{request.order} is not a search order")
+    return SearchOrder.CODE
+
+
 def timestamp_of(message: object, field: str) -> dt.datetime | None:
     """A request's google.protobuf.Timestamp field as an aware UTC datetime, None when unset; a value outside
     0001-01-01..9999-12-31 or with nanos outside 0..999,999,999 is INVALID_ARGUMENT naming the field."""
@@ -201,8 +212,18 @@ def watch_filter_from_proto(request: pb.WatchCatalogRequest) -> Classification |
 def event_to_proto(event: FeedEvent | CaughtUp, resume_token: str) -> pb.CatalogEvent:
     if isinstance(event, CaughtUp):
         return pb.CatalogEvent(sequence=event.position, kind=pb.CAUGHT_UP, resume_token=resume_token)
+    message = pb.CatalogEvent()
+    message.CopyFrom(_event_message(event))
+    message.resume_token = resume_token
+    return message
+
+
+@functools.lru_cache(maxsize=4096)
+def _event_message(event: FeedEvent) -> pb.CatalogEvent:
+    """An event's message without its resume token, built once for all the watchers it goes to (never
+    changed: each stream gets a copy with its own token)."""
     classification = next((c.number for c in Classification if c.value == event.classification), 0)
     return pb.CatalogEvent(
         sequence=event.position, kind=_EVENT_KINDS.get(event.kind, pb.CATALOG_EVENT_KIND_UNSPECIFIED),
-        code=event.code, version=event.version, at=timestamp(event.at), resume_token=resume_token,
+        code=event.code, version=event.version, at=timestamp(event.at),
         provider_code=event.provider_code, name=event.name, classification=classification)

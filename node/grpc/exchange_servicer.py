@@ -217,7 +217,8 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             yield pb.PullItem(manifest=pb.Manifest(
                 from_cursor=manifest.from_cursor, to_cursor=manifest.to_cursor, record_count=manifest.record_count,
                 merkle_root=manifest.root, key_id=manifest.kid, signature=manifest.signature,
-                batch_count=manifest.batch_count, until_day=manifest.until_day))
+                batch_count=manifest.batch_count, until_day=manifest.until_day, version=manifest.version,
+                signed_at=manifest.signed_at))
             while session.unacknowledged and await self._await_ack(session, acks, settings.ack_timeout_s):
                 pass
             current().detail = (f"{session.records} records in {session.batches} batches; "

@@ -52,6 +52,7 @@ from node.ops.startup import StartupError, tune_gc
 from node.services.audit import AuditWriter, VerificationStopped
 from node.services.secrecy import ReencryptionJob
 from security.audit import VerifyResult
+from security.identity import Principal
 
 log = logging.getLogger(__name__)
 SERVICES = (
@@ -101,7 +102,7 @@ async def build_server(node: Node, listen: str, *, audit_writer: AuditWriter | N
     query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(node.query), server)
     checks_pb2_grpc.add_CheckServiceServicer_to_server(CheckServicer(node.checks), server)
     keys_pb2_grpc.add_KeysServiceServicer_to_server(KeysServicer(node.keys.public, node.keys.active.kid, node.config.node.id, node.policy,
-                                                                    node.timestamps), server)
+                                                                    node.timestamps, node.query), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -199,7 +200,8 @@ async def _verify_interruptibly(node: Node) -> VerifyResult:
     sets the thread's stop flag and waits for it to let go of the database (a Ctrl-C on a node with a
     million-entry trail stopped in about a second, not after the whole walk of 1.5-4 minutes)."""
     stop = threading.Event()
-    future = asyncio.ensure_future(asyncio.to_thread(node.audit.verify, stop))
+    future = asyncio.ensure_future(asyncio.to_thread(node.audit.verify_recorded,
+                                                     Principal.system(node.config.node.id), "daily", stop))
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -207,6 +209,7 @@ async def _verify_interruptibly(node: Node) -> VerifyResult:
         with contextlib.suppress(VerificationStopped, Exception):
             await future
         raise
+
 
 async def _reencrypt(node: Node) -> None:
     """The background re-encryption job (issue 17): rows under newly retired data keys are sealed again
@@ -234,6 +237,12 @@ class Listener(Protocol):
 
 async def serve(node: Node, listen: str, metrics_listen: str, also: Sequence[Listener] = ()) -> None:
     """Run until SIGINT or SIGTERM, then stop accepting calls and let running ones finish."""
+    # The handlers come first: the health check answers SERVING before start-up ends (the GC tuning, the
+    # banner), and a SIGTERM in that window would otherwise kill the process without a clean stop.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     host, port = split_host_port(metrics_listen, "server.metrics_listen")
     disable_created_metrics()  # a *_created series beside every counter doubles the scrape; nothing reads them
     try:
@@ -262,7 +271,7 @@ async def serve(node: Node, listen: str, metrics_listen: str, also: Sequence[Lis
         node.timestamps.start()
     monitor = HealthMonitor(node, health_servicer, SERVICES)
     await monitor.check()
-    tune_gc()
+    tune_gc(node.config.server)
     log.info("serving", extra={"listen": listen, "port": bound, "metrics": metrics_listen})
     print(f"exnode: node {node.config.node.id!r} serving gRPC on {listen} (metrics on http://{metrics_listen}/metrics)",
           flush=True)
@@ -270,10 +279,6 @@ async def serve(node: Node, listen: str, metrics_listen: str, also: Sequence[Lis
         print(f"exnode: console on {listener.url} (sign in with a token of the identity service"
               f"{'; this development node also offers a development sign-in' if node.config.auth.trust_dev_issuer else ''})",
               flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(monitor.run()), asyncio.create_task(_daily(node)),
              asyncio.create_task(_reencrypt(node))]
     await stop.wait()

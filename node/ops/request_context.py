@@ -8,7 +8,9 @@ detail) is what the interceptor writes to the audit trail.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from security.identity import Principal
 
@@ -21,6 +23,13 @@ class RequestContext:
     principal: Principal | None = None
     target: str = ""
     detail: str = ""
+    audit_in: Callable[[RequestContext, Any, str, str], None] | None = None
+    """``audit_in(context, uow, detail, result)`` appends the call's entry (``result`` "OK", or CANCELLED /
+    DEADLINE_EXCEEDED when the caller left while the work ran) inside a unit of work of the servicer's: a
+    verification's entry commits with its quota count, one commit for both (set by the interceptor)."""
+    committed_ok: bool = False
+    """The call's entry was written that way and committed (set by the servicer once its transaction did): the
+    interceptor writes no other entry for the call, whether it then succeeds or fails to be delivered."""
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("exnode_request")

@@ -19,7 +19,7 @@ import pika.exceptions
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from node.config import Config, ConfigError
+from node.config import Config, ConfigError, ServerSection
 from security.keys import UnusableKey
 
 log = logging.getLogger(__name__)
@@ -148,15 +148,15 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
-GC_THRESHOLDS = (20_000, 20, 20)
-"""CPython's cyclic collector: a young collection every 20,000 allocations instead of 700."""
-
-
-def tune_gc() -> None:
+def tune_gc(server: ServerSection | None = None) -> None:
     """Why: every relayed record allocates dozens of short-lived objects (parsed payload, records, envelopes,
     AMQP frames), so with CPython's defaults a young collection ran every few records and the older
     generations kept rescanning everything the node holds: about a tenth of the ingest's CPU in
-    ``exnode bench relay``. What start-up built (modules, configuration) is frozen out of collections."""
+    ``exnode bench relay``, and most of the watchers' p99 in ``exnode bench watchers`` (a full collection
+    walks every stream's objects). What start-up built (modules, configuration) is frozen out of
+    collections. The thresholds are ``server.gc_threshold0/1/2`` (``server.gc_freeze``)."""
+    server = server or ServerSection()
     gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    if server.gc_freeze:
+        gc.freeze()
+    gc.set_threshold(server.gc_threshold0, server.gc_threshold1, server.gc_threshold2)

@@ -199,7 +199,7 @@ def _main(config: Any, counters: Any, wake: Connection, log_level: str, log_form
     lists = ListsApplication(uow, utc_now, Policy(node_department=config.node.department_code))
     dispatcher = build_dispatcher(config, uow, utc_now, lists, stats=SharedStats(counters))  # type: ignore[arg-type]
     signal.signal(signal.SIGTERM, _terminated)
-    tune_gc()  # every message allocates properties and frames, as every record does in the node
+    tune_gc(config.server)  # every message allocates properties and frames, as every record does in the node
     dispatcher.start()
     try:
         while True:

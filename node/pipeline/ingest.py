@@ -294,11 +294,15 @@ class Ingest:
             self.on_outbox()
 
     def relay_disputed(self, uow: UnitOfWork, provider_code: str, resource_code: str, record_id: str,
-                       consumers: frozenset[str], notice_id: str, disputed: bool, now: dt.datetime) -> int:
-        """In the caller's transaction (an objection raised or answered): outbox rows re-publishing the
-        record to its subscribers with its disputed mark set or cleared; the number of rows."""
+                       consumers: frozenset[str], notice_id: str, disputed: bool, now: dt.datetime, *,
+                       served: bool | None = None) -> int:
+        """In the caller's transaction (an objection raised or answered, here or at the lower node that relayed
+        the record): outbox rows re-publishing the record to its subscribers with its disputed mark set or
+        cleared (``served``: the mark when another objection keeps it), a signed notice to node platforms;
+        the number of rows."""
         rows = outbox.disputed_rows(uow, self.platforms, provider_code, resource_code, record_id, consumers,
-                                    notice_id, disputed, now, node_id=self.node_id, signer=self.signer)
+                                    notice_id, disputed, now, node_id=self.node_id, signer=self.signer,
+                                    served=served)
         uow.exchange.add_outbox(rows, now)
         return len(rows)
 

@@ -3,7 +3,8 @@ record's path itself carries no metrics code (STYLE.md §6)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from node.ops.metrics import (
     BATCHES,
@@ -17,6 +18,7 @@ from node.pipeline.batches import CheckedBatch, IncomingBatch, IngestResult
 from node.pipeline.ingest import Ingest
 from node.services.exchange import ExchangeApplication
 from node.services.query import QueryApplication, VerifyAnswer, VerifyRequest
+from node.storage.unit_of_work import UnitOfWork
 from security.identity import Principal
 
 
@@ -60,12 +62,28 @@ class MeteredQuery(QueryApplication):
     """Verifications counted per consumer and result (``exnode_verifications_total``): the enumeration
     defence's alert watches each consumer's MISMATCH ratio (ops/prometheus/alerts.yml)."""
 
-    def verify_claim(self, principal: Principal, request: VerifyRequest) -> VerifyAnswer:
+    def verify_claim(self, principal: Principal, request: VerifyRequest,
+                     then: Callable[[UnitOfWork, VerifyAnswer], Any] | None = None,
+                     prepare: Callable[[VerifyAnswer], Any] | None = None) -> VerifyAnswer:
         try:
-            answer = super().verify_claim(principal, request)
+            answer = super().verify_claim(principal, request, then, prepare)
         except Exception as error:
             VERIFICATIONS.labels(principal.department_code, f"REFUSED_{type(error).__name__}").inc()
             raise
-        for _, result in answer.answers:
-            VERIFICATIONS.labels(principal.department_code, result.value).inc()
-        return answer
+        return _counted(principal, answer)
+
+    async def verify_claim_async(self, principal: Principal, request: VerifyRequest,
+                                 then: Callable[[UnitOfWork, VerifyAnswer], Any] | None = None,
+                                 prepare: Callable[[VerifyAnswer], Any] | None = None) -> VerifyAnswer:
+        try:
+            answer = await super().verify_claim_async(principal, request, then, prepare)
+        except Exception as error:
+            VERIFICATIONS.labels(principal.department_code, f"REFUSED_{type(error).__name__}").inc()
+            raise
+        return _counted(principal, answer)
+
+
+def _counted(principal: Principal, answer: VerifyAnswer) -> VerifyAnswer:
+    for _, result in answer.answers:
+        VERIFICATIONS.labels(principal.department_code, result.value).inc()
+    return answer

@@ -13,8 +13,10 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from adapters.codecs import envelope as envelopes
+from adapters.codecs import relay
 from adapters.platforms import Platform, codec_for
 from adapters.rabbit import Dispatcher, DispatcherStats, OutboxPort, Outgoing, row_message
+from adapters.rabbit.wire import pack
 from catalog.lists import Grant
 from catalog.records import Record
 from node.config import Config
@@ -23,7 +25,7 @@ from node.services.lists import ListsApplication, record_deliveries
 from node.storage.exchange_repository import OutboxMessage, Subscription
 from node.storage.unit_of_work import SqlUnitOfWorkFactory, UnitOfWork, UnitOfWorkFactory
 from security.keys import SigningKey
-from security.sealing import HEADER_INNER, SEALED_CONTENT_TYPE, ConsumerKey, seal_to, sealing_context
+from security.sealing import SEALED_CONTENT_TYPE, ConsumerKey, seal_to, sealing_context
 
 Target = tuple[Subscription, Platform, Grant, ConsumerKey | None]
 """A live subscription to a resource, the platform it delivers to, the grant that decides its view and the
@@ -90,7 +92,7 @@ def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record],
         if consumer_key is not None:
             seal = seal_to(consumer_key, sealing_context(batch.batch_id, consumer_key.kid))
             messages = [(record_id, seal.seal(record_id, body)) for record_id, body in messages]
-            content_type, sealed_headers = SEALED_CONTENT_TYPE, {**seal.headers, HEADER_INNER: codec.CONTENT_TYPE}
+            content_type, sealed_headers = SEALED_CONTENT_TYPE, seal.message_headers(codec.CONTENT_TYPE)
         headers, body = row_message(
             batch_id=batch.batch_id, resource_code=batch.resource_code, provider_code=batch.provider_code,
             consumer_code=subscription.consumer_code, node_id=node_id, signed=parts[0].signed, messages=messages)
@@ -101,19 +103,34 @@ def rows(found: Sequence[Target], batch: IncomingBatch, fresh: Sequence[Record],
 
 def disputed_rows(uow: UnitOfWork, platforms: Mapping[str, Platform], provider_code: str, resource_code: str,
                   record_id: str, consumers: frozenset[str], notice_id: str, disputed: bool, now: dt.datetime, *,
-                  node_id: str, signer: SigningKey) -> list[dict]:
+                  node_id: str, signer: SigningKey, served: bool | None = None) -> list[dict]:
     """校核纠错 over the relay: the stored record again, in its own one-record batch signed by the node, to
     each live subscriber among ``consumers`` (those it was delivered to), marked disputed when an objection
     is raised and unmarked when the provider answers it. The record is unchanged, so a receiver deduplicates
     it by id and sequence and keeps only the mark; the notice's batch id is not a stored batch, so its
-    confirmation counts as no delivery of the responsibility list."""
+    confirmation counts as no delivery of the responsibility list. A node platform (a tier link) gets a
+    signed dispute notice instead (``adapters.codecs.relay.encode_dispute``): the envelope's mark is not
+    signed, and the upper node applies only what the lower node vouches for (``TierApplication``).
+    ``served``: the envelopes' mark when it is not the objection's own (another objection is still open)."""
     record = uow.exchange.stored_record(provider_code, resource_code, record_id)
     if record is None:
         return []
     found = [t for t in targets(uow, platforms, resource_code, now) if t[0].consumer_code in consumers]
     notice = IncomingBatch(notice_id, provider_code, resource_code, (record,), b"", "", b"")
-    return rows(found, notice, [record], now, node_id=node_id, signer=signer,
-                disputed=(record_id,) if disputed else ())
+    out = rows([t for t in found if t[1].kind != "node"], notice, [record], now, node_id=node_id, signer=signer,
+               disputed=(record_id,) if (disputed if served is None else served) else ())
+    document = {"provider_code": provider_code, "resource_code": resource_code, "record_id": record_id,
+                "objection_id": notice_id.rpartition(".")[0] or notice_id, "disputed": disputed,
+                "at": now.isoformat()}
+    for subscription, platform, _, _ in found:  # an upper (or lower) node: the signed notice, not the envelope
+        if platform.kind != "node":
+            continue
+        body = relay.encode_dispute(document, node_id, signer)
+        out.append({"batch_id": notice_id[:64], "platform": platform.name, "queue": platform.queue,
+                    "consumer_code": subscription.consumer_code, "content_type": relay.DISPUTE_CONTENT_TYPE,
+                    "headers": {"x-exnode-node": node_id, "x-exnode-resource": resource_code},
+                    "body": pack([(f"dispute:{notice_id}:{record_id}", body)])})
+    return out
 
 
 log = logging.getLogger(__name__)

@@ -50,19 +50,25 @@ from adapters.codecs.envelope import Envelope, EnvelopeError, Hop, TrustedKeys
 from adapters.platforms import Platform
 from adapters.rabbit.inbound import Later, Poison
 from adapters.rabbit.wire import pack
+from catalog import disputes as disputes_domain
 from catalog import lists as lists_domain
+from catalog import objections as objections_domain
+from catalog.disputes import Dispute, DisputeState
 from catalog.errors import CatalogError, InvalidField
 from catalog.interchange import metadata_from_dict, metadata_to_dict
 from catalog.lists import Demand, DemandRequest, DemandState, GrantKind
 from catalog.model import Resource, ResourceStatus, ResourceVersion, VersionState
+from catalog.objections import Objection, ObjectionState, RecordKey
 from catalog.records import canonical_record
 from node.config import ConfigError
 from node.files import report as report_files
 from node.pipeline import rules
 from node.pipeline.batches import IncomingBatch
 from node.pipeline.ingest import Ingest
+from node.services.disputes import DisputesApplication
+from node.services.lists import _new_id
 from node.storage.exchange_repository import Subscription
-from node.storage.tier_repository import PROVIDER, REQUESTER, ForwardedDemand
+from node.storage.tier_repository import PROVIDER, REQUESTER, ForwardedDemand, ForwardedObjection
 from node.storage.unit_of_work import UnitOfWork
 from security.audit import AuditRecord
 from security.identity import Principal
@@ -101,6 +107,21 @@ def load_peers(directory: Path) -> dict[str, dict[str, Any]]:
             raise PeerConfigError(f"{path}: node_id must be a non-empty string")
         peers.setdefault(node_id, {}).update(keys)
     return peers
+
+
+def load_peer_documents(directory: Path) -> dict[str, dict[str, Any]]:
+    """node id → its public-keys.json document (``security.broker_sealing.load_peer_keys`` reads the
+    encryption keys from them); ``load_peers`` has checked them."""
+    documents: dict[str, dict[str, Any]] = {}
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.json")):
+            try:
+                document = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                raise PeerConfigError(f"{path}: not a public-keys.json of a node: {error}") from None
+            if isinstance(document, dict) and isinstance(document.get("node_id"), str):
+                documents[document["node_id"]] = document
+    return documents
 
 
 def hop_to_dict(hop: Hop) -> dict[str, Any]:
@@ -169,6 +190,21 @@ class TierApplication:
                 continue
             if message.content_type == relay.DECISION_CONTENT_TYPE:
                 results[index] = self._decision(message.body)
+                continue
+            if message.content_type == relay.DISPUTE_CONTENT_TYPE:
+                results[index] = self._dispute(message.body)
+                continue
+            if message.content_type == relay.DEMAND_CHANGE_CONTENT_TYPE:
+                results[index] = self._demand_change(message.body)
+                continue
+            if message.content_type == relay.DISPUTE_STEP_CONTENT_TYPE:
+                results[index] = self._dispute_step(message.body)
+                continue
+            if message.content_type == relay.OBJECTION_CONTENT_TYPE:
+                results[index] = self._objection(message.body)
+                continue
+            if message.content_type == relay.OBJECTION_ANSWER_CONTENT_TYPE:
+                results[index] = self._objection_answer(message.body)
                 continue
             try:
                 envelope = relay.decode(message.body)
@@ -314,12 +350,226 @@ class TierApplication:
             uow.commit()
         return None
 
+    def _dispute(self, body: bytes) -> Poison | None:
+        """A lower node's signed notice that an objection to a record it relayed here was raised (the record is
+        disputed) or answered (the mark clears): applied only when a trusted peer signed it and that peer is
+        the node the record came from; a change is passed on to this node's own subscribers (and further up)
+        in the same transaction, and audited."""
+        try:
+            sender, entry = relay.decode_dispute(body, self.peers)
+            provider, resource_code = str(entry["provider_code"]), str(entry["resource_code"])
+            record_id, objection_id = str(entry["record_id"]), str(entry["objection_id"])
+            disputed = entry["disputed"]
+            if not isinstance(disputed, bool) or not record_id or not objection_id or len(objection_id) > 64:
+                raise ValueError("disputed must be true or false, record_id and objection_id (at most 64) given")
+        except (relay.CatalogEntryError, KeyError, TypeError, ValueError) as error:
+            return Poison(f"dispute notice: {error}")
+        now = self.ingest.clock()
+        with self.uow(write=True) as uow:
+            came_from = uow.tiers.sender_of(provider, resource_code, record_id)
+            if came_from is None:
+                return Poison(f"dispute notice: record {record_id} of {resource_code} was not relayed here by a "
+                              f"lower node (node {sender} cannot mark it)")
+            if came_from != sender:
+                return Poison(f"dispute notice: record {record_id} of {resource_code} came from node {came_from}, "
+                              f"not from node {sender}")
+            if not uow.tiers.disputes.mark(provider, resource_code, record_id, objection_id, sender, disputed, now):
+                return None  # a redelivery, or a replayed "raised" after the answer
+            served = bool(uow.objections.disputed([(provider, resource_code, record_id)]))
+            stored = uow.objections.record(RecordKey(provider, resource_code, record_id))
+            delivered = uow.objections.delivered_to(stored) if stored else frozenset()
+            published = self.ingest.relay_disputed(
+                uow, provider, resource_code, record_id, delivered,
+                f"{objection_id}.{'raised' if disputed else 'answered'}", disputed, now, served=served) \
+                if delivered else 0
+            self.ingest.audit_writer.append_in(uow, [AuditRecord(
+                at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code=provider,
+                roles=("platform",), action="tier/disputed-mark", target=f"record:{provider}/{resource_code}/{record_id}",
+                result="OK", detail=(f"objection {objection_id} {'raised' if disputed else 'answered'} at node "
+                                     f"{sender}: served {'disputed' if served else 'undisputed'}, re-sent to "
+                                     f"{published} subscribers"))])
+            uow.commit()
+        self.ingest.committed(published)
+        return None
+
+    # -- 校核纠错: objections raised above to records whose provider is below ---------------------------------
+    def forward_objection(self, uow: UnitOfWork, objection: Objection, now: dt.datetime) -> bool:
+        """In the transaction that raised (or, at an intermediate node, filed) the objection: send it down the
+        record's route, to the lower node it came through (each hop forwards toward the origin, whose
+        provider checks it). False when no node platform leads there (the objection is then refused)."""
+        key = objection.record
+        origin, via = uow.catalog.route(key.resource_code)
+        platform = next((p for p in self.upward if p.lower_node and p.lower_node == (via or origin)), None)
+        if not origin or platform is None:
+            return False
+        document = {"objection_id": objection.id, "provider_code": key.provider_code,
+                    "resource_code": key.resource_code, "record_id": key.record_id, "item": objection.item,
+                    "raiser_code": objection.raiser_code, "raised_by": objection.raised_by,
+                    "evidence": objection.evidence, "attachments": list(objection.attachments),
+                    "raised_at": objection.created_at.isoformat()}
+        body = relay.encode_objection(document, self.node_id, self.ingest.signer)
+        # the lower node's id for it is not known yet: this node's own stands in (unique per peer)
+        uow.tiers.objections.add(ForwardedObjection(objection.id, platform.lower_node, objection.id, REQUESTER,
+                                                    platform.name), now)
+        uow.exchange.add_outbox([self._row(platform, f"objection:{objection.id}", key.resource_code,
+                                           relay.OBJECTION_CONTENT_TYPE, body)], now)
+        self._audit_objection(uow, objection, "tier/objection-forwarded",
+                              f"objection {objection.id} to record {key.record_id} of {key.resource_code} sent down "
+                              f"to node {platform.lower_node} toward its provider at node {origin}", now)
+        return True
+
+    def objection_forwarded_to(self, uow: UnitOfWork, objection_id: str) -> str:
+        """The lower node an objection raised (or passed on) here was sent down to, or "" when it is checked
+        here."""
+        forwarded = uow.tiers.objections.get(objection_id, REQUESTER)
+        return forwarded.peer_node if forwarded else ""
+
+    def objection_answered(self, uow: UnitOfWork, objection: Objection, now: dt.datetime) -> None:
+        """In the answer's transaction: when an upper node sent the objection here, the answer goes up to it
+        (and from there on up to the node where it was raised)."""
+        forwarded = uow.tiers.objections.get(objection.id, PROVIDER)
+        if forwarded is None:
+            return
+        platform = next((p for p in self.upward if p.name == forwarded.platform), None)
+        if platform is None:
+            log.error("objection %s: the platform %s of upper node %s is gone; its answer is not sent", objection.id,
+                      forwarded.platform, forwarded.peer_node)
+            return
+
+        def at(value: dt.datetime | None) -> str:
+            return value.isoformat() if value else ""
+
+        document = {"objection_id": forwarded.peer_objection_id, "answered_objection_id": objection.id,
+                    "state": objection.state.value, "answer": objection.answer, "answered_by": objection.answered_by,
+                    "answered_at": at(objection.answered_at), "corrected_by": objection.corrected_by,
+                    "deadline": at(objection.deadline), "escalated_at": at(objection.escalated_at)}
+        body = relay.encode_objection_answer(document, self.node_id, self.ingest.signer)
+        uow.exchange.add_outbox([self._row(platform, f"objection-answer:{forwarded.peer_objection_id}",
+                                           objection.record.resource_code, relay.OBJECTION_ANSWER_CONTENT_TYPE,
+                                           body)], now)
+        self._audit_objection(uow, objection, "tier/objection-answer-sent",
+                              f"objection {objection.id} {objection.state.value}: answer sent up to node "
+                              f"{forwarded.peer_node} (there {forwarded.peer_objection_id})", now)
+
+    def _objection(self, body: bytes) -> Poison | None:
+        """Lower side: an objection an upper node's consumer raised to a record relayed up from here. Filed only
+        when a trusted peer signed it and the record was delivered to that peer (its node platform); at the
+        record's origin it is filed for the provider (the record is marked disputed here, and by the notice
+        at every upper node), at an intermediate node kept and passed on down the route. Audited; what cannot
+        be filed is dead-lettered naming why, and nothing is filed."""
+        try:
+            sender, entry = relay.decode_objection(body, self.peers)
+            peer_id = str(entry["objection_id"])
+            key = RecordKey(str(entry["provider_code"]), str(entry["resource_code"]), str(entry["record_id"]))
+            item, raiser, by = str(entry.get("item", "")), str(entry["raiser_code"]), str(entry.get("raised_by", ""))
+            evidence = str(entry.get("evidence", ""))
+            attachments = tuple(str(a) for a in entry.get("attachments", []))
+            if not peer_id or len(peer_id) > 64 or not key.record_id or not raiser or len(raiser) > 18:
+                raise ValueError("objection_id (at most 64), record_id and raiser_code (at most 18) are required")
+        except (relay.CatalogEntryError, KeyError, TypeError, ValueError) as error:
+            return Poison(f"forwarded objection: {error}")
+        if self.lists is None:
+            return Poison("forwarded objection: this node files no objections from upper nodes")
+        now = self.ingest.clock()
+        published = 0
+        with self.uow(write=True) as uow:
+            if uow.tiers.objections.from_peer(sender, peer_id, PROVIDER) is not None:
+                return None  # a redelivery: it was filed
+            resource = uow.catalog.get(key.resource_code)
+            stored = uow.objections.record(key) if resource else None
+            delivered = uow.objections.delivered_to(stored) if stored else frozenset()
+            platform = next((p for p in self.upward if p.upper_node == sender and p.consumer_code in delivered), None)
+            if resource is None or stored is None or platform is None:
+                return Poison(f"forwarded objection: record {key.record_id} of {key.resource_code} was not relayed "
+                              f"from here to node {sender}")
+            items = tuple(i.name for i in resource.latest.metadata.items)
+            deadline = self.lists.calendar.add_working_days(now, self.lists.deadlines.objection_days)
+            try:
+                objection = objections_domain.raise_objection(
+                    _new_id("YY", now), key, item, items, raiser, f"node:{sender}/{by}"[:200], evidence, attachments,
+                    now, deadline)
+            except CatalogError as error:
+                return Poison(f"forwarded objection: objection {peer_id} of node {sender}: {error}")
+            uow.objections.add(objection)
+            uow.tiers.objections.add(ForwardedObjection(objection.id, sender, peer_id, PROVIDER, platform.name), now)
+            origin, _ = uow.catalog.route(key.resource_code)
+            if origin and not self.forward_objection(uow, objection, now):
+                return Poison(f"forwarded objection: record {key.record_id} of {key.resource_code} came from node "
+                              f"{origin} and no node platform leads there")
+            published = self.ingest.relay_disputed(uow, key.provider_code, key.resource_code, key.record_id,
+                                                   delivered, f"{objection.id}.raised", True, now)
+            self._audit_objection(uow, objection, "tier/objection",
+                                  f"objection {peer_id} of node {sender} to record {key.record_id} of "
+                                  f"{key.resource_code} filed as {objection.id}"
+                                  + (f", passed on toward node {origin}" if origin else " for its provider"), now)
+            uow.commit()
+        self.ingest.committed(published)
+        return None
+
+    def _objection_answer(self, body: bytes) -> Poison | None:
+        """Upper side: the answer to an objection forwarded down from here, as the provider gave it at the
+        record's origin; the objection here takes it (so the objector sees the outcome where it raised it),
+        the mark clears for this node's subscribers, and it goes on up when an upper node sent it here."""
+        try:
+            sender, entry = relay.decode_objection_answer(body, self.peers)
+            objection_id, state = str(entry["objection_id"]), ObjectionState(str(entry["state"]))
+            if state is ObjectionState.OPEN:
+                raise ValueError("state OPEN is not an answer")
+
+            def at(name: str) -> dt.datetime | None:
+                return dt.datetime.fromisoformat(entry[name]) if entry.get(name) else None
+
+            answered_at, deadline, escalated_at = at("answered_at"), at("deadline"), at("escalated_at")
+        except (relay.CatalogEntryError, KeyError, TypeError, ValueError) as error:
+            return Poison(f"objection answer: {error}")
+        now = self.ingest.clock()
+        with self.uow(write=True) as uow:
+            forwarded = uow.tiers.objections.get(objection_id, REQUESTER)
+            if forwarded is None or forwarded.peer_node != sender:
+                return Poison(f"objection answer: objection {objection_id} was not forwarded to node {sender}")
+            objection = uow.objections.get(objection_id)
+            if objection is None:
+                return Poison(f"objection answer: objection {objection_id} is not here")
+            if not objection.open:
+                return None  # a redelivery
+            by = str(entry.get("answered_by", ""))
+            answered = replace(
+                objection, state=state, answer=str(entry.get("answer", ""))[:10000],
+                answered_by=f"node:{sender}/{by}"[:200], answered_at=answered_at or now,
+                corrected_by=str(entry.get("corrected_by", ""))[:64], deadline=deadline or objection.deadline,
+                escalated_at=escalated_at or objection.escalated_at, version=objection.version + 1)
+            uow.objections.save(answered, objection.version)
+            key = objection.record
+            served = bool(uow.objections.disputed([(key.provider_code, key.resource_code, key.record_id)]))
+            stored = uow.objections.record(key)
+            delivered = uow.objections.delivered_to(stored) if stored else frozenset()
+            published = self.ingest.relay_disputed(
+                uow, key.provider_code, key.resource_code, key.record_id, delivered, f"{objection.id}.answered", False,
+                now, served=served) if delivered else 0
+            self.objection_answered(uow, answered, now)
+            self._audit_objection(uow, answered, "tier/objection-answer",
+                                  f"objection {objection.id}: {state.value} at node {sender} by {by} (there "
+                                  f"{entry.get('answered_objection_id', '')})"
+                                  + (f", corrected by record {answered.corrected_by}" if answered.corrected_by else ""),
+                                  now)
+            uow.commit()
+        self.ingest.committed(published)
+        return None
+
+    def _audit_objection(self, uow: UnitOfWork, objection: Objection, action: str, detail: str,
+                         now: dt.datetime) -> None:
+        self.ingest.audit_writer.append_in(uow, [AuditRecord(
+            at=now, request_id=uuid.uuid4().hex, subject=objection.raised_by, department_code=objection.raiser_code,
+            roles=("consumer",), action=action, target=f"objection:{objection.id}", result="OK", detail=detail)])
+
     # -- 回流: demands across the link ----------------------------------------------------------------------
     def forward(self, uow: UnitOfWork, demand: Demand, resource: Resource, now: dt.datetime) -> bool:
         """Lower side, in the filing's transaction: forward a demand for a resource the upper node holds
-        (its catalog entry came down from it) through the uplink; False when no upper-node platform leads
-        to the resource's node (the demand is then decided here, as before)."""
-        platform = next((p for p in self.upward if p.upper_node and p.upper_node == resource.origin_node), None)
+        through the uplink: its own (the entry came down from it) or one that reached it from another region
+        (the entry came down through it: the catalog's route names it as the next hop). False when no
+        upper-node platform leads to the resource's node (the demand is then decided here, as before)."""
+        origin, via = uow.catalog.route(resource.code)
+        platform = next((p for p in self.upward if p.upper_node and p.upper_node == (via or origin)), None)
         if platform is None:
             return False
         request = demand.request
@@ -329,7 +579,9 @@ class TierApplication:
                     "daily_quota": request.daily_quota, "description": request.description,
                     "filed_at": demand.created_at.isoformat()}
         body = relay.encode_demand(document, self.node_id, self.ingest.signer)
-        uow.tiers.demands.add(ForwardedDemand(demand.id, platform.upper_node, "", REQUESTER, platform.name), now)
+        # the upper node's id for it is not known yet: this node's own stands in, unique per peer (an empty one
+        # let a node forward only one demand ever: (peer_node, peer_demand_id, side) is unique)
+        uow.tiers.demands.add(ForwardedDemand(demand.id, platform.upper_node, demand.id, REQUESTER, platform.name), now)
         uow.exchange.add_outbox([self._row(platform, f"demand:{demand.id}", request.resource_code,
                                            relay.DEMAND_CONTENT_TYPE, body)], now)
         return True
@@ -352,16 +604,61 @@ class TierApplication:
             log.error("demand %s: the platform %s of lower node %s is gone; its answer is not sent", demand.id,
                       forwarded.platform, forwarded.peer_node)
             return
-        grant = uow.lists.get_grant(demand.grant_id) if demand.grant_id else None
-        terms: dict[str, Any] = {}
-        if grant is not None:
-            terms = {"id": grant.id, "items": list(grant.items), "expires_at": grant.expires_at.isoformat(),
-                     "kind": grant.kind.value, "daily_quota": grant.daily_quota}
-            if grant.kind is GrantKind.COPY:
-                uow.exchange.put_subscription(Subscription(demand.requester_code, demand.resource_code, platform.name,
-                                                           grant.id), now)
         self._answer_down(uow, platform, forwarded.peer_demand_id, demand.resource_code, demand.state.value,
-                          demand.reason, demand.decided_by, now, upper_demand_id=demand.id, grant=terms)
+                          demand.reason, demand.decided_by, now, upper_demand_id=demand.id,
+                          grant=self._granted(uow, demand, platform, now))
+
+    @staticmethod
+    def _granted(uow: UnitOfWork, demand: Demand, platform: Platform, now: dt.datetime) -> dict[str, Any]:
+        """The grant's terms for the lower node; a copy grant subscribes the downward platform for the
+        department, so the records flow down."""
+        grant = uow.lists.get_grant(demand.grant_id) if demand.grant_id else None
+        if grant is None:
+            return {}
+        if grant.kind is GrantKind.COPY:
+            uow.exchange.put_subscription(Subscription(demand.requester_code, demand.resource_code, platform.name,
+                                                       grant.id), now)
+        return {"id": grant.id, "items": list(grant.items), "expires_at": grant.expires_at.isoformat(),
+                "kind": grant.kind.value, "daily_quota": grant.daily_quota}
+
+    def changed(self, uow: UnitOfWork, demand: Demand, change: str, text: str, by: str, now: dt.datetime) -> None:
+        """Lower side, in the change's transaction: the requester withdrew (WITHDRAW) or contested the refusal
+        (CONTEST, ``text`` its duty basis) of a demand forwarded from here; the deciding node is told."""
+        forwarded = uow.tiers.demands.get(demand.id)
+        platform = next((p for p in self.upward if forwarded and p.name == forwarded.platform), None)
+        if forwarded is None or platform is None:
+            log.error("demand %s: no uplink platform to carry its %s up", demand.id, change)
+            return
+        body = relay.encode_demand_change({"demand_id": demand.id, "change": change, "text": text, "by": by,
+                                           "at": now.isoformat()}, self.node_id, self.ingest.signer)
+        uow.exchange.add_outbox([self._row(platform, f"change:{demand.id}:{change}", demand.resource_code,
+                                           relay.DEMAND_CHANGE_CONTENT_TYPE, body)], now)
+
+    def dispute_step(self, uow: UnitOfWork, dispute: Dispute, demand: Demand, now: dt.datetime) -> None:
+        """Upper side, in the step's transaction: the provider's answer or the coordinator's decision in the
+        dispute of a demand a lower node forwarded here goes down, with the demand's outcome and grant."""
+        forwarded = uow.tiers.demands.get(demand.id)
+        if forwarded is None or forwarded.side != PROVIDER:
+            return
+        platform = next((p for p in self.upward if p.name == forwarded.platform), None)
+        if platform is None:
+            log.error("dispute %s: the platform %s of lower node %s is gone; its step is not sent", dispute.id,
+                      forwarded.platform, forwarded.peer_node)
+            return
+        terms = self._granted(uow, demand, platform, now) if demand.state is DemandState.APPROVED else {}
+
+        def at(value: dt.datetime | None) -> str:
+            return value.isoformat() if value else ""
+
+        document = {"demand_id": forwarded.peer_demand_id, "dispute_id": dispute.id, "state": dispute.state.value,
+                    "provider_answer": dispute.provider_answer, "provider_by": dispute.provider_by,
+                    "provider_at": at(dispute.provider_at), "decision_reason": dispute.decision_reason,
+                    "conditions": dispute.conditions, "decided_by": dispute.decided_by,
+                    "decided_at": at(dispute.decided_at), "escalated_at": at(dispute.escalated_at),
+                    "demand_state": demand.state.value, "grant": terms}
+        body = relay.encode_dispute_step(document, self.node_id, self.ingest.signer)
+        uow.exchange.add_outbox([self._row(platform, f"dispute:{forwarded.peer_demand_id}:{dispute.state.value}",
+                                           demand.resource_code, relay.DISPUTE_STEP_CONTENT_TYPE, body)], now)
 
     def _answer_down(self, uow: UnitOfWork, platform: Platform, lower_demand_id: str, resource_code: str, state: str,
                      reason: str, decided_by: str, now: dt.datetime, *, upper_demand_id: str = "",
@@ -468,6 +765,113 @@ class TierApplication:
                 at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code=demand.provider_code,
                 roles=("platform",), action="tier/demand-decision", target=f"demand:{demand_id}", result="OK",
                 detail=f"{state.value} at node {sender} by {decided_by}" + (f": {reason}" if reason else ""))])
+            uow.commit()
+        return None
+
+    def _demand_change(self, body: bytes) -> Poison | None:
+        """Upper side: the lower node's requester withdrew, or contested the refusal of, a demand it forwarded
+        here. A withdrawal closes the demand here; a contest files the dispute here for the department (its
+        provider answers, the coordinator decides, each step goes down). Audited; what cannot be applied (the
+        demand was decided meanwhile) is dead-lettered naming why."""
+        try:
+            sender, entry = relay.decode_demand_change(body, self.peers)
+            lower_id, change = str(entry["demand_id"]), str(entry["change"])
+            text, by = str(entry.get("text", "")), str(entry.get("by", ""))
+            if change not in ("WITHDRAW", "CONTEST"):
+                raise ValueError(f"change {change!r} is not WITHDRAW or CONTEST")
+        except (relay.CatalogEntryError, KeyError, TypeError, ValueError) as error:
+            return Poison(f"demand change: {error}")
+        if self.lists is None:
+            return Poison("demand change: this node files no demands from lower nodes")
+        with self.uow() as uow:
+            forwarded = uow.tiers.demands.from_peer(sender, lower_id, PROVIDER)
+            demand = uow.lists.get_demand(forwarded.demand_id) if forwarded else None
+            contested = uow.lists.dispute_of(demand.id) if demand else None
+        if forwarded is None or demand is None:
+            return Poison(f"demand change: demand {lower_id} of node {sender} was not filed here")
+        if (change == "WITHDRAW" and demand.state is DemandState.WITHDRAWN) or (change == "CONTEST" and contested):
+            return None  # a redelivery
+        now = self.ingest.clock()
+        principal = Principal(f"node:{sender}/{by}"[:200], demand.requester_code, frozenset({"consumer"}))
+        try:
+            if change == "CONTEST":
+                dispute, _ = DisputesApplication(self.lists).file(principal, demand.id, text)
+                detail = f"demand {lower_id} of node {sender}: refusal contested, dispute {dispute.id}"
+            else:
+                with self.uow(write=True) as uow:
+                    current = self.lists.load(uow, demand.id)
+                    withdrawn = lists_domain.withdraw(current, now, text[:500])
+                    self.lists.save(uow, withdrawn, current)
+                    uow.commit()
+                detail = f"demand {lower_id} of node {sender}: withdrawn by its requester"
+        except (CatalogError, PermissionDenied) as error:
+            self._audit_change(principal, demand, "REFUSED", f"demand {lower_id} of node {sender}: {change} "
+                                                             f"not applied: {error}", now)
+            return Poison(f"demand change: {change} of demand {lower_id} (here {demand.id}): {error}")
+        self._audit_change(principal, demand, "OK", detail, now)
+        return None
+
+    def _audit_change(self, principal: Principal, demand: Demand, result: str, detail: str, now: dt.datetime) -> None:
+        with self.uow(write=True) as uow:
+            self.ingest.audit_writer.append_in(uow, [AuditRecord(
+                at=now, request_id=uuid.uuid4().hex, subject=principal.subject, department_code=demand.requester_code,
+                roles=("consumer",), action="tier/demand-change", target=f"demand:{demand.id}", result=result,
+                detail=detail)])
+            uow.commit()
+
+    def _dispute_step(self, body: bytes) -> Poison | None:
+        """Lower side: a step of the dispute of a demand forwarded from here, as the deciding node took it; the
+        local dispute mirrors it and the demand takes its outcome (an approval gives this node its grant)."""
+        try:
+            sender, entry = relay.decode_dispute_step(body, self.peers)
+            demand_id, state = str(entry["demand_id"]), DisputeState(str(entry["state"]))
+            terms = entry.get("grant") or {}
+            expires_at = dt.datetime.fromisoformat(terms["expires_at"]) if terms.get("expires_at") else None
+            items = tuple(str(i) for i in terms.get("items", []))
+
+            def at(name: str) -> dt.datetime | None:
+                return dt.datetime.fromisoformat(entry[name]) if entry.get(name) else None
+
+            provider_at, decided_at, escalated_at = at("provider_at"), at("decided_at"), at("escalated_at")
+        except (relay.CatalogEntryError, KeyError, TypeError, ValueError) as error:
+            return Poison(f"dispute step: {error}")
+        if self.lists is None:
+            return Poison("dispute step: this node forwards no demands")
+        now = self.ingest.clock()
+        with self.uow(write=True) as uow:
+            forwarded = uow.tiers.demands.get(demand_id)
+            if forwarded is None or forwarded.side != REQUESTER or forwarded.peer_node != sender:
+                return Poison(f"dispute step: demand {demand_id} was not forwarded to node {sender}")
+            demand = uow.lists.get_demand(demand_id)
+            dispute = uow.lists.dispute_of(demand_id)
+            if demand is None or dispute is None:
+                return Poison(f"dispute step: demand {demand_id} has no dispute here")
+            if dispute.state is state or dispute.state in (DisputeState.SETTLED, DisputeState.GRANTED,
+                                                           DisputeState.REFUSED):
+                return None  # a redelivery, or already final
+            node = f"node:{sender}/"
+            mirrored = replace(
+                dispute, state=state, provider_answer=str(entry.get("provider_answer", "")),
+                provider_by=(node + str(entry["provider_by"]))[:200] if entry.get("provider_by") else "",
+                provider_at=provider_at, decision_reason=str(entry.get("decision_reason", "")),
+                conditions=str(entry.get("conditions", "")),
+                decided_by=(node + str(entry["decided_by"]))[:200] if entry.get("decided_by") else "",
+                decided_at=decided_at, escalated_at=escalated_at, updated_at=now, version=dispute.version + 1)
+            resolved = disputes_domain.resolve_demand(demand, mirrored, now)
+            if resolved.state is DemandState.APPROVED:
+                grant = lists_domain.grant_for(f"SQ-{demand_id[3:]}"[:40], resolved, now, expires_at=expires_at,
+                                               items=items or None, masking={}, clear_delivery=True)
+                uow.lists.add_grant(grant)
+                resolved = replace(resolved, grant_id=grant.id)
+                mirrored = replace(mirrored, grant_id=grant.id)
+            if resolved is not demand:
+                self.lists.save(uow, resolved, demand)
+            uow.lists.save_dispute(mirrored, dispute.version)
+            self.ingest.audit_writer.append_in(uow, [AuditRecord(
+                at=now, request_id=uuid.uuid4().hex, subject=f"node:{sender}", department_code=demand.provider_code,
+                roles=("platform",), action="tier/dispute-step", target=f"demand:{demand_id}", result="OK",
+                detail=f"dispute {dispute.id}: {state.value} at node {sender} (there {entry.get('dispute_id', '')}); "
+                       f"demand {resolved.state.value}")])
             uow.commit()
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import hmac
 import json
@@ -23,6 +24,7 @@ from catalog.errors import (
 )
 from catalog.model import Resource, ResourceMetadata, ResourceVersion
 from node.storage.catalog_repository import CatalogRepository, ResourceFilter
+from node.storage.search_index import RELEVANCE_RANKS
 from node.storage.unit_of_work import UnitOfWorkFactory
 from security import page_tokens
 from security.identity import Principal
@@ -39,6 +41,13 @@ COUNT_LIMIT = 10_000
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class SearchOrder(enum.Enum):
+    """The order of a catalog page (proto SearchOrder)."""
+
+    CODE = "code"
+    RELEVANCE = "relevance"
 
 
 @dataclass(frozen=True)
@@ -180,10 +189,13 @@ class CatalogApplication:
                 if problems:
                     bad.append(EntryProblems(index, meta.code, problems))
                     continue
-                resource = (model.create(meta, now, checked=True) if current is None
-                            else model.edit(current, meta, now))
-                if publish:
-                    resource = model.publish(resource, now)
+                if current is None:
+                    resource = (model.create_published(meta, now) if publish
+                                else model.create(meta, now, checked=True))
+                else:
+                    resource = model.edit(current, meta, now)
+                    if publish:
+                        resource = model.publish(resource, now)
                 written.append((index, meta))
                 if current is None:
                     new.append(resource)
@@ -261,7 +273,10 @@ class CatalogApplication:
             code, resource.provider_code, published=resource.published_version is not None))
         return [v for v in versions if v.state is model.VersionState.PUBLISHED]
 
-    def list(self, principal: Principal, flt: ResourceFilter, page_size: int = 0, page_token: str = "") -> Page:
+    def list(self, principal: Principal, flt: ResourceFilter, page_size: int = 0, page_token: str = "",
+             order: SearchOrder = SearchOrder.CODE) -> Page:
+        """A page of the filter's resources in code order, or in relevance order (name before summary
+        before items and keywords, then code); the token carries the order's position and the total."""
         self.policy.require(principal, Action.CATALOG_READ, Target("catalog"))
         flt = replace(flt, visible_to=self.policy.draft_visibility(principal))
         if page_size > MAX_PAGE_SIZE:
@@ -269,9 +284,14 @@ class CatalogApplication:
         size = page_size or DEFAULT_PAGE_SIZE
         if len(flt.query) > 200:
             raise InvalidField.one("query", f"{len(flt.query)} characters, at most 200")
-        after, total = _decode_page_token(self.macs, page_token, flt)
+        rank, after, total = _decode_page_token(self.macs, page_token, flt, order)
         with self.uow() as uow:
-            rows, counted = uow.catalog.search(flt, after_code=after, limit=size + 1)
+            if order is SearchOrder.RELEVANCE:
+                ranked, counted = uow.catalog.search_by_relevance(flt, after=(rank, after), limit=size + 1)
+                rows = [resource for _rank, resource in ranked]
+            else:
+                ranked = []
+                rows, counted = uow.catalog.search(flt, after_code=after, limit=size + 1)
             more = len(rows) > size
             if not page_token:
                 # Counted once, for the first page (later pages carry it in their token), and only when
@@ -283,7 +303,8 @@ class CatalogApplication:
                 else:
                     total = uow.catalog.count(flt, at_most=COUNT_LIMIT + 1)
         rows = rows[:size]
-        token = _encode_page_token(self.macs, rows[-1].code, flt, total) if more else ""
+        last_rank = ranked[size - 1][0] if more and ranked else 0
+        token = _encode_page_token(self.macs, last_rank, rows[-1].code, flt, order, total) if more else ""
         return Page(rows, token, min(total, COUNT_LIMIT), total > COUNT_LIMIT)
 
     def export(self, principal: Principal, status: model.ResourceStatus | None) -> list[Resource]:
@@ -327,8 +348,11 @@ def _check_related(repo: CatalogRepository, meta: ResourceMetadata, also_known: 
         raise InvalidField(problems)
 
 
-def _filter_fingerprint(flt: ResourceFilter) -> str:
-    blob = json.dumps(asdict(flt), sort_keys=True, default=str).encode()
+def _filter_fingerprint(flt: ResourceFilter, order: SearchOrder = SearchOrder.CODE) -> str:
+    fields = asdict(flt)
+    if order is not SearchOrder.CODE:  # code-order fingerprints stay those of earlier tokens
+        fields["order"] = order.value
+    blob = json.dumps(fields, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -349,16 +373,20 @@ def _process_mac_keys() -> MacKeys:
     return MacKeys("process", derive)
 
 
-def _encode_page_token(macs: MacKeys, after: str, flt: ResourceFilter, total: int) -> str:
-    fields = {"after": after, "filter": _filter_fingerprint(flt), "total": total}
+def _encode_page_token(macs: MacKeys, rank: int, after: str, flt: ResourceFilter, order: SearchOrder,
+                       total: int) -> str:
+    fields = {"after": after, "filter": _filter_fingerprint(flt, order), "total": total}
+    if rank:
+        fields["rank"] = rank
     return page_tokens.issue(PAGE_TOKEN_PREFIX, fields, macs.key(PAGE_TOKEN_PURPOSE), macs.active_kid)
 
 
-def _decode_page_token(macs: MacKeys, token: str, flt: ResourceFilter) -> tuple[str, int]:
-    """The last code of the previous page and the total counted for the first page; a token this node
-    did not issue (edited, forged, another node's) is refused naming ``page_token``."""
+def _decode_page_token(macs: MacKeys, token: str, flt: ResourceFilter,
+                       order: SearchOrder = SearchOrder.CODE) -> tuple[int, str, int]:
+    """The relevance rank and last code of the previous page and the total counted for the first page; a
+    token this node did not issue (edited, forged, another node's) is refused naming ``page_token``."""
     if not token:
-        return "", 0
+        return 0, "", 0
 
     def mac_key(kid: str) -> bytes:
         try:
@@ -368,13 +396,15 @@ def _decode_page_token(macs: MacKeys, token: str, flt: ResourceFilter) -> tuple[
 
     try:
         data = page_tokens.check(PAGE_TOKEN_PREFIX, token, mac_key)
-        after, fingerprint, total = data["after"], data["filter"], data["total"]
+        after, fingerprint, total, rank = data["after"], data["filter"], data["total"], data.get("rank", 0)
     except page_tokens.PageTokenRefused as error:
         raise InvalidField.one("page_token", str(error)) from None
     except KeyError:
         raise InvalidField.one("page_token", "is not a page token this node issued") from None
-    if not isinstance(after, str) or not isinstance(fingerprint, str) or not isinstance(total, int):
+    if not isinstance(after, str) or not isinstance(fingerprint, str) or not isinstance(total, int) or \
+            type(rank) is not int or not 0 <= rank < RELEVANCE_RANKS:
         raise InvalidField.one("page_token", "is not a page token this node issued")
-    if fingerprint != _filter_fingerprint(flt):
-        raise InvalidField.one("page_token", "was issued for other filters; start again without a token")
-    return after, total
+    if fingerprint != _filter_fingerprint(flt, order):
+        raise InvalidField.one("page_token", "was issued for other filters or another order; start again without "
+                               "a token")
+    return rank, after, total

@@ -24,7 +24,9 @@ from catalog import checks as domain
 from catalog.checks import HouseholdCheck, Member
 from catalog.errors import InvalidField, NotFound
 from catalog.lists import BEIJING
+from node.services.errors import NoEncryptionKey
 from node.storage.unit_of_work import UnitOfWorkFactory
+from security.broker_sealing import NotSealed, Sealing
 from security.identity import Principal
 from security.keys import PublicKey, SigningKey
 from security.policy import Action, Policy, Target
@@ -51,6 +53,9 @@ class CheckApplication:
         self.peers = peers
         self.publish: Publish | None = None
         """Set when the node talks to the broker (``Node.start_rpc``)."""
+        self.sealing: Sealing | None = None
+        """Seals each request to its target's published encryption key and opens the answers sealed to this
+        node's (``security.broker_sealing``): members' ID numbers, names and findings never cross in clear."""
 
     def file_check(self, principal: Principal, members: Sequence[Member], purpose: str, authorisation: str,
                    targets: Sequence[tuple[str, str]], deadline: dt.datetime) -> HouseholdCheck:
@@ -61,13 +66,22 @@ class CheckApplication:
                                   list(targets), deadline, now, frozenset(self.peers))
         if self.publish is None:
             raise InvalidField.one("targets", "this node does not talk to other nodes (exchange.dispatch is off)")
+        if self.sealing is not None:  # refused now, not LATE at the deadline: its request would go in clear
+            unsealable = [t.name for t in check.targets if t.name not in self.sealing.peers]
+            if unsealable:
+                raise NoEncryptionKey(
+                    f"target {', '.join(unsealable)} publishes no encryption key (\"encryption\" in its "
+                    "public-keys.json in the peers directory): the members' ID numbers and names would cross the "
+                    "broker in clear, so no check is filed")
         with self.uow(write=True) as uow:
             uow.checks.add(check, principal.subject)
             uow.commit()
         for target in check.targets:
             try:
-                self.publish(target.name, self._request(check, target.name, target.category),
-                             f"{CORRELATION_PREFIX}{check.id}:{target.name}")
+                body = self._request(check, target.name, target.category)
+                if self.sealing is not None:
+                    body = self.sealing.to_peer(target.name, body)
+                self.publish(target.name, body, f"{CORRELATION_PREFIX}{check.id}:{target.name}")
             except Exception as error:  # the target stays PENDING and becomes LATE: the check still completes
                 log.error("check %s: the request to %s could not be sent: %s: %s", check.id, target.name,
                           type(error).__name__, error)
@@ -78,6 +92,8 @@ class CheckApplication:
                     "from": self.node_id, "requester": check.requester_code, "purpose": check.purpose,
                     "authorisation": check.authorisation, "deadline": check.deadline.isoformat(),
                     "members": [{"id_number": m.id_number, "name": m.name} for m in check.members]}
+        if self.sealing is not None:
+            document["reply_key"] = self.sealing.reply_key
         signature = self.signer.sign(REQUEST_CONTEXT + canonical(document))
         return json.dumps({"request": document, "kid": self.signer.kid,
                            "signature": base64.b64encode(signature).decode()}, ensure_ascii=False).encode()
@@ -86,7 +102,16 @@ class CheckApplication:
         """An answer from the reply queue (called before its ack): verified, applied, committed."""
         check_id, _, target = correlation_id.removeprefix(CORRELATION_PREFIX).partition(":")
         now = self.clock()
-        valid, reason, refused, findings, kid, signature = self._verify(target, check_id, body)
+        unsealed = ""
+        if self.sealing is not None:
+            try:
+                body = self.sealing.open(body)  # stored opened: sealed at rest with the check's answers
+            except NotSealed as error:
+                unsealed = f"the answer is not sealed to this node: {error}"
+        if unsealed:
+            valid, reason, refused, findings, kid, signature = False, unsealed, False, (), "", ""
+        else:
+            valid, reason, refused, findings, kid, signature = self._verify(target, check_id, body)
         with self.uow(write=True) as uow:
             check = uow.checks.get(check_id, for_update=True)
             if check is None:

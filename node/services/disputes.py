@@ -61,6 +61,8 @@ class DisputesApplication:
             changed = domain.disputed(demand, now)
             uow.lists.add_dispute(dispute)
             lists.save(uow, changed, demand)
+            if lists.tiers is not None and lists.tiers.forwarded_to(uow, demand.id):  # 回流: decided above
+                lists.tiers.changed(uow, changed, "CONTEST", dispute.duty_basis, principal.subject, now)
             uow.commit()
         return dispute, changed
 
@@ -70,6 +72,7 @@ class DisputesApplication:
         with self.lists.uow(write=True) as uow:
             dispute = self._load(uow, dispute_id)
             self.lists.policy.require(principal, Action.DISPUTE_ANSWER, _target(dispute))
+            self._not_forwarded(uow, dispute, "answer")
             return self._apply(uow, dispute, domain.answer(dispute, principal.subject, agree, reason, now), now)
 
     def decide(self, principal: Principal, dispute_id: str, grant: bool, reason: str = "", conditions: str = "",
@@ -80,6 +83,7 @@ class DisputesApplication:
         with self.lists.uow(write=True) as uow:
             dispute = self._load(uow, dispute_id)
             self.lists.policy.require(principal, Action.DISPUTE_DECIDE, _target(dispute))
+            self._not_forwarded(uow, dispute, "decide")
             decided = domain.decide(dispute, principal.subject, grant, reason, conditions, now)
             return self._apply(uow, dispute, decided, now, items=items, expires_at=expires_at)
 
@@ -122,6 +126,15 @@ class DisputesApplication:
             raise NotFound("dispute", dispute_id)
         return dispute
 
+    def _not_forwarded(self, uow: UnitOfWork, dispute: Dispute, action: str) -> None:
+        """A dispute of a demand forwarded upward (回流) is answered and decided at the node that decides the
+        demand; its steps come down from there."""
+        upper = self.lists.tiers.forwarded_to(uow, dispute.demand_id) if self.lists.tiers is not None else ""
+        if upper:
+            raise IllegalTransition(dispute.state.value, action, f"demand {dispute.demand_id} was forwarded to node "
+                                    f"{upper}: its provider and coordinator answer the dispute there, and their "
+                                    "steps come down to this node", what="dispute")
+
     def _apply(self, uow: UnitOfWork, before: Dispute, after: Dispute, now: dt.datetime, **grant_options: object
                ) -> tuple[Dispute, Demand]:
         """Store the dispute's step and its demand's outcome together (a grant too, when granted)."""
@@ -140,5 +153,7 @@ class DisputesApplication:
             current = uow.lists.get_dispute(before.id)
             state = current.state.value if current else "gone"
             raise Conflict(f"dispute {before.id} was changed meanwhile: it is now {state}") from None
+        if lists.tiers is not None:  # a lower node's forwarded demand: the step goes down
+            lists.tiers.dispute_step(uow, after, resolved, now)
         uow.commit()
         return after, resolved

@@ -19,8 +19,18 @@ class NotReady(ServiceError):
     """Something the request depends on does not exist yet (a day that is not over or not closed)."""
 
 
+class NoEncryptionKey(ServiceError):
+    """A peer that publishes no encryption key: nothing personal is sent to it, since it would cross the
+    broker in clear (a household check naming it as a target is not filed)."""
+
+
 class AckTimeout(ServiceError):
     """The client acknowledged nothing for too long; the next pull starts after its last acknowledgement."""
+
+
+class CallerGone(ServiceError):
+    """The caller left (cancelled, or its deadline passed) before the work began: nothing was done or
+    counted (a verification's deadline rule, as for a routed request past its deadline)."""
 
 
 class QuotaExhausted(ServiceError):
@@ -50,6 +60,13 @@ class RemoteExhausted(RemoteRefused):
     code = "RESOURCE_EXHAUSTED"
 
 
+class RemoteUnauthenticated(RemoteRefused):
+    """The answering node could not tell who asks: the requesting node's signature on the request (its
+    identity claims) is missing, or that node or a hop between is not among the node keys it knows."""
+
+    code = "UNAUTHENTICATED"
+
+
 class RemoteNotFound(RemoteRefused):
     code = "NOT_FOUND"
 
@@ -71,7 +88,8 @@ class RemotePrecondition(RemoteRefused):
 
 
 REMOTE_REFUSALS = {kind.code: kind for kind in (RemoteDenied, RemoteInvalid, RemoteExhausted, RemoteNotFound,
-                                               RemoteDeadline, RemoteUnavailable, RemotePrecondition)}
+                                               RemoteDeadline, RemoteUnavailable, RemotePrecondition,
+                                               RemoteUnauthenticated)}
 
 
 class ExchangeError(ServiceError):

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from catalog import lists as domain
 from catalog.codes import credit_code_problem
+from catalog.disputes import Dispute
 from catalog.errors import Conflict, IllegalTransition, InvalidField, NotFound
 from catalog.lists import (
     Demand,
@@ -30,6 +31,7 @@ from catalog.matching import Suggestion, suggest
 from catalog.model import Resource, ResourceStatus, UpdateCycle
 from catalog.workdays import WorkingCalendar, beijing_date, start_of
 from node.files import lists as lists_files
+from node.services.caches import GenerationCache
 from node.storage.catalog_repository import ResourceFilter
 from node.storage.lists_repository import DeliveryRow, DemandFilter, GrantFilter, StaleDemand
 from node.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -164,6 +166,35 @@ class TierDemands(Protocol):
 
     def decided(self, uow: UnitOfWork, demand: Demand, now: dt.datetime) -> None: ...
 
+    def changed(self, uow: UnitOfWork, demand: Demand, change: str, text: str, by: str, now: dt.datetime) -> None: ...
+
+    def dispute_step(self, uow: UnitOfWork, dispute: Dispute, demand: Demand, now: dt.datetime) -> None: ...
+
+
+GrantsReader = Callable[[str, str, domain.GrantKind], Sequence[Grant]]
+"""(consumer, resource, kind) → that consumer's grants of the kind for the resource."""
+
+
+class GrantsAt:
+    """The grant decisions of one request (``security.policy.GrantLookup``), read through the grant cache at
+    the generation the request read in its transaction, or in that transaction when the cache does not hold."""
+
+    def __init__(self, lists: ListsApplication, uow: UnitOfWork, generation: int | None) -> None:
+        self.lists = lists
+        self.uow = uow
+        self.generation = generation
+
+    def read(self, consumer_code: str, resource_code: str, kind: domain.GrantKind) -> Sequence[Grant]:
+        uow = self.uow
+        return self.lists.grant_cache.get((consumer_code, resource_code, kind.value), self.generation,
+                                          lambda: tuple(uow.lists.grants_for(consumer_code, resource_code, kind)))
+
+    def grant_decision(self, department_code: str, resource_code: str) -> Decision:
+        return self.lists._grant_decision(self.read, department_code, resource_code)
+
+    def verification_decision(self, department_code: str, resource_code: str) -> Decision:
+        return self.lists._verification_decision(self.read, department_code, resource_code)
+
 
 class ListsApplication:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, policy: Policy,
@@ -172,6 +203,9 @@ class ListsApplication:
         self.clock = clock
         self.policy = policy
         self.deadlines = deadlines or domain.Deadlines()
+        self.grant_cache: GenerationCache[Sequence[Grant]] = GenerationCache()
+        """Grants by (consumer, resource, kind) at a ``cache_generations`` counter: read by VerifyClaim and
+        QueryRecords, which read the counter in their own transaction (``grants_at``)."""
         self.tiers: TierDemands | None = None
         """Set when the node has tier links: a demand for a resource of the upper node is forwarded there
         and decided by its reviewer; one a lower node forwarded here sends its answer down."""
@@ -329,6 +363,8 @@ class ListsApplication:
             self.policy.require(principal, Action.DEMAND_CHANGE, self.target(demand))
             changed = domain.withdraw(demand, now, reason)
             self.save(uow, changed, demand)
+            if self.tiers is not None and self.tiers.forwarded_to(uow, demand.id):  # the deciding node is told
+                self.tiers.changed(uow, changed, "WITHDRAW", changed.reason, principal.subject, now)
             uow.commit()
         return changed
 
@@ -452,9 +488,23 @@ class ListsApplication:
     def grant_decision(self, department_code: str, resource_code: str) -> Decision:
         """The policy's question: does the department hold a live grant for the resource? Expired and
         revoked grants are named in the refusal, so the caller knows what to renew."""
-        now = self.clock()
         with self.uow() as uow:
-            found = uow.lists.grants_for(department_code, resource_code)
+            return self._grant_decision(uow.lists.grants_for, department_code, resource_code)
+
+    def verification_decision(self, department_code: str, resource_code: str) -> Decision:
+        """The policy's question for 核验: a live verification grant (kind VERIFY), or why not (naming an
+        expired or revoked one, and a copy grant that does not allow verification)."""
+        with self.uow() as uow:
+            return self._verification_decision(uow.lists.grants_for, department_code, resource_code)
+
+    def grants_at(self, uow: UnitOfWork, generation: int | None) -> GrantsAt:
+        """One request's grant decisions: from the grant cache at the counter the request read in ``uow``
+        (``node.services.caches``), else read in ``uow``."""
+        return GrantsAt(self, uow, generation)
+
+    def _grant_decision(self, read: GrantsReader, department_code: str, resource_code: str) -> Decision:
+        now = self.clock()
+        found = read(department_code, resource_code, domain.GrantKind.COPY)
         live = [g for g in found if g.live(now)]
         if live:
             return Decision(True, f"grant {live[0].id} (until {live[0].expires_at:%Y-%m-%d})",
@@ -467,13 +517,10 @@ class ListsApplication:
                                    f"{latest.revoked_at:%Y-%m-%d %H:%M}: {latest.revoked_reason}")
         return Decision(False, f"grant {latest.id} for {resource_code} expired at {latest.expires_at:%Y-%m-%d %H:%M}")
 
-    def verification_decision(self, department_code: str, resource_code: str) -> Decision:
-        """The policy's question for 核验: a live verification grant (kind VERIFY), or why not (naming an
-        expired or revoked one, and a copy grant that does not allow verification)."""
+    def _verification_decision(self, read: GrantsReader, department_code: str, resource_code: str) -> Decision:
         now = self.clock()
-        with self.uow() as uow:
-            found = uow.lists.grants_for(department_code, resource_code, domain.GrantKind.VERIFY)
-            copies = [] if found else uow.lists.grants_for(department_code, resource_code)
+        found = read(department_code, resource_code, domain.GrantKind.VERIFY)
+        copies = [] if found else read(department_code, resource_code, domain.GrantKind.COPY)
         live = [g for g in found if g.live(now)]
         if live:
             best = max(live, key=lambda g: g.expires_at)
@@ -490,19 +537,24 @@ class ListsApplication:
                                f"{latest.expires_at:%Y-%m-%d %H:%M}")
 
     def live_grant(self, principal: Principal, resource_code: str, action: Action,
-                   kind: domain.GrantKind = domain.GrantKind.COPY) -> Grant:
+                   kind: domain.GrantKind = domain.GrantKind.COPY, grants: GrantsAt | None = None) -> Grant:
         """The grant a subscription or pull uses; PermissionDenied (naming an expired or revoked grant) if
-        none is live."""
-        decision = self.policy.require(principal, action, Target("resource", resource_code))
+        none is live. ``grants``: the request's view of the grant cache (``grants_at``)."""
+        decision = self.policy.require(principal, action, Target("resource", resource_code), grants)
         now = self.clock()
         grant = decision.grant
         if isinstance(grant, Grant) and grant.kind is kind and grant.resource_code == resource_code \
                 and grant.consumer_code == principal.department_code and grant.live(now):
             return grant  # the decision read the grants a moment ago: the same answer as reading them again
-        with self.uow() as uow:
-            live = [g for g in uow.lists.grants_for(principal.department_code, resource_code, kind) if g.live(now)]
+        if grants is not None:
+            found = grants.read(principal.department_code, resource_code, kind)
+        else:
+            with self.uow() as uow:
+                found = uow.lists.grants_for(principal.department_code, resource_code, kind)
+        live = [g for g in found if g.live(now)]
         if not live:
-            decide = self.verification_decision if kind is domain.GrantKind.VERIFY else self.grant_decision
+            lookup = grants or self
+            decide = lookup.verification_decision if kind is domain.GrantKind.VERIFY else lookup.grant_decision
             raise PermissionDenied(action, Target("resource", resource_code),
                                    decide(principal.department_code, resource_code).reason)
         return max(live, key=lambda g: g.expires_at)

@@ -8,7 +8,12 @@ the interceptor, the daily job's escalations by the job.
 
 Over the relay, the mark travels with the record: raising an objection re-publishes the record marked
 disputed to the subscribers it was delivered to, and the provider's answer re-publishes it unmarked, in
-the same transaction as the change (``DisputedRelay``: the ingest pipeline's outbox).
+the same transaction as the change (``DisputedRelay``: the ingest pipeline's outbox). Across tiers, the
+node platforms get a signed notice instead, and the upper node serves the mark the lower node set
+(``node.pipeline.tiers``). An objection raised at an upper node to a lower tier's record is accepted with
+the same checks, kept here as forwarded and sent down the record's route as a signed document; the origin
+node files it for its provider, whose answer comes back up to this objection (``TierObjections``). The
+provider answers, and the coordinator escalates, at the origin node only.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import datetime as dt
 from typing import Protocol
 
 from catalog import objections as domain
-from catalog.errors import Conflict, InvalidField, NotFound
+from catalog.errors import Conflict, IllegalTransition, InvalidField, NotFound
 from catalog.lists import Compliance
 from catalog.model import ResourceStatus
 from catalog.objections import Objection, ObjectionState, QualityScore, RecordKey
@@ -52,11 +57,24 @@ class DisputedRelay(Protocol):
     def committed(self, subscribers: int) -> None: ...
 
 
+class TierObjections(Protocol):
+    """What the objections need of the tier link (``node.pipeline.tiers.TierApplication``)."""
+
+    def forward_objection(self, uow: UnitOfWork, objection: Objection, now: dt.datetime) -> bool: ...
+
+    def objection_forwarded_to(self, uow: UnitOfWork, objection_id: str) -> str: ...
+
+    def objection_answered(self, uow: UnitOfWork, objection: Objection, now: dt.datetime) -> None: ...
+
+
 class ObjectionsApplication:
-    def __init__(self, lists: ListsApplication, relay: DisputedRelay | None = None) -> None:
+    def __init__(self, lists: ListsApplication, relay: DisputedRelay | None = None,
+                 tiers: TierObjections | None = None) -> None:
         self.lists = lists
         self.relay = relay
         """None: the mark is served by pulls, queries and verifications only (tests of the lists alone)."""
+        self.tiers = tiers
+        """Set when the node has tier links: objections to a lower tier's record go down to its provider."""
 
     @property
     def clock(self) -> Clock:
@@ -81,11 +99,18 @@ class ObjectionsApplication:
             lists.policy.require(principal, Action.OBJECTION_RAISE, Target.record(str(key), provider, delivered))
             if resource is None:  # not reached: the policy refused (nothing was delivered of it)
                 raise NotFound("resource", resource_code)
+            origin, via = uow.catalog.route(resource_code)
             items = tuple(i.name for i in resource.latest.metadata.items)
             deadline = lists.calendar.add_working_days(now, lists.deadlines.objection_days)
             objection = domain.raise_objection(_new_id("YY", now), key, item, items, principal.department_code,
                                                principal.subject, evidence, tuple(attachments), now, deadline)
             uow.objections.add(objection)
+            # a lower tier's record: its provider checks it at its own node, so the objection goes down the route
+            if origin and (self.tiers is None or not self.tiers.forward_objection(uow, objection, now)):
+                raise IllegalTransition(
+                    "relayed", "raise an objection to", f"record {record_id} of {resource_code} was relayed here from "
+                    f"node {via} (its provider {provider} is at node {origin}) and no tier link leads there: raise "
+                    f"it at node {origin}; the disputed mark set there is served here too", what="record")
             published = self._relay(uow, objection, delivered, f"{objection.id}.raised", True, now)
             uow.commit()
         if self.relay is not None:
@@ -100,6 +125,11 @@ class ObjectionsApplication:
         with self.lists.uow(write=True) as uow:
             objection = self._load(uow, objection_id)
             self.lists.policy.require(principal, Action.OBJECTION_ANSWER, _target(objection))
+            lower = self.tiers.objection_forwarded_to(uow, objection_id) if self.tiers is not None else ""
+            if lower:
+                raise IllegalTransition(objection.state.value, "answer", f"objection {objection_id} was forwarded to "
+                                        f"node {lower} toward the record's provider, which answers it there",
+                                        what="objection")
             if corrected_record_id:
                 self._check_correction(uow, objection, corrected_record_id)
                 answered = domain.correct(objection, principal.subject, corrected_record_id, reason, now)
@@ -109,6 +139,8 @@ class ObjectionsApplication:
             stored = uow.objections.record(objection.record)
             delivered = uow.objections.delivered_to(stored) if stored else frozenset()
             published = self._relay(uow, answered, delivered, f"{objection.id}.answered", False, now)
+            if self.tiers is not None:  # raised at an upper node: the answer goes back up to the objector
+                self.tiers.objection_answered(uow, answered, now)
             uow.commit()
         if self.relay is not None:
             self.relay.committed(published)
@@ -127,6 +159,8 @@ class ObjectionsApplication:
         escalated = []
         with self.lists.uow(write=True) as uow:
             for objection in uow.objections.open_due(now):
+                if self.tiers is not None and self.tiers.objection_forwarded_to(uow, objection.id):
+                    continue  # the origin node's coordinator escalates it
                 changed = domain.escalate(objection, now)
                 uow.objections.save(changed, objection.version)
                 escalated.append(changed)

@@ -40,7 +40,13 @@ from security.audit import AuditRecord
 from security.identity import Principal
 from security.keys import SigningKey
 from security.policy import Action, PermissionDenied, Policy, Target
-from security.pull import CursorCodec, CursorError, batch_signing_input, manifest_signing_input
+from security.pull import (
+    MANIFEST_VERSION,
+    CursorCodec,
+    CursorError,
+    batch_signing_input,
+    manifest_signing_input,
+)
 from security.sealing import ConsumerKey, pack_records, seal_to, sealing_context
 from security.timestamps import signed_digest
 
@@ -101,6 +107,9 @@ class PullManifest:
     kid: str
     signature: bytes
     position: int
+    signed_at: str = ""
+    """When the node signed it (ISO 8601 UTC, milliseconds), inside the signature (version 2)."""
+    version: int = MANIFEST_VERSION
 
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -204,19 +213,19 @@ class PullSession:
         to_cursor = self.codec.issue(self.scope.platform, self.until)
         root = self._accumulator.root
         signer = self.app.signer
-        signature = signer.sign(manifest_signing_input(
+        signed_at = self.app.clock().astimezone(dt.UTC).isoformat(timespec="milliseconds")
+        message = manifest_signing_input(
             node_id=self.app.node_id, platform=self.scope.platform, from_cursor=self.from_cursor, to_cursor=to_cursor,
-            record_count=self.records, batch_count=self.batches, root=root, until_day=self.until_day))
+            record_count=self.records, batch_count=self.batches, root=root, until_day=self.until_day,
+            signed_at=signed_at)
+        signature = signer.sign(message)
         if self.app.settings.stamp_days:  # the TSA's worker stamps it; `exnode pull stamp DIR` fetches it
-            digest = signed_digest(manifest_signing_input(
-                node_id=self.app.node_id, platform=self.scope.platform, from_cursor=self.from_cursor,
-                to_cursor=to_cursor, record_count=self.records, batch_count=self.batches, root=root,
-                until_day=self.until_day), signature)
+            digest = signed_digest(message, signature)
             with self.app.uow(write=True) as uow:
                 uow.timestamps.add_pending("pull", digest.hex(), digest, self.app.clock())
                 uow.commit()
         return PullManifest(self.from_cursor, to_cursor, self.records, self.batches, root, self.until_day,
-                            signer.kid, signature, self.until)
+                            signer.kid, signature, self.until, signed_at)
 
     def sent(self, to_cursor: str, position: int) -> None:
         """A batch or the manifest went out and awaits the client's acknowledgement."""

@@ -12,6 +12,7 @@ from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from catalog.records import Operation, Record, canonical_payload
+from node.storage import generations
 from node.storage.errors import MissingKeys
 from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import (
@@ -110,6 +111,7 @@ class ExchangeRepository:
         self.connection.execute(insert(consumer_keys).values(
             kid=key.kid, department_code=key.department_code, algorithm=key.algorithm, public_pem=key.public_pem,
             created_at=key.created_at, revoked_at=key.revoked_at))
+        generations.bump(self.connection, generations.CONSUMER_KEYS)
 
     def get_consumer_key(self, kid: str) -> ProviderKey | None:
         row = self.connection.execute(select(consumer_keys).where(consumer_keys.c.kid == kid)).first()
@@ -120,6 +122,7 @@ class ExchangeRepository:
         """Revoke every live encryption key of a department: messages to it are no longer sealed (and go
         only where its grant allows clear delivery)."""
         c = consumer_keys.c
+        generations.bump(self.connection, generations.CONSUMER_KEYS)
         return self.connection.execute(update(consumer_keys).where(
             c.department_code == department_code, c.revoked_at.is_(None)).values(revoked_at=now)).rowcount
 

@@ -21,6 +21,7 @@ from catalog.lists import (
     Obligation,
 )
 from catalog.model import UpdateCycle
+from node.storage import generations
 from node.storage.errors import StorageError
 from node.storage.tables import deliveries, demands, disputes, grants, obligations, receipts
 
@@ -328,6 +329,7 @@ class ListsRepository:
             demand_id=grant.demand_id, created_at=grant.created_at, revoked_at=grant.revoked_at,
             revoked_reason=grant.revoked_reason, clear_delivery=grant.clear_delivery,
             kind=grant.kind.value, daily_quota=grant.daily_quota, purpose=grant.purpose, legal_basis=grant.legal_basis))
+        generations.bump(self.connection, generations.GRANTS)
 
     def get_grant(self, grant_id: str) -> Grant | None:
         row = self.connection.execute(select(grants).where(grants.c.id == grant_id)).first()
@@ -338,6 +340,7 @@ class ListsRepository:
                                          .values(revoked_at=grant.revoked_at, revoked_reason=grant.revoked_reason))
         if result.rowcount != 1:
             raise StaleDemand(grant.id)
+        generations.bump(self.connection, generations.GRANTS)
 
     def grants_for(self, consumer_code: str, resource_code: str, kind: GrantKind = GrantKind.COPY) -> list[Grant]:
         """The consumer's grants of one kind for the resource: copies (relay, pull, queries) see COPY grants

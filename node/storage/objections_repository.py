@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Row
 
 from catalog.objections import Objection, ObjectionState, RecordKey
 from node.storage.errors import StorageError
-from node.storage.tables import deliveries, objections, records
+from node.storage.tables import deliveries, objections, records, tier_disputes
 
 
 class StaleObjection(StorageError):
@@ -108,18 +108,25 @@ class ObjectionsRepository:
         return [_objection(row) for row in rows]
 
     def disputed(self, keys: Iterable[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
-        """Of (provider, resource, record id) keys, those with an open objection (in chunks)."""
+        """Of (provider, resource, record id) keys, those with an open objection here, or marked open by
+        the lower node that relayed the record (``tier_disputes``), in chunks."""
         wanted = list(dict.fromkeys(keys))
         found: set[tuple[str, str, str]] = set()
-        c = objections.c
-        if not wanted or not self._any_open():
+        if not wanted:
             return found
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            rows = self.connection.execute(select(c.provider_code, c.resource_code, c.record_id).where(
-                c.state == ObjectionState.OPEN.value,
-                tuple_(c.provider_code, c.resource_code, c.record_id).in_(chunk)))
-            found.update((row[0], row[1], row[2]) for row in rows)
+        c, t = objections.c, tier_disputes.c
+        sources = []
+        if self._any_open():
+            sources.append((select(c.provider_code, c.resource_code, c.record_id), c.state == ObjectionState.OPEN.value,
+                            (c.provider_code, c.resource_code, c.record_id)))
+        if self._any_marked():
+            sources.append((select(t.provider_code, t.resource_code, t.record_id), t.disputed.is_(True),
+                            (t.provider_code, t.resource_code, t.record_id)))
+        for query, condition, columns in sources:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                rows = self.connection.execute(query.where(condition, tuple_(*columns).in_(chunk)))
+                found.update((row[0], row[1], row[2]) for row in rows)
         return found
 
     def _any_open(self) -> bool:
@@ -127,6 +134,10 @@ class ObjectionsRepository:
         c = objections.c
         return self.connection.execute(select(c.id).where(c.state == ObjectionState.OPEN.value).limit(1)).first() \
             is not None
+
+    def _any_marked(self) -> bool:
+        t = tier_disputes.c
+        return self.connection.execute(select(t.record_id).where(t.disputed.is_(True)).limit(1)).first() is not None
 
     def counts(self, resource_codes: Sequence[str] = ()) -> dict[str, dict[str, int]]:
         """Per resource: objections, open, upheld (corrected)."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select
+from sqlalchemy import and_, bindparam, delete, exists, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from catalog.objections import ObjectionState
+from node.storage import generations
 from node.storage.secrecy import Sealer, open_payload
-from node.storage.tables import record_keys, records, resources
+from node.storage.tables import objections, record_keys, records, resources, tier_disputes
 
 
 @dataclass(frozen=True)
@@ -30,19 +33,50 @@ class CurrentRecord:
     sequence: int
     payload: str
     """The stored payload's canonical JSON text."""
+    disputed: bool = False
+    """Under an open objection (校核纠错), here or marked by the lower node."""
 
 
 _k, _r = record_keys.c, records.c
-_CURRENT_ONE = (select(_k.key_hash, _k.provider_code, _k.record_id, _k.sequence, _r.resource_code, _r.payload,
-                       _r.payload_key)
-                .select_from(record_keys.join(records, and_(
-                    _r.provider_code == _k.provider_code, _r.resource_code == _k.resource_code,
-                    _r.record_id == _k.record_id)))
-                .where(_k.resource_code == bindparam("resource_code"), _k.key_hash == bindparam("key_hash")))
-"""One key's current record (VerifyClaim's lookup, one index probe): built once, so a call does not pay
-for building and keying the statement again."""
+_o, _t = objections.c, tier_disputes.c
+_DISPUTED = or_(
+    exists().where(_o.provider_code == _k.provider_code, _o.resource_code == _k.resource_code,
+                   _o.record_id == _k.record_id, _o.state == ObjectionState.OPEN.value),
+    exists().where(_t.provider_code == _k.provider_code, _t.resource_code == _k.resource_code,
+                   _t.record_id == _k.record_id, _t.disputed.is_(True))).label("disputed")
+"""校核纠错: an open objection here, or one the lower node marked open (index probes on the record's key)."""
+_CURRENT = (select(_k.key_hash, _k.provider_code, _k.record_id, _k.sequence, _r.resource_code, _r.payload,
+                   _r.payload_key, _DISPUTED)
+            .select_from(record_keys.join(records, and_(
+                _r.provider_code == _k.provider_code, _r.resource_code == _k.resource_code,
+                _r.record_id == _k.record_id))))
+_CURRENT_ONE = _CURRENT.where(_k.resource_code == bindparam("resource_code"), _k.key_hash == bindparam("key_hash"))
+"""One key's current record and whether it is disputed (VerifyClaim's lookup, one statement): built once,
+so a call does not pay for building and keying the statement again."""
 _PUBLISHED_VERSION = select(resources.c.published_version).where(
     resources.c.code == bindparam("code"), resources.c.status == "PUBLISHED")
+_ASKING = select(_PUBLISHED_VERSION.scalar_subquery().label("published_version"),
+                 generations.current(generations.GRANTS).label("grants"),
+                 generations.current(generations.CONSUMER_KEYS).label("consumer_keys"))
+
+
+_ONE = select(literal(1).label("one")).subquery("one")
+_ASKING_AND_CURRENT = select(*_ASKING.selected_columns, *_CURRENT.selected_columns).select_from(
+    _ONE.outerjoin(record_keys.join(records, and_(
+        _r.provider_code == _k.provider_code, _r.resource_code == _k.resource_code, _r.record_id == _k.record_id)),
+        and_(_k.resource_code == bindparam("resource_code"), _k.key_hash == bindparam("key_hash"))))
+"""``_ASKING`` and ``_CURRENT_ONE`` as one statement (one row; the record's columns null without one):
+VerifyClaim's whole read when it knows the published version's key items already."""
+
+
+@dataclass(frozen=True)
+class AskingState:
+    """What a question about a resource reads first, in one statement: the published version (the
+    metadata cache's key) and the counters of the grant and consumer-key caches."""
+
+    published_version: int | None
+    grants_generation: int | None
+    consumer_keys_generation: int | None
 
 
 class RecordIndexRepository:
@@ -90,28 +124,40 @@ class RecordIndexRepository:
                 c.record_id.in_(list(record_ids[start:start + 500]))))
 
     def current(self, resource_code: str, key_hashes: Sequence[str]) -> dict[str, CurrentRecord]:
-        """The current record of each key that has one, with its payload (opened under its data key)."""
-        k, r = record_keys.c, records.c
+        """The current record of each key that has one, with its payload (opened under its data key) and
+        whether it is disputed."""
         found: dict[str, CurrentRecord] = {}
         if len(key_hashes) == 1:
-            rows = self.connection.execute(_CURRENT_ONE, {"resource_code": resource_code, "key_hash": key_hashes[0]})
+            chunks: list[Any] = [self.connection.execute(
+                _CURRENT_ONE, {"resource_code": resource_code, "key_hash": key_hashes[0]})]
+        else:
+            unique = list(dict.fromkeys(key_hashes))
+            chunks = [self.connection.execute(_CURRENT.where(
+                _k.resource_code == resource_code, _k.key_hash.in_(unique[start:start + 500])))
+                for start in range(0, len(unique), 500)]
+        for rows in chunks:
             for row in rows:
                 found[row.key_hash] = CurrentRecord(row.key_hash, row.provider_code, row.record_id, row.sequence,
-                                                    open_payload(self.sealer, self.connection, row))
-            return found
-        for start in range(0, len(key_hashes), 500):
-            chunk = list(dict.fromkeys(key_hashes[start:start + 500]))
-            rows = self.connection.execute(
-                select(k.key_hash, k.provider_code, k.record_id, k.sequence, r.resource_code, r.payload,
-                       r.payload_key)
-                .select_from(record_keys.join(records, and_(
-                    r.provider_code == k.provider_code, r.resource_code == k.resource_code,
-                    r.record_id == k.record_id)))
-                .where(k.resource_code == resource_code, k.key_hash.in_(chunk)))
-            for row in rows:
-                found[row.key_hash] = CurrentRecord(row.key_hash, row.provider_code, row.record_id, row.sequence,
-                                                    open_payload(self.sealer, self.connection, row))
+                                                    open_payload(self.sealer, self.connection, row),
+                                                    bool(row.disputed))
         return found
+
+    def asking_state_and_current(self, resource_code: str, key_hash: str
+                                 ) -> tuple[AskingState, CurrentRecord | None]:
+        """``asking_state`` and the key's ``current`` record in one statement."""
+        row = self.connection.execute(_ASKING_AND_CURRENT, {
+            "code": resource_code, "resource_code": resource_code, "key_hash": key_hash}).one()
+        asking = AskingState(row.published_version, row.grants, row.consumer_keys)
+        if row.key_hash is None:
+            return asking, None
+        return asking, CurrentRecord(row.key_hash, row.provider_code, row.record_id, row.sequence,
+                                     open_payload(self.sealer, self.connection, row), bool(row.disputed))
+
+    def asking_state(self, resource_code: str) -> AskingState:
+        """The published version and the cache counters, in one statement (None: not published, or a
+        counter's row is missing)."""
+        row = self.connection.execute(_ASKING, {"code": resource_code}).one()
+        return AskingState(row.published_version, row.grants, row.consumer_keys)
 
     def published_version(self, resource_code: str) -> int | None:
         """The resource's published version while it is published (None: not, or no longer, published): the

@@ -22,6 +22,8 @@ and no term spans two runs (nor the line breaks between name, summary and items)
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,15 +38,36 @@ def _fts_code(character: int) -> str:
 
 _FTS_ESCAPE = {c: _fts_code(c) for c in range(128) if _fts_code(c) != chr(c)}
 del _FTS_ESCAPE[ord(" ")]  # the separator between words stays what it is
+_NEEDS_ESCAPE = re.compile("[\x00-\x09\x0b-\x1f\x21-\x2f\x3a-\x40\x5b-\x60z\x7b-\x7f]")
+"""A character ``_FTS_ESCAPE`` changes (or white space, which never reaches a term: a false alarm only)."""
 
 
 def text_terms(search_text: str) -> list[str]:
     """The distinct terms of a stored search text (already lower-cased)."""
-    terms: set[str] = set()
-    for run in search_text.split():
-        terms.update(run)
-        terms.update(run[i:i + 2] for i in range(len(run) - 1))
+    runs = search_text.split()
+    terms = set("".join(runs))
+    for run in runs:
+        bigrams = _RUN_TERMS.get(run)
+        if bigrams is None:
+            if len(_RUN_TERMS) >= _BIGRAMS_LIMIT:
+                _RUN_TERMS.clear()
+            bigrams = _RUN_TERMS[run] = tuple(map(add, run, run[1:]))
+        terms.update(bigrams)
     return list(terms)
+
+
+OUT_OF_LINE = "~" * 2_000
+"""PostgreSQL: an element of every ``catalog_search.terms`` array that no query asks for (a query's terms
+have one or two characters). Why: PostgreSQL moves a value out of a table's row only when the row is
+longer than ~2 KB (TOAST_TUPLE_THRESHOLD; ``toast_tuple_target`` only sets how far it then goes), and a
+row with its ~130 terms inline is ~1.5 KB: four to a page, every match's page read. With this element the
+row is always long enough, the array (compressed: the element is one repeated character) leaves the row,
+and the row keeps ~400 bytes; only the GIN index reads the terms."""
+
+
+_RUN_TERMS: dict[str, tuple[str, ...]] = {}
+"""A run's bigrams, remembered (runs recur: see ``_run_bigrams``)."""
+_BIGRAMS_LIMIT = 65_536
 
 
 def word_terms(word: str) -> list[str]:
@@ -71,16 +94,36 @@ class IndexedVersion:
     status: str
     latest: bool
     public: bool
+    name_length: int = 0
+    """Characters of the lower-cased name at the start of ``search_text`` (then a line break)."""
+    summary_length: int = 0
+    """Characters of the lower-cased summary after it (then a line break, items and keywords)."""
+
+    def fields(self) -> tuple[str, str, str]:
+        """(name, summary, items and keywords) of the search text, the relevance order's three fields."""
+        text, name_end = self.search_text, self.name_length
+        summary_end = name_end + 1 + self.summary_length
+        return text[:name_end], text[name_end + 1:summary_end], text[summary_end + 1:]
 
 
 def indexed_version(row: Mapping, status: str, *, latest_version: int,
-                    published_version: int | None) -> IndexedVersion:
-    """The index's view of a version row (``row``: its column values) under its resource's head."""
+                    published_version: int | None, summary: str | None = None) -> IndexedVersion:
+    """The index's view of a version row (``row``: its column values) under its resource's head.
+    ``summary``: the version's summary when the caller has it (else read from the row's ``document``,
+    or taken as empty when the row has none: the one-column index of migrations 0011 and 0023)."""
     public = status != "DRAFT" and row["version"] == (published_version or latest_version)
+    name_length = summary_length = 0
+    if "name" in row:
+        if summary is None:
+            summary = json.loads(row["document"]).get("summary", "") if "document" in row else ""
+        # search_text is "\n".join(name, summary, items…, keywords…).lower(): lengths of the lower-cased
+        # parts (lower() can lengthen a character) say where the fields end.
+        name_length, summary_length = len(row["name"].lower()), len(summary.lower())
     return IndexedVersion(
         code=row["code"], search_text=row["search_text"], classification=row["classification"],
         share_type=row["share_type"], open_type=row["open_type"], update_cycle=row["update_cycle"],
-        provider_code=row["provider_code"], status=status, latest=row["version"] == latest_version, public=public)
+        provider_code=row["provider_code"], status=status, latest=row["version"] == latest_version, public=public,
+        name_length=name_length, summary_length=summary_length)
 
 
 _RUN_BREAK = "zzb"
@@ -97,20 +140,60 @@ def _code_word(code: str) -> str:
     return "zzk" + code.replace("/", "x")
 
 
+_BIGRAMS: dict[str, str] = {}
+
+
+def _run_bigrams(run: str) -> str:
+    """A run's bigrams, space-separated, remembered: most runs are item names and keywords that recur in
+    thousands of resources (an import of 5,000 generated ones has 45,000 runs, 3,800 distinct)."""
+    bigrams = _BIGRAMS.get(run)
+    if bigrams is None:
+        if len(_BIGRAMS) >= _BIGRAMS_LIMIT:
+            _BIGRAMS.clear()
+        bigrams = _BIGRAMS[run] = " ".join(map(add, run, run[1:]))
+    return bigrams
+
+
+def _text_terms(text: str) -> str:
+    """One FTS5 column of a text: each run's bigrams in order, so a word of three or more characters is the
+    phrase of its bigrams and matches exactly where it occurs; then the single characters. Escaping is
+    skipped for a text with nothing to escape (most catalog texts: an import builds 10^5 of these)."""
+    runs = text.split()
+    bigrams = [_run_bigrams(run) for run in runs]
+    singles = " ".join(set("".join(runs)))
+    if _NEEDS_ESCAPE.search(text):
+        bigrams = [part.translate(_FTS_ESCAPE) for part in bigrams]
+        singles = singles.translate(_FTS_ESCAPE)
+    return " ".join([*(part + " " + _RUN_BREAK for part in bigrams), singles])
+
+
 def fts_document(row: IndexedVersion) -> str:
-    """The FTS5 row of a version (SQLite, ``detail=full``): each run's bigrams in order, so a word of three
-    or more characters is the phrase of its bigrams and matches exactly where it occurs; then the single
-    characters; then one word per filter attribute and visibility, so filters and counts are answered
-    by the index alone."""
-    words: list[str] = []
-    singles: set[str] = set()
-    for run in row.search_text.split():
-        words.append(" ".join(map(add, run, run[1:])).translate(_FTS_ESCAPE))
-        words.append(_RUN_BREAK)
-        singles.update(run)
-    words.append(" ".join(singles).translate(_FTS_ESCAPE))
-    text_part = " ".join(words)
-    return text_part + " " + " ".join(_attribute_words(row))
+    """The one-column FTS5 row of migrations 0011–0034 (``terms``): the text's terms, then the attribute
+    words. Kept for those migrations only; migration 0035 replaces it with ``fts_columns``."""
+    return _text_terms(row.search_text) + " " + " ".join(_attribute_words(row))
+
+
+def fts_columns(row: IndexedVersion) -> tuple[str, str, str, str]:
+    """The FTS5 row of a version (SQLite, ``detail=full``; columns name, summary, rest, attributes, migration
+    0035): the terms of its name (also marked), its summary (also marked), its items and keywords, and one
+    word per filter attribute and visibility, so filters, counts and relevance ranks are answered by the
+    index alone."""
+    name, summary, rest = row.fields()
+    name_terms, summary_terms = _text_terms(name), _text_terms(summary)
+    return (name_terms + " " + _marked(_NAME_MARK, name_terms), summary_terms + " " + _marked(_SUMMARY_MARK, summary_terms),
+            _text_terms(rest), " ".join(_attribute_words(row)))
+
+
+_NAME_MARK = "zzn"
+_SUMMARY_MARK = "zzd"
+"""Field markers: the name's and the summary's terms are indexed twice, plain (for every search) and with
+the marker in front, so "the word is in the name" is a phrase of marked terms with posting lists of their
+own. Why not FTS5 column filters: those are applied to each position of every row holding the terms (a
+phrase of five common bigrams in the name: 50–100 ms at 10^5), a marked term's list holds only names."""
+
+
+def _marked(mark: str, terms: str) -> str:
+    return " ".join(term if term == _RUN_BREAK else mark + term for term in terms.split(" ") if term)
 
 
 def _attribute_words(row: IndexedVersion) -> list[str]:
@@ -130,11 +213,39 @@ def array_terms(row: IndexedVersion) -> list[str]:
     return sorted(text_terms(row.search_text) + _attribute_words(row))
 
 
-def fts_word(word: str) -> str:
-    """The FTS5 phrase matching exactly the texts that contain ``word``."""
+def fts_word(word: str, mark: str = "") -> str:
+    """The FTS5 phrase matching exactly the texts that contain ``word`` (with ``mark``: the marked field's)."""
     if len(word) == 1:
-        return f'"{word.translate(_FTS_ESCAPE)}"'
-    return '"' + " ".join(word[i:i + 2].translate(_FTS_ESCAPE) for i in range(len(word) - 1)) + '"'
+        return f'"{mark}{word.translate(_FTS_ESCAPE)}"'
+    return '"' + " ".join(mark + word[i:i + 2].translate(_FTS_ESCAPE) for i in range(len(word) - 1)) + '"'
+
+
+RELEVANCE_RANKS = 3
+"""Relevance ranks: 0 every query word is in the name, 1 each is in the name or the summary, 2 the others."""
+
+
+def fts_rank_match(expression: str, words: list[str], rank: int) -> str:
+    """``expression`` (a list filter's, from ``fts_match``) narrowed to the matches of one relevance rank."""
+    def within(level: int) -> str:
+        if level == 0:
+            return "(" + " AND ".join(fts_word(word, _NAME_MARK) for word in words) + ")"
+        return "(" + " AND ".join(f"({fts_word(word, _NAME_MARK)} OR {fts_word(word, _SUMMARY_MARK)})"
+                                  for word in words) + ")"
+    if rank == 0:
+        return f"({expression}) AND {within(0)}"
+    if rank == 1:
+        return f"(({expression}) AND {within(1)}) NOT {within(0)}"
+    return f"({expression}) NOT {within(1)}"
+
+
+def relevance_rank(fields: tuple[str, str, str], words: list[str]) -> int:
+    """The rank ``fts_rank_match`` gives a text's (name, summary, rest) fields: the reference semantics."""
+    name, summary, _rest = fields
+    if all(word in name for word in words):
+        return 0
+    if all(word in name or word in summary for word in words):
+        return 1
+    return 2
 
 
 def fts_match(words: list[str], attributes: dict[str, str], code_prefix: str, visible_to: str | None) -> str | None:

@@ -93,6 +93,11 @@ class Sealer:
             self._active.setdefault(scope_period, key_id)
 
     def _rolled_back(self, connection: Connection) -> None:
+        if connection.invalidated:
+            # The driver connection is gone (a disconnect, or a BaseException such as SystemExit inside a
+            # statement): reading its info would raise and hide that error. Its keys were never committed,
+            # and no committed row names them, so keeping their ciphers cached is harmless.
+            return
         for key_id in connection.info.pop(_PENDING, {}).values():
             self._ciphers.pop(key_id, None)
 

@@ -97,8 +97,10 @@ resource_versions = Table(
 )
 """The text index (node/storage/search_index.py) is per database: on SQLite ``search_id`` is the row's
 rowid in the contentless FTS5 table ``resource_search`` (migration 0011 creates it; it is no Table here
-because SQLAlchemy has no virtual tables) and ``search_terms`` stays NULL; on PostgreSQL ``search_terms``
-holds the terms under a GIN index and ``search_id`` stays NULL."""
+because SQLAlchemy has no virtual tables; migration 0035 gives it a column per field and adds the one-row
+``resource_search_generation``, the count cache's key) and ``search_terms`` stays NULL; on PostgreSQL the
+index is the ``catalog_search`` table (``search_terms`` held the terms until migration 0038 and is no longer
+written or read) and ``search_id`` stays NULL."""
 
 catalog_events = Table(
     "catalog_events",
@@ -125,10 +127,43 @@ catalog_feed_cursors = Table(
 )
 """How far a feed consumer inside the node (the RabbitMQ fanout publisher) has got, confirmed."""
 
+catalog_search = Table(
+    "catalog_search",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("latest", Boolean, nullable=False),
+    Column("public", Boolean, nullable=False),
+    Column("provider_code", String(18), nullable=False),
+    Column("classification", String(16), nullable=False),
+    Column("share_type", String(16), nullable=False),
+    Column("open_type", String(16), nullable=False),
+    Column("update_cycle", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("search_text", Text, nullable=False),
+    Column("terms", ARRAY(Text).with_variant(Text, "sqlite"), nullable=False),
+    Column("name_length", Integer, nullable=False, server_default="0"),
+    Column("summary_length", Integer, nullable=False, server_default="0"),
+    Column("name_terms", ARRAY(Text).with_variant(Text, "sqlite"), nullable=False, server_default="{}"),
+    Column("lead_terms", ARRAY(Text).with_variant(Text, "sqlite"), nullable=False, server_default="{}"),
+)
+"""PostgreSQL only (migration 0038; SQLite's index is FTS5): one narrow row per version with what a search
+reads of it (visibility, filter values, the text for the ``LIKE`` check, its terms under a GIN index),
+written in the transaction of every catalog change. Why not the columns of ``resource_versions``: their
+rows carry the document and are ~1.8 KB (4 to a page, 180 MB at 10^5, more than shared_buffers), so a
+search read one page from the kernel per match (5,825 pages for 6,902 matches); these are ~400 bytes with
+the terms array moved out of line (search_index.OUT_OF_LINE: the GIN index alone reads it), so a
+search's rows stay in shared buffers and a walk in code order passes ~20 rows a page. Migration 0040 added
+where the name and the summary end in ``search_text`` and their terms (the name's; the name's and the
+summary's) under GIN indexes of their own: relevance ranks are answered from these rows alone."""
+
 Index("ix_resource_versions_filters", resource_versions.c.classification, resource_versions.c.share_type)
 Index("ux_resource_versions_search_id", resource_versions.c.search_id, resource_versions.c.code,
       resource_versions.c.version, unique=True)
-Index("ix_resource_versions_search_terms", resource_versions.c.search_terms, postgresql_using="gin")
+Index("ix_catalog_search_terms", catalog_search.c.terms, postgresql_using="gin")
+Index("ix_catalog_search_provider_code", catalog_search.c.provider_code, catalog_search.c.code)
+Index("ix_catalog_search_name_terms", catalog_search.c.name_terms, postgresql_using="gin")
+Index("ix_catalog_search_lead_terms", catalog_search.c.lead_terms, postgresql_using="gin")
 Index("ix_resource_versions_open_type", resource_versions.c.open_type)
 Index("ix_resource_versions_update_cycle", resource_versions.c.update_cycle)
 Index("ix_resource_versions_share_type", resource_versions.c.share_type)
@@ -177,6 +212,27 @@ audit_head = Table(
     Column("last_checkpoint_at", UTCDateTime, nullable=True),
 )
 """One row (id 1): the chain head. Writers lock it, so replicas on one database append in turn."""
+
+audit_verifications = Table(
+    "audit_verifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("department_code", String(18), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("entries_checked", BigInteger, nullable=False),
+    Column("checkpoints_checked", BigInteger, nullable=False),
+    Column("first_sequence", BigInteger, nullable=False),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("first_broken_sequence", BigInteger, nullable=False),
+    Column("unsigned_tail", BigInteger, nullable=False),
+    Column("problem", Text, nullable=False),
+)
+"""Each verification of the whole chain (``via``: console, rpc, daily) and who asked for it, so the officer's
+chain status shows the same last verification on every replica (migration 0033)."""
 
 obligations = Table(
     "obligations",
@@ -564,6 +620,39 @@ forwarded_demands = Table(
 to its upper node ``peer_node`` through ``platform``, which decides it; PROVIDER: the demand filed here for
 lower node ``peer_node`` (its demand ``peer_demand_id``), whose answer goes down through ``platform``."""
 
+tier_disputes = Table(
+    "tier_disputes",
+    metadata,
+    Column("provider_code", String(18), primary_key=True),
+    Column("resource_code", String(40), primary_key=True),
+    Column("record_id", String(64), primary_key=True),
+    Column("objection_id", String(64), primary_key=True),
+    Column("sender_node", String(128), nullable=False),
+    Column("disputed", Boolean, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+)
+"""校核纠错 across tiers (migration 0028): per relayed record and objection raised at a lower node, whether
+the lower node's signed notice says it is open (``disputed``) or answered; a record here is served marked
+while any of its rows is, or any objection raised here is open. Once answered, an objection's row stays
+answered (a replayed "raised" notice changes nothing)."""
+Index("ix_tier_disputes_open", tier_disputes.c.disputed)
+
+forwarded_objections = Table(
+    "forwarded_objections",
+    metadata,
+    Column("objection_id", String(64), primary_key=True),
+    Column("peer_node", String(128), nullable=False),
+    Column("peer_objection_id", String(64), nullable=False),
+    Column("side", String(10), primary_key=True),
+    Column("platform", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("peer_node", "peer_objection_id", "side", name="uq_forwarded_objections_peer"),
+)
+"""校核纠错 across tiers (migration 0034): objections that crossed a tier link. ``side`` REQUESTER: this node's
+objection, forwarded down to ``peer_node`` through ``platform`` toward the record's origin, which answers it;
+PROVIDER: filed here for upper node ``peer_node`` (its objection ``peer_objection_id``), whose answer goes up
+through ``platform``. An intermediate node holds both rows for its copy."""
+
 record_keys = Table(
     "record_keys",
     metadata,
@@ -589,6 +678,17 @@ verification_usage = Table(
 )
 """Verifications per verification grant and Beijing day: the daily quota counts here (the enumeration
 defence), in the transaction that answers the verification."""
+
+cache_generations = Table(
+    "cache_generations",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("generation", BigInteger, nullable=False),
+)
+"""One counter per kind of row the node caches in process (``grants``, ``consumer_keys``): the transaction
+that changes such a row adds one to its counter, and a reader that sees a counter other than its cache's
+reads the rows again. Every replica on one database reads the same counters, so a revocation anywhere is
+seen by the next request everywhere."""
 
 rpc_answers = Table(
     "rpc_answers",

@@ -38,6 +38,23 @@ def _take_statement(dialect: str) -> Any:
 _TAKES = {name: _take_statement(name) for name in ("sqlite", "postgresql")}
 
 
+def _take_many_statement(dialect: str) -> Any:
+    """``count`` takes of one grant and day as one upsert, all or none: the caller gives ``count`` no larger
+    than the quota, so a first row never starts above it."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    u = verification_usage.c
+    statement = insert(verification_usage).values(
+        grant_id=bindparam("grant_id"), day=bindparam("day"), verifications=bindparam("count"),
+        mismatches=bindparam("mismatches"))
+    return statement.on_conflict_do_update(
+        index_elements=[u.grant_id, u.day],
+        set_={"verifications": u.verifications + bindparam("more"), "mismatches": u.mismatches + bindparam("more_mismatches")},
+        where=u.verifications + bindparam("more_again") <= bindparam("quota")).returning(u.verifications)
+
+
+_TAKE_MANY = {name: _take_many_statement(name) for name in ("sqlite", "postgresql")}
+
+
 class VerificationRepository:
     def __init__(self, connection: Connection, sealer: Sealer | None = None) -> None:
         self.connection = connection
@@ -50,6 +67,15 @@ class VerificationRepository:
         return self.connection.execute(_TAKES[self.connection.dialect.name], {
             "grant_id": grant_id, "day": day, "mismatches": mismatches, "more_mismatches": mismatches,
             "quota": quota}).scalar()
+
+    def take_many(self, grant_id: str, day: str, quota: int, count: int, mismatches: int) -> int | None:
+        """``count`` verifications (with their mismatches) in one statement if the quota has room for all of
+        them: the new count, or None with nothing changed (the caller then takes them one by one)."""
+        if quota <= 0 or count < 1 or count > quota:
+            return None
+        return self.connection.execute(_TAKE_MANY[self.connection.dialect.name], {
+            "grant_id": grant_id, "day": day, "count": count, "mismatches": mismatches, "more": count,
+            "more_mismatches": mismatches, "more_again": count, "quota": quota}).scalar()
 
     def take(self, grant_id: str, day: str, quota: int) -> int | None:
         """Count one verification of the grant on the day, if the quota allows it: the new count, or None

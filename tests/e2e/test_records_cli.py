@@ -57,3 +57,29 @@ def test_keygen_register_send_and_resume_sends_only_what_was_not_acknowledged(sa
     assert (nothing["records"], nothing["batches"]) == (0, 0)
     everything = json.loads(sample_node.cli(*send, "--restart", token=provider).stdout)
     assert (everything["accepted"], everything["duplicates"]) == (0, 1100)  # the node stores each id once
+
+
+def test_another_file_of_the_same_name_is_checked_not_taken_as_a_replay(sample_node: Served, tmp_path: Path):
+    """The batch id covers the lines' content: a new records.jsonl whose line 1 says something else about a
+    stored id is refused as a conflict, never reported as 1 duplicate while nothing was stored."""
+    keys = tmp_path / "provider-key"
+    exnode("records", "keygen", "--key-dir", str(keys))
+    provider = issue(sample_node.data, ADMIN_DEPT, "catalog_admin,provider")
+    sample_node.cli("records", "register", "--key-dir", str(keys), "--dept", ADMIN_DEPT, token=provider)
+    data = tmp_path / "records.jsonl"
+    send = ("records", "send", str(data), "--resource", RESOURCE, "--provider", ADMIN_DEPT, "--key-dir", str(keys),
+            "--json")
+    data.write_text(record(1) + "\n", encoding="utf-8")
+    first = json.loads(sample_node.cli(*send, token=provider).stdout)
+    assert (first["accepted"], first["duplicates"]) == (1, 0)
+    same = json.loads(sample_node.cli(*send, "--restart", token=provider).stdout)
+    assert (same["accepted"], same["duplicates"]) == (0, 1)  # the same lines: the stored batch, acknowledged
+
+    changed_line = json.loads(record(1))
+    changed_line["payload"]["姓名"] = "王芳"
+    data.write_text(json.dumps(changed_line, ensure_ascii=False) + "\n", encoding="utf-8")
+    changed = sample_node.cli(*send, "--restart", check=False, token=provider)
+    assert changed.returncode == 1 and "INVALID_ARGUMENT" in changed.stderr and "DB-000001" in changed.stderr
+    data.write_text(record(2) + "\n", encoding="utf-8")  # another record on the same line 1
+    other = json.loads(sample_node.cli(*send, "--restart", token=provider).stdout)
+    assert (other["accepted"], other["duplicates"]) == (1, 0)

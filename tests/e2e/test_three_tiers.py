@@ -42,10 +42,11 @@ from security.keys import KeyStore
 from tests.conftest import credit_code
 from tests.fault.support import LOW_INCOME, PROVIDER, Ingestor, Key, ServedNode, exnode, wait_until
 
-pytestmark = [pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(900)]  # four nodes start in the fixture
 
 REGION_DEPT = credit_code("11150000011595843")  # the regional department (自治区民政厅) running the regional node
 MINISTRY_DEPT = credit_code("11100000000013127")  # the ministry (民政部) running the top node
+OTHER_DEPT = credit_code("11152900011595843")  # another region's department (its own regional node)
 SIZE = 50
 REGION_PLATFORM = "region-hhht"  # the regional department's platform at its own node (regional JSON)
 
@@ -62,6 +63,8 @@ class Tiers:
     ministry: ServedNode
     key: Key
     vhosts: dict[str, str]
+    other: ServedNode | None = None
+    """Another region under the same ministry (回流 of a resource between regions)."""
     next_record: int = 1
 
     def ingest(self, batches: int, tag: str) -> Ingestor:
@@ -147,7 +150,7 @@ def region_database(postgres_server: str) -> Iterator[str]:
 def tiers(tmp_path_factory: pytest.TempPathFactory, region_database: str) -> Iterator[Tiers]:
     tmp_path = tmp_path_factory.mktemp("tiers")
     run = uuid.uuid4().hex[:10]
-    vhosts = {role: f"t{run}-{role}" for role in ("department", "region", "ministry")}
+    vhosts = {role: f"t{run}-{role}" for role in ("department", "region", "ministry", "other")}
     nodes: list[ServedNode] = []
     for vhost in vhosts.values():
         rabbitmqctl("add_vhost", vhost)
@@ -157,18 +160,21 @@ def tiers(tmp_path_factory: pytest.TempPathFactory, region_database: str) -> Ite
         region = _node(tmp_path, "region", f"t{run}r", REGION_DEPT, vhosts["region"], sample=False,
                        database_url=region_database)
         ministry = _node(tmp_path, "ministry", f"t{run}m", MINISTRY_DEPT, vhosts["ministry"], sample=False)
-        nodes += [department, region, ministry]
+        other = _node(tmp_path, "other", f"t{run}o", OTHER_DEPT, vhosts["other"], sample=False)
+        nodes += [department, region, ministry, other]
         _upward(department, "region", REGION_DEPT, region)
         _upward(region, "ministry", MINISTRY_DEPT, ministry)
+        _upward(other, "ministry", MINISTRY_DEPT, ministry)
         with (region.data / "platforms.toml").open("a", encoding="utf-8") as platforms:  # the department's own
             platforms.write(f'[[platform]]\nname = "{REGION_PLATFORM}"\nkind = "regional"\n'
                             f'consumer_code = "{REGION_DEPT}"\n')
         _downward(ministry, "region-down", REGION_DEPT, region)
-        _trust(region, department, ministry)  # the region checks what comes down from the ministry too
-        _trust(ministry, department, region)  # the top checks every hop, so it knows every lower node's keys
+        _trust(region, department, ministry, other)  # what comes down from the ministry, and every hop of it
+        _trust(ministry, department, region, other)  # the top checks every hop, so it knows every lower node's keys
         _link(department, vhosts["department"], "region", region, vhosts["region"])
         _link(region, vhosts["region"], "ministry", ministry, vhosts["ministry"])
         _link(ministry, vhosts["ministry"], "region-down", region, vhosts["region"])  # 回流: the same shovel, down
+        _link(other, vhosts["other"], "ministry", ministry, vhosts["ministry"])
         for node in nodes:
             node.start()
         # The department's catalog goes up by itself (the uplink); the region passes it on.
@@ -180,7 +186,7 @@ def tiers(tmp_path_factory: pytest.TempPathFactory, region_database: str) -> Ite
                                                           public_pem=key.pem), timeout=30).key_id
         _grant_and_subscribe(department, REGION_DEPT, "region")
         _grant_and_subscribe(region, MINISTRY_DEPT, "ministry")
-        yield Tiers(department, region, ministry, key, vhosts)
+        yield Tiers(department, region, ministry, key, vhosts, other=other)
     finally:
         for node in nodes:
             node.close()
@@ -481,3 +487,135 @@ def test_monthly_reports_go_up_and_the_ministry_aggregates_the_region(tiers: Tie
     assert bad.returncode == 1 and "no upper node" in bad.stderr  # the top has nobody to report to
     assert dead_letters(tiers.vhosts["region"], tiers.region) == 0
     assert dead_letters(tiers.vhosts["ministry"], tiers.ministry) == 0
+
+
+def _tier_disputed(node: ServedNode, record_id: str) -> bool | None:
+    """The mark a lower node's dispute notice set at ``node`` (None: no notice reached it)."""
+    from node.storage.tables import tier_disputes
+
+    engine = make_engine(node.config.database_url)
+    try:
+        with engine.connect() as connection:
+            marks = list(connection.execute(select(tier_disputes.c.disputed).where(
+                tier_disputes.c.record_id == record_id)).scalars())
+    finally:
+        engine.dispose()
+    return any(marks) if marks else None
+
+
+def test_an_objection_at_the_department_marks_the_record_at_the_region_and_the_ministry_until_answered(
+        tiers: Tiers, tmp_path: Path):
+    """校核纠错 across tiers: the department's signed notice goes up the shovel; the region applies it, serves the
+    record disputed in its pulls and passes a notice of its own to the ministry; the answer clears both."""
+    from node.clients.pull import TrustedNode, pull
+
+    provider = tiers.ingest(batches=1, tag="o").start()
+    provider.join(120)
+    sent = provider.acknowledged_ids()
+    wait_until(lambda: arrived_everywhere(tiers, sent), 90, "the records reached the ministry")
+    record_id = sorted(sent)[0]
+    consumer = lists_pb2_grpc.ListsServiceStub(tiers.department.channel_as(REGION_DEPT, ("consumer",)))
+    raised: list[lists_pb2.Objection] = []
+
+    def raise_it() -> bool:  # the region's delivery is recorded once the department's broker confirmed it
+        try:
+            raised.append(consumer.RaiseObjection(lists_pb2.RaiseObjectionRequest(
+                resource_code=LOW_INCOME, record_id=record_id, evidence="自治区民政厅台账：保障金额有误"), timeout=30))
+            return True
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error.details()
+            return False
+
+    wait_until(raise_it, 60, "the objection was taken")
+    wait_until(lambda: _tier_disputed(tiers.region, record_id) is True, 60, "the mark reached the region")
+    wait_until(lambda: _tier_disputed(tiers.ministry, record_id) is True, 60, "the mark reached the ministry")
+    # at the region the record is served disputed: the ministry's platform pulls it marked
+    stub = exchange_pb2_grpc.ExchangeServiceStub(tiers.region.channel_as(MINISTRY_DEPT, ("platform",)))
+    public = KeyStore.load(tiers.region.data / "keys").public
+    outcome = pull(lambda requests: stub.Pull(requests, timeout=120), TrustedNode(tiers.region.node_id, public),
+                   tmp_path / "region-pull")
+    manifest = json.loads((outcome.directory / "manifest.json").read_text(encoding="utf-8"))
+    disputed = []
+    for batch in manifest["batches"]:
+        lines = (outcome.directory / batch["file"]).read_bytes().split(b"\n")
+        disputed.extend(json.loads(lines[i])["id"] for i in batch.get("disputed", []))
+    assert disputed == [record_id]
+    # the provider confirms the record: the mark clears at every tier
+    reviewer = lists_pb2_grpc.ListsServiceStub(tiers.department.channel_as(PROVIDER, ("reviewer",)))
+    reviewer.AnswerObjection(lists_pb2.AnswerObjectionRequest(id=raised[0].id, reason="经核对台账无误"), timeout=30)
+    wait_until(lambda: _tier_disputed(tiers.region, record_id) is False, 60, "the answer reached the region")
+    wait_until(lambda: _tier_disputed(tiers.ministry, record_id) is False, 60, "the answer reached the ministry")
+    assert dead_letters(tiers.vhosts["region"], tiers.region) == 0
+    assert dead_letters(tiers.vhosts["ministry"], tiers.ministry) == 0
+
+
+OTHER_RESOURCE = "311140003/000011"  # a resource of the other region's department
+
+
+def test_a_region_gets_a_resource_of_another_region_through_the_ministry(tiers: Tiers):
+    """回流 between regions: the other region's entry goes up and comes down to the region through the ministry;
+    the region's demand follows that route up, the ministry's reviewer decides, the records come down from the
+    other region through the ministry, every hop's signature verified at the region."""
+    from node.grpc.convert import metadata_to_proto
+    from node.pipeline import provider_batch
+    from tests.conftest import resource
+    from tests.fault.support import as_proto
+
+    other, region, ministry = tiers.other, tiers.region, tiers.ministry
+    assert other is not None
+    admin = catalog_pb2_grpc.CatalogServiceStub(other.channel_as(OTHER_DEPT, ("catalog_admin",)))
+    meta = resource(OTHER_RESOURCE, name="特困人员供养信息", provider_code=OTHER_DEPT, provider_name="自治区民政厅")
+    admin.CreateResource(catalog_pb2.CreateResourceRequest(metadata=metadata_to_proto(meta)), timeout=30)
+    admin.PublishResource(catalog_pb2.PublishResourceRequest(code=OTHER_RESOURCE), timeout=30)
+    wait_until(lambda: _entry_at(region, OTHER_RESOURCE) is not None, 90, "the other region's entry reached the region")
+    assert _entry_at(region, OTHER_RESOURCE).origin_node == other.node_id
+    asking = lists_pb2_grpc.ListsServiceStub(region.channel_as(REGION_DEPT, ("consumer",)))
+    filed = asking.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
+        resource_code=OTHER_RESOURCE, purpose="跨区域特困供养核验", legal_basis="《特困人员认定办法》", contact="王芳")),
+        timeout=30)
+    assert filed.state == lists_pb2.UNDER_REVIEW and not filed.grant_id  # forwarded to the ministry
+    reviewer = lists_pb2_grpc.ListsServiceStub(ministry.channel_as(OTHER_DEPT, ("reviewer",)))
+
+    def at_ministry() -> lists_pb2.Demand | None:
+        found = reviewer.ListDemands(lists_pb2.ListDemandsRequest(department_code=OTHER_DEPT), timeout=30).demands
+        return next((d for d in found if d.resource_code == OTHER_RESOURCE and d.requester_code == REGION_DEPT), None)
+
+    wait_until(lambda: at_ministry() is not None, 60, "the forwarded demand reached the ministry")
+    reviewer.DecideDemand(lists_pb2.DecideDemandRequest(id=at_ministry().id, approve=True, clear_delivery=True),
+                          timeout=30)
+    wait_until(lambda: asking.GetDemand(lists_pb2.GetDemandRequest(id=filed.id), timeout=30).state
+               == lists_pb2.APPROVED, 60, "the ministry's decision came down")
+    # the other region sends its records up to the ministry (the ministry's own grant there)
+    lists = lists_pb2_grpc.ListsServiceStub(other.channel_as(MINISTRY_DEPT, ("consumer",)))
+    demand = lists.FileDemand(lists_pb2.FileDemandRequest(demand=lists_pb2.Demand(
+        resource_code=OTHER_RESOURCE, purpose="逐级汇交", legal_basis="办法", contact="王芳")), timeout=30)
+    lists_pb2_grpc.ListsServiceStub(other.channel_as(OTHER_DEPT, ("reviewer",))).DecideDemand(
+        lists_pb2.DecideDemandRequest(id=demand.id, approve=True, clear_delivery=True), timeout=30)
+    exchange_pb2_grpc.ExchangeServiceStub(other.channel_as(MINISTRY_DEPT, ("consumer",))).Subscribe(
+        pb.SubscribeRequest(resource_code=OTHER_RESOURCE, platform="ministry"), timeout=30)
+    key = Key()
+    key.kid = exchange_pb2_grpc.ExchangeServiceStub(other.channel_as(OTHER_DEPT, ("catalog_admin",))).RegisterKey(
+        pb.RegisterKeyRequest(department_code=OTHER_DEPT, algorithm="Ed25519", public_pem=key.pem), timeout=30).key_id
+    rows = [Record(f"TK-{n:06d}", n, Operation.UPSERT, {"公民身份号码": "360426199101010071", "姓名": f"赵{n}",
+                                                       "保障金额": 500, "纳入保障日期": "2025-06-01"})
+            for n in range(1, 11)]
+    provider = exchange_pb2_grpc.ExchangeServiceStub(other.channel_as(OTHER_DEPT, ("provider",)))
+    assert provider.Ingest(as_proto(provider_batch(OTHER_DEPT, OTHER_RESOURCE, rows, key)), timeout=30).accepted == 10
+
+    def at_region() -> dict[str, int]:
+        engine = make_engine(region.config.database_url)
+        try:
+            with engine.connect() as connection:
+                return {row.record_id: len(json.loads(row.hops)) for row in connection.execute(select(
+                    relayed_records.c.record_id, relayed_records.c.hops).where(
+                    relayed_records.c.resource_code == OTHER_RESOURCE, relayed_records.c.sender_node == ministry.node_id))}
+        finally:
+            engine.dispose()
+
+    wanted = {r.id for r in rows}
+    wait_until(lambda: wanted <= set(at_region()), 90, lambda: f"{len(wanted & set(at_region()))}/10 at the region")
+    assert set(at_region().values()) == {2}, "each record carries the other region's and the ministry's signature"
+    chain = verify_chain(region)
+    assert chain["problems"] == [] and chain["records"] == chain["verified"]
+    assert dead_letters(tiers.vhosts["region"], region) == 0
+    assert dead_letters(tiers.vhosts["ministry"], ministry) == 0

@@ -59,7 +59,7 @@ class Requester:
     """The asking node's side, by hand: signed requests onto the answerer's queue, replies on its own queue."""
 
     def __init__(self, node_id: str, keys: KeyStore, target: str, target_keys: Path) -> None:
-        self.node_id, self.keys, self.target = node_id, keys, target
+        self.node_id, self.keys, self.target, self.target_keys = node_id, keys, target, target_keys
         self.peers = {target: read_public_keys(target_keys)}
         self.connection = pika.BlockingConnection(pika.URLParameters(AMQP))
         self.channel = self.connection.channel()
@@ -74,6 +74,13 @@ class Requester:
             "claims": [{"item": "姓名", "value": "王芳"}]}, self.keys.active, "request")
 
     def send(self, body: bytes) -> None:
+        """Sealed to the answerer (``exnode-sealed/1``), as a node sends it; its answer comes sealed back."""
+        import json
+
+        from security.broker_sealing import load_peer_keys, seal_message
+
+        key = load_peer_keys({self.target: json.loads(self.target_keys.read_text(encoding="utf-8"))})[self.target]
+        body = seal_message(body, self.target, key)
         self.channel.basic_publish("", rpc_queue(self.target), body, pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent, reply_to=self.reply_to, correlation_id=uuid.uuid4().hex))
 
@@ -82,6 +89,9 @@ class Requester:
             method, _, body = self.channel.basic_get(self.reply_to, auto_ack=True)
             if method is None:
                 return
+            from security.broker_sealing import node_key, open_message
+
+            body = open_message(body, self.node_id, node_key(self.keys))
             self.replies.setdefault(_open(ANSWER_CONTEXT, body, "answer", {})[0]["id"], []).append(body)
 
     def answers(self, body: bytes) -> list[dict]:

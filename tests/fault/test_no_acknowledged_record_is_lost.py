@@ -84,7 +84,7 @@ def served(tmp_path: Path) -> Iterator[ServedNode]:
         delete_node_topology(node_id)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_kill_9_of_the_node_mid_stream_of_100_000_records_loses_no_acknowledged_record(served: ServedNode):
     total, size = 100_000, 500
     batches = total // size

@@ -57,6 +57,61 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+def process_group(pgid: int) -> list[int]:
+    """Every process of a session started with ``start_new_session`` (a broker node: its script and its VM)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process (its finished children included); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_idle_s() -> float:
+    """Idle CPU seconds of the whole machine since boot (all cores), to show whether the soak saturates it."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return (int(fields[3]) + int(fields[4])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuShare:
+    """Cores used per part of the soak between two samples: the three broker nodes, the node under test (with
+    its dispatcher), this test process (the provider and both consumers) and what the machine left idle. On
+    a 2-core machine the brokers' replication alone takes about a core; these figures say what the asked rate
+    competes with. Counted per process: a broker started between samples counts from its start (one killed
+    leaves its last interval uncounted), and no share goes negative when the set of brokers changes."""
+
+    def __init__(self, cluster: RabbitCluster, node_pid: int) -> None:
+        self.cluster, self.node_pid = cluster, node_pid
+        self.last_at, self.last_idle = time.monotonic(), machine_idle_s()
+        self.last: dict[str, dict[int, float]] = self._read()
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        groups = {"brokers": [pid for process in self.cluster.processes.values() for pid in process_group(process.pid)],
+                  "node": process_tree(self.node_pid), "test_clients": [os.getpid()]}
+        return {part: {pid: cpu_s(pid) for pid in pids} for part, pids in groups.items()}
+
+    def sample(self) -> str:
+        now, at, idle = self._read(), time.monotonic(), machine_idle_s()
+        wall = max(at - self.last_at, 1e-6)
+        used = {part: sum(seconds - self.last[part].get(pid, 0.0) for pid, seconds in pids.items()) / wall
+                for part, pids in now.items()}
+        used["idle"] = (idle - self.last_idle) / wall
+        self.last, self.last_at, self.last_idle = now, at, idle
+        return "cores " + " ".join(f"{part}={value:.2f}" for part, value in used.items())
+
+
 def rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -102,6 +157,8 @@ def test_soak_at_2000_records_per_s_with_a_broker_node_killed_every_5_minutes(tm
         provider = Ingestor(lambda: served.channel_as(PROVIDER, ("provider",)), key, batches=batches, size=BATCH,
                             tag=f"s{uuid.uuid4().hex[:5]}", records_per_s=RATE,
                             deadline_s=DURATION_S + 300).start()
+        assert served.process is not None
+        cpu = CpuShare(cluster, served.process.pid)
         started = time.monotonic()
         next_kill, next_sample = started + KILL_EVERY_S, started + 60
         samples: list[tuple[float, float, int, float]] = []
@@ -136,7 +193,7 @@ def test_soak_at_2000_records_per_s_with_a_broker_node_killed_every_5_minutes(tm
                 samples.append(sample)
                 delivered = len(set().union(*(set(s.ids) for s in subscribers)))
                 print(f"{sample[0]:6.0f} s: rss_mb={sample[1]:.0f} fds={sample[2]} outbox_oldest_age_s={age:.1f} "
-                      f"acknowledged={len(provider.answered) * BATCH} delivered={delivered}", flush=True)
+                      f"acknowledged={len(provider.answered) * BATCH} delivered={delivered} {cpu.sample()}", flush=True)
                 next_sample = now + 60
             time.sleep(1)
         provider.join(120)

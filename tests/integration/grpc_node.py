@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -82,6 +83,20 @@ class RunningNode:
     def channel_as(self, dept: str = PROVIDER, roles: Iterable[str] = ("catalog_admin",),
                    subject: str = "tester") -> grpc.Channel:
         return grpc.intercept_channel(self.raw_channel, BearerInterceptor(self.token(dept, roles, subject)))
+
+    def start_rpc(self, timeout_s: float = 10.0) -> None:
+        """``Node.start_rpc``, then wait until this node consumes its request queue and its reply queue: the
+        broker drops a request published to ``exnode.<node>.rpc`` before that queue exists (the default
+        exchange routes it nowhere), so a test's first request to a node just started went unanswered
+        (a household check stayed PENDING, "no answer"), now and then even on a quiet machine."""
+        from node.grpc.server import _status_name
+
+        self.node.start_rpc(_status_name, timeout_s=timeout_s)
+        until = time.monotonic() + 60
+        while not (self.node.rpc_responder.stats.connected and self.node.rpc_client.stats.connected):
+            if time.monotonic() > until:
+                raise AssertionError(f"node {self.config.node.id}: its request queues are not consumed in 60 s")
+            time.sleep(0.05)
 
     def run(self, coroutine: object, timeout: float = 30) -> object:
         """Run a coroutine on the node's event loop (where the gRPC server and its health servicer live)."""

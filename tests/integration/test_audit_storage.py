@@ -163,6 +163,25 @@ def test_two_writers_on_one_database_append_in_turn(trail: Trail):
     assert result.ok and result.entries_checked == 40 and result.unsigned_tail == 0, result.problem
 
 
+def test_the_writer_notices_an_append_made_beside_it_and_chains_after_it(trail: Trail):
+    """The writer chains a batch from the head it last wrote without reading it; a pipeline transaction's
+    entries (``append_in``), a replica's, or a tampered head row make it read the head again."""
+    writer = trail.writer
+    writer.start()
+    try:
+        assert writer.submit(record(1, trail.clock())).result(timeout=60) == 1
+        with trail.uow(write=True) as uow:  # the exchange pipeline's own transaction
+            writer.append_in(uow, [record(2, trail.clock()), record(3, trail.clock())])
+            uow.commit()
+        assert writer.submit(record(4, trail.clock())).result(timeout=60) == 4
+        assert writer.submit(record(5, trail.clock())).result(timeout=60) == 5
+    finally:
+        writer.stop()
+    result = trail.verify()
+    assert result.ok and result.entries_checked == 5, result.problem
+    assert [e.record.request_id for e in trail.entries()] == [f"req-{n:04d}" for n in range(1, 6)]
+
+
 def test_submitting_to_a_stopped_writer_fails_the_future(trail: Trail):
     future = trail.writer.submit(record(1, trail.clock()))
     with pytest.raises(Exception, match="not running"):
@@ -561,3 +580,40 @@ def test_a_verification_told_to_stop_gives_up_within_a_chunk_of_entries(trail: T
     with pytest.raises(VerificationStopped):
         trail.app.verify(stop)  # type: ignore[arg-type]
     assert stop.looked == 2
+
+
+def test_the_last_verification_is_kept_in_the_database_for_every_process_with_who_ran_it(trail: Trail):
+    """Two processes of one node (two engines on one database): a verification one of them runs is the
+    last verification the other shows, with who asked and how, and a broken chain is recorded as broken."""
+    from security.identity import Principal
+
+    trail.writer.append(records(trail, 1, 12))
+    other_engine = make_engine(str(trail.engine.url.render_as_string(hide_password=False)))
+    other = AuditApplication(SqlUnitOfWorkFactory(other_engine), trail.keys.public, trail.settings, trail.clock)
+    try:
+        assert other.last_verification() is None
+        officer = Principal("officer-wang", PROVIDER, frozenset({"security_officer"}))
+        started = trail.clock()
+        assert trail.app.verify_recorded(officer, "console").ok
+        last = other.last_verification()
+        assert last is not None and last.result.ok and last.result.entries_checked == 12
+        assert (last.subject, last.department_code, last.via) == ("officer-wang", PROVIDER, "console")
+        assert last.started_at == started and last.finished_at >= last.started_at
+        trail.sql(update(audit_entries).where(audit_entries.c.sequence == 7).values(detail="edited"))
+        trail.clock.advance(minutes=5)
+        assert not other.verify_recorded(Principal.system(NODE), "daily").ok
+        last = trail.app.last_verification()
+        assert last is not None and not last.result.ok and last.result.first_broken_sequence == 7
+        assert (last.subject, last.via) == (f"system:{NODE}", "daily") and "entry 7" in last.result.problem
+    finally:
+        other_engine.dispose()
+
+
+def test_a_stopped_verification_records_nothing(trail: Trail):
+    from node.services.audit import VerificationStopped
+    from security.identity import Principal
+
+    trail.writer.append(records(trail, 1, 1200))
+    with pytest.raises(VerificationStopped):
+        trail.app.verify_recorded(Principal.system(NODE), "daily", _StopAfter(2))  # type: ignore[arg-type]
+    assert trail.app.last_verification() is None

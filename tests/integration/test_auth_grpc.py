@@ -372,6 +372,9 @@ def test_security_officer_queries_the_audit_trail(running, catalog):
         ("AuditService/QueryAudit", "OK", "audit")]
     verified = officer.VerifyAudit(audit_pb2.VerifyAuditRequest(), timeout=TIMEOUT)
     assert verified.ok, verified.problem
+    last = running.node.audit.last_verification()  # kept in the database, as the console shows it
+    assert last is not None and last.result.ok and (last.subject, last.department_code, last.via) == (
+        "auditor", OTHER_PROVIDER, "rpc")
 
 
 @pytest.mark.parametrize("roles", [("catalog_admin",), ("consumer", "provider", "reviewer", "operator")])

@@ -271,3 +271,30 @@ def test_cli_watch_prints_json_lines_and_resumes_with_since(tmp_path: Path, caps
         assert cli_main(["catalog", "watch", *base, "--since", "x", "--from-beginning"]) == 2
     finally:
         running.close()
+
+
+def test_live_watchers_share_the_tail_and_one_left_behind_it_reads_the_table(node: RunningNode,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    """Live watchers take new events from the loop's one read of the log; a commit larger than what the tail
+    keeps puts them behind it, and they read the table instead — either way every event, once, in order,
+    and another department's drafts wake no one (the partner's next event is the publication)."""
+    from node.services.catalog_feed import LoopTail
+
+    monkeypatch.setattr(LoopTail, "KEEP", 2)
+    admin = stub_for(node)
+    mine = [live(watch(stub_for(node, PROVIDER, ("consumer",)))) for _ in range(3)]
+    partner = live(watch(stub_for(node, OTHER_PROVIDER, ("consumer",))))
+    create(admin, code(1))  # one event: from the tail's memory
+    admin.ImportResources(pb.ImportResourcesRequest(  # five in one commit: more than the tail keeps
+        resources=[convert.metadata_to_proto(resource(code(n))) for n in range(2, 7)]))
+    publish(admin, code(3))
+
+    for call in mine:
+        events = take(call, 7)
+        call.cancel()
+        assert [(e.kind, e.code) for e in events] == (
+            [(pb.CREATED, code(n)) for n in range(1, 7)] + [(pb.PUBLISHED_EVENT, code(3))])
+        assert [e.sequence for e in events] == sorted({e.sequence for e in events})
+    published = take(partner, 1)
+    partner.cancel()
+    assert [(e.kind, e.code) for e in published] == [(pb.PUBLISHED_EVENT, code(3))]

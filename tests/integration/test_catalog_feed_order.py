@@ -38,12 +38,15 @@ def append(uow_handle: UnitOfWork, code: str) -> None:
 
 
 def waiting_for_lock(uow: UnitOfWorkFactory) -> bool:
-    """Whether some transaction waits for the event log's lock (PostgreSQL; SQLite writers wait at BEGIN)."""
+    """Whether some transaction of this database waits for a lock another holds (PostgreSQL; SQLite writers
+    wait at BEGIN): the event log's advisory lock, or a row both writers change before it (the search
+    generation's counter, which a catalog write bumps)."""
     with uow() as handle:
         if handle.connection.dialect.name != "postgresql":
             return False
         return bool(handle.connection.execute(text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).scalar_one())
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")).scalar_one())
 
 
 def test_an_event_committed_later_with_a_smaller_position_is_not_skipped(database_url: str, tmp_path: Path):

@@ -199,3 +199,18 @@ def test_health_and_reflection_are_served(node):
     responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert "exnode.v1.CatalogService" in names and "grpc.health.v1.Health" in names
+
+
+def test_relevance_order_over_grpc_and_an_unknown_order_is_refused_naming_it(stub):
+    create(stub, code="311140001/000001", name="名录", summary="养老机构的摘要")
+    create(stub, code="311140001/000002", name="养老机构名录")
+    by_code = stub.ListResources(pb.ListResourcesRequest(query="养老机构"))
+    assert [r.code for r in by_code.resources] == ["311140001/000001", "311140001/000002"]
+    first = stub.ListResources(pb.ListResourcesRequest(query="养老机构", page_size=1,
+                                                       order=pb.SEARCH_ORDER_RELEVANCE))
+    rest = stub.ListResources(pb.ListResourcesRequest(query="养老机构", page_size=1, order=pb.SEARCH_ORDER_RELEVANCE,
+                                                      page_token=first.next_page_token))
+    assert [r.code for r in [*first.resources, *rest.resources]] == ["311140001/000002", "311140001/000001"]
+    assert first.total_size == 2 and not rest.next_page_token
+    error = rpc_error(stub.ListResources, pb.ListResourcesRequest(query="养老机构", order=7))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "order" in error.details()

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from adapters.responder import Responder, answer_for, canonical
 from catalog.checks import Member, TargetState
 from catalog.errors import InvalidField
-from node.grpc.server import _status_name
+from security.broker_sealing import node_key, parse_entry, public_entry, seal_message
 from security.identity import Principal
 from security.keys import KeyStore, public_keys_document
 from tests.fault.support import AMQP, CONSUMER
@@ -32,11 +32,21 @@ from tests.message_schema import assert_conforms
 WANG, LI = "360426199101010071", "11010519491231002X"
 
 
+
+def delete_rpc_topology(node_id: str, *targets: str) -> None:
+    """The queues and dead-letter exchange a check's node and its targets declared on the shared broker."""
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+        channel = connection.channel()
+        for queue in (f"exnode.{node_id}.rpc", f"exnode.{node_id}.rpc-reply", f"exnode.{node_id}.dlq",
+                      *(f"exnode.{target}.rpc" for target in targets)):
+            channel.queue_delete(queue)
+        channel.exchange_delete(f"exnode.{node_id}.dlx")
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RunningNode, dict[str, str]]]:
     url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
     suffix = uuid.uuid4().hex[:8]
-    names = {"bank": f"bank-{suffix}", "tax": f"tax-{suffix}", "house": f"house-{suffix}"}
+    names = {"bank": f"bank-{suffix}", "tax": f"tax-{suffix}", "house": f"house-{suffix}", "plain": f"plain-{suffix}"}
     node_id = f"hc{suffix}"
     config = make_config(tmp_path / "node", url)
     config = replace(config, node=replace(config.node, id=node_id), exchange=replace(config.exchange, dispatch=False))
@@ -48,20 +58,31 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runn
     for role in ("tax", "house"):  # targets that exist (their keys are trusted) but never answer by themselves
         store = KeyStore.create(tmp_path / role)
         (peers / f"{role}.json").write_text(json.dumps(public_keys_document(store, names[role])), encoding="utf-8")
+    plain = public_keys_document(KeyStore.create(tmp_path / "plain"), names["plain"])
+    del plain["encryption"]  # trusted, but publishes no encryption key: nothing may be sent to it
+    (peers / "plain.json").write_text(json.dumps(plain), encoding="utf-8")
     thread = threading.Thread(target=responder.run, daemon=True)
     thread.start()
     running = RunningNode(config)
-    running.node.start_rpc(_status_name)
+    running.start_rpc()
     yield running, names
     responder.stop()
     thread.join(10)
     running.close()
-    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
-        channel = connection.channel()
-        for queue in (f"exnode.{node_id}.rpc", f"exnode.{node_id}.rpc-reply", f"exnode.{node_id}.dlq",
-                      *(f"exnode.{n}.rpc" for n in names.values())):
-            channel.queue_delete(queue)
-        channel.exchange_delete(f"exnode.{node_id}.dlx")
+    delete_rpc_topology(node_id, *names.values())
+
+
+def responder_key(setup):
+    """The reference responder's encryption key (its key directory beside the node's)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from adapters.responder import load_encryption_key
+    from security.sealing import HPKE_X25519, ConsumerPrivateKey
+
+    running, names = setup
+    private = load_encryption_key(running.config.path("..") / "bank")
+    return ConsumerPrivateKey(HPKE_X25519, private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
 CENTRE = Principal("核对中心", CONSUMER, frozenset({"consumer"}))
@@ -110,14 +131,18 @@ def test_a_check_collects_signed_answers_and_completes_at_the_deadline(setup):
     bank = state(names["bank"])
     assert bank.findings == ({"id_number": WANG, "items": {"存款余额": 52000.5, "理财产品": 0}},) and bank.signature
     assert len(sent) == 3 and len(received) == 1  # the node's requests and the responder's answer, as published
-    for body in sent + received:
-        assert_conforms(body)
+    readers = {running.config.node.id: running.node.encryption, names["bank"]: responder_key(setup),
+               **{names[r]: node_key(KeyStore.load(running.config.path("..") / r)) for r in ("tax", "house")}}
+    for body in sent + received:  # what crossed the broker: members and findings sealed to their one reader
+        assert_conforms(body, readers)
+        assert not any(s.encode() in body for s in (WANG, LI, LI.lower(), "王芳", "李娜", "52000")), body
 
     forger = ed25519.Ed25519PrivateKey.generate()  # an answer for the tax office, not signed by its key
     forged = answer_for({"check_id": check.id, "members": []}, {"members": {}}, names["tax"])
     body = json.dumps({"answer": forged, "kid": "whatever",
                        "signature": base64.b64encode(forger.sign(b"exnode-check-answer/1\n" + canonical(forged)))
                        .decode()}).encode()
+    body = seal_message(body, running.config.node.id, parse_entry(public_entry(running.node.encryption)))
     with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
         reply = f"exnode.{running.config.node.id}.rpc-reply"
         channel = connection.channel()
@@ -155,6 +180,25 @@ def test_bad_input_files_no_check_and_names_the_field(setup, change, field):
     assert field in {p.field for p in refused.value.problems}
     with running.node.uow() as uow:
         from node.storage.tables import household_checks
+        assert uow.connection.execute(household_checks.select()).first() is None
+
+
+def test_a_target_without_an_encryption_key_is_refused_at_filing_and_nothing_is_filed(setup, capsys):
+    """Its request could only cross the broker in clear: FAILED_PRECONDITION naming it, not LATE later."""
+    from node.cli import main
+    from node.storage.tables import household_checks
+
+    running, names = setup
+    client = ["--server", running.address, "--token", running.token(CONSUMER, ["consumer"])]
+    sent, _ = capture(running.node.checks)
+    assert main(["check", "file", *client, "--member", f"{WANG}=王芳", "--target", f"{names['bank']}=银行",
+                 "--target", f"{names['plain']}=税务", "--purpose", "低保申请核对", "--authorisation", "SQ2026-010",
+                 "--deadline-minutes", "1"]) == 1
+    error = capsys.readouterr().err
+    assert "FAILED_PRECONDITION" in error and names["plain"] in error and "encryption key" in error, error
+    assert names["bank"] not in error.split("FAILED_PRECONDITION", 1)[1]  # names the one without a key
+    assert not sent  # not even to the bank
+    with running.node.uow() as uow:
         assert uow.connection.execute(household_checks.select()).first() is None
 
 
@@ -251,3 +295,46 @@ def database_blob(url: str) -> tuple[bytes, str]:
         return b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*")), f"the SQLite file {database}"
     dump = subprocess.run(["pg_dump", "--dbname", url.replace("+psycopg", "")], capture_output=True, check=True)
     return dump.stdout, "pg_dump"
+
+
+def test_the_reference_responder_answers_a_node_of_the_national_suite_sealed_to_its_sm2_key(tmp_path):
+    """An SM2-SM3 node names an SM2-SM4 reply key; the responder seals its answer to it (SM2 + SM4-GCM, as the
+    schema says) and the node opens and verifies it: ANSWERED, not LATE."""
+    from node.config import load_config
+    from security.identity import create_dev_issuer_key
+    from security.sealing import SM2_SM4
+
+    suffix = uuid.uuid4().hex[:8]
+    bank, node_id = f"bank-{suffix}", f"sm{suffix}"
+    data = tmp_path / "node"
+    KeyStore.create(data / "keys", "SM2-SM3")
+    create_dev_issuer_key(data / "keys")
+    config = load_config(data, environ={})
+    config = replace(config, node=replace(config.node, id=node_id), auth=replace(config.auth, trust_dev_issuer=True),
+                     exchange=replace(config.exchange, dispatch=False))
+    peers = config.path(config.exchange.peers_dir)
+    peers.mkdir(parents=True)
+    responder = Responder(AMQP, bank, {"members": {WANG: {"存款余额": 1200}}}, tmp_path / "bank")
+    (peers / "bank.json").write_text((tmp_path / "bank" / "public-keys.json").read_text(), encoding="utf-8")
+    thread = threading.Thread(target=responder.run, daemon=True)
+    thread.start()
+    running = RunningNode(config)
+    try:
+        assert running.node.encryption.algorithm == SM2_SM4
+        running.start_rpc()
+        app = running.node.checks
+        sent, received = capture(app)
+        check = app.file_check(CENTRE, [Member(WANG, "王芳")], "低保申请家庭经济状况核对", "SQ2026-011",
+                               [(bank, "银行")], dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))
+        wait_for(lambda: app.get_check(CENTRE, check.id).target(bank).state is not TargetState.PENDING, 60)
+        answered = app.get_check(CENTRE, check.id).target(bank)
+        assert answered.state is TargetState.ANSWERED, answered.reason
+        assert answered.findings == ({"id_number": WANG, "items": {"存款余额": 1200}},)
+        (reply,) = received
+        assert json.loads(reply)["sealed"]["x-exnode-enc-alg"] == SM2_SM4 and b"1200" not in reply
+        assert_conforms(reply, {node_id: running.node.encryption})
+    finally:
+        responder.stop()
+        thread.join(10)
+        running.close()
+        delete_rpc_topology(node_id, bank)

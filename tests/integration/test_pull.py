@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -298,6 +299,50 @@ def test_the_reference_client_refuses_a_tampered_batch_or_manifest_and_publishes
         assert all(b"\\u674e" not in line and "李".encode() not in line for line in path.read_bytes().splitlines())
 
 
+def test_a_manifest_replayed_from_an_earlier_pull_of_the_same_range_is_refused_by_its_signing_time(tmp_path):
+    """The node signs each manifest's time (version 2): an hour-old manifest of exactly this range — same
+    cursors, counts and root, a valid signature — is refused by its date; the node's fresh one is taken."""
+    clock = FixedClock(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    node = _node(tmp_path, clock=clock)
+    try:
+        Provider(node).send(3)
+        kept: list[pb.Manifest] = []
+
+        def keep(item: pb.PullItem) -> None:
+            if item.WhichOneof("item") == "manifest":
+                kept.append(pb.Manifest())
+                kept[-1].CopyFrom(item.manifest)
+
+        # Signed an hour before this client began, the node's own manifest is already indistinguishable
+        # from a replay: refused, nothing acknowledged past the batches.
+        with pytest.raises(PullProblem, match="a replayed manifest"):
+            pull(tampering(caller(node), keep), trusted(node), tmp_path / "early")
+        clock.now = dt.datetime.now(dt.UTC)
+        assert kept and kept[0].version == 2 and kept[0].signed_at
+
+        def replay(item: pb.PullItem) -> None:
+            if item.WhichOneof("item") == "manifest":
+                assert item.manifest.signed_at != kept[0].signed_at
+                item.manifest.CopyFrom(kept[0])
+
+        out = tmp_path / "out"
+        with pytest.raises(PullProblem, match=re.escape(f"manifest: signed at {kept[0].signed_at}, before this pull began")):
+            pull(tampering(caller(node), replay), trusted(node), out, replay=True)
+        assert published(out) == []
+        fresh = pull(caller(node), trusted(node), out, replay=True)
+        document = json.loads((fresh.directory / "manifest.json").read_text())["manifest"]
+        assert fresh.records == 3 and document["version"] == 2 and document["signed_at"] != kept[0].signed_at
+        assert cli_main(["pull", "verify", str(fresh.directory), "--keys", str(_keys_file(node, tmp_path))]) == 0
+    finally:
+        node.close()
+
+
+def _keys_file(node: RunningNode, tmp_path: Path) -> Path:
+    keys = tmp_path / "public-keys.json"
+    keys.write_text(json.dumps(public_keys_document(node.node.keys, node.config.node.id)))
+    return keys
+
+
 def test_exnode_pull_prints_the_next_cursor_and_refuses_keys_of_another_node(node, tmp_path, capsys):
     Provider(node).send(5)
     keys = tmp_path / "public-keys.json"
@@ -348,7 +393,7 @@ def test_batch_nightly_closes_a_day_once_with_a_signed_manifest_and_valid_xml(tm
         assert body["merkle_root"] == merkle.merkle_root(canonical(day_records)).hex()
         assert body["resources"] == [{"provider": PROVIDER, "resource": LOW_INCOME, "records": 5}]
 
-        until_day = pull(caller(node), trusted(node), tmp_path / "out", until_day="2026-03-02")
+        until_day = pull(caller(node), trusted(node), tmp_path / "out", until_day="2026-03-02", clock=clock)
         assert lines(until_day.directory) == canonical(day_records)  # the next day's records wait
     finally:
         node.close()

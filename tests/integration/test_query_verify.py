@@ -255,6 +255,11 @@ def test_concurrent_verifications_never_exceed_the_quota(node):
     with node.node.uow() as uow:
         assert uow.verifications.usage("SQ-RACE", "2026-12-01") == (50, 50)
     assert ledger.commits < ledger.takes  # concurrent takes shared commits
+    with ThreadPoolExecutor(8) as pool:  # room for all: a batch's takes of one grant are one statement
+        roomy = list(pool.map(lambda n: ledger.take("SQ-ROOMY", "2026-12-01", 1000, n % 2), range(120)))
+    assert sorted(roomy) == list(range(1, 121))  # each its own count, none twice
+    with node.node.uow() as uow:
+        assert uow.verifications.usage("SQ-ROOMY", "2026-12-01") == (120, 60)
 
 
 def test_answers_to_a_consumer_with_an_encryption_key_are_sealed_and_the_cli_opens_them(node, tmp_path, capsys):
@@ -300,3 +305,79 @@ def test_answers_to_a_consumer_with_an_encryption_key_are_sealed_and_the_cli_ope
     printed = capsys.readouterr().out
     assert printed.startswith("姓名: MATCH") and f"sealed to key {kid}, opened; signature checked" in printed
     assert main(["verdict", "verify", str(out), "--keys", str(node_keys)]) == 0  # the opened file verifies offline
+
+
+def test_a_verification_leaves_one_true_audit_entry_when_its_response_fails_before_or_after_the_commit(
+        node, monkeypatch):
+    """The OK entry commits with the quota count. A response that cannot be built is built before that
+    commit: nothing is counted and the one entry is the failure's. A failure after the commit (the answer
+    counted and audited, then not delivered) adds no second entry."""
+    from node.grpc import query_servicer
+
+    stub = query(node)
+    grant = demand(node, "VERIFY", ("姓名",))
+    audit = node.node.audit
+
+    def entries() -> list:
+        return sorted(audit.query(AuditFilter(action="QueryService/VerifyClaim")).entries, key=lambda e: e.sequence)
+
+    def broken(answer):
+        raise RuntimeError("the response cannot be built")
+
+    monkeypatch.setattr(query_servicer, "verdict_to_proto", broken)
+    assert refused(claim, stub, 姓名="王芳").code() is grpc.StatusCode.UNKNOWN
+    (failed,) = entries()
+    assert failed.record.result == "UNKNOWN" and "cannot be built" in failed.record.detail
+    assert node.node.query.usage(grant) == (0, 0)  # not counted: the caller got no verdict
+    monkeypatch.undo()
+
+    from node.services.query import VerifyAnswer
+
+    detail = VerifyAnswer.audit_detail
+    calls: list[int] = []
+
+    def lost_after_commit(answer: VerifyAnswer) -> str:
+        calls.append(1)  # the first call writes the entry in the count's transaction; the next is after it
+        if len(calls) > 1:
+            raise RuntimeError("lost after the commit")
+        return detail(answer)
+
+    monkeypatch.setattr(VerifyAnswer, "audit_detail", lost_after_commit)
+    refused(claim, stub, 姓名="王芳")
+    after = entries()
+    assert len(after) == 2 and after[-1].record.result == "OK"  # one entry for the call, the committed one
+    assert node.node.query.usage(grant) == (1, 0)
+    monkeypatch.undo()
+    assert [a.result for a in claim(stub, 姓名="王芳").answers] == [pb.MATCH]
+    assert [e.record.result for e in entries()] == ["UNKNOWN", "OK", "OK"]
+    assert len({e.record.request_id for e in entries()}) == 3
+
+
+def test_a_grant_revoked_or_a_key_registered_through_one_replica_is_seen_by_the_next_request_on_another(node):
+    """Two nodes on one database (replicas): the grant and consumer-key caches of the one answering are
+    refreshed by the counters the other bumps, so nothing it answers is staler than the database."""
+    from security.sealing import ConsumerPrivateKey
+    from tests.integration.test_secrecy_to_consumer import register_encryption_key
+
+    replica = RunningNode(node.config, clock=node.node.catalog.clock)
+    try:
+        verify_grant = demand(node, "VERIFY", ("姓名",))
+        copy_grant = demand(node, items=("姓名",))
+        stub = query(replica)
+        for _ in range(2):  # the second answer comes from the replica's caches
+            assert [a.result for a in claim(stub, 姓名="王芳").answers] == [pb.MATCH]
+            assert not stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=keys(WANG))).sealing
+        kid = register_encryption_key(node, ConsumerPrivateKey.generate())
+        sealed = stub.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=keys(WANG)))
+        assert sealed.sealing["x-exnode-enc-kid"] == kid and "王芳".encode() not in sealed.results[0].payload
+        reviewer = lists_pb2_grpc.ListsServiceStub(node.channel_as(PROVIDER, ["reviewer"]))
+        for grant in (verify_grant, copy_grant):
+            reviewer.RevokeGrant(lists_pb2.RevokeGrantRequest(id=grant, reason="用途已完成"))
+        revoked = refused(claim, stub, 姓名="王芳")
+        assert revoked.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert verify_grant in revoked.details() and "revoked" in revoked.details()
+        gone = refused(stub.QueryRecords, pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=keys(WANG)))
+        assert gone.code() is grpc.StatusCode.PERMISSION_DENIED and copy_grant in gone.details()
+        assert replica.node.lists.grant_cache.hits > 0  # the cache was in use, so the refusals above are its
+    finally:
+        replica.close()

@@ -19,7 +19,6 @@ from exnode.v1 import query_pb2 as pb
 
 from catalog.records import Record
 from node.bootstrap import load_sample
-from node.grpc.server import _status_name
 from node.pipeline import provider_batch
 from node.services.remote import REQUEST_CONTEXT, _open, _sign
 from node.storage.audit_repository import AuditFilter
@@ -71,7 +70,7 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runni
         stub.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, [Record(
             record.id, 1, record.operation, {**record.payload, "公民身份号码": WANG, "姓名": "王芳"})], key)))
         for running in (lower, upper):
-            running.node.start_rpc(_status_name, timeout_s=60)  # a loaded CI machine: the first answer waits for the consumer
+            running.start_rpc(timeout_s=60)  # a loaded CI machine: the first answer waits for the consumer
         yield lower, upper
     finally:
         lower.close()
@@ -82,6 +81,20 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runni
                 for suffix in ("rpc", "rpc-reply", "dlq"):
                     channel.queue_delete(f"exnode.{node_id}.{suffix}")
                 channel.exchange_delete(f"exnode.{node_id}.dlx")
+
+
+def answerer(lower: RunningNode, upper: RunningNode):
+    """The lower node's request handler as the broker reaches it: the request sealed to it, its answer
+    opened by the upper node (both as ``exnode-sealed/1``)."""
+    from security.broker_sealing import open_message, parse_entry, public_entry, seal_message
+
+    to = parse_entry(public_entry(lower.node.encryption))
+
+    def handle(body: bytes) -> bytes:
+        reply = lower.node.rpc_responder.handle(seal_message(body, lower.config.node.id, to))
+        return open_message(reply, upper.config.node.id, upper.node.encryption)
+
+    return handle
 
 
 def verification_grant(node: RunningNode, items: tuple[str, ...], quota: int = 0) -> str:
@@ -126,7 +139,7 @@ def test_a_claim_about_a_lower_nodes_resource_is_answered_and_signed_by_that_nod
 def test_a_redelivered_request_gets_the_stored_answer_and_an_expired_one_is_never_processed(pair):
     lower, upper = pair
     grant = verification_grant(lower, ("姓名",))
-    answerer_handle = lower.node.rpc_responder.handle
+    answerer_handle = answerer(lower, upper)
     now = dt.datetime.now(dt.UTC)
 
     def request(deadline: dt.datetime) -> bytes:
@@ -151,6 +164,39 @@ def test_a_redelivered_request_gets_the_stored_answer_and_an_expired_one_is_neve
     denied, _ = _open(b"exnode-rpc-answer/1\n", answerer_handle(json.dumps(forged).encode()), "answer",
                       upper.node.peers)
     assert denied["status"] == "PERMISSION_DENIED" and "does not verify" in denied["message"]
+
+
+def test_a_crash_between_counting_and_storing_the_answer_never_counts_a_redelivery_twice(pair, monkeypatch):
+    """The quota's count and the stored answer commit together: a crash while storing the answer (here the
+    store raising, as a kill -9 would stop it) leaves neither, so the redelivered request counts once."""
+    from node.storage.verification_repository import VerificationRepository
+
+    lower, upper = pair
+    grant = verification_grant(lower, ("姓名",))
+    body = _sign(REQUEST_CONTEXT, {
+        "format": "exnode-rpc/1", "id": uuid.uuid4().hex, "kind": "verify", "from": upper.config.node.id,
+        "to": lower.config.node.id, "deadline": (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat(),
+        "consumer": CONSUMER, "subject": "tester", "roles": ["consumer"], "resource": LOW_INCOME,
+        "key": {"公民身份号码": WANG}, "claims": [{"item": "姓名", "value": "王芳"}]}, upper.node.keys.active, "request")
+    store = VerificationRepository.store_answer
+
+    class Crash(Exception):
+        pass
+
+    def crash(self, *args, **kwargs):
+        raise Crash("killed while storing the answer")
+
+    monkeypatch.setattr(VerificationRepository, "store_answer", crash)
+    handle = answerer(lower, upper)
+    with pytest.raises(Exception):  # noqa: B017 - the answerer's transient error (the request is requeued)
+        handle(body)
+    assert lower.node.query.usage(grant)[0] == 0  # nothing counted without its answer
+    monkeypatch.setattr(VerificationRepository, "store_answer", store)
+    first = handle(body)  # the broker's redelivery
+    assert handle(body) == first
+    assert lower.node.query.usage(grant)[0] == 1
+    answer, problem = _open(b"exnode-rpc-answer/1\n", first, "answer", upper.node.peers)
+    assert problem is None and answer["status"] == "OK" and answer["used_today"] == 1
 
 
 def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_granted_records(pair):
@@ -186,7 +232,8 @@ def test_an_exnode_node_answers_a_household_check_as_a_department_from_its_grant
     assert finding["items"]["城乡最低生活保障对象信息·月保障金额"] == 1234.5
     assert len(sent) == 2 and len(received) == 2  # an exnode department speaks the published format too
     for body in sent + received:
-        assert_conforms(body)
+        assert_conforms(body, {lower.config.node.id: lower.node.encryption,
+                               upper.config.node.id: upper.node.encryption})
     entries = lower.node.audit.query(AuditFilter(action="rpc/HouseholdCheck")).entries
     assert {e.record.result for e in entries} == {"ANSWERED", "REFUSED"}
     from tests.integration.test_household_check import database_blob
@@ -249,7 +296,7 @@ def test_a_redelivered_query_gets_the_stored_answer_and_an_expired_one_is_never_
             "subject": "tester", "roles": ["consumer"], "resource": LOW_INCOME, "keys": [{"公民身份号码": WANG}]},
             upper.node.keys.active, "request")
 
-    handle = lower.node.rpc_responder.handle
+    handle = answerer(lower, upper)
     body = request(now + dt.timedelta(minutes=1))
     first = handle(body)
     assert handle(body) == first  # the stored answer, not a second query
@@ -291,3 +338,92 @@ def test_a_routed_query_for_a_consumer_with_an_encryption_key_crosses_the_broker
     assert stored and not any("王芳".encode() in body or b"0071" in body for body in stored)
     verdict = claim(upper, 姓名="王芳")  # the upper node checks the lower node's verdict, then seals it
     assert verdict.sealed and not verdict.answers
+
+
+def test_routed_requests_and_answers_cross_the_broker_sealed_to_their_one_reader(pair):
+    """Read off the broker itself: the request on the answering node's queue and the answer it sends back
+    hold no ID number, name or asserted value in clear (sealed to that node, then to the asker), and the
+    caller still gets its verdict and its records."""
+    import threading
+
+    from tests.integration.test_query_verify import demand
+
+    lower, upper = pair
+    verification_grant(lower, ("姓名",))
+    demand(lower, items=("姓名", "公民身份号码"))
+    lower.node.rpc_responder.stop()  # the test takes the requests off the queue itself
+    secrets = (WANG.encode(), "王芳".encode(), b"0071")
+    results: dict[str, object] = {}
+    query = query_pb2_grpc.QueryServiceStub(upper.channel_as(CONSUMER, ["consumer"]))
+    calls = {
+        "verify": lambda: claim(upper, 姓名="王芳"),
+        "query": lambda: query.QueryRecords(pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[
+            pb.RecordKey(values={"公民身份号码": WANG})]), timeout=90)}
+    for name, call in calls.items():
+        thread = threading.Thread(target=lambda n=name, c=call: results.__setitem__(n, c()), daemon=True)
+        thread.start()
+        with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:
+            channel = connection.channel()
+            for _ in range(300):
+                method, properties, body = channel.basic_get(f"exnode.{lower.config.node.id}.rpc")
+                if method is not None:
+                    break
+                time.sleep(0.1)
+            assert method is not None, "no request reached the answering node's queue"
+            assert json.loads(body)["sealed"]["to"] == lower.config.node.id
+            assert not any(s in body for s in secrets), f"the {name} request crosses the broker in clear"
+            reply = lower.node.rpc_responder.handle(body)  # what the node's responder publishes
+            assert json.loads(reply)["sealed"]["to"] == upper.config.node.id
+            assert not any(s in reply for s in secrets), f"the {name} answer crosses the broker in clear"
+            channel.basic_publish("", properties.reply_to, reply,
+                                  pika.BasicProperties(correlation_id=properties.correlation_id))
+            channel.basic_ack(method.delivery_tag)
+        thread.join(60)
+    assert [a.result for a in results["verify"].answers] == [pb.MATCH]
+    (found,) = results["query"].results
+    assert found.status == pb.KeyResult.FOUND and json.loads(found.payload)["姓名"] == "王芳"
+    refused = lower.node.rpc_responder.handle(_sign(REQUEST_CONTEXT, {  # in clear: refused unread
+        "format": "exnode-rpc/1", "id": uuid.uuid4().hex, "kind": "verify", "from": upper.config.node.id},
+        upper.node.keys.active, "request"))
+    assert json.loads(refused)["answer"]["status"] == "PERMISSION_DENIED"
+    assert "sealed" in json.loads(refused)["answer"]["message"]
+
+
+def test_a_direct_request_whose_requester_is_not_proven_is_refused_audited_and_counts_nothing(pair):
+    """Unrouted, the request's own signature is the requester's identity claim: unsigned, or from a node
+    the answering node has no key of → UNAUTHENTICATED; a department rewritten under the signature →
+    PERMISSION_DENIED. Each is audited and counts nothing; the genuine request is then answered."""
+    lower, upper = pair
+    grant = verification_grant(lower, ("姓名",))
+    from security.broker_sealing import open_message, parse_entry, public_entry, seal_message
+
+    to = parse_entry(public_entry(lower.node.encryption))
+    document = {
+        "format": "exnode-rpc/1", "id": uuid.uuid4().hex, "kind": "verify", "from": upper.config.node.id,
+        "to": lower.config.node.id, "deadline": (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat(),
+        "consumer": CONSUMER, "subject": "tester", "roles": ["consumer"], "resource": LOW_INCOME,
+        "key": {"公民身份号码": WANG}, "claims": [{"item": "姓名", "value": "王芳"}],
+        "reply_key": upper.node.rpc_responder.handle.__self__.sealing.reply_key}
+
+    def status(body: bytes, reader: str = upper.config.node.id) -> dict:
+        reply = lower.node.rpc_responder.handle(seal_message(body, lower.config.node.id, to))
+        answer, problem = _open(b"exnode-rpc-answer/1\n", open_message(reply, reader, upper.node.encryption),
+                                "answer", upper.node.peers)
+        assert problem is None
+        return answer
+
+    unsigned = status(json.dumps({"request": document}).encode())
+    assert unsigned["status"] == "UNAUTHENTICATED" and "unsigned" in unsigned["message"]
+    stranger = status(_sign(REQUEST_CONTEXT, {**document, "from": "nobody-known"}, upper.node.keys.active,
+                            "request"), "nobody-known")
+    assert stranger["status"] == "UNAUTHENTICATED" and "'nobody-known' is not a trusted peer" in stranger["message"]
+    rewritten = json.loads(_sign(REQUEST_CONTEXT, document, upper.node.keys.active, "request"))
+    rewritten["request"]["consumer"] = "11100000MB01284764"
+    forged = status(json.dumps(rewritten).encode())
+    assert forged["status"] == "PERMISSION_DENIED" and "does not verify" in forged["message"]
+    assert lower.node.query.usage(grant)[0] == 0
+    refused = lower.node.audit.query(AuditFilter(action="rpc/VerifyClaim")).entries
+    assert sorted(e.record.result for e in refused) == ["PERMISSION_DENIED", "UNAUTHENTICATED", "UNAUTHENTICATED"]
+    assert status(_sign(REQUEST_CONTEXT, document, upper.node.keys.active, "request"))["status"] == "OK"
+    assert lower.node.query.usage(grant)[0] == 1
+    assert lower.node.audit.verify().ok

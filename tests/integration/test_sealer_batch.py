@@ -42,3 +42,17 @@ def test_batched_opening_equals_opening_each_row_and_names_a_changed_one(tmp_pat
         with pytest.raises(TamperedCiphertext, match="record P/R1/R1-0"):
             sealer.open_records(connection, [rows[0]._replace(payload="not base64!")])
     engine.dispose()
+
+
+def test_a_rollback_of_an_invalidated_connection_raises_what_invalidated_it(tmp_path: Path):
+    """A SystemExit inside a statement invalidates the connection; the rollback that follows must not replace
+    it with the listener's PendingRollbackError (a worker thread would catch that and live on)."""
+    sealer = Sealer(KeyStore.create(tmp_path / "keys", "Ed25519"))
+    url = sqlite_url(tmp_path / "x.db")
+    migrate(url)
+    engine = make_engine(url)
+    sealer.attach(engine)
+    with pytest.raises(SystemExit), engine.connect() as connection, connection.begin():
+        sealer.seal_records(connection, "P", "R1", [("R1-1", '{"n":1}')], dt.datetime.now(dt.UTC))
+        connection.invalidate()
+        raise SystemExit

@@ -183,8 +183,11 @@ def test_a_pull_s_manifest_timestamp_is_fetched_checked_offline_and_kept_and_a_f
     assert code == 1 and "the pull has no timestamp" in _ + err
 
     node.node.timestamps.stamp_once()
-    for directory in pulls:
-        code, out, err = cli(capsys, *base, "stamp", str(directory), "--tsa-roots", str(ca.cert))
+    after = ["--server", node.address, "--token", node.token(CONSUMER, ["platform"]), "--data",
+             str(node.config.data_dir)]
+    for directory, before, given_after in ((pulls[0], base, []), (pulls[1], ["pull"], after)):
+        # the node and the token before `stamp` or after it, as the README writes `pull stamp DIR --token T`
+        code, out, err = cli(capsys, *before, "stamp", str(directory), "--tsa-roots", str(ca.cert), *given_after)
         assert code == 0 and "timestamp.json" in out, out + err
         code, out, err = cli(capsys, "pull", "verify", str(directory), "--keys", str(keys), "--tsa-roots",
                              str(ca.cert))
@@ -197,6 +200,29 @@ def test_a_pull_s_manifest_timestamp_is_fetched_checked_offline_and_kept_and_a_f
     code, out, err = cli(capsys, "pull", "verify", str(pulls[1]), "--keys", str(keys), "--tsa-roots",
                          str(untrusted.cert))
     assert code == 1 and "certificate chain does not verify" in out, out + err
+
+
+def test_a_token_dated_before_the_pull_manifest_was_signed_is_refused_as_replayed(
+        tmp_path: Path, database_url: str, tsa: OpenSslTsa, ca: OpenSslCA, capsys: pytest.CaptureFixture[str]):
+    """The manifest signs its time (version 2); a node whose clock runs a day ahead signs it 'tomorrow', and
+    the TSA's token, dated today, cannot be its own: ``exnode pull stamp`` keeps nothing, naming it."""
+    running = verifying_node(tmp_path, database_url, tsa, ca,
+                             clock=FixedClock(dt.datetime.now(dt.UTC) + dt.timedelta(days=1)))
+    try:
+        demand(running)
+        keys = keys_file(running, tmp_path)
+        base = ["pull", "--server", running.address, "--token", running.token(CONSUMER, ["platform"]),
+                "--data", str(running.config.data_dir)]
+        code, out, err = cli(capsys, *base, "--out", str(tmp_path / "out"), "--keys", str(keys), "--json")
+        assert code == 0, err
+        directory = Path(json.loads(out)["directory"])
+        assert json.loads((directory / "manifest.json").read_text())["manifest"]["version"] == 2
+        running.node.timestamps.stamp_once()
+        code, out, err = cli(capsys, *base, "stamp", str(directory), "--tsa-roots", str(ca.cert))
+        assert code == 1 and "a replayed token" in out + err and "before the statement" in out + err, out + err
+        assert not (directory / "timestamp.json").exists()
+    finally:
+        running.close()
 
 
 def test_audit_verify_against_a_node_checks_every_checkpoint_s_timestamp_here(

@@ -1,6 +1,7 @@
 """The catalog's rules, as plain domain code (no I/O)."""
 
 import dataclasses
+import datetime as dt
 
 import pytest
 
@@ -178,3 +179,34 @@ def test_the_trusted_reader_rebuilds_exactly_what_was_stored():
     for raw in json.loads(sample.read_text("utf-8"))["resources"]:
         meta = metadata_from_dict(raw)
         assert metadata_from_trusted_dict(metadata_to_dict(meta)) == meta
+
+
+def test_the_stored_document_is_the_json_of_the_dict_form():
+    """``metadata_document`` splices cached item JSON into the encoded rest: it must equal the plain
+    encoding, for texts with quotes, backslashes and the splice's own marker, and for items that
+    compare equal but encode differently (1 == True)."""
+    import json
+
+    from catalog.interchange import metadata_document
+
+    base = resource()
+    tricky = '"items": [] \\" 引号\u2028'
+    items = (*base.items, dataclasses.replace(base.items[0], name=tricky, description=tricky))
+    variants = [
+        base,
+        dataclasses.replace(base, items=items, summary=tricky, keywords=(tricky, "k")),
+        dataclasses.replace(base, name=tricky, related_codes=("1/000001",), format_description=tricky),
+        dataclasses.replace(base, items=(dataclasses.replace(base.items[0], length=True),)),
+        dataclasses.replace(base, items=(dataclasses.replace(base.items[0], length=1),)),
+        dataclasses.replace(base, items=()),
+        dataclasses.replace(base, publish_date=dt.date(2026, 3, 1), open_condition=tricky, share_condition=tricky),
+        dataclasses.replace(base, keywords=["list", "not a tuple"], publish_date=dt.datetime(2026, 3, 1, 8, 0)),
+    ]
+    from node.bench.catalog import Generator
+
+    generator, codes = Generator(), []
+    for _ in range(500):  # every share, open and format variant of the sample catalog's topics
+        variants.append(generator.one(codes))
+        codes.append(variants[-1].code)
+    for meta in variants * 2:  # the second time from the cache
+        assert metadata_document(meta) == json.dumps(metadata_to_dict(meta), ensure_ascii=False, sort_keys=True)

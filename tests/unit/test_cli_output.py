@@ -42,3 +42,23 @@ def test_right_aligned_numbers_end_in_one_column():
     lines = format_table(("序号", "x"), [(1, "a"), (12345, "b")], align=(">",))
     assert lines[2].index("a") == lines[3].index("b")
     assert lines[2].split()[0] == "1"
+
+
+def test_a_household_check_lines_up_its_targets_by_display_width(capsys):
+    """`exnode check show|watch`: a category of Chinese (住建/房产, 9 cells) and one of 4 cells (银行) start
+    the state column at the same cell, as the README's walk-through shows."""
+    import json
+
+    from exnode.v1 import checks_pb2
+
+    from node.cli.check_commands import _show
+
+    findings = json.dumps([{"id_number": "360426199101010071", "items": {"房产套数": 1}}]).encode()
+    check = checks_pb2.HouseholdCheck(id="HC-1", authorisation="SQ-1", targets=[
+        checks_pb2.CheckTargetState(name="bank-icbc", category="银行", state="ANSWERED"),
+        checks_pb2.CheckTargetState(name="zjt-fangchan", category="住建/房产", state="PENDING", findings=findings)])
+    _show(check, as_json=False)
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines[0] == "  bank-icbc     银行       ANSWERED"
+    assert lines[1].startswith("  zjt-fangchan  住建/房产  PENDING   360426…: {")
+    assert display_width(lines[0][:lines[0].index("ANSWERED")]) == display_width(lines[1][:lines[1].index("PENDING")])

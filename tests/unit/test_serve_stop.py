@@ -14,7 +14,7 @@ from node.services.audit import VerificationStopped
 def test_cancelling_the_verification_stops_its_thread_before_returning():
     entered, left = threading.Event(), threading.Event()
 
-    def verify(stop: threading.Event) -> None:
+    def verify_recorded(principal: object, how: str, stop: threading.Event) -> None:
         entered.set()
         try:
             assert stop.wait(300), "the stop flag was never set"
@@ -22,11 +22,12 @@ def test_cancelling_the_verification_stops_its_thread_before_returning():
         finally:
             left.set()
 
-    node = SimpleNamespace(audit=SimpleNamespace(verify=verify))
+    node = SimpleNamespace(audit=SimpleNamespace(verify_recorded=verify_recorded),
+                           config=SimpleNamespace(node=SimpleNamespace(id="n1")))
 
     async def run() -> bool:
         task = asyncio.create_task(_verify_interruptibly(node))  # type: ignore[arg-type]
-        await asyncio.to_thread(entered.wait)
+        assert await asyncio.to_thread(entered.wait, 60), "the verification never started"
         task.cancel()
         try:
             await task

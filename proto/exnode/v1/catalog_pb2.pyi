@@ -82,6 +82,11 @@ class VersionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERSION_DRAFT: _ClassVar[VersionState]
     VERSION_PUBLISHED: _ClassVar[VersionState]
 
+class SearchOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEARCH_ORDER_CODE: _ClassVar[SearchOrder]
+    SEARCH_ORDER_RELEVANCE: _ClassVar[SearchOrder]
+
 class CatalogEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CATALOG_EVENT_KIND_UNSPECIFIED: _ClassVar[CatalogEventKind]
@@ -135,6 +140,8 @@ RETIRED: ResourceStatus
 VERSION_STATE_UNSPECIFIED: VersionState
 VERSION_DRAFT: VersionState
 VERSION_PUBLISHED: VersionState
+SEARCH_ORDER_CODE: SearchOrder
+SEARCH_ORDER_RELEVANCE: SearchOrder
 CATALOG_EVENT_KIND_UNSPECIFIED: CatalogEventKind
 CREATED: CatalogEventKind
 UPDATED: CatalogEventKind
@@ -287,7 +294,7 @@ class ListResourceHistoryResponse(_message.Message):
     def __init__(self, code: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[ResourceVersion, _Mapping]]] = ...) -> None: ...
 
 class ListResourcesRequest(_message.Message):
-    __slots__ = ("classification", "provider_code", "share_type", "open_type", "update_cycle", "status", "query", "code_prefix", "page_size", "page_token")
+    __slots__ = ("classification", "provider_code", "share_type", "open_type", "update_cycle", "status", "query", "code_prefix", "page_size", "page_token", "order")
     CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_CODE_FIELD_NUMBER: _ClassVar[int]
     SHARE_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +305,7 @@ class ListResourcesRequest(_message.Message):
     CODE_PREFIX_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
     classification: Classification
     provider_code: str
     share_type: ShareType
@@ -308,7 +316,8 @@ class ListResourcesRequest(_message.Message):
     code_prefix: str
     page_size: int
     page_token: str
-    def __init__(self, classification: _Optional[_Union[Classification, str]] = ..., provider_code: _Optional[str] = ..., share_type: _Optional[_Union[ShareType, str]] = ..., open_type: _Optional[_Union[OpenType, str]] = ..., update_cycle: _Optional[_Union[UpdateCycle, str]] = ..., status: _Optional[_Union[ResourceStatus, str]] = ..., query: _Optional[str] = ..., code_prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    order: SearchOrder
+    def __init__(self, classification: _Optional[_Union[Classification, str]] = ..., provider_code: _Optional[str] = ..., share_type: _Optional[_Union[ShareType, str]] = ..., open_type: _Optional[_Union[OpenType, str]] = ..., update_cycle: _Optional[_Union[UpdateCycle, str]] = ..., status: _Optional[_Union[ResourceStatus, str]] = ..., query: _Optional[str] = ..., code_prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order: _Optional[_Union[SearchOrder, str]] = ...) -> None: ...
 
 class ListResourcesResponse(_message.Message):
     __slots__ = ("resources", "next_page_token", "total_size", "total_is_lower_bound")

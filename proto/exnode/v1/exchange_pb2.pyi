@@ -239,7 +239,7 @@ class PullBatch(_message.Message):
     def __init__(self, index: _Optional[int] = ..., from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., records: _Optional[_Iterable[bytes]] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., disputed: _Optional[_Iterable[int]] = ..., sealed_records: _Optional[bytes] = ..., sealing: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Manifest(_message.Message):
-    __slots__ = ("from_cursor", "to_cursor", "record_count", "merkle_root", "key_id", "signature", "batch_count", "until_day")
+    __slots__ = ("from_cursor", "to_cursor", "record_count", "merkle_root", "key_id", "signature", "batch_count", "until_day", "version", "signed_at")
     FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
     TO_CURSOR_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +248,8 @@ class Manifest(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     BATCH_COUNT_FIELD_NUMBER: _ClassVar[int]
     UNTIL_DAY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_AT_FIELD_NUMBER: _ClassVar[int]
     from_cursor: str
     to_cursor: str
     record_count: int
@@ -256,7 +258,9 @@ class Manifest(_message.Message):
     signature: bytes
     batch_count: int
     until_day: str
-    def __init__(self, from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., record_count: _Optional[int] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., batch_count: _Optional[int] = ..., until_day: _Optional[str] = ...) -> None: ...
+    version: int
+    signed_at: str
+    def __init__(self, from_cursor: _Optional[str] = ..., to_cursor: _Optional[str] = ..., record_count: _Optional[int] = ..., merkle_root: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., batch_count: _Optional[int] = ..., until_day: _Optional[str] = ..., version: _Optional[int] = ..., signed_at: _Optional[str] = ...) -> None: ...
 
 class PullItem(_message.Message):
     __slots__ = ("header", "batch", "manifest")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65xnode/v1/keys.proto\x12\texnode.v1\"c\n\tPublicKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_pem\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\"\x17\n\x15ListPublicKeysRequest\"M\n\x16ListPublicKeysResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\"\n\x04keys\x18\x02 \x03(\x0b\x32\x14.exnode.v1.PublicKey\"0\n\x13GetTimestampRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\"y\n\x11TimestampEvidence\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\r\n\x05index\x18\x04 \x01(\x04\x12\x0c\n\x04size\x18\x05 \x01(\x04\x12\r\n\x05proof\x18\x06 \x03(\x0c\x12\r\n\x05token\x18\x07 \x01(\x0c\x32\xb2\x01\n\x0bKeysService\x12U\n\x0eListPublicKeys\x12 .exnode.v1.ListPublicKeysRequest\x1a!.exnode.v1.ListPublicKeysResponse\x12L\n\x0cGetTimestamp\x12\x1e.exnode.v1.GetTimestampRequest\x1a\x1c.exnode.v1.TimestampEvidenceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65xnode/v1/keys.proto\x12\texnode.v1\"c\n\tPublicKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_pem\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\"\x17\n\x15ListPublicKeysRequest\"M\n\x16ListPublicKeysResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\"\n\x04keys\x18\x02 \x03(\x0b\x32\x14.exnode.v1.PublicKey\"X\n\x13GetTimestampRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x15\n\rresource_code\x18\x04 \x01(\t\"y\n\x11TimestampEvidence\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\r\n\x05index\x18\x04 \x01(\x04\x12\x0c\n\x04size\x18\x05 \x01(\x04\x12\r\n\x05proof\x18\x06 \x03(\x0c\x12\r\n\x05token\x18\x07 \x01(\x0c\x32\xb2\x01\n\x0bKeysService\x12U\n\x0eListPublicKeys\x12 .exnode.v1.ListPublicKeysRequest\x1a!.exnode.v1.ListPublicKeysResponse\x12L\n\x0cGetTimestamp\x12\x1e.exnode.v1.GetTimestampRequest\x1a\x1c.exnode.v1.TimestampEvidenceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,9 +38,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPUBLICKEYSRESPONSE']._serialized_start=161
   _globals['_LISTPUBLICKEYSRESPONSE']._serialized_end=238
   _globals['_GETTIMESTAMPREQUEST']._serialized_start=240
-  _globals['_GETTIMESTAMPREQUEST']._serialized_end=288
-  _globals['_TIMESTAMPEVIDENCE']._serialized_start=290
-  _globals['_TIMESTAMPEVIDENCE']._serialized_end=411
-  _globals['_KEYSSERVICE']._serialized_start=414
-  _globals['_KEYSSERVICE']._serialized_end=592
+  _globals['_GETTIMESTAMPREQUEST']._serialized_end=328
+  _globals['_TIMESTAMPEVIDENCE']._serialized_start=330
+  _globals['_TIMESTAMPEVIDENCE']._serialized_end=451
+  _globals['_KEYSSERVICE']._serialized_start=454
+  _globals['_KEYSSERVICE']._serialized_end=632
 # @@protoc_insertion_point(module_scope)

@@ -33,12 +33,16 @@ class ListPublicKeysResponse(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[PublicKey, _Mapping]]] = ...) -> None: ...
 
 class GetTimestampRequest(_message.Message):
-    __slots__ = ("kind", "ref")
+    __slots__ = ("kind", "ref", "node_id", "resource_code")
     KIND_FIELD_NUMBER: _ClassVar[int]
     REF_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_CODE_FIELD_NUMBER: _ClassVar[int]
     kind: str
     ref: str
-    def __init__(self, kind: _Optional[str] = ..., ref: _Optional[str] = ...) -> None: ...
+    node_id: str
+    resource_code: str
+    def __init__(self, kind: _Optional[str] = ..., ref: _Optional[str] = ..., node_id: _Optional[str] = ..., resource_code: _Optional[str] = ...) -> None: ...
 
 class TimestampEvidence(_message.Message):
     __slots__ = ("kind", "ref", "digest", "index", "size", "proof", "token")
