@@ -4,7 +4,8 @@
 
 Pure domain: the check as filed, each target's state, and what an answer does to it. One signed answer
 per target counts; a duplicate is ignored; a forged or unsigned one is INVALID and excluded; a target
-that has not answered at the deadline is LATE, and the check completes with what came.
+that has not answered at the deadline is LATE (UNDELIVERED at once when the broker returned its request), and the
+check completes with what came.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ class TargetState(StrEnum):
     """No answer by the deadline; an answer after it is not counted."""
     INVALID = "INVALID"
     """An answer whose signature did not verify: excluded from the report."""
+    UNDELIVERED = "UNDELIVERED"
+    """The broker returned the request: the target has no request queue there (it never connected to it)."""
 
 
-FINAL = frozenset({TargetState.ANSWERED, TargetState.REFUSED, TargetState.LATE})
+FINAL = frozenset({TargetState.ANSWERED, TargetState.REFUSED, TargetState.LATE, TargetState.UNDELIVERED})
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,15 @@ def receive(check: HouseholdCheck, name: str, *, valid: bool, refused: bool, rea
     kept = tuple(f for f in findings if isinstance(f, dict) and str(f.get("id_number", "")).upper() in members)
     return replace(target, state=TargetState.REFUSED if refused else TargetState.ANSWERED, reason=reason,
                    findings=() if refused else kept, answered_at=at, kid=kid, signature=signature)
+
+
+def undelivered(check: HouseholdCheck, name: str, reason: str) -> CheckTarget | None:
+    """The target's state once the broker returned its request, or None when it already has an answer
+    (a return races no answer: the request never reached a queue, so nothing can have answered it)."""
+    target = check.target(name)
+    if target is None or target.state is not TargetState.PENDING:
+        return None
+    return replace(target, state=TargetState.UNDELIVERED, reason=reason)
 
 
 def overdue(check: HouseholdCheck, now: dt.datetime) -> list[CheckTarget]:

@@ -160,7 +160,11 @@ class Node:
             if correlation.startswith(CORRELATION_PREFIX):
                 checks.receive(correlation, body)
 
-        self.rpc_client = RpcClient(url, node_id, on_reply=on_reply)
+        def on_return(correlation: str, reason: str) -> None:
+            if correlation.startswith(CORRELATION_PREFIX):
+                checks.undeliverable(correlation, reason)
+
+        self.rpc_client = RpcClient(url, node_id, on_reply=on_reply, on_return=on_return)
         client = self.rpc_client
 
         def sealed_call(hop: str, body: bytes, timeout: float) -> bytes:

@@ -6,7 +6,9 @@ correlation ids, persistent messages.
 answer was published with a broker confirm: a responder killed mid-request has the request redelivered
 (the handler answers a redelivered request from its stored answer: at-most-once processing). ``RpcClient``
 consumes the node's reply queue and hands each reply to the caller waiting for its correlation id; a reply
-nobody waits for any more (its caller gave up at the deadline) is acked and dropped.
+nobody waits for any more (its caller gave up at the deadline) is acked and dropped. Requests are published
+``mandatory``: one to a node whose request queue does not exist on this broker (it never connected) comes
+back at once as ``Unroutable`` instead of being dropped and waited on until the deadline.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ def rpc_queue(node_id: str) -> str:
 
 def reply_queue(node_id: str) -> str:
     return f"exnode.{node_id}.rpc-reply"
+
+
+class Unroutable(ConnectionError):
+    """The broker returned the request: no queue ``exnode.<target>.rpc`` exists on it."""
+
+
+def _unroutable(routing_key: str, reply_text: str) -> str:
+    target = routing_key.removeprefix("exnode.").removesuffix(".rpc")
+    return (f"node {target} has no request queue {routing_key} on this broker ({reply_text}): it never "
+            "connected to it, so the request was not delivered")
 
 
 class Transient(Exception):
@@ -83,11 +95,13 @@ class RpcClient(BlockingWorker):
     """Sends requests to other nodes' request queues and matches their replies by correlation id."""
 
     def __init__(self, url: str | Sequence[str], node_id: str, *, on_reply: Callable[[str, bytes], None] | None = None,
-                 **kwargs: Any) -> None:
+                 on_return: Callable[[str, str], None] | None = None, **kwargs: Any) -> None:
         super().__init__("rpc-client", url, **kwargs)
         self.node_id = node_id
         self.on_reply = on_reply
         """Replies nobody waits for (a household check's answers after a restart): handed here, acked after."""
+        self.on_return = on_return
+        """Requests the broker returned that nobody waits for (household checks): correlation id and reason."""
         self._waiting: dict[str, Future[bytes]] = {}
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
@@ -98,6 +112,7 @@ class RpcClient(BlockingWorker):
         channel = connection.channel()
         declare_topology(channel, self.node_id, [reply_queue(self.node_id)])
         channel.basic_qos(prefetch_count=64)
+        channel.add_on_return_callback(self._returned)
         channel.basic_consume(reply_queue(self.node_id), on_message_callback=self._reply)
         self._connection, self._channel = connection, channel
         self._ready.set()
@@ -120,6 +135,19 @@ class RpcClient(BlockingWorker):
             self.on_reply(correlation, body)
         channel.basic_ack(method.delivery_tag)
 
+    def _returned(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
+        correlation = properties.correlation_id or ""
+        reason = _unroutable(method.routing_key, method.reply_text)
+        with self._lock:
+            waiting = self._waiting.pop(correlation, None)
+        if waiting is not None:
+            waiting.set_exception(Unroutable(reason))
+        elif self.on_return is not None:
+            try:
+                self.on_return(correlation, reason)
+            except Exception as error:  # the request's owner finds out at its deadline instead
+                log.warning("a returned request (%s) could not be recorded: %s", correlation, error)
+
     def send(self, target_node: str, body: bytes, correlation_id: str) -> None:
         """Publish a request whose answer is not awaited here: it comes to ``on_reply`` (household checks)."""
         self._publish(target_node, body, correlation_id, 10.0)
@@ -134,7 +162,7 @@ class RpcClient(BlockingWorker):
                                           correlation_id=correlation_id, reply_to=reply_queue(self.node_id),
                                           app_id=self.node_id)
         connection.add_callback_threadsafe(
-            lambda: channel.basic_publish("", rpc_queue(target_node), body, properties))
+            lambda: channel.basic_publish("", rpc_queue(target_node), body, properties, mandatory=True))
 
     def call(self, target_node: str, body: bytes, timeout: float, correlation_id: str = "",
              abandoned: Sequence[object] | None = None) -> bytes:

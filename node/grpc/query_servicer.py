@@ -31,10 +31,23 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     async def QueryRecords(self, request: pb.QueryRecordsRequest, context: grpc.aio.ServicerContext
                            ) -> pb.QueryRecordsResponse:
+        """A routed query whose caller leaves stops waiting for the answering node at once (its RPC thread
+        is freed; the reply, when it comes, is dropped): the worker thread sees ``CALLER_LEFT``, as a
+        routed VerifyClaim does. Nothing is counted here; the answering node audits what it answered."""
         current().target = f"resource:{request.resource_code}"
         current().detail = f"{len(request.keys)} keys"
-        answer = await self.app.query_records_async(principal(), request.resource_code,
-                                                    [dict(key.values) for key in request.keys], current().request_id)
+        left: list[str] = []
+        leaving = CALLER_LEFT.set(left)  # the task's copy of the context, and to_thread's, share the list
+        work = asyncio.ensure_future(self.app.query_records_async(
+            principal(), request.resource_code, [dict(key.values) for key in request.keys], current().request_id))
+        CALLER_LEFT.reset(leaving)
+        try:
+            answer = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            left.append("CANCELLED")
+            with contextlib.suppress(Exception):
+                await work
+            raise
         current().detail = answer.audit_detail()
         return pb.QueryRecordsResponse(
             resource_code=answer.resource_code, grant_id=answer.grant_id, sealing=answer.sealing,

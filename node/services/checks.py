@@ -125,6 +125,19 @@ class CheckApplication:
             uow.checks.put_target(check_id, changed, body)
             uow.commit()
 
+    def undeliverable(self, correlation_id: str, reason: str) -> None:
+        """The broker returned the request to a target (no request queue): the target is final at once,
+        rather than LATE at the deadline, and the reason names the missing queue."""
+        check_id, _, target = correlation_id.removeprefix(CORRELATION_PREFIX).partition(":")
+        with self.uow(write=True) as uow:
+            check = uow.checks.get(check_id, for_update=True)
+            changed = None if check is None else domain.undelivered(check, target, reason)
+            if changed is None:
+                return
+            uow.checks.put_target(check_id, changed)
+            uow.commit()
+        log.warning("check %s: the request to %s was not delivered: %s", check_id, target, reason)
+
     def _verify(self, target: str, check_id: str, body: bytes) -> tuple[bool, str, bool, tuple[dict, ...], str, str]:
         try:
             wrapper = json.loads(body)

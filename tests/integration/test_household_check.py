@@ -46,7 +46,8 @@ def delete_rpc_topology(node_id: str, *targets: str) -> None:
 def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RunningNode, dict[str, str]]]:
     url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else ""
     suffix = uuid.uuid4().hex[:8]
-    names = {"bank": f"bank-{suffix}", "tax": f"tax-{suffix}", "house": f"house-{suffix}", "plain": f"plain-{suffix}"}
+    names = {"bank": f"bank-{suffix}", "tax": f"tax-{suffix}", "house": f"house-{suffix}", "plain": f"plain-{suffix}",
+             "gone": f"gone-{suffix}"}
     node_id = f"hc{suffix}"
     config = make_config(tmp_path / "node", url)
     config = replace(config, node=replace(config.node, id=node_id), exchange=replace(config.exchange, dispatch=False))
@@ -55,9 +56,13 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runn
     responder = Responder(AMQP, names["bank"], {"members": {WANG: {"存款余额": 52000.5, "理财产品": 0}}},
                           tmp_path / "bank")
     (peers / "bank.json").write_text((tmp_path / "bank" / "public-keys.json").read_text(), encoding="utf-8")
-    for role in ("tax", "house"):  # targets that exist (their keys are trusted) but never answer by themselves
+    for role in ("tax", "house", "gone"):  # trusted targets that never answer by themselves
         store = KeyStore.create(tmp_path / role)
         (peers / f"{role}.json").write_text(json.dumps(public_keys_document(store, names[role])), encoding="utf-8")
+    with pika.BlockingConnection(pika.URLParameters(AMQP)) as connection:  # tax and house have a request queue;
+        channel = connection.channel()                                     # "gone" never connected to the broker
+        for role in ("tax", "house"):
+            channel.queue_declare(f"exnode.{names[role]}.rpc", durable=True, arguments={"x-queue-type": "quorum"})
     plain = public_keys_document(KeyStore.create(tmp_path / "plain"), names["plain"])
     del plain["encryption"]  # trusted, but publishes no encryption key: nothing may be sent to it
     (peers / "plain.json").write_text(json.dumps(plain), encoding="utf-8")
@@ -162,6 +167,23 @@ def test_a_check_collects_signed_answers_and_completes_at_the_deadline(setup):
     assert report.startswith("\ufeff核对编号") and "52000.5" in report and bank.signature in report
     with pytest.raises(Exception, match="check"):
         app.get_check(Principal("x", "11100000MB01284764", frozenset({"consumer"})), check.id)
+
+
+def test_a_target_without_a_request_queue_is_undelivered_at_once_not_late_at_the_deadline(setup):
+    """The broker returns the request (mandatory): the target is final with the reason naming the queue, and
+    the other targets are unaffected."""
+    running, names = setup
+    app = running.node.checks
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    check = app.file_check(CENTRE, members(), "低保申请家庭经济状况核对", "SQ2026-011",
+                           [(names["bank"], "银行"), (names["gone"], "证券")], deadline)
+    state = lambda name: app.get_check(CENTRE, check.id).target(name)  # noqa: E731
+    wait_for(lambda: state(names["gone"]).state is TargetState.UNDELIVERED)
+    wait_for(lambda: state(names["bank"]).state is TargetState.ANSWERED)
+    gone = state(names["gone"])
+    assert f"exnode.{names['gone']}.rpc" in gone.reason and "not delivered" in gone.reason, gone.reason
+    assert app.get_check(CENTRE, check.id).complete  # long before its deadline
+    assert dt.datetime.now(dt.UTC) < deadline
 
 
 @pytest.mark.parametrize(("change", "field"), [

@@ -128,3 +128,44 @@ def test_a_routed_caller_whose_deadline_passes_is_not_answered_late(pair, caplog
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
     assert lower.node.audit.verify().ok and upper.node.audit.verify().ok
+
+
+def test_a_routed_query_whose_caller_cancels_stops_waiting_at_once(pair, caplog):
+    """QueryRecords routed to the lower node: the caller cancels while the lower node is slow to answer;
+    the upper node's wait ends at once (nothing waits for the reply any more, so its RPC thread is free)
+    rather than at the answer or the deadline, and the late reply is dropped without an error."""
+    from tests.integration.test_query_verify import demand
+
+    lower, upper = pair
+    demand(lower, items=("姓名", "公民身份号码"))
+    stub = query_pb2_grpc.QueryServiceStub(upper.channel_as(CONSUMER, ["consumer"]))
+    ask = pb.QueryRecordsRequest(resource_code=LOW_INCOME, keys=[pb.RecordKey(values={"公民身份号码": WANG})])
+    assert stub.QueryRecords(ask, timeout=60).results[0].status == pb.KeyResult.FOUND  # the route is warm
+    responder, client = lower.node.rpc_responder, upper.node.rpc_client
+    handle = responder.handle
+    taken, release = threading.Event(), threading.Event()
+
+    def slow(body: bytes) -> bytes:
+        taken.set()
+        release.wait(30)
+        return handle(body)
+
+    responder.handle = slow
+    caplog.set_level(logging.WARNING)
+    try:
+        call = stub.QueryRecords.future(ask, timeout=60)
+        assert taken.wait(30)
+        assert client._waiting  # the upper node waits for the lower node's answer
+        call.cancel()
+        wait_until(lambda: not client._waiting, 10, "the upper node to stop waiting after the cancel")
+        assert not release.is_set()  # while the lower node still holds the request
+    finally:
+        release.set()
+        responder.handle = handle
+    wait_until(lambda: len(_entries(lower, "rpc/QueryRecords")) == 2, 30, "the lower node's late answer")
+    time.sleep(1.0)  # its reply has reached the upper node's reply queue by now, and is dropped
+    assert stub.QueryRecords(ask, timeout=60).results[0].status == pb.KeyResult.FOUND  # both nodes healthy
+    assert "CANCELLED" in {r.result for r in _entries(upper, "QueryService/QueryRecords")}
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+    assert lower.node.audit.verify().ok and upper.node.audit.verify().ok
