@@ -184,6 +184,12 @@ def test_a_target_without_a_request_queue_is_undelivered_at_once_not_late_at_the
     assert f"exnode.{names['gone']}.rpc" in gone.reason and "not delivered" in gone.reason, gone.reason
     assert app.get_check(CENTRE, check.id).complete  # long before its deadline
     assert dt.datetime.now(dt.UTC) < deadline
+    from lxml import etree
+
+    from node.files.check_report import report_schema
+    document = etree.fromstring(app.export_xml(CENTRE, check.id))
+    assert report_schema().validate(document), report_schema().error_log
+    assert {t.get("state") for t in document.iter("{urn:exnode:check-report:v1}target")} == {"ANSWERED", "UNDELIVERED"}
 
 
 @pytest.mark.parametrize(("change", "field"), [
