@@ -10,7 +10,11 @@ Service names (what ``Health/Check`` and ``Health/Watch`` answer for):
 - ``exnode.broker``: the outbox dispatcher holds an open RabbitMQ connection that the broker does not
   block (``connection.blocked``: a memory or disk alarm); without a dispatcher in this process: a short
   probe connection succeeds.
-- ``exnode.readiness``: database, broker and workers: the node can take records *and* relay them.
+- ``exnode.readiness``: database, broker and workers, and, when the node answers other nodes (``exchange.dispatch``),
+  its request queue and its reply queue consumed: the node can take records, relay them and answer
+  requests routed to it. Why the queues: until the responder consumes ``exnode.<node>.rpc`` a request of
+  another node is returned as unroutable (a household check's target UNDELIVERED) or waits for the
+  deadline, so a node that just started is not ready before they are.
 - ``""`` (overall) and every exnode.v1 service name: the node answers its RPCs, i.e. the database is
   reachable. A node whose broker is down stays SERVING here: it keeps serving the catalog and the lists
   and keeps accepting records into the outbox, which drains when the broker returns.
@@ -62,6 +66,16 @@ def broker_answers(node: Observed) -> bool:
     return False
 
 
+RPC_WORKERS = ("rpc", "rpc_client")
+"""The workers (``Node.workers()`` names) whose broker session readiness waits for: they consume queues."""
+
+
+def exchange_consuming(node: Observed) -> bool | None:
+    """Every request/reply worker of the node holds a session that consumes its queue; None: it runs none."""
+    workers = [worker for name, worker in node.workers().items() if name in RPC_WORKERS]
+    return all(worker.stats.connected for worker in workers) if workers else None
+
+
 class HealthMonitor:
     """Checks the dependencies every ``interval`` seconds and sets the statuses; logs each change."""
 
@@ -73,13 +87,21 @@ class HealthMonitor:
         self.interval = interval
         self.state: dict[str, bool] = {}
         self.workers: dict[str, bool] = {}
+        self.consuming: bool | None = None
 
     async def check(self) -> dict[str, bool]:
         database = await self._timed(database_answers)
         broker = await self._timed(broker_answers)
         workers = self.check_workers()
         alive = all(workers.values())
-        state = {LIVENESS: alive, DATABASE: database, BROKER: broker, READINESS: alive and database and broker}
+        consuming = exchange_consuming(self.node)
+        if consuming is not None and consuming != self.consuming:  # at start INFO (the sessions are opening), later a lost one WARNING
+            level = logging.WARNING if not consuming and self.consuming is not None else logging.INFO
+            log.log(level, "health: request and reply queues %s", "consumed" if consuming else
+                    "not consumed: readiness waits for them", extra={"dependency": "rpc", "serving": consuming})
+            self.consuming = consuming
+        state = {LIVENESS: alive, DATABASE: database, BROKER: broker,
+                 READINESS: alive and database and broker and consuming is not False}
         state.update({name: database for name in self.services})
         for name, ok in state.items():
             if self.state.get(name) != ok:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -15,7 +17,7 @@ from exnode.v1 import catalog_pb2, catalog_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
-from node.grpc.server import SERVICES
+from node.grpc.server import SERVICES, _status_name
 from node.ops.health import LIVENESS, READINESS, HealthMonitor
 from tests.integration.grpc_node import RunningNode, make_config
 
@@ -106,3 +108,51 @@ def test_a_dead_dispatcher_thread_turns_liveness_not_serving(running):
     kill_thread(dispatcher._thread)
     assert running.run(monitor.check())[LIVENESS] is False
     assert liveness(running) == "NOT_SERVING" and worker_up("dispatcher") == 0
+
+
+def readiness(running: RunningNode) -> str:
+    status = health_pb2_grpc.HealthStub(running.raw_channel).Check(
+        health_pb2.HealthCheckRequest(service=READINESS), timeout=10).status
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+
+
+@pytest.mark.rabbitmq
+def test_readiness_waits_until_the_request_and_reply_queues_are_consumed(tmp_path: Path):
+    """A request of another node reaches this one only once its responder consumes exnode.<node>.rpc
+    (before, the broker returns it as unroutable): until then the node is alive but not ready. Here the
+    request queue exists with other arguments (a queue an operator declared by hand), so the responder's
+    declaration is refused and it keeps retrying; once the queue goes, it consumes and readiness follows."""
+    import pika
+
+    from adapters.rabbit.rpc import rpc_queue
+
+    config = make_config(tmp_path / "node")
+    config = replace(config, node=replace(config.node, id=f"ready{uuid.uuid4().hex[:8]}"))
+    queue = rpc_queue(config.node.id)
+    with pika.BlockingConnection(pika.URLParameters(config.rabbitmq.url)) as connection:
+        connection.channel().queue_declare(queue, durable=False)
+    running = RunningNode(config)
+    try:
+        monitor = HealthMonitor(running.node, running.health, SERVICES)
+        running.node.start_rpc(_status_name)
+        deadline = time.monotonic() + 20
+        while not running.node.rpc_client.stats.connected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        state = running.run(monitor.check())
+        assert state[LIVENESS] is True and state[READINESS] is False
+        assert readiness(running) == "NOT_SERVING" and liveness(running) == "SERVING"
+
+        with pika.BlockingConnection(pika.URLParameters(config.rabbitmq.url)) as connection:
+            connection.channel().queue_delete(queue)
+        deadline = time.monotonic() + 60
+        while not running.run(monitor.check())[READINESS] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert readiness(running) == "SERVING"
+        assert running.node.rpc_responder.stats.connected
+    finally:
+        running.close()
+        with pika.BlockingConnection(pika.URLParameters(config.rabbitmq.url)) as connection:
+            channel = connection.channel()
+            for name in (queue, f"exnode.{config.node.id}.rpc-reply", f"exnode.{config.node.id}.dlq"):
+                channel.queue_delete(name)
+            channel.exchange_delete(f"exnode.{config.node.id}.dlx")
