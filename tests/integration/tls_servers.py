@@ -5,6 +5,7 @@ as ``127.0.0.1`` meets a certificate with the wrong name."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -190,4 +191,34 @@ class RabbitTLS:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, 9)
                 self.process.wait(10)
+        _stop_node(self.name)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _node_processes(node_name: str) -> list[int]:
+    """The processes started for ``node_name`` (its environment says so): the server script's
+    ``runuser`` puts the Erlang VM in a session of its own, out of reach of the script's group."""
+    marker = f"RABBITMQ_NODENAME={node_name}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    return found
+
+
+def _stop_node(node_name: str, wait_s: float = 20.0) -> None:
+    """Stop every process of the node (TERM, then KILL after ``wait_s``), so no test broker outlives its test."""
+    for signal_number in (15, 9):
+        pids = _node_processes(node_name)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal_number)
+        deadline = time.monotonic() + wait_s
+        while pids and _node_processes(node_name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _node_processes(node_name):
+            return
