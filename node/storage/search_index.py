@@ -193,7 +193,13 @@ phrase of five common bigrams in the name: 50–100 ms at 10^5), a marked term's
 
 
 def _marked(mark: str, terms: str) -> str:
-    return " ".join(term if term == _RUN_BREAK else mark + term for term in terms.split(" ") if term)
+    """Every term with ``mark`` in front, except the run breaks. By string replacement, not term by term
+    (a quarter of a SQLite import's Python time was that generator): no term but a run break starts with
+    ``zz`` (an encoded ``z`` is ``z7a``), so ``mark + _RUN_BREAK`` occurs only where a break was marked."""
+    terms = " ".join(terms.split())  # no empty terms (a one-character run has no bigram)
+    if not terms:
+        return ""
+    return (mark + terms.replace(" ", " " + mark)).replace(mark + _RUN_BREAK, _RUN_BREAK)
 
 
 def _attribute_words(row: IndexedVersion) -> list[str]:
