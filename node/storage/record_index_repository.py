@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, exc, exists, func, literal, or_, select
+from sqlalchemy import and_, bindparam, delete, exists, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Select
 
 from catalog.objections import ObjectionState
 from node.storage import generations
+from node.storage.raw import fetch_one
 from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import objections, record_keys, records, resources, tier_disputes
 
@@ -81,36 +81,6 @@ class _RecordRow(NamedTuple):
     payload: str
     payload_key: str | None
     disputed: Any
-
-
-_compiled: dict[tuple[str, int], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
-
-
-def _fetch_one(connection: Connection, statement: Select[Any], values: dict[str, Any]) -> tuple[Any, ...] | None:
-    """``statement``'s first row as a plain tuple, run on the driver's cursor with its SQL compiled once per
-    dialect. Why: SQLAlchemy's execution (cache key, execution context, result processing) cost more CPU than
-    SQLite's own work for the one-row reads every VerifyClaim and QueryRecords makes, on the event loop. Only
-    for statements whose columns need no result processing (integers, text); a driver error is raised as
-    SQLAlchemy's own, so the unit of work translates it as before (StorageUnavailable, StorageFull)."""
-    dialect = connection.dialect
-    cached = _compiled.get((dialect.name, id(statement)))
-    if cached is None:
-        compiled = statement.compile(dialect=dialect)
-        defaults = {compiled.bind_names[bind]: bind.effective_value for bind in compiled.binds.values()
-                    if not bind.required}
-        order = tuple(compiled.positiontup or ()) if dialect.positional else None
-        cached = _compiled[(dialect.name, id(statement))] = (compiled.string, order, defaults)
-    sql, order, defaults = cached
-    params = {**defaults, **values}
-    arguments: Any = tuple(params[name] for name in order) if order is not None else params
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, arguments)
-        return cursor.fetchone()
-    except dialect.loaded_dbapi.Error as error:
-        raise exc.DBAPIError.instance(sql, arguments, error, dialect.loaded_dbapi.Error) from error
-    finally:
-        cursor.close()
 
 
 @dataclass(frozen=True)
@@ -189,7 +159,7 @@ class RecordIndexRepository:
     def asking_state_and_current(self, resource_code: str, key_hash: str
                                  ) -> tuple[AskingState, CurrentRecord | None]:
         """``asking_state`` and the key's ``current`` record in one statement."""
-        row = _fetch_one(self.connection, _ASKING_AND_CURRENT, {
+        row = fetch_one(self.connection, _ASKING_AND_CURRENT, {
             "code": resource_code, "resource_code": resource_code, "key_hash": key_hash})
         assert row is not None  # the statement always has its one row (an outer join on one constant row)
         asking = AskingState(row[0], row[1], row[2])
@@ -202,7 +172,7 @@ class RecordIndexRepository:
     def asking_state(self, resource_code: str) -> AskingState:
         """The published version and the cache counters, in one statement (None: not published, or a
         counter's row is missing)."""
-        row = _fetch_one(self.connection, _ASKING, {"code": resource_code})
+        row = fetch_one(self.connection, _ASKING, {"code": resource_code})
         assert row is not None  # a select of three scalar subqueries: always one row
         return AskingState(row[0], row[1], row[2])
 
