@@ -54,6 +54,10 @@ _CURRENT = (select(_k.key_hash, _k.provider_code, _k.record_id, _k.sequence, _r.
 _CURRENT_ONE = _CURRENT.where(_k.resource_code == bindparam("resource_code"), _k.key_hash == bindparam("key_hash"))
 """One key's current record and whether it is disputed (VerifyClaim's lookup, one statement): built once,
 so a call does not pay for building and keying the statement again."""
+_CURRENT_MANY = _CURRENT.where(_k.resource_code == bindparam("resource_code"),
+                               _k.key_hash.in_(bindparam("key_hashes", expanding=True)))
+"""Several keys' current records (QueryRecords): one statement built once, as ``_CURRENT_ONE``; a call
+used to build and key a new one (``_CURRENT.where(...)``), which cost more than SQLite's lookups."""
 _PUBLISHED_VERSION = select(resources.c.published_version).where(
     resources.c.code == bindparam("code"), resources.c.status == "PUBLISHED")
 _ASKING = select(_PUBLISHED_VERSION.scalar_subquery().label("published_version"),
@@ -146,8 +150,8 @@ class RecordIndexRepository:
                 _CURRENT_ONE, {"resource_code": resource_code, "key_hash": key_hashes[0]})]
         else:
             unique = list(dict.fromkeys(key_hashes))
-            chunks = [self.connection.execute(_CURRENT.where(
-                _k.resource_code == resource_code, _k.key_hash.in_(unique[start:start + 500])))
+            chunks = [self.connection.execute(_CURRENT_MANY, {
+                "resource_code": resource_code, "key_hashes": unique[start:start + 500]})
                 for start in range(0, len(unique), 500)]
         for rows in chunks:
             for row in rows:
