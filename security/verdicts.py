@@ -15,7 +15,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from security.keys import PublicKey, SigningKey
@@ -47,6 +47,13 @@ class SignedVerdict:
     keyed hash of the key), answers [{item, result}], state (电子证照, or ""), disputed (校核纠错: the record answered from is under
     an open objection; verdicts of nodes before it lack the key)."""
     signature: bytes
+    signed_bytes: bytes = field(default=b"", compare=False, repr=False)
+    """``canonical(document)`` as signed, when this node signed it (``sign``): the response carries those
+    very bytes, so they are not serialised a second time per verification."""
+
+    def canonical_document(self) -> bytes:
+        """The document's canonical JSON (what the signature covers after ``CONTEXT``)."""
+        return self.signed_bytes or canonical(self.document)
 
     @property
     def digest(self) -> bytes:
@@ -68,7 +75,8 @@ def digest_of(document: Mapping[str, Any], signature: bytes) -> bytes:
 
 def sign(document: dict[str, Any], signer: SigningKey) -> SignedVerdict:
     body = {**document, "format": FORMAT, "kid": signer.kid, "algorithm": signer.algorithm}
-    return SignedVerdict(body, signer.sign(CONTEXT + canonical(body)))
+    message = canonical(body)
+    return SignedVerdict(body, signer.sign(CONTEXT + message), message)
 
 
 def verify_file(data: Any, keys: Mapping[str, PublicKey], node_id: str = "") -> list[str]:

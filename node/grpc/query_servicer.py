@@ -129,5 +129,5 @@ def verdict_to_proto(answer: VerifyAnswer) -> pb.Verdict:
     return pb.Verdict(
         answers=[pb.ClaimAnswer(item=item, result=_RESULTS[result]) for item, result in answer.answers],
         state=document["state"], grant_id=answer.grant.id, request_hash=document["request_hash"],
-        document=canonical(document), signature=answer.verdict.signature, key_id=document["kid"],
-        request=canonical(answer.request), disputed=bool(document.get("disputed", False)))
+        document=answer.verdict.canonical_document(), signature=answer.verdict.signature, key_id=document["kid"],
+        request=answer.request_bytes or canonical(answer.request), disputed=bool(document.get("disputed", False)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -102,6 +103,8 @@ class VerifyAnswer:
     sealed: bytes = b""
     """The verdict file (verdict, signature, request) sealed to the consumer's key, when it registered one."""
     request_id: str = ""
+    request_bytes: bytes = field(default=b"", compare=False, repr=False)
+    """``verdicts.canonical(request)`` when this node hashed it: the response carries those very bytes."""
 
     @property
     def answers(self) -> list[tuple[str, Answer]]:
@@ -450,9 +453,10 @@ class QueryApplication:
         asked = verdicts.request_document(
             resource_code=request.resource_code, consumer_code=principal.department_code, key=request.key,
             claims=[(c.item, c.value) for c in request.claims], request_id=request.request_id)
+        asked_bytes = verdicts.canonical(asked)  # hashed here, sent as is in the response (``request_hash``)
         document = {
             "node": self.node_id, "at": now.astimezone(dt.UTC).isoformat(timespec="milliseconds"),
-            "request_id": request.request_id, "request_hash": verdicts.request_hash(asked),
+            "request_id": request.request_id, "request_hash": hashlib.sha256(asked_bytes).hexdigest(),
             "resource": request.resource_code, "consumer": principal.department_code, "grant": grant.id,
             "purpose": grant.purpose, "legal_basis": grant.legal_basis, "subject": digest,
             "answers": [{"item": item, "result": result.value} for item, result in answers],
@@ -462,7 +466,7 @@ class QueryApplication:
         # signed before it is counted (outside the commit the count waits for); dropped if the quota refuses
         signed = verdicts.sign(document, self.signer)
         stamp = self.stamp_verdicts
-        sealed = self._sealed(VerifyAnswer(signed, asked, grant, 0), seal_key)
+        sealed = self._sealed(VerifyAnswer(signed, asked, grant, 0, request_bytes=asked_bytes), seal_key)
         if prepare is not None:
             prepare(sealed)
 

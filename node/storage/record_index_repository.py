@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, exists, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from catalog.objections import ObjectionState
 from node.storage import generations
+from node.storage.raw import fetch_one
 from node.storage.secrecy import Sealer, open_payload
 from node.storage.tables import objections, record_keys, records, resources, tier_disputes
 
@@ -53,6 +54,10 @@ _CURRENT = (select(_k.key_hash, _k.provider_code, _k.record_id, _k.sequence, _r.
 _CURRENT_ONE = _CURRENT.where(_k.resource_code == bindparam("resource_code"), _k.key_hash == bindparam("key_hash"))
 """One key's current record and whether it is disputed (VerifyClaim's lookup, one statement): built once,
 so a call does not pay for building and keying the statement again."""
+_CURRENT_MANY = _CURRENT.where(_k.resource_code == bindparam("resource_code"),
+                               _k.key_hash.in_(bindparam("key_hashes", expanding=True)))
+"""Several keys' current records (QueryRecords): one statement built once, as ``_CURRENT_ONE``; a call
+used to build and key a new one (``_CURRENT.where(...)``), which cost more than SQLite's lookups."""
 _PUBLISHED_VERSION = select(resources.c.published_version).where(
     resources.c.code == bindparam("code"), resources.c.status == "PUBLISHED")
 _ASKING = select(_PUBLISHED_VERSION.scalar_subquery().label("published_version"),
@@ -67,6 +72,19 @@ _ASKING_AND_CURRENT = select(*_ASKING.selected_columns, *_CURRENT.selected_colum
         and_(_k.resource_code == bindparam("resource_code"), _k.key_hash == bindparam("key_hash"))))
 """``_ASKING`` and ``_CURRENT_ONE`` as one statement (one row; the record's columns null without one):
 VerifyClaim's whole read when it knows the published version's key items already."""
+
+
+class _RecordRow(NamedTuple):
+    """The record's columns of ``_ASKING_AND_CURRENT``'s row, named as ``open_payload`` reads them."""
+
+    key_hash: str
+    provider_code: str
+    record_id: str
+    sequence: int
+    resource_code: str
+    payload: str
+    payload_key: str | None
+    disputed: Any
 
 
 @dataclass(frozen=True)
@@ -132,8 +150,8 @@ class RecordIndexRepository:
                 _CURRENT_ONE, {"resource_code": resource_code, "key_hash": key_hashes[0]})]
         else:
             unique = list(dict.fromkeys(key_hashes))
-            chunks = [self.connection.execute(_CURRENT.where(
-                _k.resource_code == resource_code, _k.key_hash.in_(unique[start:start + 500])))
+            chunks = [self.connection.execute(_CURRENT_MANY, {
+                "resource_code": resource_code, "key_hashes": unique[start:start + 500]})
                 for start in range(0, len(unique), 500)]
         for rows in chunks:
             for row in rows:
@@ -145,19 +163,22 @@ class RecordIndexRepository:
     def asking_state_and_current(self, resource_code: str, key_hash: str
                                  ) -> tuple[AskingState, CurrentRecord | None]:
         """``asking_state`` and the key's ``current`` record in one statement."""
-        row = self.connection.execute(_ASKING_AND_CURRENT, {
-            "code": resource_code, "resource_code": resource_code, "key_hash": key_hash}).one()
-        asking = AskingState(row.published_version, row.grants, row.consumer_keys)
-        if row.key_hash is None:
+        row = fetch_one(self.connection, _ASKING_AND_CURRENT, {
+            "code": resource_code, "resource_code": resource_code, "key_hash": key_hash})
+        assert row is not None  # the statement always has its one row (an outer join on one constant row)
+        asking = AskingState(row[0], row[1], row[2])
+        if row[3] is None:
             return asking, None
-        return asking, CurrentRecord(row.key_hash, row.provider_code, row.record_id, row.sequence,
-                                     open_payload(self.sealer, self.connection, row), bool(row.disputed))
+        record = _RecordRow(*row[3:])
+        return asking, CurrentRecord(record.key_hash, record.provider_code, record.record_id, record.sequence,
+                                     open_payload(self.sealer, self.connection, record), bool(record.disputed))
 
     def asking_state(self, resource_code: str) -> AskingState:
         """The published version and the cache counters, in one statement (None: not published, or a
         counter's row is missing)."""
-        row = self.connection.execute(_ASKING, {"code": resource_code}).one()
-        return AskingState(row.published_version, row.grants, row.consumer_keys)
+        row = fetch_one(self.connection, _ASKING, {"code": resource_code})
+        assert row is not None  # a select of three scalar subqueries: always one row
+        return AskingState(row[0], row[1], row[2])
 
     def published_version(self, resource_code: str) -> int | None:
         """The resource's published version while it is published (None: not, or no longer, published): the

@@ -12,6 +12,7 @@ from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from node.storage.raw import fetch_one
 from node.storage.secrecy import Sealer
 from node.storage.tables import rpc_answers, verification_usage
 
@@ -23,8 +24,9 @@ def _answer_aad(request_id: str) -> bytes:
 
 
 def _take_statement(dialect: str) -> Any:
-    """The take as one upsert with bound parameters, built once per dialect (building the statement cost
-    more than running it, and the audit writer runs every take of a group commit in its one thread)."""
+    """The take as one upsert with bound parameters, built once per dialect and run on the driver's cursor
+    (``fetch_one``): building and executing it through SQLAlchemy cost more than running it, and the audit
+    writer runs every take of a group commit in its one thread."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     u = verification_usage.c
     statement = insert(verification_usage).values(
@@ -64,18 +66,20 @@ class VerificationRepository:
         """``take`` and ``add_mismatches`` in one statement: the mismatches count only with the verification."""
         if quota <= 0:
             return None
-        return self.connection.execute(_TAKES[self.connection.dialect.name], {
+        row = fetch_one(self.connection, _TAKES[self.connection.dialect.name], {
             "grant_id": grant_id, "day": day, "mismatches": mismatches, "more_mismatches": mismatches,
-            "quota": quota}).scalar()
+            "quota": quota})
+        return None if row is None else row[0]
 
     def take_many(self, grant_id: str, day: str, quota: int, count: int, mismatches: int) -> int | None:
         """``count`` verifications (with their mismatches) in one statement if the quota has room for all of
         them: the new count, or None with nothing changed (the caller then takes them one by one)."""
         if quota <= 0 or count < 1 or count > quota:
             return None
-        return self.connection.execute(_TAKE_MANY[self.connection.dialect.name], {
+        row = fetch_one(self.connection, _TAKE_MANY[self.connection.dialect.name], {
             "grant_id": grant_id, "day": day, "count": count, "mismatches": mismatches, "more": count,
-            "more_mismatches": mismatches, "more_again": count, "quota": quota}).scalar()
+            "more_mismatches": mismatches, "more_again": count, "quota": quota})
+        return None if row is None else row[0]
 
     def take(self, grant_id: str, day: str, quota: int) -> int | None:
         """Count one verification of the grant on the day, if the quota allows it: the new count, or None
