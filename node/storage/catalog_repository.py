@@ -16,6 +16,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -39,6 +40,7 @@ from node.storage.search_index import (
     OUT_OF_LINE,
     RELEVANCE_RANKS,
     SEARCH_ID_SPACING,
+    SEARCH_ID_STEP,
     IndexedVersion,
     allocate_search_ids,
     fts_columns,
@@ -105,6 +107,9 @@ FTS_BULK = 1_000
 """New resources from which an insert is a bulk load (an import file) for the FTS5 table's settings."""
 FTS_PENDING_BYTES = 16 << 20
 """FTS5 ``hashsize``: the new terms of a 20,000-resource import (MAX_IMPORT) stay in memory until commit."""
+RESPACE_RADIUS = 32
+"""SQLite: stored versions each side of a used-up search-id gap that a respacing rewrites first (the
+window grows fourfold until its id range has room)."""
 WALK_WINDOW = 2_048
 """PostgreSQL: how many shown versions a page of a word search reads in code order (an eighth of it
 first) before it leaves the page to the GIN index (a word in one version in 40 fills a page)."""
@@ -705,8 +710,8 @@ class CatalogRepository:
                 raise AssertionError(f"attempt to rewrite published version {latest.version} of {resource.code}")
             if latest != previous.latest:
                 self._rewrite_draft(resource.code, latest)
-        elif self._insert_versions([(resource.code, latest)], skip=resource.code)[1]:
-            before = {}  # renumbered: the index holds nothing of this resource now
+        else:
+            self._insert_versions([(resource.code, latest)], indexed=before)
         self._reindex(resource.code, before)
 
     def route(self, code: str) -> tuple[str, str]:
@@ -734,9 +739,8 @@ class CatalogRepository:
             return False  # older news, or a repeat
         else:
             self.connection.execute(update(resources).where(resources.c.code == resource.code).values(**values))
-        if self.get_version(resource.code, resource.latest.version) is None and self._insert_versions(
-                [(resource.code, resource.latest)], skip=resource.code)[1]:
-            before = {}  # renumbered: the index holds nothing of this resource now
+        if self.get_version(resource.code, resource.latest.version) is None:
+            self._insert_versions([(resource.code, resource.latest)], indexed=before)
         self._reindex(resource.code, before)
         return True
 
@@ -778,17 +782,17 @@ class CatalogRepository:
         self._bulk_insert(catalog_events, rows)
 
     def _insert_versions(self, versions: Sequence[tuple[str, ResourceVersion]],
-                         heads: Sequence[Resource] | None = None, skip: str | None = None) -> tuple[list[dict], bool]:
+                         heads: Sequence[Resource] | None = None, indexed: dict | None = None) -> list[dict]:
         """Insert version rows. With ``heads`` (new resources) their index entries are written at once;
-        otherwise the caller's ``_reindex`` writes them."""
+        otherwise the caller's ``_reindex`` writes them, from ``indexed``: the changed resource's FTS5
+        documents as the index holds them, by search id (kept true when a respacing moves them)."""
         values = [self._version_values(code, version) for code, version in versions]
-        renumbered = False
         if self.connection.dialect.name == "sqlite":
-            renumbered = self._assign_search_ids(values, skip)
+            self._assign_search_ids(values, indexed)
         self._bulk_insert(resource_versions, values)
         if heads is not None:
             self._index_new_versions(values, heads)
-        return values, renumbered
+        return values
 
     def _index_new_versions(self, values: list[dict], heads: Sequence[Resource]) -> None:
         """The index entries of new resources' version rows (``values``), built in bulk: on PostgreSQL
@@ -855,11 +859,10 @@ class CatalogRepository:
                 copy.write_row(row)
 
 
-    def _assign_search_ids(self, values: list[dict], skip: str | None = None) -> bool:
+    def _assign_search_ids(self, values: list[dict], indexed: dict | None = None) -> None:
         """SQLite: give the new version rows search ids in (code, version) order among the stored ones
         (writers hold SQLite's write lock, BEGIN IMMEDIATE, so the neighbours cannot change meanwhile);
-        True when the stored rows had to be renumbered first (their FTS5 rows were rebuilt, except those
-        of the resource ``skip``, which its caller reindexes from nothing)."""
+        where a gap is used up, the stored ids around it are spread out first (``_respace``)."""
         ordered = sorted(values, key=lambda row: (row["code"], row["version"]))
         sql = self.connection.exec_driver_sql
         plan: list[tuple[list[dict], list[int]]] = []
@@ -879,35 +882,70 @@ class CatalogRepository:
                 end += 1
             ids = allocate_search_ids(below, None if above is None else above.search_id, end - start)
             if ids is None:
-                self._renumber_search_ids(skip)
-                self._assign_search_ids(values)
-                return True
+                # Each respacing leaves every gap of its window room for all of ``values``: this run
+                # fits next time and no other run's gap got smaller than it needs, so this ends.
+                self._respace(key, len(values), indexed)
+                self._assign_search_ids(values, indexed)
+                return
             plan.append((ordered[start:end], ids))
             start = end
         for run, ids in plan:
             for row, search_id in zip(run, ids, strict=True):
                 row["search_id"] = search_id
-        return False
 
-    def _renumber_search_ids(self, skip: str | None) -> None:
-        """Space every stored version's search id SEARCH_ID_SPACING apart again, in (code, version)
-        order, and rebuild the FTS5 table with them (rare: when inserts at one place used a gap up)."""
+    def _respace(self, key: tuple[str, int], reserve: int, indexed: dict | None) -> None:
+        """Spread the search ids of the stored versions around ``key`` evenly again, over the smallest
+        window (RESPACE_RADIUS rows each side, then four times that …) whose id range leaves each gap room
+        for ``reserve`` new rows and more inserts later, keeping room for ``reserve`` rows at ``key``;
+        only the window's version rows and FTS5 rows are rewritten.
+
+        Why a window: a provider that keeps adding codes at one place (its new codes sort just below the
+        next front code) uses that gap up every SEARCH_ID_SPACING / SEARCH_ID_STEP inserts. Renumbering
+        the whole catalog then read every version into memory (6.4 GB at 10^6 resources) and rewrote
+        every FTS5 row in one transaction, minutes with the write lock held; a window is tens of rows."""
         v, r = resource_versions, resources
-        rows = self.connection.execute(
-            select(v.c.code, v.c.version, v.c.name, v.c.document, v.c.search_text, v.c.classification,
-                   v.c.share_type, v.c.open_type, v.c.update_cycle, v.c.provider_code, r.c.status, r.c.latest_version,
-                   r.c.published_version)
-            .select_from(v.join(r, r.c.code == v.c.code)).order_by(v.c.code, v.c.version)).all()
-        sql = self.connection.exec_driver_sql
-        sql("INSERT INTO resource_search (resource_search) VALUES ('delete-all')")
-        self._index_changed()
-        sql("UPDATE resource_versions SET search_id = NULL")
-        ids = [SEARCH_ID_SPACING * (i + 1) for i in range(len(rows))]
-        sql("UPDATE resource_versions SET search_id = ? WHERE code = ? AND version = ?",
-            [(i, row.code, row.version) for i, row in zip(ids, rows, strict=True)])
-        self._index_insert({i: fts_columns(indexed_version(
+        columns = (v.c.search_id, v.c.code, v.c.version, v.c.name, v.c.document, v.c.search_text,
+                   v.c.classification, v.c.share_type, v.c.open_type, v.c.update_cycle, v.c.provider_code,
+                   r.c.status, r.c.latest_version, r.c.published_version)
+        rows = select(*columns).select_from(v.join(r, r.c.code == v.c.code))
+        position = tuple_(v.c.code, v.c.version)
+        least = max(2 * SEARCH_ID_STEP, reserve + 1)
+        radius = RESPACE_RADIUS
+        while True:
+            lower = self.connection.execute(rows.where(position < key).order_by(
+                v.c.code.desc(), v.c.version.desc()).limit(radius + 1)).all()
+            upper = self.connection.execute(rows.where(position > key).order_by(
+                v.c.code, v.c.version).limit(radius + 1)).all()
+            floor = lower[radius].search_id if len(lower) > radius else 0
+            ceiling = upper[radius].search_id if len(upper) > radius else None
+            lower, upper = lower[:radius][::-1], upper[:radius]
+            if ceiling is None:
+                spacing = max(SEARCH_ID_SPACING, least)
+                break
+            spacing = (ceiling - floor) // (len(lower) + reserve + len(upper) + 1)
+            if spacing >= least:
+                break
+            radius *= 4
+        slots = [*range(1, len(lower) + 1), *range(len(lower) + reserve + 1, len(lower) + reserve + 1 + len(upper))]
+        moves = [(row, floor + spacing * slot) for row, slot in zip([*lower, *upper], slots, strict=True)
+                 if floor + spacing * slot != row.search_id]
+        if not moves:
+            return
+        ours = indexed if indexed is not None else {}
+        documents = {row.search_id: ours[row.search_id] if row.search_id in ours else fts_columns(indexed_version(
             row._mapping, row.status, latest_version=row.latest_version, published_version=row.published_version))
-            for i, row in zip(ids, rows, strict=True) if row.code != skip})
+            for row, _new in moves}
+        sql = self.connection.exec_driver_sql
+        sql("INSERT INTO resource_search (resource_search, rowid, name, summary, rest, attributes) "
+            "VALUES ('delete', ?, ?, ?, ?, ?)", [(row.search_id, *documents[row.search_id]) for row, _new in moves])
+        sql("UPDATE resource_versions SET search_id = ? WHERE code = ? AND version = ?",
+            [(new, row.code, row.version) for row, new in moves])
+        self._index_insert({new: documents[row.search_id] for row, new in moves})
+        if indexed is not None:
+            moved = {row.search_id: new for row, new in moves}
+            remapped = {moved.get(search_id, search_id): document for search_id, document in indexed.items()}
+            indexed.clear()
+            indexed.update(remapped)
 
     def _rewrite_draft(self, code: str, version: ResourceVersion) -> None:
         v = resource_versions
