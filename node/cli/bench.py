@@ -157,7 +157,7 @@ def run_pull(args: argparse.Namespace) -> int:
         return main_ingest(counts=args.counts, urls=args.database_url)
     if args.counts is not None:
         raise UsageError("bench pull: --counts goes with --ingest (without it, --count N)")
-    return bench_main(count=args.count, urls=args.database_url, import_only=args.import_only)
+    return bench_main(count=args.count, urls=args.database_url)
 
 
 def _sizes(text: str) -> tuple[int, ...]:
