@@ -4,7 +4,7 @@ import pytest
 
 from node.bench.catalog import main
 
-KINDS = ("text", "text_rare", "provider", "share_type", "classification_status", "paging")
+KINDS = ("text", "text_rare", "text_relevance", "provider", "share_type", "classification_status", "paging")
 
 
 @pytest.mark.bench
@@ -17,6 +17,7 @@ def test_catalog_bench_prints_every_figure(tmp_path, capsys):
     assert figures.pop("backend") == "sqlite"
     expected = [
         "sqlite_catalog_import_seconds", "sqlite_catalog_import_resources_per_s",
+        "sqlite_catalog_import_cpu_us_per_resource",
         *(f"sqlite_search_{kind}_{p}_ms" for kind in KINDS for p in ("p50", "p99")),
         "sqlite_search_p50_ms", "sqlite_search_p99_ms", "sqlite_raw_index_p99_ms",
         "sqlite_search_vs_raw_index_p99_ratio", "sqlite_get_p50_ms", "sqlite_get_p99_ms",
