@@ -10,6 +10,7 @@ import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 from catalog import model
 from catalog.errors import (
@@ -348,7 +349,10 @@ def _check_related(repo: CatalogRepository, meta: ResourceMetadata, also_known: 
         raise InvalidField(problems)
 
 
+@lru_cache(maxsize=1024)
 def _filter_fingerprint(flt: ResourceFilter, order: SearchOrder = SearchOrder.CODE) -> str:
+    """Remembered per (filter, order), both immutable: hashing the JSON each time was a tenth of a search
+    answered from the index's first page."""
     fields = asdict(flt)
     if order is not SearchOrder.CODE:  # code-order fingerprints stay those of earlier tokens
         fields["order"] = order.value

@@ -34,7 +34,7 @@ from catalog.model import (
     UpdateCycle,
     VersionState,
 )
-from node.storage import generations
+from node.storage import generations, raw
 from node.storage.database import sqlite_transaction_wrote
 from node.storage.search_index import (
     OUT_OF_LINE,
@@ -291,7 +291,7 @@ class CatalogRepository:
         return row[0] if row is not None and row[1] else None
 
     def _count_key(self, where: list[str], params: list, at_most: int) -> tuple:
-        return (str(self.connection.engine.url), " AND ".join(where),
+        return (_database_name(self.connection), " AND ".join(where),
                 tuple(tuple(p) if isinstance(p, list) else p for p in params), at_most)
 
     def _known_count(self, where: list[str], params: list, at_most: int) -> int | None:
@@ -390,12 +390,11 @@ class CatalogRepository:
         return fts_match(flt.query.lower().split(), cls._attributes(flt), flt.code_prefix, flt.visible_to)
 
     def _fts_count(self, expression: str, at_most: int) -> int:
-        return self.connection.exec_driver_sql(
-            "SELECT count(*) FROM (SELECT rowid FROM resource_search WHERE resource_search MATCH ? LIMIT ?)",
-            (expression, at_most)).scalar_one()
+        return raw.fetch_all(self.connection, "SELECT count(*) FROM (SELECT rowid FROM resource_search "
+                             "WHERE resource_search MATCH ? LIMIT ?)", (expression, at_most))[0][0]
 
     def _index_generation(self) -> int:
-        return self.connection.exec_driver_sql("SELECT generation FROM resource_search_generation").scalar_one()
+        return raw.fetch_all(self.connection, "SELECT generation FROM resource_search_generation", ())[0][0]
 
     def _cached_fts_count(self, expression: str, at_most: int) -> int:
         """A count remembered per index generation. Why: counting 10,000 matches in FTS5 is 1–9 ms (a
@@ -403,7 +402,7 @@ class CatalogRepository:
         those of the same common searches; every write of the index moves the generation on in its own
         transaction, so a count is reused only for exactly the index it was counted on. The generation is
         read again after counting: a count that may have seen a later index is not kept."""
-        database = str(self.connection.engine.url)
+        database = _database_name(self.connection)
         generation = self._index_generation()
         key = (database, expression, at_most)
         with _COUNTS_LOCK:
@@ -466,14 +465,14 @@ class CatalogRepository:
         """SQLite: the search id above which the versions of codes after ``after_code`` lie."""
         if not after_code:
             return 0
-        return self.connection.exec_driver_sql(
-            "SELECT search_id FROM resource_versions WHERE code <= ? ORDER BY code DESC, version DESC LIMIT 1",
-            (after_code,)).scalar() or 0
+        rows = raw.fetch_all(self.connection, "SELECT search_id FROM resource_versions WHERE code <= ? "
+                             "ORDER BY code DESC, version DESC LIMIT 1", (after_code,))
+        return (rows[0][0] if rows else 0) or 0
 
     def _fts_page(self, expression: str, bound: int, limit: int) -> list[int]:
-        return self.connection.exec_driver_sql(
-            "SELECT rowid FROM resource_search WHERE resource_search MATCH ? AND rowid > ? ORDER BY rowid LIMIT ?",
-            (expression, bound, limit)).scalars().all()
+        return [rowid for rowid, in raw.fetch_all(
+            self.connection, "SELECT rowid FROM resource_search WHERE resource_search MATCH ? AND rowid > ? "
+            "ORDER BY rowid LIMIT ?", (expression, bound, limit))]
 
     def _sqlite_resources(self, ids: Sequence[int]) -> dict[int, Resource]:
         """The resources shown by these search ids, by search id. By search id (SQLite plans ``(code,
@@ -1023,6 +1022,17 @@ class CatalogRepository:
             "document": metadata_document(meta),
             "created_at": version.created_at, "published_at": version.published_at,
         }
+
+
+@lru_cache(maxsize=64)
+def _url_text(url: object) -> str:
+    return str(url)
+
+
+def _database_name(connection: Connection) -> str:
+    """The database a remembered count belongs to (its URL as text, rendered once per URL: rendering it
+    was a tenth of a cached SQLite search's Python)."""
+    return _url_text(connection.engine.url)
 
 
 _NAME_PART = "substr(search_text, 1, name_length)"
