@@ -3,6 +3,7 @@ the database's own work."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import exc
@@ -30,14 +31,7 @@ def fetch_one(connection: Connection, statement: ClauseElement, values: dict[str
     sql, order, defaults = cached
     params = {**defaults, **values}
     arguments: Any = tuple(params[name] for name in order) if order is not None else params
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, arguments)
-        return cursor.fetchone()
-    except dialect.loaded_dbapi.Error as error:
-        raise exc.DBAPIError.instance(sql, arguments, error, dialect.loaded_dbapi.Error) from error
-    finally:
-        cursor.close()
+    return _on_cursor(connection, sql, arguments, lambda cursor: cursor.fetchone())
 
 
 def fetch_all(connection: Connection, sql: str, arguments: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -45,11 +39,15 @@ def fetch_all(connection: Connection, sql: str, arguments: tuple[Any, ...]) -> l
     error is raised as SQLAlchemy's own, as in ``fetch_one``. Why: a SQLite catalog search is three or four
     small statements (the index generation, the page's bound, a page of FTS5 rowids) whose SQLAlchemy
     execution cost about as much as SQLite's work."""
+    return _on_cursor(connection, sql, arguments, lambda cursor: cursor.fetchall())
+
+
+def _on_cursor(connection: Connection, sql: str, arguments: Any, fetch: Callable[[Any], Any]) -> Any:
     dialect = connection.dialect
     cursor = connection.connection.cursor()
     try:
         cursor.execute(sql, arguments)
-        return cursor.fetchall()
+        return fetch(cursor)
     except dialect.loaded_dbapi.Error as error:
         raise exc.DBAPIError.instance(sql, arguments, error, dialect.loaded_dbapi.Error) from error
     finally:
