@@ -291,7 +291,7 @@ class CatalogRepository:
         return row[0] if row is not None and row[1] else None
 
     def _count_key(self, where: list[str], params: list, at_most: int) -> tuple:
-        return (_database_name(self.connection), " AND ".join(where),
+        return (_database_name(self.connection.engine.url), " AND ".join(where),
                 tuple(tuple(p) if isinstance(p, list) else p for p in params), at_most)
 
     def _known_count(self, where: list[str], params: list, at_most: int) -> int | None:
@@ -402,7 +402,7 @@ class CatalogRepository:
         those of the same common searches; every write of the index moves the generation on in its own
         transaction, so a count is reused only for exactly the index it was counted on. The generation is
         read again after counting: a count that may have seen a later index is not kept."""
-        database = _database_name(self.connection)
+        database = _database_name(self.connection.engine.url)
         generation = self._index_generation()
         key = (database, expression, at_most)
         with _COUNTS_LOCK:
@@ -1025,14 +1025,10 @@ class CatalogRepository:
 
 
 @lru_cache(maxsize=64)
-def _url_text(url: object) -> str:
-    return str(url)
-
-
-def _database_name(connection: Connection) -> str:
-    """The database a remembered count belongs to (its URL as text, rendered once per URL: rendering it
+def _database_name(url: object) -> str:
+    """The database a remembered count belongs to: its URL as text, rendered once per URL (rendering it
     was a tenth of a cached SQLite search's Python)."""
-    return _url_text(connection.engine.url)
+    return str(url)
 
 
 _NAME_PART = "substr(search_text, 1, name_length)"

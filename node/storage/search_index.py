@@ -273,7 +273,7 @@ def fts_match(words: list[str], attributes: dict[str, str], code_prefix: str, vi
 
 
 SEARCH_ID_SPACING = 1 << 32
-"""Distance between the search ids of neighbouring versions after a renumbering, and of appended ones."""
+"""Distance between the search ids of appended versions (and at most that between respaced ones)."""
 SEARCH_ID_STEP = 1 << 16
 """Distance between versions inserted in a run between two neighbours: small, so a long sequence of
 inserts at one place (a provider's new codes, always just below the next front code) uses the gap up
@@ -282,7 +282,7 @@ slowly instead of halving it each time."""
 
 def allocate_search_ids(before: int | None, after: int | None, count: int) -> list[int] | None:
     """Search ids for ``count`` new versions that sort between the versions holding ``before`` and
-    ``after`` (None: no neighbour on that side), in order; None when the gap is used up (renumber).
+    ``after`` (None: no neighbour on that side), in order; None when the gap is used up (respace it).
 
     Why ids in code order: FTS5 returns matches in rowid order, so when rowid order is the catalog's
     code order, a page is the first ``limit`` rows after a bound — what a bare index costs, however
