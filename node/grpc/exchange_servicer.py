@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from exnode.v1 import exchange_pb2 as pb
@@ -89,10 +90,26 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         return pb.RegisteredKey(key_id=key.kid, department_code=key.department_code, algorithm=key.algorithm)
 
     async def Ingest(self, request: pb.RecordBatch, context: grpc.aio.ServicerContext) -> pb.IngestResponse:
-        current().target = f"resource:{request.resource_code}"
-        result = await asyncio.to_thread(self.ingest.ingest, principal(), batch_from_proto(request))
-        current().detail = f"batch {result.batch_id}: {result.accepted} stored, {result.duplicates} duplicates"
-        return result_to_proto(result)
+        """The call's audit entry commits with the batch (``audit_in``): stored and audited together or not
+        at all, so a refused call (a full disk: RESOURCE_EXHAUSTED) stored nothing, and the caller's retry
+        of the same records is accepted, not counted as duplicates of a store it was told had failed."""
+        rc = current()
+        rc.target = f"resource:{request.resource_code}"
+        audit_in = rc.audit_in
+
+        def joined(uow: Any, result: IngestResult) -> None:
+            if audit_in is not None:
+                audit_in(rc, uow, f"batch {result.batch_id}: {result.accepted} stored, "
+                                  f"{result.duplicates} duplicates", "OK")
+
+        caller = principal()
+
+        def ingest() -> IngestResult:
+            result = self.ingest.ingest(caller, batch_from_proto(request), joined)
+            rc.committed_ok = audit_in is not None  # the OK entry committed with the records
+            return result
+
+        return result_to_proto(await asyncio.to_thread(ingest))
 
     async def IngestStream(self, request_iterator: AsyncIterator[pb.RecordBatch],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.IngestResponse]:

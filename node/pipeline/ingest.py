@@ -78,9 +78,10 @@ class Ingest:
         self.on_outbox: Callable[[], None] | None = None
         """Called after a commit that wrote outbox rows: the dispatcher publishes them now, not at its next poll."""
 
-    def ingest(self, principal: Principal, batch: IncomingBatch) -> IngestResult:
+    def ingest(self, principal: Principal, batch: IncomingBatch,
+               joined: Callable[[UnitOfWork, IngestResult], None] | None = None) -> IngestResult:
         """Check the batch, then store it in one transaction; each refusal names its check."""
-        return self.store(principal, self.check(principal, batch))
+        return self.store(principal, self.check(principal, batch), joined)
 
     # -- the checks (no writes: a stream checks its next batch while the one before commits) ------------
     def check(self, principal: Principal, batch: IncomingBatch) -> CheckedBatch:
@@ -163,9 +164,12 @@ class Ingest:
             raise BadSignature(f"signature: does not verify with key {key.kid} of department {key.department_code}")
 
     # -- the store: ONE transaction ---------------------------------------------------------------------
-    def store(self, principal: Principal, checked: CheckedBatch) -> IngestResult:
+    def store(self, principal: Principal, checked: CheckedBatch,
+              joined: Callable[[UnitOfWork, IngestResult], None] | None = None) -> IngestResult:
         """Step 6 and the transaction: duplicates and sequence order against what is stored, then the
-        records, the batch, its audit entry and the outbox rows, committed together."""
+        records, the batch, its audit entry and the outbox rows, committed together. ``joined`` adds the
+        caller's writes to that transaction (the RPC's own audit entry): a store whose call cannot be
+        audited (a full disk) then changes nothing, rather than storing and answering UNAVAILABLE."""
         batch, now = checked.batch, checked.now
         provider, resource_code = batch.provider_code, batch.resource_code
         self._refuse_when_outbox_full()
@@ -195,9 +199,12 @@ class Ingest:
                 at=now, request_id=batch.batch_id, subject=principal.subject, department_code=principal.department_code,
                 roles=tuple(sorted(principal.roles)), action="exchange/store-batch", target=f"resource:{resource_code}",
                 result="OK", detail=detail)])
+            result = IngestResult(batch.batch_id, len(found.fresh), found.duplicates, tuple(gaps), subscribers)
+            if joined is not None:
+                joined(uow, result)
             uow.commit()
         self.committed(subscribers)
-        return IngestResult(batch.batch_id, len(found.fresh), found.duplicates, tuple(gaps), subscribers)
+        return result
 
     def _refuse_when_outbox_full(self) -> None:
         bound = self.limits.max_outbox_rows

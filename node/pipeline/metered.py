@@ -34,9 +34,10 @@ class MeteredIngest(Ingest):
             BATCHES.labels(type(error).__name__).inc()
             raise
 
-    def store(self, principal: Principal, checked: CheckedBatch) -> IngestResult:
+    def store(self, principal: Principal, checked: CheckedBatch,
+              joined: Callable[[UnitOfWork, IngestResult], None] | None = None) -> IngestResult:
         try:
-            result = super().store(principal, checked)
+            result = super().store(principal, checked, joined)
         except Exception as error:
             BATCHES.labels(type(error).__name__).inc()
             raise
