@@ -21,7 +21,9 @@ from catalog.records import Record
 from node.bootstrap import load_sample
 from node.pipeline import batch_leaves, provider_batch
 from node.storage.audit_repository import AuditFilter
+from node.storage.errors import StorageFull
 from security import merkle
+from security.audit import AuditRecord
 from tests.fault.support import AMQP, CONSUMER, LOW_INCOME, PROVIDER, Key, as_proto, low_income_record
 from tests.integration.grpc_node import RunningNode, make_config
 
@@ -355,3 +357,36 @@ def test_records_for_a_retired_resource_are_refused(node: RunningNode):
         provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, [low_income_record(1)], key)))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "resource_code" in caught.value.details() and "RETIRED" in caught.value.details()
+
+
+def test_a_batch_is_stored_with_its_calls_audit_entry_or_not_at_all(node: RunningNode,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    """The call's OK entry commits in the batch's transaction: one entry per call, and when that entry
+    cannot be written (here: the disk fills at that moment) the batch is refused and nothing is stored,
+    so the caller's retry of the same records is accepted rather than reported as duplicates."""
+    key = Key()
+    register(node, key)
+    provider = exchange_pb2_grpc.ExchangeServiceStub(node.channel_as(PROVIDER, ["provider"]))
+    first = provider_batch(PROVIDER, LOW_INCOME, [low_income_record(1)], key)
+    assert provider.Ingest(as_proto(first)).accepted == 1
+    calls = node.node.audit.query(AuditFilter(action="ExchangeService/Ingest", result="OK")).entries
+    assert len(calls) == 1 and f"batch {first.batch_id}: 1 stored, 0 duplicates" in calls[0].record.detail
+
+    writer = node.node.audit_writer
+    join = writer.join_batch
+
+    def full(uow: object, records: list[AuditRecord]) -> None:
+        if any(r.action == "ExchangeService/Ingest" for r in records):
+            raise StorageFull("the database's disk is full: (the test's)")
+        join(uow, records)
+
+    monkeypatch.setattr(writer, "join_batch", full)
+    records = [low_income_record(n) for n in (2, 3)]
+    with pytest.raises(grpc.RpcError) as caught:
+        provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, records, key)))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, caught.value.details()
+    assert len(node.node.audit.query(AuditFilter(action="exchange/store-batch")).entries) == 1  # nothing stored
+    monkeypatch.setattr(writer, "join_batch", join)
+    retried = provider.Ingest(as_proto(provider_batch(PROVIDER, LOW_INCOME, records, key)))
+    assert (retried.accepted, retried.duplicates) == (2, 0)
+    assert len(node.node.audit.query(AuditFilter(action="ExchangeService/Ingest", result="OK")).entries) == 2
